@@ -1,0 +1,10 @@
+//! SPIFFE identity: IDs, SVIDs, trust bundles, a CA, and the TLS verifiers
+//! that make every tunnel mutually authenticated.
+
+pub mod ca;
+pub mod spiffe;
+pub mod svid;
+pub mod verify;
+
+pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use svid::{Svid, TrustBundles};

@@ -1,0 +1,16 @@
+//! What every quicmesh proxy shares, written once: SPIFFE identity and TLS
+//! verification ([`identity`]), the QUIC/HTTP3 CONNECT tunnel ([`tunnel`]),
+//! network-namespace plumbing ([`netns`]), metrics and logging.
+//!
+//! Nothing here knows about pods, nodes or policy; those belong to the proxies.
+
+pub mod identity;
+pub mod metrics;
+pub mod netns;
+pub mod telemetry;
+pub mod tunnel;
+
+/// The crypto provider every TLS config in quicmesh uses (ring).
+pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}

@@ -1,0 +1,208 @@
+//! Prometheus metrics shared by every proxy, and the HTTP endpoint serving them.
+//!
+//! Each binary owns one `prometheus_client::registry::Registry`; the families
+//! here register into it. Label values are bounded: sides, reasons and
+//! directions are fixed sets; principals are SPIFFE IDs of real workloads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub side: String,
+    pub reason: String,
+}
+
+/// Certificate refusals during TLS handshakes.
+#[derive(Default, Debug, Clone)]
+pub struct TlsMetrics {
+    refusals: Family<RefusalLabels, Counter>,
+}
+
+impl TlsMetrics {
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "quicmesh_tls_refusals",
+            "Peer certificates refused during TLS handshakes, by our side and reason",
+            self.refusals.clone(),
+        );
+    }
+
+    pub fn refused(&self, side: &str, reason: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                side: side.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn count(&self, side: &str, reason: &str) -> u64 {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                side: side.into(),
+                reason: reason.into(),
+            })
+            .get()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// "inbound" (we are the tunnel server) or "outbound".
+    pub direction: String,
+    pub src_principal: String,
+    pub dst_principal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub direction: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub side: String,
+    pub result: String,
+}
+
+/// Tunnel streams (one per TCP connection), bytes, and refusals.
+#[derive(Default, Debug)]
+pub struct TunnelMetrics {
+    pub streams_opened: Family<StreamLabels, Counter>,
+    pub streams_closed: Family<StreamLabels, Counter>,
+    pub streams_active: Gauge,
+    pub bytes_sent: Family<StreamLabels, Counter>,
+    pub bytes_received: Family<StreamLabels, Counter>,
+    pub refusals: Family<ReasonLabels, Counter>,
+    pub handshakes: Family<HandshakeLabels, Counter>,
+    pub quic_connections_active: Gauge,
+    pub tls: TlsMetrics,
+}
+
+impl TunnelMetrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "quicmesh_tunnel_streams_opened",
+            "Tunnel streams (one per TCP connection) opened",
+            self.streams_opened.clone(),
+        );
+        reg.register(
+            "quicmesh_tunnel_streams_closed",
+            "Tunnel streams closed",
+            self.streams_closed.clone(),
+        );
+        reg.register(
+            "quicmesh_tunnel_streams_active",
+            "Tunnel streams open now",
+            self.streams_active.clone(),
+        );
+        reg.register(
+            "quicmesh_tunnel_sent_bytes",
+            "Application bytes sent into tunnel streams",
+            self.bytes_sent.clone(),
+        );
+        reg.register(
+            "quicmesh_tunnel_received_bytes",
+            "Application bytes received from tunnel streams",
+            self.bytes_received.clone(),
+        );
+        reg.register(
+            "quicmesh_tunnel_refusals",
+            "Tunnel requests refused, by reason",
+            self.refusals.clone(),
+        );
+        reg.register(
+            "quicmesh_quic_handshakes",
+            "QUIC handshakes by our side and result",
+            self.handshakes.clone(),
+        );
+        reg.register(
+            "quicmesh_quic_connections_active",
+            "QUIC connections open now",
+            self.quic_connections_active.clone(),
+        );
+        self.tls.register(reg);
+    }
+
+    pub fn refused(&self, direction: &str, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                direction: direction.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn handshake(&self, side: &str, result: &str) {
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                side: side.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+/// Encodes the registry in the Prometheus text format.
+pub fn encode(reg: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, reg).expect("writing to a String");
+    out
+}
+
+/// A source of the text for one HTTP path of the admin/metrics server.
+pub type Handler = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serves GET requests for fixed paths (e.g. `/metrics`, `/healthz/ready`,
+/// `/config_dump`) over HTTP/1.1 until `shutdown` is cancelled.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    routes: Vec<(&'static str, Handler)>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let routes = Arc::new(routes);
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { tracing::warn!(error = %e, "admin accept failed"); continue; }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let routes = routes.clone();
+                async move {
+                    let found = routes.iter().find(|(p, _)| *p == req.uri().path());
+                    let resp = match found {
+                        Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h()))),
+                        None => hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found\n")))
+                            .expect("static response"),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}

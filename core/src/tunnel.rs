@@ -1,0 +1,18 @@
+//! The tunnel: each TCP connection carried as one HTTP/3 `CONNECT` stream
+//! (RFC 9114 §4.4) over mutually authenticated QUIC.
+//!
+//! - [`config`]: QUIC transport settings, UDP socket sizing, TLS configs.
+//! - [`server`]: accepts CONNECT streams and hands them to an [`server::Inbound`].
+//! - [`client`]: a pool of QUIC connections, one CONNECT stream per TCP connection.
+//! - [`pump`]: copies bytes between a TCP socket and a stream, with half-close
+//!   and reset mapped both ways.
+
+pub mod client;
+pub mod config;
+pub mod pump;
+pub mod server;
+
+/// The UDP port of the tunnel on every pod and waypoint.
+pub const TUNNEL_PORT: u16 = 15008;
+/// ALPN of the tunnel.
+pub const ALPN: &[u8] = b"h3";

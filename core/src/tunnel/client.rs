@@ -1,0 +1,362 @@
+//! The tunnel client: a pool of QUIC connections keyed by (source identity,
+//! destination identity, destination address), each carrying many CONNECT
+//! streams.
+//!
+//! One pool serves one QUIC endpoint (in ztunnel: one pod's network namespace,
+//! so tunnels leave from the pod's own address). Connections are made lazily,
+//! once per key even under concurrent demand (callers for the same key wait
+//! for the one handshake), re-made after failure, and closed after
+//! `pool_idle` without streams. Opening a stream waits while the peer's stream
+//! limit is reached: no unbounded queue.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use tokio::net::TcpStream;
+
+use super::config::{client_config, TunnelSettings};
+use super::pump::{pump, Transfer};
+use crate::identity::{SpiffeId, Svid, TrustBundles};
+use crate::metrics::{StreamLabels, TunnelMetrics};
+
+/// What a pooled connection is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub src: SpiffeId,
+    pub dst: SpiffeId,
+    /// The peer's tunnel address (`ip:15008`).
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("TLS config for {0}: {1}")]
+    Config(SpiffeId, String),
+    #[error("QUIC connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error("QUIC handshake with {addr} timed out")]
+    HandshakeTimeout { addr: SocketAddr },
+    #[error("handshake with {addr} failed: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
+    #[error("HTTP/3 with {addr}: {reason}")]
+    H3 { addr: SocketAddr, reason: String },
+    #[error("peer refused the tunnel to {authority}: {status}")]
+    Status {
+        authority: SocketAddr,
+        status: StatusCode,
+    },
+}
+
+impl TunnelError {
+    /// Fixed word for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TunnelError::Config(..) => "config",
+            TunnelError::Connect { .. } => "connect",
+            TunnelError::HandshakeTimeout { .. } => "handshake_timeout",
+            TunnelError::Handshake { .. } => "handshake",
+            TunnelError::H3 { .. } => "h3",
+            TunnelError::Status { .. } => "upstream_status",
+        }
+    }
+}
+
+type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+struct Conn {
+    quic: quinn::Connection,
+    send: SendRequest,
+    active: Arc<AtomicUsize>,
+    last_used: Mutex<Instant>,
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        self.quic.close_reason().is_none()
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+
+/// A pool of tunnel connections from one endpoint.
+pub struct Pool {
+    endpoint: quinn::Endpoint,
+    bundles: Arc<TrustBundles>,
+    settings: TunnelSettings,
+    metrics: Arc<TunnelMetrics>,
+    slots: Mutex<HashMap<PoolKey, Slot>>,
+}
+
+/// Counts a stream as active on its connection while alive.
+struct StreamGuard(Arc<Conn>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        *self.0.last_used.lock().expect("not poisoned") = Instant::now();
+    }
+}
+
+/// An established CONNECT stream, ready to pump.
+pub struct Tunnel {
+    stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    _guard: StreamGuard,
+    labels: StreamLabels,
+    metrics: Arc<TunnelMetrics>,
+}
+
+impl Tunnel {
+    /// Carries `tcp` through the tunnel until both sides are done.
+    pub async fn pump(self, tcp: TcpStream) -> Transfer {
+        let (tx, rx) = self.stream.split();
+        let m = &self.metrics;
+        m.streams_opened.get_or_create(&self.labels).inc();
+        m.streams_active.inc();
+        let t = pump(tcp, tx, rx).await;
+        m.streams_active.dec();
+        m.streams_closed.get_or_create(&self.labels).inc();
+        m.bytes_sent.get_or_create(&self.labels).inc_by(t.sent);
+        m.bytes_received.get_or_create(&self.labels).inc_by(t.received);
+        t
+    }
+}
+
+impl Pool {
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        bundles: Arc<TrustBundles>,
+        settings: TunnelSettings,
+        metrics: Arc<TunnelMetrics>,
+    ) -> Arc<Self> {
+        Arc::new(Pool {
+            endpoint,
+            bundles,
+            settings,
+            metrics,
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of live pooled connections.
+    pub fn connections(&self) -> usize {
+        let slots = self.slots.lock().expect("not poisoned");
+        slots
+            .values()
+            .filter(|s| s.try_lock().map(|c| c.as_ref().is_some_and(|c| c.alive())).unwrap_or(true))
+            .count()
+    }
+
+    /// Opens a CONNECT stream to `authority` over a pooled connection for
+    /// `key`, presenting `svid` (whose identity must be `key.src`). Returns
+    /// once the peer answered 200. One retry on a fresh connection if the
+    /// pooled one turned out dead.
+    pub async fn open(
+        self: &Arc<Self>,
+        key: &PoolKey,
+        svid: &Svid,
+        authority: SocketAddr,
+        headers: http::HeaderMap,
+    ) -> Result<Tunnel, TunnelError> {
+        let mut last = None;
+        for _attempt in 0..2 {
+            let conn = self.connection(key, svid).await?;
+            match self.request(&conn, key, authority, headers.clone()).await {
+                Ok(t) => return Ok(t),
+                Err(e @ TunnelError::Status { .. }) => return Err(e),
+                Err(e) => {
+                    // The connection failed under us: drop it and retry once.
+                    conn.quic.close(0u32.into(), b"stream failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("loop ran"))
+    }
+
+    async fn connection(self: &Arc<Self>, key: &PoolKey, svid: &Svid) -> Result<Arc<Conn>, TunnelError> {
+        let slot = {
+            let mut slots = self.slots.lock().expect("not poisoned");
+            slots.entry(key.clone()).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.alive()) {
+            return Ok(c.clone());
+        }
+        let conn = Arc::new(self.handshake(key, svid).await?);
+        *guard = Some(conn.clone());
+        drop(guard);
+        self.watch(key.clone(), slot, conn.clone());
+        Ok(conn)
+    }
+
+    async fn handshake(&self, key: &PoolKey, svid: &Svid) -> Result<Conn, TunnelError> {
+        let addr = key.addr;
+        let cfg = client_config(svid, self.bundles.clone(), key.dst.clone(), &self.metrics, &self.settings)
+            .map_err(|e| TunnelError::Config(key.src.clone(), e.to_string()))?;
+        // The server name is not used for verification (SVIDs carry only a
+        // URI SAN; the verifier checks the SPIFFE ID); it must merely parse.
+        let connecting = self
+            .endpoint
+            .connect_with(cfg, addr, "tunnel.quicmesh")
+            .map_err(|e| TunnelError::Connect { addr, reason: e.to_string() })?;
+        let quic = match tokio::time::timeout(self.settings.handshake_timeout, connecting).await {
+            Err(_) => {
+                self.metrics.handshake("client", "timeout");
+                return Err(TunnelError::HandshakeTimeout { addr });
+            }
+            Ok(Err(e)) => {
+                self.metrics.handshake("client", "failed");
+                return Err(TunnelError::Handshake { addr, reason: e.to_string() });
+            }
+            Ok(Ok(c)) => c,
+        };
+        self.metrics.handshake("client", "ok");
+        let (mut driver, send) = h3::client::builder()
+            .max_field_section_size(self.settings.max_header_bytes)
+            .build::<_, _, Bytes>(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
+        tokio::spawn(async move {
+            // Drives the HTTP/3 control streams until the connection ends.
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        tracing::debug!(%addr, src = %key.src, dst = %key.dst, "tunnel connection established");
+        Ok(Conn {
+            quic,
+            send,
+            active: Arc::new(AtomicUsize::new(0)),
+            last_used: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Closes the connection when it dies or stays unused for `pool_idle`,
+    /// and forgets it.
+    fn watch(self: &Arc<Self>, key: PoolKey, slot: Slot, conn: Arc<Conn>) {
+        let pool = Arc::downgrade(self);
+        let idle = self.settings.pool_idle;
+        let metrics = self.metrics.clone();
+        metrics.quic_connections_active.inc();
+        tokio::spawn(async move {
+            let tick = (idle / 4).max(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = conn.quic.closed() => break,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+                let unused = conn.active.load(Ordering::Acquire) == 0
+                    && conn.last_used.lock().expect("not poisoned").elapsed() >= idle;
+                if unused {
+                    conn.quic.close(0u32.into(), b"idle");
+                    break;
+                }
+            }
+            metrics.quic_connections_active.dec();
+            let mut guard = slot.lock().await;
+            if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                *guard = None;
+                drop(guard);
+                if let Some(pool) = pool.upgrade() {
+                    let mut slots = pool.slots.lock().expect("not poisoned");
+                    if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        slots.remove(&key);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn request(
+        &self,
+        conn: &Arc<Conn>,
+        key: &PoolKey,
+        authority: SocketAddr,
+        headers: http::HeaderMap,
+    ) -> Result<Tunnel, TunnelError> {
+        let addr = key.addr;
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        let guard = StreamGuard(conn.clone());
+        let mut req = http::Request::builder()
+            .method(Method::CONNECT)
+            .uri(authority.to_string())
+            .body(())
+            .expect("CONNECT request");
+        *req.headers_mut() = headers;
+        let mut send = conn.send.clone();
+        let mut stream = send
+            .send_request(req)
+            .await
+            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
+        let resp = stream
+            .recv_response()
+            .await
+            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
+        if resp.status() != StatusCode::OK {
+            return Err(TunnelError::Status {
+                authority,
+                status: resp.status(),
+            });
+        }
+        Ok(Tunnel {
+            stream,
+            _guard: guard,
+            labels: StreamLabels {
+                direction: "outbound".into(),
+                src_principal: key.src.to_string(),
+                dst_principal: key.dst.to_string(),
+            },
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn key(src: &str, dst: &str, addr: &str) -> PoolKey {
+        PoolKey {
+            src: SpiffeId::parse(src).unwrap(),
+            dst: SpiffeId::parse(dst).unwrap(),
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn keys_differ_by_each_part() {
+        let a = key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/y", "10.0.0.1:15008");
+        let set: HashSet<_> = [
+            a.clone(),
+            key("spiffe://td/ns/a/sa/z", "spiffe://td/ns/b/sa/y", "10.0.0.1:15008"),
+            key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/z", "10.0.0.1:15008"),
+            key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/y", "10.0.0.2:15008"),
+            a.clone(),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(set.len(), 4);
+    }
+
+    proptest! {
+        #[test]
+        fn equal_parts_make_equal_keys(
+            s in "[a-z]{1,8}", d in "[a-z]{1,8}", ip in any::<[u8; 4]>(), port in 1u16..,
+        ) {
+            let addr = format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]);
+            let k1 = key(&format!("spiffe://td/ns/{s}/sa/{s}"), &format!("spiffe://td/ns/{d}/sa/{d}"), &addr);
+            let k2 = key(&format!("spiffe://td/ns/{s}/sa/{s}"), &format!("spiffe://td/ns/{d}/sa/{d}"), &addr);
+            prop_assert_eq!(&k1, &k2);
+            let mut h1 = std::collections::hash_map::DefaultHasher::new();
+            let mut h2 = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&k1, &mut h1);
+            std::hash::Hash::hash(&k2, &mut h2);
+            prop_assert_eq!(std::hash::Hasher::finish(&h1), std::hash::Hasher::finish(&h2));
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! QUIC transport settings, UDP socket sizing, and TLS configs for the tunnel.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use crate::identity::verify::{AllowFn, ClientVerifier, ServerVerifier};
+use crate::identity::{SpiffeId, Svid, TrustBundles};
+use crate::metrics::TunnelMetrics;
+
+/// Tunable knobs of the tunnel. The defaults were chosen by measurement on a
+/// 2-core machine (see docs/performance.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TunnelSettings {
+    /// SO_RCVBUF/SO_SNDBUF of each UDP socket. With the kernel default
+    /// (~208 KB) the receive queue overflows and a stream stalls near 1 Gbit/s.
+    pub socket_buffer: usize,
+    /// Streams a peer may open on one QUIC connection at once.
+    pub max_concurrent_streams: u32,
+    pub stream_receive_window: u32,
+    pub connection_receive_window: u32,
+    pub send_window: u64,
+    /// QUIC idle timeout: a silent peer is declared dead after this.
+    pub idle_timeout: Duration,
+    /// PING interval keeping a connection alive while it carries streams.
+    pub keep_alive: Duration,
+    /// A pooled connection with no stream for this long is closed.
+    pub pool_idle: Duration,
+    pub handshake_timeout: Duration,
+    /// Largest request header section accepted, in bytes.
+    pub max_header_bytes: u64,
+}
+
+impl Default for TunnelSettings {
+    fn default() -> Self {
+        TunnelSettings {
+            socket_buffer: 16 << 20,
+            max_concurrent_streams: 4096,
+            stream_receive_window: 8 << 20,
+            connection_receive_window: 32 << 20,
+            send_window: 32 << 20,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            pool_idle: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 << 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("TLS config: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC crypto config: {0}")]
+    Quic(String),
+    #[error("UDP socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+impl TunnelSettings {
+    pub fn transport(&self) -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(self.max_concurrent_streams.into())
+            .max_concurrent_uni_streams(16u32.into())
+            .stream_receive_window(self.stream_receive_window.into())
+            .receive_window(self.connection_receive_window.into())
+            .send_window(self.send_window)
+            .keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(
+                self.idle_timeout
+                    .try_into()
+                    .expect("idle timeout fits a QUIC varint"),
+            ));
+        Arc::new(t)
+    }
+}
+
+/// Binds a UDP socket for QUIC with buffers of `settings.socket_buffer`.
+///
+/// With CAP_NET_ADMIN the size is forced past `net.core.rmem_max`/`wmem_max`;
+/// otherwise those sysctls must allow it. A smaller effective size is logged.
+pub fn bind_udp(addr: SocketAddr, settings: &TunnelSettings) -> Result<UdpSocket, ConfigError> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    size_buffers(&sock, settings.socket_buffer);
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+fn size_buffers(sock: &socket2::Socket, want: usize) {
+    let val = want as libc::c_int;
+    for (force, plain, name) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF"),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUF"),
+    ] {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        let set = |opt| unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &val as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set(force) != 0 {
+            set(plain);
+        }
+        let got = if plain == libc::SO_RCVBUF {
+            sock.recv_buffer_size()
+        } else {
+            sock.send_buffer_size()
+        };
+        // The kernel reports double the requested size (bookkeeping overhead).
+        if let Ok(got) = got {
+            if got < want {
+                tracing::warn!(
+                    option = name,
+                    wanted = want,
+                    got,
+                    "UDP socket buffer smaller than wanted; raise net.core.rmem_max/wmem_max or grant CAP_NET_ADMIN, or QUIC throughput will suffer"
+                );
+            }
+        }
+    }
+}
+
+/// A QUIC endpoint on `socket`, serving with `server` if given (an endpoint
+/// is also a client either way).
+pub fn endpoint(
+    socket: UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, ConfigError> {
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
+
+/// TLS config of a tunnel server presenting `svid`, accepting clients whose
+/// identity `allow` approves.
+pub fn server_config(
+    svid: &Svid,
+    bundles: Arc<TrustBundles>,
+    allow: Box<AllowFn>,
+    metrics: &Arc<TunnelMetrics>,
+    settings: &TunnelSettings,
+) -> Result<quinn::ServerConfig, ConfigError> {
+    let provider = crate::crypto_provider();
+    let verifier = ClientVerifier::new(bundles, allow, provider.clone(), tls_metrics(metrics));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(svid.chain.clone(), svid.clone_key())?;
+    tls.alpn_protocols = vec![super::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(settings.transport());
+    Ok(cfg)
+}
+
+/// TLS config of a tunnel client presenting `svid` to a server that must
+/// prove exactly `expected`.
+pub fn client_config(
+    svid: &Svid,
+    bundles: Arc<TrustBundles>,
+    expected: SpiffeId,
+    metrics: &Arc<TunnelMetrics>,
+    settings: &TunnelSettings,
+) -> Result<quinn::ClientConfig, ConfigError> {
+    let provider = crate::crypto_provider();
+    let verifier = ServerVerifier::new(bundles, expected, provider.clone(), tls_metrics(metrics));
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(svid.chain.clone(), svid.clone_key())?;
+    tls.alpn_protocols = vec![super::ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(settings.transport());
+    Ok(cfg)
+}
+
+/// The TLS refusal counters live inside the tunnel metrics; verifiers hold an
+/// `Arc` to them, so share the parent.
+fn tls_metrics(m: &Arc<TunnelMetrics>) -> Arc<crate::metrics::TlsMetrics> {
+    // TlsMetrics is cheap to clone (families are Arc'd internally).
+    Arc::new(m.tls.clone())
+}

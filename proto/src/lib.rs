@@ -1,0 +1,10 @@
+//! Protobuf messages for the APIs between quicmesh's parts.
+//!
+//! The `.proto` files under `proto/` are the contract; the Rust code under
+//! `src/gen/` is generated from them and checked in (the `drift` test fails
+//! when the two disagree), so building quicmesh needs no `protoc`.
+
+/// Pod enrollment between the node agent (CNI plugin or lab) and ztunnel.
+pub mod enrollment {
+    include!("gen/quicmesh.enrollment.v1.rs");
+}

@@ -1,0 +1,33 @@
+//! The generated code is checked in; this test fails when it no longer matches
+//! the `.proto` files. Regenerate with `QUICMESH_BLESS=1 cargo test -p quicmesh-proto`.
+
+use std::path::Path;
+
+#[test]
+fn generated_code_matches_proto_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let protos = ["enrollment.proto"];
+    let fds = protox::compile(protos, [root.join("proto")]).expect("proto files compile");
+    let out = tempfile::tempdir().unwrap();
+    prost_build::Config::new()
+        .out_dir(out.path())
+        .compile_fds(fds)
+        .expect("code generation");
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(out.path()).unwrap() {
+        let entry = entry.unwrap();
+        let fresh = std::fs::read_to_string(entry.path()).unwrap();
+        let checked_in = root.join("src/gen").join(entry.file_name());
+        if std::fs::read_to_string(&checked_in).ok().as_deref() != Some(fresh.as_str()) {
+            if std::env::var_os("QUICMESH_BLESS").is_some() {
+                std::fs::write(&checked_in, &fresh).unwrap();
+            } else {
+                stale.push(checked_in.display().to_string());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated code is stale: {stale:?}; run QUICMESH_BLESS=1 cargo test -p quicmesh-proto"
+    );
+}
