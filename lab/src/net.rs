@@ -354,14 +354,18 @@ pub fn destroy_prefix(prefix: &str) -> Result<usize> {
     Ok(deleted)
 }
 
+/// Bytes allowed in prefixes and pod names (which become namespace file names).
+fn name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
+}
+
 fn check_pod_name(name: &str) -> Result<()> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let reserved = name == "f"
         || ["n", "x"]
             .iter()
             .any(|p| name.strip_prefix(p).is_some_and(digits));
-    let ok_byte = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(ok_byte) || reserved {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(name_byte) || reserved {
         bail!("invalid pod name {name:?} (use [A-Za-z0-9._-]; f, n<i>, x<k> are reserved)");
     }
     Ok(())
@@ -386,7 +390,7 @@ impl Lab {
         if !(1..=99).contains(&spec.nodes) || spec.externals > 150 {
             bail!("a lab needs 1..=99 nodes and at most 150 externals");
         }
-        if prefix.is_empty() || prefix.len() > 32 || prefix.contains(['/', ' ']) {
+        if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(name_byte) {
             bail!("invalid lab prefix {prefix:?}");
         }
         let taken = format!("{prefix}-");
@@ -483,27 +487,19 @@ impl Lab {
         }
         // Node 1 to every other fabric address, every pod to its gateway; in parallel.
         let first = &self.nodes[0].netns;
-        let fabric = self.nodes[1..].iter().map(|n| n.link_ip);
-        let fabric = fabric
-            .chain(self.externals.iter().map(|x| x.ip))
-            .map(|ip| (first, ip));
-        let pods = self
-            .pods
-            .iter()
-            .map(|p| (&p.netns, Ipv4Addr::new(10, 244, p.node as u8, 1)));
-        let pings: Vec<_> = (fabric.chain(pods))
-            .map(|(ns, dst)| {
-                let ns = ns.clone();
-                std::thread::spawn(move || {
-                    in_netns(
-                        &ns,
-                        &["ping", "-c1", "-W2", &dst.to_string()],
-                        Duration::from_secs(4),
-                    )
+        let mut checks: Vec<(String, Ipv4Addr)> = Vec::new();
+        checks.extend(self.nodes[1..].iter().map(|n| (first.clone(), n.link_ip)));
+        checks.extend(self.externals.iter().map(|x| (first.clone(), x.ip)));
+        let gateway = |p: &PodInfo| Ipv4Addr::new(10, 244, p.node as u8, 1);
+        checks.extend(self.pods.iter().map(|p| (p.netns.clone(), gateway(p))));
+        let ping = |(ns, dst): (String, Ipv4Addr)| {
+            std::thread::spawn(move || {
+                let dst = dst.to_string();
+                in_netns(&ns, &["ping", "-c1", "-W2", &dst], Duration::from_secs(4))
                     .with_context(|| format!("{ns} cannot reach {dst}"))
-                })
             })
-            .collect();
+        };
+        let pings: Vec<_> = checks.into_iter().map(ping).collect();
         for ping in pings {
             ping.join().map_err(|_| anyhow!("ping thread panicked"))??;
         }
@@ -727,14 +723,12 @@ impl Lab {
             Some(p) => {
                 tc.args(["replace", "dev", "link", "root", "netem"])
                     .args(p.split_whitespace());
-                if let Err(e) = run_ok(&mut tc, CMD_TIMEOUT) {
-                    if e.to_string().contains("qdisc kind is unknown") {
-                        bail!(
-                            "tc netem is not supported by this kernel (CONFIG_NET_SCH_NETEM): {e}"
-                        );
+                run_ok(&mut tc, CMD_TIMEOUT).map_err(|e| match e.to_string() {
+                    m if m.contains("kind is unknown") => {
+                        anyhow!("netem not supported by kernel: {m}")
                     }
-                    return Err(e);
-                }
+                    _ => e,
+                })?;
             }
             None => {
                 tc.args(["del", "dev", "link", "root"]);

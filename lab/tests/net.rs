@@ -121,6 +121,13 @@ fn topology_connectivity_counters_and_teardown() {
     round_trip(&lab, &lab.pod("a").netns, ext.ip, 9090);
     round_trip(&lab, &ext.netns, b.ip, 8080);
 
+    let started = std::time::Instant::now();
+    let err = lab
+        .exec_timeout(&b.netns, &["sleep", "30"], Duration::from_millis(300))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("timed out"), "{err:#}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     let err = lab.exec(&b.netns, &["ls", "/nonexistent-qm"]).unwrap_err();
     assert!(format!("{err:#}").contains("nonexistent-qm"), "{err:#}");
 
@@ -139,7 +146,7 @@ fn topology_connectivity_counters_and_teardown() {
         }
         Err(e) => {
             let msg = format!("{e:#}");
-            assert!(msg.contains("not supported by this kernel"), "{msg}");
+            assert!(msg.contains("netem not supported by kernel"), "{msg}");
             eprintln!("NOTE: netem unavailable here: {msg}");
         }
     }
@@ -252,4 +259,11 @@ fn stale_and_fixed_prefix_labs_are_destroyed() {
         .wait_timeout(Duration::from_secs(2))
         .unwrap()
         .is_some());
+}
+
+#[test]
+fn lab_and_handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Lab>();
+    check::<net::ProcHandle>();
 }

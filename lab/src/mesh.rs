@@ -1,0 +1,390 @@
+//! A running mesh in the lab: one real `ztunnel` process per node (in the
+//! node's namespace), a development CA, a workload file describing every pod,
+//! and pods enrolled through the real enrollment API.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::netns::NetnsWorker;
+use quicmesh_proto::enrollment::Pod;
+use ztunnel::config::{Workload, WorkloadFile};
+use ztunnel::inpod::enroll::Client;
+
+use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
+
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// A pod of the mesh: where it runs and who it is.
+#[derive(Debug, Clone)]
+pub struct MeshPod {
+    pub name: String,
+    pub node: usize,
+    pub namespace: String,
+    pub service_account: String,
+    /// Enrolled in ztunnel (captured); false for a pod outside the mesh.
+    pub enrolled: bool,
+}
+
+impl MeshPod {
+    pub fn new(name: &str, node: usize, namespace: &str, service_account: &str) -> Self {
+        MeshPod {
+            name: name.into(),
+            node,
+            namespace: namespace.into(),
+            service_account: service_account.into(),
+            enrolled: true,
+        }
+    }
+
+    /// A pod not enrolled in the mesh.
+    pub fn outside(mut self) -> Self {
+        self.enrolled = false;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MeshSpec {
+    pub nodes: usize,
+    pub pods: Vec<MeshPod>,
+    pub externals: usize,
+    /// Extra workload entries (name, ip, namespace, service account) that are
+    /// in the mesh's config but not pods of the lab: tests use them for
+    /// impostors.
+    pub extra_workloads: Vec<(String, Ipv4Addr, String, String)>,
+}
+
+/// Where the `ztunnel` binary is: `$QUICMESH_ZTUNNEL`, or beside the running
+/// executable (cargo puts binaries in `target/<profile>/`, tests in its `deps/`).
+pub fn find_binary(name: &str) -> Result<PathBuf> {
+    let var = format!("QUICMESH_{}", name.to_uppercase());
+    if let Some(p) = std::env::var_os(&var) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("cannot find the {name} binary beside {}; build it (cargo build --bins) or set {var}", exe.display())
+}
+
+pub struct Mesh {
+    pub lab: Lab,
+    pub spec: MeshSpec,
+    pub dir: PathBuf,
+    ztunnels: Vec<Option<ProcHandle>>,
+    ca: Ca,
+}
+
+impl Mesh {
+    /// Builds the topology, starts ztunnels, enrolls the enrolled pods.
+    pub async fn start(spec: MeshSpec) -> Result<Mesh> {
+        Self::start_with_prefix(spec, None).await
+    }
+
+    pub async fn start_with_prefix(spec: MeshSpec, prefix: Option<&str>) -> Result<Mesh> {
+        let topo = TopologySpec {
+            nodes: spec.nodes,
+            pods: spec
+                .pods
+                .iter()
+                .map(|p| PodSpec {
+                    name: p.name.clone(),
+                    node: p.node,
+                })
+                .collect(),
+            externals: spec.externals,
+        };
+        let lab = match prefix {
+            Some(p) => Lab::with_prefix(&topo, p)?,
+            None => Lab::new(&topo)?,
+        };
+        let dir = std::env::temp_dir().join("quicmesh-lab").join(lab.prefix());
+        std::fs::create_dir_all(&dir)?;
+        let ca = Ca::load_or_generate(TRUST_DOMAIN, &dir.join("ca"))?;
+        let mut mesh = Mesh {
+            lab,
+            spec,
+            dir,
+            ztunnels: Vec::new(),
+            ca,
+        };
+        mesh.write_workloads()?;
+        for node in 1..=mesh.spec.nodes {
+            let z = mesh.spawn_ztunnel(node)?;
+            mesh.ztunnels.push(Some(z));
+        }
+        for node in 1..=mesh.spec.nodes {
+            mesh.wait_ztunnel(node).await?;
+        }
+        let enrolled: Vec<_> = mesh.spec.pods.iter().filter(|p| p.enrolled).cloned().collect();
+        for p in enrolled {
+            mesh.enroll(&p.name).await?;
+        }
+        Ok(mesh)
+    }
+
+    pub fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
+    pub fn pod_spec(&self, name: &str) -> &MeshPod {
+        self.spec
+            .pods
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no pod {name} in the mesh spec"))
+    }
+
+    pub fn pod_ip(&self, name: &str) -> Ipv4Addr {
+        self.lab.pod(name).ip
+    }
+
+    pub fn identity(&self, pod: &str) -> SpiffeId {
+        let p = self.pod_spec(pod);
+        SpiffeId::workload(TRUST_DOMAIN, &p.namespace, &p.service_account).expect("valid names")
+    }
+
+    fn workload_file(&self) -> WorkloadFile {
+        let mut workloads: Vec<Workload> = self
+            .spec
+            .pods
+            .iter()
+            .filter(|p| p.enrolled)
+            .map(|p| Workload {
+                uid: format!("uid-{}", p.name),
+                name: p.name.clone(),
+                namespace: p.namespace.clone(),
+                service_account: p.service_account.clone(),
+                node: format!("node{}", p.node),
+                ips: vec![self.lab.pod(&p.name).ip.into()],
+            })
+            .collect();
+        for (name, ip, ns, sa) in &self.spec.extra_workloads {
+            workloads.push(Workload {
+                uid: format!("uid-{name}"),
+                name: name.clone(),
+                namespace: ns.clone(),
+                service_account: sa.clone(),
+                node: "elsewhere".into(),
+                ips: vec![(*ip).into()],
+            });
+        }
+        WorkloadFile {
+            trust_domain: TRUST_DOMAIN.into(),
+            workloads,
+        }
+    }
+
+    fn write_workloads(&self) -> Result<()> {
+        let text = serde_yaml::to_string(&self.workload_file())?;
+        let tmp = self.dir.join("workloads.yaml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.dir.join("workloads.yaml"))?;
+        Ok(())
+    }
+
+    pub fn enroll_socket(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("ztunnel-n{node}.sock"))
+    }
+
+    pub fn ztunnel_log(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("ztunnel-n{node}.log"))
+    }
+
+    fn spawn_ztunnel(&self, node: usize) -> Result<ProcHandle> {
+        let bin = find_binary("ztunnel")?;
+        let bin = bin.to_str().context("binary path is not UTF-8")?;
+        let (wl, sock, ca) = (
+            self.dir.join("workloads.yaml"),
+            self.enroll_socket(node),
+            self.dir.join("ca"),
+        );
+        let _ = std::fs::remove_file(&sock);
+        let node_name = format!("node{node}");
+        let args = [
+            "--node",
+            &node_name,
+            "--workloads",
+            wl.to_str().expect("utf-8"),
+            "--enroll-socket",
+            sock.to_str().expect("utf-8"),
+            "--dev-ca-dir",
+            ca.to_str().expect("utf-8"),
+            "--drain-deadline",
+            "2s",
+        ];
+        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
+        self.lab.spawn(
+            &self.lab.node(node).netns,
+            bin,
+            &args,
+            &[("RUST_LOG", &level), ("LOG_FORMAT", "plain"), ("NO_COLOR", "1")],
+            Some(&self.ztunnel_log(node)),
+        )
+    }
+
+    async fn wait_ztunnel(&self, node: usize) -> Result<()> {
+        let sock = self.enroll_socket(node);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if sock.exists() && Client::connect(&sock).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(z) = &self.ztunnels[node - 1] {
+                if !z.is_running() {
+                    bail!("ztunnel on node{node} exited:\n{}", self.log_tail(node, 30));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("ztunnel on node{node} did not open its enrollment socket:\n{}", self.log_tail(node, 30))
+    }
+
+    /// The enrollment message for a pod of the lab.
+    pub fn pod_message(&self, name: &str) -> Pod {
+        let p = self.pod_spec(name);
+        let info = self.lab.pod(name);
+        Pod {
+            uid: format!("uid-{name}"),
+            namespace: p.namespace.clone(),
+            name: name.to_string(),
+            service_account: p.service_account.clone(),
+            ips: vec![info.ip.to_string()],
+            netns_path: Lab::netns_path(&info.netns).display().to_string(),
+        }
+    }
+
+    pub async fn enroll(&self, name: &str) -> Result<()> {
+        let node = self.pod_spec(name).node;
+        let mut c = Client::connect(&self.enroll_socket(node)).await?;
+        c.add(self.pod_message(name)).await.with_context(|| format!("enrolling {name}"))?;
+        Ok(())
+    }
+
+    pub async fn unenroll(&self, name: &str) -> Result<()> {
+        let node = self.pod_spec(name).node;
+        let mut c = Client::connect(&self.enroll_socket(node)).await?;
+        c.remove(&format!("uid-{name}")).await?;
+        Ok(())
+    }
+
+    /// Stops and restarts node's ztunnel, then re-syncs it with a snapshot
+    /// of the pods enrolled there, as a node agent does.
+    pub async fn restart_ztunnel(&mut self, node: usize) -> Result<()> {
+        if let Some(z) = self.ztunnels[node - 1].take() {
+            z.kill()?;
+        }
+        self.ztunnels[node - 1] = Some(self.spawn_ztunnel(node)?);
+        self.wait_ztunnel(node).await?;
+        let pods: Vec<Pod> = self
+            .spec
+            .pods
+            .iter()
+            .filter(|p| p.enrolled && p.node == node)
+            .map(|p| self.pod_message(&p.name))
+            .collect();
+        Client::connect(&self.enroll_socket(node)).await?.snapshot(pods).await?;
+        Ok(())
+    }
+
+    pub fn ztunnel_pid(&self, node: usize) -> u32 {
+        self.ztunnels[node - 1].as_ref().expect("running").pid()
+    }
+
+    pub fn log_tail(&self, node: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.ztunnel_log(node)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(self.ztunnel_log(node)).unwrap_or_default()
+    }
+
+    /// A worker thread inside a namespace of the lab.
+    pub fn worker(&self, netns: &str) -> Result<NetnsWorker> {
+        Ok(NetnsWorker::start(&Lab::netns_path(netns))?)
+    }
+
+    /// GET `path` from ztunnel's metrics port on `node`.
+    pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
+        let w = self.worker(&self.lab.node(node).netns)?;
+        let path = path.to_string();
+        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path)).await?
+    }
+
+    pub async fn metrics(&self, node: usize) -> Result<String> {
+        self.ztunnel_http(node, 15020, "/metrics").await
+    }
+
+    /// Sum of the samples of `name` whose labels contain every `label=value`.
+    pub async fn metric(&self, node: usize, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        Ok(sum_metric(&self.metrics(node).await?, name, labels))
+    }
+}
+
+/// Sums the samples of metric `name` in Prometheus text whose label set
+/// contains all of `labels`.
+pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.find('{') {
+                Some(i) => (&series[..i], &series[i..]),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            if ok {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}
+
+/// A minimal blocking HTTP/1.0 GET (used inside namespaces, where no client
+/// library's connection pool can follow).
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok(body.to_string())
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in 1..=self.spec.nodes {
+                eprintln!("---- ztunnel node{node} log (tail) ----\n{}", self.log_tail(node, 60));
+            }
+        }
+        for z in self.ztunnels.iter().flatten() {
+            let _ = z.kill();
+        }
+        if std::env::var_os("QUICMESH_KEEP_LAB_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Path of a file inside the mesh's work directory.
+pub fn under(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

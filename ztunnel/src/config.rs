@@ -1,0 +1,212 @@
+//! ztunnel's configuration: command-line flags, and the static workload file.
+//!
+//! The static file is for development and tests (the controller will stream
+//! the same information later). Its format:
+//!
+//! ```yaml
+//! trustDomain: cluster.local          # optional, default cluster.local
+//! workloads:
+//!   - uid: 7f0c...                    # unique
+//!     name: server-0
+//!     namespace: demo
+//!     serviceAccount: server
+//!     node: node2
+//!     ips: [10.244.2.2]
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quicmesh_core::identity::SpiffeId;
+
+/// Command-line flags of the `ztunnel` binary.
+#[derive(Debug, Clone, clap::Parser, serde::Serialize)]
+#[command(name = "ztunnel", about = "quicmesh node proxy", version)]
+pub struct Args {
+    /// Name of the node this ztunnel serves.
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+    /// Static workload file (YAML).
+    #[arg(long)]
+    pub workloads: PathBuf,
+    /// Unix socket on which the node agent enrolls pods.
+    #[arg(long, default_value = "/var/run/quicmesh/ztunnel.sock")]
+    pub enroll_socket: PathBuf,
+    /// Directory of SVIDs: <dir>/<namespace>/<service-account>/{cert.pem,key.pem}.
+    #[arg(long, conflicts_with = "dev_ca_dir")]
+    pub svid_dir: Option<PathBuf>,
+    /// PEM bundle of the trust domain's CA certificates (with --svid-dir).
+    #[arg(long, requires = "svid_dir")]
+    pub trust_bundle: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: a CA directory (ca.pem, ca-key.pem; generated if
+    /// missing) from which ztunnel mints its workloads' SVIDs itself. Anyone
+    /// who can read it can impersonate every workload.
+    #[arg(long)]
+    pub dev_ca_dir: Option<PathBuf>,
+    /// Lifetime of SVIDs minted with --dev-ca-dir.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[serde(with = "duration_text")]
+    pub svid_lifetime: Duration,
+    /// Prometheus metrics and health.
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    pub metrics_addr: SocketAddr,
+    /// Admin endpoint (config dump). Keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_addr: SocketAddr,
+    /// How long a removed pod's live connections may run on before they are cut.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(with = "duration_text")]
+    pub drain_deadline: Duration,
+    /// UDP socket buffer size per QUIC socket, bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub udp_buffer: usize,
+}
+
+mod duration_text {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+}
+
+/// Parses `500ms`, `5s`, `10m`, `24h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m, h)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    let mult = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_millis(n * mult))
+}
+
+/// One workload (pod) of the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub node: String,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadFile {
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
+}
+
+fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Yaml {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: workload {index} ({name}): {reason}")]
+    Workload {
+        path: String,
+        index: usize,
+        name: String,
+        reason: String,
+    },
+}
+
+impl WorkloadFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse(&text, &p)
+    }
+
+    /// Parses and validates; every problem names the workload and field.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let file: WorkloadFile = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
+            path: path.to_string(),
+            source,
+        })?;
+        let mut uids = std::collections::HashSet::new();
+        let mut ips = std::collections::HashMap::new();
+        for (index, w) in file.workloads.iter().enumerate() {
+            let bad = |reason: String| ConfigError::Workload {
+                path: path.to_string(),
+                index,
+                name: w.name.clone(),
+                reason,
+            };
+            if w.uid.is_empty() {
+                return Err(bad("uid is empty".into()));
+            }
+            if !uids.insert(w.uid.as_str()) {
+                return Err(bad(format!("uid {} appears twice", w.uid)));
+            }
+            SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
+                .map_err(|e| bad(format!("namespace/serviceAccount do not form a SPIFFE ID: {e}")))?;
+            if w.ips.is_empty() {
+                return Err(bad("ips is empty".into()));
+            }
+            for ip in &w.ips {
+                if let Some(other) = ips.insert(*ip, w.name.clone()) {
+                    return Err(bad(format!("ip {ip} is also workload {other}'s")));
+                }
+            }
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn parses_and_validates_workloads() {
+        let ok = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1]}\n";
+        let f = WorkloadFile::parse(ok, "w.yaml").unwrap();
+        assert_eq!(f.trust_domain, "cluster.local");
+        assert_eq!(f.workloads.len(), 1);
+
+        let dup_ip = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1]}\n- {uid: b, name: b, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1]}\n";
+        let e = WorkloadFile::parse(dup_ip, "w.yaml").unwrap_err().to_string();
+        assert!(e.contains("workload 1 (b)") && e.contains("10.0.0.1"), "{e}");
+
+        let bad_sa = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: 'S A', node: n1, ips: [10.0.0.1]}\n";
+        let e = WorkloadFile::parse(bad_sa, "w.yaml").unwrap_err().to_string();
+        assert!(e.contains("SPIFFE"), "{e}");
+
+        let unknown = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1], colour: red}\n";
+        let e = WorkloadFile::parse(unknown, "w.yaml").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

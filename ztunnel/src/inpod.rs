@@ -1,0 +1,7 @@
+//! In-pod capture: for each enrolled pod, ztunnel enters the pod's network
+//! namespace, installs redirection rules there ([`rules`]), and opens the
+//! pod's listeners there (`crate::app::Pods`). Pods arrive over the enrollment API
+//! ([`enroll`]).
+
+pub mod enroll;
+pub mod rules;

@@ -1,0 +1,70 @@
+//! ztunnel's own metrics, beside the shared tunnel metrics.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use quicmesh_core::metrics::{ReasonLabels, TunnelMetrics};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub tunnel: Arc<TunnelMetrics>,
+    /// Connections refused or failed before they carried data, by reason.
+    pub refusals: Family<ReasonLabels, Counter>,
+    pub passthrough: Counter,
+    pub plaintext_inbound: Counter,
+    pub enrolled_pods: Gauge,
+    pub enrollment_failures: Counter,
+    pub alive_tasks: Gauge,
+}
+
+impl Metrics {
+    pub fn register(&self, reg: &mut Registry) {
+        self.tunnel.register(reg);
+        reg.register(
+            "ztunnel_connection_refusals",
+            "Connections refused or failed before carrying data, by direction and reason",
+            self.refusals.clone(),
+        );
+        reg.register(
+            "ztunnel_passthrough_connections",
+            "Outbound connections to destinations outside the mesh, passed through",
+            self.passthrough.clone(),
+        );
+        reg.register(
+            "ztunnel_plaintext_inbound_connections",
+            "Inbound plaintext connections accepted from peers outside the mesh",
+            self.plaintext_inbound.clone(),
+        );
+        reg.register("ztunnel_enrolled_pods", "Pods enrolled on this node", self.enrolled_pods.clone());
+        reg.register(
+            "ztunnel_enrollment_failures",
+            "Enrollment operations that failed",
+            self.enrollment_failures.clone(),
+        );
+        reg.register(
+            "ztunnel_runtime_alive_tasks",
+            "Tasks alive in the async runtime (sampled at scrape)",
+            self.alive_tasks.clone(),
+        );
+    }
+
+    pub fn outbound_refused(&self, reason: &str) {
+        self.refused("outbound", reason)
+    }
+
+    pub fn inbound_refused(&self, reason: &str) {
+        self.refused("inbound", reason)
+    }
+
+    fn refused(&self, direction: &str, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                direction: direction.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,122 @@
+//! Outbound: a connection the pod's app opened, captured at 15001. To a mesh
+//! workload it goes through the tunnel; anywhere else it passes through.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use quicmesh_core::tunnel::client::PoolKey;
+use quicmesh_core::tunnel::TUNNEL_PORT;
+use tokio::net::TcpStream;
+
+use super::socket::{connect_marked, original_dst, reset_on_close};
+use crate::app::PodCtx;
+
+pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
+    let started = Instant::now();
+    let _ = tcp.set_nodelay(true);
+    let dst = match original_dst(&tcp) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(src.addr = %peer, error = %e, "outbound connection without an original destination");
+            ctx.shared.metrics.outbound_refused("no_original_dst");
+            return;
+        }
+    };
+    let target = ctx.shared.state().workload_at(dst.ip()).cloned();
+    let Some(target) = target else {
+        return passthrough(ctx, tcp, peer, dst, started).await;
+    };
+    let svid = match ctx.shared.certs.svid(&ctx.identity) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(src.identity = %ctx.identity, error = %e, "no SVID for the source workload");
+            ctx.shared.metrics.outbound_refused("no_svid");
+            reset_on_close(&tcp);
+            return;
+        }
+    };
+    let key = PoolKey {
+        src: ctx.identity.clone(),
+        dst: target.identity.clone(),
+        addr: SocketAddr::new(dst.ip(), TUNNEL_PORT),
+    };
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for(peer)) {
+        headers.insert(http::header::FORWARDED, v);
+    }
+    let tunnel = match ctx.pool.open(&key, &svid, dst, headers).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(
+                src.identity = %ctx.identity,
+                dst.identity = %target.identity,
+                dst.addr = %dst,
+                reason = e.label(),
+                error = %e,
+                "outbound tunnel failed"
+            );
+            ctx.shared.metrics.outbound_refused(e.label());
+            reset_on_close(&tcp);
+            return;
+        }
+    };
+    let t = tunnel.pump(tcp).await;
+    tracing::info!(
+        direction = "outbound",
+        src.identity = %ctx.identity,
+        dst.identity = %target.identity,
+        dst.workload = %format!("{}/{}", target.workload.namespace, target.workload.name),
+        src.addr = %peer,
+        dst.addr = %dst,
+        path = "tunnel",
+        bytes_sent = t.sent,
+        bytes_received = t.received,
+        outcome = t.outcome.label(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "connection complete"
+    );
+}
+
+/// RFC 7239 `for=` with the original source.
+fn forwarded_for(peer: SocketAddr) -> String {
+    match peer {
+        SocketAddr::V4(a) => format!("for=\"{a}\""),
+        SocketAddr::V6(a) => format!("for=\"[{}]:{}\"", a.ip(), a.port()),
+    }
+}
+
+async fn passthrough(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr, dst: SocketAddr, started: Instant) {
+    let mut up = match connect_marked(&ctx.worker, dst).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(src.addr = %peer, dst.addr = %dst, error = %e, "passthrough connect failed");
+            ctx.shared.metrics.outbound_refused("passthrough_connect");
+            reset_on_close(&tcp);
+            return;
+        }
+    };
+    ctx.shared.metrics.passthrough.inc();
+    let (sent, received) = tokio::io::copy_bidirectional(&mut tcp, &mut up).await.unwrap_or((0, 0));
+    tracing::info!(
+        direction = "outbound",
+        src.identity = %ctx.identity,
+        src.addr = %peer,
+        dst.addr = %dst,
+        path = "passthrough",
+        bytes_sent = sent,
+        bytes_received = received,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "connection complete"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn forwarded_header() {
+        assert_eq!(super::forwarded_for("10.0.0.1:5".parse().unwrap()), "for=\"10.0.0.1:5\"");
+        assert_eq!(super::forwarded_for("[fd00::1]:5".parse().unwrap()), "for=\"[fd00::1]:5\"");
+    }
+}
