@@ -3,7 +3,7 @@
 //! and pods enrolled through the real enrollment API.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -25,8 +25,10 @@ pub struct MeshPod {
     pub node: usize,
     pub namespace: String,
     pub service_account: String,
-    /// Enrolled in ztunnel (captured); false for a pod outside the mesh.
+    /// Enrolled in ztunnel (captured).
     pub enrolled: bool,
+    /// Listed in the mesh's workload config (peers tunnel to it).
+    pub configured: bool,
 }
 
 impl MeshPod {
@@ -37,11 +39,20 @@ impl MeshPod {
             namespace: namespace.into(),
             service_account: service_account.into(),
             enrolled: true,
+            configured: true,
         }
     }
 
-    /// A pod not enrolled in the mesh.
+    /// A pod outside the mesh: not enrolled, not in the config.
     pub fn outside(mut self) -> Self {
+        self.enrolled = false;
+        self.configured = false;
+        self
+    }
+
+    /// A pod the config names as a mesh workload but which is not enrolled
+    /// (tests put impostors there).
+    pub fn not_enrolled(mut self) -> Self {
         self.enrolled = false;
         self
     }
@@ -52,10 +63,6 @@ pub struct MeshSpec {
     pub nodes: usize,
     pub pods: Vec<MeshPod>,
     pub externals: usize,
-    /// Extra workload entries (name, ip, namespace, service account) that are
-    /// in the mesh's config but not pods of the lab: tests use them for
-    /// impostors.
-    pub extra_workloads: Vec<(String, Ipv4Addr, String, String)>,
 }
 
 /// Where the `ztunnel` binary is: `$QUICMESH_ZTUNNEL`, or beside the running
@@ -153,11 +160,11 @@ impl Mesh {
     }
 
     fn workload_file(&self) -> WorkloadFile {
-        let mut workloads: Vec<Workload> = self
+        let workloads: Vec<Workload> = self
             .spec
             .pods
             .iter()
-            .filter(|p| p.enrolled)
+            .filter(|p| p.configured)
             .map(|p| Workload {
                 uid: format!("uid-{}", p.name),
                 name: p.name.clone(),
@@ -167,16 +174,6 @@ impl Mesh {
                 ips: vec![self.lab.pod(&p.name).ip.into()],
             })
             .collect();
-        for (name, ip, ns, sa) in &self.spec.extra_workloads {
-            workloads.push(Workload {
-                uid: format!("uid-{name}"),
-                name: name.clone(),
-                namespace: ns.clone(),
-                service_account: sa.clone(),
-                node: "elsewhere".into(),
-                ips: vec![(*ip).into()],
-            });
-        }
         WorkloadFile {
             trust_domain: TRUST_DOMAIN.into(),
             workloads,
@@ -382,9 +379,4 @@ impl Drop for Mesh {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// Path of a file inside the mesh's work directory.
-pub fn under(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

@@ -1,1 +1,79 @@
-//! placeholder
+//! Helpers for quicmesh's end-to-end tests: acting as an application inside a
+//! pod (sockets created in the pod's network namespace are captured by the
+//! pod's rules exactly like a real app's), and root checks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use quicmesh_core::netns::NetnsWorker;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Fails the test with a clear message when not root: the lab needs network
+/// namespaces and nftables. Never skips silently.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "end-to-end tests build network namespaces and must run as root (try: sudo -E cargo test)"
+    );
+}
+
+/// Connects from inside a pod, as its app would.
+pub async fn connect_from(worker: &NetnsWorker, addr: SocketAddr) -> Result<TcpStream> {
+    let std = worker
+        .run(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)))
+        .await?
+        .with_context(|| format!("connecting to {addr}"))?;
+    std.set_nonblocking(true)?;
+    Ok(TcpStream::from_std(std)?)
+}
+
+/// Listens inside a pod, as its app would.
+pub async fn listen_in(worker: &NetnsWorker, addr: SocketAddr) -> Result<TcpListener> {
+    let std = worker
+        .run(move || std::net::TcpListener::bind(addr))
+        .await?
+        .with_context(|| format!("listening on {addr}"))?;
+    std.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(std)?)
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The topology most tests use: a client and a neighbour on node 1, a server
+/// on node 2, a pod outside the mesh on node 2, and one external host.
+pub fn two_node_spec() -> quicmesh_lab::MeshSpec {
+    use quicmesh_lab::MeshPod;
+    quicmesh_lab::MeshSpec {
+        nodes: 2,
+        pods: vec![
+            MeshPod::new("client", 1, "demo", "client"),
+            MeshPod::new("server", 2, "demo", "server"),
+            MeshPod::new("stranger", 2, "other", "stranger").outside(),
+        ],
+        externals: 1,
+    }
+}
+
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}

@@ -187,6 +187,8 @@ impl Pods {
             let _ = tokio::time::timeout(Duration::from_secs(2), r.tracker.wait()).await;
         }
         r.endpoint.close(0u32.into(), b"pod removed");
+        // The UDP socket closes once the closed connections have drained.
+        let _ = tokio::time::timeout(Duration::from_secs(2), r.endpoint.wait_idle()).await;
         tracing::info!(pod = %name, "pod removed");
     }
 

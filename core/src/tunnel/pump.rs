@@ -99,7 +99,10 @@ pub async fn pump(
     mut tx: impl StreamSend,
     mut rx: impl StreamRecv,
 ) -> Transfer {
-    let (mut rd, mut wr) = tcp.into_split();
+    let mut tcp = tcp;
+    // Borrowed halves: tokio's owned write half would send a FIN when
+    // dropped, turning a reset into a clean close.
+    let (mut rd, mut wr) = tcp.split();
     let abort = CancellationToken::new();
 
     let up = async {
@@ -139,10 +142,14 @@ pub async fn pump(
 
     let down = async {
         let mut received = 0u64;
+        // h3-quinn 0.0.10 panics in stop_sending if a read was cancelled
+        // mid-flight (its stream sits inside the pending read); then we leave
+        // the stop to quinn, which sends STOP_SENDING when the stream drops.
+        let mut mid_read = false;
         let outcome = loop {
             let r = tokio::select! {
                 r = rx.recv() => r,
-                _ = abort.cancelled() => break None,
+                _ = abort.cancelled() => { mid_read = true; break None; }
             };
             match r {
                 Ok(Some(mut data)) => {
@@ -168,7 +175,9 @@ pub async fn pump(
             }
         };
         // Aborting: stop the peer sending, and make the TCP close a RST.
-        rx.stop(Code::H3_CONNECT_ERROR);
+        if !mid_read {
+            rx.stop(Code::H3_CONNECT_ERROR);
+        }
         let _ = socket2::SockRef::from(wr.as_ref()).set_linger(Some(std::time::Duration::ZERO));
         (received, outcome)
     };

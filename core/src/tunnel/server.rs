@@ -86,8 +86,9 @@ pub async fn serve<I: Inbound>(
         let inbound = inbound.clone();
         let metrics = metrics.clone();
         let t2 = tracker.clone();
+        let d2 = drain.clone();
         tracker.spawn(async move {
-            connection(incoming, inbound, metrics, max_header_bytes, t2).await;
+            connection(incoming, inbound, metrics, max_header_bytes, t2, d2).await;
         });
     }
     endpoint.set_server_config(None);
@@ -107,6 +108,7 @@ async fn connection<I: Inbound>(
     metrics: Arc<TunnelMetrics>,
     max_header_bytes: u64,
     tracker: TaskTracker,
+    drain: CancellationToken,
 ) {
     let peer_addr = incoming.remote_address();
     let conn = match incoming.await {
@@ -140,8 +142,19 @@ async fn connection<I: Inbound>(
                 return;
             }
         };
+        let mut draining = false;
         loop {
-            match h3c.accept().await {
+            let accepted = tokio::select! {
+                a = h3c.accept() => a,
+                _ = drain.cancelled(), if !draining => {
+                    // GOAWAY: the client opens no new streams here; live
+                    // ones finish, then the connection ends.
+                    draining = true;
+                    let _ = h3c.shutdown(0).await;
+                    continue;
+                }
+            };
+            match accepted {
                 Ok(Some(resolver)) => {
                     let inbound = inbound.clone();
                     let metrics = metrics.clone();
