@@ -185,20 +185,21 @@ pub async fn serve_http(
         };
         let routes = routes.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let routes = routes.clone();
-                async move {
-                    let found = routes.iter().find(|(p, _)| *p == req.uri().path());
-                    let resp = match found {
-                        Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h()))),
-                        None => hyper::Response::builder()
-                            .status(404)
-                            .body(Full::new(Bytes::from_static(b"not found\n")))
-                            .expect("static response"),
-                    };
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let routes = routes.clone();
+                    async move {
+                        let found = routes.iter().find(|(p, _)| *p == req.uri().path());
+                        let resp = match found {
+                            Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h()))),
+                            None => hyper::Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::from_static(b"not found\n")))
+                                .expect("static response"),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)

@@ -52,7 +52,10 @@ impl NetnsWorker {
         })?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), std::io::Error>>();
         let (jobs, rx) = mpsc::channel::<Job>();
-        let name = format!("netns-{}", path.file_name().unwrap_or_default().to_string_lossy());
+        let name = format!(
+            "netns-{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {

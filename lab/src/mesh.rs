@@ -79,7 +79,10 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("cannot find the {name} binary beside {}; build it (cargo build --bins) or set {var}", exe.display())
+    bail!(
+        "cannot find the {name} binary beside {}; build it (cargo build --bins) or set {var}",
+        exe.display()
+    )
 }
 
 pub struct Mesh {
@@ -131,7 +134,13 @@ impl Mesh {
         for node in 1..=mesh.spec.nodes {
             mesh.wait_ztunnel(node).await?;
         }
-        let enrolled: Vec<_> = mesh.spec.pods.iter().filter(|p| p.enrolled).cloned().collect();
+        let enrolled: Vec<_> = mesh
+            .spec
+            .pods
+            .iter()
+            .filter(|p| p.enrolled)
+            .cloned()
+            .collect();
         for p in enrolled {
             mesh.enroll(&p.name).await?;
         }
@@ -223,7 +232,11 @@ impl Mesh {
             &self.lab.node(node).netns,
             bin,
             &args,
-            &[("RUST_LOG", &level), ("LOG_FORMAT", "plain"), ("NO_COLOR", "1")],
+            &[
+                ("RUST_LOG", &level),
+                ("LOG_FORMAT", "plain"),
+                ("NO_COLOR", "1"),
+            ],
             Some(&self.ztunnel_log(node)),
         )
     }
@@ -242,7 +255,10 @@ impl Mesh {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("ztunnel on node{node} did not open its enrollment socket:\n{}", self.log_tail(node, 30))
+        bail!(
+            "ztunnel on node{node} did not open its enrollment socket:\n{}",
+            self.log_tail(node, 30)
+        )
     }
 
     /// The enrollment message for a pod of the lab.
@@ -262,7 +278,9 @@ impl Mesh {
     pub async fn enroll(&self, name: &str) -> Result<()> {
         let node = self.pod_spec(name).node;
         let mut c = Client::connect(&self.enroll_socket(node)).await?;
-        c.add(self.pod_message(name)).await.with_context(|| format!("enrolling {name}"))?;
+        c.add(self.pod_message(name))
+            .await
+            .with_context(|| format!("enrolling {name}"))?;
         Ok(())
     }
 
@@ -288,7 +306,10 @@ impl Mesh {
             .filter(|p| p.enrolled && p.node == node)
             .map(|p| self.pod_message(&p.name))
             .collect();
-        Client::connect(&self.enroll_socket(node)).await?.snapshot(pods).await?;
+        Client::connect(&self.enroll_socket(node))
+            .await?
+            .snapshot(pods)
+            .await?;
         Ok(())
     }
 
@@ -315,7 +336,8 @@ impl Mesh {
     pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
         let w = self.worker(&self.lab.node(node).netns)?;
         let path = path.to_string();
-        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path)).await?
+        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path))
+            .await?
     }
 
     pub async fn metrics(&self, node: usize) -> Result<String> {
@@ -342,7 +364,9 @@ pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             if ok {
                 value.parse::<f64>().ok()
             } else {
@@ -365,11 +389,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(body.to_string())
 }
 
+impl Mesh {
+    /// Leaves the mesh running after this process exits (`quicmesh local
+    /// up`): nothing is torn down; `destroy_prefix` removes it later.
+    pub fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Mesh {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for node in 1..=self.spec.nodes {
-                eprintln!("---- ztunnel node{node} log (tail) ----\n{}", self.log_tail(node, 60));
+                eprintln!(
+                    "---- ztunnel node{node} log (tail) ----\n{}",
+                    self.log_tail(node, 60)
+                );
             }
         }
         for z in self.ztunnels.iter().flatten() {

@@ -75,5 +75,7 @@ pub fn two_node_spec() -> quicmesh_lab::MeshSpec {
 
 /// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }

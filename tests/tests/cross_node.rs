@@ -38,7 +38,15 @@ fn http_server(mesh: &Mesh, pod: &str, port: u16) {
         .spawn(
             &mesh.lab.pod(pod).netns,
             "python3",
-            &["-m", "http.server", "--bind", "0.0.0.0", "--directory", &d, &port],
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                &d,
+                &port,
+            ],
             &[],
             Some(&mesh.dir.join(format!("http-{pod}.log"))),
         )
@@ -66,46 +74,82 @@ async fn curl_across_nodes_goes_through_the_quic_tunnel() {
     http_server(&mesh, "server", 8080);
     wait_listening(&mesh, "server", 8080).await;
     for node in [1, 2] {
-        mesh.lab.add_link_counter(node, "quic", "udp dport 15008").unwrap();
-        mesh.lab.add_link_counter(node, "app_tcp", "tcp dport 8080").unwrap();
+        mesh.lab
+            .add_link_counter(node, "quic", "udp dport 15008")
+            .unwrap();
+        mesh.lab
+            .add_link_counter(node, "app_tcp", "tcp dport 8080")
+            .unwrap();
     }
 
     let url = format!("http://{}:8080/hello.txt", mesh.pod_ip("server"));
     let out = curl(&mesh, "client", &url);
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from server\n");
 
     // The node link carried QUIC to the tunnel port and no plain TCP to the app.
     let (quic_pkts, _) = mesh.lab.link_counter(1, "quic").unwrap();
     let (tcp_pkts, _) = mesh.lab.link_counter(1, "app_tcp").unwrap();
     assert!(quic_pkts > 0, "no UDP/15008 packets crossed node1's link");
-    assert_eq!(tcp_pkts, 0, "plain TCP to the app port crossed the node link");
+    assert_eq!(
+        tcp_pkts, 0,
+        "plain TCP to the app port crossed the node link"
+    );
     let (tcp2, _) = mesh.lab.link_counter(2, "app_tcp").unwrap();
     assert_eq!(tcp2, 0);
 
     // Both ztunnels saw the stream with both SPIFFE IDs.
     let (src, dst) = (mesh.identity("client"), mesh.identity("server"));
     let ok = quicmesh_e2e::eventually(Duration::from_secs(5), || async {
-        mesh.metric(1, "quicmesh_tunnel_streams_closed_total", &[("direction", "outbound"), ("src_principal", src.as_str()), ("dst_principal", dst.as_str())])
-            .await
-            .unwrap()
+        mesh.metric(
+            1,
+            "quicmesh_tunnel_streams_closed_total",
+            &[
+                ("direction", "outbound"),
+                ("src_principal", src.as_str()),
+                ("dst_principal", dst.as_str()),
+            ],
+        )
+        .await
+        .unwrap()
             >= 1.0
             && mesh
-                .metric(2, "quicmesh_tunnel_streams_closed_total", &[("direction", "inbound"), ("src_principal", src.as_str()), ("dst_principal", dst.as_str())])
+                .metric(
+                    2,
+                    "quicmesh_tunnel_streams_closed_total",
+                    &[
+                        ("direction", "inbound"),
+                        ("src_principal", src.as_str()),
+                        ("dst_principal", dst.as_str()),
+                    ],
+                )
                 .await
                 .unwrap()
                 >= 1.0
     })
     .await;
-    assert!(ok, "stream metrics with both identities missing:\n{}", mesh.metrics(1).await.unwrap());
+    assert!(
+        ok,
+        "stream metrics with both identities missing:\n{}",
+        mesh.metrics(1).await.unwrap()
+    );
     let log1 = mesh.log(1);
     assert!(
-        log1.lines().any(|l| l.contains("connection complete") && l.contains(src.as_str()) && l.contains(dst.as_str()) && l.contains("path=\"tunnel\"")),
+        log1.lines().any(|l| l.contains("connection complete")
+            && l.contains(src.as_str())
+            && l.contains(dst.as_str())
+            && l.contains("path=\"tunnel\"")),
         "node1 access log lacks the tunnelled connection:\n{log1}"
     );
     let log2 = mesh.log(2);
     assert!(
-        log2.lines().any(|l| l.contains("connection complete") && l.contains(src.as_str()) && l.contains(dst.as_str())),
+        log2.lines().any(|l| l.contains("connection complete")
+            && l.contains(src.as_str())
+            && l.contains(dst.as_str())),
         "node2 access log lacks the inbound stream:\n{log2}"
     );
 }
@@ -118,17 +162,36 @@ async fn same_node_traffic_also_goes_through_the_tunnel() {
     wait_listening(&mesh, "neighbour", 8081).await;
     let url = format!("http://{}:8081/hello.txt", mesh.pod_ip("neighbour"));
     let out = curl(&mesh, "client", &url);
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from neighbour\n");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from neighbour\n"
+    );
     let (src, dst) = (mesh.identity("client"), mesh.identity("neighbour"));
     let ok = quicmesh_e2e::eventually(Duration::from_secs(5), || async {
-        mesh.metric(1, "quicmesh_tunnel_streams_closed_total", &[("direction", "inbound"), ("src_principal", src.as_str()), ("dst_principal", dst.as_str())])
-            .await
-            .unwrap()
+        mesh.metric(
+            1,
+            "quicmesh_tunnel_streams_closed_total",
+            &[
+                ("direction", "inbound"),
+                ("src_principal", src.as_str()),
+                ("dst_principal", dst.as_str()),
+            ],
+        )
+        .await
+        .unwrap()
             >= 1.0
     })
     .await;
-    assert!(ok, "same-node stream not seen by the tunnel server:\n{}", mesh.metrics(1).await.unwrap());
+    assert!(
+        ok,
+        "same-node stream not seen by the tunnel server:\n{}",
+        mesh.metrics(1).await.unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,19 +203,50 @@ async fn destinations_outside_the_mesh_pass_through() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("hello.txt"), "hello from outside\n").unwrap();
     mesh.lab
-        .spawn(&ext.netns, "python3", &["-m", "http.server", "--bind", "0.0.0.0", "--directory", dir.to_str().unwrap(), "9090"], &[], None)
+        .spawn(
+            &ext.netns,
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                dir.to_str().unwrap(),
+                "9090",
+            ],
+            &[],
+            None,
+        )
         .unwrap();
     let w = mesh.worker(&ext.netns).unwrap();
     assert!(
         quicmesh_e2e::eventually(Duration::from_secs(10), || {
             let w = w.clone();
-            async move { w.run(|| std::net::TcpStream::connect(("127.0.0.1", 9090)).is_ok()).await.unwrap_or(false) }
+            async move {
+                w.run(|| std::net::TcpStream::connect(("127.0.0.1", 9090)).is_ok())
+                    .await
+                    .unwrap_or(false)
+            }
         })
         .await
     );
-    let out = curl(&mesh, "client", &format!("http://{}:9090/hello.txt", ext.ip));
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = curl(
+        &mesh,
+        "client",
+        &format!("http://{}:9090/hello.txt", ext.ip),
+    );
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from outside\n");
-    assert!(mesh.metric(1, "ztunnel_passthrough_connections_total", &[]).await.unwrap() >= 1.0);
+    assert!(
+        mesh.metric(1, "ztunnel_passthrough_connections_total", &[])
+            .await
+            .unwrap()
+            >= 1.0
+    );
     assert!(mesh.log(1).contains("path=\"passthrough\""));
 }

@@ -54,7 +54,9 @@ async fn two_hundred_megabytes_each_way_arrive_intact() {
     const LEN: usize = 200 << 20;
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7000".parse().unwrap()).await.unwrap();
+    let listener = listen_in(&server_w, "0.0.0.0:7000".parse().unwrap())
+        .await
+        .unwrap();
     let server = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         let (r, w) = s.into_split();
@@ -69,15 +71,28 @@ async fn two_hundred_megabytes_each_way_arrive_intact() {
     let (sent_up, (got_down, n_down)) = tokio::join!(send_and_hash(w, &up), read_and_hash(r));
     let (sent_down, got_up, n_up) = server.await.unwrap();
     assert_eq!(n_up, LEN as u64, "server received {n_up} of {LEN} bytes");
-    assert_eq!(n_down, LEN as u64, "client received {n_down} of {LEN} bytes");
+    assert_eq!(
+        n_down, LEN as u64,
+        "client received {n_down} of {LEN} bytes"
+    );
     assert_eq!(got_up, sent_up, "upstream bytes corrupted");
     assert_eq!(got_down, sent_down, "downstream bytes corrupted");
     let (src, dst) = (mesh.identity("client"), mesh.identity("server"));
     let sent = mesh
-        .metric(1, "quicmesh_tunnel_sent_bytes_total", &[("src_principal", src.as_str()), ("dst_principal", dst.as_str())])
+        .metric(
+            1,
+            "quicmesh_tunnel_sent_bytes_total",
+            &[
+                ("src_principal", src.as_str()),
+                ("dst_principal", dst.as_str()),
+            ],
+        )
         .await
         .unwrap();
-    assert!(sent >= LEN as f64, "tunnel metrics counted only {sent} bytes sent");
+    assert!(
+        sent >= LEN as f64,
+        "tunnel metrics counted only {sent} bytes sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,11 +102,15 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     const N: usize = 500;
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7001".parse().unwrap()).await.unwrap();
+    let listener = listen_in(&server_w, "0.0.0.0:7001".parse().unwrap())
+        .await
+        .unwrap();
     // Echo server: each connection echoes until EOF.
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = s.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -111,11 +130,20 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     drop(s);
     let tasks = |node| {
         let mesh = &mesh;
-        async move { mesh.metric(node, "ztunnel_runtime_alive_tasks", &[]).await.unwrap() }
+        async move {
+            mesh.metric(node, "ztunnel_runtime_alive_tasks", &[])
+                .await
+                .unwrap()
+        }
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (pid1, pid2) = (mesh.ztunnel_pid(1), mesh.ztunnel_pid(2));
-    let base = (open_fds(pid1), open_fds(pid2), tasks(1).await, tasks(2).await);
+    let base = (
+        open_fds(pid1),
+        open_fds(pid2),
+        tasks(1).await,
+        tasks(2).await,
+    );
 
     // Open all N first, so they are simultaneous.
     let mut conns = Vec::with_capacity(N);
@@ -123,8 +151,16 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
         conns.push(connect_from(&client_w, addr).await.unwrap());
     }
     // ztunnel holds all of them at once (one task each).
-    let all_held = eventually(Duration::from_secs(10), || async { tasks(1).await >= base.2 + N as f64 }).await;
-    assert!(all_held, "expected ≥{N} more tasks on node1 while connections are open, got {} (base {})", tasks(1).await, base.2);
+    let all_held = eventually(Duration::from_secs(10), || async {
+        tasks(1).await >= base.2 + N as f64
+    })
+    .await;
+    assert!(
+        all_held,
+        "expected ≥{N} more tasks on node1 while connections are open, got {} (base {})",
+        tasks(1).await,
+        base.2
+    );
     let mut handles = Vec::new();
     for (i, mut s) in conns.into_iter().enumerate() {
         handles.push(tokio::spawn(async move {
@@ -140,7 +176,10 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
         h.await.unwrap();
     }
     let back_to_base = eventually(Duration::from_secs(10), || async {
-        open_fds(pid1) <= base.0 && open_fds(pid2) <= base.1 && tasks(1).await <= base.2 && tasks(2).await <= base.3
+        open_fds(pid1) <= base.0
+            && open_fds(pid2) <= base.1
+            && tasks(1).await <= base.2
+            && tasks(2).await <= base.3
     })
     .await;
     assert!(
@@ -155,7 +194,12 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
         base.2,
         base.3
     );
-    assert_eq!(mesh.metric(1, "quicmesh_tunnel_streams_active", &[]).await.unwrap(), 0.0);
+    assert_eq!(
+        mesh.metric(1, "quicmesh_tunnel_streams_active", &[])
+            .await
+            .unwrap(),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +208,9 @@ async fn half_close_still_delivers_the_whole_response() {
     let mesh = Mesh::start(two_node_spec()).await.unwrap();
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7002".parse().unwrap()).await.unwrap();
+    let listener = listen_in(&server_w, "0.0.0.0:7002".parse().unwrap())
+        .await
+        .unwrap();
     let response = pattern(7, 3 << 20);
     let resp2 = response.clone();
     let server = tokio::spawn(async move {
@@ -195,20 +241,24 @@ async fn a_reset_by_the_server_app_reaches_the_client_app() {
     let mesh = Mesh::start(two_node_spec()).await.unwrap();
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7003".parse().unwrap()).await.unwrap();
+    let listener = listen_in(&server_w, "0.0.0.0:7003".parse().unwrap())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).await.unwrap();
         // Abort: close with SO_LINGER 0 sends RST.
-        s.set_linger(Some(Duration::ZERO)).unwrap();
+        s.set_zero_linger().unwrap();
         drop(s);
     });
     let addr = SocketAddr::new(mesh.pod_ip("server").into(), 7003);
     let mut s = connect_from(&client_w, addr).await.unwrap();
     s.write_all(b"hello").await.unwrap();
     let mut buf = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("client saw the end in time");
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("client saw the end in time");
     let err = r.expect_err("the client must see a reset, not a clean EOF");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }
@@ -224,12 +274,17 @@ async fn removed_pod_is_no_longer_captured() {
     };
     assert!(listening("-t").contains(":15001") && listening("-t").contains(":15006"));
     assert!(listening("-u").contains(":15008"));
-    assert!(mesh.lab.exec(&server_ns, &["nft", "list", "table", "inet", "quicmesh"]).is_ok());
+    assert!(mesh
+        .lab
+        .exec(&server_ns, &["nft", "list", "table", "inet", "quicmesh"])
+        .is_ok());
 
     // An app in the server pod and one in the client pod, both listening.
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
     let server_w = mesh.worker(&server_ns).unwrap();
-    let l = listen_in(&client_w, "0.0.0.0:7004".parse().unwrap()).await.unwrap();
+    let l = listen_in(&client_w, "0.0.0.0:7004".parse().unwrap())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
@@ -238,7 +293,9 @@ async fn removed_pod_is_no_longer_captured() {
             });
         }
     });
-    mesh.lab.add_link_counter(2, "plain", "tcp dport 7004").unwrap();
+    mesh.lab
+        .add_link_counter(2, "plain", "tcp dport 7004")
+        .unwrap();
     let to_client = SocketAddr::new(mesh.pod_ip("client").into(), 7004);
     let get = |w: quicmesh_core::netns::NetnsWorker| async move {
         let mut s = connect_from(&w, to_client).await.unwrap();
@@ -247,19 +304,38 @@ async fn removed_pod_is_no_longer_captured() {
         v
     };
     assert_eq!(get(server_w.clone()).await, b"hi");
-    assert_eq!(mesh.lab.link_counter(2, "plain").unwrap().0, 0, "captured traffic must not cross as plain TCP");
+    assert_eq!(
+        mesh.lab.link_counter(2, "plain").unwrap().0,
+        0,
+        "captured traffic must not cross as plain TCP"
+    );
 
     mesh.unenroll("server").await.unwrap();
-    assert!(!listening("-t").contains(":15001"), "15001 still open: {}", listening("-t"));
+    assert!(
+        !listening("-t").contains(":15001"),
+        "15001 still open: {}",
+        listening("-t")
+    );
     assert!(!listening("-t").contains(":15006"));
-    let udp_closed = eventually(Duration::from_secs(5), || async { !listening("-u").contains(":15008") }).await;
+    let udp_closed = eventually(Duration::from_secs(5), || async {
+        !listening("-u").contains(":15008")
+    })
+    .await;
     assert!(udp_closed, "udp/15008 still open: {}", listening("-u"));
-    assert!(mesh.lab.exec(&server_ns, &["nft", "list", "table", "inet", "quicmesh"]).is_err(), "rules still present");
+    assert!(
+        mesh.lab
+            .exec(&server_ns, &["nft", "list", "table", "inet", "quicmesh"])
+            .is_err(),
+        "rules still present"
+    );
 
     // Now the server pod's connection leaves as plain TCP (it is received by
     // the client pod's plaintext inbound port, in permissive mode).
     assert_eq!(get(server_w).await, b"hi");
-    assert!(mesh.lab.link_counter(2, "plain").unwrap().0 > 0, "uncaptured traffic should cross as plain TCP");
+    assert!(
+        mesh.lab.link_counter(2, "plain").unwrap().0 > 0,
+        "uncaptured traffic should cross as plain TCP"
+    );
     assert!(mesh.metric(2, "ztunnel_enrolled_pods", &[]).await.unwrap() == 0.0);
 }
 
@@ -269,7 +345,9 @@ async fn restarted_ztunnel_resyncs_from_a_snapshot() {
     let mut mesh = Mesh::start(two_node_spec()).await.unwrap();
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7005".parse().unwrap()).await.unwrap();
+    let listener = listen_in(&server_w, "0.0.0.0:7005".parse().unwrap())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -288,7 +366,10 @@ async fn restarted_ztunnel_resyncs_from_a_snapshot() {
     assert_eq!(fetch(client_w.clone()).await.unwrap(), b"ok");
     mesh.restart_ztunnel(2).await.unwrap();
     mesh.restart_ztunnel(1).await.unwrap();
-    assert_eq!(mesh.metric(2, "ztunnel_enrolled_pods", &[]).await.unwrap(), 1.0);
+    assert_eq!(
+        mesh.metric(2, "ztunnel_enrolled_pods", &[]).await.unwrap(),
+        1.0
+    );
     assert_eq!(fetch(client_w).await.unwrap(), b"ok");
     // The admin dump shows the re-synced pod (it refreshes twice a second).
     let dumped = eventually(Duration::from_secs(3), || async {
@@ -297,5 +378,9 @@ async fn restarted_ztunnel_resyncs_from_a_snapshot() {
         v["enrolledPods"][0]["name"] == "server"
     })
     .await;
-    assert!(dumped, "{}", mesh.ztunnel_http(2, 15000, "/config_dump").await.unwrap());
+    assert!(
+        dumped,
+        "{}",
+        mesh.ztunnel_http(2, 15000, "/config_dump").await.unwrap()
+    );
 }

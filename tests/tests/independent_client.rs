@@ -13,7 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_compliant_connect_gets_bytes_through() {
     require_root();
-    let probe = std::process::Command::new("python3").args(["-c", "import aioquic"]).output().unwrap();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .output()
+        .unwrap();
     assert!(
         probe.status.success(),
         "python3 cannot import aioquic; the test setup installs it (pip install aioquic): {}",
@@ -23,7 +26,9 @@ async fn aioquic_compliant_connect_gets_bytes_through() {
 
     // The app: answers with what it read, upper-cased, after the client's FIN.
     let w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
-    let l = listen_in(&w, "0.0.0.0:7200".parse().unwrap()).await.unwrap();
+    let l = listen_in(&w, "0.0.0.0:7200".parse().unwrap())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
         let mut v = Vec::new();
@@ -33,10 +38,15 @@ async fn aioquic_compliant_connect_gets_bytes_through() {
     });
 
     // A valid SVID for the independent client, written as PEM files.
-    let id = quicmesh_core::identity::SpiffeId::workload("cluster.local", "other", "python").unwrap();
+    let id =
+        quicmesh_core::identity::SpiffeId::workload("cluster.local", "other", "python").unwrap();
     let svid = mesh.ca().mint(&id, Duration::from_secs(3600)).unwrap();
     let (chain, key) = svid_to_pem(&svid);
-    let (cert_path, key_path, ca_path) = (mesh.dir.join("py-cert.pem"), mesh.dir.join("py-key.pem"), mesh.dir.join("ca/ca.pem"));
+    let (cert_path, key_path, ca_path) = (
+        mesh.dir.join("py-cert.pem"),
+        mesh.dir.join("py-key.pem"),
+        mesh.dir.join("ca/ca.pem"),
+    );
     std::fs::write(&cert_path, chain).unwrap();
     std::fs::write(&key_path, key).unwrap();
 
@@ -66,16 +76,25 @@ async fn aioquic_compliant_connect_gets_bytes_through() {
     full.extend_from_slice(&args);
     let out = mesh
         .lab
-        .exec_timeout(&mesh.lab.pod("stranger").netns, &full, Duration::from_secs(30))
+        .exec_timeout(
+            &mesh.lab.pod("stranger").netns,
+            &full,
+            Duration::from_secs(30),
+        )
         .expect("the python client ran");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "aioquic client failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "aioquic client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["status"], "200", "{stdout}");
     assert_eq!(v["body"], "BYTES FROM AIOQUIC", "{stdout}");
     let log = mesh.log(2);
     assert!(
-        log.lines().any(|l| l.contains("connection complete") && l.contains("spiffe://cluster.local/ns/other/sa/python")),
+        log.lines().any(|l| l.contains("connection complete")
+            && l.contains("spiffe://cluster.local/ns/other/sa/python")),
         "node2 did not log the aioquic stream:\n{log}"
     );
 }

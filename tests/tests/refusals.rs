@@ -32,7 +32,9 @@ fn spec() -> MeshSpec {
 /// An app in the server pod that counts the connections it receives.
 async fn counting_app(mesh: &Mesh, port: u16) -> Arc<AtomicUsize> {
     let w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
-    let l = listen_in(&w, SocketAddr::from(([0, 0, 0, 0], port))).await.unwrap();
+    let l = listen_in(&w, SocketAddr::from(([0, 0, 0, 0], port)))
+        .await
+        .unwrap();
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = n.clone();
     tokio::spawn(async move {
@@ -59,7 +61,9 @@ async fn rogue_client(mesh: &Mesh, svid: &Svid, port: u16) -> Result<(), String>
         .unwrap();
     let endpoint = config::endpoint(udp, None).unwrap();
     let mut bundles = TrustBundles::new();
-    bundles.insert("cluster.local", &[mesh.ca().cert_der().clone()]).unwrap();
+    bundles
+        .insert("cluster.local", &[mesh.ca().cert_der().clone()])
+        .unwrap();
     let pool = Pool::new(endpoint, Arc::new(bundles), settings, TunnelMetrics::new());
     let server_ip = mesh.pod_ip("server");
     let key = PoolKey {
@@ -67,24 +71,38 @@ async fn rogue_client(mesh: &Mesh, svid: &Svid, port: u16) -> Result<(), String>
         dst: mesh.identity("server"),
         addr: SocketAddr::new(server_ip.into(), 15008),
     };
-    pool.open(&key, svid, SocketAddr::new(server_ip.into(), port), http::HeaderMap::new())
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    pool.open(
+        &key,
+        svid,
+        SocketAddr::new(server_ip.into(), port),
+        http::HeaderMap::new(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 async fn refused_on_server(mesh: &Mesh, reason: &str) {
     let seen = eventually(Duration::from_secs(5), || async {
-        mesh.metric(2, "quicmesh_tls_refusals_total", &[("side", "server"), ("reason", reason)])
-            .await
-            .unwrap()
+        mesh.metric(
+            2,
+            "quicmesh_tls_refusals_total",
+            &[("side", "server"), ("reason", reason)],
+        )
+        .await
+        .unwrap()
             >= 1.0
     })
     .await;
-    assert!(seen, "no server-side refusal counted for {reason}:\n{}", mesh.metrics(2).await.unwrap());
+    assert!(
+        seen,
+        "no server-side refusal counted for {reason}:\n{}",
+        mesh.metrics(2).await.unwrap()
+    );
     let log = mesh.log(2);
     assert!(
-        log.lines().any(|l| l.contains("refused peer certificate") && l.contains(reason)),
+        log.lines()
+            .any(|l| l.contains("refused peer certificate") && l.contains(reason)),
         "node2 log does not give the reason {reason}:\n{log}"
     );
 }
@@ -95,11 +113,17 @@ async fn certificate_from_another_ca_is_refused() {
     let mesh = Mesh::start(spec()).await.unwrap();
     let app = counting_app(&mesh, 7100).await;
     let foreign = Ca::generate("cluster.local").unwrap();
-    let svid = foreign.mint(&mesh.identity("client"), Duration::from_secs(3600)).unwrap();
+    let svid = foreign
+        .mint(&mesh.identity("client"), Duration::from_secs(3600))
+        .unwrap();
     let r = rogue_client(&mesh, &svid, 7100).await;
     assert!(r.is_err(), "a foreign CA's certificate got a tunnel");
     refused_on_server(&mesh, "untrusted_chain").await;
-    assert_eq!(app.load(Ordering::SeqCst), 0, "the app received a connection");
+    assert_eq!(
+        app.load(Ordering::SeqCst),
+        0,
+        "the app received a connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +134,11 @@ async fn expired_certificate_is_refused() {
     let past = SystemTime::now() - Duration::from_secs(2 * 3600);
     let svid = mesh
         .ca()
-        .mint_window(&mesh.identity("client"), past, past + Duration::from_secs(3600))
+        .mint_window(
+            &mesh.identity("client"),
+            past,
+            past + Duration::from_secs(3600),
+        )
         .unwrap();
     assert!(rogue_client(&mesh, &svid, 7101).await.is_err());
     refused_on_server(&mesh, "expired").await;
@@ -139,7 +167,11 @@ impl Inbound for Impostor {
     }
     async fn connect(&self, _req: &InboundRequest) -> Result<tokio::net::TcpStream, Refused> {
         self.1.fetch_add(1, Ordering::SeqCst);
-        Err(Refused::new(http::StatusCode::BAD_GATEWAY, "impostor", "impostor"))
+        Err(Refused::new(
+            http::StatusCode::BAD_GATEWAY,
+            "impostor",
+            "impostor",
+        ))
     }
 }
 
@@ -149,15 +181,31 @@ async fn server_with_an_unexpected_spiffe_id_is_refused() {
     let mesh = Mesh::start(spec()).await.unwrap();
     // A valid certificate from the mesh's own CA, but for the wrong identity.
     let impostor_id = SpiffeId::workload("cluster.local", "demo", "impostor").unwrap();
-    let svid = mesh.ca().mint(&impostor_id, Duration::from_secs(3600)).unwrap();
+    let svid = mesh
+        .ca()
+        .mint(&impostor_id, Duration::from_secs(3600))
+        .unwrap();
     let w = mesh.worker(&mesh.lab.pod("payments").netns).unwrap();
     let settings = TunnelSettings::default();
     let s2 = settings.clone();
-    let udp = w.run(move || config::bind_udp("0.0.0.0:15008".parse().unwrap(), &s2)).await.unwrap().unwrap();
+    let udp = w
+        .run(move || config::bind_udp("0.0.0.0:15008".parse().unwrap(), &s2))
+        .await
+        .unwrap()
+        .unwrap();
     let mut bundles = TrustBundles::new();
-    bundles.insert("cluster.local", &[mesh.ca().cert_der().clone()]).unwrap();
+    bundles
+        .insert("cluster.local", &[mesh.ca().cert_der().clone()])
+        .unwrap();
     let metrics = TunnelMetrics::new();
-    let server_cfg = config::server_config(&svid, Arc::new(bundles), Box::new(|_| true), &metrics, &settings).unwrap();
+    let server_cfg = config::server_config(
+        &svid,
+        Arc::new(bundles),
+        Box::new(|_| true),
+        &metrics,
+        &settings,
+    )
+    .unwrap();
     let endpoint = config::endpoint(udp, Some(server_cfg)).unwrap();
     let delivered = Arc::new(AtomicUsize::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -171,17 +219,27 @@ async fn server_with_an_unexpected_spiffe_id_is_refused() {
     ));
 
     let url = format!("http://{}:8080/", mesh.pod_ip("payments"));
-    let out = mesh
-        .lab
-        .exec_timeout(&mesh.lab.pod("client").netns, &["curl", "-sS", "--max-time", "10", &url], Duration::from_secs(15));
+    let out = mesh.lab.exec_timeout(
+        &mesh.lab.pod("client").netns,
+        &["curl", "-sS", "--max-time", "10", &url],
+        Duration::from_secs(15),
+    );
     let failed = match out {
         Ok(o) => !o.status.success(),
         Err(_) => true,
     };
     assert!(failed, "curl through an impostor succeeded");
-    assert_eq!(delivered.load(Ordering::SeqCst), 0, "the impostor was sent a request");
+    assert_eq!(
+        delivered.load(Ordering::SeqCst),
+        0,
+        "the impostor was sent a request"
+    );
     let counted = mesh
-        .metric(1, "quicmesh_tls_refusals_total", &[("side", "client"), ("reason", "unexpected_identity")])
+        .metric(
+            1,
+            "quicmesh_tls_refusals_total",
+            &[("side", "client"), ("reason", "unexpected_identity")],
+        )
         .await
         .unwrap();
     assert!(counted >= 1.0, "{}", mesh.metrics(1).await.unwrap());
@@ -204,15 +262,27 @@ async fn plaintext_to_the_tunnel_port_gets_nothing_through() {
     let w = mesh.worker(&mesh.lab.pod("stranger").netns).unwrap();
     // TCP to 15008: nothing listens there, and it is not redirected.
     let tcp = w
-        .run(move || std::net::TcpStream::connect_timeout(&SocketAddr::new(server_ip.into(), 15008), Duration::from_secs(3)))
+        .run(move || {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(server_ip.into(), 15008),
+                Duration::from_secs(3),
+            )
+        })
         .await
         .unwrap();
-    assert!(tcp.is_err(), "a plaintext TCP connection to 15008 was accepted");
+    assert!(
+        tcp.is_err(),
+        "a plaintext TCP connection to 15008 was accepted"
+    );
     // Plain bytes and an HTTP/1.1 CONNECT in UDP datagrams: not QUIC, dropped.
     w.run(move || {
         let u = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         let to = SocketAddr::new(server_ip.into(), 15008);
-        u.send_to(format!("CONNECT {server_ip}:7103 HTTP/1.1\r\n\r\n").as_bytes(), to).unwrap();
+        u.send_to(
+            format!("CONNECT {server_ip}:7103 HTTP/1.1\r\n\r\n").as_bytes(),
+            to,
+        )
+        .unwrap();
         u.send_to(&[0u8; 1200], to).unwrap();
         u.send_to(&[0xc0; 1200], to).unwrap();
     })
@@ -222,7 +292,14 @@ async fn plaintext_to_the_tunnel_port_gets_nothing_through() {
     assert_eq!(app.load(Ordering::SeqCst), 0);
     // The tunnel still works for real peers.
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let s = quicmesh_e2e::connect_from(&client_w, SocketAddr::new(server_ip.into(), 7103)).await.unwrap();
+    let s = quicmesh_e2e::connect_from(&client_w, SocketAddr::new(server_ip.into(), 7103))
+        .await
+        .unwrap();
     drop(s);
-    assert!(eventually(Duration::from_secs(5), || async { app.load(Ordering::SeqCst) == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
 }

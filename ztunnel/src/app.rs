@@ -92,22 +92,29 @@ impl Pods {
     async fn start(&self, pod: Pod) -> Result<Running, String> {
         let s = &self.shared;
         let state = s.state();
-        let identity = SpiffeId::workload(&state.trust_domain, &pod.namespace, &pod.service_account)
-            .map_err(|e| format!("namespace/service account do not form a SPIFFE ID: {e}"))?;
+        let identity =
+            SpiffeId::workload(&state.trust_domain, &pod.namespace, &pod.service_account)
+                .map_err(|e| format!("namespace/service account do not form a SPIFFE ID: {e}"))?;
         let ips = pod
             .ips
             .iter()
-            .map(|ip| ip.parse::<IpAddr>().map_err(|_| format!("ip {ip:?} is not an IP address")))
+            .map(|ip| {
+                ip.parse::<IpAddr>()
+                    .map_err(|_| format!("ip {ip:?} is not an IP address"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if ips.is_empty() {
             return Err("pod has no IP".into());
         }
-        let worker = NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
+        let worker =
+            NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
         let svid = s.certs.svid(&identity).map_err(|e| e.to_string())?;
 
         // Listeners first, then the rules that send traffic to them.
         let any = |port| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
-        let out_l = listen(&worker, any(OUTBOUND_PORT)).await.map_err(|e| format!("listening on {OUTBOUND_PORT}: {e}"))?;
+        let out_l = listen(&worker, any(OUTBOUND_PORT))
+            .await
+            .map_err(|e| format!("listening on {OUTBOUND_PORT}: {e}"))?;
         let in_l = listen(&worker, any(INBOUND_PLAINTEXT_PORT))
             .await
             .map_err(|e| format!("listening on {INBOUND_PLAINTEXT_PORT}: {e}"))?;
@@ -134,7 +141,12 @@ impl Pods {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
 
-        let pool = Pool::new(endpoint.clone(), s.certs.bundles(), s.settings.clone(), s.metrics.tunnel.clone());
+        let pool = Pool::new(
+            endpoint.clone(),
+            s.certs.bundles(),
+            s.settings.clone(),
+            s.metrics.tunnel.clone(),
+        );
         let ctx = Arc::new(PodCtx {
             pod: pod.clone(),
             ips,
@@ -159,8 +171,24 @@ impl Pods {
             ),
             span.clone(),
         ));
-        accept_loop(out_l, ctx.clone(), &tracker, &drain, &kill, span.clone(), |c, t, p| outbound(c, t, p));
-        accept_loop(in_l, ctx.clone(), &tracker, &drain, &kill, span.clone(), |c, t, p| plaintext(c, t, p));
+        accept_loop(
+            out_l,
+            ctx.clone(),
+            &tracker,
+            &drain,
+            &kill,
+            span.clone(),
+            outbound,
+        );
+        accept_loop(
+            in_l,
+            ctx.clone(),
+            &tracker,
+            &drain,
+            &kill,
+            span.clone(),
+            plaintext,
+        );
         renew_loop(ctx, endpoint.clone(), &tracker, &drain);
         tracing::info!(parent: &span, ips = ?pod.ips, netns = %pod.netns_path, "pod enrolled");
         Ok(Running {
@@ -176,11 +204,20 @@ impl Pods {
     async fn stop(&self, r: Running) {
         let name = format!("{}/{}", r.pod.namespace, r.pod.name);
         r.drain.cancel();
-        if let Err(e) = r.worker.run(rules::remove).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(e) = r
+            .worker
+            .run(rules::remove)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::warn!(pod = %name, error = %e, "removing redirection rules failed");
         }
         r.tracker.close();
-        if tokio::time::timeout(self.shared.drain_deadline, r.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.shared.drain_deadline, r.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::info!(pod = %name, remaining = r.tracker.len(), "drain deadline passed; cutting connections");
             r.kill.cancel();
             r.endpoint.close(0u32.into(), b"pod removed");
@@ -201,7 +238,12 @@ impl Pods {
                     uid: &r.pod.uid,
                     namespace: &r.pod.namespace,
                     name: &r.pod.name,
-                    identity: format!("spiffe://{}/ns/{}/sa/{}", self.shared.state().trust_domain, r.pod.namespace, r.pod.service_account),
+                    identity: format!(
+                        "spiffe://{}/ns/{}/sa/{}",
+                        self.shared.state().trust_domain,
+                        r.pod.namespace,
+                        r.pod.service_account
+                    ),
                     ips: &r.pod.ips,
                     netns: &r.pod.netns_path,
                 })
@@ -338,7 +380,12 @@ fn accept_loop<F, Fut>(
 
 /// Replaces the pod's server certificate at half-life. Client connections
 /// pick up the new SVID on their next handshake; live connections continue.
-fn renew_loop(ctx: Arc<PodCtx>, endpoint: quinn::Endpoint, tracker: &TaskTracker, drain: &CancellationToken) {
+fn renew_loop(
+    ctx: Arc<PodCtx>,
+    endpoint: quinn::Endpoint,
+    tracker: &TaskTracker,
+    drain: &CancellationToken,
+) {
     let drain = drain.clone();
     tracker.spawn(async move {
         let mut backoff = Duration::from_secs(1);
@@ -382,7 +429,7 @@ fn cert_manager(args: &Args, trust_domain: &str) -> anyhow::Result<CertManager> 
             let ca = Ca::load_or_generate(trust_domain, dir).context("development CA")?;
             bundles.insert(trust_domain, &[ca.cert_der().clone()])?;
             SvidSource::DevCa {
-                ca,
+                ca: Box::new(ca),
                 lifetime: args.svid_lifetime,
             }
         }
@@ -455,14 +502,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         admin_l,
         vec![(
             "/config_dump",
-            Arc::new(move || serde_json::to_string_pretty(&*d2.lock().expect("not poisoned")).expect("json")),
+            Arc::new(move || {
+                serde_json::to_string_pretty(&*d2.lock().expect("not poisoned")).expect("json")
+            }),
         )],
         shutdown.clone(),
     ));
     refresh_dump(&args, &shared, &pods, &dump).await;
 
     // Workload file: reloaded when it changes; a bad edit keeps the last good one.
-    let (a2, s2, p2, d3, stop) = (args.clone(), shared.clone(), pods.clone(), dump.clone(), shutdown.clone());
+    let (a2, s2, p2, d3, stop) = (
+        args.clone(),
+        shared.clone(),
+        pods.clone(),
+        dump.clone(),
+        shutdown.clone(),
+    );
     tokio::spawn(async move {
         let mut seen = mtime(&a2.workloads);
         loop {
@@ -480,7 +535,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     *s2.state.write().expect("not poisoned") = Arc::new(State::from_file(&f));
                     tracing::info!(workloads = f.workloads.len(), "workload file reloaded");
                 }
-                Err(e) => tracing::warn!(error = %e, "workload file rejected; keeping the previous one"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "workload file rejected; keeping the previous one")
+                }
             }
             refresh_dump(&a2, &s2, &p2, &d3).await;
         }
@@ -491,7 +548,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move { crate::inpod::enroll::serve(&path, pods, stop).await })
     };
     // Keep the dump current as pods come and go.
-    let (a4, s4, p4, d4, stop) = (args.clone(), shared.clone(), pods.clone(), dump.clone(), shutdown.clone());
+    let (a4, s4, p4, d4, stop) = (
+        args.clone(),
+        shared.clone(),
+        pods.clone(),
+        dump.clone(),
+        shutdown.clone(),
+    );
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -64,7 +64,10 @@ pub struct Args {
 }
 
 mod duration_text {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 }
@@ -144,10 +147,11 @@ impl WorkloadFile {
 
     /// Parses and validates; every problem names the workload and field.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let file: WorkloadFile = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
-            path: path.to_string(),
-            source,
-        })?;
+        let file: WorkloadFile =
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml {
+                path: path.to_string(),
+                source,
+            })?;
         let mut uids = std::collections::HashSet::new();
         let mut ips = std::collections::HashMap::new();
         for (index, w) in file.workloads.iter().enumerate() {
@@ -163,8 +167,13 @@ impl WorkloadFile {
             if !uids.insert(w.uid.as_str()) {
                 return Err(bad(format!("uid {} appears twice", w.uid)));
             }
-            SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
-                .map_err(|e| bad(format!("namespace/serviceAccount do not form a SPIFFE ID: {e}")))?;
+            SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account).map_err(
+                |e| {
+                    bad(format!(
+                        "namespace/serviceAccount do not form a SPIFFE ID: {e}"
+                    ))
+                },
+            )?;
             if w.ips.is_empty() {
                 return Err(bad("ips is empty".into()));
             }
@@ -198,15 +207,24 @@ mod tests {
         assert_eq!(f.workloads.len(), 1);
 
         let dup_ip = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1]}\n- {uid: b, name: b, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1]}\n";
-        let e = WorkloadFile::parse(dup_ip, "w.yaml").unwrap_err().to_string();
-        assert!(e.contains("workload 1 (b)") && e.contains("10.0.0.1"), "{e}");
+        let e = WorkloadFile::parse(dup_ip, "w.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("workload 1 (b)") && e.contains("10.0.0.1"),
+            "{e}"
+        );
 
         let bad_sa = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: 'S A', node: n1, ips: [10.0.0.1]}\n";
-        let e = WorkloadFile::parse(bad_sa, "w.yaml").unwrap_err().to_string();
+        let e = WorkloadFile::parse(bad_sa, "w.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SPIFFE"), "{e}");
 
         let unknown = "workloads:\n- {uid: a, name: a, namespace: ns, serviceAccount: sa, node: n1, ips: [10.0.0.1], colour: red}\n";
-        let e = WorkloadFile::parse(unknown, "w.yaml").unwrap_err().to_string();
+        let e = WorkloadFile::parse(unknown, "w.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("colour"), "{e}");
     }
 }

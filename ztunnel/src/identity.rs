@@ -15,7 +15,7 @@ use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 
 pub enum SvidSource {
     Files { dir: PathBuf },
-    DevCa { ca: Ca, lifetime: Duration },
+    DevCa { ca: Box<Ca>, lifetime: Duration },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +78,9 @@ impl CertManager {
                 Svid::load(&d.join("cert.pem"), &d.join("key.pem"))
                     .map_err(|e| load_err(e.to_string()))?
             }
-            SvidSource::DevCa { ca, lifetime } => {
-                ca.mint(id, *lifetime).map_err(|e| load_err(e.to_string()))?
-            }
+            SvidSource::DevCa { ca, lifetime } => ca
+                .mint(id, *lifetime)
+                .map_err(|e| load_err(e.to_string()))?,
         };
         if &svid.id != id {
             return Err(IdentityError::Mismatch {

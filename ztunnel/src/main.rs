@@ -6,7 +6,12 @@ fn main() -> anyhow::Result<()> {
     // Two worker threads match the machines quicmesh is measured on; more
     // threads than cores only adds contention on the UDP sockets.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::env::var("ZTUNNEL_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2))
+        .worker_threads(
+            std::env::var("ZTUNNEL_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()?;
     rt.block_on(ztunnel::app::run(args))

@@ -38,7 +38,11 @@ impl Metrics {
             "Inbound plaintext connections accepted from peers outside the mesh",
             self.plaintext_inbound.clone(),
         );
-        reg.register("ztunnel_enrolled_pods", "Pods enrolled on this node", self.enrolled_pods.clone());
+        reg.register(
+            "ztunnel_enrolled_pods",
+            "Pods enrolled on this node",
+            self.enrolled_pods.clone(),
+        );
         reg.register(
             "ztunnel_enrollment_failures",
             "Enrollment operations that failed",

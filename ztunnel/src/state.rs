@@ -30,9 +30,8 @@ impl State {
         let mut by_ip = HashMap::new();
         let mut workloads = Vec::new();
         for w in &file.workloads {
-            let identity =
-                SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
-                    .expect("validated when the file was loaded");
+            let identity = SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
+                .expect("validated when the file was loaded");
             let mw = Arc::new(MeshWorkload {
                 workload: w.clone(),
                 identity,

@@ -54,9 +54,8 @@ impl Ca {
         params.not_before = (now - Duration::from_secs(3600)).into();
         params.not_after = (now + Duration::from_secs(10 * 365 * 86400)).into();
         // The CA's SPIFFE ID: trust domain with no path, per the X509-SVID spec.
-        params.subject_alt_names = vec![SanType::URI(
-            format!("spiffe://{trust_domain}").try_into()?,
-        )];
+        params.subject_alt_names =
+            vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
         Ok(Ca {

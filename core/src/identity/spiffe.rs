@@ -94,7 +94,13 @@ impl SpiffeId {
     /// `(namespace, service account)` when this is a workload identity.
     pub fn namespace_and_service_account(&self) -> Result<(&str, &str), SpiffeIdError> {
         let mut segs = self.path().split('/').skip(1);
-        match (segs.next(), segs.next(), segs.next(), segs.next(), segs.next()) {
+        match (
+            segs.next(),
+            segs.next(),
+            segs.next(),
+            segs.next(),
+            segs.next(),
+        ) {
             (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Ok((ns, sa)),
             _ => Err(SpiffeIdError::NotWorkload),
         }
@@ -227,13 +233,15 @@ mod tests {
             other.namespace_and_service_account(),
             Err(SpiffeIdError::NotWorkload)
         );
-        assert!(SpiffeId::workload("td", "bad/ns", "sa").is_err() || {
-            // "bad/ns" splits into more segments: parses, but is not a workload ID.
-            SpiffeId::workload("td", "bad/ns", "sa")
-                .unwrap()
-                .namespace_and_service_account()
-                .is_err()
-        });
+        assert!(
+            SpiffeId::workload("td", "bad/ns", "sa").is_err() || {
+                // "bad/ns" splits into more segments: parses, but is not a workload ID.
+                SpiffeId::workload("td", "bad/ns", "sa")
+                    .unwrap()
+                    .namespace_and_service_account()
+                    .is_err()
+            }
+        );
     }
 
     proptest! {

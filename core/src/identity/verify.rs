@@ -89,20 +89,12 @@ pub fn verify_peer_chain(
         Side::Client => webpki::KeyUsage::server_auth(),
         Side::Server => webpki::KeyUsage::client_auth(),
     };
-    cert.verify_for_usage(
-        algs.all,
-        anchors,
-        intermediates,
-        now,
-        usage,
-        None,
-        None,
-    )
-    .map_err(|e| match e {
-        webpki::Error::CertExpired { .. } => Refusal::Expired,
-        webpki::Error::CertNotValidYet { .. } => Refusal::NotYetValid,
-        other => Refusal::UntrustedChain(format!("{other:?}")),
-    })?;
+    cert.verify_for_usage(algs.all, anchors, intermediates, now, usage, None, None)
+        .map_err(|e| match e {
+            webpki::Error::CertExpired { .. } => Refusal::Expired,
+            webpki::Error::CertNotValidYet { .. } => Refusal::NotYetValid,
+            other => Refusal::UntrustedChain(format!("{other:?}")),
+        })?;
     Ok(info.id)
 }
 
@@ -112,7 +104,9 @@ fn to_rustls_error(r: &Refusal) -> rustls::Error {
         Refusal::Expired => C::Expired,
         Refusal::NotYetValid => C::NotValidYet,
         Refusal::UnknownTrustDomain(_) | Refusal::UntrustedChain(_) => C::UnknownIssuer,
-        Refusal::UnexpectedIdentity { .. } | Refusal::NotAllowed(_) => C::ApplicationVerificationFailure,
+        Refusal::UnexpectedIdentity { .. } | Refusal::NotAllowed(_) => {
+            C::ApplicationVerificationFailure
+        }
         Refusal::NotSvid(_) => C::BadEncoding,
     })
 }
@@ -316,7 +310,11 @@ mod tests {
         let ca = Ca::generate("cluster.local").unwrap();
         let mut b = TrustBundles::new();
         b.insert("cluster.local", &[ca.cert_der().clone()]).unwrap();
-        (ca, Arc::new(b), Arc::new(rustls::crypto::ring::default_provider()))
+        (
+            ca,
+            Arc::new(b),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
     }
 
     fn now() -> UnixTime {
@@ -329,15 +327,25 @@ mod tests {
         let metrics = Arc::new(TlsMetrics::default());
         let want = id("spiffe://cluster.local/ns/a/sa/server");
         let svid = ca.mint(&want, Duration::from_secs(3600)).unwrap();
-        let v = ServerVerifier::new(bundles.clone(), want.clone(), provider.clone(), metrics.clone());
+        let v = ServerVerifier::new(
+            bundles.clone(),
+            want.clone(),
+            provider.clone(),
+            metrics.clone(),
+        );
         let name = ServerName::try_from("x").unwrap();
         v.verify_server_cert(&svid.chain[0], &[], &name, &[], now())
             .expect("expected identity accepted");
 
         let other = ca
-            .mint(&id("spiffe://cluster.local/ns/a/sa/impostor"), Duration::from_secs(3600))
+            .mint(
+                &id("spiffe://cluster.local/ns/a/sa/impostor"),
+                Duration::from_secs(3600),
+            )
             .unwrap();
-        assert!(v.verify_server_cert(&other.chain[0], &[], &name, &[], now()).is_err());
+        assert!(v
+            .verify_server_cert(&other.chain[0], &[], &name, &[], now())
+            .is_err());
         assert_eq!(metrics.count("client", "unexpected_identity"), 1);
     }
 
@@ -361,7 +369,10 @@ mod tests {
 
         let fed = Ca::generate("other.example").unwrap();
         let svid = fed
-            .mint(&id("spiffe://other.example/ns/a/sa/b"), Duration::from_secs(60))
+            .mint(
+                &id("spiffe://other.example/ns/a/sa/b"),
+                Duration::from_secs(60),
+            )
             .unwrap();
         let r = verify_peer_chain(&bundles, &svid.chain[0], &[], now(), Side::Server, algs);
         assert_eq!(r, Err(Refusal::UnknownTrustDomain("other.example".into())));
@@ -374,9 +385,13 @@ mod tests {
         let (_ca, bundles, provider) = setup();
         let fed = Ca::generate("other.example").unwrap();
         let mut b = (*bundles).clone();
-        b.insert("other.example", &[fed.cert_der().clone()]).unwrap();
+        b.insert("other.example", &[fed.cert_der().clone()])
+            .unwrap();
         let forged = fed
-            .mint(&id("spiffe://cluster.local/ns/a/sa/b"), Duration::from_secs(60))
+            .mint(
+                &id("spiffe://cluster.local/ns/a/sa/b"),
+                Duration::from_secs(60),
+            )
             .unwrap();
         let r = verify_peer_chain(
             &b,
@@ -404,7 +419,10 @@ mod tests {
         let svid = ca.mint(&good, Duration::from_secs(60)).unwrap();
         v.verify_client_cert(&svid.chain[0], &[], now()).unwrap();
         let bad = ca
-            .mint(&id("spiffe://cluster.local/ns/a/sa/bad"), Duration::from_secs(60))
+            .mint(
+                &id("spiffe://cluster.local/ns/a/sa/bad"),
+                Duration::from_secs(60),
+            )
             .unwrap();
         assert!(v.verify_client_cert(&bad.chain[0], &[], now()).is_err());
         assert_eq!(metrics.count("server", "not_allowed"), 1);

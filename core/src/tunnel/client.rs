@@ -121,7 +121,9 @@ impl Tunnel {
         m.streams_active.dec();
         m.streams_closed.get_or_create(&self.labels).inc();
         m.bytes_sent.get_or_create(&self.labels).inc_by(t.sent);
-        m.bytes_received.get_or_create(&self.labels).inc_by(t.received);
+        m.bytes_received
+            .get_or_create(&self.labels)
+            .inc_by(t.received);
         t
     }
 }
@@ -147,7 +149,11 @@ impl Pool {
         let slots = self.slots.lock().expect("not poisoned");
         slots
             .values()
-            .filter(|s| s.try_lock().map(|c| c.as_ref().is_some_and(|c| c.alive())).unwrap_or(true))
+            .filter(|s| {
+                s.try_lock()
+                    .map(|c| c.as_ref().is_some_and(|c| c.alive()))
+                    .unwrap_or(true)
+            })
             .count()
     }
 
@@ -178,7 +184,11 @@ impl Pool {
         Err(last.expect("loop ran"))
     }
 
-    async fn connection(self: &Arc<Self>, key: &PoolKey, svid: &Svid) -> Result<Arc<Conn>, TunnelError> {
+    async fn connection(
+        self: &Arc<Self>,
+        key: &PoolKey,
+        svid: &Svid,
+    ) -> Result<Arc<Conn>, TunnelError> {
         let slot = {
             let mut slots = self.slots.lock().expect("not poisoned");
             slots.entry(key.clone()).or_default().clone()
@@ -196,14 +206,23 @@ impl Pool {
 
     async fn handshake(&self, key: &PoolKey, svid: &Svid) -> Result<Conn, TunnelError> {
         let addr = key.addr;
-        let cfg = client_config(svid, self.bundles.clone(), key.dst.clone(), &self.metrics, &self.settings)
-            .map_err(|e| TunnelError::Config(key.src.clone(), e.to_string()))?;
+        let cfg = client_config(
+            svid,
+            self.bundles.clone(),
+            key.dst.clone(),
+            &self.metrics,
+            &self.settings,
+        )
+        .map_err(|e| TunnelError::Config(key.src.clone(), e.to_string()))?;
         // The server name is not used for verification (SVIDs carry only a
         // URI SAN; the verifier checks the SPIFFE ID); it must merely parse.
         let connecting = self
             .endpoint
             .connect_with(cfg, addr, "tunnel.quicmesh")
-            .map_err(|e| TunnelError::Connect { addr, reason: e.to_string() })?;
+            .map_err(|e| TunnelError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
         let quic = match tokio::time::timeout(self.settings.handshake_timeout, connecting).await {
             Err(_) => {
                 self.metrics.handshake("client", "timeout");
@@ -211,7 +230,10 @@ impl Pool {
             }
             Ok(Err(e)) => {
                 self.metrics.handshake("client", "failed");
-                return Err(TunnelError::Handshake { addr, reason: e.to_string() });
+                return Err(TunnelError::Handshake {
+                    addr,
+                    reason: e.to_string(),
+                });
             }
             Ok(Ok(c)) => c,
         };
@@ -220,7 +242,10 @@ impl Pool {
             .max_field_section_size(self.settings.max_header_bytes)
             .build::<_, _, Bytes>(h3_quinn::Connection::new(quic.clone()))
             .await
-            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
+            .map_err(|e| TunnelError::H3 {
+                addr,
+                reason: e.to_string(),
+            })?;
         tokio::spawn(async move {
             // Drives the HTTP/3 control streams until the connection ends.
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
@@ -287,14 +312,14 @@ impl Pool {
             .expect("CONNECT request");
         *req.headers_mut() = headers;
         let mut send = conn.send.clone();
-        let mut stream = send
-            .send_request(req)
-            .await
-            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
-        let resp = stream
-            .recv_response()
-            .await
-            .map_err(|e| TunnelError::H3 { addr, reason: e.to_string() })?;
+        let mut stream = send.send_request(req).await.map_err(|e| TunnelError::H3 {
+            addr,
+            reason: e.to_string(),
+        })?;
+        let resp = stream.recv_response().await.map_err(|e| TunnelError::H3 {
+            addr,
+            reason: e.to_string(),
+        })?;
         if resp.status() != StatusCode::OK {
             return Err(TunnelError::Status {
                 authority,
@@ -330,12 +355,28 @@ mod tests {
 
     #[test]
     fn keys_differ_by_each_part() {
-        let a = key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/y", "10.0.0.1:15008");
+        let a = key(
+            "spiffe://td/ns/a/sa/x",
+            "spiffe://td/ns/b/sa/y",
+            "10.0.0.1:15008",
+        );
         let set: HashSet<_> = [
             a.clone(),
-            key("spiffe://td/ns/a/sa/z", "spiffe://td/ns/b/sa/y", "10.0.0.1:15008"),
-            key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/z", "10.0.0.1:15008"),
-            key("spiffe://td/ns/a/sa/x", "spiffe://td/ns/b/sa/y", "10.0.0.2:15008"),
+            key(
+                "spiffe://td/ns/a/sa/z",
+                "spiffe://td/ns/b/sa/y",
+                "10.0.0.1:15008",
+            ),
+            key(
+                "spiffe://td/ns/a/sa/x",
+                "spiffe://td/ns/b/sa/z",
+                "10.0.0.1:15008",
+            ),
+            key(
+                "spiffe://td/ns/a/sa/x",
+                "spiffe://td/ns/b/sa/y",
+                "10.0.0.2:15008",
+            ),
             a.clone(),
         ]
         .into_iter()

@@ -20,14 +20,21 @@ type RecvStream = h3_quinn::RecvStream;
 
 /// The sending half of a CONNECT stream, client or server side.
 pub trait StreamSend: Send {
-    fn send(&mut self, data: Bytes) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
-    fn finish(&mut self) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
+    fn send(
+        &mut self,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
+    fn finish(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
     fn reset(&mut self, code: Code);
 }
 
 /// The receiving half of a CONNECT stream, client or server side.
 pub trait StreamRecv: Send {
-    fn recv(&mut self) -> impl std::future::Future<Output = Result<Option<Bytes>, h3::error::StreamError>> + Send;
+    fn recv(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Bytes>, h3::error::StreamError>> + Send;
     fn stop(&mut self, code: Code);
 }
 
@@ -94,11 +101,7 @@ pub struct Transfer {
 const CHUNK: usize = 64 * 1024;
 
 /// Pumps until both directions are done or one side resets.
-pub async fn pump(
-    tcp: TcpStream,
-    mut tx: impl StreamSend,
-    mut rx: impl StreamRecv,
-) -> Transfer {
+pub async fn pump(tcp: TcpStream, mut tx: impl StreamSend, mut rx: impl StreamRecv) -> Transfer {
     let mut tcp = tcp;
     // Borrowed halves: tokio's owned write half would send a FIN when
     // dropped, turning a reset into a clean close.

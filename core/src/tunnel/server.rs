@@ -93,7 +93,10 @@ pub async fn serve<I: Inbound>(
     }
     endpoint.set_server_config(None);
     tracker.close();
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::info!(
             remaining = tracker.len(),
             "drain deadline passed; closing remaining tunnel connections"
@@ -209,13 +212,11 @@ async fn request<I: Inbound>(
     metrics: Arc<TunnelMetrics>,
 ) {
     let started = Instant::now();
-    let checked = check_request(&req).and_then(|authority| {
-        Ok(InboundRequest {
-            peer: peer.clone(),
-            peer_addr,
-            authority,
-            headers: req.headers().clone(),
-        })
+    let checked = check_request(&req).map(|authority| InboundRequest {
+        peer: peer.clone(),
+        peer_addr,
+        authority,
+        headers: req.headers().clone(),
     });
     let upstream = match checked {
         Ok(r) => inbound.connect(&r).await.map(|tcp| (r, tcp)),
@@ -261,7 +262,10 @@ async fn request<I: Inbound>(
     metrics.streams_active.dec();
     metrics.streams_closed.get_or_create(&labels).inc();
     metrics.bytes_sent.get_or_create(&labels).inc_by(t.sent);
-    metrics.bytes_received.get_or_create(&labels).inc_by(t.received);
+    metrics
+        .bytes_received
+        .get_or_create(&labels)
+        .inc_by(t.received);
     tracing::info!(
         direction = "inbound",
         src.identity = %peer,
@@ -293,7 +297,11 @@ fn check_request(req: &http::Request<()>) -> Result<SocketAddr, Refused> {
         ));
     }
     let authority = req.uri().authority().ok_or_else(|| {
-        Refused::new(StatusCode::BAD_REQUEST, "bad_authority", "CONNECT without :authority")
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            "bad_authority",
+            "CONNECT without :authority",
+        )
     })?;
     authority.as_str().parse::<SocketAddr>().map_err(|_| {
         Refused::new(
@@ -321,7 +329,10 @@ mod tests {
             .uri("[fd00::1]:8080")
             .body(())
             .unwrap();
-        assert_eq!(check_request(&v6).unwrap(), "[fd00::1]:8080".parse().unwrap());
+        assert_eq!(
+            check_request(&v6).unwrap(),
+            "[fd00::1]:8080".parse().unwrap()
+        );
         let get = http::Request::builder()
             .method(Method::GET)
             .uri("https://10.0.0.1:80/")

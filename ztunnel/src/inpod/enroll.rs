@@ -29,7 +29,10 @@ pub trait PodRegistry: Send + Sync + 'static {
     fn add(&self, pod: Pod) -> impl std::future::Future<Output = Result<(), String>> + Send;
     fn remove(&self, uid: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
     /// Makes the enrolled set exactly `pods`.
-    fn snapshot(&self, pods: Vec<Pod>) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn snapshot(
+        &self,
+        pods: Vec<Pod>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
 /// Serves the enrollment socket at `path` until `shutdown`.
@@ -67,7 +70,11 @@ async fn session<R: PodRegistry>(stream: UnixStream, registry: Arc<R>) -> std::i
         let resp = match Request::decode(frame.freeze()) {
             Err(e) => {
                 tracing::warn!(error = %e, "malformed enrollment request");
-                Response { id: 0, ok: false, error: format!("malformed request: {e}") }
+                Response {
+                    id: 0,
+                    ok: false,
+                    error: format!("malformed request: {e}"),
+                }
             }
             Ok(req) => {
                 let id = req.id;
@@ -83,7 +90,11 @@ async fn session<R: PodRegistry>(stream: UnixStream, registry: Arc<R>) -> std::i
                 if let Err(e) = &result {
                     tracing::warn!(request = id, error = %e, "enrollment operation failed");
                 }
-                Response { id, ok: result.is_ok(), error: result.err().unwrap_or_default() }
+                Response {
+                    id,
+                    ok: result.is_ok(),
+                    error: result.err().unwrap_or_default(),
+                }
             }
         };
         framed.send(Bytes::from(resp.encode_to_vec())).await?;
@@ -127,7 +138,10 @@ impl Client {
         let frame = self.framed.next().await.ok_or(ClientError::Closed)??;
         let resp = Response::decode(frame.freeze())?;
         if resp.id != id {
-            return Err(ClientError::Id { want: id, got: resp.id });
+            return Err(ClientError::Id {
+                want: id,
+                got: resp.id,
+            });
         }
         if !resp.ok {
             return Err(ClientError::Refused(resp.error));
@@ -136,8 +150,10 @@ impl Client {
     }
 
     pub async fn add(&mut self, pod: Pod) -> Result<(), ClientError> {
-        self.call(request::Op::Add(quicmesh_proto::enrollment::AddPod { pod: Some(pod) }))
-            .await
+        self.call(request::Op::Add(quicmesh_proto::enrollment::AddPod {
+            pod: Some(pod),
+        }))
+        .await
     }
 
     pub async fn remove(&mut self, uid: &str) -> Result<(), ClientError> {
@@ -148,8 +164,10 @@ impl Client {
     }
 
     pub async fn snapshot(&mut self, pods: Vec<Pod>) -> Result<(), ClientError> {
-        self.call(request::Op::Snapshot(quicmesh_proto::enrollment::Snapshot { pods }))
-            .await
+        self.call(request::Op::Snapshot(
+            quicmesh_proto::enrollment::Snapshot { pods },
+        ))
+        .await
     }
 }
 
@@ -193,7 +211,12 @@ mod tests {
         }
     }
 
-    async fn server() -> (Arc<Mem>, std::path::PathBuf, tempfile::TempDir, CancellationToken) {
+    async fn server() -> (
+        Arc<Mem>,
+        std::path::PathBuf,
+        tempfile::TempDir,
+        CancellationToken,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("z.sock");
         let reg = Arc::new(Mem::default());
@@ -231,11 +254,17 @@ mod tests {
     async fn garbage_gets_an_error_and_the_session_survives() {
         let (_reg, path, _dir, stop) = server().await;
         let mut framed = Framed::new(UnixStream::connect(&path).await.unwrap(), codec());
-        framed.send(Bytes::from_static(&[0xff, 0xff, 0xff])).await.unwrap();
+        framed
+            .send(Bytes::from_static(&[0xff, 0xff, 0xff]))
+            .await
+            .unwrap();
         let resp = Response::decode(framed.next().await.unwrap().unwrap().freeze()).unwrap();
         assert!(!resp.ok && resp.error.contains("malformed"), "{resp:?}");
         let empty = Request { id: 9, op: None };
-        framed.send(Bytes::from(empty.encode_to_vec())).await.unwrap();
+        framed
+            .send(Bytes::from(empty.encode_to_vec()))
+            .await
+            .unwrap();
         let resp = Response::decode(framed.next().await.unwrap().unwrap().freeze()).unwrap();
         assert_eq!(resp.id, 9);
         assert!(!resp.ok);

@@ -85,7 +85,9 @@ pub fn install() -> Result<(), RulesError> {
 /// Removes the rules from the current thread's network namespace; no error
 /// if they are not there.
 pub fn remove() -> Result<(), RulesError> {
-    nft(&format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"))
+    nft(&format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+    ))
 }
 
 #[cfg(test)]

@@ -23,7 +23,13 @@ async fn deliver(ctx: &PodCtx, dst: SocketAddr) -> Result<TcpStream, Refused> {
         return Err(Refused::new(
             StatusCode::MISDIRECTED_REQUEST,
             "not_served_here",
-            format!("{} is not an address of pod {}/{} (its IPs: {:?})", dst.ip(), ctx.pod.namespace, ctx.pod.name, ctx.ips),
+            format!(
+                "{} is not an address of pod {}/{} (its IPs: {:?})",
+                dst.ip(),
+                ctx.pod.namespace,
+                ctx.pod.name,
+                ctx.ips
+            ),
         ));
     }
     if ZTUNNEL_PORTS.contains(&dst.port()) {
@@ -34,13 +40,21 @@ async fn deliver(ctx: &PodCtx, dst: SocketAddr) -> Result<TcpStream, Refused> {
         ));
     }
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_marked(&ctx.worker, dst)).await {
-        Err(_) => Err(Refused::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", format!("connecting to {dst} timed out"))),
+        Err(_) => Err(Refused::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("connecting to {dst} timed out"),
+        )),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Refused::new(
             StatusCode::BAD_GATEWAY,
             "upstream_refused",
             format!("{dst} refused the connection"),
         )),
-        Ok(Err(e)) => Err(Refused::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("connecting to {dst}: {e}"))),
+        Ok(Err(e)) => Err(Refused::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("connecting to {dst}: {e}"),
+        )),
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

@@ -87,7 +87,13 @@ fn forwarded_for(peer: SocketAddr) -> String {
     }
 }
 
-async fn passthrough(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr, dst: SocketAddr, started: Instant) {
+async fn passthrough(
+    ctx: Arc<PodCtx>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    started: Instant,
+) {
     let mut up = match connect_marked(&ctx.worker, dst).await {
         Ok(s) => s,
         Err(e) => {
@@ -98,7 +104,9 @@ async fn passthrough(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr, dst
         }
     };
     ctx.shared.metrics.passthrough.inc();
-    let (sent, received) = tokio::io::copy_bidirectional(&mut tcp, &mut up).await.unwrap_or((0, 0));
+    let (sent, received) = tokio::io::copy_bidirectional(&mut tcp, &mut up)
+        .await
+        .unwrap_or((0, 0));
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,
@@ -116,7 +124,13 @@ async fn passthrough(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr, dst
 mod tests {
     #[test]
     fn forwarded_header() {
-        assert_eq!(super::forwarded_for("10.0.0.1:5".parse().unwrap()), "for=\"10.0.0.1:5\"");
-        assert_eq!(super::forwarded_for("[fd00::1]:5".parse().unwrap()), "for=\"[fd00::1]:5\"");
+        assert_eq!(
+            super::forwarded_for("10.0.0.1:5".parse().unwrap()),
+            "for=\"10.0.0.1:5\""
+        );
+        assert_eq!(
+            super::forwarded_for("[fd00::1]:5".parse().unwrap()),
+            "for=\"[fd00::1]:5\""
+        );
     }
 }

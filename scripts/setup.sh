@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what quicmesh's lab, tests and demo need on a Debian machine, as
+# root: nftables, iproute2 (ip, ss), curl, iperf3, Python's aioquic (the
+# independent HTTP/3 client of the tests). Idempotent; quiet when all is there.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs packages; the lab creates network namespaces)" >&2
+  exit 1
+fi
+
+need=()
+for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3; do
+  cmd=${pair%%:*} pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import aioquic' 2>/dev/null; then
+  echo "setup.sh: installing aioquic for $PY"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'aioquic==1.7.2' \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'aioquic==1.7.2'
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup.sh: cargo (Rust) is required and not on PATH" >&2
+  exit 1
+fi
