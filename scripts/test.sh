@@ -17,4 +17,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build (release: the e2e tests run the real ztunnel binary)"
 cargo build --release --workspace --bins --locked
 echo "== tests"
-cargo test --release --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over all test binaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
