@@ -97,38 +97,13 @@ async fn up() -> Result<()> {
 
 async fn demo(mesh: &Mesh) -> Result<()> {
     let server_ns = mesh.lab.pod("server").netns.clone();
-    let www = mesh.dir.join("www");
-    std::fs::create_dir_all(&www)?;
-    std::fs::write(www.join("index.html"), "hello from demo/server\n")?;
-    mesh.lab.spawn(
+    mesh.http_server(
         &server_ns,
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            www.to_str().context("utf-8 path")?,
-            "8080",
-        ],
-        &[],
-        Some(&mesh.dir.join("server-http.log")),
-    )?;
-    let w = mesh.worker(&server_ns)?;
-    let mut listening = false;
-    for _ in 0..100 {
-        if w.run(|| std::net::TcpStream::connect(("127.0.0.1", 8080)).is_ok())
-            .await?
-        {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !listening {
-        bail!("the demo HTTP server did not start");
-    }
+        8080,
+        &[("index.html", "hello from demo/server\n")],
+    )
+    .await
+    .context("starting the demo HTTP server")?;
     for node in [1, 2] {
         mesh.lab
             .add_link_counter(node, "demo_quic", "udp dport 15008")?;

@@ -162,8 +162,19 @@ pub fn encode(reg: &Registry) -> String {
     out
 }
 
-/// A source of the text for one HTTP path of the admin/metrics server.
-pub type Handler = Arc<dyn Fn() -> String + Send + Sync>;
+/// Produces the body for one HTTP path of the admin/metrics server.
+pub type Handler = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+>;
+
+/// A [`Handler`] from an async closure.
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
 
 /// Serves GET requests for fixed paths (e.g. `/metrics`, `/healthz/ready`,
 /// `/config_dump`) over HTTP/1.1 until `shutdown` is cancelled.
@@ -191,7 +202,7 @@ pub async fn serve_http(
                     async move {
                         let found = routes.iter().find(|(p, _)| *p == req.uri().path());
                         let resp = match found {
-                            Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h()))),
+                            Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h().await))),
                             None => hyper::Response::builder()
                                 .status(404)
                                 .body(Full::new(Bytes::from_static(b"not found\n")))

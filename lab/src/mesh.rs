@@ -332,6 +332,48 @@ impl Mesh {
         Ok(NetnsWorker::start(&Lab::netns_path(netns))?)
     }
 
+    /// Waits until something listens on TCP `port` inside `netns`.
+    pub async fn wait_listening(&self, netns: &str, port: u16) -> Result<()> {
+        let w = self.worker(netns)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if w.run(move || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+                .await?
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nothing listens on {port} in {netns} after 10 s")
+    }
+
+    /// Runs a real HTTP server (`python3 -m http.server`) inside `netns`
+    /// serving `files` (name, content), and waits until it listens.
+    pub async fn http_server(&self, netns: &str, port: u16, files: &[(&str, &str)]) -> Result<()> {
+        let dir = self.dir.join(format!("www-{netns}-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content)?;
+        }
+        let port_s = port.to_string();
+        self.lab.spawn(
+            netns,
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                dir.to_str().context("utf-8 path")?,
+                &port_s,
+            ],
+            &[],
+            Some(&self.dir.join(format!("http-{netns}-{port}.log"))),
+        )?;
+        self.wait_listening(netns, port).await
+    }
+
     /// GET `path` from ztunnel's metrics port on `node`.
     pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
         let w = self.worker(&self.lab.node(node).netns)?;

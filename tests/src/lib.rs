@@ -79,3 +79,53 @@ pub fn open_fds(pid: u32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// Runs `curl` inside a pod (a real client, captured like any app).
+pub fn curl(mesh: &quicmesh_lab::Mesh, pod: &str, url: &str) -> std::process::Output {
+    mesh.lab
+        .exec_timeout(
+            &mesh.lab.pod(pod).netns,
+            &["curl", "-sS", "--max-time", "10", url],
+            Duration::from_secs(15),
+        )
+        .expect("curl ran")
+}
+
+/// Waits until `node`'s ztunnel counted a closed tunnel stream in
+/// `direction` between the two identities.
+pub async fn stream_counted(
+    mesh: &quicmesh_lab::Mesh,
+    node: usize,
+    direction: &str,
+    src: &str,
+    dst: &str,
+) -> bool {
+    let labels = [
+        ("direction", direction),
+        ("src_principal", src),
+        ("dst_principal", dst),
+    ];
+    eventually(Duration::from_secs(5), || async {
+        mesh.metric(node, "quicmesh_tunnel_streams_closed_total", &labels)
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await
+}
+
+/// An app inside a pod: accepts connections on `port` and runs `serve` on
+/// each, in its own task, until the test ends.
+pub async fn app<F, Fut>(worker: &NetnsWorker, port: u16, serve: F) -> Result<()>
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = listen_in(worker, SocketAddr::from(([0, 0, 0, 0], port))).await?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    Ok(())
+}

@@ -5,10 +5,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use quicmesh_e2e::{connect_from, eventually, listen_in, open_fds, require_root, two_node_spec};
+use quicmesh_e2e::{
+    app, connect_from, eventually, listen_in, open_fds, require_root, two_node_spec,
+};
 use quicmesh_lab::Mesh;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An app reply: writes `msg` and closes.
+async fn say(mut s: tokio::net::TcpStream, msg: &'static [u8]) {
+    let _ = s.write_all(msg).await;
+    let _ = s.shutdown().await;
+}
 
 /// Deterministic pseudo-random bytes (xorshift), so each side can check the other.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -102,22 +110,14 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     const N: usize = 500;
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7001".parse().unwrap())
-        .await
-        .unwrap();
     // Echo server: each connection echoes until EOF.
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
+    app(&server_w, 7001, |mut s| async move {
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
+    .unwrap();
     let addr = SocketAddr::new(mesh.pod_ip("server").into(), 7001);
 
     // Warm up: the pooled QUIC connection exists in the baseline.
@@ -282,17 +282,7 @@ async fn removed_pod_is_no_longer_captured() {
     // An app in the server pod and one in the client pod, both listening.
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
     let server_w = mesh.worker(&server_ns).unwrap();
-    let l = listen_in(&client_w, "0.0.0.0:7004".parse().unwrap())
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let _ = s.write_all(b"hi").await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
+    app(&client_w, 7004, |s| say(s, b"hi")).await.unwrap();
     mesh.lab
         .add_link_counter(2, "plain", "tcp dport 7004")
         .unwrap();
@@ -345,17 +335,7 @@ async fn restarted_ztunnel_resyncs_from_a_snapshot() {
     let mut mesh = Mesh::start(two_node_spec()).await.unwrap();
     let server_w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
     let client_w = mesh.worker(&mesh.lab.pod("client").netns).unwrap();
-    let listener = listen_in(&server_w, "0.0.0.0:7005".parse().unwrap())
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = s.write_all(b"ok").await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
+    app(&server_w, 7005, |s| say(s, b"ok")).await.unwrap();
     let addr = SocketAddr::new(mesh.pod_ip("server").into(), 7005);
     let fetch = |w: quicmesh_core::netns::NetnsWorker| async move {
         let mut s = connect_from(&w, addr).await?;

@@ -11,7 +11,7 @@ use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::tunnel::client::{Pool, PoolKey};
 use quicmesh_core::tunnel::config::{self, TunnelSettings};
 use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused};
-use quicmesh_e2e::{eventually, listen_in, require_root};
+use quicmesh_e2e::{app, eventually, require_root};
 use quicmesh_lab::{Mesh, MeshPod, MeshSpec};
 use tokio::io::AsyncReadExt;
 
@@ -32,20 +32,17 @@ fn spec() -> MeshSpec {
 /// An app in the server pod that counts the connections it receives.
 async fn counting_app(mesh: &Mesh, port: u16) -> Arc<AtomicUsize> {
     let w = mesh.worker(&mesh.lab.pod("server").netns).unwrap();
-    let l = listen_in(&w, SocketAddr::from(([0, 0, 0, 0], port)))
-        .await
-        .unwrap();
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = n.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            n2.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut v = Vec::new();
-                let _ = s.read_to_end(&mut v).await;
-            });
+    app(&w, port, move |mut s| {
+        n2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v).await;
         }
-    });
+    })
+    .await
+    .unwrap();
     n
 }
 
