@@ -7,6 +7,7 @@
 //!
 //! The e2e tests, `quicmesh local up` and the benchmarks all use this crate.
 
+pub mod local;
 pub mod mesh;
 pub mod net;
 

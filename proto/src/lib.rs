@@ -8,3 +8,13 @@
 pub mod enrollment {
     include!("gen/quicmesh.enrollment.v1.rs");
 }
+
+/// The config stream from the controller to the proxies.
+pub mod config {
+    include!("gen/quicmesh.config.v1.rs");
+}
+
+/// The controller's certificate authority.
+pub mod ca {
+    include!("gen/quicmesh.ca.v1.rs");
+}

@@ -6,10 +6,11 @@ use std::path::Path;
 #[test]
 fn generated_code_matches_proto_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let protos = ["enrollment.proto"];
+    let protos = ["enrollment.proto", "config.proto", "ca.proto"];
     let fds = protox::compile(protos, [root.join("proto")]).expect("proto files compile");
     let out = tempfile::tempdir().unwrap();
-    prost_build::Config::new()
+    tonic_prost_build::configure()
+        .build_transport(false)
         .out_dir(out.path())
         .compile_fds(fds)
         .expect("code generation");

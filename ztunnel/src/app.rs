@@ -17,6 +17,7 @@ use quicmesh_proto::enrollment::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, WorkloadFile};
+use crate::controller::ControllerClient;
 use crate::identity::{CertManager, SvidSource};
 use crate::inpod::pods::Pods;
 use crate::metrics::Metrics;
@@ -30,11 +31,16 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub settings: TunnelSettings,
     pub drain_deadline: Duration,
+    pub balancer: Arc<crate::proxy::lb::Balancer>,
 }
 
 impl Shared {
     pub fn state(&self) -> Arc<State> {
         self.state.read().expect("not poisoned").clone()
+    }
+
+    pub fn set_state(&self, state: State) {
+        *self.state.write().expect("not poisoned") = Arc::new(state);
     }
 }
 
@@ -49,53 +55,96 @@ pub struct PodCtx {
 }
 
 /// Builds the identity source from the flags.
-fn cert_manager(args: &Args, trust_domain: &str) -> anyhow::Result<CertManager> {
+fn cert_manager(
+    args: &Args,
+    trust_domain: &str,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(CertManager, Option<Arc<ControllerClient>>)> {
     let mut bundles = TrustBundles::new();
-    let source = match (&args.dev_ca_dir, &args.svid_dir) {
-        (Some(dir), _) => {
-            tracing::warn!(
-                dir = %dir.display(),
-                "DEVELOPMENT MODE: ztunnel mints workload SVIDs from a local CA; never use this in production"
-            );
-            let ca = Ca::load_or_generate(trust_domain, dir).context("development CA")?;
-            bundles.insert(trust_domain, &[ca.cert_der().clone()])?;
-            SvidSource::DevCa {
-                ca: Box::new(ca),
-                lifetime: args.svid_lifetime,
-            }
-        }
-        (None, Some(dir)) => {
-            let bundle = args
-                .trust_bundle
-                .as_ref()
-                .context("--svid-dir needs --trust-bundle")?;
-            let pem = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            bundles.insert_pem(trust_domain, &pem)?;
-            SvidSource::Files { dir: dir.clone() }
-        }
-        (None, None) => anyhow::bail!("no identity source: pass --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)"),
+    let read_bundle = |bundles: &mut TrustBundles| -> anyhow::Result<()> {
+        let bundle = args
+            .trust_bundle
+            .as_ref()
+            .context("--trust-bundle is required with --svid-dir and --controller")?;
+        let pem = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+        bundles.insert_pem(trust_domain, &pem)?;
+        Ok(())
     };
-    Ok(CertManager::new(source, Arc::new(bundles)))
+    let mut controller = None;
+    let source = if let Some(addr) = args.controller {
+        read_bundle(&mut bundles)?;
+        let token_file = args
+            .bootstrap_token
+            .as_ref()
+            .context("--controller needs --bootstrap-token")?;
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("reading {}", token_file.display()))?
+            .trim()
+            .to_string();
+        let identity =
+            SpiffeId::parse(&args.controller_identity).context("--controller-identity")?;
+        let c = Arc::new(ControllerClient {
+            addr,
+            identity,
+            bundles: Arc::new(bundles.clone()),
+            token,
+            node: args.node.clone(),
+            tls_metrics: Arc::new(metrics.tunnel.tls.clone()),
+        });
+        c.node_identity_checked().context("--node")?;
+        controller = Some(c.clone());
+        SvidSource::Controller(c)
+    } else if let Some(dir) = &args.dev_ca_dir {
+        tracing::warn!(
+            dir = %dir.display(),
+            "DEVELOPMENT MODE: ztunnel mints workload SVIDs from a local CA; never use this in production"
+        );
+        let ca = Ca::load_or_generate(trust_domain, dir).context("development CA")?;
+        bundles.insert(trust_domain, &[ca.cert_der().clone()])?;
+        SvidSource::DevCa {
+            ca: Box::new(ca),
+            lifetime: args.svid_lifetime,
+        }
+    } else if let Some(dir) = &args.svid_dir {
+        read_bundle(&mut bundles)?;
+        SvidSource::Files { dir: dir.clone() }
+    } else {
+        anyhow::bail!("no identity source: pass --controller, or --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)")
+    };
+    let mut certs = CertManager::new(source, Arc::new(bundles));
+    let m = metrics.clone();
+    certs.on_fetch = Box::new(move |result| {
+        m.svid_fetches
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    });
+    Ok((certs, controller))
 }
 
 /// Runs ztunnel until SIGTERM/SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let file = WorkloadFile::load(&args.workloads)?;
-    let certs = cert_manager(&args, &file.trust_domain)?;
+    let initial = match &args.workloads {
+        Some(path) => State::from_file(&WorkloadFile::load(path)?),
+        None => State::empty(&args.trust_domain),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (certs, controller) = cert_manager(&args, &initial.trust_domain, &metrics)?;
     let settings = TunnelSettings {
         socket_buffer: args.udp_buffer,
         ..TunnelSettings::default()
     };
-    let metrics = Arc::new(Metrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     let shared = Arc::new(Shared {
         node: args.node.clone(),
-        state: RwLock::new(Arc::new(State::from_file(&file))),
+        state: RwLock::new(Arc::new(initial)),
         certs,
         metrics: metrics.clone(),
         settings,
         drain_deadline: args.drain_deadline,
+        balancer: Arc::default(),
     });
     let pods = Pods::new(shared.clone());
     let shutdown = CancellationToken::new();
@@ -142,11 +191,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    tokio::spawn(watch_workloads(
-        args.workloads.clone(),
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    match (&args.workloads, controller) {
+        (Some(path), _) => {
+            tokio::spawn(watch_workloads(
+                path.clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        (None, Some(c)) => {
+            tokio::spawn(crate::controller::follow(c, shared.clone()));
+        }
+        (None, None) => unreachable!("clap requires one of --workloads and --controller"),
+    }
     let enroll = {
         let (path, pods, stop) = (args.enroll_socket.clone(), pods.clone(), shutdown.clone());
         tokio::spawn(async move { crate::inpod::enroll::serve(&path, pods, stop).await })
@@ -181,7 +238,7 @@ async fn watch_workloads(path: PathBuf, shared: Arc<Shared>, stop: CancellationT
         seen = now;
         match WorkloadFile::load(&path) {
             Ok(f) => {
-                *shared.state.write().expect("not poisoned") = Arc::new(State::from_file(&f));
+                shared.set_state(State::from_file(&f));
                 tracing::info!(workloads = f.workloads.len(), "workload file reloaded");
             }
             Err(e) => {

@@ -27,17 +27,32 @@ pub struct Args {
     /// Name of the node this ztunnel serves.
     #[arg(long, env = "NODE_NAME")]
     pub node: String,
-    /// Static workload file (YAML).
+    /// Static workload file (YAML), for development without a controller.
+    #[arg(long, required_unless_present = "controller")]
+    pub workloads: Option<PathBuf>,
+    /// The controller's gRPC address (CA and config stream).
+    #[arg(long, conflicts_with_all = ["workloads", "svid_dir", "dev_ca_dir"], requires_all = ["bootstrap_token", "trust_bundle"])]
+    pub controller: Option<SocketAddr>,
+    /// The SPIFFE ID the controller must prove.
+    #[arg(
+        long,
+        default_value = "spiffe://cluster.local/ns/quicmesh-system/sa/controller"
+    )]
+    pub controller_identity: String,
+    /// File holding this node's bootstrap token for the controller's CA.
     #[arg(long)]
-    pub workloads: PathBuf,
+    pub bootstrap_token: Option<PathBuf>,
+    /// Trust domain (with --controller; the workload file names its own).
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
     /// Unix socket on which the node agent enrolls pods.
     #[arg(long, default_value = "/var/run/quicmesh/ztunnel.sock")]
     pub enroll_socket: PathBuf,
     /// Directory of SVIDs: <dir>/<namespace>/<service-account>/{cert.pem,key.pem}.
     #[arg(long, conflicts_with = "dev_ca_dir")]
     pub svid_dir: Option<PathBuf>,
-    /// PEM bundle of the trust domain's CA certificates (with --svid-dir).
-    #[arg(long, requires = "svid_dir")]
+    /// PEM bundle of the trust domain's CA certificates (with --svid-dir or --controller).
+    #[arg(long)]
     pub trust_bundle: Option<PathBuf>,
     /// DEVELOPMENT ONLY: a CA directory (ca.pem, ca-key.pem; generated if
     /// missing) from which ztunnel mints its workloads' SVIDs itself. Anyone

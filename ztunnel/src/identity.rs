@@ -1,37 +1,57 @@
-//! Where ztunnel's workload SVIDs come from, cached per identity and renewed
-//! at half-life.
+//! Where ztunnel's SVIDs come from, cached per identity and renewed at
+//! half-life.
 //!
-//! Sources: PEM files on disk (`--svid-dir`), or — development only — a CA
-//! ztunnel holds itself (`--dev-ca-dir`). The controller's CA is the
-//! production source (its own issue).
+//! Sources: the controller's CA (production), PEM files on disk
+//! (`--svid-dir`), or — development only — a CA ztunnel holds itself
+//! (`--dev-ca-dir`). A failed fetch is retried with backoff; while a cached
+//! SVID is still valid it keeps being used.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 
+use crate::controller::ControllerClient;
+
 pub enum SvidSource {
     Files { dir: PathBuf },
     DevCa { ca: Box<Ca>, lifetime: Duration },
+    Controller(Arc<ControllerClient>),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IdentityError {
     #[error("{0} is not a workload identity")]
     NotWorkload(SpiffeId),
-    #[error("loading SVID for {id}: {reason}")]
+    #[error("getting an SVID for {id}: {reason}")]
     Load { id: SpiffeId, reason: String },
-    #[error("SVID file for {want} holds {got}")]
+    #[error("SVID for {want} holds {got}")]
     Mismatch { want: SpiffeId, got: SpiffeId },
+    #[error("SVID for {id} unavailable; next attempt in {retry_in:?} (last error: {reason})")]
+    Backoff {
+        id: SpiffeId,
+        retry_in: Duration,
+        reason: String,
+    },
+}
+
+#[derive(Default)]
+struct Entry {
+    svid: Option<Arc<Svid>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
 }
 
 pub struct CertManager {
     source: SvidSource,
     bundles: Arc<TrustBundles>,
-    cache: Mutex<HashMap<SpiffeId, Arc<Svid>>>,
+    /// One lock per identity: concurrent first uses wait for one fetch.
+    entries: Mutex<HashMap<SpiffeId, Arc<tokio::sync::Mutex<Entry>>>>,
+    pub on_fetch: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl CertManager {
@@ -39,7 +59,8 @@ impl CertManager {
         CertManager {
             source,
             bundles,
-            cache: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
+            on_fetch: Box::new(|_| {}),
         }
     }
 
@@ -47,24 +68,57 @@ impl CertManager {
         self.bundles.clone()
     }
 
-    /// The current SVID of `id`, fetched on first use and renewed once past
-    /// half its lifetime.
-    pub fn svid(&self, id: &SpiffeId) -> Result<Arc<Svid>, IdentityError> {
-        if let Some(s) = self.cache.lock().expect("not poisoned").get(id) {
-            if SystemTime::now() < s.refresh_at() {
+    /// The current SVID of `id`: fetched on first use, renewed once past
+    /// half its lifetime, with exponential backoff (1 s to 60 s) on failure.
+    pub async fn svid(&self, id: &SpiffeId) -> Result<Arc<Svid>, IdentityError> {
+        let slot = self
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        let mut e = slot.lock().await;
+        let now = SystemTime::now();
+        if let Some(s) = &e.svid {
+            if now < s.refresh_at() {
                 return Ok(s.clone());
             }
         }
-        let fresh = Arc::new(self.fetch(id)?);
-        tracing::info!(identity = %id, expires = ?fresh.not_after, "SVID issued");
-        self.cache
-            .lock()
-            .expect("not poisoned")
-            .insert(id.clone(), fresh.clone());
-        Ok(fresh)
+        let usable = e.svid.clone().filter(|s| now < s.not_after);
+        if let Some(at) = e.retry_at {
+            if Instant::now() < at {
+                return usable.ok_or_else(|| IdentityError::Backoff {
+                    id: id.clone(),
+                    retry_in: at - Instant::now(),
+                    reason: e.last_error.clone(),
+                });
+            }
+        }
+        match self.fetch(id).await {
+            Ok(s) => {
+                let s = Arc::new(s);
+                tracing::info!(identity = %id, expires = ?s.not_after, "SVID issued");
+                (self.on_fetch)("ok");
+                *e = Entry {
+                    svid: Some(s.clone()),
+                    ..Entry::default()
+                };
+                Ok(s)
+            }
+            Err(err) => {
+                e.failures += 1;
+                let wait = Duration::from_secs(1 << e.failures.min(6)).min(Duration::from_secs(60));
+                e.retry_at = Some(Instant::now() + wait);
+                e.last_error = err.to_string();
+                tracing::warn!(identity = %id, error = %err, retry_in = ?wait, "SVID fetch failed");
+                (self.on_fetch)("error");
+                usable.ok_or(err)
+            }
+        }
     }
 
-    fn fetch(&self, id: &SpiffeId) -> Result<Svid, IdentityError> {
+    async fn fetch(&self, id: &SpiffeId) -> Result<Svid, IdentityError> {
         let load_err = |reason: String| IdentityError::Load {
             id: id.clone(),
             reason,
@@ -81,6 +135,7 @@ impl CertManager {
             SvidSource::DevCa { ca, lifetime } => ca
                 .mint(id, *lifetime)
                 .map_err(|e| load_err(e.to_string()))?,
+            SvidSource::Controller(c) => c.sign(id, None).await.map_err(load_err)?,
         };
         if &svid.id != id {
             return Err(IdentityError::Mismatch {

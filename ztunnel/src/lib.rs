@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod config;
+pub mod controller;
 pub mod identity;
 pub mod inpod;
 pub mod metrics;

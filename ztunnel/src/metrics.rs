@@ -18,6 +18,15 @@ pub struct Metrics {
     pub enrolled_pods: Gauge,
     pub enrollment_failures: Counter,
     pub alive_tasks: Gauge,
+    /// 1 while the config stream is up.
+    pub config_connected: Gauge,
+    pub config_update_results: Family<ResultLabels, Counter>,
+    pub svid_fetches: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
 }
 
 impl Metrics {
@@ -49,10 +58,33 @@ impl Metrics {
             self.enrollment_failures.clone(),
         );
         reg.register(
+            "ztunnel_config_connected",
+            "1 while the config stream to the controller is up",
+            self.config_connected.clone(),
+        );
+        reg.register(
+            "ztunnel_config_updates",
+            "Config updates from the controller, by result (ack, nack)",
+            self.config_update_results.clone(),
+        );
+        reg.register(
+            "ztunnel_svid_fetches",
+            "SVID fetches, by result",
+            self.svid_fetches.clone(),
+        );
+        reg.register(
             "ztunnel_runtime_alive_tasks",
             "Tasks alive in the async runtime (sampled at scrape)",
             self.alive_tasks.clone(),
         );
+    }
+
+    pub fn config_updates(&self, result: &str) {
+        self.config_update_results
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn outbound_refused(&self, reason: &str) {

@@ -4,6 +4,7 @@
 //! namespace ([`socket`]).
 
 pub mod inbound;
+pub mod lb;
 pub mod outbound;
 pub mod socket;
 

@@ -1,10 +1,14 @@
-//! What ztunnel knows about the mesh: workloads by address. Pure data, no I/O.
+//! What ztunnel knows about the mesh: workloads and services by address.
+//! Pure data, no I/O. Built from the static workload file or from the
+//! controller's resources; a resource set that does not validate is
+//! rejected whole (the caller NACKs it and keeps the previous state).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use quicmesh_core::identity::SpiffeId;
+use quicmesh_proto::config::{resource, Resource};
 
 use crate::config::{Workload, WorkloadFile};
 
@@ -14,43 +18,203 @@ pub struct MeshWorkload {
     #[serde(flatten)]
     pub workload: Workload,
     pub identity: SpiffeId,
+    /// Its namespace is in the mesh: traffic to it is tunnelled.
+    pub in_mesh: bool,
+    pub ready: bool,
 }
 
-/// Workloads indexed by IP.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u16,
+    /// 0: resolved per endpoint by port name.
+    pub target_port: u16,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceEndpoint {
+    pub workload_uid: String,
+    pub ip: IpAddr,
+    pub ready: bool,
+    pub ports: BTreeMap<String, u16>,
+}
+
+impl ServiceEndpoint {
+    /// The endpoint's port for a service port.
+    pub fn target(&self, sp: &ServicePort) -> Option<u16> {
+        self.ports
+            .get(&sp.name)
+            .copied()
+            .or((sp.target_port != 0).then_some(sp.target_port))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeshService {
+    pub name: String,
+    pub namespace: String,
+    pub vips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+    pub endpoints: Vec<ServiceEndpoint>,
+}
+
+/// Workloads and services, indexed by IP.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct State {
     pub trust_domain: String,
+    /// Config version from the controller (0 for the static file).
+    pub version: u64,
     #[serde(skip)]
     by_ip: HashMap<IpAddr, Arc<MeshWorkload>>,
+    #[serde(skip)]
+    by_uid: HashMap<String, Arc<MeshWorkload>>,
+    #[serde(skip)]
+    by_vip: HashMap<IpAddr, Arc<MeshService>>,
     workloads: Vec<Arc<MeshWorkload>>,
+    services: Vec<Arc<MeshService>>,
 }
 
 impl State {
-    pub fn from_file(file: &WorkloadFile) -> Self {
-        let mut by_ip = HashMap::new();
-        let mut workloads = Vec::new();
-        for w in &file.workloads {
-            let identity = SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
-                .expect("validated when the file was loaded");
-            let mw = Arc::new(MeshWorkload {
-                workload: w.clone(),
-                identity,
-            });
-            for ip in &w.ips {
-                by_ip.insert(*ip, mw.clone());
-            }
-            workloads.push(mw);
-        }
+    /// Nothing known yet (before the controller's first update).
+    pub fn empty(trust_domain: &str) -> Self {
         State {
-            trust_domain: file.trust_domain.clone(),
-            by_ip,
-            workloads,
+            trust_domain: trust_domain.to_string(),
+            ..Default::default()
         }
     }
 
-    /// The mesh workload at `ip`, if any: traffic to it is tunnelled.
+    pub fn from_file(file: &WorkloadFile) -> Self {
+        let mut s = State {
+            trust_domain: file.trust_domain.clone(),
+            ..Default::default()
+        };
+        for w in &file.workloads {
+            let identity = SpiffeId::workload(&file.trust_domain, &w.namespace, &w.service_account)
+                .expect("validated when the file was loaded");
+            s.add_workload(MeshWorkload {
+                workload: w.clone(),
+                identity,
+                in_mesh: true,
+                ready: true,
+            });
+        }
+        s
+    }
+
+    fn add_workload(&mut self, w: MeshWorkload) {
+        let w = Arc::new(w);
+        for ip in &w.workload.ips {
+            self.by_ip.insert(*ip, w.clone());
+        }
+        self.by_uid.insert(w.workload.uid.clone(), w.clone());
+        self.workloads.push(w);
+    }
+
+    /// Builds the state from the controller's resources, or says which
+    /// resource is invalid and why.
+    pub fn from_resources(
+        trust_domain: &str,
+        version: u64,
+        resources: &BTreeMap<String, Resource>,
+    ) -> Result<Self, String> {
+        let mut s = State {
+            trust_domain: trust_domain.to_string(),
+            version,
+            ..Default::default()
+        };
+        let ip = |name: &str, v: &str| -> Result<IpAddr, String> {
+            v.parse()
+                .map_err(|_| format!("{name}: {v:?} is not an IP address"))
+        };
+        let port = |name: &str, v: u32| -> Result<u16, String> {
+            u16::try_from(v).map_err(|_| format!("{name}: {v} is not a port"))
+        };
+        for (name, r) in resources {
+            match &r.kind {
+                Some(resource::Kind::Workload(w)) => {
+                    let identity = SpiffeId::parse(&w.identity)
+                        .map_err(|e| format!("{name}: identity: {e}"))?;
+                    let ips = w
+                        .ips
+                        .iter()
+                        .map(|v| ip(name, v))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    s.add_workload(MeshWorkload {
+                        workload: Workload {
+                            uid: w.uid.clone(),
+                            name: w.name.clone(),
+                            namespace: w.namespace.clone(),
+                            service_account: w.service_account.clone(),
+                            node: w.node.clone(),
+                            ips,
+                        },
+                        identity,
+                        in_mesh: w.in_mesh,
+                        ready: w.ready,
+                    });
+                }
+                Some(resource::Kind::Service(svc)) => {
+                    let ports = svc
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            Ok(ServicePort {
+                                name: p.name.clone(),
+                                port: port(name, p.port)?,
+                                target_port: port(name, p.target_port)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
+                    let endpoints = svc
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            Ok(ServiceEndpoint {
+                                workload_uid: e.workload_uid.clone(),
+                                ip: ip(name, &e.ip)?,
+                                ready: e.ready,
+                                ports: e
+                                    .ports
+                                    .iter()
+                                    .map(|(k, v)| Ok((k.clone(), port(name, *v)?)))
+                                    .collect::<Result<_, String>>()?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
+                    let ms = Arc::new(MeshService {
+                        name: svc.name.clone(),
+                        namespace: svc.namespace.clone(),
+                        vips: svc
+                            .vips
+                            .iter()
+                            .map(|v| ip(name, v))
+                            .collect::<Result<_, _>>()?,
+                        ports,
+                        endpoints,
+                    });
+                    for vip in &ms.vips {
+                        s.by_vip.insert(*vip, ms.clone());
+                    }
+                    s.services.push(ms);
+                }
+                None => return Err(format!("{name}: resource without a kind")),
+            }
+        }
+        Ok(s)
+    }
+
+    /// The workload at `ip`, if any.
     pub fn workload_at(&self, ip: IpAddr) -> Option<&Arc<MeshWorkload>> {
         self.by_ip.get(&ip)
+    }
+
+    pub fn workload(&self, uid: &str) -> Option<&Arc<MeshWorkload>> {
+        self.by_uid.get(uid)
+    }
+
+    /// The service whose VIP is `ip`, if any.
+    pub fn service_at(&self, ip: IpAddr) -> Option<&Arc<MeshService>> {
+        self.by_vip.get(&ip)
     }
 
     pub fn workloads(&self) -> &[Arc<MeshWorkload>] {
@@ -61,6 +225,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quicmesh_proto::config::{Endpoint, Service, ServicePort as PPort, Workload as PWorkload};
 
     #[test]
     fn finds_workloads_by_any_ip() {
@@ -74,5 +239,66 @@ mod tests {
         assert_eq!(w.identity.as_str(), "spiffe://td.example/ns/ns/sa/sa");
         assert!(s.workload_at("10.0.0.1".parse().unwrap()).is_some());
         assert!(s.workload_at("10.0.0.2".parse().unwrap()).is_none());
+    }
+
+    fn res(name: &str, kind: resource::Kind) -> (String, Resource) {
+        (
+            name.to_string(),
+            Resource {
+                name: name.into(),
+                version: 1,
+                kind: Some(kind),
+            },
+        )
+    }
+
+    #[test]
+    fn builds_from_resources_and_rejects_invalid_ones() {
+        let w = PWorkload {
+            uid: "u1".into(),
+            name: "web-0".into(),
+            namespace: "shop".into(),
+            service_account: "web".into(),
+            node: "node1".into(),
+            ips: vec!["10.244.1.2".into()],
+            ready: true,
+            in_mesh: true,
+            identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+        };
+        let svc = Service {
+            name: "web".into(),
+            namespace: "shop".into(),
+            vips: vec!["10.96.0.10".into()],
+            ports: vec![PPort {
+                name: "http".into(),
+                port: 80,
+                target_port: 0,
+            }],
+            endpoints: vec![Endpoint {
+                workload_uid: "u1".into(),
+                ip: "10.244.1.2".into(),
+                ready: true,
+                ports: [("http".to_string(), 8080)].into(),
+            }],
+        };
+        let mut map: BTreeMap<_, _> = [
+            res("workload/u1", resource::Kind::Workload(w.clone())),
+            res("service/shop/web", resource::Kind::Service(svc)),
+        ]
+        .into();
+        let s = State::from_resources("cluster.local", 7, &map).unwrap();
+        let ms = s.service_at("10.96.0.10".parse().unwrap()).unwrap();
+        assert_eq!(ms.endpoints[0].target(&ms.ports[0]), Some(8080));
+        assert_eq!(s.workload("u1").unwrap().workload.name, "web-0");
+        assert_eq!(s.version, 7);
+
+        let mut bad = w;
+        bad.ips = vec!["not-an-ip".into()];
+        map.insert(
+            "workload/u2".into(),
+            res("workload/u2", resource::Kind::Workload(bad)).1,
+        );
+        let e = State::from_resources("cluster.local", 8, &map).unwrap_err();
+        assert!(e.contains("workload/u2") && e.contains("not-an-ip"), "{e}");
     }
 }

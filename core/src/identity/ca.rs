@@ -141,27 +141,82 @@ impl Ca {
         not_after: SystemTime,
     ) -> Result<Svid, CaError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "quicmesh");
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyAgreement,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = leaf_params(id, not_before, not_after)?.signed_by(&key, &self.issuer)?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok(Svid::from_der(vec![cert.der().clone()], key_der)?)
     }
+
+    /// Signs a PKCS#10 CSR (PEM) for `lifetime`. The identity is the CSR's
+    /// single URI SAN; nothing else in the CSR is copied into the
+    /// certificate. Returns the identity and the certificate (DER).
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        lifetime: Duration,
+    ) -> Result<(SpiffeId, CertificateDer<'static>), CaError> {
+        let id = csr_identity(csr_pem)?;
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let now = SystemTime::now();
+        let params = leaf_params(&id, now - Duration::from_secs(60), now + lifetime)?;
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        Ok((id, cert.der().clone()))
+    }
+}
+
+/// The SPIFFE ID a CSR asks for: its one and only URI SAN.
+pub fn csr_identity(csr_pem: &str) -> Result<SpiffeId, CaError> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let uris: Vec<String> = csr
+        .params
+        .subject_alt_names
+        .iter()
+        .filter_map(|san| match san {
+            SanType::URI(u) => Some(u.as_str().to_string()),
+            _ => None,
+        })
+        .collect();
+    if uris.len() != 1 {
+        return Err(CaError::Svid(SvidError::UriSanCount(uris.len())));
+    }
+    Ok(SpiffeId::parse(&uris[0]).map_err(SvidError::from)?)
+}
+
+/// A new key and a CSR (PEM) for `id`; the key stays with the caller.
+pub fn new_csr(id: &SpiffeId) -> Result<(String, PrivateKeyDer<'static>), CaError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((
+        csr,
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    ))
+}
+
+/// The certificate parameters of an SVID for `id`.
+fn leaf_params(
+    id: &SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "quicmesh");
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyAgreement,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    Ok(params)
 }
 
 /// Writes a file readable by its owner only.

@@ -211,6 +211,9 @@ pub type AllowFn = dyn Fn(&SpiffeId) -> bool + Send + Sync;
 pub struct ClientVerifier {
     bundles: Arc<TrustBundles>,
     allow: Box<AllowFn>,
+    /// When false a client may present no certificate (the controller's CA
+    /// accepts bootstrap calls authenticated by token instead).
+    mandatory: bool,
     provider: Arc<CryptoProvider>,
     metrics: Arc<TlsMetrics>,
 }
@@ -231,15 +234,27 @@ impl ClientVerifier {
         Self {
             bundles,
             allow,
+            mandatory: true,
             provider,
             metrics,
         }
+    }
+
+    /// Lets clients connect without a certificate; one that presents a
+    /// certificate is still verified.
+    pub fn optional(mut self) -> Self {
+        self.mandatory = false;
+        self
     }
 }
 
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
     }
 
     fn verify_client_cert(
@@ -426,6 +441,28 @@ mod tests {
             .unwrap();
         assert!(v.verify_client_cert(&bad.chain[0], &[], now()).is_err());
         assert_eq!(metrics.count("server", "not_allowed"), 1);
+    }
+
+    #[test]
+    fn csr_signing_takes_only_the_identity_from_the_csr() {
+        let (ca, bundles, provider) = setup();
+        let want = id("spiffe://cluster.local/ns/a/sa/b");
+        let (csr, _key) = crate::identity::ca::new_csr(&want).unwrap();
+        assert_eq!(crate::identity::ca::csr_identity(&csr).unwrap(), want);
+        let (got, cert) = ca.sign_csr(&csr, Duration::from_secs(60)).unwrap();
+        assert_eq!(got, want);
+        let verified = verify_peer_chain(
+            &bundles,
+            &cert,
+            &[],
+            now(),
+            Side::Server,
+            &provider.signature_verification_algorithms,
+        );
+        assert_eq!(verified, Ok(want));
+        let info = crate::identity::svid::cert_info(&cert).unwrap();
+        let life = info.not_after.duration_since(info.not_before).unwrap();
+        assert!(life <= Duration::from_secs(121), "{life:?}");
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Pods {
         }
         let worker =
             NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
-        let svid = s.certs.svid(&identity).map_err(|e| e.to_string())?;
+        let svid = s.certs.svid(&identity).await.map_err(|e| e.to_string())?;
 
         // Listeners first, then the rules that send traffic to them.
         let any = |port| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
@@ -158,7 +158,7 @@ impl Pods {
             span.clone(),
             plaintext,
         );
-        renew_loop(ctx, endpoint.clone(), &tracker, &drain);
+        renew_loop(ctx, endpoint.clone(), &tracker, &drain, svid);
         tracing::info!(parent: &span, ips = ?pod.ips, netns = %pod.netns_path, "pod enrolled");
         Ok(Running {
             pod,
@@ -354,32 +354,41 @@ fn renew_loop(
     endpoint: quinn::Endpoint,
     tracker: &TaskTracker,
     drain: &CancellationToken,
+    mut current: Arc<quicmesh_core::identity::Svid>,
 ) {
     let drain = drain.clone();
     tracker.spawn(async move {
-        let mut backoff = Duration::from_secs(1);
         loop {
-            let wait = match ctx.shared.certs.svid(&ctx.identity) {
-                Ok(svid) => svid.refresh_at().duration_since(SystemTime::now()).unwrap_or_default(),
-                Err(_) => backoff,
-            };
+            let wait = current
+                .refresh_at()
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::from_secs(1));
             tokio::select! {
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(100))) => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
                 _ = drain.cancelled() => return,
             }
             let s = &ctx.shared;
-            let renewed = s.certs.svid(&ctx.identity).map_err(|e| e.to_string()).and_then(|svid| {
-                tconfig::server_config(&svid, s.certs.bundles(), Box::new(|_| true), &s.metrics.tunnel, &s.settings)
-                    .map_err(|e| e.to_string())
-            });
-            match renewed {
+            // Failures are logged and backed off by the cert manager.
+            let Ok(svid) = s.certs.svid(&ctx.identity).await else {
+                continue;
+            };
+            if Arc::ptr_eq(&svid, &current) {
+                continue;
+            }
+            match tconfig::server_config(
+                &svid,
+                s.certs.bundles(),
+                Box::new(|_| true),
+                &s.metrics.tunnel,
+                &s.settings,
+            ) {
                 Ok(cfg) => {
                     endpoint.set_server_config(Some(cfg));
-                    backoff = Duration::from_secs(1);
+                    tracing::info!(identity = %ctx.identity, "tunnel server certificate rotated");
+                    current = svid;
                 }
                 Err(e) => {
-                    tracing::warn!(identity = %ctx.identity, error = %e, retry_in = ?backoff, "SVID renewal failed");
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    tracing::warn!(identity = %ctx.identity, error = %e, "rotated SVID unusable")
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Outbound: a connection the pod's app opened, captured at 15001. To a mesh
 //! workload it goes through the tunnel; anywhere else it passes through.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,8 +10,10 @@ use quicmesh_core::tunnel::client::PoolKey;
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio::net::TcpStream;
 
+use super::lb::Lease;
 use super::socket::{connect_marked, original_dst, reset_on_close};
 use crate::app::PodCtx;
+use crate::state::{MeshService, MeshWorkload, State};
 
 pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
@@ -24,11 +26,69 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let target = ctx.shared.state().workload_at(dst.ip()).cloned();
-    let Some(target) = target else {
-        return passthrough(ctx, tcp, peer, dst, started).await;
+    let state = ctx.shared.state();
+    // A Service VIP: choose an endpoint; it is leased while the connection lives.
+    let (target, workload, _lease) = match state.service_at(dst.ip()) {
+        Some(svc) => match choose_endpoint(&ctx, &state, svc, dst.port()) {
+            Ok(x) => x,
+            Err(reason) => {
+                tracing::warn!(src.identity = %ctx.identity, dst.addr = %dst, service = %format!("{}/{}", svc.namespace, svc.name), %reason, "outbound connection refused");
+                ctx.shared.metrics.outbound_refused("no_endpoint");
+                reset_on_close(&tcp);
+                return;
+            }
+        },
+        None => (dst, state.workload_at(dst.ip()).cloned(), None),
     };
-    let svid = match ctx.shared.certs.svid(&ctx.identity) {
+    drop(state);
+    match workload.filter(|w| w.in_mesh) {
+        Some(w) => tunnel(ctx, tcp, peer, dst, target, w, started).await,
+        None => passthrough(ctx, tcp, peer, target, started).await,
+    }
+}
+
+/// A ready endpoint of `svc` for `port`, by power of two choices.
+fn choose_endpoint(
+    ctx: &PodCtx,
+    state: &State,
+    svc: &MeshService,
+    port: u16,
+) -> Result<(SocketAddr, Option<Arc<MeshWorkload>>, Option<Lease>), String> {
+    let sp = svc
+        .ports
+        .iter()
+        .find(|p| p.port == port)
+        .ok_or_else(|| format!("service has no port {port}"))?;
+    let ready: Vec<(IpAddr, u16)> = svc
+        .endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .filter_map(|e| Some((e.ip, e.target(sp)?)))
+        .collect();
+    let ips: Vec<IpAddr> = ready.iter().map(|(ip, _)| *ip).collect();
+    let (i, lease) = ctx
+        .shared
+        .balancer
+        .choose(&ips)
+        .ok_or_else(|| "no ready endpoint".to_string())?;
+    let (ip, target_port) = ready[i];
+    Ok((
+        SocketAddr::new(ip, target_port),
+        state.workload_at(ip).cloned(),
+        Some(lease),
+    ))
+}
+
+async fn tunnel(
+    ctx: Arc<PodCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    target: SocketAddr,
+    w: Arc<MeshWorkload>,
+    started: Instant,
+) {
+    let svid = match ctx.shared.certs.svid(&ctx.identity).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(src.identity = %ctx.identity, error = %e, "no SVID for the source workload");
@@ -39,20 +99,20 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
     };
     let key = PoolKey {
         src: ctx.identity.clone(),
-        dst: target.identity.clone(),
-        addr: SocketAddr::new(dst.ip(), TUNNEL_PORT),
+        dst: w.identity.clone(),
+        addr: SocketAddr::new(target.ip(), TUNNEL_PORT),
     };
     let mut headers = http::HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&forwarded_for(peer)) {
         headers.insert(http::header::FORWARDED, v);
     }
-    let tunnel = match ctx.pool.open(&key, &svid, dst, headers).await {
+    let tunnel = match ctx.pool.open(&key, &svid, target, headers).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(
                 src.identity = %ctx.identity,
-                dst.identity = %target.identity,
-                dst.addr = %dst,
+                dst.identity = %w.identity,
+                dst.addr = %target,
                 reason = e.label(),
                 error = %e,
                 "outbound tunnel failed"
@@ -66,10 +126,11 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,
-        dst.identity = %target.identity,
-        dst.workload = %format!("{}/{}", target.workload.namespace, target.workload.name),
+        dst.identity = %w.identity,
+        dst.workload = %format!("{}/{}", w.workload.namespace, w.workload.name),
         src.addr = %peer,
-        dst.addr = %dst,
+        dst.addr = %target,
+        dst.original = %dst,
         path = "tunnel",
         bytes_sent = t.sent,
         bytes_received = t.received,

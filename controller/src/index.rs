@@ -1,0 +1,263 @@
+//! The in-memory index of everything the sources have seen, and which proxy
+//! resources each change touches. Pure: no I/O, no locks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{EndpointSlice, Key, Kind, Namespace, Object, Pod, Service};
+
+/// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`.
+pub type Dirty = BTreeSet<String>;
+
+pub fn workload_name(uid: &str) -> String {
+    format!("workload/{uid}")
+}
+
+pub fn service_name(namespace: &str, name: &str) -> String {
+    format!("service/{namespace}/{name}")
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    objects: BTreeMap<Key, Object>,
+    pod_by_uid: BTreeMap<String, Key>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces an object; returns the resources it touches.
+    pub fn upsert(&mut self, obj: Object) -> Dirty {
+        let key = obj.key();
+        let mut dirty = Dirty::new();
+        if let Some(old) = self.objects.get(&key) {
+            if old == &obj {
+                return dirty;
+            }
+            self.touch(old, &mut dirty);
+            if let Object::Pod(p) = old {
+                self.pod_by_uid.remove(&p.uid);
+            }
+        }
+        self.touch(&obj, &mut dirty);
+        if let Object::Pod(p) = &obj {
+            self.pod_by_uid.insert(p.uid.clone(), key.clone());
+        }
+        self.objects.insert(key, obj);
+        dirty
+    }
+
+    pub fn delete(&mut self, key: &Key) -> Dirty {
+        let mut dirty = Dirty::new();
+        if let Some(old) = self.objects.remove(key) {
+            self.touch(&old, &mut dirty);
+            if let Object::Pod(p) = &old {
+                self.pod_by_uid.remove(&p.uid);
+            }
+        }
+        dirty
+    }
+
+    /// Makes the objects of `kinds` exactly `objs` (a re-list, or a file
+    /// source re-reading its directory).
+    pub fn replace(&mut self, kinds: &[Kind], objs: Vec<Object>) -> Dirty {
+        let mut dirty = Dirty::new();
+        let fresh: BTreeSet<Key> = objs.iter().map(Object::key).collect();
+        let stale: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|k| kinds.contains(&k.kind) && !fresh.contains(k))
+            .cloned()
+            .collect();
+        for k in stale {
+            dirty.extend(self.delete(&k));
+        }
+        for o in objs {
+            dirty.extend(self.upsert(o));
+        }
+        dirty
+    }
+
+    /// The resources an object contributes to (computed on both the old and
+    /// the new version of a changed object).
+    fn touch(&self, obj: &Object, dirty: &mut Dirty) {
+        match obj {
+            Object::Namespace(ns) => {
+                dirty.extend(self.pods_in(&ns.name).map(|p| workload_name(&p.uid)));
+            }
+            Object::Pod(p) => {
+                dirty.insert(workload_name(&p.uid));
+                dirty.extend(
+                    self.services_in(&p.namespace)
+                        .map(|s| service_name(&s.namespace, &s.name)),
+                );
+            }
+            Object::Service(s) => {
+                dirty.insert(service_name(&s.namespace, &s.name));
+            }
+            Object::EndpointSlice(es) => {
+                dirty.insert(service_name(&es.namespace, &es.service));
+            }
+            Object::ServiceAccount(_) | Object::Deployment(_) => {}
+        }
+    }
+
+    fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> {
+        let start = Key {
+            kind,
+            namespace: String::new(),
+            name: String::new(),
+        };
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind)
+            .map(|(_, o)| o)
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        match self.objects.get(&Key {
+            kind: Kind::Namespace,
+            namespace: String::new(),
+            name: name.to_string(),
+        }) {
+            Some(Object::Namespace(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.of_kind(Kind::Pod).filter_map(|o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn pods_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
+        self.pods().filter(move |p| p.namespace == ns)
+    }
+
+    pub fn pod_by_uid(&self, uid: &str) -> Option<&Pod> {
+        match self.objects.get(self.pod_by_uid.get(uid)?) {
+            Some(Object::Pod(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.of_kind(Kind::Service).filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn services_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services().filter(move |s| s.namespace == ns)
+    }
+
+    pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
+        match self.objects.get(&Key {
+            kind: Kind::Service,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn slices_for<'a>(
+        &'a self,
+        ns: &'a str,
+        service: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.of_kind(Kind::EndpointSlice)
+            .filter_map(move |o| match o {
+                Object::EndpointSlice(s) if s.namespace == ns && s.service == service => Some(s),
+                _ => None,
+            })
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    pub(crate) fn pod(ns: &str, name: &str, labels: &[(&str, &str)], ip: &str) -> Object {
+        Object::Pod(Pod {
+            uid: format!("uid-{ns}-{name}"),
+            name: name.into(),
+            namespace: ns.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_account: "default".into(),
+            node: Some("node1".into()),
+            ips: vec![ip.parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        })
+    }
+
+    fn ns(name: &str, ambient: bool) -> Object {
+        let mut labels = Labels::new();
+        if ambient {
+            labels.insert(DATAPLANE_MODE_LABEL.into(), DATAPLANE_MODE_AMBIENT.into());
+        }
+        Object::Namespace(Namespace {
+            name: name.into(),
+            labels,
+        })
+    }
+
+    #[test]
+    fn changes_touch_the_right_resources() {
+        let mut ix = Index::new();
+        ix.upsert(ns("a", true));
+        let d = ix.upsert(pod("a", "p1", &[("app", "x")], "10.0.0.1"));
+        assert_eq!(d, ["workload/uid-a-p1".to_string()].into());
+        let svc = Object::Service(Service {
+            name: "s".into(),
+            namespace: "a".into(),
+            vips: vec![],
+            ports: vec![],
+            selector: None,
+        });
+        assert_eq!(ix.upsert(svc.clone()), ["service/a/s".to_string()].into());
+        // Same object again: nothing.
+        assert!(ix.upsert(svc).is_empty());
+        // A pod change touches its workload and its namespace's services.
+        let d = ix.upsert(pod("a", "p1", &[("app", "y")], "10.0.0.1"));
+        assert_eq!(
+            d,
+            ["service/a/s".to_string(), "workload/uid-a-p1".to_string()].into()
+        );
+        // Relabeling the namespace touches its pods.
+        let d = ix.upsert(ns("a", false));
+        assert_eq!(d, ["workload/uid-a-p1".to_string()].into());
+        // Replace removes what is gone.
+        let d = ix.replace(&[Kind::Pod], vec![pod("a", "p2", &[], "10.0.0.2")]);
+        assert!(
+            d.contains("workload/uid-a-p1") && d.contains("workload/uid-a-p2"),
+            "{d:?}"
+        );
+        assert!(ix.pod_by_uid("uid-a-p1").is_none());
+        assert_eq!(ix.pod_by_uid("uid-a-p2").unwrap().name, "p2");
+        assert_eq!(ix.pods().count(), 1);
+        assert_eq!(ix.namespace("a").map(|n| n.ambient()), Some(false));
+    }
+}

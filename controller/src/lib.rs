@@ -1,0 +1,18 @@
+//! quicmesh's controller: the control plane.
+//!
+//! - [`model`]: the domain types (no Kubernetes or protobuf types);
+//! - [`sources`]: where objects come from — a directory of manifests, or the
+//!   Kubernetes API;
+//! - [`index`] and [`store`]: what is known, and what changed;
+//! - [`translate`]: index → proxy config (pure);
+//! - [`push`]: the config stream server;
+//! - [`ca`]: the certificate authority.
+
+pub mod ca;
+pub mod index;
+pub mod model;
+pub mod push;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod translate;

@@ -1,0 +1,213 @@
+//! The quicmesh controller binary.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use quicmesh_controller::ca::{self, CaMetrics, CaService, TokenFile};
+use quicmesh_controller::push::{ConfigService, PushMetrics};
+use quicmesh_controller::sources::files::{self, FileSource};
+use quicmesh_controller::store::Store;
+use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: missing unit (s, m, h)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    Ok(Duration::from_secs(match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h)")),
+    }))
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "controller", about = "quicmesh control plane", version)]
+struct Args {
+    /// Where objects come from: `files:DIR` (repeatable; YAML manifests,
+    /// watched) or `kube` (the cluster from kubeconfig or in-cluster config).
+    #[arg(long = "source", required = true)]
+    sources: Vec<String>,
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// CA root: `ca.pem` and `ca-key.pem` here; generated and kept on first start.
+    #[arg(long)]
+    ca_dir: PathBuf,
+    /// Default lifetime of issued SVIDs.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    svid_ttl: Duration,
+    /// File mode: YAML map of node name to bootstrap token.
+    #[arg(long)]
+    node_tokens: Option<PathBuf>,
+    /// gRPC: CA and config stream (TLS).
+    #[arg(long, default_value = "0.0.0.0:15012")]
+    grpc_addr: SocketAddr,
+    /// Metrics, /status and /config_dump.
+    #[arg(long, default_value = "0.0.0.0:15014")]
+    metrics_addr: SocketAddr,
+}
+
+/// Kubernetes: a bearer token is a (bound) service-account token, checked
+/// with TokenReview; the node is the one the token is bound to.
+struct TokenReview(kube::Client);
+
+#[tonic::async_trait]
+impl ca::Authenticator for TokenReview {
+    async fn node_for_token(&self, token: &str) -> Result<String, String> {
+        let caller = quicmesh_controller::sources::kube::token_review(&self.0, token)
+            .await
+            .map_err(|e| format!("TokenReview: {e:#}"))?;
+        caller.node.ok_or_else(|| {
+            format!(
+                "token of {}/{} is not bound to a node",
+                caller.namespace, caller.service_account
+            )
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    quicmesh_core::telemetry::init_logging();
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let ca = Arc::new(Ca::load_or_generate(&args.trust_domain, &args.ca_dir).context("CA root")?);
+    let store = Store::new(&args.trust_domain);
+    let mut registry = prometheus_client::registry::Registry::default();
+
+    let mut dirs = Vec::new();
+    let mut kube = false;
+    for s in &args.sources {
+        match s.split_once(':') {
+            Some(("files", dir)) => dirs.push(PathBuf::from(dir)),
+            None if s == "kube" => kube = true,
+            _ => bail!("unknown source {s:?}: use files:DIR or kube"),
+        }
+    }
+    if !dirs.is_empty() {
+        let src = FileSource::new(dirs.clone());
+        registry.register(
+            "quicmesh_controller_manifest_errors",
+            "Manifest documents rejected",
+            src.errors.clone(),
+        );
+        tokio::spawn(files::run(src, store.clone(), Duration::from_millis(500)));
+    }
+    let auth: Arc<dyn ca::Authenticator> = if kube {
+        let client = kube::Client::try_default()
+            .await
+            .context("Kubernetes client")?;
+        tokio::spawn(quicmesh_controller::sources::kube::run(
+            client.clone(),
+            store.clone(),
+        ));
+        Arc::new(TokenReview(client))
+    } else {
+        let path = args
+            .node_tokens
+            .as_ref()
+            .context("file mode needs --node-tokens")?;
+        Arc::new(TokenFile::load(path)?)
+    };
+
+    // Our own serving certificate, from our own CA.
+    let id = SpiffeId::workload(&args.trust_domain, "quicmesh-system", "controller")?;
+    let svid = ca.mint(&id, Duration::from_secs(365 * 86400))?;
+    let mut bundles = TrustBundles::new();
+    bundles.insert(&args.trust_domain, &[ca.cert_der().clone()])?;
+    let tls_metrics = Arc::new(TlsMetrics::default());
+    tls_metrics.register(&mut registry);
+    let acceptor =
+        quicmesh_controller::server::tls_acceptor(&svid, Arc::new(bundles), tls_metrics)?;
+
+    let ca_metrics = Arc::new(CaMetrics::default());
+    registry.register(
+        "quicmesh_ca_requests",
+        "CSRs by result",
+        ca_metrics.requests.clone(),
+    );
+    let push_metrics = Arc::new(PushMetrics::default());
+    registry.register(
+        "quicmesh_config_updates_sent",
+        "Config updates sent, by node",
+        push_metrics.updates_sent.clone(),
+    );
+    registry.register(
+        "quicmesh_config_nacks",
+        "Config updates rejected by proxies, by node",
+        push_metrics.nacks.clone(),
+    );
+    registry.register(
+        "quicmesh_config_subscribers",
+        "Proxies subscribed now",
+        push_metrics.subscribers.clone(),
+    );
+    let proxies = Arc::new(Mutex::new(BTreeMap::new()));
+
+    let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    let registry = Arc::new(registry);
+    let (st, px, st2) = (store.clone(), proxies.clone(), store.clone());
+    tokio::spawn(serve_http(
+        metrics_l,
+        vec![
+            (
+                "/metrics",
+                handler(move || std::future::ready(encode(&registry))),
+            ),
+            (
+                "/status",
+                handler(move || {
+                    let v = serde_json::json!({
+                        "version": st.version(),
+                        "objects": st.with_index(|ix| ix.len()),
+                        "proxies": &*px.lock().expect("not poisoned"),
+                    });
+                    std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
+                }),
+            ),
+            (
+                "/config_dump",
+                handler(move || {
+                    let r: BTreeMap<String, String> = st2
+                        .resources()
+                        .into_iter()
+                        .map(|(k, v)| (k, format!("{v:?}")))
+                        .collect();
+                    std::future::ready(serde_json::to_string_pretty(&r).expect("json"))
+                }),
+            ),
+        ],
+        tokio_util::sync::CancellationToken::new(),
+    ));
+
+    let ca_service = CaService {
+        ca,
+        store: store.clone(),
+        auth,
+        default_ttl: args.svid_ttl,
+        max_ttl: args.svid_ttl.max(Duration::from_secs(86400)),
+        metrics: ca_metrics,
+    };
+    let config = ConfigService {
+        store,
+        metrics: push_metrics,
+        proxies,
+    };
+    tracing::info!(trust_domain = %args.trust_domain, sources = ?args.sources, "controller started");
+    quicmesh_controller::server::serve(args.grpc_addr, acceptor, ca_service, config).await
+}

@@ -1,0 +1,180 @@
+//! The controller's domain model: the cluster objects quicmesh reads, in its
+//! own terms. No Kubernetes or protobuf types here: sources convert into
+//! these, translation converts out of them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The label that puts a namespace's pods in the mesh.
+pub const DATAPLANE_MODE_LABEL: &str = "quicmesh.io/dataplane-mode";
+pub const DATAPLANE_MODE_AMBIENT: &str = "ambient";
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: Labels,
+}
+
+impl Namespace {
+    pub fn ambient(&self) -> bool {
+        self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some(DATAPLANE_MODE_AMBIENT)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceAccount {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// A named container port (for named target ports).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Container {
+    pub name: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pod {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub labels: Labels,
+    pub service_account: String,
+    /// Scheduled node; None while pending.
+    pub node: Option<String>,
+    pub ips: Vec<IpAddr>,
+    pub ready: bool,
+    pub containers: Vec<Container>,
+}
+
+impl Pod {
+    /// The port a named container port stands for.
+    pub fn named_port(&self, name: &str) -> Option<u16> {
+        self.containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u16,
+    pub target: TargetPort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// Cluster IPs (VIPs); empty for headless or not yet allocated.
+    pub vips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+    /// Pod selector; None means endpoints are managed by hand (slices only).
+    pub selector: Option<Labels>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SliceEndpoint {
+    pub ips: Vec<IpAddr>,
+    pub ready: bool,
+    /// The pod behind the endpoint, when known (targetRef).
+    pub pod: Option<String>,
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointSlice {
+    pub name: String,
+    pub namespace: String,
+    /// The service it belongs to (label kubernetes.io/service-name).
+    pub service: String,
+    /// (port name, port number)
+    pub ports: Vec<(String, u16)>,
+    pub endpoints: Vec<SliceEndpoint>,
+}
+
+/// A pod template as Deployments carry it (used by `quicmesh local`; the
+/// controller itself reads pods, not deployments).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deployment {
+    pub name: String,
+    pub namespace: String,
+    pub replicas: u32,
+    pub labels: Labels,
+    pub service_account: String,
+    pub containers: Vec<Container>,
+}
+
+/// Any object the controller reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Object {
+    Namespace(Namespace),
+    ServiceAccount(ServiceAccount),
+    Pod(Pod),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Deployment(Deployment),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Kind {
+    Namespace,
+    ServiceAccount,
+    Pod,
+    Service,
+    EndpointSlice,
+    Deployment,
+}
+
+/// (kind, namespace ("" for cluster-scoped), name)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Key {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Object {
+    pub fn key(&self) -> Key {
+        let (kind, namespace, name) = match self {
+            Object::Namespace(o) => (Kind::Namespace, "", &o.name),
+            Object::ServiceAccount(o) => (Kind::ServiceAccount, o.namespace.as_str(), &o.name),
+            Object::Pod(o) => (Kind::Pod, o.namespace.as_str(), &o.name),
+            Object::Service(o) => (Kind::Service, o.namespace.as_str(), &o.name),
+            Object::EndpointSlice(o) => (Kind::EndpointSlice, o.namespace.as_str(), &o.name),
+            Object::Deployment(o) => (Kind::Deployment, o.namespace.as_str(), &o.name),
+        };
+        Key {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.clone(),
+        }
+    }
+}
+
+/// Whether `labels` satisfy a matchLabels `selector` (an empty selector
+/// matches nothing, as for Services).
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}

@@ -1,0 +1,208 @@
+//! The file source: directories of Kubernetes YAML manifests, re-read when
+//! they change. One bad document never takes the rest down: its error is
+//! logged (file, document, object, field) and counted, and the last good
+//! version of that document — or of the whole file, for a YAML syntax error
+//! — stays in force.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::manifest::{parse_file, ManifestError};
+use crate::model::{Kind, Object};
+use crate::store::Store;
+
+/// Kinds the file source owns: a re-read replaces exactly these.
+pub const KINDS: [Kind; 6] = [
+    Kind::Namespace,
+    Kind::ServiceAccount,
+    Kind::Pod,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Deployment,
+];
+
+/// Reads directories and remembers the last good parse of each document.
+#[derive(Default)]
+pub struct FileSource {
+    dirs: Vec<PathBuf>,
+    /// file -> per-document last good object
+    last_good: BTreeMap<PathBuf, Vec<Option<Object>>>,
+    fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    pub errors: Counter,
+}
+
+impl FileSource {
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        FileSource {
+            dirs,
+            ..Default::default()
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            collect(d, &mut out);
+        }
+        out.sort();
+        out
+    }
+
+    /// Re-reads everything if any file changed. Returns the objects now in
+    /// force and the errors found, or None when nothing changed.
+    pub fn poll(&mut self) -> Option<(Vec<Object>, Vec<ManifestError>)> {
+        let files = self.files();
+        let fp: Vec<_> = files
+            .iter()
+            .map(|f| {
+                let m = std::fs::metadata(f).ok();
+                (
+                    f.clone(),
+                    m.as_ref().and_then(|m| m.modified().ok()),
+                    m.map(|m| m.len()).unwrap_or(0),
+                )
+            })
+            .collect();
+        if fp == self.fingerprint {
+            return None;
+        }
+        self.fingerprint = fp;
+        let mut errors = Vec::new();
+        let mut current = BTreeMap::new();
+        for f in &files {
+            let name = f.display().to_string();
+            let text = match std::fs::read_to_string(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(ManifestError {
+                        file: name,
+                        doc: 0,
+                        object: None,
+                        field: String::new(),
+                        reason: format!("cannot read: {e}"),
+                    });
+                    if let Some(prev) = self.last_good.get(f) {
+                        current.insert(f.clone(), prev.clone());
+                    }
+                    continue;
+                }
+            };
+            match parse_file(&text, &name) {
+                Err(e) => {
+                    errors.push(e);
+                    if let Some(prev) = self.last_good.get(f) {
+                        current.insert(f.clone(), prev.clone());
+                    }
+                }
+                Ok(parsed) => {
+                    let prev = self.last_good.get(f);
+                    let docs = parsed
+                        .docs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, d)| match d {
+                            Ok(o) => o,
+                            Err(e) => {
+                                errors.push(e);
+                                prev.and_then(|p| p.get(i).cloned()).flatten()
+                            }
+                        })
+                        .collect();
+                    current.insert(f.clone(), docs);
+                }
+            }
+        }
+        self.last_good = current;
+        self.errors.inc_by(errors.len() as u64);
+        let mut objects: BTreeMap<_, Object> = BTreeMap::new();
+        for o in self.last_good.values().flatten().flatten() {
+            // The first definition of a name wins, as files sort.
+            objects.entry(o.key()).or_insert_with(|| o.clone());
+        }
+        Some((objects.into_values().collect(), errors))
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Feeds the store from `source` until the process ends, re-reading every
+/// `interval` when something changed.
+pub async fn run(mut source: FileSource, store: Arc<Store>, interval: Duration) {
+    loop {
+        if let Some((objects, errors)) = source.poll() {
+            for e in &errors {
+                tracing::warn!(error = %e, "manifest rejected");
+            }
+            let n = objects.len();
+            let delta = store.apply(|ix| ix.replace(&KINDS, objects));
+            tracing::info!(
+                objects = n,
+                errors = errors.len(),
+                version = delta.as_ref().map(|d| d.version),
+                "manifests read"
+            );
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_edit_keeps_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("app.yaml");
+        std::fs::write(&f, "kind: Namespace\nmetadata: {name: a}\n---\nkind: ServiceAccount\nmetadata: {name: s, namespace: a}\n").unwrap();
+        let mut src = FileSource::new(vec![dir.path().to_path_buf()]);
+        let (objs, errs) = src.poll().unwrap();
+        assert_eq!((objs.len(), errs.len()), (2, 0));
+        assert!(src.poll().is_none(), "nothing changed");
+
+        // The second document turns bad: its last good version stays.
+        std::fs::write(&f, "kind: Namespace\nmetadata: {name: a}\n---\nkind: ServiceAccount\nmetadata: {name: Bad!, namespace: a}\n#changed\n").unwrap();
+        let (objs, errs) = src.poll().unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].to_string().contains("app.yaml: document 1"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].to_string().contains("metadata.name"), "{}", errs[0]);
+
+        // Broken YAML: the whole file's last good version stays.
+        std::fs::write(&f, "kind: [\n").unwrap();
+        let (objs, errs) = src.poll().unwrap();
+        assert_eq!((objs.len(), errs.len()), (2, 1));
+
+        // A removed file removes its objects.
+        std::fs::remove_file(&f).unwrap();
+        let (objs, _) = src.poll().unwrap();
+        assert!(objs.is_empty());
+        assert_eq!(src.errors.get(), 2);
+    }
+}

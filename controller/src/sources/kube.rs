@@ -1,0 +1,726 @@
+//! The Kubernetes source: one watcher per kind (Namespace, Pod, Service,
+//! EndpointSlice, ServiceAccount), across all namespaces, feeding the
+//! [`Store`]; and TokenReview, to learn who a caller's token belongs to.
+//!
+//! Each watcher lists, then watches from the list's resourceVersion. A list
+//! (the first one, or a re-list after the API server answered 410 Gone)
+//! replaces every object of its kind at once, so objects deleted while the
+//! watch was down disappear. Errors are logged and retried with backoff;
+//! they never stop the source.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::model::{self, Key, Kind, Object};
+use crate::store::Store;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The `extra` key under which bound service account tokens carry the node
+/// of the pod they were issued to.
+pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
+
+/// How long to wait before re-listing when a watch is refused with HTTP 410
+/// (the watcher only re-lists by itself on an in-stream 410 event).
+const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
+
+/// Watches the five kinds quicmesh reads, in all namespaces, and feeds
+/// `store`. Runs until cancelled; transient errors are retried with backoff.
+pub async fn run(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
+    tokio::try_join!(
+        watch_kind(
+            Api::<core::Namespace>::all(client.clone()),
+            store.clone(),
+            Kind::Namespace,
+            |o| { namespace(o).map(Object::Namespace) }
+        ),
+        watch_kind(
+            Api::<core::Pod>::all(client.clone()),
+            store.clone(),
+            Kind::Pod,
+            |o| pod(o).map(Object::Pod)
+        ),
+        watch_kind(
+            Api::<core::Service>::all(client.clone()),
+            store.clone(),
+            Kind::Service,
+            |o| { service(o).map(Object::Service) }
+        ),
+        watch_kind(
+            Api::<discovery::EndpointSlice>::all(client.clone()),
+            store.clone(),
+            Kind::EndpointSlice,
+            |o| endpoint_slice(o).map(Object::EndpointSlice),
+        ),
+        watch_kind(
+            Api::<core::ServiceAccount>::all(client),
+            store,
+            Kind::ServiceAccount,
+            |o| { service_account(o).map(Object::ServiceAccount) }
+        ),
+    )?;
+    Ok(())
+}
+
+/// Watches one kind through `api` and feeds `store`, converting each object
+/// with `convert` (None: skip it). Runs until cancelled.
+pub async fn watch_kind<K, F>(
+    api: Api<K>,
+    store: Arc<Store>,
+    kind: Kind,
+    convert: F,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: Fn(&K) -> Option<Object>,
+{
+    loop {
+        let mut events =
+            std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
+        // Objects of an ongoing list; None when not listing.
+        let mut listing: Option<Vec<Object>> = None;
+        let gone = loop {
+            let Some(event) = events.next().await else {
+                bail!("the {kind:?} watch stream ended");
+            };
+            match event {
+                Ok(Event::Init) => listing = Some(Vec::new()),
+                Ok(Event::InitApply(o)) => {
+                    if let Some(obj) = convert(&o) {
+                        listing.get_or_insert_with(Vec::new).push(obj);
+                    }
+                }
+                Ok(Event::InitDone) => {
+                    let objs = listing.take().unwrap_or_default();
+                    let count = objs.len();
+                    let delta = store.apply(|ix| ix.replace(&[kind], objs));
+                    tracing::info!(?kind, count, version = delta.map(|d| d.version), "listed");
+                }
+                Ok(Event::Apply(o)) => {
+                    match convert(&o) {
+                        Some(obj) => store.apply(|ix| ix.upsert(obj)),
+                        // Unusable now: forget the version we had.
+                        None => match key(kind, &o) {
+                            Some(k) => store.apply(|ix| ix.delete(&k)),
+                            None => None,
+                        },
+                    };
+                }
+                Ok(Event::Delete(o)) => {
+                    if let Some(k) = key(kind, &o) {
+                        store.apply(|ix| ix.delete(&k));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(?kind, error = %e, "watch error; retrying");
+                    if refused_as_gone(&e) {
+                        break true;
+                    }
+                }
+            }
+        };
+        if gone {
+            // A fresh watcher starts with a list.
+            tokio::time::sleep(GONE_RELIST_DELAY).await;
+        }
+    }
+}
+
+/// A watch refused with HTTP 410: the resourceVersion is too old, and the
+/// watcher would retry it as is.
+fn refused_as_gone(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 410)
+}
+
+/// The index key of a Kubernetes object of `kind`.
+fn key<K: Resource>(kind: Kind, o: &K) -> Option<Key> {
+    let name = o.meta().name.clone()?;
+    Some(Key {
+        kind,
+        namespace: o.meta().namespace.clone().unwrap_or_default(),
+        name,
+    })
+}
+
+/// `namespace/name` of an object, for messages.
+fn describe<K: Resource<DynamicType = ()>>(o: &K) -> String {
+    let m = o.meta();
+    match (&m.namespace, &m.name) {
+        (Some(ns), Some(n)) => format!("{} {ns}/{n}", K::kind(&())),
+        (None, Some(n)) => format!("{} {n}", K::kind(&())),
+        _ => format!("{} without a name", K::kind(&())),
+    }
+}
+
+/// Name and namespace, or a warning and None.
+fn name_and_namespace<K: Resource<DynamicType = ()>>(o: &K) -> Option<(String, String)> {
+    match (&o.meta().name, &o.meta().namespace) {
+        (Some(n), Some(ns)) => Some((n.clone(), ns.clone())),
+        _ => {
+            tracing::warn!(object = describe(o), "skipped: no name or namespace");
+            None
+        }
+    }
+}
+
+fn parse_ips<'a>(what: &str, ips: impl IntoIterator<Item = &'a str>) -> Vec<IpAddr> {
+    ips.into_iter()
+        .filter(|s| !s.is_empty() && *s != "None")
+        .filter_map(|s| match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                tracing::warn!(
+                    object = what,
+                    address = s,
+                    "ignored an address that is not an IP"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn port(p: i32) -> Option<u16> {
+    u16::try_from(p).ok().filter(|p| *p != 0)
+}
+
+pub fn namespace(n: &core::Namespace) -> Option<model::Namespace> {
+    let Some(name) = n.metadata.name.clone() else {
+        tracing::warn!("skipped a Namespace without a name");
+        return None;
+    };
+    Some(model::Namespace {
+        name,
+        labels: n.labels().clone(),
+    })
+}
+
+pub fn service_account(sa: &core::ServiceAccount) -> Option<model::ServiceAccount> {
+    let (name, namespace) = name_and_namespace(sa)?;
+    Some(model::ServiceAccount { name, namespace })
+}
+
+/// A pod. A pod that has terminated (phase Succeeded or Failed) keeps its
+/// status but no longer owns its IPs (they may be given to a new pod): it is
+/// converted without IPs and not ready.
+pub fn pod(p: &core::Pod) -> Option<model::Pod> {
+    let (name, namespace) = name_and_namespace(p)?;
+    let Some(uid) = p.metadata.uid.clone().filter(|u| !u.is_empty()) else {
+        tracing::warn!(object = describe(p), "skipped: no uid");
+        return None;
+    };
+    let what = describe(p);
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+    let ips = match status {
+        Some(_) if terminated => Vec::new(),
+        Some(s) => match s.pod_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => parse_ips(&what, ips.iter().map(|i| i.ip.as_str())),
+            _ => parse_ips(&what, s.pod_ip.as_deref()),
+        },
+        None => Vec::new(),
+    };
+    let ready = !terminated
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let containers = spec
+        .map(|s| s.containers.iter().map(|c| container(&what, c)).collect())
+        .unwrap_or_default();
+    Some(model::Pod {
+        uid,
+        name,
+        namespace,
+        labels: p.labels().clone(),
+        service_account: spec
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        node: spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
+        ips,
+        ready,
+        containers,
+    })
+}
+
+fn container(what: &str, c: &core::Container) -> model::Container {
+    model::Container {
+        name: c.name.clone(),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        // Only literal values: valueFrom needs other objects.
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect(),
+        ports: c
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| match port(p.container_port) {
+                Some(port) => Some(model::ContainerPort {
+                    name: p.name.clone(),
+                    port,
+                }),
+                None => {
+                    tracing::warn!(
+                        object = what,
+                        port = p.container_port,
+                        "ignored an invalid container port"
+                    );
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn service(s: &core::Service) -> Option<model::Service> {
+    let (name, namespace) = name_and_namespace(s)?;
+    let what = describe(s);
+    let Some(spec) = s.spec.as_ref() else {
+        return Some(model::Service {
+            name,
+            namespace,
+            vips: Vec::new(),
+            ports: Vec::new(),
+            selector: None,
+        });
+    };
+    let vips = match spec.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => parse_ips(&what, ips.iter().map(String::as_str)),
+        _ => parse_ips(&what, spec.cluster_ip.as_deref()),
+    };
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let Some(number) = port(p.port) else {
+                tracing::warn!(
+                    object = what,
+                    port = p.port,
+                    "ignored an invalid service port"
+                );
+                return None;
+            };
+            let target = match &p.target_port {
+                Some(IntOrString::Int(t)) => model::TargetPort::Number(port(*t).unwrap_or(number)),
+                Some(IntOrString::String(t)) if !t.is_empty() => match t.parse::<u16>() {
+                    Ok(t) if t != 0 => model::TargetPort::Number(t),
+                    _ => model::TargetPort::Name(t.clone()),
+                },
+                _ => model::TargetPort::Number(number),
+            };
+            Some(model::ServicePort {
+                name: p.name.clone().unwrap_or_default(),
+                port: number,
+                target,
+            })
+        })
+        .collect();
+    let selector = spec.selector.clone().filter(|s| !s.is_empty());
+    Some(model::Service {
+        name,
+        namespace,
+        vips,
+        ports,
+        selector,
+    })
+}
+
+pub fn endpoint_slice(es: &discovery::EndpointSlice) -> Option<model::EndpointSlice> {
+    let (name, namespace) = name_and_namespace(es)?;
+    let what = describe(es);
+    let Some(service) = es
+        .labels()
+        .get(SERVICE_NAME_LABEL)
+        .filter(|s| !s.is_empty())
+        .cloned()
+    else {
+        tracing::warn!(object = what, "skipped: no {SERVICE_NAME_LABEL} label");
+        return None;
+    };
+    // A port without a number means "all ports": nothing to route to.
+    let ports = es
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| Some((p.name.clone().unwrap_or_default(), port(p.port?)?)))
+        .collect();
+    let endpoints = es
+        .endpoints
+        .iter()
+        .map(|e| model::SliceEndpoint {
+            ips: if es.address_type == "FQDN" {
+                Vec::new()
+            } else {
+                parse_ips(&what, e.addresses.iter().map(String::as_str))
+            },
+            ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
+            pod: e
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
+                .and_then(|r| r.name.clone()),
+            node: e.node_name.clone(),
+        })
+        .filter(|e| !e.ips.is_empty())
+        .collect();
+    Some(model::EndpointSlice {
+        name,
+        namespace,
+        service,
+        ports,
+        endpoints,
+    })
+}
+
+/// Who a service account token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub namespace: String,
+    pub service_account: String,
+    /// The node of the pod the token was bound to (bound tokens only).
+    pub node: Option<String>,
+}
+
+/// Asks the API server who `token` belongs to (an `authentication.k8s.io/v1`
+/// TokenReview). Fails when the token is not authenticated or is not a
+/// service account's.
+pub async fn token_review(client: &kube::Client, token: &str) -> anyhow::Result<Caller> {
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .context("TokenReview failed")?;
+    let status = answer
+        .status
+        .ok_or_else(|| anyhow!("TokenReview answered without a status"))?;
+    caller(&status)
+}
+
+fn caller(status: &TokenReviewStatus) -> anyhow::Result<Caller> {
+    if status.authenticated != Some(true) {
+        match status.error.as_deref().filter(|e| !e.is_empty()) {
+            Some(e) => bail!("token not authenticated: {e}"),
+            None => bail!("token not authenticated"),
+        }
+    }
+    let user = status
+        .user
+        .as_ref()
+        .ok_or_else(|| anyhow!("TokenReview authenticated no user"))?;
+    let username = user.username.as_deref().unwrap_or_default();
+    let (namespace, service_account) = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains(':'))
+        .ok_or_else(|| anyhow!("token of {username:?} is not a service account's"))?;
+    let node = user
+        .extra
+        .as_ref()
+        .and_then(|x: &BTreeMap<String, Vec<String>>| x.get(NODE_NAME_EXTRA))
+        .and_then(|v| v.first())
+        .filter(|n| !n.is_empty())
+        .cloned();
+    Ok(Caller {
+        namespace: namespace.to_string(),
+        service_account: service_account.to_string(),
+        node,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::authentication::v1::UserInfo;
+    use model::{SliceEndpoint, TargetPort};
+    use serde_json::json;
+
+    fn from_json<T: DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("valid object")
+    }
+
+    #[test]
+    fn pods_convert_with_status_and_containers() {
+        let p: core::Pod = from_json(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
+            "spec": {
+                "serviceAccountName": "web",
+                "nodeName": "node-a",
+                "containers": [{
+                    "name": "app", "image": "web:1",
+                    "command": ["/web"], "args": ["--port", "8080"],
+                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                    "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9090, "protocol": "TCP"}]
+                }]
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.244.1.5",
+                "podIPs": [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}],
+                "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]
+            }
+        }));
+        let m = pod(&p).unwrap();
+        assert_eq!(
+            (m.uid.as_str(), m.name.as_str(), m.namespace.as_str()),
+            ("u-1", "web-1", "shop")
+        );
+        assert_eq!(m.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(m.service_account, "web");
+        assert_eq!(m.node.as_deref(), Some("node-a"));
+        assert_eq!(
+            m.ips,
+            [
+                "10.244.1.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
+        assert!(m.ready);
+        let c = &m.containers[0];
+        assert_eq!(
+            (c.name.as_str(), c.command.as_slice(), c.args.len()),
+            ("app", &["/web".to_string()][..], 2)
+        );
+        assert_eq!(c.env, [("A".to_string(), "1".to_string())]);
+        assert_eq!(m.named_port("http"), Some(8080));
+        assert_eq!(
+            c.ports[1],
+            model::ContainerPort {
+                name: None,
+                port: 9090
+            }
+        );
+    }
+
+    #[test]
+    fn pod_defaults_and_refusals() {
+        // Pending: no node, no IP, default service account, not ready.
+        let p: core::Pod = from_json(json!({
+            "metadata": {"name": "p", "namespace": "a", "uid": "u"},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+        }));
+        let m = pod(&p).unwrap();
+        assert_eq!(
+            (
+                m.service_account.as_str(),
+                m.node.as_deref(),
+                m.ips.len(),
+                m.ready
+            ),
+            ("default", None, 0, false)
+        );
+        // Only podIP (older clusters).
+        let p: core::Pod = from_json(json!({
+            "metadata": {"name": "p", "namespace": "a", "uid": "u"},
+            "status": {"podIP": "10.0.0.9"}
+        }));
+        assert_eq!(
+            pod(&p).unwrap().ips,
+            ["10.0.0.9".parse::<IpAddr>().unwrap()]
+        );
+        // Terminated: no IPs, not ready.
+        let p: core::Pod = from_json(json!({
+            "metadata": {"name": "p", "namespace": "a", "uid": "u"},
+            "status": {"phase": "Succeeded", "podIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]}
+        }));
+        let m = pod(&p).unwrap();
+        assert!(m.ips.is_empty() && !m.ready);
+        // No uid, no namespace: skipped.
+        let p: core::Pod = from_json(json!({"metadata": {"name": "p", "namespace": "a"}}));
+        assert!(pod(&p).is_none());
+        let p: core::Pod = from_json(json!({"metadata": {"name": "p", "uid": "u"}}));
+        assert!(pod(&p).is_none());
+    }
+
+    #[test]
+    fn services_convert_ports_vips_and_selector() {
+        let s: core::Service = from_json(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00:96::10"],
+                "selector": {"app": "web"},
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http"},
+                    {"name": "admin", "port": 81, "targetPort": 9000},
+                    {"port": 82},
+                    {"port": 83, "targetPort": "8083"}
+                ]
+            }
+        }));
+        let m = service(&s).unwrap();
+        assert_eq!(
+            m.vips,
+            [
+                "10.96.0.10".parse::<IpAddr>().unwrap(),
+                "fd00:96::10".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            m.selector,
+            Some([("app".to_string(), "web".to_string())].into())
+        );
+        let ports: Vec<_> = m
+            .ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.port, p.target.clone()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("http", 80, TargetPort::Name("http".into())),
+                ("admin", 81, TargetPort::Number(9000)),
+                ("", 82, TargetPort::Number(82)),
+                ("", 83, TargetPort::Number(8083)),
+            ]
+        );
+        // Headless, no selector.
+        let s: core::Service = from_json(json!({
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}
+        }));
+        let m = service(&s).unwrap();
+        assert!(m.vips.is_empty());
+        assert_eq!(m.selector, None);
+        // Only clusterIP.
+        let s: core::Service = from_json(json!({
+            "metadata": {"name": "x", "namespace": "a"}, "spec": {"clusterIP": "10.96.1.1", "selector": {}}
+        }));
+        let m = service(&s).unwrap();
+        assert_eq!((m.vips.len(), m.selector.is_none()), (1, true));
+        let s: core::Service = from_json(json!({"metadata": {"name": "x"}}));
+        assert!(service(&s).is_none());
+    }
+
+    #[test]
+    fn endpoint_slices_convert() {
+        let es: discovery::EndpointSlice = from_json(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"port": 9000}, {"name": "all"}],
+            "endpoints": [
+                {"addresses": ["10.244.1.5"], "conditions": {"ready": true}, "nodeName": "node-a",
+                 "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop", "uid": "u-1"}},
+                {"addresses": ["10.244.2.6"], "conditions": {"ready": false}},
+                {"addresses": ["10.244.2.7"]}
+            ]
+        }));
+        let m = endpoint_slice(&es).unwrap();
+        assert_eq!((m.name.as_str(), m.service.as_str()), ("web-abc", "web"));
+        assert_eq!(m.ports, [("http".to_string(), 8080), (String::new(), 9000)]);
+        assert_eq!(
+            m.endpoints[0],
+            SliceEndpoint {
+                ips: vec!["10.244.1.5".parse().unwrap()],
+                ready: true,
+                pod: Some("web-1".into()),
+                node: Some("node-a".into()),
+            }
+        );
+        assert_eq!(
+            (m.endpoints[1].ready, m.endpoints[1].pod.as_deref()),
+            (false, None)
+        );
+        assert!(m.endpoints[2].ready, "ready defaults to true");
+        // Without the service label: skipped.
+        let es: discovery::EndpointSlice = from_json(json!({
+            "metadata": {"name": "x", "namespace": "shop"}, "addressType": "IPv4", "endpoints": []
+        }));
+        assert!(endpoint_slice(&es).is_none());
+    }
+
+    #[test]
+    fn namespaces_and_service_accounts_convert() {
+        let n: core::Namespace = from_json(json!({
+            "metadata": {"name": "shop", "labels": {"quicmesh.io/dataplane-mode": "ambient"}}
+        }));
+        assert!(namespace(&n).unwrap().ambient());
+        let sa: core::ServiceAccount =
+            from_json(json!({"metadata": {"name": "web", "namespace": "shop"}}));
+        assert_eq!(
+            service_account(&sa),
+            Some(model::ServiceAccount {
+                name: "web".into(),
+                namespace: "shop".into()
+            })
+        );
+        let key = key(Kind::Namespace, &n).unwrap();
+        assert_eq!((key.namespace.as_str(), key.name.as_str()), ("", "shop"));
+    }
+
+    #[test]
+    fn token_review_status_to_caller() {
+        let user = |name: &str, node: Option<&str>| UserInfo {
+            username: Some(name.into()),
+            extra: node.map(|n| [(NODE_NAME_EXTRA.to_string(), vec![n.to_string()])].into()),
+            ..Default::default()
+        };
+        let ok = |u| TokenReviewStatus {
+            authenticated: Some(true),
+            user: Some(u),
+            ..Default::default()
+        };
+        let c = caller(&ok(user("system:serviceaccount:shop:web", Some("node-a")))).unwrap();
+        assert_eq!(
+            c,
+            Caller {
+                namespace: "shop".into(),
+                service_account: "web".into(),
+                node: Some("node-a".into())
+            }
+        );
+        assert_eq!(
+            caller(&ok(user("system:serviceaccount:shop:web", None)))
+                .unwrap()
+                .node,
+            None
+        );
+        assert!(caller(&ok(user("alice", None))).is_err());
+        assert!(caller(&ok(user("system:serviceaccount:shop", None))).is_err());
+        let refused = TokenReviewStatus {
+            authenticated: Some(false),
+            error: Some("token expired".into()),
+            ..Default::default()
+        };
+        let e = caller(&refused).unwrap_err().to_string();
+        assert!(
+            e.contains("not authenticated") && e.contains("token expired"),
+            "{e}"
+        );
+        assert!(caller(&TokenReviewStatus::default()).is_err());
+    }
+}

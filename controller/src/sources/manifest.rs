@@ -1,0 +1,629 @@
+//! Kubernetes YAML manifests → model objects, with errors that name the file,
+//! the document, the object and the field. Used by the file source and by
+//! `quicmesh local` (which reads the same manifests).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_yaml::Value;
+
+use crate::model::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: String,
+    /// 0-based index of the YAML document in the file.
+    pub doc: usize,
+    /// `Kind namespace/name` when known.
+    pub object: Option<String>,
+    /// Dotted path of the offending field, e.g. `spec.ports[0].port`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file, self.doc)?;
+        if let Some(o) = &self.object {
+            write!(f, " ({o})")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.reason)
+        } else {
+            write!(f, ": field {}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// The result of parsing one file: one entry per document.
+#[derive(Debug, Default)]
+pub struct ParsedFile {
+    /// Per document: the object, or None when the document was empty or of
+    /// a kind quicmesh does not read.
+    pub docs: Vec<Result<Option<Object>, ManifestError>>,
+}
+
+/// Kinds quicmesh reads; others are ignored without error.
+pub const KINDS: [&str; 6] = [
+    "Namespace",
+    "ServiceAccount",
+    "Pod",
+    "Service",
+    "EndpointSlice",
+    "Deployment",
+];
+
+/// Parses a multi-document YAML text. A YAML syntax error fails the whole
+/// file; a bad field fails only its document.
+pub fn parse_file(text: &str, file: &str) -> Result<ParsedFile, ManifestError> {
+    let mut out = ParsedFile::default();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = <Value as serde::Deserialize>::deserialize(de).map_err(|e| ManifestError {
+            file: file.to_string(),
+            doc: i,
+            object: None,
+            field: String::new(),
+            reason: format!("invalid YAML: {e}"),
+        })?;
+        let d = Doc {
+            file,
+            doc: i,
+            object: None,
+        };
+        out.docs.push(d.object(&value));
+    }
+    Ok(out)
+}
+
+struct Doc<'a> {
+    file: &'a str,
+    doc: usize,
+    object: Option<String>,
+}
+
+type R<T> = Result<T, ManifestError>;
+
+impl Doc<'_> {
+    fn err(&self, field: &str, reason: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.file.to_string(),
+            doc: self.doc,
+            object: self.object.clone(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn get<'v>(&self, v: &'v Value, path: &str) -> Option<&'v Value> {
+        let mut cur = v;
+        for part in path.split('.') {
+            cur = cur.get(part)?;
+            if cur.is_null() {
+                return None;
+            }
+        }
+        Some(cur)
+    }
+
+    fn str(&self, v: &Value, path: &str) -> R<Option<String>> {
+        match self.get(v, path) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.err(
+                path,
+                format!("expected a string, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn required(&self, v: &Value, path: &str) -> R<String> {
+        self.str(v, path)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| self.err(path, "is required"))
+    }
+
+    fn name(&self, v: &Value, path: &str) -> R<String> {
+        let n = self.required(v, path)?;
+        let ok = n.len() <= 253
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && n.as_bytes()[0].is_ascii_alphanumeric()
+            && n.as_bytes()[n.len() - 1].is_ascii_alphanumeric();
+        if ok {
+            Ok(n)
+        } else {
+            Err(self.err(
+                path,
+                format!("{n:?} is not a valid name (lower-case letters, digits, '-', '.')"),
+            ))
+        }
+    }
+
+    fn labels(&self, v: &Value, path: &str) -> R<Labels> {
+        let Some(m) = self.get(v, path) else {
+            return Ok(Labels::new());
+        };
+        let m = m
+            .as_mapping()
+            .ok_or_else(|| self.err(path, "expected a map of strings"))?;
+        let mut out = BTreeMap::new();
+        for (k, val) in m {
+            let k = k
+                .as_str()
+                .ok_or_else(|| self.err(path, "label keys must be strings"))?;
+            let val = match val {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => {
+                    return Err(self.err(
+                        &format!("{path}.{k}"),
+                        format!("label values must be strings; quote {b}"),
+                    ))
+                }
+                Value::Number(n) => {
+                    return Err(self.err(
+                        &format!("{path}.{k}"),
+                        format!("label values must be strings; quote {n}"),
+                    ))
+                }
+                other => {
+                    return Err(self.err(
+                        &format!("{path}.{k}"),
+                        format!("expected a string, found {}", type_name(other)),
+                    ))
+                }
+            };
+            out.insert(k.to_string(), val);
+        }
+        Ok(out)
+    }
+
+    fn list<'v>(&self, v: &'v Value, path: &str) -> R<Vec<&'v Value>> {
+        match self.get(v, path) {
+            None => Ok(Vec::new()),
+            Some(Value::Sequence(s)) => Ok(s.iter().collect()),
+            Some(other) => {
+                Err(self.err(path, format!("expected a list, found {}", type_name(other))))
+            }
+        }
+    }
+
+    fn strings(&self, v: &Value, path: &str) -> R<Vec<String>> {
+        self.list(v, path)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| match x {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(self.err(
+                    &format!("{path}[{i}]"),
+                    format!("expected a string, found {}", type_name(other)),
+                )),
+            })
+            .collect()
+    }
+
+    fn port(&self, v: &Value, path: &str) -> R<Option<u16>> {
+        match self.get(v, path) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(p @ 1..=65535) => Ok(Some(p as u16)),
+                _ => Err(self.err(path, format!("{n} is not a port (1-65535)"))),
+            },
+            Some(other) => Err(self.err(
+                path,
+                format!("expected a port number, found {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn ip(&self, s: &str, path: &str) -> R<IpAddr> {
+        s.parse()
+            .map_err(|_| self.err(path, format!("{s:?} is not an IP address")))
+    }
+
+    fn object(mut self, v: &Value) -> R<Option<Object>> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        if !v.is_mapping() {
+            return Err(self.err("", "a manifest must be a map"));
+        }
+        let kind = self.required(v, "kind")?;
+        if !KINDS.contains(&kind.as_str()) {
+            return Ok(None);
+        }
+        let name = self.name(v, "metadata.name")?;
+        let namespace = match kind.as_str() {
+            "Namespace" => String::new(),
+            _ => match self.str(v, "metadata.namespace")? {
+                Some(ns) => self.name(v, "metadata.namespace").map(|_| ns)?,
+                None => "default".to_string(),
+            },
+        };
+        self.object = Some(if namespace.is_empty() {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        });
+        let labels = self.labels(v, "metadata.labels")?;
+        Ok(Some(match kind.as_str() {
+            "Namespace" => Object::Namespace(Namespace { name, labels }),
+            "ServiceAccount" => Object::ServiceAccount(ServiceAccount { name, namespace }),
+            "Pod" => Object::Pod(self.pod(v, name, namespace, labels)?),
+            "Service" => Object::Service(self.service(v, name, namespace)?),
+            "EndpointSlice" => Object::EndpointSlice(self.slice(v, name, namespace, &labels)?),
+            "Deployment" => Object::Deployment(self.deployment(v, name, namespace)?),
+            _ => unreachable!("checked against KINDS"),
+        }))
+    }
+
+    fn containers(&self, v: &Value, path: &str) -> R<Vec<Container>> {
+        let list = self.list(v, path)?;
+        let mut out = Vec::new();
+        for (i, c) in list.into_iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let mut ports = Vec::new();
+            for (j, port) in self.list(c, "ports")?.into_iter().enumerate() {
+                let pp = format!("{p}.ports[{j}]");
+                let number = self
+                    .port(port, "containerPort")
+                    .map_err(|e| ManifestError {
+                        field: format!("{pp}.containerPort"),
+                        ..e
+                    })?
+                    .ok_or_else(|| self.err(&format!("{pp}.containerPort"), "is required"))?;
+                ports.push(ContainerPort {
+                    name: self.str(port, "name")?,
+                    port: number,
+                });
+            }
+            let mut env = Vec::new();
+            for (j, e) in self.list(c, "env")?.into_iter().enumerate() {
+                let ep = format!("{p}.env[{j}]");
+                let n = self
+                    .str(e, "name")?
+                    .ok_or_else(|| self.err(&format!("{ep}.name"), "is required"))?;
+                let value = match self.get(e, "value") {
+                    None => String::new(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::Bool(b)) => b.to_string(),
+                    Some(other) => {
+                        return Err(self.err(
+                            &format!("{ep}.value"),
+                            format!("expected a string, found {}", type_name(other)),
+                        ))
+                    }
+                };
+                env.push((n, value));
+            }
+            out.push(Container {
+                name: self.str(c, "name")?.unwrap_or_else(|| format!("c{i}")),
+                command: self.strings(c, "command").map_err(|e| ManifestError {
+                    field: format!("{p}.{}", e.field),
+                    ..e
+                })?,
+                args: self.strings(c, "args").map_err(|e| ManifestError {
+                    field: format!("{p}.{}", e.field),
+                    ..e
+                })?,
+                env,
+                ports,
+            });
+        }
+        Ok(out)
+    }
+
+    fn pod(&self, v: &Value, name: String, namespace: String, labels: Labels) -> R<Pod> {
+        let uid = self
+            .str(v, "metadata.uid")?
+            .unwrap_or_else(|| format!("file-{namespace}-{name}"));
+        let mut ips = Vec::new();
+        for (i, entry) in self.list(v, "status.podIPs")?.into_iter().enumerate() {
+            let path = format!("status.podIPs[{i}].ip");
+            let s = self
+                .str(entry, "ip")?
+                .ok_or_else(|| self.err(&path, "is required"))?;
+            ips.push(self.ip(&s, &path)?);
+        }
+        if ips.is_empty() {
+            if let Some(s) = self.str(v, "status.podIP")? {
+                ips.push(self.ip(&s, "status.podIP")?);
+            }
+        }
+        let conditions = self.list(v, "status.conditions")?;
+        let ready = if conditions.is_empty() {
+            !ips.is_empty()
+        } else {
+            conditions.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        };
+        Ok(Pod {
+            uid,
+            name,
+            namespace,
+            labels,
+            service_account: self
+                .str(v, "spec.serviceAccountName")?
+                .unwrap_or_else(|| "default".into()),
+            node: self.str(v, "spec.nodeName")?,
+            ips,
+            ready,
+            containers: self.containers(v, "spec.containers")?,
+        })
+    }
+
+    fn service(&self, v: &Value, name: String, namespace: String) -> R<Service> {
+        let mut vips = Vec::new();
+        let ips = self.strings(v, "spec.clusterIPs")?;
+        let ips = if ips.is_empty() {
+            self.str(v, "spec.clusterIP")?.into_iter().collect()
+        } else {
+            ips
+        };
+        for ip in ips {
+            if ip != "None" && !ip.is_empty() {
+                vips.push(self.ip(&ip, "spec.clusterIP")?);
+            }
+        }
+        let mut ports = Vec::new();
+        for (i, p) in self.list(v, "spec.ports")?.into_iter().enumerate() {
+            let path = format!("spec.ports[{i}]");
+            let port = self
+                .port(p, "port")
+                .map_err(|e| ManifestError {
+                    field: format!("{path}.port"),
+                    ..e
+                })?
+                .ok_or_else(|| self.err(&format!("{path}.port"), "is required"))?;
+            let target = match p.get("targetPort") {
+                None | Some(Value::Null) => TargetPort::Number(port),
+                Some(Value::String(s)) => TargetPort::Name(s.clone()),
+                Some(_) => TargetPort::Number(
+                    self.port(p, "targetPort")
+                        .map_err(|e| ManifestError {
+                            field: format!("{path}.targetPort"),
+                            ..e
+                        })?
+                        .expect("present"),
+                ),
+            };
+            ports.push(ServicePort {
+                name: self.str(p, "name")?.unwrap_or_default(),
+                port,
+                target,
+            });
+        }
+        let selector = match self.get(v, "spec.selector") {
+            None => None,
+            Some(_) => Some(self.labels(v, "spec.selector")?),
+        };
+        Ok(Service {
+            name,
+            namespace,
+            vips,
+            ports,
+            selector,
+        })
+    }
+
+    fn slice(
+        &self,
+        v: &Value,
+        name: String,
+        namespace: String,
+        labels: &Labels,
+    ) -> R<EndpointSlice> {
+        let service = labels
+            .get("kubernetes.io/service-name")
+            .cloned()
+            .ok_or_else(|| self.err("metadata.labels.kubernetes.io/service-name", "is required"))?;
+        let mut ports = Vec::new();
+        for (i, p) in self.list(v, "ports")?.into_iter().enumerate() {
+            let port = self
+                .port(p, "port")
+                .map_err(|e| ManifestError {
+                    field: format!("ports[{i}].port"),
+                    ..e
+                })?
+                .ok_or_else(|| self.err(&format!("ports[{i}].port"), "is required"))?;
+            ports.push((self.str(p, "name")?.unwrap_or_default(), port));
+        }
+        let mut endpoints = Vec::new();
+        for (i, e) in self.list(v, "endpoints")?.into_iter().enumerate() {
+            let mut ips = Vec::new();
+            for (j, a) in self.strings(e, "addresses")?.into_iter().enumerate() {
+                ips.push(self.ip(&a, &format!("endpoints[{i}].addresses[{j}]"))?);
+            }
+            endpoints.push(SliceEndpoint {
+                ips,
+                ready: self
+                    .get(e, "conditions.ready")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+                pod: self.str(e, "targetRef.name")?,
+                node: self.str(e, "nodeName")?,
+            });
+        }
+        Ok(EndpointSlice {
+            name,
+            namespace,
+            service,
+            ports,
+            endpoints,
+        })
+    }
+
+    fn deployment(&self, v: &Value, name: String, namespace: String) -> R<Deployment> {
+        let replicas = match self.get(v, "spec.replicas") {
+            None => 1,
+            Some(Value::Number(n)) => n.as_u64().filter(|r| *r <= 1000).ok_or_else(|| {
+                self.err(
+                    "spec.replicas",
+                    format!("{n} is not a replica count (0-1000)"),
+                )
+            })? as u32,
+            Some(other) => {
+                return Err(self.err(
+                    "spec.replicas",
+                    format!("expected a number, found {}", type_name(other)),
+                ))
+            }
+        };
+        let labels = self.labels(v, "spec.template.metadata.labels")?;
+        let containers = self.containers(v, "spec.template.spec.containers")?;
+        if containers.is_empty() {
+            return Err(self.err(
+                "spec.template.spec.containers",
+                "at least one container is required",
+            ));
+        }
+        Ok(Deployment {
+            name,
+            namespace,
+            replicas,
+            labels,
+            service_account: self
+                .str(v, "spec.template.spec.serviceAccountName")?
+                .unwrap_or_else(|| "default".into()),
+            containers,
+        })
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    quicmesh.io/dataplane-mode: ambient
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        command: [python3, -m, http.server]
+        args: ["8080"]
+        env: [{name: GREETING, value: hi}]
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}, {port: 81}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+---
+"#;
+
+    #[test]
+    fn parses_the_kinds_quicmesh_reads() {
+        let f = parse_file(GOOD, "app.yaml").unwrap();
+        let objs: Vec<_> = f.docs.into_iter().map(|d| d.unwrap()).collect();
+        assert_eq!(objs.len(), 5);
+        let Some(Object::Namespace(ns)) = &objs[0] else {
+            panic!()
+        };
+        assert!(ns.ambient());
+        let Some(Object::Deployment(d)) = &objs[1] else {
+            panic!()
+        };
+        assert_eq!((d.replicas, d.service_account.as_str()), (3, "web"));
+        assert_eq!(d.containers[0].command, ["python3", "-m", "http.server"]);
+        assert_eq!(
+            d.containers[0].env,
+            [("GREETING".to_string(), "hi".to_string())]
+        );
+        let Some(Object::Service(s)) = &objs[2] else {
+            panic!()
+        };
+        assert_eq!(s.ports[0].target, TargetPort::Name("http".into()));
+        assert_eq!(s.ports[1].target, TargetPort::Number(81));
+        assert!(objs[3].is_none(), "ConfigMap is ignored");
+        assert!(objs[4].is_none(), "empty document");
+    }
+
+    #[test]
+    fn errors_name_file_document_object_and_field() {
+        let bad = "kind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{port: 99999}]\n";
+        let f = parse_file(bad, "svc.yaml").unwrap();
+        let e = f.docs[0].clone().unwrap_err();
+        assert_eq!(e.field, "spec.ports[0].port");
+        assert_eq!(
+            e.to_string(),
+            "svc.yaml: document 0 (Service shop/web): field spec.ports[0].port: 99999 is not a port (1-65535)"
+        );
+
+        let cases = [
+            ("kind: Pod\nmetadata: {name: Bad_Name}\n", "metadata.name"),
+            ("kind: Deployment\nmetadata: {name: d}\nspec: {replicas: many}\n", "spec.replicas"),
+            ("kind: Namespace\nmetadata: {name: n, labels: {quicmesh.io/dataplane-mode: true}}\n", "metadata.labels.quicmesh.io/dataplane-mode"),
+            ("kind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.300}\n", "status.podIP"),
+            ("kind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {containers: [{ports: [{containerPort: x}]}]}}}\n", "spec.template.spec.containers[0].ports[0].containerPort"),
+            ("metadata: {name: x}\n", "kind"),
+        ];
+        for (text, field) in cases {
+            let e = parse_file(text, "f.yaml").unwrap().docs[0]
+                .clone()
+                .unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_fail_the_file() {
+        let e = parse_file("kind: Pod\nmetadata: {name: [\n", "broken.yaml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("broken.yaml: document 0: invalid YAML"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pods_with_status_are_scheduled_and_ready() {
+        let text = "kind: Pod\nmetadata: {name: p, namespace: a, uid: u1}\nspec: {nodeName: node2, serviceAccountName: sa}\nstatus:\n  podIPs: [{ip: 10.244.2.5}]\n  conditions: [{type: Ready, status: \"False\"}]\n";
+        let Some(Object::Pod(p)) = parse_file(text, "p.yaml").unwrap().docs[0].clone().unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.uid.as_str(), p.node.as_deref(), p.ready),
+            ("u1", Some("node2"), false)
+        );
+        assert_eq!(p.ips, ["10.244.2.5".parse::<IpAddr>().unwrap()]);
+    }
+}

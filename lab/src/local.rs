@@ -1,0 +1,648 @@
+//! A cluster from manifests: `quicmesh local up -f DIR`.
+//!
+//! The lab plays the parts of the Kubernetes API server, scheduler and
+//! kubelet: it reads Namespaces, ServiceAccounts, Pods, Deployments and
+//! Services from DIR (with the controller's own manifest parser), schedules
+//! pods onto nodes (fewest pods first), gives them network namespaces and
+//! IPs, allocates Service VIPs from 10.96.0.0/16, runs each pod's first
+//! container's `command` + `args` from the host's filesystem inside the pod,
+//! and writes what a real cluster would report — pods with node, IP and
+//! readiness; services with cluster IPs — as manifests into a state
+//! directory. The real controller reads that directory (`--source
+//! files:STATE`), issues SVIDs and streams config to a real ztunnel per
+//! node. Pods of namespaces labeled `quicmesh.io/dataplane-mode=ambient`
+//! are enrolled in their node's ztunnel.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use quicmesh_controller::model::{Container, Object};
+use quicmesh_controller::sources::files::FileSource;
+use quicmesh_core::identity::ca::Ca;
+use quicmesh_proto::enrollment::Pod as EnrollPod;
+use serde_json::json;
+use ztunnel::inpod::enroll::Client;
+
+use crate::mesh::{find_binary, http_get, TRUST_DOMAIN};
+use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
+
+/// Address of the control-plane host (the lab's first external host).
+pub const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 101);
+pub const CONTROLLER_GRPC: u16 = 15012;
+pub const CONTROLLER_METRICS: u16 = 15014;
+
+#[derive(Debug, Clone)]
+pub struct LocalSpec {
+    pub manifests: PathBuf,
+    pub nodes: usize,
+    /// Namespace prefix; None for a fresh per-process one (tests).
+    pub prefix: Option<String>,
+    /// Lifetime of the SVIDs the controller issues.
+    pub svid_ttl: Duration,
+    /// How long a removed pod stays (not ready) before it is stopped, so the
+    /// mesh stops sending it new connections first.
+    pub termination_grace: Duration,
+}
+
+impl LocalSpec {
+    pub fn new(manifests: &Path, nodes: usize) -> Self {
+        LocalSpec {
+            manifests: manifests.to_path_buf(),
+            nodes,
+            prefix: None,
+            svid_ttl: Duration::from_secs(24 * 3600),
+            termination_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A pod the lab runs.
+#[derive(Debug)]
+pub struct LocalPod {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub service_account: String,
+    pub labels: BTreeMap<String, String>,
+    pub node: usize,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub containers: Vec<Container>,
+    pub enrolled: bool,
+    /// Set when the pod is going away: not ready from then on.
+    pub terminating_since: Option<Instant>,
+    proc: Option<ProcHandle>,
+}
+
+pub struct Cluster {
+    pub lab: Lab,
+    pub spec: LocalSpec,
+    pub dir: PathBuf,
+    source: FileSource,
+    objects: Vec<Object>,
+    controller: Option<ProcHandle>,
+    ztunnels: Vec<Option<ProcHandle>>,
+    pub pods: BTreeMap<String, LocalPod>,
+    /// (namespace, name) -> VIP
+    pub vips: BTreeMap<(String, String), Ipv4Addr>,
+    next_vip: u32,
+    /// Errors of the last read of the manifests.
+    pub errors: Vec<String>,
+}
+
+fn key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+impl Cluster {
+    pub async fn up(spec: LocalSpec) -> Result<Cluster> {
+        if spec.nodes == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        let topo = TopologySpec {
+            nodes: spec.nodes,
+            pods: vec![],
+            externals: 1,
+        };
+        let lab = match &spec.prefix {
+            Some(p) => Lab::with_prefix(&topo, p)?,
+            None => Lab::new(&topo)?,
+        };
+        let dir = std::env::temp_dir().join("quicmesh-lab").join(lab.prefix());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("state"))?;
+        let source = FileSource::new(vec![spec.manifests.clone()]);
+        let mut c = Cluster {
+            lab,
+            dir,
+            source,
+            objects: Vec::new(),
+            controller: None,
+            ztunnels: Vec::new(),
+            pods: BTreeMap::new(),
+            vips: BTreeMap::new(),
+            next_vip: 10,
+            errors: Vec::new(),
+            spec,
+        };
+        // The CA root exists before anything starts: ztunnels trust it.
+        Ca::load_or_generate(TRUST_DOMAIN, &c.dir.join("ca"))?;
+        let mut tokens = BTreeMap::new();
+        for n in 1..=c.spec.nodes {
+            let token: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            std::fs::write(c.dir.join(format!("token-n{n}")), &token)?;
+            tokens.insert(format!("node{n}"), token);
+        }
+        std::fs::write(c.dir.join("tokens.yaml"), serde_yaml::to_string(&tokens)?)?;
+        c.write_state()?;
+        c.start_controller()?;
+        for n in 1..=c.spec.nodes {
+            let z = c.spawn_ztunnel(n)?;
+            c.ztunnels.push(Some(z));
+        }
+        for n in 1..=c.spec.nodes {
+            c.wait_ztunnel(n).await?;
+        }
+        c.reconcile().await?;
+        Ok(c)
+    }
+
+    pub fn controller_log(&self) -> PathBuf {
+        self.dir.join("controller.log")
+    }
+
+    pub fn ztunnel_log(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("ztunnel-n{node}.log"))
+    }
+
+    fn enroll_socket(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("ztunnel-n{node}.sock"))
+    }
+
+    pub fn start_controller(&mut self) -> Result<()> {
+        let bin = find_binary("controller")?;
+        let state = format!("files:{}", self.dir.join("state").display());
+        let ttl = format!("{}s", self.spec.svid_ttl.as_secs().max(1));
+        let (ca, tokens) = (self.dir.join("ca"), self.dir.join("tokens.yaml"));
+        let args = [
+            "--source",
+            &state,
+            "--ca-dir",
+            ca.to_str().context("utf-8")?,
+            "--node-tokens",
+            tokens.to_str().context("utf-8")?,
+            "--svid-ttl",
+            &ttl,
+        ];
+        let p = self.lab.spawn(
+            &self.lab.external(1).netns.clone(),
+            bin.to_str().context("utf-8")?,
+            &args,
+            &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
+            Some(&self.controller_log()),
+        )?;
+        self.controller = Some(p);
+        Ok(())
+    }
+
+    pub fn stop_controller(&mut self) -> Result<()> {
+        if let Some(p) = self.controller.take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+
+    fn spawn_ztunnel(&self, node: usize) -> Result<ProcHandle> {
+        let bin = find_binary("ztunnel")?;
+        let sock = self.enroll_socket(node);
+        let _ = std::fs::remove_file(&sock);
+        let controller = SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)).to_string();
+        let (token, bundle) = (
+            self.dir.join(format!("token-n{node}")),
+            self.dir.join("ca/ca.pem"),
+        );
+        let node_name = format!("node{node}");
+        let args = [
+            "--node",
+            &node_name,
+            "--controller",
+            &controller,
+            "--bootstrap-token",
+            token.to_str().context("utf-8")?,
+            "--trust-bundle",
+            bundle.to_str().context("utf-8")?,
+            "--enroll-socket",
+            sock.to_str().context("utf-8")?,
+            "--drain-deadline",
+            "2s",
+        ];
+        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
+        self.lab.spawn(
+            &self.lab.node(node).netns,
+            bin.to_str().context("utf-8")?,
+            &args,
+            &[("RUST_LOG", &level), ("NO_COLOR", "1")],
+            Some(&self.ztunnel_log(node)),
+        )
+    }
+
+    async fn wait_ztunnel(&self, node: usize) -> Result<()> {
+        let sock = self.enroll_socket(node);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if Client::connect(&sock).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "ztunnel on node{node} did not start; see {}",
+            self.ztunnel_log(node).display()
+        )
+    }
+
+    /// Re-reads the manifests (when they changed) and makes the cluster
+    /// match them. Returns the manifest errors, which never stop the rest.
+    pub async fn reconcile(&mut self) -> Result<Vec<String>> {
+        if let Some((objects, errors)) = self.source.poll() {
+            self.errors = errors.iter().map(|e| e.to_string()).collect();
+            for e in &self.errors {
+                tracing::warn!(error = %e, "manifest rejected");
+            }
+            self.objects = objects;
+        }
+        let ambient: BTreeMap<String, bool> = self
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Namespace(n) => Some((n.name.clone(), n.ambient())),
+                _ => None,
+            })
+            .collect();
+
+        // Desired pods: bare pods and each deployment's replicas.
+        let mut desired: BTreeMap<
+            String,
+            (
+                String,
+                String,
+                String,
+                BTreeMap<String, String>,
+                Vec<Container>,
+            ),
+        > = BTreeMap::new();
+        for o in &self.objects {
+            match o {
+                Object::Pod(p) => {
+                    desired.insert(
+                        key(&p.namespace, &p.name),
+                        (
+                            p.namespace.clone(),
+                            p.name.clone(),
+                            p.service_account.clone(),
+                            p.labels.clone(),
+                            p.containers.clone(),
+                        ),
+                    );
+                }
+                Object::Deployment(d) => {
+                    for i in 0..d.replicas {
+                        let name = format!("{}-{i}", d.name);
+                        desired.insert(
+                            key(&d.namespace, &name),
+                            (
+                                d.namespace.clone(),
+                                name,
+                                d.service_account.clone(),
+                                d.labels.clone(),
+                                d.containers.clone(),
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Services: stable VIPs.
+        for o in &self.objects {
+            if let Object::Service(s) = o {
+                let k = (s.namespace.clone(), s.name.clone());
+                if !self.vips.contains_key(&k) {
+                    let ip = Ipv4Addr::new(10, 96, (self.next_vip >> 8) as u8, self.next_vip as u8);
+                    self.next_vip += 1;
+                    self.vips.insert(k, ip);
+                }
+            }
+        }
+        let services: Vec<_> = self
+            .objects
+            .iter()
+            .filter_map(|o| {
+                if let Object::Service(s) = o {
+                    Some((s.namespace.clone(), s.name.clone()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.vips.retain(|k, _| services.contains(k));
+
+        // Pods going away: first not ready (written to state), then stopped.
+        let now = Instant::now();
+        for (k, p) in self.pods.iter_mut() {
+            if !desired.contains_key(k) && p.terminating_since.is_none() {
+                p.terminating_since = Some(now);
+            }
+        }
+        let grace = self.spec.termination_grace;
+        let done: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.terminating_since.is_some_and(|t| t.elapsed() >= grace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            let p = self.pods.remove(&k).expect("listed");
+            self.stop_pod(p).await?;
+        }
+        // New pods.
+        for (k, (ns, name, sa, labels, containers)) in desired {
+            if self.pods.contains_key(&k) {
+                let p = self.pods.get_mut(&k).expect("present");
+                p.labels = labels;
+                continue;
+            }
+            let node = (1..=self.spec.nodes)
+                .min_by_key(|n| (self.pods.values().filter(|p| p.node == *n).count(), *n))
+                .expect("at least one node");
+            let info = self.lab.add_pod(&PodSpec {
+                name: format!("{ns}.{name}"),
+                node,
+            })?;
+            let uid = format!("local-{}-{ns}-{name}", self.lab.prefix());
+            self.pods.insert(
+                k,
+                LocalPod {
+                    uid,
+                    namespace: ns,
+                    name,
+                    service_account: sa,
+                    labels,
+                    node,
+                    netns: info.netns,
+                    ip: info.ip,
+                    containers,
+                    enrolled: false,
+                    terminating_since: None,
+                    proc: None,
+                },
+            );
+        }
+        self.write_state()?;
+        // Enrollment follows the namespace label; processes start once.
+        let keys: Vec<String> = self.pods.keys().cloned().collect();
+        for k in keys {
+            let want = {
+                let p = &self.pods[&k];
+                p.terminating_since.is_none() && ambient.get(&p.namespace).copied().unwrap_or(false)
+            };
+            let is = self.pods[&k].enrolled;
+            if want && !is {
+                self.enroll(&k).await?;
+            } else if !want && is && self.pods[&k].terminating_since.is_none() {
+                self.unenroll(&k).await?;
+            }
+            if self.pods[&k].proc.is_none() && self.pods[&k].terminating_since.is_none() {
+                self.start_process(&k)?;
+            }
+        }
+        Ok(self.errors.clone())
+    }
+
+    /// Keeps reconciling until `stop`; errors are logged.
+    pub async fn watch(&mut self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    fn enroll_message(&self, p: &LocalPod) -> EnrollPod {
+        EnrollPod {
+            uid: p.uid.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            service_account: p.service_account.clone(),
+            ips: vec![p.ip.to_string()],
+            netns_path: Lab::netns_path(&p.netns).display().to_string(),
+        }
+    }
+
+    async fn enroll(&mut self, k: &str) -> Result<()> {
+        let p = &self.pods[k];
+        let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
+        c.add(self.enroll_message(p))
+            .await
+            .with_context(|| format!("enrolling {k}"))?;
+        self.pods.get_mut(k).expect("present").enrolled = true;
+        Ok(())
+    }
+
+    async fn unenroll(&mut self, k: &str) -> Result<()> {
+        let p = &self.pods[k];
+        let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
+        c.remove(&p.uid).await?;
+        self.pods.get_mut(k).expect("present").enrolled = false;
+        Ok(())
+    }
+
+    async fn stop_pod(&mut self, p: LocalPod) -> Result<()> {
+        if p.enrolled {
+            let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
+            c.remove(&p.uid).await?;
+        }
+        if let Some(proc) = &p.proc {
+            proc.kill()?;
+        }
+        self.lab
+            .remove_pod(&format!("{}.{}", p.namespace, p.name))?;
+        Ok(())
+    }
+
+    /// Environment of a pod: its container's, the downward API basics, and
+    /// Kubernetes-style variables for the Services of its namespace.
+    fn env(&self, p: &LocalPod) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("POD_NAME".to_string(), p.name.clone()),
+            ("POD_NAMESPACE".to_string(), p.namespace.clone()),
+            ("POD_IP".to_string(), p.ip.to_string()),
+        ];
+        for o in &self.objects {
+            if let Object::Service(s) = o {
+                if s.namespace != p.namespace {
+                    continue;
+                }
+                let Some(vip) = self.vips.get(&(s.namespace.clone(), s.name.clone())) else {
+                    continue;
+                };
+                let prefix = s.name.to_uppercase().replace(['-', '.'], "_");
+                env.push((format!("{prefix}_SERVICE_HOST"), vip.to_string()));
+                if let Some(port) = s.ports.first() {
+                    env.push((format!("{prefix}_SERVICE_PORT"), port.port.to_string()));
+                }
+            }
+        }
+        if let Some(c) = p.containers.first() {
+            env.extend(c.env.iter().cloned());
+        }
+        env
+    }
+
+    fn start_process(&mut self, k: &str) -> Result<()> {
+        let p = &self.pods[k];
+        let Some(c) = p.containers.first() else {
+            return Ok(());
+        };
+        let mut argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+        if argv.is_empty() {
+            return Ok(());
+        }
+        let program = argv.remove(0);
+        let env = self.env(p);
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let log = self.dir.join(format!("pod-{}.{}.log", p.namespace, p.name));
+        let proc = self
+            .lab
+            .spawn(&p.netns.clone(), &program, &args, &env_refs, Some(&log))?;
+        self.pods.get_mut(k).expect("present").proc = Some(proc);
+        Ok(())
+    }
+
+    pub fn pod_log(&self, ns: &str, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("pod-{ns}.{name}.log"))).unwrap_or_default()
+    }
+
+    /// What the API server would report, as manifests for the controller.
+    fn write_state(&self) -> Result<()> {
+        let mut docs = Vec::new();
+        for o in &self.objects {
+            match o {
+                Object::Namespace(n) => docs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n.name, "labels": n.labels}})),
+                Object::ServiceAccount(s) => docs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": s.name, "namespace": s.namespace}})),
+                Object::Service(s) => {
+                    let Some(vip) = self.vips.get(&(s.namespace.clone(), s.name.clone())) else { continue };
+                    let ports: Vec<_> = s
+                        .ports
+                        .iter()
+                        .map(|p| {
+                            let target = match &p.target {
+                                quicmesh_controller::model::TargetPort::Number(n) => json!(n),
+                                quicmesh_controller::model::TargetPort::Name(n) => json!(n),
+                            };
+                            json!({"name": p.name, "port": p.port, "targetPort": target})
+                        })
+                        .collect();
+                    docs.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
+                        "spec": {"clusterIP": vip.to_string(), "ports": ports, "selector": s.selector}}));
+                }
+                _ => {}
+            }
+        }
+        for p in self.pods.values() {
+            let containers: Vec<_> = p
+                .containers
+                .iter()
+                .map(|c| json!({"name": c.name, "ports": c.ports.iter().map(|cp| json!({"name": cp.name, "containerPort": cp.port})).collect::<Vec<_>>()}))
+                .collect();
+            let ready = if p.terminating_since.is_none() {
+                "True"
+            } else {
+                "False"
+            };
+            docs.push(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": p.name, "namespace": p.namespace, "uid": p.uid, "labels": p.labels},
+                "spec": {"nodeName": format!("node{}", p.node), "serviceAccountName": p.service_account, "containers": containers},
+                "status": {"podIP": p.ip.to_string(), "podIPs": [{"ip": p.ip.to_string()}], "conditions": [{"type": "Ready", "status": ready}]}}));
+        }
+        let mut text = String::new();
+        for d in docs {
+            text.push_str("---\n");
+            text.push_str(&serde_yaml::to_string(&d)?);
+        }
+        let tmp = self.dir.join("state.yaml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.dir.join("state/cluster.yaml"))?;
+        Ok(())
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> &LocalPod {
+        self.pods
+            .get(&key(ns, name))
+            .unwrap_or_else(|| panic!("no pod {ns}/{name}"))
+    }
+
+    pub fn vip(&self, ns: &str, name: &str) -> IpAddr {
+        IpAddr::V4(
+            *self
+                .vips
+                .get(&(ns.to_string(), name.to_string()))
+                .unwrap_or_else(|| panic!("no service {ns}/{name}")),
+        )
+    }
+
+    /// GET from the controller's metrics port (/status, /config_dump, /metrics).
+    pub async fn controller_http(&self, path: &str) -> Result<String> {
+        let w = quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(
+            &self.lab.external(1).netns,
+        ))?;
+        let path = path.to_string();
+        w.run(move || http_get(SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS)), &path))
+            .await?
+    }
+
+    /// GET from a ztunnel's metrics (15020) or admin (15000) port.
+    pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
+        let w =
+            quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(&self.lab.node(node).netns))?;
+        let path = path.to_string();
+        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path))
+            .await?
+    }
+
+    pub fn ztunnel_pid(&self, node: usize) -> Option<u32> {
+        self.ztunnels.get(node - 1)?.as_ref().map(|p| p.pid())
+    }
+
+    /// Leaves everything running after this process exits.
+    pub fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let tail = |p: &Path| {
+                let t = std::fs::read_to_string(p).unwrap_or_default();
+                let l: Vec<&str> = t.lines().collect();
+                l[l.len().saturating_sub(40)..].join("\n")
+            };
+            eprintln!(
+                "---- controller log (tail) ----\n{}",
+                tail(&self.controller_log())
+            );
+            for n in 1..=self.spec.nodes {
+                eprintln!(
+                    "---- ztunnel node{n} log (tail) ----\n{}",
+                    tail(&self.ztunnel_log(n))
+                );
+            }
+        }
+        for p in self.pods.values() {
+            if let Some(proc) = &p.proc {
+                let _ = proc.kill();
+            }
+        }
+        for z in self.ztunnels.iter().flatten() {
+            let _ = z.kill();
+        }
+        if let Some(c) = &self.controller {
+            let _ = c.kill();
+        }
+        if std::env::var_os("QUICMESH_KEEP_LAB_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
