@@ -384,6 +384,7 @@ impl Cluster {
             );
         }
         self.write_state()?;
+        self.write_hosts()?;
         // Enrollment follows the namespace label; processes start once.
         let keys: Vec<String> = self.pods.keys().cloned().collect();
         for k in keys {
@@ -488,6 +489,31 @@ impl Cluster {
         env
     }
 
+    /// Service names for every pod, through `/etc/netns/<pod>/hosts` (which
+    /// `ip netns exec` mounts over `/etc/hosts`): `<svc>.<ns>.svc.cluster.local`,
+    /// `<svc>.<ns>`, and `<svc>` within the pod's own namespace. Rewritten
+    /// in place, since running processes see the mounted inode.
+    fn write_hosts(&self) -> Result<()> {
+        for p in self.pods.values() {
+            let mut text = String::from("127.0.0.1 localhost\n");
+            text.push_str(&format!("{} {}\n", p.ip, p.name));
+            for ((ns, name), vip) in &self.vips {
+                text.push_str(&format!("{vip} {name}.{ns}.svc.cluster.local {name}.{ns}"));
+                if *ns == p.namespace {
+                    text.push_str(&format!(" {name}"));
+                }
+                text.push('\n');
+            }
+            let dir = Path::new("/etc/netns").join(&p.netns);
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("hosts");
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                std::fs::write(&path, text)?;
+            }
+        }
+        Ok(())
+    }
+
     fn start_process(&mut self, k: &str) -> Result<()> {
         let p = &self.pods[k];
         let Some(c) = p.containers.first() else {
@@ -503,9 +529,15 @@ impl Cluster {
             env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let log = self.dir.join(format!("pod-{}.{}.log", p.namespace, p.name));
-        let proc = self
-            .lab
-            .spawn(&p.netns.clone(), &program, &args, &env_refs, Some(&log))?;
+        let cwd = self.spec.manifests.clone();
+        let proc = self.lab.spawn_in_dir(
+            &p.netns.clone(),
+            &program,
+            &args,
+            &env_refs,
+            Some(&log),
+            Some(&cwd),
+        )?;
         self.pods.get_mut(k).expect("present").proc = Some(proc);
         Ok(())
     }

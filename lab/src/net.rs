@@ -261,6 +261,8 @@ fn list_netns() -> Result<Vec<String>> {
 
 /// Kill every process in `netns`, then delete it. Returns whether it was deleted.
 fn destroy_netns(netns: &str) -> Result<bool> {
+    // Per-namespace /etc files (`ip netns exec` mounts them), e.g. hosts.
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(netns));
     if !Lab::netns_path(netns).exists() {
         return Ok(false);
     }
@@ -645,6 +647,19 @@ impl Lab {
         env: &[(&str, &str)],
         log_file: Option<&Path>,
     ) -> Result<ProcHandle> {
+        self.spawn_in_dir(netns, cmd, args, env, log_file, None)
+    }
+
+    /// [`spawn`](Self::spawn) with a working directory.
+    pub fn spawn_in_dir(
+        &self,
+        netns: &str,
+        cmd: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log_file: Option<&Path>,
+        cwd: Option<&Path>,
+    ) -> Result<ProcHandle> {
         if !Self::netns_path(netns).exists() {
             bail!("spawn {cmd}: no namespace {netns}");
         }
@@ -665,6 +680,9 @@ impl Lab {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
         // `ip netns exec` execs the command, so the child pid is the command's pid.
         let child = command
             .spawn()

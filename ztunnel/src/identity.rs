@@ -69,7 +69,7 @@ impl CertManager {
     }
 
     /// The current SVID of `id`: fetched on first use, renewed once past
-    /// half its lifetime, with exponential backoff (1 s to 60 s) on failure.
+    /// half its lifetime, with exponential backoff (200 ms to 60 s) on failure.
     pub async fn svid(&self, id: &SpiffeId) -> Result<Arc<Svid>, IdentityError> {
         let slot = self
             .entries
@@ -108,7 +108,8 @@ impl CertManager {
             }
             Err(err) => {
                 e.failures += 1;
-                let wait = Duration::from_secs(1 << e.failures.min(6)).min(Duration::from_secs(60));
+                // 200 ms, 400 ms, ... up to 60 s.
+                let wait = (Duration::from_millis(100) * (1 << e.failures.min(10))).min(Duration::from_secs(60));
                 e.retry_at = Some(Instant::now() + wait);
                 e.last_error = err.to_string();
                 tracing::warn!(identity = %id, error = %err, retry_in = ?wait, "SVID fetch failed");

@@ -77,7 +77,7 @@ impl Pods {
         }
         let worker =
             NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
-        let svid = s.certs.svid(&identity).await.map_err(|e| e.to_string())?;
+        let svid = self.first_svid(&identity).await?;
 
         // Listeners first, then the rules that send traffic to them.
         let any = |port| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
@@ -168,6 +168,19 @@ impl Pods {
             kill,
             tracker,
         })
+    }
+
+    /// The pod's SVID, waiting up to 10 s: the CA may not have heard of a
+    /// pod that was just scheduled.
+    async fn first_svid(&self, id: &SpiffeId) -> Result<Arc<quicmesh_core::identity::Svid>, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.shared.certs.svid(id).await {
+                Ok(s) => return Ok(s),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     async fn stop(&self, r: Running) {
