@@ -20,7 +20,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         print(f"{self.client_address[0]} {fmt % args}", flush=True)
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+# TCPServer, not HTTPServer: HTTPServer looks up its own host name at start.
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
 

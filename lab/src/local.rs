@@ -490,7 +490,7 @@ impl Cluster {
     }
 
     /// Service names for every pod, through `/etc/netns/<pod>/hosts` (which
-    /// `ip netns exec` mounts over `/etc/hosts`): `<svc>.<ns>.svc.cluster.local`,
+    /// `ip netns exec` mounts over `/etc/hosts`; likewise `resolv.conf`): `<svc>.<ns>.svc.cluster.local`,
     /// `<svc>.<ns>`, and `<svc>` within the pod's own namespace. Rewritten
     /// in place, since running processes see the mounted inode.
     fn write_hosts(&self) -> Result<()> {
@@ -509,6 +509,13 @@ impl Cluster {
             let path = dir.join("hosts");
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 std::fs::write(&path, text)?;
+            }
+            // No DNS server is reachable from a pod: fail look-ups at once
+            // (the default nameserver, 127.0.0.1, refuses) instead of after
+            // the resolver's timeouts.
+            let resolv = dir.join("resolv.conf");
+            if !resolv.exists() {
+                std::fs::write(&resolv, "# quicmesh local: no DNS; Service names are in /etc/hosts\noptions timeout:1 attempts:1\n")?;
             }
         }
         Ok(())

@@ -51,13 +51,21 @@ spec:
 "#;
 
 fn manifests(dir: &Path, replicas: u32) {
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/hello.py"), dir.join("hello.py")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/hello.py"),
+        dir.join("hello.py"),
+    )
+    .unwrap();
     write_server(dir, replicas);
     std::fs::write(dir.join("client.yaml"), CLIENT).unwrap();
 }
 
 fn write_server(dir: &Path, replicas: u32) {
-    std::fs::write(dir.join("server.yaml"), SERVER.replace("REPLICAS", &replicas.to_string())).unwrap();
+    std::fs::write(
+        dir.join("server.yaml"),
+        SERVER.replace("REPLICAS", &replicas.to_string()),
+    )
+    .unwrap();
 }
 
 /// One HTTP GET to the web Service's VIP from the client pod; the body.
@@ -67,7 +75,10 @@ async fn get(cluster: &Cluster, w: &quicmesh_core::netns::NetnsWorker) -> anyhow
     s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").await?;
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
     anyhow::ensure!(out.starts_with("HTTP/1.0 200"), "bad response: {out}");
     Ok(body)
 }
@@ -82,7 +93,11 @@ async fn start(replicas: u32, tweak: impl FnOnce(&mut LocalSpec)) -> (Cluster, t
 }
 
 /// Waits until `n` distinct replicas have answered through the VIP.
-async fn replicas_seen(cluster: &Cluster, w: &quicmesh_core::netns::NetnsWorker, n: usize) -> BTreeSet<String> {
+async fn replicas_seen(
+    cluster: &Cluster,
+    w: &quicmesh_core::netns::NetnsWorker,
+    n: usize,
+) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for _ in 0..100 {
         if let Ok(body) = get(cluster, w).await {
@@ -102,19 +117,372 @@ async fn service_vip_spreads_over_replicas_on_different_nodes() {
     let (cluster, _dir) = start(2, |_| {}).await;
     let (a, b) = (cluster.pod("shop", "web-0"), cluster.pod("shop", "web-1"));
     assert_ne!(a.node, b.node, "replicas were not spread over the nodes");
-    let w = quicmesh_core::netns::NetnsWorker::start(&quicmesh_lab::Lab::netns_path(&cluster.pod("front", "client").netns)).unwrap();
+    let w = quicmesh_core::netns::NetnsWorker::start(&quicmesh_lab::Lab::netns_path(
+        &cluster.pod("front", "client").netns,
+    ))
+    .unwrap();
     let seen = replicas_seen(&cluster, &w, 2).await;
     assert_eq!(
         seen,
-        ["hello from shop/web-0".to_string(), "hello from shop/web-1".to_string()].into(),
+        [
+            "hello from shop/web-0".to_string(),
+            "hello from shop/web-1".to_string()
+        ]
+        .into(),
         "the VIP did not reach both replicas"
     );
     // Both went through the tunnel with the controller-issued identities.
-    let log = std::fs::read_to_string(cluster.ztunnel_log(cluster.pod("front", "client").node)).unwrap();
+    let log =
+        std::fs::read_to_string(cluster.ztunnel_log(cluster.pod("front", "client").node)).unwrap();
     assert!(
         log.lines().any(|l| l.contains("path=\"tunnel\"")
             && l.contains("spiffe://cluster.local/ns/front/sa/client")
             && l.contains("spiffe://cluster.local/ns/shop/sa/web")),
         "{log}"
+    );
+}
+
+fn worker_of(cluster: &Cluster, ns: &str, name: &str) -> quicmesh_core::netns::NetnsWorker {
+    quicmesh_core::netns::NetnsWorker::start(&quicmesh_lab::Lab::netns_path(
+        &cluster.pod(ns, name).netns,
+    ))
+    .unwrap()
+}
+
+/// Runs requests through the VIP one after another until stopped; counts
+/// (ok, failed) and remembers the failures.
+fn request_loop(
+    cluster: &Cluster,
+    w: quicmesh_core::netns::NetnsWorker,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<(u32, Vec<String>)>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let vip = SocketAddr::new(cluster.vip("shop", "web"), 80);
+    let s2 = stop.clone();
+    let h = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        while !s2.is_cancelled() {
+            let r = async {
+                let mut s =
+                    tokio::time::timeout(Duration::from_secs(5), connect_from(&w, vip)).await??;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+                let mut out = String::new();
+                tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
+                anyhow::ensure!(out.starts_with("HTTP/1.0 200"), "bad response {out:?}");
+                anyhow::Ok(())
+            }
+            .await;
+            match r {
+                Ok(()) => ok += 1,
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (ok, failed)
+    });
+    (stop, h)
+}
+
+/// Reconciles for `d` (the lab's kubelet/scheduler loop).
+async fn reconcile_for(cluster: &mut Cluster, d: Duration) {
+    let end = tokio::time::Instant::now() + d;
+    while tokio::time::Instant::now() < end {
+        cluster.reconcile().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_in_the_manifests_adds_and_drains_endpoints() {
+    require_root();
+    let (mut cluster, dir) = start(2, |_| {}).await;
+    let w = worker_of(&cluster, "front", "client");
+    assert_eq!(replicas_seen(&cluster, &w, 2).await.len(), 2);
+
+    // Scale up: the new replica gets traffic within a bounded time.
+    write_server(dir.path(), 3);
+    reconcile_for(&mut cluster, Duration::from_millis(600)).await;
+    let seen = replicas_seen(&cluster, &w, 3).await;
+    assert!(
+        seen.contains("hello from shop/web-2"),
+        "web-2 never answered: {seen:?}"
+    );
+
+    // Scale down under continuous traffic: no request fails.
+    let (stop, h) = request_loop(&cluster, w.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_server(dir.path(), 1);
+    reconcile_for(&mut cluster, Duration::from_secs(4)).await;
+    assert_eq!(
+        cluster
+            .pods
+            .keys()
+            .filter(|k| k.starts_with("shop/"))
+            .count(),
+        1,
+        "pods left: {:?}",
+        cluster.pods.keys()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let (ok, failed) = h.await.unwrap();
+    assert!(ok > 20, "only {ok} requests went through");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during scale-down: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    let seen = replicas_seen(&cluster, &w, 1).await;
+    assert_eq!(seen, ["hello from shop/web-0".to_string()].into());
+}
+
+/// ztunnel's view of the mesh, without the version (which a restarted
+/// controller counts afresh).
+async fn mesh_view(cluster: &Cluster, node: usize) -> serde_json::Value {
+    let dump: serde_json::Value = serde_json::from_str(
+        &cluster
+            .ztunnel_http(node, 15000, "/config_dump")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut state = dump["state"].clone();
+    state.as_object_mut().unwrap().remove("version");
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_keeps_working_without_the_controller_and_resyncs_after() {
+    require_root();
+    let (mut cluster, _dir) = start(2, |_| {}).await;
+    let w = worker_of(&cluster, "front", "client");
+    assert_eq!(replicas_seen(&cluster, &w, 2).await.len(), 2);
+    let before = (mesh_view(&cluster, 1).await, mesh_view(&cluster, 2).await);
+    assert!(
+        before.0["workloads"].as_array().unwrap().len() >= 3,
+        "{}",
+        before.0
+    );
+
+    // An open connection, across the outage.
+    let vip = SocketAddr::new(cluster.vip("shop", "web"), 80);
+    let mut held = connect_from(&w, vip).await.unwrap();
+
+    cluster.stop_controller().unwrap();
+    let down = eventually(Duration::from_secs(10), || async {
+        quicmesh_lab::mesh::sum_metric(
+            &cluster.ztunnel_http(1, 15020, "/metrics").await.unwrap(),
+            "ztunnel_config_connected",
+            &[],
+        ) == 0.0
+    })
+    .await;
+    assert!(down, "ztunnel did not notice the controller going away");
+    let (stop, h) = request_loop(&cluster, w.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let (ok, failed) = h.await.unwrap();
+    assert!(
+        ok > 5 && failed.is_empty(),
+        "without the controller: {ok} ok, failed: {failed:?}"
+    );
+    held.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    held.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+
+    cluster.start_controller().unwrap();
+    for node in [1, 2] {
+        let up = eventually(Duration::from_secs(20), || async {
+            quicmesh_lab::mesh::sum_metric(
+                &cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap(),
+                "ztunnel_config_connected",
+                &[],
+            ) == 1.0
+        })
+        .await;
+        assert!(up, "node{node} did not reconnect");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = (mesh_view(&cluster, 1).await, mesh_view(&cluster, 2).await);
+    assert_eq!(before, after, "config after the controller restart differs");
+    // The held connection keeps its replica busy, and least-loaded picking
+    // avoids it: close it before checking both replicas answer.
+    drop(held);
+    assert_eq!(replicas_seen(&cluster, &w, 2).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
+    require_root();
+    let (cluster, _dir) = start(2, |_| {}).await;
+    let client_node = cluster.pod("front", "client").node;
+    let other = if client_node == 1 { 2 } else { 1 };
+    let token = std::fs::read_to_string(cluster.dir.join(format!("token-n{other}"))).unwrap();
+    let mut bundles = quicmesh_core::identity::TrustBundles::new();
+    bundles
+        .insert_pem(
+            "cluster.local",
+            &std::fs::read(cluster.dir.join("ca/ca.pem")).unwrap(),
+        )
+        .unwrap();
+    let c = std::sync::Arc::new(ztunnel::controller::ControllerClient {
+        addr: SocketAddr::from((
+            quicmesh_lab::local::CONTROLLER_IP,
+            quicmesh_lab::local::CONTROLLER_GRPC,
+        )),
+        identity: quicmesh_core::identity::SpiffeId::workload(
+            "cluster.local",
+            "quicmesh-system",
+            "controller",
+        )
+        .unwrap(),
+        bundles: std::sync::Arc::new(bundles),
+        token: token.trim().to_string(),
+        node: format!("node{other}"),
+        tls_metrics: Default::default(),
+    });
+    // Run the client from inside the other node's network namespace.
+    let w = quicmesh_core::netns::NetnsWorker::start(&quicmesh_lab::Lab::netns_path(
+        &cluster.lab.node(other).netns,
+    ))
+    .unwrap();
+    let (c2, c3) = (c.clone(), c.clone());
+    let on_node = move |f: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<quicmesh_core::identity::Svid, String>> + Send>,
+    >| {
+        move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        }
+    };
+    let theirs =
+        quicmesh_core::identity::SpiffeId::workload("cluster.local", "front", "client").unwrap();
+    let refused = w
+        .run(on_node(Box::pin(
+            async move { c2.sign(&theirs, None).await },
+        )))
+        .await
+        .unwrap();
+    let e = refused.expect_err("a CSR for another node's pod was signed");
+    assert!(
+        e.contains("permission")
+            || e.contains("PermissionDenied")
+            || e.contains("not have permission"),
+        "{e}"
+    );
+    assert!(e.contains("front/sa/client"), "{e}");
+    // Its own node identity is fine.
+    let own = c3.node_identity();
+    let granted = w
+        .run(on_node(Box::pin(async move { c3.sign(&own, None).await })))
+        .await
+        .unwrap();
+    assert!(granted.is_ok(), "{granted:?}");
+    let log = std::fs::read_to_string(cluster.controller_log()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("CSR refused") && l.contains("front/sa/client")),
+        "{log}"
+    );
+    let m = cluster.controller_http("/metrics").await.unwrap();
+    assert!(
+        quicmesh_lab::mesh::sum_metric(&m, "quicmesh_ca_requests_total", &[("result", "denied")])
+            >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_svids_rotate_under_traffic_without_failures() {
+    require_root();
+    let (cluster, _dir) = start(2, |s| s.svid_ttl = Duration::from_secs(6)).await;
+    let w = worker_of(&cluster, "front", "client");
+    assert_eq!(replicas_seen(&cluster, &w, 2).await.len(), 2);
+    let (stop, h) = request_loop(&cluster, w);
+    // Several lifetimes: renewals at half-life, every 3 s.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    stop.cancel();
+    let (ok, failed) = h.await.unwrap();
+    assert!(ok > 50, "only {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "failures across SVID renewals: {failed:?}"
+    );
+    for node in [1, 2] {
+        let m = cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap();
+        let fetched =
+            quicmesh_lab::mesh::sum_metric(&m, "ztunnel_svid_fetches_total", &[("result", "ok")]);
+        assert!(
+            fetched >= 6.0,
+            "node{node} fetched only {fetched} SVIDs in 16 s with a 6 s lifetime"
+        );
+        let log = std::fs::read_to_string(cluster.ztunnel_log(node)).unwrap();
+        assert!(
+            log.contains("tunnel server certificate rotated"),
+            "node{node} never rotated"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_outside_ambient_namespaces_are_not_captured_and_bad_manifests_are_reported() {
+    require_root();
+    let (mut cluster, dir) = start(1, |_| {}).await;
+    std::fs::write(
+        dir.path().join("plain.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: outsider, namespace: plain}\nspec: {containers: [{name: app}]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: shop}\nspec:\n  ports: [{port: 99999}]\n",
+    )
+    .unwrap();
+    // The web replica is up before anything else happens.
+    let w = worker_of(&cluster, "front", "client");
+    assert_eq!(replicas_seen(&cluster, &w, 1).await.len(), 1);
+    let errors = cluster.reconcile().await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("broken.yaml") && errors[0].contains("spec.ports[0].port"),
+        "{}",
+        errors[0]
+    );
+
+    let outsider = cluster.pod("plain", "outsider");
+    assert!(!outsider.enrolled);
+    let rules = cluster.lab.exec(
+        &outsider.netns,
+        &["nft", "list", "table", "inet", "quicmesh"],
+    );
+    assert!(rules.is_err(), "a pod outside the mesh got capture rules");
+    // Its connections leave as plain TCP (the web pod's plaintext port accepts them).
+    let node = outsider.node;
+    cluster
+        .lab
+        .add_link_counter(node, "plain8080", "tcp dport 8080")
+        .unwrap();
+    let web = cluster.pod("shop", "web-0");
+    let target = SocketAddr::new(web.ip.into(), 8080);
+    let ow = worker_of(&cluster, "plain", "outsider");
+    let mut s = connect_from(&ow, target).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.contains("hello from shop/web-0"), "{out}");
+    if web.node != node {
+        assert!(cluster.lab.link_counter(node, "plain8080").unwrap().0 > 0);
+    }
+    // The mesh still works despite the broken manifest.
+    assert_eq!(
+        get(&cluster, &w).await.unwrap().split('/').next(),
+        Some("hello from shop")
     );
 }

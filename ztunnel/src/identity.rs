@@ -109,7 +109,8 @@ impl CertManager {
             Err(err) => {
                 e.failures += 1;
                 // 200 ms, 400 ms, ... up to 60 s.
-                let wait = (Duration::from_millis(100) * (1 << e.failures.min(10))).min(Duration::from_secs(60));
+                let wait = (Duration::from_millis(100) * (1 << e.failures.min(10)))
+                    .min(Duration::from_secs(60));
                 e.retry_at = Some(Instant::now() + wait);
                 e.last_error = err.to_string();
                 tracing::warn!(identity = %id, error = %err, retry_in = ?wait, "SVID fetch failed");

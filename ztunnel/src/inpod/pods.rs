@@ -172,7 +172,10 @@ impl Pods {
 
     /// The pod's SVID, waiting up to 10 s: the CA may not have heard of a
     /// pod that was just scheduled.
-    async fn first_svid(&self, id: &SpiffeId) -> Result<Arc<quicmesh_core::identity::Svid>, String> {
+    async fn first_svid(
+        &self,
+        id: &SpiffeId,
+    ) -> Result<Arc<quicmesh_core::identity::Svid>, String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             match self.shared.certs.svid(id).await {
