@@ -5,7 +5,10 @@
 //! and explains what happened; `quicmesh local status` shows it;
 //! `quicmesh local down` removes it.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+mod manifests;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -36,12 +39,29 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum LocalCmd {
-    /// Start the demo: 2 nodes, a client pod and a server pod; send a request across.
-    Up,
-    /// Show the running local mesh.
+    /// Start a mesh on this host. With -f: from the Kubernetes manifests in
+    /// DIR, watched for changes (a real controller, a ztunnel per node).
+    /// Without: a built-in two-pod demo with static configuration.
+    Up {
+        /// Directory of manifests (Namespace, ServiceAccount, Pod, Deployment, Service).
+        #[arg(short = 'f', long = "filename")]
+        dir: Option<PathBuf>,
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+    },
+    /// Show the running local mesh: nodes, pods, identities, config versions.
     Status,
     /// Remove everything `local up` made.
     Down,
+    /// (internal) Runs the cluster for `up -f`: reconciles DIR until stopped.
+    #[command(hide = true)]
+    Agent {
+        #[arg(short = 'f', long = "filename")]
+        dir: PathBuf,
+        #[arg(long)]
+        nodes: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -59,10 +79,21 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::Local { cmd: LocalCmd::Up } => rt.block_on(up()),
+        Cmd::Local {
+            cmd: LocalCmd::Up { dir: None, .. },
+        } => rt.block_on(up()),
+        Cmd::Local {
+            cmd: LocalCmd::Up {
+                dir: Some(dir),
+                nodes,
+            },
+        } => rt.block_on(manifests::up(&dir, nodes)),
+        Cmd::Local {
+            cmd: LocalCmd::Agent { dir, nodes },
+        } => rt.block_on(manifests::agent(&dir, nodes)),
         Cmd::Local {
             cmd: LocalCmd::Status,
-        } => status(),
+        } => rt.block_on(status()),
         Cmd::Local {
             cmd: LocalCmd::Down,
         } => down(),
@@ -210,7 +241,10 @@ async fn demo(mesh: &Mesh) -> Result<()> {
     Ok(())
 }
 
-fn status() -> Result<()> {
+async fn status() -> Result<()> {
+    if manifests::print_status().await? {
+        return Ok(());
+    }
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()?;
@@ -239,8 +273,9 @@ fn status() -> Result<()> {
 }
 
 fn down() -> Result<()> {
+    manifests::stop_agent();
     let n = quicmesh_lab::net::destroy_prefix(PREFIX)?;
     let _ = std::fs::remove_dir_all(state_dir());
-    println!("removed {n} network namespaces and their processes");
+    println!("local mesh removed ({n} leftover network namespaces cleaned up)");
     Ok(())
 }

@@ -93,6 +93,15 @@ pub struct Cluster {
     pub errors: Vec<String>,
 }
 
+/// A pod the manifests ask for.
+struct Desired {
+    namespace: String,
+    name: String,
+    service_account: String,
+    labels: BTreeMap<String, String>,
+    containers: Vec<Container>,
+}
+
 fn key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
 }
@@ -266,46 +275,36 @@ impl Cluster {
             .collect();
 
         // Desired pods: bare pods and each deployment's replicas.
-        let mut desired: BTreeMap<
-            String,
-            (
-                String,
-                String,
-                String,
-                BTreeMap<String, String>,
-                Vec<Container>,
-            ),
-        > = BTreeMap::new();
+        let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
         for o in &self.objects {
-            match o {
-                Object::Pod(p) => {
-                    desired.insert(
-                        key(&p.namespace, &p.name),
-                        (
-                            p.namespace.clone(),
-                            p.name.clone(),
-                            p.service_account.clone(),
-                            p.labels.clone(),
-                            p.containers.clone(),
-                        ),
-                    );
-                }
-                Object::Deployment(d) => {
-                    for i in 0..d.replicas {
-                        let name = format!("{}-{i}", d.name);
-                        desired.insert(
-                            key(&d.namespace, &name),
-                            (
-                                d.namespace.clone(),
-                                name,
-                                d.service_account.clone(),
-                                d.labels.clone(),
-                                d.containers.clone(),
-                            ),
-                        );
-                    }
-                }
-                _ => {}
+            let (ns, sa, labels, containers, names) = match o {
+                Object::Pod(p) => (
+                    &p.namespace,
+                    &p.service_account,
+                    &p.labels,
+                    &p.containers,
+                    vec![p.name.clone()],
+                ),
+                Object::Deployment(d) => (
+                    &d.namespace,
+                    &d.service_account,
+                    &d.labels,
+                    &d.containers,
+                    (0..d.replicas).map(|i| format!("{}-{i}", d.name)).collect(),
+                ),
+                _ => continue,
+            };
+            for name in names {
+                desired.insert(
+                    key(ns, &name),
+                    Desired {
+                        namespace: ns.clone(),
+                        name,
+                        service_account: sa.clone(),
+                        labels: labels.clone(),
+                        containers: containers.clone(),
+                    },
+                );
             }
         }
         // Services: stable VIPs.
@@ -351,7 +350,14 @@ impl Cluster {
             self.stop_pod(p).await?;
         }
         // New pods.
-        for (k, (ns, name, sa, labels, containers)) in desired {
+        for (k, d) in desired {
+            let Desired {
+                namespace: ns,
+                name,
+                service_account: sa,
+                labels,
+                containers,
+            } = d;
             if self.pods.contains_key(&k) {
                 let p = self.pods.get_mut(&k).expect("present");
                 p.labels = labels;
@@ -642,6 +648,41 @@ impl Cluster {
 
     pub fn ztunnel_pid(&self, node: usize) -> Option<u32> {
         self.ztunnels.get(node - 1)?.as_ref().map(|p| p.pid())
+    }
+
+    /// A summary for `quicmesh local status`: nodes, pods with identities
+    /// and IPs, services with VIPs, config versions, manifest errors.
+    pub async fn status(&self) -> serde_json::Value {
+        let controller: serde_json::Value = match self.controller_http("/status").await {
+            Ok(t) => serde_json::from_str(&t).unwrap_or(json!(null)),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let mut nodes = Vec::new();
+        for n in 1..=self.spec.nodes {
+            let version = match self.ztunnel_http(n, 15000, "/config_dump").await {
+                Ok(t) => serde_json::from_str::<serde_json::Value>(&t)
+                    .map(|v| v["state"]["version"].clone())
+                    .unwrap_or(json!(null)),
+                Err(_) => json!(null),
+            };
+            nodes.push(json!({"name": format!("node{n}"), "ztunnel_pid": self.ztunnel_pid(n), "config_version": version}));
+        }
+        let pods: Vec<_> = self
+            .pods
+            .values()
+            .map(|p| {
+                json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
+                    "identity": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", p.namespace, p.service_account),
+                    "in_mesh": p.enrolled, "terminating": p.terminating_since.is_some()})
+            })
+            .collect();
+        let services: Vec<_> = self
+            .vips
+            .iter()
+            .map(|((ns, name), vip)| json!({"namespace": ns, "name": name, "vip": vip.to_string()}))
+            .collect();
+        json!({"prefix": self.lab.prefix(), "dir": self.dir, "manifests": self.spec.manifests, "controller": controller,
+            "nodes": nodes, "pods": pods, "services": services, "errors": self.errors})
     }
 
     /// Leaves everything running after this process exits.

@@ -47,13 +47,17 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// Where a connection goes: the address, the workload there (if known), and
+/// the load-balancer lease held while it lives.
+type Route = (SocketAddr, Option<Arc<MeshWorkload>>, Option<Lease>);
+
 /// A ready endpoint of `svc` for `port`, by power of two choices.
 fn choose_endpoint(
     ctx: &PodCtx,
     state: &State,
     svc: &MeshService,
     port: u16,
-) -> Result<(SocketAddr, Option<Arc<MeshWorkload>>, Option<Lease>), String> {
+) -> Result<Route, String> {
     let sp = svc
         .ports
         .iter()

@@ -1,0 +1,221 @@
+//! `quicmesh local up -f DIR`: a cluster from manifests, kept by a detached
+//! agent process that watches DIR; `status` and `down` talk to it through
+//! files in the lab's directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use quicmesh_lab::local::{Cluster, LocalSpec};
+
+use super::PREFIX;
+
+fn dir() -> PathBuf {
+    super::state_dir()
+}
+
+fn agent_pid_file() -> PathBuf {
+    std::env::temp_dir().join("quicmesh-local-agent.pid")
+}
+
+fn status_file() -> PathBuf {
+    std::env::temp_dir().join("quicmesh-local-status.json")
+}
+
+/// Starts the agent and waits until the cluster is up.
+pub async fn up(manifests: &Path, nodes: usize) -> Result<()> {
+    let manifests = manifests
+        .canonicalize()
+        .with_context(|| format!("manifest directory {}", manifests.display()))?;
+    if agent_pid().is_some() {
+        bail!("a local mesh is already running (quicmesh local down removes it)");
+    }
+    let _ = std::fs::remove_file(status_file());
+    let log = std::env::temp_dir().join("quicmesh-local-agent.log");
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["local", "agent", "-f"])
+        .arg(&manifests)
+        .args(["--nodes", &nodes.to_string()])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // Its own session: it outlives this command and the terminal.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().context("starting the agent")?;
+    std::fs::write(agent_pid_file(), child.id().to_string())?;
+    println!(
+        "starting a {nodes}-node mesh from {} ...",
+        manifests.display()
+    );
+    for _ in 0..600 {
+        if status_file().exists() {
+            // Give the pods a moment to exchange traffic, then show it.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            print_status().await?;
+            print_traffic();
+            println!("\nedit {} and the mesh follows; `quicmesh local status`; `quicmesh local down` removes it", manifests.display());
+            return Ok(());
+        }
+        if agent_pid().is_none() {
+            bail!(
+                "the agent exited:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the mesh did not come up within 60 s; see {}",
+        log.display()
+    )
+}
+
+/// Runs the cluster: reconciles every second, writes the status, stops on SIGTERM.
+pub async fn agent(manifests: &Path, nodes: usize) -> Result<()> {
+    let mut spec = LocalSpec::new(manifests, nodes);
+    spec.prefix = Some(PREFIX.to_string());
+    let mut cluster = Cluster::up(spec).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let status = cluster.status().await;
+        let tmp = status_file().with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&status)?)?;
+        std::fs::rename(&tmp, status_file())?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = term.recv() => break,
+        }
+        if let Err(e) = cluster.reconcile().await {
+            tracing::warn!(error = %format!("{e:#}"), "reconcile failed");
+        }
+    }
+    drop(cluster);
+    let _ = std::fs::remove_file(status_file());
+    Ok(())
+}
+
+fn agent_pid() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(agent_pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
+/// Stops the agent (it removes what it made), waiting up to 15 s.
+pub fn stop_agent() {
+    if let Some(pid) = agent_pid() {
+        // SAFETY: kill(2) on a pid we started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..150 {
+            if agent_pid().is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = std::fs::remove_file(agent_pid_file());
+    let _ = std::fs::remove_file(status_file());
+}
+
+/// Prints the agent's status; false when no agent runs.
+pub async fn print_status() -> Result<bool> {
+    let Ok(text) = std::fs::read_to_string(status_file()) else {
+        return Ok(false);
+    };
+    if agent_pid().is_none() {
+        return Ok(false);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    println!(
+        "controller: config version {}, {} objects",
+        v["controller"]["version"], v["controller"]["objects"]
+    );
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  ztunnel pid {}  config version {}",
+            n["name"].as_str().unwrap_or("?"),
+            n["ztunnel_pid"],
+            n["config_version"]
+        );
+    }
+    println!("pods:");
+    for p in v["pods"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<28} {:<6} {:<12} {}{}",
+            format!(
+                "{}/{}",
+                p["namespace"].as_str().unwrap_or("?"),
+                p["name"].as_str().unwrap_or("?")
+            ),
+            p["node"].as_str().unwrap_or("?"),
+            p["ip"].as_str().unwrap_or("?"),
+            p["identity"].as_str().unwrap_or("?"),
+            if p["in_mesh"].as_bool() == Some(true) {
+                ""
+            } else {
+                "  (not in the mesh)"
+            }
+        );
+    }
+    println!("services:");
+    for s in v["services"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<28} {}",
+            format!(
+                "{}/{}",
+                s["namespace"].as_str().unwrap_or("?"),
+                s["name"].as_str().unwrap_or("?")
+            ),
+            s["vip"].as_str().unwrap_or("?")
+        );
+    }
+    for e in v["errors"].as_array().into_iter().flatten() {
+        println!("manifest error: {}", e.as_str().unwrap_or("?"));
+    }
+    println!("logs: {}", dir().display());
+    Ok(true)
+}
+
+/// The latest tunnelled connection each ztunnel logged, with both identities.
+fn print_traffic() {
+    println!("\ntraffic through the mesh (from ztunnel access logs):");
+    let mut any = false;
+    for n in 1..=16 {
+        let Ok(log) = std::fs::read_to_string(dir().join(format!("ztunnel-n{n}.log"))) else {
+            break;
+        };
+        if let Some(line) = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("connection complete") && l.contains("path=\"tunnel\""))
+        {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|kv| {
+                        kv.strip_prefix(&format!("{key}="))
+                            .map(|v| v.trim_matches('"').to_string())
+                    })
+                    .unwrap_or_else(|| "?".into())
+            };
+            println!(
+                "  node{n}: {} -> {} ({} via QUIC/HTTP3 CONNECT to {})",
+                field("src.identity"),
+                field("dst.identity"),
+                field("dst.original"),
+                field("dst.addr")
+            );
+            any = true;
+        }
+    }
+    if !any {
+        println!("  none yet");
+    }
+}
