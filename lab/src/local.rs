@@ -26,7 +26,7 @@ use quicmesh_proto::enrollment::Pod as EnrollPod;
 use serde_json::json;
 use ztunnel::inpod::enroll::Client;
 
-use crate::mesh::{find_binary, http_get, TRUST_DOMAIN};
+use crate::mesh::{file_tail, find_binary, netns_http_get, TRUST_DOMAIN};
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
 
 /// Address of the control-plane host (the lab's first external host).
@@ -629,21 +629,18 @@ impl Cluster {
 
     /// GET from the controller's metrics port (/status, /config_dump, /metrics).
     pub async fn controller_http(&self, path: &str) -> Result<String> {
-        let w = quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(
-            &self.lab.external(1).netns,
-        ))?;
-        let path = path.to_string();
-        w.run(move || http_get(SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS)), &path))
-            .await?
+        let addr = SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS));
+        netns_http_get(&self.lab.external(1).netns, addr, path).await
     }
 
     /// GET from a ztunnel's metrics (15020) or admin (15000) port.
     pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
-        let w =
-            quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(&self.lab.node(node).netns))?;
-        let path = path.to_string();
-        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path))
-            .await?
+        netns_http_get(
+            &self.lab.node(node).netns,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            path,
+        )
+        .await
     }
 
     pub fn ztunnel_pid(&self, node: usize) -> Option<u32> {
@@ -694,11 +691,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let tail = |p: &Path| {
-                let t = std::fs::read_to_string(p).unwrap_or_default();
-                let l: Vec<&str> = t.lines().collect();
-                l[l.len().saturating_sub(40)..].join("\n")
-            };
+            let tail = |p: &Path| file_tail(p, 40);
             eprintln!(
                 "---- controller log (tail) ----\n{}",
                 tail(&self.controller_log())

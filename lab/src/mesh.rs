@@ -318,9 +318,7 @@ impl Mesh {
     }
 
     pub fn log_tail(&self, node: usize, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.ztunnel_log(node)).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        file_tail(&self.ztunnel_log(node), lines)
     }
 
     pub fn log(&self, node: usize) -> String {
@@ -376,10 +374,12 @@ impl Mesh {
 
     /// GET `path` from ztunnel's metrics port on `node`.
     pub async fn ztunnel_http(&self, node: usize, port: u16, path: &str) -> Result<String> {
-        let w = self.worker(&self.lab.node(node).netns)?;
-        let path = path.to_string();
-        w.run(move || http_get(SocketAddr::from(([127, 0, 0, 1], port)), &path))
-            .await?
+        netns_http_get(
+            &self.lab.node(node).netns,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            path,
+        )
+        .await
     }
 
     pub async fn metrics(&self, node: usize) -> Result<String> {
@@ -416,6 +416,20 @@ pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             }
         })
         .sum()
+}
+
+/// The last `lines` lines of a file ("" if it cannot be read).
+pub fn file_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// [`http_get`] from inside the network namespace `netns`.
+pub async fn netns_http_get(netns: &str, addr: SocketAddr, path: &str) -> Result<String> {
+    let w = NetnsWorker::start(&Lab::netns_path(netns))?;
+    let path = path.to_string();
+    w.run(move || http_get(addr, &path)).await?
 }
 
 /// A minimal blocking HTTP/1.0 GET (used inside namespaces, where no client

@@ -237,6 +237,27 @@ async fn scaling_in_the_manifests_adds_and_drains_endpoints() {
     );
     let seen = replicas_seen(&cluster, &w, 1).await;
     assert_eq!(seen, ["hello from shop/web-0".to_string()].into());
+
+    // Scaled to zero: a connection to the VIP is reset at once (not left to
+    // time out), and the reason is counted.
+    write_server(dir.path(), 0);
+    reconcile_for(&mut cluster, Duration::from_secs(4)).await;
+    let err = get(&cluster, &w)
+        .await
+        .expect_err("a VIP without endpoints answered");
+    let reset = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(reset, "expected a reset, got: {err:#}");
+    let node = cluster.pod("front", "client").node;
+    let m = cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap();
+    let refused = quicmesh_lab::mesh::sum_metric(
+        &m,
+        "ztunnel_connection_refusals_total",
+        &[("reason", "no_endpoint")],
+    );
+    assert!(refused >= 1.0, "{m}");
 }
 
 /// ztunnel's view of the mesh, without the version (which a restarted
