@@ -74,6 +74,9 @@ pub struct LocalPod {
     pub enrolled: bool,
     /// Set when the pod is going away: not ready from then on.
     pub terminating_since: Option<Instant>,
+    /// Its first container port accepts connections (or it declares none):
+    /// the lab's readiness probe.
+    pub ready: bool,
     proc: Option<ProcHandle>,
 }
 
@@ -158,6 +161,13 @@ impl Cluster {
             c.wait_ztunnel(n).await?;
         }
         c.reconcile().await?;
+        // Pods turn ready as their servers start listening: wait for that
+        // (bounded), reconciling so the mesh learns it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.pods.values().any(|p| !p.ready) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.reconcile().await?;
+        }
         Ok(c)
     }
 
@@ -385,10 +395,12 @@ impl Cluster {
                     containers,
                     enrolled: false,
                     terminating_since: None,
+                    ready: false,
                     proc: None,
                 },
             );
         }
+        self.probe_readiness().await;
         self.write_state()?;
         self.write_hosts()?;
         // Enrollment follows the namespace label; processes start once.
@@ -421,6 +433,32 @@ impl Cluster {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
+        }
+    }
+
+    /// Marks pods ready once their first declared container port accepts
+    /// a connection (a TCP readiness probe); pods without ports are ready.
+    async fn probe_readiness(&mut self) {
+        for p in self.pods.values_mut().filter(|p| !p.ready) {
+            let port = p
+                .containers
+                .first()
+                .and_then(|c| c.ports.first())
+                .map(|cp| cp.port);
+            let Some(port) = port else {
+                p.ready = true;
+                continue;
+            };
+            let Ok(w) = quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(&p.netns)) else {
+                continue;
+            };
+            let addr = SocketAddr::from((p.ip, port));
+            p.ready = w
+                .run(move || {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                })
+                .await
+                .unwrap_or(false);
         }
     }
 
@@ -591,7 +629,7 @@ impl Cluster {
                 .iter()
                 .map(|c| json!({"name": c.name, "ports": c.ports.iter().map(|cp| json!({"name": cp.name, "containerPort": cp.port})).collect::<Vec<_>>()}))
                 .collect();
-            let ready = if p.terminating_since.is_none() {
+            let ready = if p.ready && p.terminating_since.is_none() {
                 "True"
             } else {
                 "False"
@@ -670,7 +708,7 @@ impl Cluster {
             .map(|p| {
                 json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
                     "identity": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", p.namespace, p.service_account),
-                    "in_mesh": p.enrolled, "terminating": p.terminating_since.is_some()})
+                    "in_mesh": p.enrolled, "ready": p.ready, "terminating": p.terminating_since.is_some()})
             })
             .collect();
         let services: Vec<_> = self

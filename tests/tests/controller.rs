@@ -203,7 +203,8 @@ async fn scaling_in_the_manifests_adds_and_drains_endpoints() {
 
     // Scale up: the new replica gets traffic within a bounded time.
     write_server(dir.path(), 3);
-    reconcile_for(&mut cluster, Duration::from_millis(600)).await;
+    reconcile_for(&mut cluster, Duration::from_secs(2)).await;
+    assert!(cluster.pod("shop", "web-2").ready, "web-2 never listened");
     let seen = replicas_seen(&cluster, &w, 3).await;
     assert!(
         seen.contains("hello from shop/web-2"),
