@@ -153,6 +153,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         push_metrics.nacks.clone(),
     );
     registry.register(
+        "quicmesh_config_refused_subscriptions",
+        "Config stream subscriptions refused (no or wrong certificate)",
+        push_metrics.refused.clone(),
+    );
+    registry.register(
         "quicmesh_config_subscribers",
         "Proxies subscribed now",
         push_metrics.subscribers.clone(),

@@ -33,6 +33,8 @@ pub struct PushMetrics {
     pub updates_sent: Family<NodeLabels, Counter>,
     pub nacks: Family<NodeLabels, Counter>,
     pub subscribers: Gauge,
+    /// Subscriptions refused (no or wrong certificate).
+    pub refused: Counter,
 }
 
 /// What the controller knows about each connected proxy (status page).
@@ -47,6 +49,22 @@ pub struct ConfigService {
     pub store: Arc<Store>,
     pub metrics: Arc<PushMetrics>,
     pub proxies: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
+}
+
+/// The node a subscriber's certificate names.
+fn subscriber<T>(req: &Request<T>) -> Result<String, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("the config stream needs a node certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("empty certificate chain"))?;
+    let id = cert_info(leaf)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?
+        .id;
+    node_of(&id)
+        .map(str::to_string)
+        .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<Update, Status>> + Send>>;
@@ -70,18 +88,14 @@ impl ConfigStream for ConfigService {
     type StreamStream = UpdateStream;
 
     async fn stream(&self, req: Request<Streaming<Ack>>) -> Result<Response<UpdateStream>, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("the config stream needs a node certificate"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("empty certificate chain"))?;
-        let id = cert_info(leaf)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?
-            .id;
-        let node = node_of(&id)
-            .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))?
-            .to_string();
+        let node = match subscriber(&req) {
+            Ok(n) => n,
+            Err(s) => {
+                tracing::warn!(reason = %s.message(), "config stream refused");
+                self.metrics.refused.inc();
+                return Err(s);
+            }
+        };
         let mut acks = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<Update, Status>>(16);
         let store = self.store.clone();
