@@ -1,0 +1,594 @@
+//! The benchmark run: one lab with two nodes and two pairs of pods — a
+//! *direct* pair outside the mesh (plain TCP across the node link) and a
+//! *mesh* pair enrolled in the ztunnels of their nodes (every connection a
+//! CONNECT stream over QUIC between the two ztunnels) — and the figures
+//! measured on both, run after run, so that drift affects both columns alike.
+//!
+//! The servers (`quicmesh-bench serve`, `iperf3 -s`) and the clients
+//! (`quicmesh-bench load`, `iperf3 -c`) are processes inside the pods; only
+//! the cold-start and idle-connection figures create sockets from this
+//! process, in the client pod's namespace, through a [`NetnsWorker`].
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use quicmesh_core::netns::NetnsWorker;
+use quicmesh_lab::mesh::sum_metric;
+use quicmesh_lab::{Mesh, MeshPod, MeshSpec};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::http::{exchange, request};
+use crate::load::LoadReport;
+use crate::procstat;
+use crate::report::{Scenario, Table};
+
+const APP_PORT: u16 = 8080;
+const IPERF_PORT: u16 = 5201;
+const NETEM: &str = "loss 1% delay 1ms";
+const NO_NETEM: &str = "unavailable: kernel lacks sch_netem";
+
+/// How much to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub mode: String,
+    pub runs: usize,
+    pub iperf_secs: u32,
+    /// Measured seconds of each request/response load.
+    pub load_secs: f64,
+    pub warmup_secs: f64,
+    pub churn_secs: f64,
+    /// Persistent connections of the request/response pool.
+    pub conns: usize,
+    pub churn_conns: usize,
+    pub idle_conns: usize,
+    /// First-byte samples over a reused pooled connection, per run.
+    pub reuse_samples: usize,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Plan {
+    /// Seconds, one scenario (mesh L4), one run: checks that it all works.
+    pub fn smoke() -> Plan {
+        Plan {
+            mode: "smoke".into(),
+            runs: 1,
+            iperf_secs: 1,
+            load_secs: 1.0,
+            warmup_secs: 0.2,
+            churn_secs: 1.0,
+            conns: 4,
+            churn_conns: 2,
+            idle_conns: 100,
+            reuse_samples: 5,
+            scenarios: vec![Scenario::Mesh],
+        }
+    }
+
+    pub fn quick() -> Plan {
+        Plan {
+            mode: "quick".into(),
+            runs: 3,
+            iperf_secs: 2,
+            load_secs: 2.0,
+            warmup_secs: 0.5,
+            churn_secs: 2.0,
+            conns: 8,
+            churn_conns: 4,
+            idle_conns: 1000,
+            reuse_samples: 20,
+            scenarios: vec![Scenario::Direct, Scenario::Mesh],
+        }
+    }
+
+    pub fn full() -> Plan {
+        Plan {
+            mode: "full".into(),
+            iperf_secs: 5,
+            load_secs: 5.0,
+            warmup_secs: 1.0,
+            churn_secs: 3.0,
+            ..Plan::quick()
+        }
+    }
+}
+
+/// A running benchmark and what it measured so far.
+pub struct Bench {
+    mesh: Mesh,
+    plan: Plan,
+    exe: PathBuf,
+    pub table: Table,
+    /// Every measurement as taken (load reports, iperf3 results, notes).
+    pub raw: Vec<Value>,
+    pub mtu: String,
+}
+
+fn pods(s: Scenario) -> (&'static str, &'static str) {
+    match s {
+        Scenario::Direct => ("dclient", "dserver"),
+        Scenario::Mesh => ("client", "server"),
+    }
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[bench] {}", msg.as_ref());
+}
+
+/// Runs `args` inside `netns` (`ip netns exec`), killed after `timeout`;
+/// returns its stdout, or an error with its output if it failed.
+async fn run_in(netns: &str, args: &[String], timeout: Duration) -> Result<String> {
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["netns", "exec", netns])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .with_context(|| format!("{args:?} in {netns} timed out after {timeout:?}"))?
+        .with_context(|| format!("running {args:?} in {netns}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{args:?} in {netns} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            stdout.trim()
+        );
+    }
+    Ok(stdout)
+}
+
+impl Bench {
+    /// Builds the lab, starts the ztunnels and the servers in both server pods.
+    pub async fn start(plan: Plan) -> Result<Bench> {
+        let spec = MeshSpec {
+            nodes: 2,
+            pods: vec![
+                MeshPod::new("dclient", 1, "bench", "dclient").outside(),
+                MeshPod::new("dserver", 2, "bench", "dserver").outside(),
+                MeshPod::new("client", 1, "bench", "client"),
+                MeshPod::new("server", 2, "bench", "server"),
+            ],
+            externals: 0,
+        };
+        let mesh = Mesh::start(spec).await.context("starting the lab mesh")?;
+        let exe = std::env::current_exe()?;
+        let exe_s = exe.to_str().context("executable path is not UTF-8")?;
+        for server in ["dserver", "server"] {
+            let ns = mesh.lab.pod(server).netns.clone();
+            let port = APP_PORT.to_string();
+            let app_log = mesh.dir.join(format!("serve-{server}.log"));
+            let args = ["serve", "--port", &port, "--threads", "2"];
+            mesh.lab.spawn(&ns, exe_s, &args, &[], Some(&app_log))?;
+            let iperf_log = mesh.dir.join(format!("iperf3-{server}.log"));
+            let port = IPERF_PORT.to_string();
+            mesh.lab
+                .spawn(&ns, "iperf3", &["-s", "-p", &port], &[], Some(&iperf_log))?;
+            mesh.wait_listening(&ns, APP_PORT).await?;
+            mesh.wait_listening(&ns, IPERF_PORT).await?;
+        }
+        let node = mesh.lab.node(1).netns.clone();
+        let mtu = mesh
+            .lab
+            .exec(&node, &["cat", "/sys/class/net/link/mtu"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let table = Table::new(plan.idle_conns);
+        Ok(Bench {
+            mesh,
+            plan,
+            exe,
+            table,
+            raw: Vec::new(),
+            mtu,
+        })
+    }
+
+    fn client_ns(&self, s: Scenario) -> String {
+        self.mesh.lab.pod(pods(s).0).netns.clone()
+    }
+
+    fn server_ip(&self, s: Scenario) -> std::net::Ipv4Addr {
+        self.mesh.pod_ip(pods(s).1)
+    }
+
+    fn record(&mut self, run: usize, s: Scenario, figure: &str, data: Value) {
+        self.raw.push(json!({
+            "run": run, "scenario": s.name(), "figure": figure, "data": data,
+        }));
+    }
+
+    /// Everything the plan asks for.
+    pub async fn run_all(&mut self) -> Result<()> {
+        for run in 1..=self.plan.runs {
+            for s in self.plan.scenarios.clone() {
+                log(format!("run {run}/{}: {}", self.plan.runs, s.name()));
+                self.throughput(run, s).await?;
+                self.request_response(run, s).await?;
+            }
+        }
+        let (d, m) = (
+            self.table.values("r1k_p50", Scenario::Direct).to_vec(),
+            self.table.values("r1k_p50", Scenario::Mesh).to_vec(),
+        );
+        for (d, m) in d.iter().zip(&m) {
+            self.table.push("r1k_added_p50", Scenario::Mesh, m - d);
+        }
+        for run in 1..=self.plan.runs {
+            for s in self.plan.scenarios.clone() {
+                self.first_byte_and_idle(run, s).await?;
+            }
+        }
+        self.lossy().await
+    }
+
+    async fn iperf(&self, s: Scenario, streams: u32, secs: u32) -> Result<(f64, Value)> {
+        let args: Vec<String> = [
+            "iperf3",
+            "-c",
+            &self.server_ip(s).to_string(),
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-t",
+            &secs.to_string(),
+            "-P",
+            &streams.to_string(),
+            "-J",
+        ]
+        .map(String::from)
+        .to_vec();
+        let timeout = Duration::from_secs(u64::from(secs) + 30);
+        let mut last = None;
+        for _attempt in 0..3 {
+            match run_in(&self.client_ns(s), &args, timeout).await {
+                Ok(out) => {
+                    let v: Value = serde_json::from_str(&out).context("parsing iperf3 -J")?;
+                    let bps = v["end"]["sum_received"]["bits_per_second"]
+                        .as_f64()
+                        .context("no end.sum_received.bits_per_second in iperf3 output")?;
+                    let summary = json!({
+                        "streams": streams, "seconds": secs, "bits_per_second": bps,
+                        "retransmits": v["end"]["sum_sent"]["retransmits"],
+                    });
+                    return Ok((bps / 1e9, summary));
+                }
+                // The server still finishing the previous test.
+                Err(e) if format!("{e:#}").contains("busy") => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("an attempt failed"))
+    }
+
+    async fn throughput(&mut self, run: usize, s: Scenario) -> Result<()> {
+        for (streams, key) in [(1, "tput1"), (4, "tput4")] {
+            let (gbps, data) = self.iperf(s, streams, self.plan.iperf_secs).await?;
+            log(format!("  iperf3 -P {streams}: {gbps:.2} Gbit/s"));
+            self.table.push(key, s, gbps);
+            self.record(run, s, key, data);
+        }
+        Ok(())
+    }
+
+    /// `quicmesh-bench load` inside the client pod.
+    async fn load(
+        &self,
+        s: Scenario,
+        mode: &str,
+        rate: f64,
+        conns: usize,
+        secs: f64,
+    ) -> Result<LoadReport> {
+        let addr = SocketAddr::from((self.server_ip(s), APP_PORT));
+        let args: Vec<String> = vec![
+            self.exe.display().to_string(),
+            "load".into(),
+            "--addr".into(),
+            addr.to_string(),
+            "--mode".into(),
+            mode.into(),
+            "--rate".into(),
+            format!("{rate:.1}"),
+            "--conns".into(),
+            conns.to_string(),
+            "--duration".into(),
+            secs.to_string(),
+            "--warmup".into(),
+            self.plan.warmup_secs.to_string(),
+        ];
+        let timeout = Duration::from_secs_f64(secs + self.plan.warmup_secs + 30.0);
+        let out = run_in(&self.client_ns(s), &args, timeout).await?;
+        let rep: LoadReport = serde_json::from_str(&out).context("parsing the load report")?;
+        if rep.requests == 0 {
+            bail!(
+                "{mode} load in {}: no request completed ({rep:?})",
+                s.name()
+            );
+        }
+        Ok(rep)
+    }
+
+    async fn streams_opened(&self, node: usize) -> Result<f64> {
+        let text = self.mesh.metrics(node).await?;
+        Ok(sum_metric(
+            &text,
+            "quicmesh_tunnel_streams_opened_total",
+            &[],
+        ))
+    }
+
+    /// 1,000 rps with the ztunnels' CPU measured over the middle of the
+    /// measured window and their peak RSS (mesh: on freshly restarted
+    /// ztunnels); checks which path the traffic took.
+    async fn at_1000_rps(&mut self, run: usize, s: Scenario) -> Result<LoadReport> {
+        if s == Scenario::Mesh {
+            // Fresh ztunnels, so the peak RSS is this load's and not memory
+            // kept from iperf3 (the warm-up includes the QUIC handshake).
+            self.mesh.restart_ztunnel(1).await?;
+            self.mesh.restart_ztunnel(2).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let pids = [self.mesh.ztunnel_pid(1), self.mesh.ztunnel_pid(2)];
+        for p in pids {
+            procstat::reset_peak(p)?;
+        }
+        let opened_before = self.streams_opened(1).await?;
+        let (secs, warmup) = (self.plan.load_secs, self.plan.warmup_secs);
+        let sampler = async {
+            // Process start and pool setup, then the warm-up, then 80% of the window.
+            tokio::time::sleep(Duration::from_secs_f64(0.3 + warmup)).await;
+            let t0 = Instant::now();
+            let a = [
+                procstat::cpu_seconds(pids[0])?,
+                procstat::cpu_seconds(pids[1])?,
+            ];
+            tokio::time::sleep(Duration::from_secs_f64(secs * 0.8)).await;
+            let b = [
+                procstat::cpu_seconds(pids[0])?,
+                procstat::cpu_seconds(pids[1])?,
+            ];
+            let dt = t0.elapsed().as_secs_f64();
+            anyhow::Ok([(b[0] - a[0]) / dt, (b[1] - a[1]) / dt])
+        };
+        let (rep, cores) =
+            tokio::join!(self.load(s, "open", 1000.0, self.plan.conns, secs), sampler);
+        let (rep, cores) = (rep?, cores?);
+        let opened = self.streams_opened(1).await? - opened_before;
+        match s {
+            Scenario::Mesh if opened < 1.0 => {
+                bail!("mesh load opened no tunnel stream: the traffic bypassed ztunnel")
+            }
+            Scenario::Direct if opened > 0.0 => {
+                bail!("direct load opened {opened} tunnel streams: it went through ztunnel")
+            }
+            _ => {}
+        }
+        if s == Scenario::Mesh {
+            let per_k = rep.achieved_rps / 1000.0;
+            let peak = [
+                procstat::peak_rss_mb(pids[0])?,
+                procstat::peak_rss_mb(pids[1])?,
+            ];
+            self.table.push("cpu_n1", s, cores[0] / per_k);
+            self.table.push("cpu_n2", s, cores[1] / per_k);
+            self.table
+                .push("cpu_both", s, (cores[0] + cores[1]) / per_k);
+            self.table.push("rss_n1", s, peak[0]);
+            self.table.push("rss_n2", s, peak[1]);
+            let data = json!({"cores_used": cores, "achieved_rps": rep.achieved_rps,
+                              "peak_rss_mb": peak, "tunnel_streams_opened": opened});
+            self.record(run, s, "ztunnel_cost_1000rps", data);
+            log(format!(
+                "  ztunnel CPU {:.3} + {:.3} vCPU, peak RSS {:.1} / {:.1} MB",
+                cores[0], cores[1], peak[0], peak[1]
+            ));
+        }
+        Ok(rep)
+    }
+
+    async fn request_response(&mut self, run: usize, s: Scenario) -> Result<()> {
+        let (conns, secs) = (self.plan.conns, self.plan.load_secs);
+        let max = self.load(s, "closed", 0.0, conns, secs).await?;
+        log(format!(
+            "  max {:.0} req/s (closed loop, {conns} conns)",
+            max.achieved_rps
+        ));
+        self.table.push("max_rps", s, max.achieved_rps);
+        self.record(run, s, "closed", serde_json::to_value(&max)?);
+
+        let r1k = self.at_1000_rps(run, s).await?;
+        let l = &r1k.latency_us;
+        log(format!(
+            "  1,000 rps: p50 {:.0} p99 {:.0} p99.9 {:.0} µs ({} errors)",
+            l.p50, l.p99, l.p999, r1k.errors
+        ));
+        for (k, v) in [
+            ("r1k_p50", l.p50),
+            ("r1k_p90", l.p90),
+            ("r1k_p99", l.p99),
+            ("r1k_p999", l.p999),
+        ] {
+            self.table.push(k, s, v);
+        }
+        self.record(run, s, "open_1000", serde_json::to_value(&r1k)?);
+
+        let rate = (max.achieved_rps * 0.8).max(1.0);
+        let r80 = self.load(s, "open", rate, conns, secs).await?;
+        let l = &r80.latency_us;
+        log(format!(
+            "  {:.0} rps (80%): p50 {:.0} p99 {:.0} p99.9 {:.0} µs",
+            r80.achieved_rps, l.p50, l.p99, l.p999
+        ));
+        self.table.push("r80_rate", s, r80.achieved_rps);
+        for (k, v) in [
+            ("r80_p50", l.p50),
+            ("r80_p90", l.p90),
+            ("r80_p99", l.p99),
+            ("r80_p999", l.p999),
+        ] {
+            self.table.push(k, s, v);
+        }
+        self.record(run, s, "open_80pct", serde_json::to_value(&r80)?);
+
+        let churn = self
+            .load(s, "churn", 0.0, self.plan.churn_conns, self.plan.churn_secs)
+            .await?;
+        let l = &churn.latency_us;
+        log(format!(
+            "  churn: {:.0} conn/s, p50 {:.0} p99 {:.0} µs ({} errors)",
+            churn.achieved_rps, l.p50, l.p99, churn.errors
+        ));
+        self.table.push("churn_p50", s, l.p50);
+        self.table.push("churn_p99", s, l.p99);
+        self.table.push("churn_cps", s, churn.achieved_rps);
+        self.record(run, s, "churn", serde_json::to_value(&churn)?);
+        Ok(())
+    }
+
+    fn rss_both(&self) -> Result<[f64; 2]> {
+        Ok([
+            procstat::rss_mb(self.mesh.ztunnel_pid(1))?,
+            procstat::rss_mb(self.mesh.ztunnel_pid(2))?,
+        ])
+    }
+
+    /// Cold start vs pooled reuse (after restarting both ztunnels, for the
+    /// mesh), idle memory with 0 and with N open connections.
+    async fn first_byte_and_idle(&mut self, run: usize, s: Scenario) -> Result<()> {
+        if s == Scenario::Mesh {
+            self.mesh.restart_ztunnel(1).await?;
+            self.mesh.restart_ztunnel(2).await?;
+            // Settle: pods re-enrolled, listeners up; no QUIC connection exists.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle = self.rss_both()?;
+            self.table.push("idle0_n1", s, idle[0]);
+            self.table.push("idle0_n2", s, idle[1]);
+        }
+        let w = self.mesh.worker(&self.client_ns(s))?;
+        let addr = SocketAddr::from((self.server_ip(s), APP_PORT));
+        let cold = first_byte(&w, addr).await?;
+        let mut warm = Vec::new();
+        for _ in 0..self.plan.reuse_samples {
+            warm.push(first_byte(&w, addr).await?);
+        }
+        let warm_med = crate::report::summary(&warm).map_or(0.0, |x| x.0);
+        log(format!(
+            "  {}: first byte cold {cold:.0} µs, reused {warm_med:.0} µs",
+            s.name()
+        ));
+        self.table.push("first_cold", s, cold);
+        self.table.push("first_warm", s, warm_med);
+        self.record(
+            run,
+            s,
+            "first_byte",
+            json!({"cold_us": cold, "reused_us": warm}),
+        );
+        if s == Scenario::Mesh {
+            let n = self.plan.idle_conns;
+            let conns = w.run(move || hold_connections(addr, n)).await??;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let rss = self.rss_both()?;
+            log(format!(
+                "  {n} idle connections: RSS {:.1} / {:.1} MB",
+                rss[0], rss[1]
+            ));
+            self.table.push("idleN_n1", s, rss[0]);
+            self.table.push("idleN_n2", s, rss[1]);
+            drop(conns);
+        }
+        Ok(())
+    }
+
+    /// The lossy link: netem on both node links, or a row saying why not.
+    async fn lossy(&mut self) -> Result<()> {
+        match self.mesh.lab.netem(1, Some(NETEM)) {
+            Err(e) if format!("{e:#}").contains("netem not supported by kernel") => {
+                log(format!("lossy link: {NO_NETEM}"));
+                for s in self.plan.scenarios.clone() {
+                    self.table.note("lossy_tput1", s, NO_NETEM);
+                    self.table.note("lossy_p50", s, NO_NETEM);
+                }
+                self.raw
+                    .push(json!({"figure": "lossy", "error": format!("{e:#}")}));
+                Ok(())
+            }
+            Err(e) => Err(e.context("applying netem")),
+            Ok(()) => {
+                let res = self.lossy_runs().await;
+                let clear = [self.mesh.lab.netem(1, None), self.mesh.lab.netem(2, None)];
+                res?;
+                clear.into_iter().collect::<Result<Vec<_>>>()?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn lossy_runs(&mut self) -> Result<()> {
+        self.mesh.lab.netem(2, Some(NETEM))?;
+        for run in 1..=self.plan.runs {
+            for s in self.plan.scenarios.clone() {
+                let (gbps, data) = self.iperf(s, 1, self.plan.iperf_secs).await?;
+                self.table.push("lossy_tput1", s, gbps);
+                self.record(run, s, "lossy_tput1", data);
+                let rep = self
+                    .load(s, "open", 1000.0, self.plan.conns, self.plan.load_secs)
+                    .await?;
+                log(format!(
+                    "  lossy {}: {gbps:.2} Gbit/s, p50 {:.0} µs",
+                    s.name(),
+                    rep.latency_us.p50
+                ));
+                self.table.push("lossy_p50", s, rep.latency_us.p50);
+                self.record(run, s, "lossy_1000", serde_json::to_value(&rep)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// Connects from the worker's namespace, sends one request and times the
+/// first byte of the answer, in µs (from just before `connect`).
+async fn first_byte(w: &NetnsWorker, addr: SocketAddr) -> Result<f64> {
+    w.run(move || -> Result<f64> {
+        let req = request(true);
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(&req)?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).context("reading the first byte")?;
+        let t = t0.elapsed();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)?;
+        Ok(t.as_secs_f64() * 1e6)
+    })
+    .await?
+}
+
+/// Opens `n` connections (one request/response each, so every one is set
+/// up end to end) and returns them open.
+fn hold_connections(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
+    let (req, mut buf) = (request(false), Vec::new());
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("opening idle connection {i}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        exchange(&mut s, &req, &mut buf).with_context(|| format!("idle connection {i}"))?;
+        conns.push(s);
+    }
+    Ok(conns)
+}

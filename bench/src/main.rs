@@ -1,0 +1,175 @@
+//! `quicmesh-bench`: runs the benchmark (`--smoke`, `--quick` or the full
+//! run), printing the markdown table on stdout and writing the JSON under
+//! `bench/results/`. Its `serve` and `load` subcommands are the server and the
+//! load generator it starts inside the lab's pods.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use quicmesh_bench::bench::{Bench, Plan};
+use quicmesh_bench::load::{self, LoadSpec, Mode};
+use quicmesh_bench::report;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks quicmesh on the lab: direct vs mesh L4")]
+struct Args {
+    /// Seconds: one scenario (mesh L4), one run, short loads; for CI.
+    #[arg(long, conflicts_with = "quick")]
+    smoke: bool,
+    /// Three runs of shorter loads (about two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Number of runs (default 3; smoke 1).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Where the JSON goes.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    out_dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The 1 KiB request/response server (run inside the server pod).
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// The load generator (run inside the client pod); prints a JSON report.
+    Load {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// Requests per second (open mode).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 8)]
+        conns: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+    },
+}
+
+/// Raises the soft open-files limit to the hard one (the idle-connections
+/// figure holds a thousand sockets here, in the server and in ztunnel, which
+/// inherit the limit).
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    raise_nofile();
+    match args.cmd {
+        Some(Cmd::Serve { port, threads }) => {
+            quicmesh_bench::http::serve(SocketAddr::from(([0, 0, 0, 0], port)), threads)
+        }
+        Some(Cmd::Load {
+            addr,
+            mode,
+            rate,
+            conns,
+            duration,
+            warmup,
+        }) => {
+            if !(0.0..=3600.0).contains(&duration) || !(0.0..=600.0).contains(&warmup) {
+                bail!("duration must be 0..=3600 s and warmup 0..=600 s");
+            }
+            let spec = LoadSpec {
+                addr,
+                mode,
+                rate,
+                conns,
+                duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(warmup),
+            };
+            println!("{}", serde_json::to_string(&load::run(&spec)?)?);
+            Ok(())
+        }
+        None => benchmark(args),
+    }
+}
+
+fn benchmark(args: Args) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark builds network namespaces: run it as root (sudo ./scripts/bench.sh)");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut plan = if args.smoke {
+        Plan::smoke()
+    } else if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    if let Some(r) = args.runs {
+        if !(1..=20).contains(&r) {
+            bail!("--runs must be 1..=20");
+        }
+        plan.runs = r;
+    }
+    let date = report::now_utc();
+    let load_at_start = report::loadavg();
+    eprintln!(
+        "[bench] {} mode, {} run(s); load average {load_at_start}",
+        plan.mode, plan.runs
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (table, doc) = rt.block_on(async {
+        let mut b = Bench::start(plan).await?;
+        b.run_all().await?;
+        let table = b.table.markdown();
+        let doc = json!({
+            "date": date,
+            "mode": b.plan().mode,
+            "plan": b.plan(),
+            "machine": report::machine(&b.mtu, &load_at_start),
+            "versions": report::versions(),
+            "ztunnel_log_level": std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into()),
+            "rows": b.table.json(),
+            "raw": b.raw,
+            "table": table,
+        });
+        anyhow::Ok((table, doc))
+    })?;
+    let path = report::write_json(
+        &args.out_dir,
+        doc["mode"].as_str().unwrap_or("run"),
+        &date,
+        &doc,
+    )?;
+    println!("{table}");
+    eprintln!("[bench] JSON: {}", path.display());
+    Ok(())
+}

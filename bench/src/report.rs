@@ -1,0 +1,391 @@
+//! Results: rows of repeated measurements (median, min–max), the markdown
+//! table printed on stdout, and the JSON document written under
+//! `bench/results/` with the machine and versions it was measured on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Which column a value belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Pods outside the mesh, plain TCP across the node link.
+    Direct,
+    /// Enrolled pods on two nodes, through both ztunnels.
+    Mesh,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Direct => "direct",
+            Scenario::Mesh => "mesh L4",
+        }
+    }
+}
+
+/// The rows of the table, in order: key, label, unit, target (reported
+/// against, never asserted).
+pub const ROWS: &[(&str, &str, &str, &str)] = &[
+    (
+        "tput1",
+        "iperf3, 1 stream",
+        "Gbit/s",
+        "Istio ztunnel ~3.7 (direct ~19); aim ≥ 4",
+    ),
+    ("tput4", "iperf3, 4 streams", "Gbit/s", ""),
+    ("max_rps", "max request rate (closed loop)", "req/s", ""),
+    (
+        "r1k_p50",
+        "1,000 rps: p50",
+        "µs",
+        "Istio +110 over direct ~40",
+    ),
+    ("r1k_p90", "1,000 rps: p90", "µs", ""),
+    ("r1k_p99", "1,000 rps: p99", "µs", "aim < 300"),
+    ("r1k_p999", "1,000 rps: p99.9", "µs", ""),
+    (
+        "r1k_added_p50",
+        "1,000 rps: added p50 (mesh − direct)",
+        "µs",
+        "Istio ~110; aim < 60",
+    ),
+    ("r80_rate", "80% of max: rate achieved", "req/s", ""),
+    ("r80_p50", "80% of max: p50", "µs", ""),
+    ("r80_p90", "80% of max: p90", "µs", ""),
+    ("r80_p99", "80% of max: p99", "µs", ""),
+    ("r80_p999", "80% of max: p99.9", "µs", ""),
+    ("churn_p50", "new connection per request: p50", "µs", ""),
+    ("churn_p99", "new connection per request: p99", "µs", ""),
+    (
+        "churn_cps",
+        "new connection per request: rate",
+        "conn/s",
+        "",
+    ),
+    (
+        "cpu_n1",
+        "ztunnel CPU per 1,000 rps: client node",
+        "vCPU",
+        "aim ≤ 0.05",
+    ),
+    (
+        "cpu_n2",
+        "ztunnel CPU per 1,000 rps: server node",
+        "vCPU",
+        "aim ≤ 0.05",
+    ),
+    ("cpu_both", "ztunnel CPU per 1,000 rps: both", "vCPU", ""),
+    (
+        "rss_n1",
+        "ztunnel peak RSS at 1,000 rps: client node",
+        "MB",
+        "aim ≤ 10",
+    ),
+    (
+        "rss_n2",
+        "ztunnel peak RSS at 1,000 rps: server node",
+        "MB",
+        "aim ≤ 10",
+    ),
+    (
+        "idle0_n1",
+        "ztunnel RSS idle, 0 connections: client node",
+        "MB",
+        "",
+    ),
+    (
+        "idle0_n2",
+        "ztunnel RSS idle, 0 connections: server node",
+        "MB",
+        "",
+    ),
+    (
+        "idleN_n1",
+        "ztunnel RSS idle, N open connections: client node",
+        "MB",
+        "",
+    ),
+    (
+        "idleN_n2",
+        "ztunnel RSS idle, N open connections: server node",
+        "MB",
+        "",
+    ),
+    (
+        "first_cold",
+        "connect → first byte, no QUIC connection yet",
+        "µs",
+        "",
+    ),
+    (
+        "first_warm",
+        "connect → first byte, connection reused from the pool",
+        "µs",
+        "",
+    ),
+    (
+        "lossy_tput1",
+        "1% loss + 1 ms delay: iperf3, 1 stream",
+        "Gbit/s",
+        "",
+    ),
+    ("lossy_p50", "1% loss + 1 ms delay: 1,000 rps p50", "µs", ""),
+];
+
+/// One cell: the values of every run, or a note saying why there are none.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub values: Vec<f64>,
+    pub note: Option<String>,
+}
+
+/// Median, min and max of `v` (None when empty).
+pub fn summary(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let med = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    Some((med, s[0], s[n - 1]))
+}
+
+/// Three significant digits or so, never scientific notation.
+pub fn num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+impl Cell {
+    fn render(&self) -> String {
+        if let Some(n) = &self.note {
+            return n.clone();
+        }
+        match summary(&self.values) {
+            None => "—".into(),
+            Some((m, _, _)) if self.values.len() == 1 => num(m),
+            Some((m, lo, hi)) => format!("{} ({}–{})", num(m), num(lo), num(hi)),
+        }
+    }
+
+    fn json(&self) -> Value {
+        let s = summary(&self.values);
+        json!({
+            "values": self.values,
+            "median": s.map(|x| x.0),
+            "min": s.map(|x| x.1),
+            "max": s.map(|x| x.2),
+            "note": self.note,
+        })
+    }
+}
+
+/// Every row's cells, filled as the benchmark goes.
+#[derive(Debug, Clone)]
+pub struct Table {
+    cells: Vec<[Cell; 2]>,
+    /// Label suffix for the idle-connections rows (the N).
+    pub idle_conns: usize,
+}
+
+fn col(s: Scenario) -> usize {
+    match s {
+        Scenario::Direct => 0,
+        Scenario::Mesh => 1,
+    }
+}
+
+fn row(key: &str) -> usize {
+    ROWS.iter()
+        .position(|r| r.0 == key)
+        .unwrap_or_else(|| panic!("no row {key}"))
+}
+
+impl Table {
+    pub fn new(idle_conns: usize) -> Table {
+        Table {
+            cells: vec![Default::default(); ROWS.len()],
+            idle_conns,
+        }
+    }
+
+    pub fn push(&mut self, key: &str, s: Scenario, v: f64) {
+        self.cells[row(key)][col(s)].values.push(v);
+    }
+
+    pub fn note(&mut self, key: &str, s: Scenario, note: &str) {
+        self.cells[row(key)][col(s)].note = Some(note.into());
+    }
+
+    pub fn values(&self, key: &str, s: Scenario) -> &[f64] {
+        &self.cells[row(key)][col(s)].values
+    }
+
+    fn label(&self, key: &str, label: &str) -> String {
+        if key.starts_with("idleN") {
+            label.replace(" N ", &format!(" {} ", self.idle_conns))
+        } else {
+            label.to_string()
+        }
+    }
+
+    /// The markdown table: median (min–max) over the runs.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| figure | unit | direct | mesh L4 | target (reported, not asserted) |\n\
+             | --- | --- | --- | --- | --- |\n",
+        );
+        for (i, (key, label, unit, target)) in ROWS.iter().enumerate() {
+            let [d, m] = &self.cells[i];
+            out.push_str(&format!(
+                "| {} | {unit} | {} | {} | {target} |\n",
+                self.label(key, label),
+                d.render(),
+                m.render()
+            ));
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let rows: Vec<Value> = ROWS
+            .iter()
+            .enumerate()
+            .map(|(i, (key, label, unit, target))| {
+                json!({
+                    "key": key,
+                    "label": self.label(key, label),
+                    "unit": unit,
+                    "target": target,
+                    "direct": self.cells[i][0].json(),
+                    "mesh": self.cells[i][1].json(),
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// UTC date and time, e.g. `2026-11-23T10:00:00Z`.
+pub fn now_utc() -> String {
+    command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+}
+
+/// The load average now (`/proc/loadavg`), to record before the run.
+pub fn loadavg() -> String {
+    read_trim("/proc/loadavg")
+}
+
+/// The machine the numbers come from. `mtu` is the node link's; `load` the
+/// [`loadavg`] taken before the run.
+pub fn machine(mtu: &str, load: &str) -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "kernel": read_trim("/proc/sys/kernel/osrelease"),
+        "node_link_mtu": mtu,
+        "net.core.rmem_max": read_trim("/proc/sys/net/core/rmem_max"),
+        "net.core.wmem_max": read_trim("/proc/sys/net/core/wmem_max"),
+        "loadavg_at_start": load,
+    })
+}
+
+/// Versions of what was measured, from the lock file this binary was built with.
+pub fn versions() -> Value {
+    const LOCK: &str = include_str!("../../Cargo.lock");
+    let locked = |name: &str| -> String {
+        let needle = format!("name = \"{name}\"\nversion = \"");
+        LOCK.find(&needle)
+            .map(|i| &LOCK[i + needle.len()..])
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    let dir = env!("CARGO_MANIFEST_DIR");
+    json!({
+        "quicmesh": env!("CARGO_PKG_VERSION"),
+        "git": command_line("git", &["-C", dir, "rev-parse", "--short", "HEAD"]),
+        "quinn": locked("quinn"),
+        "h3": locked("h3"),
+        "rustls": locked("rustls"),
+        "tokio": locked("tokio"),
+        "rustc": command_line("rustc", &["--version"]),
+        "iperf3": command_line("iperf3", &["--version"]),
+    })
+}
+
+/// Writes `doc` as `<dir>/<mode>-<date>.json` and returns the path.
+pub fn write_json(dir: &Path, mode: &str, date: &str, doc: &Value) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let path = dir.join(format!("{mode}-{stamp}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(doc)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_and_cells() {
+        assert_eq!(summary(&[3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(summary(&[4.0, 1.0, 2.0, 3.0]), Some((2.5, 1.0, 4.0)));
+        assert_eq!(summary(&[]), None);
+        let mut t = Table::new(1000);
+        t.push("tput1", Scenario::Mesh, 2.5);
+        t.push("tput1", Scenario::Mesh, 2.0);
+        t.push("tput1", Scenario::Mesh, 3.25);
+        t.note("lossy_p50", Scenario::Direct, "unavailable: x");
+        let md = t.markdown();
+        assert!(md.contains("| iperf3, 1 stream | Gbit/s | — | 2.50 (2.00–3.25) |"));
+        assert!(md.contains("| unavailable: x |"));
+        assert!(md.contains("1000 open connections"));
+        assert_eq!(md.lines().count(), ROWS.len() + 2);
+        assert!(versions()["quinn"].as_str().unwrap().starts_with("0."));
+    }
+}

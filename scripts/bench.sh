@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs quicmesh's benchmark on the lab (real network namespaces, a real
+# ztunnel per node): direct vs mesh L4 throughput, latency, connection churn,
+# ztunnel CPU and memory, cold start, lossy link. Run as root on Debian.
+#
+#   sudo ./scripts/bench.sh            # full: 3 runs (~5 minutes)
+#   sudo ./scripts/bench.sh --quick    # 3 runs of shorter loads (~2 minutes)
+#   sudo ./scripts/bench.sh --smoke    # seconds: mesh L4 only, one run (CI)
+#   sudo ./scripts/bench.sh --runs 5   # more runs
+#
+# Prints the markdown table on stdout, progress on stderr, and writes the JSON
+# to bench/results/<mode>-<date>.json (--out-dir DIR to change).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh >&2
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/quicmesh-target}
+export CARGO_TERM_COLOR=never
+echo "bench.sh: building (release) into $CARGO_TARGET_DIR" >&2
+cargo build --release --locked --bins -p ztunnel -p quicmesh-bench >&2
+exec "$CARGO_TARGET_DIR/release/quicmesh-bench" "$@"
