@@ -761,6 +761,28 @@ impl Lab {
         Ok(())
     }
 
+    /// Random packet loss on the node's link, in percent, with nftables
+    /// (`numgen random`) on packets the node forwards out of `link`: a
+    /// loss impairment that needs no `sch_netem`. `None` removes it.
+    pub fn set_link_loss(&self, node: usize, percent: Option<u32>) -> Result<()> {
+        let ns = &self.node(node).netns;
+        let clear = "table inet qmloss {}\ndelete table inet qmloss\n";
+        let rule = match percent {
+            None | Some(0) => None,
+            Some(100) => Some("oifname \"link\" drop".to_string()),
+            Some(p @ 1..=99) => Some(format!("oifname \"link\" numgen random mod 100 < {p} drop")),
+            Some(p) => bail!("loss of {p}% is not a percentage"),
+        };
+        let script = match rule {
+            Some(rule) => format!(
+                "{clear}table inet qmloss {{\n  chain impair {{\n    type filter hook forward priority 10; policy accept;\n    {rule}\n  }}\n}}\n"
+            ),
+            None => clear.to_string(),
+        };
+        nft(ns, &script).with_context(|| format!("setting link loss on node {node}"))?;
+        Ok(())
+    }
+
     /// Set the MTU of every fabric link: node `link`s, external `eth0`s, bridge ports.
     pub fn set_link_mtu(&self, mtu: u32) -> Result<()> {
         let fabric = format!("{}-f", self.prefix);

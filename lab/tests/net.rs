@@ -267,3 +267,34 @@ fn lab_and_handles_are_send_and_sync() {
     check::<Lab>();
     check::<net::ProcHandle>();
 }
+
+#[test]
+fn link_loss_rules_are_set_replaced_and_cleared() {
+    require_root();
+    let lab = Lab::new(&TopologySpec {
+        nodes: 2,
+        pods: vec![],
+        externals: 0,
+    })
+    .unwrap();
+    let ns = &lab.node(1).netns;
+    let rules = || {
+        let out = lab
+            .exec(ns, &["nft", "list", "table", "inet", "qmloss"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    lab.set_link_loss(1, Some(1)).unwrap();
+    assert!(
+        rules().contains("numgen random mod 100 < 1 drop"),
+        "{}",
+        rules()
+    );
+    lab.set_link_loss(1, Some(100)).unwrap();
+    assert!(rules().contains("oifname \"link\" drop"), "{}", rules());
+    lab.set_link_loss(1, None).unwrap();
+    assert!(lab
+        .exec(ns, &["nft", "list", "table", "inet", "qmloss"])
+        .is_err());
+    assert!(lab.set_link_loss(1, Some(101)).is_err());
+}
