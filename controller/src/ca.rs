@@ -40,6 +40,24 @@ pub fn node_of(id: &SpiffeId) -> Option<&str> {
         .filter(|n| !n.contains('/'))
 }
 
+/// The node named by the caller's TLS client certificate (already verified
+/// against the trust bundle by the TLS layer); `missing` is the refusal when
+/// there is none.
+pub fn node_from_peer_cert<T>(req: &Request<T>, missing: &str) -> Result<String, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated(missing.to_string()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+    let id = cert_info(leaf)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?
+        .id;
+    node_of(&id)
+        .map(str::to_string)
+        .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
+}
+
 /// Maps a bearer token to the node it was issued for.
 #[tonic::async_trait]
 pub trait Authenticator: Send + Sync + 'static {
@@ -121,18 +139,10 @@ impl CaService {
                 .await
                 .map_err(Status::unauthenticated);
         }
-        let certs = req.peer_certs().ok_or_else(|| {
-            Status::unauthenticated("no credentials: send a bearer token or a node certificate")
-        })?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-        let id = cert_info(leaf)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?
-            .id;
-        node_of(&id)
-            .map(str::to_string)
-            .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
+        node_from_peer_cert(
+            req,
+            "no credentials: send a bearer token or a node certificate",
+        )
     }
 
     /// Whether `node` may have a certificate for `id`. Pure over the index.

@@ -12,7 +12,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use quicmesh_core::identity::svid::cert_info;
 use quicmesh_proto::config::config_stream_server::ConfigStream;
 use quicmesh_proto::config::{Ack, Update};
 use tokio::sync::{broadcast, mpsc};
@@ -20,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ca::node_of;
+use crate::ca::node_from_peer_cert;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,22 +50,6 @@ pub struct ConfigService {
     pub proxies: Arc<Mutex<BTreeMap<String, ProxyStatus>>>,
 }
 
-/// The node a subscriber's certificate names.
-fn subscriber<T>(req: &Request<T>) -> Result<String, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("the config stream needs a node certificate"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("empty certificate chain"))?;
-    let id = cert_info(leaf)
-        .map_err(|e| Status::unauthenticated(e.to_string()))?
-        .id;
-    node_of(&id)
-        .map(str::to_string)
-        .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
-}
-
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<Update, Status>> + Send>>;
 
 fn full(store: &Store, nonce: u64) -> (Update, broadcast::Receiver<Arc<crate::store::Delta>>) {
@@ -88,7 +71,7 @@ impl ConfigStream for ConfigService {
     type StreamStream = UpdateStream;
 
     async fn stream(&self, req: Request<Streaming<Ack>>) -> Result<Response<UpdateStream>, Status> {
-        let node = match subscriber(&req) {
+        let node = match node_from_peer_cert(&req, "the config stream needs a node certificate") {
             Ok(n) => n,
             Err(s) => {
                 tracing::warn!(reason = %s.message(), "config stream refused");
