@@ -157,6 +157,8 @@ fn benchmark(args: Args) -> Result<()> {
             "machine": report::machine(&b.mtu, &load_at_start),
             "versions": report::versions(),
             "ztunnel_log_level": std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into()),
+            "ztunnel_extra_args": std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default(),
+            "ztunnel_worker_threads": std::env::var("ZTUNNEL_WORKER_THREADS").unwrap_or_else(|_| "2 (default)".into()),
             "rows": b.table.json(),
             "raw": b.raw,
             "table": table,

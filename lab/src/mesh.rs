@@ -215,7 +215,7 @@ impl Mesh {
         );
         let _ = std::fs::remove_file(&sock);
         let node_name = format!("node{node}");
-        let args = [
+        let mut args = vec![
             "--node",
             &node_name,
             "--workloads",
@@ -227,6 +227,10 @@ impl Mesh {
             "--drain-deadline",
             "2s",
         ];
+        // Extra ztunnel flags for experiments (benchmarks' tuning runs), e.g.
+        // QUICMESH_ZTUNNEL_ARGS="--udp-buffer 212992".
+        let extra = std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default();
+        args.extend(extra.split_whitespace());
         let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
         self.lab.spawn(
             &self.lab.node(node).netns,
