@@ -120,14 +120,18 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     .unwrap();
     let addr = SocketAddr::new(mesh.pod_ip("server").into(), 7001);
 
-    // Warm up: the pooled QUIC connection exists in the baseline.
-    let mut s = connect_from(&client_w, addr).await.unwrap();
-    s.write_all(b"warm").await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).await.unwrap();
-    assert_eq!(v, b"warm");
-    drop(s);
+    // Warm up: the pooled QUIC connections (a pod pair's streams spread
+    // over two) exist in the baseline.
+    let mut warm = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from(&client_w, addr).await.unwrap();
+        s.write_all(b"warm").await.unwrap();
+        let mut v = [0u8; 4];
+        s.read_exact(&mut v).await.unwrap();
+        assert_eq!(&v, b"warm");
+        warm.push(s);
+    }
+    drop(warm);
     let tasks = |node| {
         let mesh = &mesh;
         async move {

@@ -133,6 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (certs, controller) = cert_manager(&args, &initial.trust_domain, &metrics)?;
     let settings = TunnelSettings {
         socket_buffer: args.udp_buffer,
+        max_connections_per_key: args.tunnel_connections.max(1),
         ..TunnelSettings::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();

@@ -73,6 +73,10 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     #[serde(with = "duration_text")]
     pub drain_deadline: Duration,
+    /// QUIC connections per (source, destination, address): a pod pair's
+    /// TCP connections are spread over up to this many.
+    #[arg(long, default_value_t = 2)]
+    pub tunnel_connections: usize,
     /// UDP socket buffer size per QUIC socket, bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub udp_buffer: usize,

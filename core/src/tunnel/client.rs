@@ -81,7 +81,8 @@ impl Conn {
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
+/// The live connections of one key (at most `max_connections_per_key`).
+type Slot = Arc<tokio::sync::Mutex<Vec<Arc<Conn>>>>;
 
 /// A pool of tunnel connections from one endpoint.
 pub struct Pool {
@@ -149,12 +150,12 @@ impl Pool {
         let slots = self.slots.lock().expect("not poisoned");
         slots
             .values()
-            .filter(|s| {
+            .map(|s| {
                 s.try_lock()
-                    .map(|c| c.as_ref().is_some_and(|c| c.alive()))
-                    .unwrap_or(true)
+                    .map(|c| c.iter().filter(|c| c.alive()).count())
+                    .unwrap_or(1)
             })
-            .count()
+            .sum()
     }
 
     /// Opens a CONNECT stream to `authority` over a pooled connection for
@@ -170,8 +171,9 @@ impl Pool {
     ) -> Result<Tunnel, TunnelError> {
         let mut last = None;
         for _attempt in 0..2 {
-            let conn = self.connection(key, svid).await?;
-            match self.request(&conn, key, authority, headers.clone()).await {
+            let guard = self.connection(key, svid).await?;
+            let conn = guard.0.clone();
+            match self.request(guard, key, authority, headers.clone()).await {
                 Ok(t) => return Ok(t),
                 Err(e @ TunnelError::Status { .. }) => return Err(e),
                 Err(e) => {
@@ -184,24 +186,55 @@ impl Pool {
         Err(last.expect("loop ran"))
     }
 
+    /// A connection for a new stream, counted as busy with it: the least
+    /// busy of the key's connections, or a new one while every existing one
+    /// carries streams and the key has fewer than `max_connections_per_key`.
+    /// Spreading the streams of one key over a few connections spreads their
+    /// work over cores and keeps small exchanges out of a bulk transfer's
+    /// congestion window.
     async fn connection(
         self: &Arc<Self>,
         key: &PoolKey,
         svid: &Svid,
-    ) -> Result<Arc<Conn>, TunnelError> {
+    ) -> Result<StreamGuard, TunnelError> {
         let slot = {
             let mut slots = self.slots.lock().expect("not poisoned");
             slots.entry(key.clone()).or_default().clone()
         };
-        let mut guard = slot.lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| c.alive()) {
-            return Ok(c.clone());
-        }
-        let conn = Arc::new(self.handshake(key, svid).await?);
-        *guard = Some(conn.clone());
-        drop(guard);
-        self.watch(key.clone(), slot, conn.clone());
-        Ok(conn)
+        let mut conns = slot.lock().await;
+        conns.retain(|c| c.alive());
+        let least = conns
+            .iter()
+            .min_by_key(|c| c.active.load(Ordering::Acquire))
+            .cloned();
+        let idle_one = least
+            .as_ref()
+            .is_some_and(|c| c.active.load(Ordering::Acquire) == 0);
+        let full = conns.len() >= self.settings.max_connections_per_key.max(1);
+        let conn = match least {
+            Some(c) if idle_one || full => c,
+            _ => match self.handshake(key, svid).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    conns.push(c.clone());
+                    self.watch(key.clone(), slot.clone(), c.clone());
+                    c
+                }
+                // One more connection failed: the existing ones still serve.
+                Err(e) => match conns
+                    .iter()
+                    .min_by_key(|c| c.active.load(Ordering::Acquire))
+                {
+                    Some(c) => {
+                        tracing::debug!(error = %e, "extra tunnel connection failed; reusing a busy one");
+                        c.clone()
+                    }
+                    None => return Err(e),
+                },
+            },
+        };
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        Ok(StreamGuard(conn))
     }
 
     async fn handshake(&self, key: &PoolKey, svid: &Svid) -> Result<Conn, TunnelError> {
@@ -281,10 +314,10 @@ impl Pool {
                 }
             }
             metrics.quic_connections_active.dec();
-            let mut guard = slot.lock().await;
-            if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
-                *guard = None;
-                drop(guard);
+            let mut conns = slot.lock().await;
+            conns.retain(|c| !Arc::ptr_eq(c, &conn));
+            if conns.is_empty() {
+                drop(conns);
                 if let Some(pool) = pool.upgrade() {
                     let mut slots = pool.slots.lock().expect("not poisoned");
                     if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
@@ -297,14 +330,13 @@ impl Pool {
 
     async fn request(
         &self,
-        conn: &Arc<Conn>,
+        guard: StreamGuard,
         key: &PoolKey,
         authority: SocketAddr,
         headers: http::HeaderMap,
     ) -> Result<Tunnel, TunnelError> {
         let addr = key.addr;
-        conn.active.fetch_add(1, Ordering::AcqRel);
-        let guard = StreamGuard(conn.clone());
+        let conn = guard.0.clone();
         let mut req = http::Request::builder()
             .method(Method::CONNECT)
             .uri(authority.to_string())

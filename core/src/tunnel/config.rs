@@ -29,6 +29,9 @@ pub struct TunnelSettings {
     pub keep_alive: Duration,
     /// A pooled connection with no stream for this long is closed.
     pub pool_idle: Duration,
+    /// QUIC connections per pool key: streams go to the least busy, and a
+    /// new connection is made while all carry streams (up to this many).
+    pub max_connections_per_key: usize,
     pub handshake_timeout: Duration,
     /// Largest request header section accepted, in bytes.
     pub max_header_bytes: u64,
@@ -45,6 +48,7 @@ impl Default for TunnelSettings {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
             pool_idle: Duration::from_secs(60),
+            max_connections_per_key: 2,
             handshake_timeout: Duration::from_secs(5),
             max_header_bytes: 16 << 10,
         }
