@@ -110,8 +110,11 @@ pub async fn pump(tcp: TcpStream, mut tx: impl StreamSend, mut rx: impl StreamRe
 
     let up = async {
         let mut sent = 0u64;
+        // One buffer for the connection: once quinn has released a sent
+        // chunk, `reserve` reuses its memory instead of allocating anew.
+        let mut buf = BytesMut::with_capacity(CHUNK);
         loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
+            buf.reserve(CHUNK);
             let read = tokio::select! {
                 r = rd.read_buf(&mut buf) => r,
                 _ = abort.cancelled() => { tx.reset(Code::H3_CONNECT_ERROR); return (sent, None); }
@@ -125,7 +128,7 @@ pub async fn pump(tcp: TcpStream, mut tx: impl StreamSend, mut rx: impl StreamRe
                 }
                 Ok(n) => {
                     let r = tokio::select! {
-                        r = tx.send(buf.freeze()) => r,
+                        r = tx.send(buf.split().freeze()) => r,
                         _ = abort.cancelled() => { tx.reset(Code::H3_CONNECT_ERROR); return (sent, None); }
                     };
                     if r.is_err() {
