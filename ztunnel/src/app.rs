@@ -240,10 +240,12 @@ async fn watch_workloads(path: PathBuf, shared: Arc<Shared>, stop: CancellationT
         match WorkloadFile::load(&path) {
             Ok(f) => {
                 shared.set_state(State::from_file(&f));
+                shared.metrics.config_updates("ack");
                 tracing::info!(workloads = f.workloads.len(), "workload file reloaded");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "workload file rejected; keeping the previous one")
+                tracing::warn!(error = %e, "workload file rejected; keeping the previous one");
+                shared.metrics.config_updates("nack");
             }
         }
     }
