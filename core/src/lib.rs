@@ -1,9 +1,12 @@
 //! What every quicmesh proxy shares, written once: SPIFFE identity and TLS
 //! verification ([`identity`]), the QUIC/HTTP3 CONNECT tunnel ([`tunnel`]),
-//! network-namespace plumbing ([`netns`]), metrics and logging.
+//! network-namespace plumbing ([`netns`]), L4 authorization evaluation
+//! ([`authz`], pure), metrics and logging.
 //!
-//! Nothing here knows about pods, nodes or policy; those belong to the proxies.
+//! Nothing here knows about pods, nodes or config sources; those belong to
+//! the proxies and the controller.
 
+pub mod authz;
 pub mod identity;
 pub mod metrics;
 pub mod netns;
