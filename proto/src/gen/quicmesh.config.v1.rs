@@ -24,14 +24,15 @@ pub struct Update {
     #[prost(string, repeated, tag = "5")]
     pub removed: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
-/// A named resource. Names: "workload/<uid>", "service/<namespace>/<name>".
+/// A named resource. Names: "workload/<uid>", "service/<namespace>/<name>",
+/// "authorization/<namespace>/<name>".
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Resource {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub version: u64,
-    #[prost(oneof = "resource::Kind", tags = "3, 4")]
+    #[prost(oneof = "resource::Kind", tags = "3, 4, 5")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -42,6 +43,8 @@ pub mod resource {
         Workload(super::Workload),
         #[prost(message, tag = "4")]
         Service(super::Service),
+        #[prost(message, tag = "5")]
+        Authorization(super::Authorization),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -67,6 +70,77 @@ pub struct Workload {
     /// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>
     #[prost(string, tag = "9")]
     pub identity: ::prost::alloc::string::String,
+    /// Whether plaintext inbound (15006) is accepted.
+    #[prost(enumeration = "MtlsMode", tag = "10")]
+    pub mtls_mode: i32,
+    /// Workload-scoped authorization policies that select this workload
+    /// ("<namespace>/<name>"). Mesh- and namespace-scoped ones apply by scope.
+    #[prost(string, repeated, tag = "11")]
+    pub authorization_policies: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// An AuthorizationPolicy, compiled by the controller (docs/policy.md).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Authorization {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(enumeration = "AuthorizationScope", tag = "3")]
+    pub scope: i32,
+    #[prost(enumeration = "AuthorizationAction", tag = "4")]
+    pub action: i32,
+    /// OR of rules.
+    #[prost(message, repeated, tag = "5")]
+    pub rules: ::prost::alloc::vec::Vec<AuthorizationRule>,
+    /// Non-empty: why the policy is invalid. An invalid ALLOW or DENY policy
+    /// denies everything it targets.
+    #[prost(string, tag = "6")]
+    pub invalid: ::prost::alloc::string::String,
+    /// What the controller wants users to know (e.g. L7 fields left to the
+    /// waypoint); informational.
+    #[prost(string, repeated, tag = "7")]
+    pub warnings: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// AND of its parts; an empty list matches anything.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuthorizationRule {
+    #[prost(message, repeated, tag = "1")]
+    pub from: ::prost::alloc::vec::Vec<AuthorizationSource>,
+    #[prost(message, repeated, tag = "2")]
+    pub to: ::prost::alloc::vec::Vec<AuthorizationOperation>,
+    /// The rule has L7 conditions (`when`).
+    #[prost(bool, tag = "3")]
+    pub l7: bool,
+}
+/// AND of the set fields. Principal and namespace patterns: exact, "prefix\*",
+/// "*suffix" or "*"; principals without the "spiffe://" scheme. IP blocks: CIDR.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationSource {
+    #[prost(string, repeated, tag = "1")]
+    pub principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "2")]
+    pub not_principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "3")]
+    pub namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "4")]
+    pub not_namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "5")]
+    pub ip_blocks: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "6")]
+    pub not_ip_blocks: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The source has L7 conditions (request principals).
+    #[prost(bool, tag = "7")]
+    pub l7: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationOperation {
+    #[prost(uint32, repeated, tag = "1")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, repeated, tag = "2")]
+    pub not_ports: ::prost::alloc::vec::Vec<u32>,
+    /// The operation has L7 conditions (methods, paths, hosts).
+    #[prost(bool, tag = "3")]
+    pub l7: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Service {
@@ -103,6 +177,105 @@ pub struct Endpoint {
     /// service port name -> the endpoint's port for it.
     #[prost(map = "string, uint32", tag = "4")]
     pub ports: ::std::collections::HashMap<::prost::alloc::string::String, u32>,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MtlsMode {
+    /// Treated as PERMISSIVE (static workload files carry no mode).
+    Unspecified = 0,
+    Permissive = 1,
+    Strict = 2,
+}
+impl MtlsMode {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "MTLS_MODE_UNSPECIFIED",
+            Self::Permissive => "MTLS_MODE_PERMISSIVE",
+            Self::Strict => "MTLS_MODE_STRICT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "MTLS_MODE_UNSPECIFIED" => Some(Self::Unspecified),
+            "MTLS_MODE_PERMISSIVE" => Some(Self::Permissive),
+            "MTLS_MODE_STRICT" => Some(Self::Strict),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AuthorizationScope {
+    /// Treated as NAMESPACE (fails closed to the policy's own namespace).
+    Unspecified = 0,
+    /// In the root namespace, no selector: every workload of the mesh.
+    Mesh = 1,
+    /// No selector: every workload of its namespace.
+    Namespace = 2,
+    /// Selector: the workloads that list it in authorization_policies.
+    Workload = 3,
+}
+impl AuthorizationScope {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "AUTHORIZATION_SCOPE_UNSPECIFIED",
+            Self::Mesh => "AUTHORIZATION_SCOPE_MESH",
+            Self::Namespace => "AUTHORIZATION_SCOPE_NAMESPACE",
+            Self::Workload => "AUTHORIZATION_SCOPE_WORKLOAD",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "AUTHORIZATION_SCOPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "AUTHORIZATION_SCOPE_MESH" => Some(Self::Mesh),
+            "AUTHORIZATION_SCOPE_NAMESPACE" => Some(Self::Namespace),
+            "AUTHORIZATION_SCOPE_WORKLOAD" => Some(Self::Workload),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AuthorizationAction {
+    /// Unknown action: the proxy treats the policy as invalid.
+    Unspecified = 0,
+    Allow = 1,
+    Deny = 2,
+    Audit = 3,
+}
+impl AuthorizationAction {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "AUTHORIZATION_ACTION_UNSPECIFIED",
+            Self::Allow => "AUTHORIZATION_ACTION_ALLOW",
+            Self::Deny => "AUTHORIZATION_ACTION_DENY",
+            Self::Audit => "AUTHORIZATION_ACTION_AUDIT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "AUTHORIZATION_ACTION_UNSPECIFIED" => Some(Self::Unspecified),
+            "AUTHORIZATION_ACTION_ALLOW" => Some(Self::Allow),
+            "AUTHORIZATION_ACTION_DENY" => Some(Self::Deny),
+            "AUTHORIZATION_ACTION_AUDIT" => Some(Self::Audit),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod config_stream_client {
