@@ -3,10 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{EndpointSlice, Key, Kind, Namespace, Object, Pod, Service};
+use crate::model::{
+    selects, AuthorizationPolicy, EndpointSlice, Key, Kind, Namespace, Object, Pod, PolicyTarget,
+    Service,
+};
 
-/// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`.
+/// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
+/// `authorization/<namespace>/<name>`.
 pub type Dirty = BTreeSet<String>;
+
+/// The namespace whose policies and mTLS label apply mesh-wide, unless configured.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "quicmesh-system";
 
 pub fn workload_name(uid: &str) -> String {
     format!("workload/{uid}")
@@ -16,15 +23,50 @@ pub fn service_name(namespace: &str, name: &str) -> String {
     format!("service/{namespace}/{name}")
 }
 
-#[derive(Debug, Default)]
+pub fn authorization_name(namespace: &str, name: &str) -> String {
+    format!("authorization/{namespace}/{name}")
+}
+
+#[derive(Debug)]
 pub struct Index {
     objects: BTreeMap<Key, Object>,
     pod_by_uid: BTreeMap<String, Key>,
+    root_namespace: String,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::with_root_namespace(DEFAULT_ROOT_NAMESPACE)
+    }
 }
 
 impl Index {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_root_namespace(root: &str) -> Self {
+        Index {
+            objects: BTreeMap::new(),
+            pod_by_uid: BTreeMap::new(),
+            root_namespace: root.to_string(),
+        }
+    }
+
+    pub fn root_namespace(&self) -> &str {
+        &self.root_namespace
+    }
+
+    /// Whether `policy` targets `pod` by selector (namespace- and mesh-wide
+    /// policies reach their workloads by scope, in the proxy).
+    pub fn selects_pod(&self, policy: &AuthorizationPolicy, pod: &Pod) -> bool {
+        match &policy.target {
+            PolicyTarget::Namespace => false,
+            PolicyTarget::Selector(sel) => {
+                (policy.namespace == pod.namespace || policy.namespace == self.root_namespace)
+                    && selects(sel, &pod.labels)
+            }
+        }
     }
 
     /// Adds or replaces an object; returns the resources it touches.
@@ -83,8 +125,20 @@ impl Index {
     /// the new version of a changed object).
     fn touch(&self, obj: &Object, dirty: &mut Dirty) {
         match obj {
+            Object::Namespace(ns) if ns.name == self.root_namespace => {
+                // Its mTLS label is the mesh-wide default.
+                dirty.extend(self.pods().map(|p| workload_name(&p.uid)));
+            }
             Object::Namespace(ns) => {
                 dirty.extend(self.pods_in(&ns.name).map(|p| workload_name(&p.uid)));
+            }
+            Object::AuthorizationPolicy(ap) => {
+                dirty.insert(authorization_name(&ap.namespace, &ap.name));
+                dirty.extend(
+                    self.pods()
+                        .filter(|p| self.selects_pod(ap, p))
+                        .map(|p| workload_name(&p.uid)),
+                );
             }
             Object::Pod(p) => {
                 dirty.insert(workload_name(&p.uid));
@@ -162,6 +216,25 @@ impl Index {
             name: name.to_string(),
         }) {
             Some(Object::Service(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &AuthorizationPolicy> {
+        self.of_kind(Kind::AuthorizationPolicy)
+            .filter_map(|o| match o {
+                Object::AuthorizationPolicy(p) => Some(p),
+                _ => None,
+            })
+    }
+
+    pub fn policy(&self, ns: &str, name: &str) -> Option<&AuthorizationPolicy> {
+        match self.objects.get(&Key {
+            kind: Kind::AuthorizationPolicy,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::AuthorizationPolicy(p)) => Some(p),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 //! - [`sources`]: where objects come from — a directory of manifests, or the
 //!   Kubernetes API;
 //! - [`index`] and [`store`]: what is known, and what changed;
+//! - [`policy`]: the `AuthorizationPolicy` CRD and its compilation;
 //! - [`translate`]: index → proxy config (pure);
 //! - [`push`]: the config stream server;
 //! - [`ca`]: the certificate authority.
@@ -11,6 +12,7 @@
 pub mod ca;
 pub mod index;
 pub mod model;
+pub mod policy;
 pub mod push;
 pub mod server;
 pub mod sources;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use quicmesh_controller::ca::{self, CaMetrics, CaService, TokenFile};
+use quicmesh_controller::model::MtlsMode;
 use quicmesh_controller::push::{ConfigService, PushMetrics};
 use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
+use quicmesh_controller::translate::Mesh;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
@@ -30,6 +32,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }))
 }
 
+fn parse_mtls_mode(s: &str) -> Result<MtlsMode, String> {
+    s.parse()
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "controller", about = "quicmesh control plane", version)]
 struct Args {
@@ -39,6 +45,14 @@ struct Args {
     sources: Vec<String>,
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
+    /// The namespace whose AuthorizationPolicies without a selector apply to
+    /// the whole mesh, and whose `quicmesh.io/mtls-mode` label is the mesh default.
+    #[arg(long, default_value = quicmesh_controller::index::DEFAULT_ROOT_NAMESPACE)]
+    root_namespace: String,
+    /// mTLS mode of namespaces without the label when the root namespace
+    /// has none either: `permissive` or `strict`.
+    #[arg(long, default_value = "permissive", value_parser = parse_mtls_mode)]
+    default_mtls_mode: MtlsMode,
     /// CA root: `ca.pem` and `ca-key.pem` here; generated and kept on first start.
     #[arg(long)]
     ca_dir: PathBuf,
@@ -85,10 +99,51 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(args))
 }
 
+/// One line per AuthorizationPolicy for /status and the metrics.
+#[derive(serde::Serialize)]
+struct PolicyReport {
+    name: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+fn policy_report(ix: &quicmesh_controller::index::Index) -> Vec<PolicyReport> {
+    ix.policies()
+        .map(|p| PolicyReport {
+            name: p.policy.name.clone(),
+            state: match (&p.policy.invalid, p.warnings.is_empty()) {
+                (Some(_), _) => "invalid",
+                (None, false) => "l7_ignored",
+                (None, true) => "valid",
+            },
+            invalid: p.policy.invalid.clone(),
+            warnings: p.warnings.clone(),
+        })
+        .collect()
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let ca = Arc::new(Ca::load_or_generate(&args.trust_domain, &args.ca_dir).context("CA root")?);
-    let store = Store::new(&args.trust_domain);
+    let store = Store::with_settings(
+        Mesh {
+            trust_domain: args.trust_domain.clone(),
+            default_mtls: args.default_mtls_mode,
+        },
+        &args.root_namespace,
+    );
     let mut registry = prometheus_client::registry::Registry::default();
+    let policy_states = prometheus_client::metrics::family::Family::<
+        Vec<(String, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >::default();
+    registry.register(
+        "quicmesh_controller_authorization_policies",
+        "AuthorizationPolicies known, by state (valid, invalid: failing closed, l7_ignored: has L7 parts L4 cannot enforce)",
+        policy_states.clone(),
+    );
 
     let mut dirs = Vec::new();
     let mut kube = false;
@@ -162,17 +217,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "Proxies subscribed now",
         push_metrics.subscribers.clone(),
     );
+    registry.register(
+        "quicmesh_controller_sources_synced",
+        "1 once every source has given its first full view (config is held from proxies until then)",
+        store.sources_synced_gauge(),
+    );
     let proxies = Arc::new(Mutex::new(BTreeMap::new()));
 
     let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     let registry = Arc::new(registry);
-    let (st, px, st2) = (store.clone(), proxies.clone(), store.clone());
+    let (st, px, st2, st3) = (store.clone(), proxies.clone(), store.clone(), store.clone());
     tokio::spawn(serve_http(
         metrics_l,
         vec![
             (
                 "/metrics",
-                handler(move || std::future::ready(encode(&registry))),
+                handler(move || {
+                    let report = st3.with_index(policy_report);
+                    for state in ["valid", "invalid", "l7_ignored"] {
+                        let n = report.iter().filter(|p| p.state == state).count();
+                        policy_states
+                            .get_or_create(&vec![("state".into(), state.into())])
+                            .set(n as i64);
+                    }
+                    std::future::ready(encode(&registry))
+                }),
             ),
             (
                 "/status",
@@ -181,6 +250,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "version": st.version(),
                         "objects": st.with_index(|ix| ix.len()),
                         "proxies": &*px.lock().expect("not poisoned"),
+                        "authorizationPolicies": st.with_index(policy_report),
+                        "synced": st.is_synced(),
+                        "pendingSources": st.pending_sources(),
                     });
                     std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
                 }),

@@ -8,6 +8,9 @@ use std::net::IpAddr;
 /// The label that puts a namespace's pods in the mesh.
 pub const DATAPLANE_MODE_LABEL: &str = "quicmesh.io/dataplane-mode";
 pub const DATAPLANE_MODE_AMBIENT: &str = "ambient";
+/// The label that sets a namespace's mTLS mode (on the root namespace: the
+/// mesh-wide default).
+pub const MTLS_MODE_LABEL: &str = "quicmesh.io/mtls-mode";
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -21,6 +24,59 @@ impl Namespace {
     pub fn ambient(&self) -> bool {
         self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some(DATAPLANE_MODE_AMBIENT)
     }
+
+    /// The mode its label sets: None without the label; an unknown value
+    /// is an error (the caller fails closed to strict).
+    pub fn mtls_mode(&self) -> Option<Result<MtlsMode, String>> {
+        self.labels.get(MTLS_MODE_LABEL).map(|v| v.parse())
+    }
+}
+
+/// Whether a workload accepts plaintext from outside the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MtlsMode {
+    /// Plaintext inbound (15006) accepted; policy still applies, with no principal.
+    Permissive,
+    /// Only mTLS tunnel traffic; plaintext inbound refused.
+    Strict,
+}
+
+impl std::str::FromStr for MtlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(MtlsMode::Strict),
+            "permissive" => Ok(MtlsMode::Permissive),
+            other => Err(format!(
+                "{MTLS_MODE_LABEL}={other:?} is neither \"strict\" nor \"permissive\""
+            )),
+        }
+    }
+}
+
+/// Which workloads a policy targets (besides the mesh-wide reach of the
+/// root namespace).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum PolicyTarget {
+    /// Every workload of the policy's namespace.
+    Namespace,
+    /// Workloads whose labels match (in the root namespace: of any namespace).
+    Selector(Labels),
+}
+
+/// An `AuthorizationPolicy`, compiled ([`crate::policy::compile`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuthorizationPolicy {
+    pub name: String,
+    pub namespace: String,
+    pub target: PolicyTarget,
+    /// The compiled policy; `invalid` says why it denies all it targets.
+    pub policy: quicmesh_core::authz::Policy,
+    /// Parts that L4 cannot enforce (left to a waypoint), and how they are treated.
+    pub warnings: Vec<String>,
+    /// The spec as written (JSON form), for dumps and for `quicmesh local`,
+    /// which hands it on to the controller as an API server would.
+    pub spec: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -135,6 +191,7 @@ pub enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     Deployment(Deployment),
+    AuthorizationPolicy(AuthorizationPolicy),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -145,6 +202,7 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Deployment,
+    AuthorizationPolicy,
 }
 
 /// (kind, namespace ("" for cluster-scoped), name)
@@ -164,6 +222,9 @@ impl Object {
             Object::Service(o) => (Kind::Service, o.namespace.as_str(), &o.name),
             Object::EndpointSlice(o) => (Kind::EndpointSlice, o.namespace.as_str(), &o.name),
             Object::Deployment(o) => (Kind::Deployment, o.namespace.as_str(), &o.name),
+            Object::AuthorizationPolicy(o) => {
+                (Kind::AuthorizationPolicy, o.namespace.as_str(), &o.name)
+            }
         };
         Key {
             kind,

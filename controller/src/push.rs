@@ -66,6 +66,45 @@ fn full(store: &Store, nonce: u64) -> (Update, broadcast::Receiver<Arc<crate::st
     )
 }
 
+/// Holds a new subscriber until every source has given its full view: a
+/// snapshot without, say, the AuthorizationPolicies would let through what
+/// they deny. Returns false if the subscriber went away meanwhile. Its
+/// first snapshot is taken after this, together with its change receiver
+/// ([`Store::subscribe`]), so no change is lost.
+async fn wait_for_sources(
+    store: &Store,
+    tx: &mpsc::Sender<Result<Update, Status>>,
+    node: &str,
+) -> bool {
+    if store.is_synced() {
+        return true;
+    }
+    tracing::info!(
+        %node,
+        pending = ?store.pending_sources(),
+        "config held until sources have synced"
+    );
+    tokio::select! {
+        () = store.synced() => {
+            tracing::info!(%node, "sources synced; sending config");
+            true
+        }
+        () = tx.closed() => false,
+    }
+}
+
+/// Marks `node` gone (status page, subscriber gauge).
+fn unsubscribed(proxies: &Mutex<BTreeMap<String, ProxyStatus>>, metrics: &PushMetrics, node: &str) {
+    proxies
+        .lock()
+        .expect("not poisoned")
+        .entry(node.to_string())
+        .or_default()
+        .connected = false;
+    metrics.subscribers.dec();
+    tracing::info!(%node, "proxy unsubscribed");
+}
+
 #[tonic::async_trait]
 impl ConfigStream for ConfigService {
     type StreamStream = UpdateStream;
@@ -94,6 +133,10 @@ impl ConfigStream for ConfigService {
                 .or_default()
                 .connected = true;
             tracing::info!(%node, "proxy subscribed");
+            if !wait_for_sources(&store, &tx, &node).await {
+                unsubscribed(&proxies, &metrics, &node);
+                return;
+            }
             let mut nonce = 1u64;
             let (first, mut changes) = full(&store, nonce);
             let mut sent_version = first.version;
@@ -147,14 +190,7 @@ impl ConfigStream for ConfigService {
                     }
                 }
             }
-            proxies
-                .lock()
-                .expect("not poisoned")
-                .entry(node.clone())
-                .or_default()
-                .connected = false;
-            metrics.subscribers.dec();
-            tracing::info!(%node, "proxy unsubscribed");
+            unsubscribed(&proxies, &metrics, &node);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

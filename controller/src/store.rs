@@ -5,15 +5,36 @@
 //! re-translates only the resources the change touched, keeps the ones that
 //! really changed, bumps the version and broadcasts the delta. The cost of a
 //! change is proportional to what it touched, not to the size of the mesh.
+//!
+//! The store also knows which sources have given their first full view
+//! ([`Store::expect_sync`], [`Store::mark_synced`]): until all have, what
+//! it holds may lack objects that exist (an AuthorizationPolicy not listed
+//! yet would let through what it denies), so the config stream waits for
+//! [`Store::synced`] before sending a proxy its first snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
 use quicmesh_proto::config::Resource;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-use crate::index::{Dirty, Index};
-use crate::translate;
+use crate::index::{Dirty, Index, DEFAULT_ROOT_NAMESPACE};
+use crate::translate::{self, Mesh};
+
+/// Says, once per change, what is wrong with a policy the sources handed in.
+fn report_policy(r: &Resource) {
+    let Some(quicmesh_proto::config::resource::Kind::Authorization(a)) = &r.kind else {
+        return;
+    };
+    let policy = format!("{}/{}", a.namespace, a.name);
+    if !a.invalid.is_empty() {
+        tracing::warn!(%policy, reason = %a.invalid, "AuthorizationPolicy is invalid: it denies all traffic to the workloads it targets");
+    }
+    for w in &a.warnings {
+        tracing::warn!(%policy, warning = %w, "AuthorizationPolicy has parts L4 cannot enforce");
+    }
+}
 
 /// One step of the config: resources added or changed, and names removed.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,10 +50,20 @@ struct Inner {
     version: u64,
 }
 
+/// Which sources have given their first full view, and which are awaited.
+#[derive(Debug, Default)]
+struct SyncState {
+    pending: BTreeSet<String>,
+    synced: BTreeSet<String>,
+}
+
 pub struct Store {
-    trust_domain: String,
+    mesh: Mesh,
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Arc<Delta>>,
+    sync: watch::Sender<SyncState>,
+    /// 1 when every source registered with [`Store::expect_sync`] is synced.
+    sources_synced: Gauge,
 }
 
 /// What a new subscriber starts from.
@@ -43,21 +74,92 @@ pub struct Snapshot {
 }
 
 impl Store {
+    /// A store with default mesh settings (root namespace
+    /// `quicmesh-system`, permissive by default).
     pub fn new(trust_domain: &str) -> Arc<Self> {
+        Self::with_settings(Mesh::new(trust_domain), DEFAULT_ROOT_NAMESPACE)
+    }
+
+    pub fn with_settings(mesh: Mesh, root_namespace: &str) -> Arc<Self> {
         let (changes, _) = broadcast::channel(1024);
+        let (sync, _) = watch::channel(SyncState::default());
+        let sources_synced = Gauge::default();
+        sources_synced.set(1);
         Arc::new(Store {
-            trust_domain: trust_domain.to_string(),
+            mesh,
             inner: Mutex::new(Inner {
-                index: Index::new(),
+                index: Index::with_root_namespace(root_namespace),
                 resources: BTreeMap::new(),
                 version: 0,
             }),
             changes,
+            sync,
+            sources_synced,
         })
     }
 
+    /// Registers a source whose first full view the config stream must
+    /// wait for. Sources call it before they start (a subscriber arriving
+    /// in between would otherwise get a snapshot without them). A source
+    /// already synced stays synced; registering twice is registering once.
+    pub fn expect_sync(&self, source: &str) {
+        self.sync.send_if_modified(|s| {
+            let added = !s.synced.contains(source) && s.pending.insert(source.to_string());
+            self.sources_synced.set(i64::from(s.pending.is_empty()));
+            added
+        });
+    }
+
+    /// Records that `source` has applied its first full view (for the
+    /// Kubernetes source: a kind's first successful list). Later calls do
+    /// nothing; a source never goes back to unsynced. Returns whether this
+    /// was the first call for `source`.
+    pub fn mark_synced(&self, source: &str) -> bool {
+        let mut all = false;
+        let first = self.sync.send_if_modified(|s| {
+            let was_pending = s.pending.remove(source);
+            let first = s.synced.insert(source.to_string());
+            all = was_pending && s.pending.is_empty();
+            self.sources_synced.set(i64::from(s.pending.is_empty()));
+            first
+        });
+        if all {
+            tracing::info!(last = source, "all sources synced: config is served");
+        }
+        first
+    }
+
+    /// Whether every registered source has given its first full view.
+    pub fn is_synced(&self) -> bool {
+        self.sync.borrow().pending.is_empty()
+    }
+
+    /// The registered sources not synced yet, sorted.
+    pub fn pending_sources(&self) -> Vec<String> {
+        self.sync.borrow().pending.iter().cloned().collect()
+    }
+
+    /// Waits until every registered source is synced (at once if they
+    /// are). Take [`Store::subscribe`] after this, not before: the snapshot
+    /// and its change receiver are taken together, so nothing is lost.
+    pub async fn synced(&self) {
+        let mut rx = self.sync.subscribe();
+        // The sender lives as long as `self`: this cannot fail.
+        let _ = rx.wait_for(|s| s.pending.is_empty()).await;
+    }
+
+    /// `quicmesh_controller_sources_synced`: 1 when every source is synced,
+    /// else 0 (register it; it follows the store).
+    pub fn sources_synced_gauge(&self) -> Gauge {
+        self.sources_synced.clone()
+    }
+
     pub fn trust_domain(&self) -> &str {
-        &self.trust_domain
+        &self.mesh.trust_domain
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
     }
 
     /// Applies a change to the index and publishes what it changed.
@@ -69,7 +171,7 @@ impl Store {
         let mut removed = Vec::new();
         let version = inner.version + 1;
         for name in dirty {
-            match translate::resource(&inner.index, &name, &self.trust_domain) {
+            match translate::resource(&inner.index, &name, &self.mesh) {
                 Some(mut r) => {
                     let same = inner.resources.get(&name).is_some_and(|old| {
                         Resource {
@@ -78,6 +180,7 @@ impl Store {
                         } == r
                     });
                     if !same {
+                        report_policy(&r);
                         r.version = version;
                         inner.resources.insert(name, r.clone());
                         upserts.push(r);
@@ -186,5 +289,83 @@ mod tests {
         let snap = store.subscribe();
         assert_eq!(snap.resources.len(), 100);
         assert_eq!(snap.version, store.version());
+    }
+
+    /// Whether `store.synced()` has resolved, after letting it run.
+    async fn resolves(store: &Arc<Store>) -> bool {
+        let s = store.clone();
+        let wait = tokio::spawn(async move { s.synced().await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let done = wait.is_finished();
+        wait.abort();
+        done
+    }
+
+    #[tokio::test]
+    async fn a_store_without_sources_is_synced() {
+        let store = Store::new("td");
+        assert!(store.is_synced());
+        assert!(store.pending_sources().is_empty());
+        assert_eq!(store.sources_synced_gauge().get(), 1);
+        assert!(resolves(&store).await);
+    }
+
+    #[tokio::test]
+    async fn synced_waits_for_every_registered_source() {
+        let store = Store::new("td");
+        let gauge = store.sources_synced_gauge();
+        store.expect_sync("kube/Pod");
+        store.expect_sync("kube/AuthorizationPolicy");
+        store.expect_sync("kube/Pod");
+        assert!(!store.is_synced());
+        assert_eq!(
+            store.pending_sources(),
+            ["kube/AuthorizationPolicy", "kube/Pod"]
+        );
+        assert_eq!(gauge.get(), 0);
+
+        let s = store.clone();
+        let wait = tokio::spawn(async move { s.synced().await });
+        assert!(store.mark_synced("kube/Pod"));
+        assert!(!store.mark_synced("kube/Pod"), "only the first call counts");
+        tokio::task::yield_now().await;
+        assert!(!wait.is_finished());
+        assert_eq!(store.pending_sources(), ["kube/AuthorizationPolicy"]);
+        assert_eq!(gauge.get(), 0);
+
+        assert!(store.mark_synced("kube/AuthorizationPolicy"));
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("synced() resolves once all are synced")
+            .unwrap();
+        assert!(store.is_synced());
+        assert_eq!(gauge.get(), 1);
+
+        // A synced source stays synced; a new one makes the store wait again.
+        store.expect_sync("kube/Pod");
+        assert!(store.is_synced());
+        store.expect_sync("files");
+        assert!(!store.is_synced() && !resolves(&store).await);
+        assert_eq!(gauge.get(), 0);
+        // Marked before registered: registering it later is a no-op.
+        store.mark_synced("files");
+        store.expect_sync("files");
+        assert!(store.is_synced() && resolves(&store).await);
+        assert_eq!(gauge.get(), 1);
+    }
+
+    #[test]
+    fn subscribing_after_the_wait_loses_nothing() {
+        // Changes applied while unsynced are in the snapshot taken after.
+        let store = Store::new("td");
+        store.expect_sync("s");
+        store.apply(|ix| ix.upsert(pod("p1", "10.0.0.1")));
+        store.mark_synced("s");
+        let mut snap = store.subscribe();
+        assert_eq!((snap.version, snap.resources.len()), (1, 1));
+        let d = store.apply(|ix| ix.upsert(pod("p2", "10.0.0.2"))).unwrap();
+        assert_eq!(*snap.changes.try_recv().unwrap(), *d);
     }
 }

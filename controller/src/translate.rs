@@ -3,19 +3,45 @@
 
 use std::collections::BTreeMap;
 
-use quicmesh_proto::config::{resource, Endpoint, Resource, Service, ServicePort, Workload};
+use quicmesh_core::authz;
+use quicmesh_proto::config::{
+    resource, Authorization, AuthorizationAction, AuthorizationOperation, AuthorizationRule,
+    AuthorizationScope, AuthorizationSource, Endpoint, MtlsMode, Resource, Service, ServicePort,
+    Workload,
+};
 
-use crate::index::{service_name, workload_name, Index};
-use crate::model::{self, selects, TargetPort};
+use crate::index::{authorization_name, service_name, workload_name, Index};
+use crate::model::{self, selects, PolicyTarget, TargetPort};
+
+/// Mesh-wide settings translation needs.
+#[derive(Debug, Clone)]
+pub struct Mesh {
+    pub trust_domain: String,
+    /// The mTLS mode of namespaces without the label, when the root
+    /// namespace has none either.
+    pub default_mtls: model::MtlsMode,
+}
+
+impl Mesh {
+    pub fn new(trust_domain: &str) -> Self {
+        Mesh {
+            trust_domain: trust_domain.to_string(),
+            default_mtls: model::MtlsMode::Permissive,
+        }
+    }
+}
 
 /// The resource called `name` as the index says it is now; None if it does
 /// not (or no longer) exist.
-pub fn resource(index: &Index, name: &str, trust_domain: &str) -> Option<Resource> {
+pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     let kind = if let Some(uid) = name.strip_prefix("workload/") {
-        resource::Kind::Workload(workload(index, index.pod_by_uid(uid)?, trust_domain)?)
+        resource::Kind::Workload(workload(index, index.pod_by_uid(uid)?, mesh)?)
     } else if let Some(rest) = name.strip_prefix("service/") {
         let (ns, svc) = rest.split_once('/')?;
         resource::Kind::Service(service(index, index.service(ns, svc)?))
+    } else if let Some(rest) = name.strip_prefix("authorization/") {
+        let (ns, policy) = rest.split_once('/')?;
+        resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
     } else {
         return None;
     };
@@ -27,23 +53,52 @@ pub fn resource(index: &Index, name: &str, trust_domain: &str) -> Option<Resourc
 }
 
 /// Every resource of the index, by name.
-pub fn all(index: &Index, trust_domain: &str) -> BTreeMap<String, Resource> {
-    let names = index.pods().map(|p| workload_name(&p.uid)).chain(
-        index
-            .services()
-            .map(|s| service_name(&s.namespace, &s.name)),
-    );
+pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
+    let names = index
+        .pods()
+        .map(|p| workload_name(&p.uid))
+        .chain(
+            index
+                .services()
+                .map(|s| service_name(&s.namespace, &s.name)),
+        )
+        .chain(
+            index
+                .policies()
+                .map(|p| authorization_name(&p.namespace, &p.name)),
+        );
     names
-        .filter_map(|n| resource(index, &n, trust_domain).map(|r| (n, r)))
+        .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()
 }
 
-fn workload(index: &Index, pod: &model::Pod, trust_domain: &str) -> Option<Workload> {
+/// The pod's namespace label, else the root namespace's, else the default.
+/// An unknown label value is strict: a typo must not open plaintext.
+pub fn mtls_mode(index: &Index, namespace: &str, mesh: &Mesh) -> model::MtlsMode {
+    [namespace, index.root_namespace()]
+        .iter()
+        .find_map(|ns| index.namespace(ns)?.mtls_mode())
+        .map_or(mesh.default_mtls, |m| m.unwrap_or(model::MtlsMode::Strict))
+}
+
+fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
     // A pod without an address cannot be reached: not a resource yet.
     if pod.ips.is_empty() {
         return None;
     }
+    let trust_domain = &mesh.trust_domain;
+    let mtls_mode = match mtls_mode(index, &pod.namespace, mesh) {
+        model::MtlsMode::Permissive => MtlsMode::Permissive,
+        model::MtlsMode::Strict => MtlsMode::Strict,
+    };
+    let authorization_policies = index
+        .policies()
+        .filter(|p| index.selects_pod(p, pod))
+        .map(|p| p.policy.name.clone())
+        .collect();
     Some(Workload {
+        mtls_mode: mtls_mode.into(),
+        authorization_policies,
         uid: pod.uid.clone(),
         name: pod.name.clone(),
         namespace: pod.namespace.clone(),
@@ -57,6 +112,62 @@ fn workload(index: &Index, pod: &model::Pod, trust_domain: &str) -> Option<Workl
             pod.namespace, pod.service_account
         ),
     })
+}
+
+fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorization {
+    let scope = match &ap.target {
+        PolicyTarget::Selector(_) => AuthorizationScope::Workload,
+        PolicyTarget::Namespace if ap.namespace == index.root_namespace() => {
+            AuthorizationScope::Mesh
+        }
+        PolicyTarget::Namespace => AuthorizationScope::Namespace,
+    };
+    let p = &ap.policy;
+    let action = match p.action {
+        authz::Action::Allow => AuthorizationAction::Allow,
+        authz::Action::Deny => AuthorizationAction::Deny,
+        authz::Action::Audit => AuthorizationAction::Audit,
+    };
+    let strings = |v: &[authz::StringMatch]| v.iter().map(ToString::to_string).collect();
+    let nets = |v: &[authz::IpNet]| v.iter().map(ToString::to_string).collect();
+    let ports = |v: &[u16]| v.iter().map(|p| u32::from(*p)).collect();
+    Authorization {
+        name: ap.name.clone(),
+        namespace: ap.namespace.clone(),
+        scope: scope.into(),
+        action: action.into(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| AuthorizationRule {
+                from: r
+                    .from
+                    .iter()
+                    .map(|s| AuthorizationSource {
+                        principals: strings(&s.principals),
+                        not_principals: strings(&s.not_principals),
+                        namespaces: strings(&s.namespaces),
+                        not_namespaces: strings(&s.not_namespaces),
+                        ip_blocks: nets(&s.ip_blocks),
+                        not_ip_blocks: nets(&s.not_ip_blocks),
+                        l7: s.l7,
+                    })
+                    .collect(),
+                to: r
+                    .to
+                    .iter()
+                    .map(|o| AuthorizationOperation {
+                        ports: ports(&o.ports),
+                        not_ports: ports(&o.not_ports),
+                        l7: o.l7,
+                    })
+                    .collect(),
+                l7: r.l7,
+            })
+            .collect(),
+        invalid: p.invalid.clone().unwrap_or_default(),
+        warnings: ap.warnings.clone(),
+    }
 }
 
 fn service(index: &Index, svc: &model::Service) -> Service {
@@ -143,6 +254,7 @@ fn endpoints(index: &Index, svc: &model::Service) -> Vec<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::DEFAULT_ROOT_NAMESPACE;
     use crate::model::*;
 
     fn labels(kv: &[(&str, &str)]) -> Labels {
@@ -212,7 +324,7 @@ mod tests {
     #[test]
     fn workloads_carry_identity_and_mesh_membership() {
         let ix = index();
-        let all = all(&ix, "cluster.local");
+        let all = all(&ix, &Mesh::new("cluster.local"));
         let Some(resource::Kind::Workload(w)) = &all["workload/uid-web-1"].kind else {
             panic!()
         };
@@ -228,7 +340,7 @@ mod tests {
     #[test]
     fn selector_endpoints_resolve_named_and_numbered_target_ports() {
         let ix = index();
-        let r = resource(&ix, "service/shop/web", "cluster.local").unwrap();
+        let r = resource(&ix, "service/shop/web", &Mesh::new("cluster.local")).unwrap();
         let Some(resource::Kind::Service(s)) = r.kind else {
             panic!()
         };
@@ -264,8 +376,9 @@ mod tests {
                 node: Some("node2".into()),
             }],
         }));
-        let Some(resource::Kind::Service(s)) =
-            resource(&ix, "service/shop/web", "td").unwrap().kind
+        let Some(resource::Kind::Service(s)) = resource(&ix, "service/shop/web", &Mesh::new("td"))
+            .unwrap()
+            .kind
         else {
             panic!()
         };
@@ -280,13 +393,136 @@ mod tests {
             name: "shop".into(),
             labels: Labels::new(),
         }));
-        let a = all(&ix, "td");
+        let a = all(&ix, &Mesh::new("td"));
         let Some(resource::Kind::Workload(w)) = &a["workload/uid-web-1"].kind else {
             panic!()
         };
         assert!(!w.in_mesh);
-        assert_eq!(a, all(&ix, "td"));
-        assert!(resource(&ix, "service/shop/nope", "td").is_none());
-        assert!(resource(&ix, "bogus/x", "td").is_none());
+        assert_eq!(a, all(&ix, &Mesh::new("td")));
+        assert!(resource(&ix, "service/shop/nope", &Mesh::new("td")).is_none());
+        assert!(resource(&ix, "bogus/x", &Mesh::new("td")).is_none());
+    }
+
+    fn policy(ns: &str, name: &str, spec: serde_json::Value) -> Object {
+        Object::AuthorizationPolicy(crate::policy::compile(ns, name, &spec))
+    }
+
+    fn workload_of(ix: &Index, uid: &str) -> Workload {
+        match resource(ix, &format!("workload/{uid}"), &Mesh::new("td"))
+            .unwrap()
+            .kind
+        {
+            Some(resource::Kind::Workload(w)) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn policies_translate_with_scope_and_reach_selected_workloads() {
+        let mut ix = index();
+        let d = ix.upsert(policy(
+            "shop",
+            "web-only",
+            serde_json::json!({"selector": {"matchLabels": {"app": "web"}}, "rules": [{}]}),
+        ));
+        // The policy and the workloads it selects change; db-1 does not.
+        assert!(d.contains("authorization/shop/web-only"), "{d:?}");
+        assert!(d.contains("workload/uid-web-1") && d.contains("workload/uid-web-2"));
+        assert!(!d.contains("workload/uid-db-1"));
+        ix.upsert(policy(
+            "shop",
+            "ns-wide",
+            serde_json::json!({"action": "DENY"}),
+        ));
+        ix.upsert(policy(
+            DEFAULT_ROOT_NAMESPACE,
+            "mesh-wide",
+            serde_json::json!({"action": "AUDIT", "rules": [{}]}),
+        ));
+        ix.upsert(policy(
+            DEFAULT_ROOT_NAMESPACE,
+            "all-dbs",
+            serde_json::json!({"selector": {"matchLabels": {"app": "db"}}}),
+        ));
+        assert_eq!(
+            workload_of(&ix, "uid-web-1").authorization_policies,
+            vec!["shop/web-only".to_string()]
+        );
+        assert_eq!(
+            workload_of(&ix, "uid-db-1").authorization_policies,
+            vec![format!("{DEFAULT_ROOT_NAMESPACE}/all-dbs")]
+        );
+        let a = all(&ix, &Mesh::new("td"));
+        let scope = |name: &str| match &a[name].kind {
+            Some(resource::Kind::Authorization(p)) => (p.scope(), p.action()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            scope("authorization/shop/web-only"),
+            (AuthorizationScope::Workload, AuthorizationAction::Allow)
+        );
+        assert_eq!(
+            scope("authorization/shop/ns-wide"),
+            (AuthorizationScope::Namespace, AuthorizationAction::Deny)
+        );
+        assert_eq!(
+            scope(&format!("authorization/{DEFAULT_ROOT_NAMESPACE}/mesh-wide")),
+            (AuthorizationScope::Mesh, AuthorizationAction::Audit)
+        );
+        // Relabeling a pod out of the selector drops the policy from it.
+        ix.upsert(pod("web-1", &[("app", "other")], "10.244.1.2", true));
+        assert!(workload_of(&ix, "uid-web-1")
+            .authorization_policies
+            .is_empty());
+    }
+
+    #[test]
+    fn invalid_policies_carry_their_reason() {
+        let mut ix = index();
+        ix.upsert(policy(
+            "shop",
+            "broken",
+            serde_json::json!({"rules": [{"from": [{"source": {"ipBlocks": ["nope"]}}]}]}),
+        ));
+        let r = resource(&ix, "authorization/shop/broken", &Mesh::new("td")).unwrap();
+        let Some(resource::Kind::Authorization(p)) = r.kind else {
+            panic!()
+        };
+        assert!(p.invalid.contains("ipBlocks[0]"), "{}", p.invalid);
+        assert!(p.rules.is_empty());
+    }
+
+    #[test]
+    fn mtls_mode_from_namespace_then_root_then_default() {
+        let mut ix = index();
+        let ns = |name: &str, mode: Option<&str>| {
+            let mut l = labels(&[(DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT)]);
+            if let Some(m) = mode {
+                l.insert(MTLS_MODE_LABEL.into(), m.into());
+            }
+            Object::Namespace(Namespace {
+                name: name.into(),
+                labels: l,
+            })
+        };
+        let mode = |ix: &Index| workload_of(ix, "uid-web-1").mtls_mode();
+        assert_eq!(mode(&ix), quicmesh_proto::config::MtlsMode::Permissive);
+        let strict_default = Mesh {
+            default_mtls: model::MtlsMode::Strict,
+            ..Mesh::new("td")
+        };
+        assert_eq!(
+            mtls_mode(&ix, "shop", &strict_default),
+            model::MtlsMode::Strict
+        );
+        // The root namespace's label is the mesh default; it touches every workload.
+        let d = ix.upsert(ns(DEFAULT_ROOT_NAMESPACE, Some("strict")));
+        assert!(d.contains("workload/uid-db-1"), "{d:?}");
+        assert_eq!(mode(&ix), quicmesh_proto::config::MtlsMode::Strict);
+        ix.upsert(ns("shop", Some("permissive")));
+        assert_eq!(mode(&ix), quicmesh_proto::config::MtlsMode::Permissive);
+        // A typo fails closed.
+        ix.upsert(ns("shop", Some("permisive")));
+        assert_eq!(mode(&ix), quicmesh_proto::config::MtlsMode::Strict);
     }
 }

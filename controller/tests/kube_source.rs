@@ -2,6 +2,7 @@
 //! to a `tower_test` mock, and each scenario answers them with responses
 //! recorded from a real API server (tests/fixtures/).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,11 @@ use kube::api::Api;
 use kube::client::Body;
 use kube::Client;
 use quicmesh_controller::model::{Kind, Object};
-use quicmesh_controller::sources::kube::{pod, run, token_review, watch_kind, Caller};
+use quicmesh_controller::sources::kube::{
+    pod, run, sync_name, token_review, watch_authorization_policies, watch_kind, Caller, KINDS,
+};
 use quicmesh_controller::store::Store;
+use quicmesh_proto::config::{resource, Authorization, AuthorizationAction, AuthorizationScope};
 use tower_test::mock::{self, SendResponse};
 
 /// Every scenario ends within this.
@@ -23,6 +27,22 @@ const WEB_2: &str = "8a1e4b7c-2d3f-4e56-a789-0b1c2d3e4f02";
 const WEB_3: &str = "e9f0a1b2-c3d4-4e5f-8607-182930a4b504";
 const WEB_4: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c05";
 const DB_0: &str = "c4d5e6f7-0819-4a2b-bc3d-4e5f60718203";
+
+/// Where AuthorizationPolicies are listed and watched (all namespaces).
+const POLICIES: &str = "/apis/quicmesh.io/v1alpha1/authorizationpolicies";
+
+/// What `run` lists, by path, and the recorded answers.
+const LISTS: [(&str, &str); 6] = [
+    ("/api/v1/namespaces", "namespaces-list.json"),
+    ("/api/v1/pods", "pods-list.json"),
+    ("/api/v1/services", "services-list.json"),
+    (
+        "/apis/discovery.k8s.io/v1/endpointslices",
+        "endpointslices-list.json",
+    ),
+    ("/api/v1/serviceaccounts", "serviceaccounts-list.json"),
+    (POLICIES, "authorizationpolicies-list.json"),
+];
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -94,17 +114,89 @@ impl ApiServer {
 
     /// The next request is a pod watch from `rv`: returns its responder.
     async fn watch_pods(&mut self, rv: &str) -> Responder {
+        self.watch("/api/v1/pods", rv).await
+    }
+
+    /// The next request is a watch of `path` from `rv`: returns its responder.
+    async fn watch(&mut self, path: &str, rv: &str) -> Responder {
         let rv = format!("resourceVersion={rv}");
-        self.expect(Method::GET, "/api/v1/pods", &["watch=true", &rv])
-            .await
-            .1
+        self.expect(Method::GET, path, &["watch=true", &rv]).await.1
+    }
+
+    /// Answers the next request, a policy list, with the recorded one (two
+    /// policies, at 2107), and returns the responder of the watch that must
+    /// follow from the list's resourceVersion.
+    async fn list_then_watch_policies(&mut self) -> Responder {
+        self.answer(
+            Method::GET,
+            POLICIES,
+            &[],
+            StatusCode::OK,
+            "authorizationpolicies-list.json",
+        )
+        .await;
+        self.watch(POLICIES, "2107").await
+    }
+
+    /// Plays the API server for [`run`]: answers each list with
+    /// `answer(path)` and holds each watch open (a watch must follow a
+    /// successful list of its path), until `done(paths watched)`.
+    async fn serve_run(
+        &mut self,
+        answer: impl Fn(&str) -> (StatusCode, &'static str),
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<Responder> {
+        let mut listed = Vec::new();
+        let mut watched = Vec::new();
+        let mut held = Vec::new();
+        while !done(&watched) {
+            let (req, send) = self.0.next_request().await.expect("the client is gone");
+            let path = req.uri().path().to_string();
+            assert_eq!(req.method(), Method::GET);
+            if is_watch(&req) {
+                assert!(listed.contains(&path), "watch before list: {}", req.uri());
+                watched.push(path);
+                held.push(send);
+            } else {
+                let (status, body) = answer(&path);
+                if status.is_success() {
+                    listed.push(path);
+                }
+                send.send_response(respond(status, body));
+            }
+        }
+        held
     }
 }
 
+fn is_watch(req: &Request<Body>) -> bool {
+    req.uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p == "watch=true")
+}
+
+/// The recorded answer to a list of `path` (the API server's paths, as [`LISTS`]).
+fn recorded_list(path: &str) -> (StatusCode, &'static str) {
+    let (_, body) = LISTS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .unwrap_or_else(|| panic!("unexpected list {path}"));
+    (StatusCode::OK, body)
+}
+
+/// A fixture as the API server sends it: JSON, or (`.txt`) the plain text
+/// of its catch-all 404 handler.
 fn respond(status: StatusCode, body: &str) -> Response<Body> {
+    let content_type = if body.ends_with(".txt") {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
     Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Body::from(fixture(body)))
         .unwrap()
 }
@@ -131,6 +223,25 @@ fn workload(uid: &str) -> String {
     format!("workload/{uid}")
 }
 
+/// The compiled policy `namespace/name` the store publishes, if any.
+fn authorization(store: &Store, namespace: &str, name: &str) -> Option<Authorization> {
+    let r = store
+        .resources()
+        .remove(&format!("authorization/{namespace}/{name}"))?;
+    match r.kind {
+        Some(resource::Kind::Authorization(a)) => Some(a),
+        other => panic!("authorization/{namespace}/{name} is {other:?}"),
+    }
+}
+
+/// Runs the AuthorizationPolicy watcher alone, feeding `store`.
+fn watch_policies(
+    client: Client,
+    store: Arc<Store>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(watch_authorization_policies(client, store))
+}
+
 /// (name, ready) of the pods the store knows, sorted.
 fn pods(store: &Store) -> Vec<(String, bool)> {
     let mut v: Vec<_> =
@@ -143,6 +254,13 @@ async fn bounded(scenario: impl std::future::Future<Output = ()>) {
     tokio::time::timeout(SCENARIO, scenario)
         .await
         .expect("scenario timed out");
+}
+
+/// Waits (a while) for every source of `store` to be synced.
+async fn synced(store: &Store) {
+    tokio::time::timeout(Duration::from_secs(5), store.synced())
+        .await
+        .unwrap_or_else(|_| panic!("still pending: {:?}", store.pending_sources()));
 }
 
 #[tokio::test]
@@ -290,43 +408,19 @@ async fn run_watches_every_kind() {
     bounded(async {
         let (client, mut api) = mock_client();
         let store = Store::new("cluster.local");
-        let task = tokio::spawn(run(client, store.clone()));
+        let source = run(client, store.clone());
+        // Every kind is awaited from the moment the source is made.
+        let mut kinds: Vec<_> = KINDS.into_iter().map(sync_name).collect();
+        kinds.sort();
+        assert_eq!(store.pending_sources(), kinds);
+        let task = tokio::spawn(source);
 
-        let lists = [
-            ("/api/v1/namespaces", "namespaces-list.json"),
-            ("/api/v1/pods", "pods-list.json"),
-            ("/api/v1/services", "services-list.json"),
-            (
-                "/apis/discovery.k8s.io/v1/endpointslices",
-                "endpointslices-list.json",
-            ),
-            ("/api/v1/serviceaccounts", "serviceaccounts-list.json"),
-        ];
-        // Five lists, then five watches (held open), in whatever order.
-        let mut listed = Vec::new();
-        let mut held = Vec::new();
-        while held.len() < lists.len() {
-            let (req, send) = api.0.next_request().await.expect("the client is gone");
-            let path = req.uri().path().to_string();
-            let watch = req
-                .uri()
-                .query()
-                .unwrap_or_default()
-                .split('&')
-                .any(|p| p == "watch=true");
-            assert_eq!(req.method(), Method::GET);
-            if watch {
-                assert!(listed.contains(&path), "watch before list: {}", req.uri());
-                held.push(send);
-            } else {
-                let (_, body) = lists
-                    .iter()
-                    .find(|(p, _)| *p == path)
-                    .unwrap_or_else(|| panic!("{}", req.uri()));
-                listed.push(path);
-                send.send_response(respond(StatusCode::OK, body));
-            }
-        }
+        // Six lists, then six watches (held open), in whatever order.
+        let _held = api
+            .serve_run(recorded_list, |watched| watched.len() == LISTS.len())
+            .await;
+        // Each list marked its kind synced.
+        synced(&store).await;
         // All watches are open, so all lists are in.
         let (namespaces, accounts, ambient) = store.with_index(|ix| {
             let n = ix
@@ -370,13 +464,183 @@ async fn run_watches_every_kind() {
             &workload(WEB_1),
             &workload(WEB_2),
             &workload(DB_0),
+            "authorization/shop/db-allow-batch",
+            "authorization/shop/web-allow-frontend",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
                 "{want} missing from {names:?}"
             );
         }
-        assert_eq!(names.len(), 6, "{names:?}");
+        assert_eq!(names.len(), 8, "{names:?}");
+        task.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn policy_list_compiles_valid_and_malformed_policies() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = watch_policies(client, store.clone());
+
+        let _held = api.list_then_watch_policies().await;
+        let names = resource_names(&store);
+        assert_eq!(
+            names,
+            [
+                "authorization/shop/db-allow-batch",
+                "authorization/shop/web-allow-frontend"
+            ]
+        );
+
+        let web = authorization(&store, "shop", "web-allow-frontend").unwrap();
+        assert_eq!(web.invalid, "", "valid");
+        assert_eq!(
+            (web.scope(), web.action()),
+            (AuthorizationScope::Workload, AuthorizationAction::Allow)
+        );
+        assert_eq!(web.rules.len(), 1);
+        assert_eq!(
+            web.rules[0].from[0].principals,
+            ["cluster.local/ns/frontend/sa/storefront"]
+        );
+        assert_eq!(web.rules[0].to[0].ports, [8080]);
+
+        // ipBlocks[1] is 10.250.0.0/33: kept, but invalid (it fails closed),
+        // still scoped by its selector, and says why.
+        let db = authorization(&store, "shop", "db-allow-batch").unwrap();
+        assert!(
+            db.invalid
+                .contains("spec.rules[0].from[0].source.ipBlocks[1]"),
+            "{:?}",
+            db.invalid
+        );
+        assert_eq!(db.scope(), AuthorizationScope::Workload);
+        assert!(store.with_index(|ix| ix
+            .policy("shop", "db-allow-batch")
+            .is_some_and(|p| p.policy.invalid.is_some())));
+        task.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn policy_watch_events_modify_and_delete() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = watch_policies(client, store.clone());
+
+        let watch = api.list_then_watch_policies().await;
+        assert!(authorization(&store, "shop", "db-allow-batch").is_some());
+
+        // MODIFIED web-allow-frontend (port 9090 added), DELETED
+        // db-allow-batch, BOOKMARK 2115.
+        let before = store.version();
+        watch.send_response(respond(StatusCode::OK, "authorizationpolicies-watch.jsonl"));
+        // The stream ended: the watch resumes from the bookmark.
+        let _held = api.watch(POLICIES, "2115").await;
+        assert_eq!(
+            resource_names(&store),
+            ["authorization/shop/web-allow-frontend"]
+        );
+        assert!(authorization(&store, "shop", "db-allow-batch").is_none());
+        assert!(store.with_index(|ix| ix.policy("shop", "db-allow-batch").is_none()));
+        let web = authorization(&store, "shop", "web-allow-frontend").unwrap();
+        assert_eq!(web.rules[0].to[0].ports, [8080, 9090]);
+        assert_eq!(store.version(), before + 2, "one version per event");
+        task.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_policy_crd_does_not_stop_other_kinds() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = tokio::spawn(run(client, store.clone()));
+
+        // No CRD: the API server's catch-all answers 404 (plain text) to
+        // every policy list, while the other five kinds list and watch.
+        let refused = Cell::new(0);
+        let _held = api
+            .serve_run(
+                |path| {
+                    if path == POLICIES {
+                        refused.set(refused.get() + 1);
+                        (StatusCode::NOT_FOUND, "not-found.txt")
+                    } else {
+                        recorded_list(path)
+                    }
+                },
+                |watched| watched.len() == LISTS.len() - 1 && refused.get() > 0,
+            )
+            .await;
+        assert!(pods(&store).len() == 3, "{:?}", pods(&store));
+        assert!(store.with_index(|ix| ix.namespace("shop").is_some_and(|n| n.ambient())));
+        assert!(store.with_index(|ix| ix.service("shop", "web").is_some()));
+        assert!(store.with_index(|ix| ix.policies().next().is_none()));
+        assert!(!task.is_finished(), "a missing CRD never stops the source");
+        // No CRD, so no policy can exist: config is served.
+        synced(&store).await;
+
+        // The policy watcher keeps trying (with backoff); once the CRD is
+        // installed, its list goes through and its watch starts.
+        let _policy_watch = api.list_then_watch_policies().await;
+        assert!(authorization(&store, "shop", "web-allow-frontend").is_some());
+        assert_eq!(pods(&store).len(), 3, "the other kinds are untouched");
+        task.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn forbidden_policy_list_holds_the_config() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = tokio::spawn(run(client, store.clone()));
+
+        // No RBAC for policies: 403 to every policy list, while the other
+        // five kinds list and watch. Two refusals: the first one has been
+        // handled when the watcher retries.
+        let refused = Cell::new(0);
+        let _held = api
+            .serve_run(
+                |path| {
+                    if path == POLICIES {
+                        refused.set(refused.get() + 1);
+                        (StatusCode::FORBIDDEN, "status-forbidden-policies.json")
+                    } else {
+                        recorded_list(path)
+                    }
+                },
+                |watched| watched.len() == LISTS.len() - 1 && refused.get() >= 2,
+            )
+            .await;
+        // The other kinds are in and synced, but policies may exist that
+        // the controller cannot see: the store is not synced.
+        assert_eq!(pods(&store).len(), 3);
+        assert_eq!(
+            store.pending_sources(),
+            [sync_name(Kind::AuthorizationPolicy)]
+        );
+        assert!(!store.is_synced());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), store.synced())
+                .await
+                .is_err(),
+            "synced without the policies"
+        );
+        assert!(!task.is_finished(), "a 403 never stops the source");
+
+        // Once the controller may read them, the next list syncs the store.
+        let _policy_watch = api.list_then_watch_policies().await;
+        synced(&store).await;
+        assert!(authorization(&store, "shop", "web-allow-frontend").is_some());
         task.abort();
     })
     .await;

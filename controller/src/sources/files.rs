@@ -5,6 +5,7 @@
 //! — stays in force.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,13 +17,14 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Deployment,
+    Kind::AuthorizationPolicy,
 ];
 
 /// Reads directories and remembers the last good parse of each document.
@@ -147,9 +149,25 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The file source's name in the store's sync gate.
+pub const SYNC_NAME: &str = "files";
+
 /// Feeds the store from `source` until the process ends, re-reading every
 /// `interval` when something changed.
-pub async fn run(mut source: FileSource, store: Arc<Store>, interval: Duration) {
+///
+/// Registers with the store's sync gate ([`SYNC_NAME`]) when called, before
+/// the returned future first runs, and is synced once its first read (even
+/// of no files) is applied.
+pub fn run(
+    source: FileSource,
+    store: Arc<Store>,
+    interval: Duration,
+) -> impl Future<Output = ()> + Send {
+    store.expect_sync(SYNC_NAME);
+    feed(source, store, interval)
+}
+
+async fn feed(mut source: FileSource, store: Arc<Store>, interval: Duration) {
     loop {
         if let Some((objects, errors)) = source.poll() {
             for e in &errors {
@@ -164,6 +182,8 @@ pub async fn run(mut source: FileSource, store: Arc<Store>, interval: Duration) 
                 "manifests read"
             );
         }
+        // The first poll is a full view, even when it found no file.
+        store.mark_synced(SYNC_NAME);
         tokio::time::sleep(interval).await;
     }
 }
@@ -204,5 +224,32 @@ mod tests {
         let (objs, _) = src.poll().unwrap();
         assert!(objs.is_empty());
         assert_eq!(src.errors.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn synced_once_the_first_read_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ns.yaml"),
+            "kind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        for (dir, objects) in [(dir.path(), 1), (empty.path(), 0)] {
+            let store = Store::new("td");
+            let feeding = run(
+                FileSource::new(vec![dir.to_path_buf()]),
+                store.clone(),
+                Duration::from_secs(3600),
+            );
+            // Registered before it runs.
+            assert_eq!(store.pending_sources(), [SYNC_NAME]);
+            let task = tokio::spawn(feeding);
+            tokio::time::timeout(Duration::from_secs(5), store.synced())
+                .await
+                .expect("synced after the first read");
+            assert_eq!(store.with_index(|ix| ix.len()), objects);
+            task.abort();
+        }
     }
 }

@@ -1,15 +1,25 @@
 //! The Kubernetes source: one watcher per kind (Namespace, Pod, Service,
-//! EndpointSlice, ServiceAccount), across all namespaces, feeding the
-//! [`Store`]; and TokenReview, to learn who a caller's token belongs to.
+//! EndpointSlice, ServiceAccount, and quicmesh's own AuthorizationPolicy),
+//! across all namespaces, feeding the [`Store`]; and TokenReview, to learn
+//! who a caller's token belongs to.
 //!
 //! Each watcher lists, then watches from the list's resourceVersion. A list
 //! (the first one, or a re-list after the API server answered 410 Gone)
 //! replaces every object of its kind at once, so objects deleted while the
 //! watch was down disappear. Errors are logged and retried with backoff;
-//! they never stop the source.
+//! they never stop the source, nor the watchers of other kinds (a cluster
+//! without the AuthorizationPolicy CRD answers 404 for that kind only).
+//!
+//! Each kind is a source of its own for the store's sync gate
+//! ([`Store::expect_sync`], named by [`sync_name`]): synced after its first
+//! successful list. AuthorizationPolicies are also synced by a 404 to their
+//! list (no CRD: there can be none), but not by a 403 or any other error:
+//! policies may exist that the controller cannot see, and serving config
+//! without them would let through what they deny.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +30,15 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenRe
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 
 use crate::model::{self, Key, Kind, Object};
+use crate::policy;
 use crate::store::Store;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -40,9 +52,42 @@ pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 /// (the watcher only re-lists by itself on an in-stream 410 event).
 const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
 
-/// Watches the five kinds quicmesh reads, in all namespaces, and feeds
+/// The CRD to apply for AuthorizationPolicies to be read (and enforced).
+pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmesh.io.yaml";
+
+/// The kinds [`run`] watches.
+pub const KINDS: [Kind; 6] = [
+    Kind::Namespace,
+    Kind::Pod,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::ServiceAccount,
+    Kind::AuthorizationPolicy,
+];
+
+/// The name under which the watcher of `kind` registers with the store's
+/// sync gate (`/status` lists the pending ones), e.g. `kube/Pod`.
+pub fn sync_name(kind: Kind) -> String {
+    format!("kube/{kind:?}")
+}
+
+/// Watches the six kinds quicmesh reads, in all namespaces, and feeds
 /// `store`. Runs until cancelled; transient errors are retried with backoff.
-pub async fn run(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
+///
+/// Every kind is registered with the store's sync gate when this is called,
+/// before the returned future first runs, so that no config subscriber can
+/// slip in between.
+pub fn run(
+    client: kube::Client,
+    store: Arc<Store>,
+) -> impl Future<Output = anyhow::Result<()>> + Send {
+    for kind in KINDS {
+        store.expect_sync(&sync_name(kind));
+    }
+    async move { watch_all(client, store).await }
+}
+
+async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
     tokio::try_join!(
         watch_kind(
             Api::<core::Namespace>::all(client.clone()),
@@ -69,17 +114,40 @@ pub async fn run(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> 
             |o| endpoint_slice(o).map(Object::EndpointSlice),
         ),
         watch_kind(
-            Api::<core::ServiceAccount>::all(client),
-            store,
+            Api::<core::ServiceAccount>::all(client.clone()),
+            store.clone(),
             Kind::ServiceAccount,
             |o| { service_account(o).map(Object::ServiceAccount) }
         ),
+        watch_authorization_policies(client, store),
     )?;
     Ok(())
 }
 
+/// Watches `AuthorizationPolicy` (`quicmesh.io/v1alpha1`) objects in all
+/// namespaces. They are read as [`DynamicObject`]s, not as the typed
+/// [`policy::AuthorizationPolicy`], so that a malformed one is not dropped
+/// as a decoding error (which would fail open) but compiled into an invalid
+/// policy that fails closed. Runs until cancelled; without the CRD it warns
+/// and retries with backoff.
+pub async fn watch_authorization_policies(
+    client: kube::Client,
+    store: Arc<Store>,
+) -> anyhow::Result<()> {
+    let resource = ApiResource::erase::<policy::AuthorizationPolicy>(&());
+    watch_kind(
+        Api::<DynamicObject>::all_with(client, &resource),
+        store,
+        Kind::AuthorizationPolicy,
+        |o| authorization_policy(o).map(Object::AuthorizationPolicy),
+    )
+    .await
+}
+
 /// Watches one kind through `api` and feeds `store`, converting each object
-/// with `convert` (None: skip it). Runs until cancelled.
+/// with `convert` (None: skip it). Runs until cancelled. Registers the kind
+/// with the store's sync gate ([`sync_name`]) and marks it synced after its
+/// first list (or, for AuthorizationPolicies, a 404: no CRD).
 pub async fn watch_kind<K, F>(
     api: Api<K>,
     store: Arc<Store>,
@@ -87,9 +155,13 @@ pub async fn watch_kind<K, F>(
     convert: F,
 ) -> anyhow::Result<()>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(&K) -> Option<Object>,
 {
+    let source = sync_name(kind);
+    store.expect_sync(&source);
+    // Whether this kind has given the store its first full view.
+    let mut synced = false;
     loop {
         let mut events =
             std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
@@ -111,6 +183,8 @@ where
                     let count = objs.len();
                     let delta = store.apply(|ix| ix.replace(&[kind], objs));
                     tracing::info!(?kind, count, version = delta.map(|d| d.version), "listed");
+                    synced = true;
+                    store.mark_synced(&source);
                 }
                 Ok(Event::Apply(o)) => {
                     match convert(&o) {
@@ -128,7 +202,18 @@ where
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(?kind, error = %e, "watch error; retrying");
+                    // One error per attempt; the backoff paces the attempts
+                    // (0.8 s doubling up to 30 s), so this never floods.
+                    match consequence(kind, &e, synced) {
+                        Some(what) => tracing::warn!(?kind, error = %e, "{what}; retrying"),
+                        None => tracing::warn!(?kind, error = %e, "watch error; retrying"),
+                    }
+                    if !synced && kind == Kind::AuthorizationPolicy && api_status(&e) == Some(404) {
+                        // No CRD, so there is no policy: a full view of
+                        // none. (A 403 is not: policies may exist unseen.)
+                        synced = true;
+                        store.mark_synced(&source);
+                    }
                     if refused_as_gone(&e) {
                         break true;
                     }
@@ -146,6 +231,47 @@ where
 /// watcher would retry it as is.
 fn refused_as_gone(e: &watcher::Error) -> bool {
     matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 410)
+}
+
+/// The HTTP status of an error the API server answered with.
+fn api_status(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// What a failed list or watch of `kind` means for the mesh, when it means
+/// more than "retrying". `synced`: the kind has been listed before (until
+/// it is, the config stream holds config back from proxies).
+fn consequence(kind: Kind, e: &watcher::Error, synced: bool) -> Option<String> {
+    match (kind, api_status(e)?, synced) {
+        (Kind::AuthorizationPolicy, 404, _) => Some(format!(
+            "the AuthorizationPolicy CRD (authorizationpolicies.quicmesh.io/v1alpha1) is not \
+             installed: AuthorizationPolicies are not enforced until it is \
+             (kubectl apply -f {POLICY_CRD_FILE})"
+        )),
+        (Kind::AuthorizationPolicy, 403, false) => Some(
+            "the controller may not read authorizationpolicies.quicmesh.io: proxies get no \
+             config until its ClusterRole grants get, list and watch on them (policies may \
+             exist that it cannot see)"
+                .to_string(),
+        ),
+        (Kind::AuthorizationPolicy, 403, true) => Some(
+            "the controller may not read authorizationpolicies.quicmesh.io: new and \
+             changed AuthorizationPolicies are not enforced until its ClusterRole grants \
+             get, list and watch on them"
+                .to_string(),
+        ),
+        (_, 403, false) => Some(format!(
+            "the controller may not list {kind:?} objects: proxies get no config until its \
+             ClusterRole grants get, list and watch on them"
+        )),
+        _ => None,
+    }
 }
 
 /// The index key of a Kubernetes object of `kind`.
@@ -209,6 +335,25 @@ pub fn namespace(n: &core::Namespace) -> Option<model::Namespace> {
         name,
         labels: n.labels().clone(),
     })
+}
+
+/// An AuthorizationPolicy, compiled from its raw `spec` (a missing or null
+/// spec is `{}`). A spec that cannot be understood is not skipped: it
+/// compiles into an invalid policy, which denies what it targets.
+pub fn authorization_policy(o: &DynamicObject) -> Option<model::AuthorizationPolicy> {
+    let (Some(name), Some(namespace)) = (&o.metadata.name, &o.metadata.namespace) else {
+        tracing::warn!(
+            name = o.metadata.name.as_deref().unwrap_or_default(),
+            "skipped an AuthorizationPolicy without a name or namespace"
+        );
+        return None;
+    };
+    let empty = json!({});
+    let spec = match o.data.get("spec") {
+        None | Some(Value::Null) => &empty,
+        Some(spec) => spec,
+    };
+    Some(policy::compile(namespace, name, spec))
 }
 
 pub fn service_account(sa: &core::ServiceAccount) -> Option<model::ServiceAccount> {
@@ -680,6 +825,85 @@ mod tests {
         );
         let key = key(Kind::Namespace, &n).unwrap();
         assert_eq!((key.namespace.as_str(), key.name.as_str()), ("", "shop"));
+    }
+
+    #[test]
+    fn authorization_policies_compile_from_the_raw_spec() {
+        let policy = |v: serde_json::Value| {
+            let o: DynamicObject = from_json(v);
+            authorization_policy(&o)
+        };
+        let meta = json!({"name": "web-allow", "namespace": "shop", "uid": "u-9"});
+        let p = policy(json!({
+            "apiVersion": "quicmesh.io/v1alpha1", "kind": "AuthorizationPolicy", "metadata": meta,
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "action": "ALLOW",
+                     "rules": [{"from": [{"source": {"namespaces": ["frontend"]}}]}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            (p.namespace.as_str(), p.name.as_str()),
+            ("shop", "web-allow")
+        );
+        assert_eq!(p.policy.invalid, None);
+        assert_eq!(p.policy.rules.len(), 1);
+        assert!(matches!(p.target, model::PolicyTarget::Selector(_)));
+        // Malformed: kept, invalid, with the reason.
+        let p = policy(json!({"metadata": meta, "spec": {"rules": "x"}})).unwrap();
+        let why = p.policy.invalid.unwrap_or_default();
+        assert!(why.contains("spec.rules"), "{why:?}");
+        let p = policy(json!({"metadata": meta, "spec": {"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]}}))
+            .unwrap();
+        assert!(p.policy.invalid.is_some());
+        // No spec, or a null one: `{}` (allows nothing in its namespace).
+        for v in [
+            json!({"metadata": meta}),
+            json!({"metadata": meta, "spec": null}),
+        ] {
+            let p = policy(v).unwrap();
+            assert_eq!(p.policy.invalid, None);
+            assert!(p.policy.rules.is_empty());
+            assert_eq!(p.target, model::PolicyTarget::Namespace);
+        }
+        assert!(policy(json!({"metadata": {"name": "p"}})).is_none());
+    }
+
+    #[test]
+    fn a_missing_policy_crd_is_explained() {
+        let status = |code| {
+            kube::core::Status::failure("404 page not found", "Failed to parse error data")
+                .with_code(code)
+                .boxed()
+        };
+        let listed = |code| watcher::Error::InitialListFailed(kube::Error::Api(status(code)));
+        for synced in [false, true] {
+            let why = consequence(Kind::AuthorizationPolicy, &listed(404), synced).unwrap();
+            assert!(
+                why.contains("not enforced") && why.contains(POLICY_CRD_FILE),
+                "{why}"
+            );
+            let why = consequence(Kind::AuthorizationPolicy, &listed(403), synced).unwrap();
+            assert!(why.contains("ClusterRole"), "{why}");
+            assert_eq!(why.contains("no config"), !synced, "{why}");
+            assert_eq!(consequence(Kind::Pod, &listed(404), synced), None);
+            assert_eq!(
+                consequence(Kind::AuthorizationPolicy, &listed(500), synced),
+                None
+            );
+            let watched = watcher::Error::WatchStartFailed(kube::Error::Api(status(404)));
+            assert!(consequence(Kind::AuthorizationPolicy, &watched, synced).is_some());
+            assert_eq!(
+                consequence(
+                    Kind::AuthorizationPolicy,
+                    &watcher::Error::NoResourceVersion,
+                    synced
+                ),
+                None
+            );
+        }
+        // Any kind that cannot be listed at first holds the config back.
+        let why = consequence(Kind::Pod, &listed(403), false).unwrap();
+        assert!(why.contains("Pod") && why.contains("no config"), "{why}");
+        assert_eq!(consequence(Kind::Pod, &listed(403), true), None);
     }
 
     #[test]

@@ -47,14 +47,20 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
     "Service",
     "EndpointSlice",
     "Deployment",
+    "AuthorizationPolicy",
 ];
+
+/// The API group of quicmesh's own kinds; an `AuthorizationPolicy` of
+/// another group (e.g. Istio's) is not ours and is ignored.
+pub const QUICMESH_GROUP: &str = "quicmesh.io";
+pub const QUICMESH_API_VERSION: &str = "quicmesh.io/v1alpha1";
 
 /// Parses a multi-document YAML text. A YAML syntax error fails the whole
 /// file; a bad field fails only its document.
@@ -235,6 +241,18 @@ impl Doc<'_> {
         if !KINDS.contains(&kind.as_str()) {
             return Ok(None);
         }
+        if kind == "AuthorizationPolicy" {
+            let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
+            if api_version.split('/').next() != Some(QUICMESH_GROUP) {
+                return Ok(None);
+            }
+            if api_version != QUICMESH_API_VERSION {
+                return Err(self.err(
+                    "apiVersion",
+                    format!("{api_version:?} is not served; use {QUICMESH_API_VERSION:?}"),
+                ));
+            }
+        }
         let name = self.name(v, "metadata.name")?;
         let namespace = match kind.as_str() {
             "Namespace" => String::new(),
@@ -256,8 +274,22 @@ impl Doc<'_> {
             "Service" => Object::Service(self.service(v, name, namespace)?),
             "EndpointSlice" => Object::EndpointSlice(self.slice(v, name, namespace, &labels)?),
             "Deployment" => Object::Deployment(self.deployment(v, name, namespace)?),
+            "AuthorizationPolicy" => Object::AuthorizationPolicy(self.policy(v, name, namespace)),
             _ => unreachable!("checked against KINDS"),
         }))
+    }
+
+    /// Never an error: what cannot be understood makes the policy invalid,
+    /// and an invalid policy fails closed (see [`crate::policy::compile`]).
+    fn policy(&self, v: &Value, name: String, namespace: String) -> AuthorizationPolicy {
+        let spec = match self.get(v, "spec") {
+            None | Some(Value::Null) => Ok(serde_json::json!({})),
+            Some(spec) => serde_json::to_value(spec).map_err(|e| format!("spec: {e}")),
+        };
+        match spec {
+            Ok(spec) => crate::policy::compile(&namespace, &name, &spec),
+            Err(reason) => crate::policy::compile_failed(&namespace, &name, reason),
+        }
     }
 
     fn containers(&self, v: &Value, path: &str) -> R<Vec<Container>> {

@@ -1,0 +1,555 @@
+//! The `AuthorizationPolicy` custom resource (`quicmesh.io/v1alpha1`): its
+//! Rust types (from which the CRD schema is generated) and its compilation
+//! into the model, shared by the Kubernetes and the file source.
+//!
+//! Compilation never fails: a policy that cannot be understood becomes an
+//! *invalid* policy that denies everything it targets, with the reason. A
+//! policy whose selector cannot be understood targets its whole namespace.
+//! Nothing invalid ever opens anything.
+//!
+//! Unknown fields are errors, not ignored: a typo such as `principal:` for
+//! `principals:` would otherwise widen a rule to every source. The CRD
+//! marks every object `x-kubernetes-preserve-unknown-fields` so the API
+//! server hands such fields to us instead of silently pruning them.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use quicmesh_core::authz::{self, parse_principal, Action, IpNet, StringMatch};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{self, Labels, PolicyTarget};
+
+/// Authorization for workloads in the mesh. Without a selector it applies to
+/// every workload of its namespace (of the mesh, in the root namespace).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[kube(
+    group = "quicmesh.io",
+    version = "v1alpha1",
+    kind = "AuthorizationPolicy",
+    namespaced,
+    shortname = "authz",
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct AuthorizationPolicySpec {
+    /// The workloads (pods) it applies to; absent: all of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    /// ALLOW (default), DENY or AUDIT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionSpec>,
+    /// OR of rules. ALLOW with no rules allows nothing; DENY with no rules
+    /// denies nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ActionSpec {
+    #[serde(rename = "ALLOW")]
+    Allow,
+    #[serde(rename = "DENY")]
+    Deny,
+    #[serde(rename = "AUDIT")]
+    Audit,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct WorkloadSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// AND of `from`, `to` and `when`; an empty or absent list matches anything.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct RuleSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<FromSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<ToSpec>,
+    /// L7 conditions (e.g. `request.headers[x-user]`): left to the waypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<ConditionSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct FromSpec {
+    pub source: SourceSpec,
+}
+
+/// AND of the fields that are set; within a field, OR of its values.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct SourceSpec {
+    /// SPIFFE IDs, with or without `spiffe://`: exact, `prefix*`, `*suffix`, `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_principals: Vec<String>,
+    /// Source namespaces (of this mesh's trust domain): exact, `prefix*`, `*suffix`, `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_namespaces: Vec<String>,
+    /// Source IP addresses or CIDR blocks, IPv4 or IPv6.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ip_blocks: Vec<String>,
+    /// JWT principals (L7): left to the waypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_request_principals: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct ToSpec {
+    pub operation: OperationSpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct OperationSpec {
+    /// Destination ports (the workload's port, not a service port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<PortSpec>,
+    /// L7 (HTTP) conditions: left to the waypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_hosts: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct ConditionSpec {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_values: Vec<String>,
+}
+
+/// A port, written as a number or a numeric string (`8080` or `"8080"`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+impl JsonSchema for PortSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Port".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-kubernetes-int-or-string": true })
+    }
+}
+
+impl PortSpec {
+    fn port(&self) -> Result<u16, String> {
+        let n = match self {
+            PortSpec::Number(n) => *n,
+            PortSpec::Text(s) => s
+                .parse()
+                .map_err(|_| format!("{s:?} is not a port number"))?,
+        };
+        u16::try_from(n)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{n} is not a port (1-65535)"))
+    }
+}
+
+/// The CRD as YAML (checked in as controller/crds/authorizationpolicies.quicmesh.io.yaml).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&AuthorizationPolicy::crd()).expect("CRD serializes")
+}
+
+/// Compiles a policy object. `spec` is the raw `spec` (JSON form of the
+/// YAML or of the API object) so that a malformed one is still known by
+/// name and still fails closed.
+pub fn compile(
+    namespace: &str,
+    name: &str,
+    spec: &serde_json::Value,
+) -> model::AuthorizationPolicy {
+    let full = format!("{namespace}/{name}");
+    let parsed: Result<AuthorizationPolicySpec, String> = serde_path_to_error::deserialize(spec)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("spec: {}", e.inner())
+            } else {
+                format!("spec.{path}: {}", e.inner())
+            }
+        });
+    let parsed_spec = match parsed {
+        Ok(s) => s,
+        Err(reason) => {
+            // Fail closed on whatever it could target: its selector when
+            // that much can be read, else the whole namespace.
+            let target = spec
+                .get("selector")
+                .and_then(|s| serde_json::from_value::<WorkloadSelector>(s.clone()).ok())
+                .map_or(PolicyTarget::Namespace, |s| target(&s));
+            let action = spec
+                .get("action")
+                .and_then(|a| serde_json::from_value::<ActionSpec>(a.clone()).ok())
+                .map_or(Action::Allow, action);
+            return model::AuthorizationPolicy {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                target,
+                policy: authz::Policy::invalid(full, action, reason),
+                warnings: Vec::new(),
+                spec: spec.clone(),
+            };
+        }
+    };
+    let action = parsed_spec.action.map_or(Action::Allow, action);
+    let mut warnings = Vec::new();
+    let rules = parsed_spec
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| rule(r, &format!("spec.rules[{i}]"), action, &mut warnings))
+        .collect::<Result<Vec<_>, String>>();
+    let policy = match rules {
+        Ok(rules) => authz::Policy {
+            name: full,
+            action,
+            rules,
+            invalid: None,
+        },
+        Err(reason) => authz::Policy::invalid(full, action, reason),
+    };
+    model::AuthorizationPolicy {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        target: parsed_spec
+            .selector
+            .as_ref()
+            .map_or(PolicyTarget::Namespace, target),
+        policy,
+        warnings,
+        spec: spec.clone(),
+    }
+}
+
+/// A policy whose spec could not even be read: denies its whole namespace.
+pub fn compile_failed(namespace: &str, name: &str, reason: String) -> model::AuthorizationPolicy {
+    model::AuthorizationPolicy {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        target: PolicyTarget::Namespace,
+        policy: authz::Policy::invalid(format!("{namespace}/{name}"), Action::Allow, reason),
+        warnings: Vec::new(),
+        spec: serde_json::Value::Null,
+    }
+}
+
+fn action(a: ActionSpec) -> Action {
+    match a {
+        ActionSpec::Allow => Action::Allow,
+        ActionSpec::Deny => Action::Deny,
+        ActionSpec::Audit => Action::Audit,
+    }
+}
+
+/// An empty selector selects the namespace, as an absent one does.
+fn target(s: &WorkloadSelector) -> PolicyTarget {
+    if s.match_labels.is_empty() {
+        PolicyTarget::Namespace
+    } else {
+        PolicyTarget::Selector(s.match_labels.clone().into_iter().collect::<Labels>())
+    }
+}
+
+fn l7_warning(path: &str, action: Action) -> String {
+    let effect = match action {
+        Action::Deny => "taken as matched at L4 (the rest of the rule decides)",
+        Action::Allow | Action::Audit => "never matched at L4 (this part allows nothing)",
+    };
+    format!("{path}: L7 conditions are enforced by a waypoint; {effect}")
+}
+
+fn rule(
+    r: &RuleSpec,
+    path: &str,
+    action: Action,
+    warnings: &mut Vec<String>,
+) -> Result<authz::Rule, String> {
+    let from = r
+        .from
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            source(
+                &f.source,
+                &format!("{path}.from[{i}].source"),
+                action,
+                warnings,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let to =
+        r.to.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                operation(
+                    &t.operation,
+                    &format!("{path}.to[{i}].operation"),
+                    action,
+                    warnings,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+    let l7 = !r.when.is_empty();
+    if l7 {
+        warnings.push(l7_warning(&format!("{path}.when"), action));
+    }
+    Ok(authz::Rule { from, to, l7 })
+}
+
+fn patterns(
+    values: &[String],
+    path: &str,
+    parse: fn(&str) -> Result<StringMatch, String>,
+) -> Result<Vec<StringMatch>, String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse(v).map_err(|e| format!("{path}[{i}]: {e}")))
+        .collect()
+}
+
+fn nets(values: &[String], path: &str) -> Result<Vec<IpNet>, String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| IpNet::parse(v).map_err(|e| format!("{path}[{i}]: {e}")))
+        .collect()
+}
+
+fn source(
+    s: &SourceSpec,
+    path: &str,
+    action: Action,
+    warnings: &mut Vec<String>,
+) -> Result<authz::Source, String> {
+    let l7 = !s.request_principals.is_empty() || !s.not_request_principals.is_empty();
+    if l7 {
+        warnings.push(l7_warning(path, action));
+    }
+    Ok(authz::Source {
+        principals: patterns(
+            &s.principals,
+            &format!("{path}.principals"),
+            parse_principal,
+        )?,
+        not_principals: patterns(
+            &s.not_principals,
+            &format!("{path}.notPrincipals"),
+            parse_principal,
+        )?,
+        namespaces: patterns(
+            &s.namespaces,
+            &format!("{path}.namespaces"),
+            StringMatch::parse,
+        )?,
+        not_namespaces: patterns(
+            &s.not_namespaces,
+            &format!("{path}.notNamespaces"),
+            StringMatch::parse,
+        )?,
+        ip_blocks: nets(&s.ip_blocks, &format!("{path}.ipBlocks"))?,
+        not_ip_blocks: nets(&s.not_ip_blocks, &format!("{path}.notIpBlocks"))?,
+        l7,
+    })
+}
+
+fn ports(values: &[PortSpec], path: &str) -> Result<Vec<u16>, String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.port().map_err(|e| format!("{path}[{i}]: {e}")))
+        .collect()
+}
+
+fn operation(
+    o: &OperationSpec,
+    path: &str,
+    action: Action,
+    warnings: &mut Vec<String>,
+) -> Result<authz::Operation, String> {
+    let l7 = [
+        &o.methods,
+        &o.not_methods,
+        &o.paths,
+        &o.not_paths,
+        &o.hosts,
+        &o.not_hosts,
+    ]
+    .iter()
+    .any(|v| !v.is_empty());
+    if l7 {
+        warnings.push(l7_warning(path, action));
+    }
+    Ok(authz::Operation {
+        ports: ports(&o.ports, &format!("{path}.ports"))?,
+        not_ports: ports(&o.not_ports, &format!("{path}.notPorts"))?,
+        l7,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile_yaml(yaml: &str) -> model::AuthorizationPolicy {
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        compile("shop", "p", &v)
+    }
+
+    #[test]
+    fn compiles_a_full_policy() {
+        let p = compile_yaml(
+            r#"
+selector: {matchLabels: {app: web}}
+action: DENY
+rules:
+- from:
+  - source:
+      principals: ["cluster.local/ns/a/sa/b", "*/sa/c"]
+      notNamespaces: [shop]
+      ipBlocks: [10.0.0.0/8, "fd00::/8"]
+  to:
+  - operation: {ports: [8080, "9090"], notPorts: [1]}
+"#,
+        );
+        assert_eq!(p.policy.invalid, None);
+        assert_eq!(p.policy.action, Action::Deny);
+        assert_eq!(p.policy.name, "shop/p");
+        assert_eq!(
+            p.target,
+            PolicyTarget::Selector([("app".to_string(), "web".to_string())].into())
+        );
+        let r = &p.policy.rules[0];
+        assert_eq!(r.from[0].principals.len(), 2);
+        assert_eq!(r.from[0].ip_blocks.len(), 2);
+        assert_eq!(r.to[0].ports, vec![8080, 9090]);
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn defaults_allow_and_namespace_scope() {
+        let p = compile("shop", "p", &json!({}));
+        assert_eq!(p.policy.action, Action::Allow);
+        assert!(p.policy.rules.is_empty());
+        assert_eq!(p.target, PolicyTarget::Namespace);
+        let p = compile("shop", "p", &json!({"selector": {}}));
+        assert_eq!(p.target, PolicyTarget::Namespace);
+    }
+
+    #[test]
+    fn invalid_policies_fail_closed_and_say_why() {
+        let cases = [
+            (
+                json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.1/8"]}}]}]}),
+                "spec.rules[0].from[0].source.ipBlocks[0]",
+            ),
+            (
+                json!({"rules": [{"from": [{"source": {"principals": ["a*b"]}}]}]}),
+                "spec.rules[0].from[0].source.principals[0]",
+            ),
+            (
+                json!({"rules": [{"to": [{"operation": {"ports": [70000]}}]}]}),
+                "spec.rules[0].to[0].operation.ports[0]",
+            ),
+            (json!({"action": "PERMIT"}), "spec.action"),
+            (
+                json!({"rules": [{"from": [{"source": {"principal": ["x"]}}]}]}),
+                "unknown field `principal`",
+            ),
+            (json!({"rules": "all"}), "spec.rules"),
+        ];
+        for (spec, want) in cases {
+            let p = compile("shop", "p", &spec);
+            let why = p.policy.invalid.as_deref().unwrap_or_default();
+            assert!(why.contains(want), "{spec}: {why:?} lacks {want:?}");
+        }
+        // What can be read of an invalid policy still scopes it.
+        let p = compile(
+            "shop",
+            "p",
+            &json!({"selector": {"matchLabels": {"app": "web"}}, "action": "DENY", "rules": 1}),
+        );
+        assert_eq!(p.policy.action, Action::Deny);
+        assert!(matches!(p.target, PolicyTarget::Selector(_)));
+        let p = compile("shop", "p", &json!({"selector": {"matchExpressions": []}}));
+        assert!(p.policy.invalid.is_some());
+        assert_eq!(p.target, PolicyTarget::Namespace);
+    }
+
+    #[test]
+    fn l7_fields_are_flagged_with_a_warning() {
+        let p = compile_yaml(
+            r#"
+rules:
+- to: [{operation: {ports: [80], methods: [GET]}}]
+- from: [{source: {requestPrincipals: ["*"]}}]
+- when: [{key: "request.headers[x]", values: ["1"]}]
+"#,
+        );
+        assert!(p.policy.invalid.is_none());
+        assert!(p.policy.rules[0].to[0].l7);
+        assert!(p.policy.rules[1].from[0].l7);
+        assert!(p.policy.rules[2].l7);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("never matched"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn crd_yaml_names_the_group_and_kind() {
+        let y = crd_yaml();
+        assert!(y.contains("name: authorizationpolicies.quicmesh.io"), "{y}");
+        assert!(y.contains("x-kubernetes-int-or-string: true"), "{y}");
+        // Every object level keeps unknown fields, so typos reach compile().
+        assert_eq!(
+            y.matches("x-kubernetes-preserve-unknown-fields: true")
+                .count(),
+            8,
+            "{y}"
+        );
+    }
+}
