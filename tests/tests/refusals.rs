@@ -10,7 +10,7 @@ use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::tunnel::client::{Pool, PoolKey};
 use quicmesh_core::tunnel::config::{self, TunnelSettings};
-use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused};
+use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused, Upstream};
 use quicmesh_e2e::{app, eventually, require_root};
 use quicmesh_lab::{Mesh, MeshPod, MeshSpec};
 use tokio::io::AsyncReadExt;
@@ -162,7 +162,7 @@ impl Inbound for Impostor {
     fn local_identity(&self) -> SpiffeId {
         self.0.clone()
     }
-    async fn connect(&self, _req: &InboundRequest) -> Result<tokio::net::TcpStream, Refused> {
+    async fn connect(&self, _req: &InboundRequest) -> Result<Upstream, Refused> {
         self.1.fetch_add(1, Ordering::SeqCst);
         Err(Refused::new(
             http::StatusCode::BAD_GATEWAY,

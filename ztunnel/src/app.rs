@@ -32,6 +32,8 @@ pub struct Shared {
     pub settings: TunnelSettings,
     pub drain_deadline: Duration,
     pub balancer: Arc<crate::proxy::lb::Balancer>,
+    /// Live inbound connections, re-checked on every state change.
+    pub live: Arc<crate::proxy::live::LiveConns>,
 }
 
 impl Shared {
@@ -39,8 +41,19 @@ impl Shared {
         self.state.read().expect("not poisoned").clone()
     }
 
+    /// Installs a new state, then re-checks live inbound connections
+    /// against it (cutting those no longer allowed).
     pub fn set_state(&self, state: State) {
-        *self.state.write().expect("not poisoned") = Arc::new(state);
+        let state = Arc::new(state);
+        *self.state.write().expect("not poisoned") = state.clone();
+        let cut = self.live.recheck(&state, &self.metrics);
+        if cut > 0 {
+            tracing::info!(
+                cut,
+                live = self.live.len(),
+                "config change closed live connections"
+            );
+        }
     }
 }
 
@@ -146,6 +159,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         settings,
         drain_deadline: args.drain_deadline,
         balancer: Arc::default(),
+        live: Arc::default(),
     });
     let pods = Pods::new(shared.clone());
     let shutdown = CancellationToken::new();

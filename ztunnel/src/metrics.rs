@@ -22,6 +22,23 @@ pub struct Metrics {
     pub config_connected: Gauge,
     pub config_update_results: Family<ResultLabels, Counter>,
     pub svid_fetches: Family<ResultLabels, Counter>,
+    /// Inbound connections denied by authorization, by policy and reason.
+    pub authz_denials: Family<AuthzLabels, Counter>,
+    /// Live connections cut because policy no longer allows them.
+    pub authz_closed: Family<AuthzLabels, Counter>,
+    /// Connections an AUDIT policy matched.
+    pub authz_audits: Family<PolicyLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AuthzLabels {
+    pub policy: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -73,6 +90,21 @@ impl Metrics {
             self.svid_fetches.clone(),
         );
         reg.register(
+            "ztunnel_authz_denials",
+            "Inbound connections denied by authorization, by policy and reason",
+            self.authz_denials.clone(),
+        );
+        reg.register(
+            "ztunnel_authz_closed_connections",
+            "Live inbound connections closed because policy no longer allows them",
+            self.authz_closed.clone(),
+        );
+        reg.register(
+            "ztunnel_authz_audits",
+            "Inbound connections matched by an AUDIT policy",
+            self.authz_audits.clone(),
+        );
+        reg.register(
             "ztunnel_runtime_alive_tasks",
             "Tasks alive in the async runtime (sampled at scrape)",
             self.alive_tasks.clone(),
@@ -83,6 +115,32 @@ impl Metrics {
         self.config_update_results
             .get_or_create(&ResultLabels {
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn authz_denied(&self, policy: &str, reason: &str) {
+        self.authz_denials
+            .get_or_create(&AuthzLabels {
+                policy: policy.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn authz_closed(&self, policy: &str, reason: &str) {
+        self.authz_closed
+            .get_or_create(&AuthzLabels {
+                policy: policy.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn authz_audited(&self, policy: &str) {
+        self.authz_audits
+            .get_or_create(&PolicyLabels {
+                policy: policy.into(),
             })
             .inc();
     }

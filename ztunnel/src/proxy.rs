@@ -5,6 +5,7 @@
 
 pub mod inbound;
 pub mod lb;
+pub mod live;
 pub mod outbound;
 pub mod socket;
 

@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use quicmesh_core::authz::Policy;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::config::{resource, Resource};
 
+use crate::authz::{Destination, MtlsMode, PolicySet};
 use crate::config::{Workload, WorkloadFile};
 
 /// A workload with its identity resolved.
@@ -21,6 +23,15 @@ pub struct MeshWorkload {
     /// Its namespace is in the mesh: traffic to it is tunnelled.
     pub in_mesh: bool,
     pub ready: bool,
+    pub mtls_mode: MtlsMode,
+    /// Every authorization policy that applies to it (mesh, namespace and
+    /// selector), as the config dump shows them: by name.
+    #[serde(serialize_with = "policy_names")]
+    pub policies: Vec<Arc<Policy>>,
+}
+
+fn policy_names<S: serde::Serializer>(ps: &[Arc<Policy>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(|p| &p.name))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -72,6 +83,7 @@ pub struct State {
     by_vip: HashMap<IpAddr, Arc<MeshService>>,
     workloads: Vec<Arc<MeshWorkload>>,
     services: Vec<Arc<MeshService>>,
+    pub authorization: PolicySet,
 }
 
 impl State {
@@ -96,6 +108,8 @@ impl State {
                 identity,
                 in_mesh: true,
                 ready: true,
+                mtls_mode: MtlsMode::default(),
+                policies: Vec::new(),
             });
         }
         s
@@ -129,8 +143,14 @@ impl State {
         let port = |name: &str, v: u32| -> Result<u16, String> {
             u16::try_from(v).map_err(|_| format!("{name}: {v} is not a port"))
         };
+        for r in resources.values() {
+            if let Some(resource::Kind::Authorization(a)) = &r.kind {
+                s.authorization.insert(a);
+            }
+        }
         for (name, r) in resources {
             match &r.kind {
+                Some(resource::Kind::Authorization(_)) => {}
                 Some(resource::Kind::Workload(w)) => {
                     let identity = SpiffeId::parse(&w.identity)
                         .map_err(|e| format!("{name}: identity: {e}"))?;
@@ -151,6 +171,10 @@ impl State {
                         identity,
                         in_mesh: w.in_mesh,
                         ready: w.ready,
+                        mtls_mode: w.mtls_mode().into(),
+                        policies: s
+                            .authorization
+                            .for_workload(&w.namespace, &w.authorization_policies),
                     });
                 }
                 Some(resource::Kind::Service(svc)) => {
@@ -217,6 +241,23 @@ impl State {
         self.by_vip.get(&ip)
     }
 
+    /// What authorization needs to know about the destination pod `uid`
+    /// (of `namespace`, which enrollment told us).
+    pub fn destination<'a>(&'a self, uid: &str, namespace: &'a str) -> Destination<'a> {
+        match self.workload(uid) {
+            Some(w) => Destination {
+                namespace,
+                policies: Some(&w.policies),
+                mtls: w.mtls_mode,
+            },
+            None => Destination {
+                namespace,
+                policies: None,
+                mtls: MtlsMode::default(),
+            },
+        }
+    }
+
     pub fn workloads(&self) -> &[Arc<MeshWorkload>] {
         &self.workloads
     }
@@ -264,6 +305,7 @@ mod tests {
             ready: true,
             in_mesh: true,
             identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+            ..Default::default()
         };
         let svc = Service {
             name: "web".into(),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::config::{client_config, TunnelSettings};
 use super::pump::{pump, Transfer};
@@ -118,7 +119,7 @@ impl Tunnel {
         let m = &self.metrics;
         m.streams_opened.get_or_create(&self.labels).inc();
         m.streams_active.inc();
-        let t = pump(tcp, tx, rx).await;
+        let t = pump(tcp, tx, rx, &CancellationToken::new()).await;
         m.streams_active.dec();
         m.streams_closed.get_or_create(&self.labels).inc();
         m.bytes_sent.get_or_create(&self.labels).inc_by(t.sent);

@@ -8,6 +8,8 @@
 //! - Reset: a TCP error (e.g. RST from the app) resets the stream with
 //!   H3_CONNECT_ERROR; a stream reset from the peer aborts the TCP connection
 //!   with RST (SO_LINGER 0). Either way the other direction stops too.
+//! - Stop: cancelling the caller's token (e.g. policy no longer allows the
+//!   connection) aborts both ways as a reset does.
 
 use bytes::{Buf, Bytes, BytesMut};
 use h3::error::Code;
@@ -76,6 +78,8 @@ pub enum Outcome {
     TcpReset,
     /// The peer reset the stream (or the QUIC connection died).
     StreamReset,
+    /// Cut by the caller's stop token; both sides saw a reset.
+    Stopped,
 }
 
 impl Outcome {
@@ -84,6 +88,7 @@ impl Outcome {
             Outcome::Closed => "closed",
             Outcome::TcpReset => "tcp_reset",
             Outcome::StreamReset => "stream_reset",
+            Outcome::Stopped => "stopped",
         }
     }
 }
@@ -100,13 +105,19 @@ pub struct Transfer {
 
 const CHUNK: usize = 64 * 1024;
 
-/// Pumps until both directions are done or one side resets.
-pub async fn pump(tcp: TcpStream, mut tx: impl StreamSend, mut rx: impl StreamRecv) -> Transfer {
+/// Pumps until both directions are done, one side resets, or `stop` is
+/// cancelled.
+pub async fn pump(
+    tcp: TcpStream,
+    mut tx: impl StreamSend,
+    mut rx: impl StreamRecv,
+    stop: &CancellationToken,
+) -> Transfer {
     let mut tcp = tcp;
     // Borrowed halves: tokio's owned write half would send a FIN when
     // dropped, turning a reset into a clean close.
     let (mut rd, mut wr) = tcp.split();
-    let abort = CancellationToken::new();
+    let abort = stop.child_token();
 
     let up = async {
         let mut sent = 0u64;
@@ -189,9 +200,14 @@ pub async fn pump(tcp: TcpStream, mut tx: impl StreamSend, mut rx: impl StreamRe
     };
 
     let ((sent, o1), (received, o2)) = tokio::join!(up, down);
+    let otherwise = if stop.is_cancelled() {
+        Outcome::Stopped
+    } else {
+        Outcome::Closed
+    };
     Transfer {
         sent,
         received,
-        outcome: o1.or(o2).unwrap_or(Outcome::Closed),
+        outcome: o1.or(o2).unwrap_or(otherwise),
     }
 }

@@ -54,6 +54,31 @@ impl Refused {
     }
 }
 
+/// The upstream side of an accepted request.
+pub struct Upstream {
+    pub tcp: TcpStream,
+    /// Cancelling it cuts the connection (stream reset, RST to the app):
+    /// e.g. when policy no longer allows it.
+    pub stop: CancellationToken,
+    /// The authorization decision, for the access log.
+    pub authz: String,
+    /// Held until the connection ends (e.g. its entry in a registry of live
+    /// connections).
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl Upstream {
+    /// An upstream no one else can stop.
+    pub fn plain(tcp: TcpStream) -> Self {
+        Upstream {
+            tcp,
+            stop: CancellationToken::new(),
+            authz: "allow".into(),
+            guard: Box::new(()),
+        }
+    }
+}
+
 /// What the server does with an accepted request: check it and connect upstream.
 pub trait Inbound: Send + Sync + 'static {
     /// Our own identity, for logs and metrics.
@@ -61,7 +86,7 @@ pub trait Inbound: Send + Sync + 'static {
     fn connect(
         &self,
         req: &InboundRequest,
-    ) -> impl std::future::Future<Output = Result<TcpStream, Refused>> + Send;
+    ) -> impl std::future::Future<Output = Result<Upstream, Refused>> + Send;
 }
 
 /// Serves `endpoint` until `drain` is cancelled; then refuses new connections,
@@ -222,7 +247,7 @@ async fn request<I: Inbound>(
         Ok(r) => inbound.connect(&r).await.map(|tcp| (r, tcp)),
         Err(e) => Err(e),
     };
-    let (ireq, tcp) = match upstream {
+    let (ireq, up) = match upstream {
         Ok(x) => x,
         Err(refused) => {
             tracing::warn!(
@@ -258,7 +283,14 @@ async fn request<I: Inbound>(
     metrics.streams_opened.get_or_create(&labels).inc();
     metrics.streams_active.inc();
     let (tx, rx) = stream.split();
-    let t = pump(tcp, tx, rx).await;
+    let Upstream {
+        tcp,
+        stop,
+        authz,
+        guard,
+    } = up;
+    let t = pump(tcp, tx, rx, &stop).await;
+    drop(guard);
     metrics.streams_active.dec();
     metrics.streams_closed.get_or_create(&labels).inc();
     metrics.bytes_sent.get_or_create(&labels).inc_by(t.sent);
@@ -275,6 +307,7 @@ async fn request<I: Inbound>(
         bytes_sent = t.sent,
         bytes_received = t.received,
         outcome = t.outcome.label(),
+        %authz,
         duration_ms = started.elapsed().as_millis() as u64,
         "connection complete"
     );

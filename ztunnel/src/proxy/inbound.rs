@@ -1,24 +1,83 @@
 //! Inbound: tunnel streams to this pod (the tunnel server's upstream side)
-//! and plaintext connections from peers outside the mesh (15006).
+//! and plaintext connections from peers outside the mesh (15006). Every
+//! connection is authorized here, in the destination's ztunnel, before the
+//! app is dialled, and stays registered so a policy change can cut it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::StatusCode;
+use quicmesh_core::authz::{Connection, Decision, Verdict};
 use quicmesh_core::identity::SpiffeId;
-use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused};
+use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused, Upstream};
 use tokio::net::TcpStream;
 
-use super::socket::{connect_marked, original_dst};
+use super::live::LiveGuard;
+use super::socket::{connect_marked, original_dst, reset_on_close};
 use super::ZTUNNEL_PORTS;
 use crate::app::PodCtx;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Checks that `dst` is this pod's and not ztunnel's own port, then connects
-/// to the app from inside the pod.
-async fn deliver(ctx: &PodCtx, dst: SocketAddr) -> Result<TcpStream, Refused> {
+/// An authorized connection, registered as live.
+struct Admitted {
+    decision: Decision,
+    guard: LiveGuard,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// Registers the connection as live, then decides it against the current
+/// state (in this order, so a policy change racing the decision still finds
+/// it and re-checks it). Audits and denials are logged and counted here.
+fn authorize(
+    ctx: &PodCtx,
+    principal: Option<SpiffeId>,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Admitted, Refused> {
+    let s = &ctx.shared;
+    let state = s.state();
+    let conn = Connection::new(principal, &state.trust_domain, src.ip(), dst.port());
+    let (guard, stop) = s
+        .live
+        .register(&ctx.pod.uid, &ctx.pod.namespace, conn.clone(), src, dst);
+    let state = s.state();
+    let decision = crate::authz::decide(
+        &state.authorization,
+        &state.destination(&ctx.pod.uid, &ctx.pod.namespace),
+        &conn,
+    );
+    for policy in &decision.audited {
+        s.metrics.authz_audited(policy);
+        tracing::info!(
+            %policy,
+            src.identity = ?conn.principal.as_ref().map(|p| p.as_str()),
+            src.addr = %src,
+            dst.addr = %dst,
+            authz = %decision,
+            "authorization audit"
+        );
+    }
+    match &decision.verdict {
+        Verdict::Allow { .. } => Ok(Admitted {
+            decision,
+            guard,
+            stop,
+        }),
+        Verdict::Deny { reason, policy } => {
+            s.metrics.authz_denied(policy, reason.label());
+            Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                reason.label(),
+                decision.to_string(),
+            ))
+        }
+    }
+}
+
+/// Checks that `dst` is this pod's and not ztunnel's own port.
+fn check_dst(ctx: &PodCtx, dst: SocketAddr) -> Result<(), Refused> {
     if !ctx.ips.contains(&dst.ip()) {
         return Err(Refused::new(
             StatusCode::MISDIRECTED_REQUEST,
@@ -39,6 +98,11 @@ async fn deliver(ctx: &PodCtx, dst: SocketAddr) -> Result<TcpStream, Refused> {
             format!("port {} is ztunnel's own", dst.port()),
         ));
     }
+    Ok(())
+}
+
+/// Connects to the app from inside the pod.
+async fn deliver(ctx: &PodCtx, dst: SocketAddr) -> Result<TcpStream, Refused> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_marked(&ctx.worker, dst)).await {
         Err(_) => Err(Refused::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -70,13 +134,23 @@ impl Inbound for PodInbound {
         self.0.identity.clone()
     }
 
-    async fn connect(&self, req: &InboundRequest) -> Result<TcpStream, Refused> {
-        deliver(&self.0, req.authority).await
+    async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
+        let ctx = &self.0;
+        check_dst(ctx, req.authority)?;
+        let admitted = authorize(ctx, Some(req.peer.clone()), req.peer_addr, req.authority)?;
+        let tcp = deliver(ctx, req.authority).await?;
+        Ok(Upstream {
+            tcp,
+            stop: admitted.stop,
+            authz: admitted.decision.to_string(),
+            guard: Box::new(admitted.guard),
+        })
     }
 }
 
-/// Serves one plaintext connection that arrived at 15006 (permissive mode:
-/// a client outside the mesh). No identity is proven.
+/// Serves one plaintext connection that arrived at 15006 (a client outside
+/// the mesh). No identity is proven: refused in strict mode, otherwise
+/// authorized with no principal.
 pub async fn plaintext(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
     let dst = match original_dst(&tcp) {
@@ -87,19 +161,35 @@ pub async fn plaintext(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let mut up = match deliver(&ctx, dst).await {
-        Ok(s) => s,
+    let admitted = async {
+        check_dst(&ctx, dst)?;
+        let admitted = authorize(&ctx, None, peer, dst)?;
+        Ok::<_, Refused>((deliver(&ctx, dst).await?, admitted))
+    };
+    let (mut up, admitted) = match admitted.await {
+        Ok(x) => x,
         Err(r) => {
             tracing::warn!(src.addr = %peer, dst.addr = %dst, reason = %r.reason, "plaintext inbound refused");
             ctx.shared.metrics.inbound_refused(r.label);
-            super::socket::reset_on_close(&tcp);
+            reset_on_close(&tcp);
             return;
         }
     };
     ctx.shared.metrics.plaintext_inbound.inc();
     let _ = tcp.set_nodelay(true);
-    let r = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
-    let (received, sent) = r.unwrap_or((0, 0));
+    let (received, sent, outcome) = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut tcp, &mut up) => {
+            let (received, sent) = r.unwrap_or((0, 0));
+            (received, sent, "closed")
+        }
+        _ = admitted.stop.cancelled() => {
+            // No longer allowed: both sides see a reset.
+            reset_on_close(&tcp);
+            reset_on_close(&up);
+            (0, 0, "stopped")
+        }
+    };
+    drop(admitted.guard);
     tracing::info!(
         direction = "inbound_plaintext",
         src.addr = %peer,
@@ -107,6 +197,8 @@ pub async fn plaintext(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr) {
         dst.identity = %ctx.identity,
         bytes_sent = sent,
         bytes_received = received,
+        outcome,
+        authz = %admitted.decision,
         duration_ms = started.elapsed().as_millis() as u64,
         "connection complete"
     );

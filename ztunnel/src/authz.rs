@@ -1,0 +1,313 @@
+//! Where L4 authorization is decided for inbound connections: which
+//! policies apply to a destination workload, and the decision. Pure: the
+//! state goes in, a decision comes out. Evaluation itself is
+//! [`quicmesh_core::authz`]; enforcement (refusing, cutting live
+//! connections) is in `proxy/`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quicmesh_core::authz::{
+    self, parse_principal, Action, Connection, Decision, DenyReason, IpNet, Policy, StringMatch,
+};
+use quicmesh_proto::config::{
+    Authorization, AuthorizationAction, AuthorizationScope, MtlsMode as PMtlsMode,
+};
+
+/// Whether a workload accepts plaintext (15006) from outside the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    #[default]
+    Permissive,
+    Strict,
+}
+
+impl From<PMtlsMode> for MtlsMode {
+    fn from(m: PMtlsMode) -> Self {
+        match m {
+            PMtlsMode::Strict => MtlsMode::Strict,
+            PMtlsMode::Permissive | PMtlsMode::Unspecified => MtlsMode::Permissive,
+        }
+    }
+}
+
+/// The policies of the mesh, by how they reach workloads.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PolicySet {
+    /// Every policy, by `<namespace>/<name>`.
+    pub by_name: HashMap<String, Arc<Policy>>,
+    /// Mesh-wide (root namespace, no selector).
+    #[serde(skip)]
+    mesh: Vec<Arc<Policy>>,
+    /// Namespace-wide, by namespace.
+    #[serde(skip)]
+    namespace: HashMap<String, Vec<Arc<Policy>>>,
+    /// Whether any policy reaches workloads by selector.
+    #[serde(skip)]
+    any_selector: bool,
+}
+
+impl PolicySet {
+    /// Adds a policy from the controller. Never fails: what cannot be
+    /// understood becomes an invalid policy, which fails closed.
+    pub fn insert(&mut self, a: &Authorization) {
+        let policy = Arc::new(compile(a));
+        let scope =
+            AuthorizationScope::try_from(a.scope).unwrap_or(AuthorizationScope::Unspecified);
+        match scope {
+            AuthorizationScope::Mesh => self.mesh.push(policy.clone()),
+            AuthorizationScope::Workload => self.any_selector = true,
+            // Unknown scope: its own namespace, the narrowest safe reading
+            // that still enforces it.
+            AuthorizationScope::Namespace | AuthorizationScope::Unspecified => self
+                .namespace
+                .entry(a.namespace.clone())
+                .or_default()
+                .push(policy.clone()),
+        }
+        self.by_name.insert(policy.name.clone(), policy);
+    }
+
+    /// The policies that apply to a workload of `namespace` that lists
+    /// `selected` (workload-scoped policies selecting it). A name the set
+    /// does not have fails closed.
+    pub fn for_workload(&self, namespace: &str, selected: &[String]) -> Vec<Arc<Policy>> {
+        let mut out: Vec<Arc<Policy>> = self.mesh.clone();
+        out.extend(self.namespace.get(namespace).into_iter().flatten().cloned());
+        for name in selected {
+            out.push(self.by_name.get(name).cloned().unwrap_or_else(|| {
+                Arc::new(Policy::invalid(
+                    name.clone(),
+                    Action::Allow,
+                    "the workload names a policy the controller did not send".into(),
+                ))
+            }));
+        }
+        out
+    }
+
+    /// The policies for a destination this proxy has no workload record of
+    /// (yet): mesh and namespace ones are known; if selector policies
+    /// exist, one might target it, so nothing can be decided (None).
+    pub fn for_unknown(&self, namespace: &str) -> Option<Vec<Arc<Policy>>> {
+        (!self.any_selector).then(|| self.for_workload(namespace, &[]))
+    }
+}
+
+/// The compiled form of a controller policy.
+fn compile(a: &Authorization) -> Policy {
+    let name = format!("{}/{}", a.namespace, a.name);
+    let action = match AuthorizationAction::try_from(a.action) {
+        Ok(AuthorizationAction::Allow) => Action::Allow,
+        Ok(AuthorizationAction::Deny) => Action::Deny,
+        Ok(AuthorizationAction::Audit) => Action::Audit,
+        Ok(AuthorizationAction::Unspecified) | Err(_) => {
+            return Policy::invalid(name, Action::Allow, format!("unknown action {}", a.action))
+        }
+    };
+    if !a.invalid.is_empty() {
+        return Policy::invalid(name, action, a.invalid.clone());
+    }
+    match rules(a) {
+        Ok(rules) => Policy {
+            name,
+            action,
+            rules,
+            invalid: None,
+        },
+        Err(e) => Policy::invalid(name, action, e),
+    }
+}
+
+fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
+    let matches = |v: &[String], parse: fn(&str) -> Result<StringMatch, String>| {
+        v.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()
+    };
+    let nets = |v: &[String]| {
+        v.iter()
+            .map(|s| IpNet::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let ports = |v: &[u32]| {
+        v.iter()
+            .map(|p| u16::try_from(*p).map_err(|_| format!("{p} is not a port")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    a.rules
+        .iter()
+        .map(|r| {
+            Ok(authz::Rule {
+                from: r
+                    .from
+                    .iter()
+                    .map(|s| {
+                        Ok(authz::Source {
+                            principals: matches(&s.principals, parse_principal)?,
+                            not_principals: matches(&s.not_principals, parse_principal)?,
+                            namespaces: matches(&s.namespaces, StringMatch::parse)?,
+                            not_namespaces: matches(&s.not_namespaces, StringMatch::parse)?,
+                            ip_blocks: nets(&s.ip_blocks)?,
+                            not_ip_blocks: nets(&s.not_ip_blocks)?,
+                            l7: s.l7,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+                to: r
+                    .to
+                    .iter()
+                    .map(|o| {
+                        Ok(authz::Operation {
+                            ports: ports(&o.ports)?,
+                            not_ports: ports(&o.not_ports)?,
+                            l7: o.l7,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+                l7: r.l7,
+            })
+        })
+        .collect()
+}
+
+/// What the destination ztunnel knows about the workload a connection is for.
+pub struct Destination<'a> {
+    pub namespace: &'a str,
+    /// None: no workload record (see [`PolicySet::for_unknown`]).
+    pub policies: Option<&'a [Arc<Policy>]>,
+    pub mtls: MtlsMode,
+}
+
+/// The decision for an inbound connection. Plaintext (no principal) to a
+/// strict workload is refused before policy.
+pub fn decide(set: &PolicySet, dst: &Destination<'_>, conn: &Connection) -> Decision {
+    if conn.principal.is_none() && dst.mtls == MtlsMode::Strict {
+        return Decision::deny(
+            DenyReason::StrictMtls,
+            format!("{}/mtls-mode=strict", dst.namespace),
+        );
+    }
+    match dst.policies {
+        Some(ps) => authz::evaluate(ps.iter().map(|p| &**p), conn),
+        None => match set.for_unknown(dst.namespace) {
+            Some(ps) => authz::evaluate(ps.iter().map(|p| &**p), conn),
+            None => Decision::deny(DenyReason::UnknownWorkload, "-"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quicmesh_core::identity::SpiffeId;
+    use quicmesh_proto::config::{AuthorizationRule, AuthorizationSource};
+
+    fn auth(
+        ns: &str,
+        name: &str,
+        scope: AuthorizationScope,
+        action: AuthorizationAction,
+    ) -> Authorization {
+        Authorization {
+            name: name.into(),
+            namespace: ns.into(),
+            scope: scope.into(),
+            action: action.into(),
+            rules: vec![AuthorizationRule {
+                from: vec![AuthorizationSource {
+                    namespaces: vec!["ops".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn conn(principal: Option<&str>) -> Connection {
+        Connection::new(
+            principal.map(|p| SpiffeId::parse(p).unwrap()),
+            "cluster.local",
+            "10.0.0.1".parse().unwrap(),
+            80,
+        )
+    }
+
+    #[test]
+    fn scopes_reach_the_right_workloads() {
+        let mut set = PolicySet::default();
+        set.insert(&auth(
+            "root",
+            "m",
+            AuthorizationScope::Mesh,
+            AuthorizationAction::Audit,
+        ));
+        set.insert(&auth(
+            "shop",
+            "n",
+            AuthorizationScope::Namespace,
+            AuthorizationAction::Deny,
+        ));
+        set.insert(&auth(
+            "shop",
+            "w",
+            AuthorizationScope::Workload,
+            AuthorizationAction::Allow,
+        ));
+        let names = |ps: Vec<Arc<Policy>>| ps.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(set.for_workload("shop", &["shop/w".into()])),
+            ["root/m", "shop/n", "shop/w"]
+        );
+        assert_eq!(names(set.for_workload("other", &[])), ["root/m"]);
+        // A selector policy exists: an unknown workload gets nothing.
+        assert!(set.for_unknown("other").is_none());
+        // A name the controller did not send fails closed.
+        let ps = set.for_workload("other", &["x/missing".into()]);
+        assert!(ps[1].invalid.is_some());
+    }
+
+    #[test]
+    fn malformed_controller_policies_fail_closed() {
+        let mut a = auth(
+            "shop",
+            "bad",
+            AuthorizationScope::Namespace,
+            AuthorizationAction::Deny,
+        );
+        a.rules[0].from[0].ip_blocks = vec!["not-a-net".into()];
+        assert!(compile(&a).invalid.is_some());
+        let mut a = auth(
+            "shop",
+            "bad",
+            AuthorizationScope::Namespace,
+            AuthorizationAction::Allow,
+        );
+        a.action = 42;
+        assert!(compile(&a).invalid.is_some());
+        let mut a = auth(
+            "shop",
+            "bad",
+            AuthorizationScope::Namespace,
+            AuthorizationAction::Allow,
+        );
+        a.invalid = "spec.rules: invalid type".into();
+        let p = compile(&a);
+        assert_eq!(p.invalid.as_deref(), Some("spec.rules: invalid type"));
+    }
+
+    #[test]
+    fn strict_mode_refuses_plaintext_before_policy() {
+        let set = PolicySet::default();
+        let dst = |mtls| Destination {
+            namespace: "shop",
+            policies: Some(&[]),
+            mtls,
+        };
+        let d = decide(&set, &dst(MtlsMode::Strict), &conn(None));
+        assert_eq!(d.to_string(), "deny (strict_mtls) by shop/mtls-mode=strict");
+        assert!(decide(&set, &dst(MtlsMode::Permissive), &conn(None)).allowed());
+        let mtls = conn(Some("spiffe://cluster.local/ns/a/sa/b"));
+        assert!(decide(&set, &dst(MtlsMode::Strict), &mtls).allowed());
+    }
+}
