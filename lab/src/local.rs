@@ -620,6 +620,9 @@ impl Cluster {
                     docs.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
                         "spec": {"clusterIP": vip.to_string(), "ports": ports, "selector": s.selector}}));
                 }
+                // Custom resources are stored as written, as an API server does.
+                Object::AuthorizationPolicy(p) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "AuthorizationPolicy",
+                    "metadata": {"name": p.name, "namespace": p.namespace}, "spec": p.spec})),
                 _ => {}
             }
         }
