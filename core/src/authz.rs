@@ -21,7 +21,7 @@ pub mod matcher;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use matcher::{parse_principal, principal_key, IpNet, StringMatch};
+pub use matcher::{parse_namespace, parse_principal, principal_key, IpNet, StringMatch};
 
 use crate::identity::SpiffeId;
 
@@ -128,6 +128,8 @@ pub enum DenyReason {
     /// The destination workload is not known yet and workload-scoped
     /// policies exist that might target it (decided by the proxy).
     UnknownWorkload,
+    /// The proxy has no config yet, so it cannot know what applies.
+    NoConfig,
 }
 
 impl DenyReason {
@@ -139,6 +141,7 @@ impl DenyReason {
             DenyReason::InvalidPolicy => "invalid_policy",
             DenyReason::StrictMtls => "strict_mtls",
             DenyReason::UnknownWorkload => "unknown_workload",
+            DenyReason::NoConfig => "no_config",
         }
     }
 }

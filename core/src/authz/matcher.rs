@@ -74,8 +74,53 @@ const SPIFFE_SCHEME: &str = "spiffe://";
 /// A principal pattern. Principals are written with or without the
 /// `spiffe://` scheme (`cluster.local/ns/shop/sa/web` or
 /// `spiffe://cluster.local/ns/shop/sa/web`); both mean the same identity.
+/// An exact principal must be a valid SPIFFE ID; a wildcard form may only
+/// hold characters a SPIFFE ID can (a pattern that can never match, such as
+/// `Cluster.local/...` or `SPIFFE://...`, is an error, not a silent no-op).
 pub fn parse_principal(pattern: &str) -> Result<StringMatch, String> {
-    StringMatch::parse(pattern.strip_prefix(SPIFFE_SCHEME).unwrap_or(pattern))
+    let m = StringMatch::parse(pattern.strip_prefix(SPIFFE_SCHEME).unwrap_or(pattern))?;
+    match &m {
+        StringMatch::Exact(id) => {
+            crate::identity::SpiffeId::parse(&format!("{SPIFFE_SCHEME}{id}"))
+                .map_err(|e| format!("{pattern:?}: {e}"))?;
+        }
+        StringMatch::Prefix(part) | StringMatch::Suffix(part) => {
+            if let Some(c) = part
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
+            {
+                return Err(format!(
+                    "{pattern:?}: {c:?} cannot appear in a SPIFFE ID (letters, digits, '.', '-', '_', '/')"
+                ));
+            }
+        }
+        StringMatch::Any => {}
+    }
+    Ok(m)
+}
+
+/// A namespace pattern: a Kubernetes namespace name (lower-case letters,
+/// digits, '-'), possibly with one `*` as for [`StringMatch`].
+pub fn parse_namespace(pattern: &str) -> Result<StringMatch, String> {
+    let m = StringMatch::parse(pattern)?;
+    let part = match &m {
+        StringMatch::Exact(s) | StringMatch::Prefix(s) | StringMatch::Suffix(s) => s.as_str(),
+        StringMatch::Any => "",
+    };
+    if part.len() > 63 {
+        return Err(format!(
+            "{pattern:?}: a namespace name has at most 63 characters"
+        ));
+    }
+    if let Some(c) = part
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "{pattern:?}: {c:?} cannot appear in a namespace name (a-z, 0-9, '-')"
+        ));
+    }
+    Ok(m)
 }
 
 /// The form principal patterns are matched against: the ID without its scheme.
@@ -91,10 +136,21 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// An IPv4-mapped IPv6 block (`::ffff:10.0.0.0/104`) becomes the IPv4
+    /// block it stands for (`10.0.0.0/8`): sources are matched in their
+    /// IPv4 form, so the mapped form would otherwise never match.
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, String> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(format!("prefix /{prefix} is longer than {max} bits"));
+        }
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(IpNet {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
         }
         Ok(IpNet { addr, prefix })
     }
@@ -115,10 +171,10 @@ impl IpNet {
             .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
         let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
         let net = IpNet::new(addr, prefix).map_err(|e| format!("{s:?}: {e}"))?;
-        if net.masked(addr) != addr {
+        if net.masked(net.addr) != net.addr {
             return Err(format!(
                 "{s:?}: has bits set beyond the /{prefix} prefix (did you mean {}/{prefix}?)",
-                net.masked(addr)
+                net.masked(net.addr)
             ));
         }
         Ok(net)
@@ -187,6 +243,34 @@ mod tests {
     }
 
     #[test]
+    fn principal_and_namespace_patterns_are_checked() {
+        for ok in [
+            "cluster.local/ns/a/sa/b",
+            "spiffe://cluster.local/ns/a/sa/b",
+            "cluster.local/ns/a/*",
+            "*/sa/web",
+            "*",
+        ] {
+            assert!(parse_principal(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "SPIFFE://cluster.local/ns/a/sa/b",
+            "spiffe://Cluster.local/ns/a/sa/b",
+            "cluster.local/ns/a/sa/b/",
+            "cluster.local/ns/a b/*",
+            "*/sa/we:b",
+        ] {
+            assert!(parse_principal(bad).is_err(), "{bad} accepted");
+        }
+        for ok in ["shop", "sh*", "*-prod", "*"] {
+            assert!(parse_namespace(ok).is_ok(), "{ok}");
+        }
+        for bad in ["Shop", "shop_1", "a.b", &"x".repeat(64)] {
+            assert!(parse_namespace(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
     fn principals_with_or_without_scheme() {
         let a = parse_principal("spiffe://cluster.local/ns/a/sa/b").unwrap();
         let b = parse_principal("cluster.local/ns/a/sa/b").unwrap();
@@ -208,6 +292,9 @@ mod tests {
             ("::/0", "2001:db8::1", true),
             ("::/0", "10.0.0.1", false),
             ("10.0.0.0/8", "::ffff:10.9.9.9", true),
+            ("::ffff:10.0.0.0/104", "10.9.9.9", true),
+            ("::ffff:10.0.0.0/104", "::ffff:10.9.9.9", true),
+            ("::ffff:10.0.0.0/104", "11.0.0.1", false),
             ("2001:db8::1", "2001:db8::1", true),
         ];
         for (net, ip, want) in cases {

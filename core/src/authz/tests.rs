@@ -459,7 +459,9 @@ fn arb_conn() -> impl Strategy<Value = Connection> {
         arb_principal(),
         prop_oneof![
             any::<[u8; 4]>().prop_map(IpAddr::from),
-            any::<[u8; 16]>().prop_map(IpAddr::from)
+            any::<[u8; 16]>().prop_map(IpAddr::from),
+            // IPv4-mapped IPv6 sources.
+            any::<[u8; 4]>().prop_map(|b| IpAddr::V6(std::net::Ipv4Addr::from(b).to_ipv6_mapped())),
         ],
         prop::sample::select(vec![80u16, 443, 8080, 9090]),
     )
@@ -479,6 +481,7 @@ fn arb_nets() -> impl Strategy<Value = Vec<IpNet>> {
             "192.168.0.0/16",
             "fd00::/8",
             "::/0",
+            "::ffff:10.0.0.0/104",
         ]),
         0..2,
     )
@@ -550,10 +553,32 @@ fn valid(p: &Policy) -> bool {
 
 proptest! {
     #[test]
-    fn a_matching_deny_always_denies(policies in prop::collection::vec(arb_policy(), 0..5), c in arb_conn()) {
+    fn a_matching_deny_always_denies(
+        policies in prop::collection::vec(arb_policy(), 0..5),
+        c in arb_conn(),
+        by in 0usize..3,
+    ) {
+        // A DENY built from the connection itself, so it matches by
+        // construction (not by the code under test).
+        let source = match (by, &c.principal) {
+            (0, Some(p)) => Source { principals: principals(&[p.as_str()]), ..Source::default() },
+            (1, _) => Source { ip_blocks: vec![IpNet::parse(&c.src_ip.to_string()).unwrap()], ..Source::default() },
+            _ => Source::default(),
+        };
+        let deny = Rule {
+            from: vec![source],
+            to: vec![Operation { ports: vec![c.dst_port], ..Operation::default() }],
+            l7: false,
+        };
         let mut ps = policies;
-        ps.push(policy("ns/deny-all", Action::Deny, vec![Rule::default()]));
-        prop_assert!(!evaluate(&ps, &c).allowed());
+        ps.push(policy("ns/deny-this", Action::Deny, vec![deny]));
+        let d = evaluate(&ps, &c);
+        prop_assert!(!d.allowed());
+        let invalid_first = ps.iter().any(|p| p.invalid.is_some() && p.action != Action::Audit);
+        if !invalid_first {
+            let by_deny = matches!(d.verdict, Verdict::Deny { reason: DenyReason::DenyPolicy, .. });
+            prop_assert!(by_deny, "{}", d);
+        }
     }
 
     #[test]
@@ -618,13 +643,25 @@ proptest! {
     }
 
     #[test]
-    fn l7_parts_fail_closed(rule in arb_rule(), c in arb_conn()) {
-        // Marking anything L7 can only make ALLOW match less and DENY match more.
+    fn l7_parts_fail_closed(rule in arb_rule(), c in arb_conn(), flags in prop::collection::vec(any::<bool>(), 8)) {
+        // Marking any part L7 (the rule, a source, an operation) can only
+        // make ALLOW match less and DENY match more.
         let mut l7 = rule.clone();
-        l7.l7 = true;
-        prop_assert!(!l7.matches(&c, false));
+        l7.l7 |= flags[0];
+        for (i, s) in l7.from.iter_mut().enumerate() {
+            s.l7 |= flags[1 + i % 3];
+        }
+        for (i, o) in l7.to.iter_mut().enumerate() {
+            o.l7 |= flags[4 + i % 3];
+        }
+        if l7.matches(&c, false) {
+            prop_assert!(rule.matches(&c, false));
+        }
         if rule.matches(&c, true) {
             prop_assert!(l7.matches(&c, true));
         }
+        // And with the rule itself L7, ALLOW never matches.
+        l7.l7 = true;
+        prop_assert!(!l7.matches(&c, false));
     }
 }
