@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quicmesh_core::authz::{
-    self, parse_principal, Action, Connection, Decision, DenyReason, IpNet, Policy, StringMatch,
+    self, parse_namespace, parse_principal, Action, Connection, Decision, DenyReason, IpNet,
+    Policy, StringMatch,
 };
 use quicmesh_proto::config::{
     Authorization, AuthorizationAction, AuthorizationScope, MtlsMode as PMtlsMode,
@@ -23,11 +24,13 @@ pub enum MtlsMode {
     Strict,
 }
 
-impl From<PMtlsMode> for MtlsMode {
-    fn from(m: PMtlsMode) -> Self {
-        match m {
-            PMtlsMode::Strict => MtlsMode::Strict,
-            PMtlsMode::Permissive | PMtlsMode::Unspecified => MtlsMode::Permissive,
+impl MtlsMode {
+    /// The mode a workload resource carries. A value this ztunnel does not
+    /// know (a newer controller) is strict: never open plaintext by guess.
+    pub fn from_proto(v: i32) -> Self {
+        match PMtlsMode::try_from(v) {
+            Ok(PMtlsMode::Permissive | PMtlsMode::Unspecified) => MtlsMode::Permissive,
+            Ok(PMtlsMode::Strict) | Err(_) => MtlsMode::Strict,
         }
     }
 }
@@ -145,8 +148,8 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
                         Ok(authz::Source {
                             principals: matches(&s.principals, parse_principal)?,
                             not_principals: matches(&s.not_principals, parse_principal)?,
-                            namespaces: matches(&s.namespaces, StringMatch::parse)?,
-                            not_namespaces: matches(&s.not_namespaces, StringMatch::parse)?,
+                            namespaces: matches(&s.namespaces, parse_namespace)?,
+                            not_namespaces: matches(&s.not_namespaces, parse_namespace)?,
                             ip_blocks: nets(&s.ip_blocks)?,
                             not_ip_blocks: nets(&s.not_ip_blocks)?,
                             l7: s.l7,
@@ -172,15 +175,24 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
 
 /// What the destination ztunnel knows about the workload a connection is for.
 pub struct Destination<'a> {
+    /// False until the first config (controller snapshot or workload file):
+    /// nothing can be decided yet.
+    pub configured: bool,
     pub namespace: &'a str,
     /// None: no workload record (see [`PolicySet::for_unknown`]).
     pub policies: Option<&'a [Arc<Policy>]>,
+    /// Strict for a workload without a record: its namespace's mode is not
+    /// known, and refusing plaintext costs mesh traffic nothing.
     pub mtls: MtlsMode,
 }
 
-/// The decision for an inbound connection. Plaintext (no principal) to a
-/// strict workload is refused before policy.
+/// The decision for an inbound connection. Without config everything is
+/// refused; plaintext (no principal) to a strict workload is refused
+/// before policy.
 pub fn decide(set: &PolicySet, dst: &Destination<'_>, conn: &Connection) -> Decision {
+    if !dst.configured {
+        return Decision::deny(DenyReason::NoConfig, "-");
+    }
     if conn.principal.is_none() && dst.mtls == MtlsMode::Strict {
         return Decision::deny(
             DenyReason::StrictMtls,
@@ -300,6 +312,7 @@ mod tests {
     fn strict_mode_refuses_plaintext_before_policy() {
         let set = PolicySet::default();
         let dst = |mtls| Destination {
+            configured: true,
             namespace: "shop",
             policies: Some(&[]),
             mtls,
@@ -309,5 +322,22 @@ mod tests {
         assert!(decide(&set, &dst(MtlsMode::Permissive), &conn(None)).allowed());
         let mtls = conn(Some("spiffe://cluster.local/ns/a/sa/b"));
         assert!(decide(&set, &dst(MtlsMode::Strict), &mtls).allowed());
+        // Before any config, nothing is decided in its favour.
+        let none = Destination {
+            configured: false,
+            ..dst(MtlsMode::Permissive)
+        };
+        assert_eq!(
+            decide(&set, &none, &mtls).to_string(),
+            "deny (no_config) by -"
+        );
+    }
+
+    #[test]
+    fn unknown_mtls_values_are_strict() {
+        assert_eq!(MtlsMode::from_proto(0), MtlsMode::Permissive);
+        assert_eq!(MtlsMode::from_proto(1), MtlsMode::Permissive);
+        assert_eq!(MtlsMode::from_proto(2), MtlsMode::Strict);
+        assert_eq!(MtlsMode::from_proto(7), MtlsMode::Strict);
     }
 }

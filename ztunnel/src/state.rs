@@ -73,6 +73,8 @@ pub struct MeshService {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct State {
     pub trust_domain: String,
+    /// False only before the first config: then nothing inbound is allowed.
+    pub configured: bool,
     /// Config version from the controller (0 for the static file).
     pub version: u64,
     #[serde(skip)]
@@ -98,6 +100,7 @@ impl State {
     pub fn from_file(file: &WorkloadFile) -> Self {
         let mut s = State {
             trust_domain: file.trust_domain.clone(),
+            configured: true,
             ..Default::default()
         };
         for w in &file.workloads {
@@ -133,6 +136,7 @@ impl State {
     ) -> Result<Self, String> {
         let mut s = State {
             trust_domain: trust_domain.to_string(),
+            configured: true,
             version,
             ..Default::default()
         };
@@ -171,7 +175,7 @@ impl State {
                         identity,
                         in_mesh: w.in_mesh,
                         ready: w.ready,
-                        mtls_mode: w.mtls_mode().into(),
+                        mtls_mode: MtlsMode::from_proto(w.mtls_mode),
                         policies: s
                             .authorization
                             .for_workload(&w.namespace, &w.authorization_policies),
@@ -246,14 +250,16 @@ impl State {
     pub fn destination<'a>(&'a self, uid: &str, namespace: &'a str) -> Destination<'a> {
         match self.workload(uid) {
             Some(w) => Destination {
+                configured: self.configured,
                 namespace,
                 policies: Some(&w.policies),
                 mtls: w.mtls_mode,
             },
             None => Destination {
+                configured: self.configured,
                 namespace,
                 policies: None,
-                mtls: MtlsMode::default(),
+                mtls: MtlsMode::Strict,
             },
         }
     }
@@ -342,5 +348,65 @@ mod tests {
         );
         let e = State::from_resources("cluster.local", 8, &map).unwrap_err();
         assert!(e.contains("workload/u2") && e.contains("not-an-ip"), "{e}");
+    }
+
+    #[test]
+    fn workloads_get_their_policies_and_mode() {
+        use quicmesh_proto::config::{Authorization, AuthorizationAction, AuthorizationScope};
+        let policy = |name: &str, scope: AuthorizationScope| Authorization {
+            name: name.into(),
+            namespace: "shop".into(),
+            scope: scope.into(),
+            action: AuthorizationAction::Allow.into(),
+            ..Default::default()
+        };
+        let w = PWorkload {
+            uid: "u1".into(),
+            namespace: "shop".into(),
+            ips: vec!["10.244.1.2".into()],
+            identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+            mtls_mode: quicmesh_proto::config::MtlsMode::Strict.into(),
+            authorization_policies: vec!["shop/selected".into()],
+            ..Default::default()
+        };
+        let map: BTreeMap<_, _> = [
+            res("workload/u1", resource::Kind::Workload(w)),
+            res(
+                "authorization/shop/ns-wide",
+                resource::Kind::Authorization(policy("ns-wide", AuthorizationScope::Namespace)),
+            ),
+            res(
+                "authorization/shop/selected",
+                resource::Kind::Authorization(policy("selected", AuthorizationScope::Workload)),
+            ),
+        ]
+        .into();
+        let s = State::from_resources("cluster.local", 1, &map).unwrap();
+        let d = s.destination("u1", "shop");
+        assert!(d.configured);
+        assert_eq!(d.mtls, MtlsMode::Strict);
+        let names: Vec<&str> = d
+            .policies
+            .unwrap()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["shop/ns-wide", "shop/selected"]);
+        // No record: strict (its namespace's mode is unknown), no policy list.
+        let d = s.destination("u-new", "shop");
+        assert_eq!(d.mtls, MtlsMode::Strict);
+        assert!(d.policies.is_none());
+        // Nothing before the first config.
+        assert!(
+            !State::empty("cluster.local")
+                .destination("u1", "shop")
+                .configured
+        );
+        // The dump names each workload's policies.
+        let dump = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            dump["workloads"][0]["policies"],
+            serde_json::json!(["shop/ns-wide", "shop/selected"])
+        );
     }
 }

@@ -201,6 +201,9 @@ pub async fn pump(
 
     let ((sent, o1), (received, o2)) = tokio::join!(up, down);
     let otherwise = if stop.is_cancelled() {
+        // Also when one direction had already finished cleanly: the app
+        // must see a reset, not a close it could take for success.
+        let _ = socket2::SockRef::from(&tcp).set_linger(Some(std::time::Duration::ZERO));
         Outcome::Stopped
     } else {
         Outcome::Closed

@@ -2,8 +2,9 @@
 //!
 //! - outbound: TCP leaving the pod is redirected to 15001, except loopback
 //!   traffic and ztunnel's own sockets (marked with [`ZTUNNEL_MARK`]);
-//! - inbound: TCP arriving from outside is redirected to 15006, except to the
-//!   tunnel port (the tunnel itself is UDP, and never redirected).
+//! - inbound: all TCP arriving from outside is redirected to 15006, where
+//!   mTLS mode and policy decide; no TCP port is exempt (the tunnel is UDP
+//!   and never redirected; TCP to 15008 would otherwise bypass policy).
 //!
 //! The whole table is replaced atomically (one `nft -f` transaction), so
 //! applying twice is harmless and a restarted ztunnel converges.
@@ -19,7 +20,6 @@ pub const TABLE: &str = "quicmesh";
 
 /// The ruleset text. Pure, so tests can read it.
 pub fn ruleset() -> String {
-    let tunnel = quicmesh_core::tunnel::TUNNEL_PORT;
     format!(
         "table inet {TABLE} {{}}
 delete table inet {TABLE}
@@ -28,7 +28,6 @@ table inet {TABLE} {{
     type nat hook prerouting priority dstnat; policy accept;
     iifname \"lo\" return
     meta mark {ZTUNNEL_MARK:#x} return
-    tcp dport {tunnel} return
     meta l4proto tcp redirect to :{INBOUND_PLAINTEXT_PORT}
   }}
   chain output {{
@@ -95,9 +94,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ruleset_excludes_tunnel_loopback_and_own_sockets() {
+    fn ruleset_excludes_loopback_and_own_sockets_only() {
         let r = ruleset();
-        assert!(r.contains("tcp dport 15008 return"));
+        // No TCP port escapes inbound redirection (and so policy).
+        assert!(!r.contains("dport"), "{r}");
         assert!(r.contains("redirect to :15001"));
         assert!(r.contains("redirect to :15006"));
         assert!(r.contains("meta mark 0x1508 return"));

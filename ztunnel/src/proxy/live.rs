@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::state::State;
 
+#[derive(Clone)]
 struct Live {
     pod_uid: String,
     namespace: String,
@@ -87,11 +88,19 @@ impl LiveConns {
     }
 
     /// Re-decides every live connection against `state`; cuts, logs and
-    /// counts the ones now denied. Returns how many were cut.
+    /// counts the ones now denied. Returns how many were cut. Decides on a
+    /// copy, so the data path (registering, deregistering) never waits for it.
     pub fn recheck(&self, state: &State, metrics: &Metrics) -> usize {
-        let conns = self.conns.lock().expect("not poisoned");
+        let live: Vec<Live> = self
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|l| !l.stop.is_cancelled())
+            .cloned()
+            .collect();
         let mut cut = 0;
-        for live in conns.values().filter(|l| !l.stop.is_cancelled()) {
+        for live in &live {
             let dst = state.destination(&live.pod_uid, &live.namespace);
             let d = crate::authz::decide(&state.authorization, &dst, &live.conn);
             if let Verdict::Deny { reason, policy } = &d.verdict {
