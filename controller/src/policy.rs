@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use quicmesh_core::authz::{self, parse_principal, Action, IpNet, StringMatch};
+use quicmesh_core::authz::{self, parse_namespace, parse_principal, Action, IpNet, StringMatch};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -266,14 +266,20 @@ pub fn compile(
 }
 
 /// A policy whose spec could not even be read: denies its whole namespace.
+/// Its `spec` is the reason, a string, so that handing it on (as
+/// `quicmesh local` does) and compiling again still fails closed.
 pub fn compile_failed(namespace: &str, name: &str, reason: String) -> model::AuthorizationPolicy {
     model::AuthorizationPolicy {
         name: name.to_string(),
         namespace: namespace.to_string(),
         target: PolicyTarget::Namespace,
-        policy: authz::Policy::invalid(format!("{namespace}/{name}"), Action::Allow, reason),
+        policy: authz::Policy::invalid(
+            format!("{namespace}/{name}"),
+            Action::Allow,
+            reason.clone(),
+        ),
         warnings: Vec::new(),
-        spec: serde_json::Value::Null,
+        spec: serde_json::Value::String(reason),
     }
 }
 
@@ -384,12 +390,12 @@ fn source(
         namespaces: patterns(
             &s.namespaces,
             &format!("{path}.namespaces"),
-            StringMatch::parse,
+            parse_namespace,
         )?,
         not_namespaces: patterns(
             &s.not_namespaces,
             &format!("{path}.notNamespaces"),
-            StringMatch::parse,
+            parse_namespace,
         )?,
         ip_blocks: nets(&s.ip_blocks, &format!("{path}.ipBlocks"))?,
         not_ip_blocks: nets(&s.not_ip_blocks, &format!("{path}.notIpBlocks"))?,

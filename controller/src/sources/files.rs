@@ -34,6 +34,9 @@ pub struct FileSource {
     /// file -> per-document last good object
     last_good: BTreeMap<PathBuf, Vec<Option<Object>>>,
     fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    /// Files that could never be read or parsed: what they hold is unknown
+    /// (maybe a policy), so the view is not complete.
+    unread: Vec<PathBuf>,
     pub errors: Counter,
 }
 
@@ -43,6 +46,11 @@ impl FileSource {
             dirs,
             ..Default::default()
         }
+    }
+
+    /// Files whose content has never been read successfully.
+    pub fn unread(&self) -> &[PathBuf] {
+        &self.unread
     }
 
     fn files(&self) -> Vec<PathBuf> {
@@ -118,6 +126,11 @@ impl FileSource {
                 }
             }
         }
+        self.unread = files
+            .iter()
+            .filter(|f| !current.contains_key(*f))
+            .cloned()
+            .collect();
         self.last_good = current;
         self.errors.inc_by(errors.len() as u64);
         let mut objects: BTreeMap<_, Object> = BTreeMap::new();
@@ -156,8 +169,10 @@ pub const SYNC_NAME: &str = "files";
 /// `interval` when something changed.
 ///
 /// Registers with the store's sync gate ([`SYNC_NAME`]) when called, before
-/// the returned future first runs, and is synced once its first read (even
-/// of no files) is applied.
+/// the returned future first runs, and is synced once a read (even of no
+/// files) has been applied in which every file could be parsed at least
+/// once: a file never parsed might hold an AuthorizationPolicy, and serving
+/// config without it would fail open.
 pub fn run(
     source: FileSource,
     store: Arc<Store>,
@@ -182,8 +197,11 @@ async fn feed(mut source: FileSource, store: Arc<Store>, interval: Duration) {
                 "manifests read"
             );
         }
-        // The first poll is a full view, even when it found no file.
-        store.mark_synced(SYNC_NAME);
+        if source.unread().is_empty() {
+            store.mark_synced(SYNC_NAME);
+        } else if !store.is_synced() {
+            tracing::warn!(files = ?source.unread(), "config held: these manifests were never parsed, and might hold policies");
+        }
         tokio::time::sleep(interval).await;
     }
 }
@@ -224,6 +242,29 @@ mod tests {
         let (objs, _) = src.poll().unwrap();
         assert!(objs.is_empty());
         assert_eq!(src.errors.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_never_parsed_holds_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, "kind: [unclosed\n").unwrap();
+        let store = Store::new("td");
+        let task = tokio::spawn(run(
+            FileSource::new(vec![dir.path().to_path_buf()]),
+            store.clone(),
+            Duration::from_millis(20),
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !store.is_synced(),
+            "synced without knowing what p.yaml holds"
+        );
+        std::fs::write(&f, "kind: Namespace\nmetadata: {name: a}\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), store.synced())
+            .await
+            .expect("synced once the file parsed");
+        task.abort();
     }
 
     #[tokio::test]

@@ -241,15 +241,16 @@ impl Doc<'_> {
         if !KINDS.contains(&kind.as_str()) {
             return Ok(None);
         }
+        // A policy of an unserved version still fails closed (below).
+        let mut unserved = None;
         if kind == "AuthorizationPolicy" {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
                 return Ok(None);
             }
             if api_version != QUICMESH_API_VERSION {
-                return Err(self.err(
-                    "apiVersion",
-                    format!("{api_version:?} is not served; use {QUICMESH_API_VERSION:?}"),
+                unserved = Some(format!(
+                    "apiVersion {api_version:?} is not served; use {QUICMESH_API_VERSION:?}"
                 ));
             }
         }
@@ -274,7 +275,10 @@ impl Doc<'_> {
             "Service" => Object::Service(self.service(v, name, namespace)?),
             "EndpointSlice" => Object::EndpointSlice(self.slice(v, name, namespace, &labels)?),
             "Deployment" => Object::Deployment(self.deployment(v, name, namespace)?),
-            "AuthorizationPolicy" => Object::AuthorizationPolicy(self.policy(v, name, namespace)),
+            "AuthorizationPolicy" => Object::AuthorizationPolicy(match unserved {
+                Some(reason) => crate::policy::compile_failed(&namespace, &name, reason),
+                None => self.policy(v, name, namespace),
+            }),
             _ => unreachable!("checked against KINDS"),
         }))
     }
@@ -606,6 +610,57 @@ metadata: {name: ignored}
         assert_eq!(s.ports[1].target, TargetPort::Number(81));
         assert!(objs[3].is_none(), "ConfigMap is ignored");
         assert!(objs[4].is_none(), "empty document");
+    }
+
+    #[test]
+    fn authorization_policies_are_ours_only_and_fail_closed() {
+        let docs = "\
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: ok, namespace: shop}
+spec: {action: DENY, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: istio, namespace: shop}
+spec: {}
+---
+apiVersion: quicmesh.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: unserved, namespace: shop}
+spec: {action: ALLOW}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: nospec, namespace: shop}
+";
+        let f = parse_file(docs, "p.yaml").unwrap();
+        let objs: Vec<_> = f.docs.into_iter().map(|d| d.unwrap()).collect();
+        let policy = |i: usize| match &objs[i] {
+            Some(Object::AuthorizationPolicy(p)) => p.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(policy(0).policy.invalid, None);
+        assert!(
+            objs[1].is_none(),
+            "another group's AuthorizationPolicy is not ours"
+        );
+        let unserved = policy(2);
+        assert!(
+            unserved
+                .policy
+                .invalid
+                .as_deref()
+                .is_some_and(|r| r.contains("not served")),
+            "{unserved:?}"
+        );
+        // Handing it on (as quicmesh local does) and compiling again still fails closed.
+        let again = crate::policy::compile("shop", "unserved", &unserved.spec);
+        assert!(again.policy.invalid.is_some());
+        // No spec: an ALLOW policy without rules, i.e. allow-nothing.
+        let nospec = policy(3);
+        assert_eq!(nospec.policy.invalid, None);
+        assert!(nospec.policy.rules.is_empty());
     }
 
     #[test]
