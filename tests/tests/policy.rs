@@ -55,11 +55,15 @@ spec: {serviceAccountName: legacy, containers: [{name: app}]}
 
 const APP_PORT: u16 = 7000;
 const OTHER_PORT: u16 = 7001;
+/// An echo app that reports how each connection ended.
+const RECORDING_PORT: u16 = 7002;
 
 struct Env {
     cluster: Cluster,
     dir: tempfile::TempDir,
     web: NetnsWorker,
+    /// How connections to RECORDING_PORT ended: Ok (FIN) or the error (reset).
+    endings: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<std::io::Result<u64>>>,
 }
 
 fn worker_of(cluster: &Cluster, ns: &str, name: &str) -> NetnsWorker {
@@ -87,7 +91,22 @@ async fn start() -> Env {
     let web = worker_of(&cluster, "shop", "web");
     app(&web, APP_PORT, echo).await.unwrap();
     app(&web, OTHER_PORT, echo).await.unwrap();
-    Env { cluster, dir, web }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    app(&web, RECORDING_PORT, move |s: tokio::net::TcpStream| {
+        let tx = tx.clone();
+        async move {
+            let (mut r, mut w) = s.into_split();
+            let _ = tx.send(tokio::io::copy(&mut r, &mut w).await);
+        }
+    })
+    .await
+    .unwrap();
+    Env {
+        cluster,
+        dir,
+        web,
+        endings: tokio::sync::Mutex::new(rx),
+    }
 }
 
 impl Env {
@@ -145,6 +164,32 @@ impl Env {
     async fn allowed(&self, ns: &str, name: &str, port: u16) -> bool {
         eventually(Duration::from_secs(15), || self.echo_from(ns, name, port)).await
     }
+}
+
+/// Opens a connection from `w` to `addr` and checks one echo on it.
+async fn held(w: &NetnsWorker, addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut s = connect_from(w, addr).await.unwrap();
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").await.unwrap();
+    s.read_exact(&mut buf).await.unwrap();
+    s
+}
+
+/// Keeps talking on `s` until it breaks (up to 15 s); how it broke.
+async fn until_cut(s: &mut tokio::net::TcpStream) -> Option<std::io::Result<usize>> {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let mut b = [0u8; 16];
+        loop {
+            s.write_all(b"ping").await?;
+            match s.read(&mut b).await {
+                Ok(0) => return Ok(0),
+                Err(e) => return Err(e),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .ok()
 }
 
 /// Writes, reads back, and checks the echo.
@@ -298,10 +343,7 @@ async fn policy_change_cuts_live_connections_and_invalid_policy_fails_closed() {
 
     // A long-lived connection, working.
     let w = worker_of(&env.cluster, "front", "client");
-    let mut held = connect_from(&w, env.web_addr(APP_PORT)).await.unwrap();
-    let mut buf = [0u8; 4];
-    held.write_all(b"ping").await.unwrap();
-    held.read_exact(&mut buf).await.unwrap();
+    let mut conn = held(&w, env.web_addr(RECORDING_PORT)).await;
 
     // A policy that no longer allows it cuts it.
     env.policies(&policy(
@@ -309,23 +351,18 @@ async fn policy_change_cuts_live_connections_and_invalid_policy_fails_closed() {
         "  action: DENY\n  rules:\n  - from: [{source: {principals: [\"*/sa/client\"]}}]",
     ))
     .await;
-    let cut = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut b = [0u8; 16];
-        loop {
-            // Keep talking until the connection breaks.
-            if held.write_all(b"ping").await.is_err() {
-                return;
-            }
-            match held.read(&mut b).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    })
-    .await;
+    // Both apps see a reset, not a clean close they could take for success.
+    match until_cut(&mut conn).await {
+        Some(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        other => panic!("the client app did not see a reset: {other:?}"),
+    }
+    let ending = tokio::time::timeout(Duration::from_secs(5), env.endings.lock().await.recv())
+        .await
+        .expect("the server app's connection did not end")
+        .unwrap();
     assert!(
-        cut.is_ok(),
-        "the held connection survived the policy change"
+        ending.is_err(),
+        "the server app saw a clean close: {ending:?}"
     );
     let closed = sum_metric(
         &env.web_metrics().await,
@@ -393,7 +430,10 @@ async fn strict_mtls_refuses_plaintext_and_permissive_accepts_it() {
     };
     assert!(plaintext().await >= 1.0, "it did not arrive as plaintext");
 
-    // Strict: it is refused; mesh clients are not affected.
+    // Strict: it is refused, and a live plaintext connection is cut; mesh
+    // clients are not affected.
+    let legacy = worker_of(&env.cluster, "outside", "legacy");
+    let mut conn = held(&legacy, env.web_addr(RECORDING_PORT)).await;
     write_cluster(env.dir.path(), ", quicmesh.io/mtls-mode: strict");
     env.cluster.reconcile().await.unwrap();
     assert!(
@@ -407,6 +447,19 @@ async fn strict_mtls_refuses_plaintext_and_permissive_accepts_it() {
         .await,
         "strict mode let plaintext in"
     );
+    assert!(
+        matches!(until_cut(&mut conn).await, Some(Err(_))),
+        "the live plaintext connection was not reset"
+    );
+    let closed = sum_metric(
+        &env.web_metrics().await,
+        "ztunnel_authz_closed_connections_total",
+        &[
+            ("policy", "shop/mtls-mode=strict"),
+            ("reason", "strict_mtls"),
+        ],
+    );
+    assert!(closed >= 1.0, "the cut was not counted");
     assert!(env.allowed("front", "client", APP_PORT).await);
     let dump = env
         .cluster
