@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3; do
+for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -48,6 +48,12 @@ pub struct Plan {
     /// First-byte samples over a reused pooled connection, per run.
     pub reuse_samples: usize,
     pub scenarios: Vec<Scenario>,
+    /// Lab link MTU to set (None: the lab's 1500).
+    pub mtu: Option<u32>,
+    /// GRO on the lab's links (None: as created, i.e. off on veths).
+    pub gro: Option<bool>,
+    /// Measure the lossy-link figures.
+    pub lossy: bool,
 }
 
 impl Plan {
@@ -65,6 +71,9 @@ impl Plan {
             idle_conns: 100,
             reuse_samples: 5,
             scenarios: vec![Scenario::Mesh],
+            mtu: None,
+            gro: None,
+            lossy: true,
         }
     }
 
@@ -81,6 +90,9 @@ impl Plan {
             idle_conns: 1000,
             reuse_samples: 20,
             scenarios: vec![Scenario::Direct, Scenario::Mesh],
+            mtu: None,
+            gro: None,
+            lossy: true,
         }
     }
 
@@ -156,6 +168,12 @@ impl Bench {
             externals: 0,
         };
         let mesh = Mesh::start(spec).await.context("starting the lab mesh")?;
+        if let Some(mtu) = plan.mtu {
+            mesh.lab.set_link_mtu(mtu)?;
+        }
+        if let Some(on) = plan.gro {
+            mesh.lab.set_link_gro(on)?;
+        }
         let exe = std::env::current_exe()?;
         let exe_s = exe.to_str().context("executable path is not UTF-8")?;
         for server in ["dserver", "server"] {
@@ -223,7 +241,10 @@ impl Bench {
                 self.first_byte_and_idle(run, s).await?;
             }
         }
-        self.lossy().await
+        if self.plan.lossy {
+            self.lossy().await?;
+        }
+        Ok(())
     }
 
     async fn iperf(&self, s: Scenario, streams: u32, secs: u32) -> Result<(f64, Value)> {

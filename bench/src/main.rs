@@ -26,6 +26,15 @@ struct Args {
     /// Number of runs (default 3; smoke 1).
     #[arg(long)]
     runs: Option<usize>,
+    /// Set every lab link (node links and pod veths) to this MTU first.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1280..=9000))]
+    mtu: Option<u32>,
+    /// Turn GRO on or off on every lab link first (needs ethtool).
+    #[arg(long)]
+    gro: Option<bool>,
+    /// Skip the lossy-link figures (for quick tuning comparisons).
+    #[arg(long)]
+    no_lossy: bool,
     /// Where the JSON goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -136,6 +145,9 @@ fn benchmark(args: Args) -> Result<()> {
         }
         plan.runs = r;
     }
+    plan.mtu = args.mtu;
+    plan.gro = args.gro;
+    plan.lossy = !args.no_lossy;
     let date = report::now_utc();
     let load_at_start = report::loadavg();
     eprintln!(

@@ -796,8 +796,44 @@ impl Lab {
             set(&x.netns, "eth0")?;
         }
         set(&fabric, "br0")?;
+        for p in &self.pods {
+            set(&self.node(p.node).netns, &pod_veth(p))?;
+            set(&p.netns, "eth0")?;
+        }
         Ok(())
     }
+
+    /// Turns GRO on or off on every link of the lab (veths do no GRO unless
+    /// asked; UDP GRO then lets QUIC receive coalesced segments). Needs ethtool.
+    pub fn set_link_gro(&self, on: bool) -> Result<()> {
+        let state = if on { "on" } else { "off" };
+        let fabric = format!("{}-f", self.prefix);
+        let mut links: Vec<(String, String)> = Vec::new();
+        for n in &self.nodes {
+            links.push((fabric.clone(), format!("n{}", n.index)));
+            links.push((n.netns.clone(), "link".into()));
+        }
+        for p in &self.pods {
+            links.push((self.node(p.node).netns.clone(), pod_veth(p)));
+            links.push((p.netns.clone(), "eth0".into()));
+        }
+        for (ns, dev) in links {
+            run_ok(
+                Command::new("ip")
+                    .args(["netns", "exec", &ns, "ethtool", "-K", &dev, "gro", state]),
+                CMD_TIMEOUT,
+            )
+            .with_context(|| {
+                format!("ethtool -K {dev} gro {state} in {ns} (is ethtool installed?)")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The node-side end of a pod's veth pair (named after the pod's last octet).
+fn pod_veth(p: &PodInfo) -> String {
+    format!("p{}", p.ip.octets()[3])
 }
 
 impl Drop for Lab {

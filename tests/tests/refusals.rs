@@ -56,7 +56,7 @@ async fn rogue_client(mesh: &Mesh, svid: &Svid, port: u16) -> Result<(), String>
         .await
         .unwrap()
         .unwrap();
-    let endpoint = config::endpoint(udp, None).unwrap();
+    let endpoint = config::endpoint(udp, None, &settings).unwrap();
     let mut bundles = TrustBundles::new();
     bundles
         .insert("cluster.local", &[mesh.ca().cert_der().clone()])
@@ -203,7 +203,7 @@ async fn server_with_an_unexpected_spiffe_id_is_refused() {
         &settings,
     )
     .unwrap();
-    let endpoint = config::endpoint(udp, Some(server_cfg)).unwrap();
+    let endpoint = config::endpoint(udp, Some(server_cfg), &settings).unwrap();
     let delivered = Arc::new(AtomicUsize::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(quicmesh_core::tunnel::server::serve(

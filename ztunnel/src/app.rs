@@ -147,6 +147,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let settings = TunnelSettings {
         socket_buffer: args.udp_buffer,
         max_connections_per_key: args.tunnel_connections.max(1),
+        max_udp_payload: args.max_udp_payload,
+        gso: args.gso,
         ..TunnelSettings::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();

@@ -80,6 +80,16 @@ pub struct Args {
     /// UDP socket buffer size per QUIC socket, bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub udp_buffer: usize,
+    /// Largest UDP payload QUIC's path-MTU discovery probes for (1200..=65527).
+    /// Discovery settles on what the path carries; a bound above the path's
+    /// MTU costs only a few lost probes.
+    #[arg(long, default_value_t = quicmesh_core::tunnel::config::DEFAULT_MAX_UDP_PAYLOAD,
+          value_parser = clap::value_parser!(u16).range(1200..=65527))]
+    pub max_udp_payload: u16,
+    /// UDP generic segmentation offload for QUIC sends (`--gso false` where a
+    /// driver or middlebox mishandles it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub gso: bool,
 }
 
 mod duration_text {

@@ -35,7 +35,14 @@ pub struct TunnelSettings {
     pub handshake_timeout: Duration,
     /// Largest request header section accepted, in bytes.
     pub max_header_bytes: u64,
+    /// Upper bound of QUIC path-MTU discovery (UDP payload bytes).
+    pub max_udp_payload: u16,
+    /// UDP GSO on sends.
+    pub gso: bool,
 }
+
+/// quinn's own default bound: Ethernet's 1500 minus IPv6 and UDP headers.
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1452;
 
 impl Default for TunnelSettings {
     fn default() -> Self {
@@ -51,6 +58,8 @@ impl Default for TunnelSettings {
             max_connections_per_key: 2,
             handshake_timeout: Duration::from_secs(5),
             max_header_bytes: 16 << 10,
+            max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
+            gso: true,
         }
     }
 }
@@ -74,11 +83,15 @@ impl TunnelSettings {
             .receive_window(self.connection_receive_window.into())
             .send_window(self.send_window)
             .keep_alive_interval(Some(self.keep_alive))
+            .enable_segmentation_offload(self.gso)
             .max_idle_timeout(Some(
                 self.idle_timeout
                     .try_into()
                     .expect("idle timeout fits a QUIC varint"),
             ));
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(self.max_udp_payload.max(1200));
+        t.mtu_discovery_config(Some(mtu));
         Arc::new(t)
     }
 }
@@ -138,13 +151,20 @@ fn size_buffers(sock: &socket2::Socket, want: usize) {
 }
 
 /// A QUIC endpoint on `socket`, serving with `server` if given (an endpoint
-/// is also a client either way).
+/// is also a client either way). It accepts datagrams up to
+/// `settings.max_udp_payload` (at least 1472) and tells peers so: a peer's
+/// path-MTU discovery never probes past what this end advertises.
 pub fn endpoint(
     socket: UdpSocket,
     server: Option<quinn::ServerConfig>,
+    settings: &TunnelSettings,
 ) -> Result<quinn::Endpoint, ConfigError> {
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(settings.max_udp_payload.max(1472))
+        .map_err(|e| ConfigError::Quic(e.to_string()))?;
     Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        config,
         server,
         socket,
         Arc::new(quinn::TokioRuntime),
