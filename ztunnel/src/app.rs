@@ -149,6 +149,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_connections_per_key: args.tunnel_connections.max(1),
         max_udp_payload: args.max_udp_payload,
         gso: args.gso,
+        stream_receive_window: args.stream_window,
+        connection_receive_window: args.connection_window,
+        send_window: args.connection_window.into(),
         ..TunnelSettings::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();

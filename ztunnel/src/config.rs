@@ -86,6 +86,12 @@ pub struct Args {
     #[arg(long, default_value_t = quicmesh_core::tunnel::config::DEFAULT_MAX_UDP_PAYLOAD,
           value_parser = clap::value_parser!(u16).range(1200..=65527))]
     pub max_udp_payload: u16,
+    /// QUIC flow-control window per stream (one TCP connection), bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub stream_window: u32,
+    /// QUIC flow-control window per connection (receive and send), bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub connection_window: u32,
     /// UDP generic segmentation offload for QUIC sends (`--gso false` where a
     /// driver or middlebox mishandles it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

@@ -103,7 +103,8 @@ impl Pods {
             &s.settings,
         )
         .map_err(|e| e.to_string())?;
-        let endpoint = tconfig::endpoint(udp, Some(server_cfg), &s.settings).map_err(|e| e.to_string())?;
+        let endpoint =
+            tconfig::endpoint(udp, Some(server_cfg), &s.settings).map_err(|e| e.to_string())?;
         worker
             .run(rules::install)
             .await
