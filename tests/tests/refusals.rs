@@ -257,19 +257,39 @@ async fn plaintext_to_the_tunnel_port_gets_nothing_through() {
     let app = counting_app(&mesh, 7103).await;
     let server_ip = mesh.pod_ip("server");
     let w = mesh.worker(&mesh.lab.pod("stranger").netns).unwrap();
-    // TCP to 15008: nothing listens there, and it is not redirected.
+    // TCP to 15008: like any inbound TCP it is redirected to 15006, where
+    // ztunnel refuses its own port (reset, logged and counted); no TCP port
+    // escapes inbound policy.
     let tcp = w
-        .run(move || {
-            std::net::TcpStream::connect_timeout(
+        .run(move || -> std::io::Result<usize> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect_timeout(
                 &SocketAddr::new(server_ip.into(), 15008),
                 Duration::from_secs(3),
-            )
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            s.read(&mut [0u8; 64])
         })
         .await
         .unwrap();
     assert!(
-        tcp.is_err(),
-        "a plaintext TCP connection to 15008 was accepted"
+        matches!(tcp, Err(_) | Ok(0)),
+        "a plaintext TCP connection to 15008 got an answer: {tcp:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            mesh.metric(
+                2,
+                "ztunnel_connection_refusals_total",
+                &[("direction", "inbound"), ("reason", "ztunnel_port")],
+            )
+            .await
+            .unwrap_or(0.0)
+                >= 1.0
+        })
+        .await,
+        "the refusal was not counted"
     );
     // Plain bytes and an HTTP/1.1 CONNECT in UDP datagrams: not QUIC, dropped.
     w.run(move || {
