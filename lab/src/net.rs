@@ -783,41 +783,21 @@ impl Lab {
         Ok(())
     }
 
-    /// Set the MTU of every fabric link: node `link`s, external `eth0`s, bridge ports.
+    /// Set the MTU of every link: node links, external hosts, the bridge, and
+    /// both ends of every pod veth.
     pub fn set_link_mtu(&self, mtu: u32) -> Result<()> {
         let fabric = format!("{}-f", self.prefix);
-        let set = |ns: &str, dev: &str| ipn(ns, &format!("link set dev {dev} mtu {mtu}"));
-        for n in &self.nodes {
-            set(&fabric, &format!("n{}", n.index))?;
-            set(&n.netns, "link")?;
-        }
-        for (k, x) in self.externals.iter().enumerate() {
-            set(&fabric, &format!("x{}", k + 1))?;
-            set(&x.netns, "eth0")?;
-        }
-        set(&fabric, "br0")?;
-        for p in &self.pods {
-            set(&self.node(p.node).netns, &pod_veth(p))?;
-            set(&p.netns, "eth0")?;
+        for (ns, dev) in self.links().iter().chain([&(fabric, "br0".to_string())]) {
+            ipn(ns, &format!("link set dev {dev} mtu {mtu}"))?;
         }
         Ok(())
     }
 
-    /// Turns GRO on or off on every link of the lab (veths do no GRO unless
+    /// Turns GRO on or off on every veth of the lab (veths do no GRO unless
     /// asked; UDP GRO then lets QUIC receive coalesced segments). Needs ethtool.
     pub fn set_link_gro(&self, on: bool) -> Result<()> {
         let state = if on { "on" } else { "off" };
-        let fabric = format!("{}-f", self.prefix);
-        let mut links: Vec<(String, String)> = Vec::new();
-        for n in &self.nodes {
-            links.push((fabric.clone(), format!("n{}", n.index)));
-            links.push((n.netns.clone(), "link".into()));
-        }
-        for p in &self.pods {
-            links.push((self.node(p.node).netns.clone(), pod_veth(p)));
-            links.push((p.netns.clone(), "eth0".into()));
-        }
-        for (ns, dev) in links {
+        for (ns, dev) in self.links() {
             run_ok(
                 Command::new("ip")
                     .args(["netns", "exec", &ns, "ethtool", "-K", &dev, "gro", state]),
@@ -828,6 +808,26 @@ impl Lab {
             })?;
         }
         Ok(())
+    }
+
+    /// Both ends of every veth pair, as (netns, device): node links,
+    /// external hosts' links, pods' links.
+    fn links(&self) -> Vec<(String, String)> {
+        let fabric = format!("{}-f", self.prefix);
+        let mut links = Vec::new();
+        for n in &self.nodes {
+            links.push((fabric.clone(), format!("n{}", n.index)));
+            links.push((n.netns.clone(), "link".to_string()));
+        }
+        for (k, x) in self.externals.iter().enumerate() {
+            links.push((fabric.clone(), format!("x{}", k + 1)));
+            links.push((x.netns.clone(), "eth0".to_string()));
+        }
+        for p in &self.pods {
+            links.push((self.node(p.node).netns.clone(), pod_veth(p)));
+            links.push((p.netns.clone(), "eth0".to_string()));
+        }
+        links
     }
 }
 

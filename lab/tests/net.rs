@@ -136,6 +136,22 @@ fn topology_connectivity_counters_and_teardown() {
         .exec(&lab.node(1).netns, &["ip", "link", "show", "dev", "link"])
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("mtu 1400"));
+    // Pod veths too, both ends.
+    let out = lab
+        .exec(&lab.pod("a").netns, &["ip", "link", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mtu 1400"));
+    round_trip(&lab, &lab.pod("a").netns, b.ip, 8080);
+
+    lab.set_link_gro(true).unwrap();
+    let out = lab
+        .exec(&lab.pod("a").netns, &["ethtool", "-k", "eth0"])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("generic-receive-offload: on"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     round_trip(&lab, &lab.pod("a").netns, b.ip, 8080);
 
     match lab.netem(1, Some("delay 1ms")) {
