@@ -149,6 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_connections_per_key: args.tunnel_connections.max(1),
         max_udp_payload: args.max_udp_payload,
         gso: args.gso,
+        ack_threshold: args.ack_threshold,
         stream_receive_window: args.stream_window,
         connection_receive_window: args.connection_window,
         send_window: args.connection_window.into(),

@@ -96,6 +96,10 @@ pub struct Args {
     /// driver or middlebox mishandles it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub gso: bool,
+    /// Ask peers to acknowledge only every N+1 ack-eliciting packets (QUIC ACK
+    /// frequency extension); unset: the RFC 9000 default of every second.
+    #[arg(long)]
+    pub ack_threshold: Option<u32>,
 }
 
 mod duration_text {
