@@ -169,6 +169,11 @@ fn benchmark(args: Args) -> Result<()> {
             "machine": report::machine(&b.mtu, &load_at_start),
             "versions": report::versions(),
             "ztunnel_log_level": std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into()),
+            // Its directory names the cargo profile it was built with
+            // (scripts/bench.sh: `dist`).
+            "ztunnel_binary": quicmesh_lab::mesh::find_binary("ztunnel")
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| e.to_string()),
             "ztunnel_extra_args": std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default(),
             "ztunnel_worker_threads": std::env::var("ZTUNNEL_WORKER_THREADS").unwrap_or_else(|_| "2 (default)".into()),
             "rows": b.table.json(),
