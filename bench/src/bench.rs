@@ -229,12 +229,14 @@ impl Bench {
                 self.request_response(run, s).await?;
             }
         }
-        let (d, m) = (
-            self.table.values("r1k_p50", Scenario::Direct).to_vec(),
-            self.table.values("r1k_p50", Scenario::Mesh).to_vec(),
-        );
-        for (d, m) in d.iter().zip(&m) {
-            self.table.push("r1k_added_p50", Scenario::Mesh, m - d);
+        for (from, to) in [("pp_p50", "pp_added_p50"), ("r1k_p50", "r1k_added_p50")] {
+            let (d, m) = (
+                self.table.values(from, Scenario::Direct).to_vec(),
+                self.table.values(from, Scenario::Mesh).to_vec(),
+            );
+            for (d, m) in d.iter().zip(&m) {
+                self.table.push(to, Scenario::Mesh, m - d);
+            }
         }
         for run in 1..=self.plan.runs {
             for s in self.plan.scenarios.clone() {
@@ -423,6 +425,18 @@ impl Bench {
         ));
         self.table.push("max_rps", s, max.achieved_rps);
         self.record(run, s, "closed", serde_json::to_value(&max)?);
+
+        // One request in flight at a time: the 1 KiB ping-pong latency
+        // (what Istio's published +110 µs is), with every hop kept warm.
+        let pp = self.load(s, "closed", 0.0, 1, secs).await?;
+        let l = &pp.latency_us;
+        log(format!(
+            "  ping-pong: p50 {:.0} p99 {:.0} µs ({:.0} req/s)",
+            l.p50, l.p99, pp.achieved_rps
+        ));
+        self.table.push("pp_p50", s, l.p50);
+        self.table.push("pp_p99", s, l.p99);
+        self.record(run, s, "ping_pong", serde_json::to_value(&pp)?);
 
         let r1k = self.at_1000_rps(run, s).await?;
         let l = &r1k.latency_us;
