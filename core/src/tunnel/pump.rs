@@ -11,9 +11,13 @@
 //! - Stop: cancelling the caller's token (e.g. policy no longer allows the
 //!   connection) aborts both ways as a reset does.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
 use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
 use h3::error::Code;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +109,64 @@ pub struct Transfer {
 
 const CHUNK: usize = 64 * 1024;
 
+/// Chunks received from a stream, written to TCP together: quinn hands out
+/// one chunk per QUIC packet (~1.4 KB), and a write per chunk cost a syscall
+/// per packet (see docs/performance.md).
+#[derive(Default)]
+struct Batch {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Batch {
+    /// Enough for one write: a TCP read on the other side takes up to `CHUNK`.
+    const MAX_BYTES: usize = CHUNK;
+    /// Slices per `writev` (well under the kernel's 1024).
+    const MAX_CHUNKS: usize = 64;
+
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.chunks.push_back(b);
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.len >= Self::MAX_BYTES || self.chunks.len() >= Self::MAX_CHUNKS
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes every chunk (vectored) and empties the batch.
+    async fn write_all<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        while !self.chunks.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self.chunks.iter().map(|c| IoSlice::new(c)).collect();
+            let mut n = w.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.len -= n;
+            while n > 0 {
+                let front = self.chunks.front_mut().expect("wrote no more than held");
+                if n >= front.len() {
+                    n -= front.len();
+                    self.chunks.pop_front();
+                } else {
+                    front.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Pumps until both directions are done, one side resets, or `stop` is
 /// cancelled.
 pub async fn pump(
@@ -162,25 +224,43 @@ pub async fn pump(
         // h3-quinn 0.0.10 panics in stop_sending if a read was cancelled
         // mid-flight (its stream sits inside the pending read); then we leave
         // the stop to quinn, which sends STOP_SENDING when the stream drops.
-        let mut mid_read = false;
+        let mut mid_read;
+        let mut batch = Batch::default();
         let outcome = loop {
             let r = tokio::select! {
                 r = rx.recv() => r,
                 _ = abort.cancelled() => { mid_read = true; break None; }
             };
-            match r {
-                Ok(Some(mut data)) => {
-                    let n = data.len() as u64;
-                    let w = tokio::select! {
-                        w = wr.write_all_buf(&mut data) => w,
-                        _ = abort.cancelled() => break None,
-                    };
-                    if w.is_err() {
-                        abort.cancel();
-                        break Some(Outcome::TcpReset);
-                    }
-                    received += n;
+            mid_read = false;
+            // What else has already arrived goes out in the same write.
+            let mut next = r.map(|d| d.map(|d| batch.push(d)));
+            while let Ok(Some(())) = next {
+                if batch.full() {
+                    break;
                 }
+                match rx.recv().now_or_never() {
+                    Some(r) => next = r.map(|d| d.map(|d| batch.push(d))),
+                    None => {
+                        // A read is in flight now; the next recv resumes it.
+                        mid_read = true;
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                let w = tokio::select! {
+                    w = batch.write_all(&mut wr) => w,
+                    _ = abort.cancelled() => break None,
+                };
+                if w.is_err() {
+                    abort.cancel();
+                    break Some(Outcome::TcpReset);
+                }
+                received += n;
+            }
+            match next {
+                Ok(Some(())) => {}
                 Ok(None) => {
                     let _ = wr.shutdown().await;
                     return (received, None);
@@ -212,5 +292,118 @@ pub async fn pump(
         sent,
         received,
         outcome: o1.or(o2).unwrap_or(otherwise),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A writer taking at most `step` bytes per call, across slices.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            let mut left = self.step;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.out.extend_from_slice(&b[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(self.step - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn write(chunks: &[Vec<u8>], step: usize) -> (Trickle, Batch) {
+        let mut batch = Batch::default();
+        for c in chunks {
+            batch.push(Bytes::from(c.clone()));
+        }
+        let mut w = Trickle {
+            out: Vec::new(),
+            step,
+            calls: 0,
+        };
+        futures::executor::block_on(batch.write_all(&mut w)).unwrap();
+        (w, batch)
+    }
+
+    #[test]
+    fn one_write_carries_many_chunks() {
+        let chunks = vec![vec![1u8; 1400]; 40];
+        let (w, batch) = write(&chunks, usize::MAX);
+        assert_eq!(w.calls, 1);
+        assert_eq!(w.out, chunks.concat());
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn empty_chunks_are_not_written() {
+        let (w, batch) = write(&[vec![], vec![], vec![9]], 5);
+        assert_eq!(w.out, vec![9]);
+        assert_eq!(w.calls, 1);
+        assert!(batch.is_empty() && batch.chunks.is_empty());
+        let (w, _) = write(&[vec![]], 5);
+        assert_eq!(w.calls, 0, "nothing to write is no write (not WriteZero)");
+    }
+
+    #[test]
+    fn full_by_bytes_or_by_chunks() {
+        let mut b = Batch::default();
+        b.push(Bytes::from(vec![0u8; Batch::MAX_BYTES - 1]));
+        assert!(!b.full());
+        b.push(Bytes::from_static(b"x"));
+        assert!(b.full());
+        let mut b = Batch::default();
+        for _ in 0..Batch::MAX_CHUNKS {
+            assert!(!b.full());
+            b.push(Bytes::from_static(b"x"));
+        }
+        assert!(b.full());
+    }
+
+    proptest! {
+        /// Partial writes at any boundary keep every byte, in order, once.
+        #[test]
+        fn partial_writes_keep_the_bytes(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..40),
+            step in 1usize..700,
+        ) {
+            let (w, batch) = write(&chunks, step);
+            prop_assert_eq!(w.out, chunks.concat());
+            prop_assert!(batch.is_empty());
+            prop_assert!(batch.chunks.is_empty());
+        }
     }
 }
