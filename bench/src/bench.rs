@@ -206,6 +206,30 @@ impl Bench {
         })
     }
 
+    /// What a person profiling by hand needs: each pod's network namespace
+    /// and address, the ports served, the ztunnels' pids and logs.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for s in [Scenario::Direct, Scenario::Mesh] {
+            let (client, server) = pods(s);
+            out += &format!(
+                "{}: client pod netns {}, server {} (netns {}): ports {APP_PORT} (1 KiB request/response) and {IPERF_PORT} (iperf3)\n",
+                s.name(),
+                self.mesh.lab.pod(client).netns,
+                self.server_ip(s),
+                self.mesh.lab.pod(server).netns,
+            );
+        }
+        for node in [1, 2] {
+            out += &format!(
+                "ztunnel on node {node}: pid {}, log {}\n",
+                self.mesh.ztunnel_pid(node),
+                self.mesh.ztunnel_log(node).display()
+            );
+        }
+        out
+    }
+
     fn client_ns(&self, s: Scenario) -> String {
         self.mesh.lab.pod(pods(s).0).netns.clone()
     }

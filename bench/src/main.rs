@@ -35,6 +35,10 @@ struct Args {
     /// Skip the lossy-link figures (for quick tuning comparisons).
     #[arg(long)]
     no_lossy: bool,
+    /// Measure nothing: build the lab, start the servers, print where
+    /// everything is, and hold it up until Ctrl-C (for profiling by hand).
+    #[arg(long, conflicts_with_all = ["smoke", "quick", "runs"])]
+    hold: bool,
     /// Where the JSON goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -158,6 +162,15 @@ fn benchmark(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if args.hold {
+        return rt.block_on(async {
+            let b = Bench::start(plan).await?;
+            println!("{}", b.describe());
+            eprintln!("[bench] holding the lab up; Ctrl-C tears it down");
+            tokio::signal::ctrl_c().await?;
+            anyhow::Ok(())
+        });
+    }
     let (table, doc) = rt.block_on(async {
         let mut b = Bench::start(plan).await?;
         b.run_all().await?;
