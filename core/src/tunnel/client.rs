@@ -74,12 +74,68 @@ struct Conn {
     send: SendRequest,
     active: Arc<AtomicUsize>,
     last_used: Mutex<Instant>,
+    /// UDP bytes sent + received at the last rate sample, and the rate then.
+    traffic: Mutex<Traffic>,
 }
+
+struct Traffic {
+    at: Instant,
+    bytes: u64,
+    per_sec: f64,
+}
+
+/// A connection moving more than this is carrying a bulk transfer: new
+/// streams prefer a quieter one, so small exchanges do not queue behind it
+/// (in its congestion window and its receive path).
+const BULK_BYTES_PER_SEC: f64 = 8e6;
+
+/// Rates are re-sampled at most this often.
+const RATE_SAMPLE: Duration = Duration::from_millis(50);
 
 impl Conn {
     fn alive(&self) -> bool {
         self.quic.close_reason().is_none()
     }
+
+    /// What the stream choice looks at: whether the connection carries bulk
+    /// traffic now, and how many streams it carries.
+    fn load(&self) -> Load {
+        let mut t = self.traffic.lock().expect("not poisoned");
+        let dt = t.at.elapsed();
+        if dt >= RATE_SAMPLE {
+            let s = self.quic.stats();
+            let bytes = s.udp_tx.bytes + s.udp_rx.bytes;
+            t.per_sec = bytes.saturating_sub(t.bytes) as f64 / dt.as_secs_f64();
+            t.bytes = bytes;
+            t.at = Instant::now();
+        }
+        Load {
+            bulk: t.per_sec >= BULK_BYTES_PER_SEC,
+            streams: self.active.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Ordered: a connection without bulk traffic comes first, then the one
+/// with fewer streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Load {
+    bulk: bool,
+    streams: usize,
+}
+
+/// Where a new stream goes: the index of the least loaded connection, and
+/// whether a new connection should be made instead (every existing one is
+/// busy and there is room for another).
+fn choose(loads: &[Load], max: usize) -> (Option<usize>, bool) {
+    let least = loads
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, l)| **l)
+        .map(|(i, _)| i);
+    let idle_one = least.is_some_and(|i| loads[i].streams == 0);
+    let full = loads.len() >= max.max(1);
+    (least, !idle_one && !full)
 }
 
 /// The live connections of one key (at most `max_connections_per_key`).
@@ -188,11 +244,12 @@ impl Pool {
     }
 
     /// A connection for a new stream, counted as busy with it: the least
-    /// busy of the key's connections, or a new one while every existing one
-    /// carries streams and the key has fewer than `max_connections_per_key`.
-    /// Spreading the streams of one key over a few connections spreads their
-    /// work over cores and keeps small exchanges out of a bulk transfer's
-    /// congestion window.
+    /// loaded of the key's connections (no bulk transfer first, then fewest
+    /// streams), or a new one while every existing one carries streams and
+    /// the key has fewer than `max_connections_per_key`. Spreading the
+    /// streams of one key over a few connections spreads their work over
+    /// cores and keeps small exchanges out of a bulk transfer's congestion
+    /// window.
     async fn connection(
         self: &Arc<Self>,
         key: &PoolKey,
@@ -204,16 +261,10 @@ impl Pool {
         };
         let mut conns = slot.lock().await;
         conns.retain(|c| c.alive());
-        let least = conns
-            .iter()
-            .min_by_key(|c| c.active.load(Ordering::Acquire))
-            .cloned();
-        let idle_one = least
-            .as_ref()
-            .is_some_and(|c| c.active.load(Ordering::Acquire) == 0);
-        let full = conns.len() >= self.settings.max_connections_per_key.max(1);
-        let conn = match least {
-            Some(c) if idle_one || full => c,
+        let loads: Vec<Load> = conns.iter().map(|c| c.load()).collect();
+        let (least, make_new) = choose(&loads, self.settings.max_connections_per_key);
+        let conn = match least.map(|i| conns[i].clone()) {
+            Some(c) if !make_new => c,
             _ => match self.handshake(key, svid).await {
                 Ok(c) => {
                     let c = Arc::new(c);
@@ -222,10 +273,7 @@ impl Pool {
                     c
                 }
                 // One more connection failed: the existing ones still serve.
-                Err(e) => match conns
-                    .iter()
-                    .min_by_key(|c| c.active.load(Ordering::Acquire))
-                {
+                Err(e) => match least.map(|i| &conns[i]) {
                     Some(c) => {
                         tracing::debug!(error = %e, "extra tunnel connection failed; reusing a busy one");
                         c.clone()
@@ -290,6 +338,11 @@ impl Pool {
             send,
             active: Arc::new(AtomicUsize::new(0)),
             last_used: Mutex::new(Instant::now()),
+            traffic: Mutex::new(Traffic {
+                at: Instant::now(),
+                bytes: 0,
+                per_sec: 0.0,
+            }),
         })
     }
 
@@ -417,7 +470,54 @@ mod tests {
         assert_eq!(set.len(), 4);
     }
 
+    fn l(bulk: bool, streams: usize) -> Load {
+        Load { bulk, streams }
+    }
+
+    #[test]
+    fn new_streams_avoid_a_bulk_connection() {
+        // A bulk transfer with 2 streams on connection 0, small exchanges on 1.
+        assert_eq!(choose(&[l(true, 2), l(false, 2)], 2), (Some(1), false));
+        assert_eq!(choose(&[l(true, 1), l(false, 7)], 2), (Some(1), false));
+        // Both carry bulk: the fewer streams.
+        assert_eq!(choose(&[l(true, 3), l(true, 2)], 2), (Some(1), false));
+        // No bulk anywhere: the fewer streams, the first on a tie.
+        assert_eq!(choose(&[l(false, 2), l(false, 2)], 2), (Some(0), false));
+    }
+
+    #[test]
+    fn a_new_connection_while_all_are_busy_and_there_is_room() {
+        assert_eq!(choose(&[], 2), (None, true));
+        assert_eq!(choose(&[l(true, 1)], 2), (Some(0), true));
+        assert_eq!(choose(&[l(false, 1)], 2), (Some(0), true));
+        // An idle connection is reused, even one that just carried bulk.
+        assert_eq!(choose(&[l(true, 0)], 2), (Some(0), false));
+        assert_eq!(choose(&[l(false, 3), l(false, 0)], 3), (Some(1), false));
+        // Full: reuse the least loaded.
+        assert_eq!(choose(&[l(true, 1), l(false, 4)], 2), (Some(1), false));
+        assert_eq!(choose(&[l(false, 1)], 1), (Some(0), false));
+        assert_eq!(choose(&[l(false, 1)], 0), (Some(0), false), "0 means 1");
+    }
+
     proptest! {
+        /// The choice is always an existing connection when one exists, and
+        /// none is ever better by the load order.
+        #[test]
+        fn choice_is_a_least_loaded_one(
+            loads in proptest::collection::vec((any::<bool>(), 0usize..6), 0..5),
+            max in 0usize..5,
+        ) {
+            let loads: Vec<Load> = loads.into_iter().map(|(b, s)| l(b, s)).collect();
+            let (least, make_new) = choose(&loads, max);
+            match least {
+                None => prop_assert!(loads.is_empty() && make_new),
+                Some(i) => {
+                    prop_assert!(loads.iter().all(|x| loads[i] <= *x));
+                    prop_assert_eq!(make_new, loads[i].streams > 0 && loads.len() < max.max(1));
+                }
+            }
+        }
+
         #[test]
         fn equal_parts_make_equal_keys(
             s in "[a-z]{1,8}", d in "[a-z]{1,8}", ip in any::<[u8; 4]>(), port in 1u16..,
