@@ -74,14 +74,11 @@ struct Conn {
     send: SendRequest,
     active: Arc<AtomicUsize>,
     last_used: Mutex<Instant>,
-    /// UDP bytes sent + received at the last rate sample, and the rate then.
-    traffic: Mutex<Traffic>,
-}
-
-struct Traffic {
-    at: Instant,
-    bytes: u64,
-    per_sec: f64,
+    /// UDP bytes per second over the last `RATE_SAMPLE`, kept by the
+    /// connection's watcher while the connection carries streams.
+    rate: Mutex<f64>,
+    /// Wakes the watcher when the connection goes from idle to busy.
+    busy: tokio::sync::Notify,
 }
 
 /// A connection moving more than this is carrying a bulk transfer: new
@@ -89,29 +86,27 @@ struct Traffic {
 /// (in its congestion window and its receive path).
 const BULK_BYTES_PER_SEC: f64 = 8e6;
 
-/// Rates are re-sampled at most this often.
-const RATE_SAMPLE: Duration = Duration::from_millis(50);
+/// How often a busy connection's byte rate is sampled.
+const RATE_SAMPLE: Duration = Duration::from_millis(250);
 
 impl Conn {
     fn alive(&self) -> bool {
         self.quic.close_reason().is_none()
     }
 
+    fn udp_bytes(&self) -> u64 {
+        let s = self.quic.stats();
+        s.udp_tx.bytes + s.udp_rx.bytes
+    }
+
     /// What the stream choice looks at: whether the connection carries bulk
-    /// traffic now, and how many streams it carries.
+    /// traffic now, and how many streams it carries. A connection without
+    /// streams carries nothing, whatever it moved before.
     fn load(&self) -> Load {
-        let mut t = self.traffic.lock().expect("not poisoned");
-        let dt = t.at.elapsed();
-        if dt >= RATE_SAMPLE {
-            let s = self.quic.stats();
-            let bytes = s.udp_tx.bytes + s.udp_rx.bytes;
-            t.per_sec = bytes.saturating_sub(t.bytes) as f64 / dt.as_secs_f64();
-            t.bytes = bytes;
-            t.at = Instant::now();
-        }
+        let streams = self.active.load(Ordering::Acquire);
         Load {
-            bulk: t.per_sec >= BULK_BYTES_PER_SEC,
-            streams: self.active.load(Ordering::Acquire),
+            bulk: streams > 0 && *self.rate.lock().expect("not poisoned") >= BULK_BYTES_PER_SEC,
+            streams,
         }
     }
 }
@@ -282,7 +277,9 @@ impl Pool {
                 },
             },
         };
-        conn.active.fetch_add(1, Ordering::AcqRel);
+        if conn.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            conn.busy.notify_one();
+        }
         Ok(StreamGuard(conn))
     }
 
@@ -338,11 +335,8 @@ impl Pool {
             send,
             active: Arc::new(AtomicUsize::new(0)),
             last_used: Mutex::new(Instant::now()),
-            traffic: Mutex::new(Traffic {
-                at: Instant::now(),
-                bytes: 0,
-                per_sec: 0.0,
-            }),
+            rate: Mutex::new(0.0),
+            busy: tokio::sync::Notify::new(),
         })
     }
 
@@ -355,16 +349,42 @@ impl Pool {
         metrics.quic_connections_active.inc();
         tokio::spawn(async move {
             let tick = (idle / 4).max(Duration::from_millis(100));
+            let mut idle_check = Instant::now() + tick;
+            // (when, UDP bytes) at the last rate sample of this busy period.
+            let mut sample: Option<(Instant, u64)> = None;
             loop {
+                let busy = conn.active.load(Ordering::Acquire) > 0;
+                let wait = if busy {
+                    RATE_SAMPLE
+                } else {
+                    idle_check.saturating_duration_since(Instant::now())
+                };
                 tokio::select! {
                     _ = conn.quic.closed() => break,
-                    _ = tokio::time::sleep(tick) => {}
+                    _ = conn.busy.notified(), if !busy => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                let unused = conn.active.load(Ordering::Acquire) == 0
-                    && conn.last_used.lock().expect("not poisoned").elapsed() >= idle;
-                if unused {
-                    conn.quic.close(0u32.into(), b"idle");
-                    break;
+                let now = Instant::now();
+                if conn.active.load(Ordering::Acquire) > 0 {
+                    let bytes = conn.udp_bytes();
+                    if let Some((at, before)) = sample {
+                        let dt = now.duration_since(at).as_secs_f64();
+                        *conn.rate.lock().expect("not poisoned") =
+                            bytes.saturating_sub(before) as f64 / dt.max(1e-3);
+                    }
+                    sample = Some((now, bytes));
+                } else {
+                    sample = None;
+                    *conn.rate.lock().expect("not poisoned") = 0.0;
+                }
+                if now >= idle_check {
+                    idle_check = now + tick;
+                    let unused = conn.active.load(Ordering::Acquire) == 0
+                        && conn.last_used.lock().expect("not poisoned").elapsed() >= idle;
+                    if unused {
+                        conn.quic.close(0u32.into(), b"idle");
+                        break;
+                    }
                 }
             }
             metrics.quic_connections_active.dec();
