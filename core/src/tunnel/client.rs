@@ -490,6 +490,126 @@ mod tests {
         assert_eq!(set.len(), 4);
     }
 
+    /// The tunnel server side of the test: every CONNECT goes to a local
+    /// TCP sink that reads and discards.
+    struct Sink(SocketAddr);
+
+    impl super::super::server::Inbound for Sink {
+        fn local_identity(&self) -> SpiffeId {
+            SpiffeId::parse("spiffe://cluster.local/ns/b/sa/s").unwrap()
+        }
+        async fn connect(
+            &self,
+            _: &super::super::server::InboundRequest,
+        ) -> Result<super::super::server::Upstream, super::super::server::Refused> {
+            let tcp = TcpStream::connect(self.0).await.unwrap();
+            Ok(super::super::server::Upstream::plain(tcp))
+        }
+    }
+
+    /// A stream opened while another connection of the key carries a bulk
+    /// transfer goes to the quiet connection, even when both carry one
+    /// stream (which "fewest streams" alone would break by order).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_stream_avoids_the_connection_carrying_bulk() {
+        use crate::identity::ca::Ca;
+        use crate::tunnel::config::{bind_udp, endpoint, server_config};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let ca = Ca::generate("cluster.local").unwrap();
+        let mut bundles = TrustBundles::new();
+        bundles
+            .insert("cluster.local", &[ca.cert_der().clone()])
+            .unwrap();
+        let bundles = Arc::new(bundles);
+        let src = SpiffeId::parse("spiffe://cluster.local/ns/a/sa/c").unwrap();
+        let dst = SpiffeId::parse("spiffe://cluster.local/ns/b/sa/s").unwrap();
+        let life = Duration::from_secs(600);
+        let (csvid, ssvid) = (ca.mint(&src, life).unwrap(), ca.mint(&dst, life).unwrap());
+        let settings = TunnelSettings::default();
+        let metrics = TunnelMetrics::new();
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+
+        // Upstream sink.
+        let sink = tokio::net::TcpListener::bind(loopback).await.unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = sink.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        // Tunnel server.
+        let scfg = server_config(
+            &ssvid,
+            bundles.clone(),
+            Box::new(|_| true),
+            &metrics,
+            &settings,
+        )
+        .unwrap();
+        let server = endpoint(
+            bind_udp(loopback, &settings).unwrap(),
+            Some(scfg),
+            &settings,
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(super::super::server::serve(
+            server,
+            Arc::new(Sink(sink_addr)),
+            metrics.clone(),
+            settings.max_header_bytes,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        // Pool and the app side of each tunnelled connection.
+        let client = endpoint(bind_udp(loopback, &settings).unwrap(), None, &settings).unwrap();
+        let pool = Pool::new(client, bundles, settings, metrics);
+        let key = PoolKey { src, dst, addr };
+        let apps = tokio::net::TcpListener::bind(loopback).await.unwrap();
+        let app_addr = apps.local_addr().unwrap();
+        let open = || async {
+            let t = pool
+                .open(&key, &csvid, sink_addr, http::HeaderMap::new())
+                .await
+                .unwrap();
+            let conn = t._guard.0.clone();
+            let app = TcpStream::connect(app_addr).await.unwrap();
+            let (captured, _) = apps.accept().await.unwrap();
+            tokio::spawn(t.pump(captured));
+            (conn, app)
+        };
+
+        let (bulk_conn, mut bulk_app) = open().await;
+        let writer = tokio::spawn(async move {
+            let chunk = vec![1u8; 256 << 10];
+            // Bounded: ~5 s at most, far more than the test needs.
+            for _ in 0..20_000 {
+                if bulk_app.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // A second stream while the first is busy opens the second connection.
+        let (quiet_conn, _quiet_app) = open().await;
+        assert!(!Arc::ptr_eq(&bulk_conn, &quiet_conn));
+        // Both carry one stream now; give the watcher two samples.
+        tokio::time::sleep(RATE_SAMPLE * 3).await;
+        assert!(bulk_conn.load().bulk, "{:?}", bulk_conn.load());
+        assert!(!quiet_conn.load().bulk, "{:?}", quiet_conn.load());
+        let (third, _app3) = open().await;
+        assert!(
+            Arc::ptr_eq(&third, &quiet_conn),
+            "the new stream went to the bulk connection"
+        );
+        writer.abort();
+        stop.cancel();
+    }
+
     fn l(bulk: bool, streams: usize) -> Load {
         Load { bulk, streams }
     }
