@@ -512,22 +512,11 @@ mod tests {
     /// stream (which "fewest streams" alone would break by order).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_new_stream_avoids_the_connection_carrying_bulk() {
-        use crate::identity::ca::Ca;
-        use crate::tunnel::config::{bind_udp, endpoint, server_config};
+        use crate::tunnel::config::Loopback;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let ca = Ca::generate("cluster.local").unwrap();
-        let mut bundles = TrustBundles::new();
-        bundles
-            .insert("cluster.local", &[ca.cert_der().clone()])
-            .unwrap();
-        let bundles = Arc::new(bundles);
-        let src = SpiffeId::parse("spiffe://cluster.local/ns/a/sa/c").unwrap();
-        let dst = SpiffeId::parse("spiffe://cluster.local/ns/b/sa/s").unwrap();
-        let life = Duration::from_secs(600);
-        let (csvid, ssvid) = (ca.mint(&src, life).unwrap(), ca.mint(&dst, life).unwrap());
         let settings = TunnelSettings::default();
-        let metrics = TunnelMetrics::new();
+        let lo = Loopback::new(&settings);
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
 
         // Upstream sink.
@@ -542,39 +531,33 @@ mod tests {
             }
         });
         // Tunnel server.
-        let scfg = server_config(
-            &ssvid,
-            bundles.clone(),
-            Box::new(|_| true),
-            &metrics,
-            &settings,
-        )
-        .unwrap();
-        let server = endpoint(
-            bind_udp(loopback, &settings).unwrap(),
-            Some(scfg),
-            &settings,
-        )
-        .unwrap();
-        let addr = server.local_addr().unwrap();
+        let addr = lo.server.local_addr().unwrap();
         let stop = CancellationToken::new();
         tokio::spawn(super::super::server::serve(
-            server,
+            lo.server.clone(),
             Arc::new(Sink(sink_addr)),
-            metrics.clone(),
+            lo.metrics.clone(),
             settings.max_header_bytes,
             stop.clone(),
             Duration::from_secs(1),
         ));
         // Pool and the app side of each tunnelled connection.
-        let client = endpoint(bind_udp(loopback, &settings).unwrap(), None, &settings).unwrap();
-        let pool = Pool::new(client, bundles, settings, metrics);
-        let key = PoolKey { src, dst, addr };
+        let pool = Pool::new(
+            lo.client.clone(),
+            lo.bundles.clone(),
+            settings,
+            lo.metrics.clone(),
+        );
+        let key = PoolKey {
+            src: lo.client_svid.id.clone(),
+            dst: lo.server_id.clone(),
+            addr,
+        };
         let apps = tokio::net::TcpListener::bind(loopback).await.unwrap();
         let app_addr = apps.local_addr().unwrap();
         let open = || async {
             let t = pool
-                .open(&key, &csvid, sink_addr, http::HeaderMap::new())
+                .open(&key, &lo.client_svid, sink_addr, http::HeaderMap::new())
                 .await
                 .unwrap();
             let conn = t._guard.0.clone();

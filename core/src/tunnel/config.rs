@@ -234,21 +234,23 @@ fn tls_metrics(m: &Arc<TunnelMetrics>) -> Arc<crate::metrics::TlsMetrics> {
     Arc::new(m.tls.clone())
 }
 
+/// Two tunnel endpoints on loopback with SVIDs from a fresh CA, for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identity::ca::Ca;
+pub(crate) struct Loopback {
+    pub bundles: Arc<TrustBundles>,
+    pub client_svid: Svid,
+    pub server_id: SpiffeId,
+    pub metrics: Arc<TunnelMetrics>,
+    /// Serving (accepts any identity the bundle proves).
+    pub server: quinn::Endpoint,
+    /// Client only.
+    pub client: quinn::Endpoint,
+}
 
-    // Whether the peer then acknowledges less often depends on timing (quinn
-    // already acknowledges a whole receive batch at once: ~1 ACK per 57
-    // STREAM frames on loopback either way), so the test checks the protocol
-    // exchange, not a ratio.
-
-    /// A QUIC connection over loopback between two endpoints built from
-    /// `settings`, after 2 MB went from client to server; returns the
-    /// client's and the server's view of it.
-    async fn transfer(settings: TunnelSettings) -> (quinn::Connection, quinn::Connection) {
-        let ca = Ca::generate("cluster.local").unwrap();
+#[cfg(test)]
+impl Loopback {
+    pub fn new(settings: &TunnelSettings) -> Loopback {
+        let ca = crate::identity::ca::Ca::generate("cluster.local").unwrap();
         let mut bundles = TrustBundles::new();
         bundles
             .insert("cluster.local", &[ca.cert_der().clone()])
@@ -260,25 +262,54 @@ mod tests {
             id("spiffe://cluster.local/ns/b/sa/s"),
         );
         let life = Duration::from_secs(600);
-        let (csvid, ssvid) = (ca.mint(&cid, life).unwrap(), ca.mint(&sid, life).unwrap());
+        let (client_svid, server_svid) =
+            (ca.mint(&cid, life).unwrap(), ca.mint(&sid, life).unwrap());
         let metrics = TunnelMetrics::new();
         let scfg = server_config(
-            &ssvid,
+            &server_svid,
             bundles.clone(),
             Box::new(|_| true),
             &metrics,
-            &settings,
+            settings,
         )
         .unwrap();
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let server = endpoint(
-            bind_udp(loopback, &settings).unwrap(),
-            Some(scfg),
+        let server = endpoint(bind_udp(loopback, settings).unwrap(), Some(scfg), settings).unwrap();
+        let client = endpoint(bind_udp(loopback, settings).unwrap(), None, settings).unwrap();
+        Loopback {
+            bundles,
+            client_svid,
+            server_id: sid,
+            metrics,
+            server,
+            client,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Whether the peer then acknowledges less often depends on timing (quinn
+    // already acknowledges a whole receive batch at once: ~1 ACK per 57
+    // STREAM frames on loopback either way), so the test checks the protocol
+    // exchange, not a ratio.
+
+    /// A QUIC connection over loopback between two endpoints built from
+    /// `settings`, after 2 MB went from client to server; returns the
+    /// client's and the server's view of it.
+    async fn transfer(settings: TunnelSettings) -> (quinn::Connection, quinn::Connection) {
+        let lo = Loopback::new(&settings);
+        let (server, client) = (&lo.server, &lo.client);
+        let ccfg = client_config(
+            &lo.client_svid,
+            lo.bundles.clone(),
+            lo.server_id.clone(),
+            &lo.metrics,
             &settings,
         )
         .unwrap();
-        let client = endpoint(bind_udp(loopback, &settings).unwrap(), None, &settings).unwrap();
-        let ccfg = client_config(&csvid, bundles, sid, &metrics, &settings).unwrap();
         let addr = server.local_addr().unwrap();
         let accept = async {
             let conn = server.accept().await.unwrap().await.unwrap();
