@@ -368,7 +368,7 @@ pub fn versions() -> Value {
         "quicmesh": env!("CARGO_PKG_VERSION"),
         "git": command_line("git", &["-C", dir, "rev-parse", "--short", "HEAD"]),
         "quinn": locked("quinn"),
-        "h3": locked("h3"),
+        // HTTP/3 is quicmesh's own (core/src/tunnel/http3) since 2026-12-01.
         "rustls": locked("rustls"),
         "tokio": locked("tokio"),
         "rustc": command_line("rustc", &["--version"]),

@@ -84,6 +84,8 @@ pub struct TunnelMetrics {
     pub refusals: Family<ReasonLabels, Counter>,
     pub handshakes: Family<HandshakeLabels, Counter>,
     pub quic_connections_active: Gauge,
+    /// Tunnel server handshakes admitted and not yet complete.
+    pub handshakes_in_flight: Gauge,
     pub tls: TlsMetrics,
 }
 
@@ -132,6 +134,11 @@ impl TunnelMetrics {
             "quicmesh_quic_connections_active",
             "QUIC connections open now",
             self.quic_connections_active.clone(),
+        );
+        reg.register(
+            "quicmesh_quic_handshakes_in_flight",
+            "Tunnel server QUIC handshakes admitted and not yet complete",
+            self.handshakes_in_flight.clone(),
         );
         self.tls.register(reg);
     }

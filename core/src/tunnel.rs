@@ -2,13 +2,17 @@
 //! (RFC 9114 §4.4) over mutually authenticated QUIC.
 //!
 //! - [`config`]: QUIC transport settings, UDP socket sizing, TLS configs.
+//! - [`admission`]: which connection attempts the server spends a handshake
+//!   on (caps, QUIC Retry under load), before anyone is authenticated.
 //! - [`server`]: accepts CONNECT streams and hands them to an [`server::Inbound`].
 //! - [`client`]: a pool of QUIC connections, one CONNECT stream per TCP connection.
 //! - [`pump`]: copies bytes between a TCP socket and a stream, with half-close
 //!   and reset mapped both ways.
 
+pub mod admission;
 pub mod client;
 pub mod config;
+pub mod http3;
 pub mod pump;
 pub mod server;
 

@@ -1,6 +1,9 @@
 //! Helpers for quicmesh's end-to-end tests: acting as an application inside a
 //! pod (sockets created in the pod's network namespace are captured by the
-//! pod's rules exactly like a real app's), and root checks.
+//! pod's rules exactly like a real app's), and root checks; [`flood`], a
+//! half-open QUIC handshake flood for the tunnel server's limits.
+
+pub mod flood;
 
 use std::net::SocketAddr;
 use std::time::Duration;

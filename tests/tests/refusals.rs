@@ -209,8 +209,7 @@ async fn server_with_an_unexpected_spiffe_id_is_refused() {
     tokio::spawn(quicmesh_core::tunnel::server::serve(
         endpoint,
         Arc::new(Impostor(impostor_id.clone(), delivered.clone())),
-        metrics,
-        16 << 10,
+        quicmesh_core::tunnel::server::ServerCtx::new(metrics, Arc::new(settings.clone())),
         stop.clone(),
         Duration::from_secs(1),
     ));

@@ -30,6 +30,9 @@ pub struct Shared {
     pub certs: CertManager,
     pub metrics: Arc<Metrics>,
     pub settings: TunnelSettings,
+    /// What every pod's tunnel server shares (metrics, limits, handshake
+    /// admission: its caps bound all pods together).
+    pub server: quicmesh_core::tunnel::server::ServerCtx,
     pub drain_deadline: Duration,
     pub balancer: Arc<crate::proxy::lb::Balancer>,
     /// Live inbound connections, re-checked on every state change.
@@ -150,6 +153,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_udp_payload: args.max_udp_payload,
         gso: args.gso,
         ack_threshold: args.ack_threshold,
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_source: args.max_handshakes_per_source,
+        handshake_retry_threshold: args.handshake_retry_threshold,
+        handshake_timeout: args.handshake_timeout,
         stream_receive_window: args.stream_window,
         connection_receive_window: args.connection_window,
         send_window: args.connection_window.into(),
@@ -162,6 +169,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         state: RwLock::new(Arc::new(initial)),
         certs,
         metrics: metrics.clone(),
+        server: quicmesh_core::tunnel::server::ServerCtx::new(
+            metrics.tunnel.clone(),
+            Arc::new(settings.clone()),
+        ),
         settings,
         drain_deadline: args.drain_deadline,
         balancer: Arc::default(),

@@ -100,6 +100,34 @@ pub struct Args {
     /// frequency extension); unset: the RFC 9000 default of every second.
     #[arg(long)]
     pub ack_threshold: Option<u32>,
+    /// QUIC handshakes this ztunnel's tunnel servers (all pods together)
+    /// run at once; further attempts are refused, or asked to prove their
+    /// address (QUIC Retry) first.
+    #[arg(long, default_value_t = 256, value_parser = parse_nonzero)]
+    pub max_handshakes: usize,
+    /// QUIC handshakes in flight from one source IP, for addresses QUIC has
+    /// validated and for those it has not, each.
+    #[arg(long, default_value_t = 16, value_parser = parse_nonzero)]
+    pub max_handshakes_per_source: usize,
+    /// With this many handshakes in flight, attempts from unvalidated
+    /// addresses get a QUIC Retry (below it, none: cold connects keep their
+    /// latency).
+    #[arg(long, default_value_t = 64)]
+    pub handshake_retry_threshold: usize,
+    /// A QUIC handshake (client or server side) not complete within this
+    /// is abandoned.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(with = "duration_text")]
+    pub handshake_timeout: Duration,
+}
+
+/// A count of at least 1 (0 would refuse every connection).
+fn parse_nonzero(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
 }
 
 mod duration_text {
@@ -229,6 +257,22 @@ impl WorkloadFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_flags_default_to_the_tunnel_defaults() {
+        use clap::Parser;
+        let args =
+            Args::try_parse_from(["ztunnel", "--node", "n1", "--workloads", "w.yaml"]).unwrap();
+        let d = quicmesh_core::tunnel::config::TunnelSettings::default();
+        assert_eq!(args.max_handshakes, d.max_handshakes);
+        assert_eq!(args.max_handshakes_per_source, d.max_handshakes_per_source);
+        assert_eq!(args.handshake_retry_threshold, d.handshake_retry_threshold);
+        assert_eq!(args.handshake_timeout, d.handshake_timeout);
+        let zero = ["ztunnel", "--node", "n1", "--workloads", "w.yaml"]
+            .into_iter()
+            .chain(["--max-handshakes-per-source", "0"]);
+        assert!(Args::try_parse_from(zero).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{client_config, TunnelSettings};
+use super::http3::message;
+use super::http3::stream::{send_head, FrameReader, HeadError, RecvData, SendData};
+use super::http3::{code, Http3, Side};
 use super::pump::{pump, Transfer};
 use crate::identity::{SpiffeId, Svid, TrustBundles};
 use crate::metrics::{StreamLabels, TunnelMetrics};
@@ -46,6 +48,8 @@ pub enum TunnelError {
     Handshake { addr: SocketAddr, reason: String },
     #[error("HTTP/3 with {addr}: {reason}")]
     H3 { addr: SocketAddr, reason: String },
+    #[error("{addr} did not answer the CONNECT within {after:?}")]
+    ResponseTimeout { addr: SocketAddr, after: Duration },
     #[error("peer refused the tunnel to {authority}: {status}")]
     Status {
         authority: SocketAddr,
@@ -62,16 +66,15 @@ impl TunnelError {
             TunnelError::HandshakeTimeout { .. } => "handshake_timeout",
             TunnelError::Handshake { .. } => "handshake",
             TunnelError::H3 { .. } => "h3",
+            TunnelError::ResponseTimeout { .. } => "response_timeout",
             TunnelError::Status { .. } => "upstream_status",
         }
     }
 }
 
-type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
-
 struct Conn {
     quic: quinn::Connection,
-    send: SendRequest,
+    h3: Arc<Http3>,
     active: Arc<AtomicUsize>,
     last_used: Mutex<Instant>,
     /// UDP bytes per second over the last `RATE_SAMPLE`, kept by the
@@ -90,8 +93,9 @@ const BULK_BYTES_PER_SEC: f64 = 8e6;
 const RATE_SAMPLE: Duration = Duration::from_millis(250);
 
 impl Conn {
+    /// Whether new streams may go here: open, and no GOAWAY from the peer.
     fn alive(&self) -> bool {
-        self.quic.close_reason().is_none()
+        self.quic.close_reason().is_none() && !self.h3.going_away()
     }
 
     fn udp_bytes(&self) -> u64 {
@@ -157,7 +161,8 @@ impl Drop for StreamGuard {
 
 /// An established CONNECT stream, ready to pump.
 pub struct Tunnel {
-    stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    send: SendData,
+    recv: RecvData,
     _guard: StreamGuard,
     labels: StreamLabels,
     metrics: Arc<TunnelMetrics>,
@@ -166,11 +171,10 @@ pub struct Tunnel {
 impl Tunnel {
     /// Carries `tcp` through the tunnel until both sides are done.
     pub async fn pump(self, tcp: TcpStream) -> Transfer {
-        let (tx, rx) = self.stream.split();
         let m = &self.metrics;
         m.streams_opened.get_or_create(&self.labels).inc();
         m.streams_active.inc();
-        let t = pump(tcp, tx, rx, &CancellationToken::new()).await;
+        let t = pump(tcp, self.send, self.recv, &CancellationToken::new()).await;
         m.streams_active.dec();
         m.streams_closed.get_or_create(&self.labels).inc();
         m.bytes_sent.get_or_create(&self.labels).inc_by(t.sent);
@@ -317,22 +321,21 @@ impl Pool {
             Ok(Ok(c)) => c,
         };
         self.metrics.handshake("client", "ok");
-        let (mut driver, send) = h3::client::builder()
-            .max_field_section_size(self.settings.max_header_bytes)
-            .build::<_, _, Bytes>(h3_quinn::Connection::new(quic.clone()))
-            .await
-            .map_err(|e| TunnelError::H3 {
-                addr,
-                reason: e.to_string(),
-            })?;
-        tokio::spawn(async move {
-            // Drives the HTTP/3 control streams until the connection ends.
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
+        let h3 = Http3::start(
+            quic.clone(),
+            Side::Client,
+            self.settings.max_header_bytes,
+            self.metrics.clone(),
+        )
+        .await
+        .map_err(|e| TunnelError::H3 {
+            addr,
+            reason: e.to_string(),
+        })?;
         tracing::debug!(%addr, src = %key.src, dst = %key.dst, "tunnel connection established");
         Ok(Conn {
             quic,
-            send,
+            h3,
             active: Arc::new(AtomicUsize::new(0)),
             last_used: Mutex::new(Instant::now()),
             rate: Mutex::new(0.0),
@@ -410,30 +413,54 @@ impl Pool {
         headers: http::HeaderMap,
     ) -> Result<Tunnel, TunnelError> {
         let addr = key.addr;
+        let h3_err = |reason: String| TunnelError::H3 { addr, reason };
         let conn = guard.0.clone();
-        let mut req = http::Request::builder()
-            .method(Method::CONNECT)
-            .uri(authority.to_string())
-            .body(())
-            .expect("CONNECT request");
-        *req.headers_mut() = headers;
-        let mut send = conn.send.clone();
-        let mut stream = send.send_request(req).await.map_err(|e| TunnelError::H3 {
-            addr,
-            reason: e.to_string(),
-        })?;
-        let resp = stream.recv_response().await.map_err(|e| TunnelError::H3 {
-            addr,
-            reason: e.to_string(),
-        })?;
-        if resp.status() != StatusCode::OK {
+        let (mut send, recv) = conn
+            .quic
+            .open_bi()
+            .await
+            .map_err(|e| h3_err(e.to_string()))?;
+        let authority_text = authority.to_string();
+        send_head(
+            &mut send,
+            message::connect_fields(&authority_text, &headers),
+        )
+        .await
+        .map_err(|e| h3_err(e.to_string()))?;
+        let mut reader = FrameReader::new(recv);
+        let wait = self.settings.response_timeout;
+        let head =
+            match tokio::time::timeout(wait, reader.head(self.settings.max_header_bytes)).await {
+                Err(_) => {
+                    let _ = send.reset(code::H3_REQUEST_CANCELLED.into());
+                    let _ = reader.stream().stop(code::H3_REQUEST_CANCELLED.into());
+                    return Err(TunnelError::ResponseTimeout { addr, after: wait });
+                }
+                Ok(Err(HeadError::Stream(e))) => return Err(h3_err(e.to_string())),
+                Ok(Err(e)) => {
+                    // A response we cannot take: malformed or oversized.
+                    let _ = send.reset(code::H3_MESSAGE_ERROR.into());
+                    let _ = reader.stream().stop(code::H3_MESSAGE_ERROR.into());
+                    self.metrics.refused("outbound", "bad_response");
+                    return Err(h3_err(format!("response: {e}")));
+                }
+                Ok(Ok(fields)) => message::response(&fields).map_err(|m| {
+                    let _ = send.reset(code::H3_MESSAGE_ERROR.into());
+                    self.metrics.refused("outbound", m.label());
+                    h3_err(format!("malformed response: {m}"))
+                })?,
+            };
+        if head.status != StatusCode::OK {
+            let _ = send.reset(code::H3_REQUEST_CANCELLED.into());
+            let _ = reader.stream().stop(code::H3_NO_ERROR.into());
             return Err(TunnelError::Status {
                 authority,
-                status: resp.status(),
+                status: head.status,
             });
         }
         Ok(Tunnel {
-            stream,
+            send: SendData::new(send),
+            recv: RecvData::new(reader),
             _guard: guard,
             labels: StreamLabels {
                 direction: "outbound".into(),
@@ -536,8 +563,7 @@ mod tests {
         tokio::spawn(super::super::server::serve(
             lo.server.clone(),
             Arc::new(Sink(sink_addr)),
-            lo.metrics.clone(),
-            settings.max_header_bytes,
+            super::super::server::ServerCtx::new(lo.metrics.clone(), Arc::new(settings.clone())),
             stop.clone(),
             Duration::from_secs(1),
         ));

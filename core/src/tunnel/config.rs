@@ -32,9 +32,40 @@ pub struct TunnelSettings {
     /// QUIC connections per pool key: streams go to the least busy, and a
     /// new connection is made while all carry streams (up to this many).
     pub max_connections_per_key: usize,
+    /// A QUIC handshake not complete within this is abandoned, on either
+    /// side: the client gives up on the server, and the tunnel server frees
+    /// an attempt whose client went quiet (one that never finishes would
+    /// otherwise hold its state until the idle timeout). One value for both:
+    /// past the point where the client gives up, the server's half is useless.
     pub handshake_timeout: Duration,
-    /// Largest request header section accepted, in bytes.
+    /// Tunnel server: QUIC handshakes in flight at once, all endpoints of the
+    /// proxy together; further attempts are refused (or, from an address not
+    /// yet validated, answered with a Retry). Each holds a connection's state
+    /// until its handshake completes or times out.
+    pub max_handshakes: usize,
+    /// Tunnel server: handshakes in flight from one source IP, counted apart
+    /// for addresses QUIC validated and for those it did not. Past it, a
+    /// validated attempt is refused and an unvalidated one gets a Retry.
+    pub max_handshakes_per_source: usize,
+    /// Tunnel server: with this many handshakes in flight (or more), attempts
+    /// from addresses not yet validated get a QUIC Retry (one more round trip
+    /// for real clients; nothing held for spoofed ones). Below it, no Retry:
+    /// a cold connect keeps its latency.
+    pub handshake_retry_threshold: usize,
+    /// Largest header section accepted, in bytes: a HEADERS frame longer
+    /// than this is refused before a byte of it is buffered.
     pub max_header_bytes: u64,
+    /// Tunnel server: a stream's request headers must be complete within
+    /// this; a stalled one is answered 408 and stopped.
+    pub header_timeout: Duration,
+    /// Tunnel client: the peer must answer a CONNECT within this (its own
+    /// connect to the destination included).
+    pub response_timeout: Duration,
+    /// Tunnel server: streams a new connection may open at once. QUIC keeps
+    /// state for each allowed stream from the first packet on, so the
+    /// limit starts here and doubles, up to `max_concurrent_streams`, only
+    /// while an authenticated peer uses half of it.
+    pub initial_concurrent_streams: u32,
     /// Upper bound of QUIC path-MTU discovery (UDP payload bytes).
     pub max_udp_payload: u16,
     /// UDP GSO on sends.
@@ -44,6 +75,12 @@ pub struct TunnelSettings {
     /// default of every second packet.
     pub ack_threshold: Option<u32>,
 }
+
+/// Bytes a tunnel server buffers for one connection attempt not yet screened,
+/// beyond its first datagram.
+pub const INCOMING_BUFFER: u64 = 16 << 10;
+/// The same, for all attempts of one endpoint together.
+pub const INCOMING_BUFFER_TOTAL: u64 = 1 << 20;
 
 /// quinn's own default bound: Ethernet's 1500 minus IPv6 and UDP headers.
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1452;
@@ -61,7 +98,13 @@ impl Default for TunnelSettings {
             pool_idle: Duration::from_secs(60),
             max_connections_per_key: 2,
             handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 256,
+            max_handshakes_per_source: 16,
+            handshake_retry_threshold: 64,
             max_header_bytes: 16 << 10,
+            header_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(15),
+            initial_concurrent_streams: 32,
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             gso: true,
             ack_threshold: None,
@@ -80,10 +123,27 @@ pub enum ConfigError {
 }
 
 impl TunnelSettings {
-    pub fn transport(&self) -> Arc<quinn::TransportConfig> {
+    /// The QUIC transport of a tunnel client: an HTTP/3 server never opens
+    /// request streams, so none are allowed (and none cost state).
+    pub fn client_transport(&self) -> Arc<quinn::TransportConfig> {
+        self.transport(0)
+    }
+
+    /// The QUIC transport of a tunnel server: `initial_concurrent_streams`
+    /// to begin with (raised per connection as it is used).
+    pub fn server_transport(&self) -> Arc<quinn::TransportConfig> {
+        self.transport(
+            self.initial_concurrent_streams
+                .min(self.max_concurrent_streams),
+        )
+    }
+
+    fn transport(&self, bidi_streams: u32) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_bidi_streams(self.max_concurrent_streams.into())
-            .max_concurrent_uni_streams(16u32.into())
+        // Unidirectional: the peer's HTTP/3 control and QPACK streams, and
+        // a few it may open to grease (RFC 9114 §6.2.3).
+        t.max_concurrent_bidi_streams(bidi_streams.into())
+            .max_concurrent_uni_streams(8u32.into())
             .stream_receive_window(self.stream_receive_window.into())
             .receive_window(self.connection_receive_window.into())
             .send_window(self.send_window)
@@ -200,7 +260,18 @@ pub fn server_config(
     tls.max_early_data_size = 0;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(settings.transport());
+    cfg.transport_config(settings.server_transport())
+        // Attempts queued before the accept loop screens them (each holds
+        // its first datagram); more than could be admitted helps no one.
+        .max_incoming(settings.max_handshakes.max(1))
+        // Datagrams buffered per queued attempt beyond the first, and for
+        // all of them: a ClientHello spans a datagram or two, and there is
+        // no 0-RTT data (quinn's defaults, 10 and 100 MiB, are for 0-RTT).
+        .incoming_buffer_size(INCOMING_BUFFER)
+        .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL)
+        // A Retry token is answered within a round trip; one that lived
+        // longer than the handshake it is for would only help replays.
+        .retry_token_lifetime(settings.handshake_timeout);
     Ok(cfg)
 }
 
@@ -223,7 +294,7 @@ pub fn client_config(
     tls.alpn_protocols = vec![super::ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(settings.transport());
+    cfg.transport_config(settings.client_transport());
     Ok(cfg)
 }
 

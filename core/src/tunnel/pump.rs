@@ -16,62 +16,51 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
-use h3::error::Code;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-type SendStream = h3_quinn::SendStream<Bytes>;
-type RecvStream = h3_quinn::RecvStream;
+use super::http3::code::H3_CONNECT_ERROR;
+use super::http3::stream::{RecvData, SendData, StreamError};
 
-/// The sending half of a CONNECT stream, client or server side.
+/// The sending half of a CONNECT stream.
 pub trait StreamSend: Send {
     fn send(
         &mut self,
         data: Bytes,
-    ) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
-    fn finish(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<(), h3::error::StreamError>> + Send;
-    fn reset(&mut self, code: Code);
+    ) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
+    fn finish(&mut self) -> Result<(), StreamError>;
+    fn reset(&mut self, code: u32);
 }
 
-/// The receiving half of a CONNECT stream, client or server side.
+/// The receiving half of a CONNECT stream.
 pub trait StreamRecv: Send {
     fn recv(
         &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<Bytes>, h3::error::StreamError>> + Send;
-    fn stop(&mut self, code: Code);
+    ) -> impl std::future::Future<Output = Result<Option<Bytes>, StreamError>> + Send;
+    fn stop(&mut self, code: u32);
 }
 
-macro_rules! impl_halves {
-    ($stream:ident) => {
-        impl StreamSend for h3::$stream::RequestStream<SendStream, Bytes> {
-            async fn send(&mut self, data: Bytes) -> Result<(), h3::error::StreamError> {
-                self.send_data(data).await
-            }
-            async fn finish(&mut self) -> Result<(), h3::error::StreamError> {
-                h3::$stream::RequestStream::finish(self).await
-            }
-            fn reset(&mut self, code: Code) {
-                self.stop_stream(code)
-            }
-        }
-        impl StreamRecv for h3::$stream::RequestStream<RecvStream, Bytes> {
-            async fn recv(&mut self) -> Result<Option<Bytes>, h3::error::StreamError> {
-                Ok(self
-                    .recv_data()
-                    .await?
-                    .map(|mut b| b.copy_to_bytes(b.remaining())))
-            }
-            fn stop(&mut self, code: Code) {
-                self.stop_sending(code)
-            }
-        }
-    };
+impl StreamSend for SendData {
+    async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
+        SendData::send(self, data).await
+    }
+    fn finish(&mut self) -> Result<(), StreamError> {
+        SendData::finish(self)
+    }
+    fn reset(&mut self, code: u32) {
+        SendData::reset(self, code)
+    }
 }
-impl_halves!(client);
-impl_halves!(server);
+
+impl StreamRecv for RecvData {
+    async fn recv(&mut self) -> Result<Option<Bytes>, StreamError> {
+        RecvData::recv(self).await
+    }
+    fn stop(&mut self, code: u32) {
+        RecvData::stop(self, code)
+    }
+}
 
 /// How a tunnelled connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,19 +179,19 @@ pub async fn pump(
             buf.reserve(CHUNK);
             let read = tokio::select! {
                 r = rd.read_buf(&mut buf) => r,
-                _ = abort.cancelled() => { tx.reset(Code::H3_CONNECT_ERROR); return (sent, None); }
+                _ = abort.cancelled() => { tx.reset(H3_CONNECT_ERROR); return (sent, None); }
             };
             match read {
                 Ok(0) => {
                     // A peer that already went away makes finish fail; the
                     // other direction reports that.
-                    let _ = tx.finish().await;
+                    let _ = tx.finish();
                     return (sent, None);
                 }
                 Ok(n) => {
                     let r = tokio::select! {
                         r = tx.send(buf.split().freeze()) => r,
-                        _ = abort.cancelled() => { tx.reset(Code::H3_CONNECT_ERROR); return (sent, None); }
+                        _ = abort.cancelled() => { tx.reset(H3_CONNECT_ERROR); return (sent, None); }
                     };
                     if r.is_err() {
                         abort.cancel();
@@ -211,7 +200,7 @@ pub async fn pump(
                     sent += n as u64;
                 }
                 Err(_) => {
-                    tx.reset(Code::H3_CONNECT_ERROR);
+                    tx.reset(H3_CONNECT_ERROR);
                     abort.cancel();
                     return (sent, Some(Outcome::TcpReset));
                 }
@@ -221,18 +210,15 @@ pub async fn pump(
 
     let down = async {
         let mut received = 0u64;
-        // h3-quinn 0.0.10 panics in stop_sending if a read was cancelled
-        // mid-flight (its stream sits inside the pending read); then we leave
-        // the stop to quinn, which sends STOP_SENDING when the stream drops.
-        let mut mid_read;
         let mut batch = Batch::default();
         let outcome = loop {
             let r = tokio::select! {
                 r = rx.recv() => r,
-                _ = abort.cancelled() => { mid_read = true; break None; }
+                _ = abort.cancelled() => break None,
             };
-            mid_read = false;
-            // What else has already arrived goes out in the same write.
+            // What else has already arrived goes out in the same write. A
+            // read cut short by `now_or_never` loses nothing: the stream
+            // keeps what it did not hand out.
             let mut next = r.map(|d| d.map(|d| batch.push(d)));
             while let Ok(Some(())) = next {
                 if batch.full() {
@@ -240,11 +226,7 @@ pub async fn pump(
                 }
                 match rx.recv().now_or_never() {
                     Some(r) => next = r.map(|d| d.map(|d| batch.push(d))),
-                    None => {
-                        // A read is in flight now; the next recv resumes it.
-                        mid_read = true;
-                        break;
-                    }
+                    None => break,
                 }
             }
             if !batch.is_empty() {
@@ -272,9 +254,7 @@ pub async fn pump(
             }
         };
         // Aborting: stop the peer sending, and make the TCP close a RST.
-        if !mid_read {
-            rx.stop(Code::H3_CONNECT_ERROR);
-        }
+        rx.stop(H3_CONNECT_ERROR);
         let _ = socket2::SockRef::from(wr.as_ref()).set_linger(Some(std::time::Duration::ZERO));
         (received, outcome)
     };
