@@ -11,7 +11,10 @@
 //! directory. The real controller reads that directory (`--source
 //! files:STATE`), issues SVIDs and streams config to a real ztunnel per
 //! node. Pods of namespaces labeled `quicmesh.io/dataplane-mode=ambient`
-//! are enrolled in their node's ztunnel.
+//! are enrolled in their node's ztunnel. An enrolled pod is reported ready
+//! only once its ztunnel has its SVID (a readiness gate, as a node agent
+//! would set one): a pod enrolled while the CA is unreachable is captured
+//! but gets no traffic until then.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -72,6 +75,9 @@ pub struct LocalPod {
     pub ip: Ipv4Addr,
     pub containers: Vec<Container>,
     pub enrolled: bool,
+    /// Enrolled, but its ztunnel has no SVID for it yet (the CA has not
+    /// issued one): not ready, whatever its probe says.
+    pub identity_pending: bool,
     /// Set when the pod is going away: not ready from then on.
     pub terminating_since: Option<Instant>,
     /// Its first container port accepts connections (or it declares none):
@@ -164,7 +170,7 @@ impl Cluster {
         // Pods turn ready as their servers start listening: wait for that
         // (bounded), reconciling so the mesh learns it.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while c.pods.values().any(|p| !p.ready) && Instant::now() < deadline {
+        while c.pods.values().any(|p| !p.ready || p.identity_pending) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             c.reconcile().await?;
         }
@@ -394,6 +400,7 @@ impl Cluster {
                     ip: info.ip,
                     containers,
                     enrolled: false,
+                    identity_pending: false,
                     terminating_since: None,
                     ready: false,
                     proc: None,
@@ -401,6 +408,7 @@ impl Cluster {
             );
         }
         self.probe_readiness().await;
+        self.poll_identities().await?;
         self.write_state()?;
         self.write_hosts()?;
         // Enrollment follows the namespace label; processes start once.
@@ -462,6 +470,21 @@ impl Cluster {
         }
     }
 
+    /// Asks ztunnel again about pods enrolled without an SVID (the same
+    /// AddPod: idempotent, answered at once).
+    async fn poll_identities(&mut self) -> Result<()> {
+        let waiting: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.enrolled && p.identity_pending && p.terminating_since.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in waiting {
+            self.enroll(&k).await?;
+        }
+        Ok(())
+    }
+
     fn enroll_message(&self, p: &LocalPod) -> EnrollPod {
         EnrollPod {
             uid: p.uid.clone(),
@@ -476,10 +499,17 @@ impl Cluster {
     async fn enroll(&mut self, k: &str) -> Result<()> {
         let p = &self.pods[k];
         let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
-        c.add(self.enroll_message(p))
+        let done = c
+            .add(self.enroll_message(p))
             .await
             .with_context(|| format!("enrolling {k}"))?;
-        self.pods.get_mut(k).expect("present").enrolled = true;
+        let p = self.pods.get_mut(k).expect("present");
+        let pending = done.pending.contains(&p.uid);
+        if pending != p.identity_pending || !p.enrolled {
+            tracing::info!(pod = %k, identity_pending = pending, "enrolled");
+        }
+        p.enrolled = true;
+        p.identity_pending = pending;
         Ok(())
     }
 
@@ -487,7 +517,9 @@ impl Cluster {
         let p = &self.pods[k];
         let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
         c.remove(&p.uid).await?;
-        self.pods.get_mut(k).expect("present").enrolled = false;
+        let p = self.pods.get_mut(k).expect("present");
+        p.enrolled = false;
+        p.identity_pending = false;
         Ok(())
     }
 
@@ -632,7 +664,7 @@ impl Cluster {
                 .iter()
                 .map(|c| json!({"name": c.name, "ports": c.ports.iter().map(|cp| json!({"name": cp.name, "containerPort": cp.port})).collect::<Vec<_>>()}))
                 .collect();
-            let ready = if p.ready && p.terminating_since.is_none() {
+            let ready = if p.ready && !p.identity_pending && p.terminating_since.is_none() {
                 "True"
             } else {
                 "False"
@@ -684,6 +716,48 @@ impl Cluster {
         .await
     }
 
+    /// Stops node's ztunnel (SIGTERM: it drains its pods, leaving their
+    /// rules so their traffic fails closed until a ztunnel is back).
+    pub fn stop_ztunnel(&mut self, node: usize) -> Result<()> {
+        if let Some(z) = self.ztunnels.get_mut(node - 1).and_then(Option::take) {
+            z.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts node's ztunnel and re-syncs it with a snapshot of the pods
+    /// enrolled there, as a node agent does when a ztunnel (re)starts.
+    pub async fn start_ztunnel(&mut self, node: usize) -> Result<()> {
+        self.stop_ztunnel(node)?;
+        self.ztunnels[node - 1] = Some(self.spawn_ztunnel(node)?);
+        self.wait_ztunnel(node).await?;
+        let pods: Vec<EnrollPod> = self
+            .pods
+            .values()
+            .filter(|p| p.node == node && p.enrolled)
+            .map(|p| self.enroll_message(p))
+            .collect();
+        let done = Client::connect(&self.enroll_socket(node))
+            .await?
+            .snapshot(pods)
+            .await
+            .with_context(|| format!("re-syncing node{node}'s ztunnel"))?;
+        for p in self
+            .pods
+            .values_mut()
+            .filter(|p| p.node == node && p.enrolled)
+        {
+            p.identity_pending = done.pending.contains(&p.uid);
+        }
+        Ok(())
+    }
+
+    /// [`stop_ztunnel`](Self::stop_ztunnel), then [`start_ztunnel`](Self::start_ztunnel).
+    pub async fn restart_ztunnel(&mut self, node: usize) -> Result<()> {
+        self.stop_ztunnel(node)?;
+        self.start_ztunnel(node).await
+    }
+
     pub fn ztunnel_pid(&self, node: usize) -> Option<u32> {
         self.ztunnels.get(node - 1)?.as_ref().map(|p| p.pid())
     }
@@ -711,7 +785,7 @@ impl Cluster {
             .map(|p| {
                 json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
                     "identity": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", p.namespace, p.service_account),
-                    "in_mesh": p.enrolled, "ready": p.ready, "terminating": p.terminating_since.is_some()})
+                    "in_mesh": p.enrolled, "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some()})
             })
             .collect();
         let services: Vec<_> = self

@@ -763,24 +763,41 @@ impl Lab {
 
     /// Random packet loss on the node's link, in percent, with nftables
     /// (`numgen random`) on packets the node forwards out of `link`: a
-    /// loss impairment that needs no `sch_netem`. `None` removes it.
+    /// loss impairment that needs no `sch_netem`. `None` removes it. The
+    /// packets dropped are counted ([`Lab::link_loss_dropped`]).
     pub fn set_link_loss(&self, node: usize, percent: Option<u32>) -> Result<()> {
         let ns = &self.node(node).netns;
         let clear = "table inet qmloss {}\ndelete table inet qmloss\n";
         let rule = match percent {
             None | Some(0) => None,
-            Some(100) => Some("oifname \"link\" drop".to_string()),
-            Some(p @ 1..=99) => Some(format!("oifname \"link\" numgen random mod 100 < {p} drop")),
+            Some(100) => Some("oifname \"link\" counter name \"dropped\" drop".to_string()),
+            Some(p @ 1..=99) => Some(format!(
+                "oifname \"link\" numgen random mod 100 < {p} counter name \"dropped\" drop"
+            )),
             Some(p) => bail!("loss of {p}% is not a percentage"),
         };
         let script = match rule {
             Some(rule) => format!(
-                "{clear}table inet qmloss {{\n  chain impair {{\n    type filter hook forward priority 10; policy accept;\n    {rule}\n  }}\n}}\n"
+                "{clear}table inet qmloss {{\n  counter dropped {{}}\n  chain impair {{\n    type filter hook forward priority 10; policy accept;\n    {rule}\n  }}\n}}\n"
             ),
             None => clear.to_string(),
         };
         nft(ns, &script).with_context(|| format!("setting link loss on node {node}"))?;
         Ok(())
+    }
+
+    /// Packets [`Lab::set_link_loss`] has dropped on node `node`'s link since
+    /// it was last set.
+    pub fn link_loss_dropped(&self, node: usize) -> Result<u64> {
+        let args = ["nft", "-j", "list", "counter", "inet", "qmloss", "dropped"];
+        let out = in_netns(&self.node(node).netns, &args, CMD_TIMEOUT)?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("parsing nft JSON output")?;
+        json["nftables"]
+            .as_array()
+            .and_then(|items| items.iter().find_map(|i| i.get("counter")))
+            .and_then(|c| c["packets"].as_u64())
+            .ok_or_else(|| anyhow!("no loss counter on node {node} (is loss set?)"))
     }
 
     /// Set the MTU of every link: node links, external hosts, the bridge, and

@@ -302,12 +302,17 @@ fn link_loss_rules_are_set_replaced_and_cleared() {
     };
     lab.set_link_loss(1, Some(1)).unwrap();
     assert!(
-        rules().contains("numgen random mod 100 < 1 drop"),
+        rules().contains("numgen random mod 100 < 1 counter name \"dropped\" drop"),
         "{}",
         rules()
     );
+    assert_eq!(lab.link_loss_dropped(1).unwrap(), 0);
     lab.set_link_loss(1, Some(100)).unwrap();
-    assert!(rules().contains("oifname \"link\" drop"), "{}", rules());
+    assert!(
+        rules().contains("oifname \"link\" counter name \"dropped\" drop"),
+        "{}",
+        rules()
+    );
     lab.set_link_loss(1, None).unwrap();
     assert!(lab
         .exec(ns, &["nft", "list", "table", "inet", "qmloss"])

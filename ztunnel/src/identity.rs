@@ -1,5 +1,6 @@
 //! Where ztunnel's SVIDs come from, cached per identity and renewed at
-//! half-life.
+//! half-life (halfway through the validity left when it arrived: see
+//! `Svid::refresh_at`).
 //!
 //! Sources: the controller's CA (production), PEM files on disk
 //! (`--svid-dir`), or — development only — a CA ztunnel holds itself
@@ -41,6 +42,8 @@ pub enum IdentityError {
 #[derive(Default)]
 struct Entry {
     svid: Option<Arc<Svid>>,
+    /// When `svid` is to be replaced.
+    refresh_at: Option<SystemTime>,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
@@ -80,8 +83,8 @@ impl CertManager {
             .clone();
         let mut e = slot.lock().await;
         let now = SystemTime::now();
-        if let Some(s) = &e.svid {
-            if now < s.refresh_at() {
+        if let (Some(s), Some(at)) = (&e.svid, e.refresh_at) {
+            if now < at {
                 return Ok(s.clone());
             }
         }
@@ -101,6 +104,7 @@ impl CertManager {
                 tracing::info!(identity = %id, expires = ?s.not_after, "SVID issued");
                 (self.on_fetch)("ok");
                 *e = Entry {
+                    refresh_at: Some(s.refresh_at(SystemTime::now())),
                     svid: Some(s.clone()),
                     ..Entry::default()
                 };
@@ -108,14 +112,39 @@ impl CertManager {
             }
             Err(err) => {
                 e.failures += 1;
-                // 200 ms, 400 ms, ... up to 60 s.
-                let wait = (Duration::from_millis(100) * (1 << e.failures.min(10)))
-                    .min(Duration::from_secs(60));
+                let wait = backoff(e.failures);
                 e.retry_at = Some(Instant::now() + wait);
                 e.last_error = err.to_string();
                 tracing::warn!(identity = %id, error = %err, retry_in = ?wait, "SVID fetch failed");
                 (self.on_fetch)("error");
                 usable.ok_or(err)
+            }
+        }
+    }
+
+    /// When the cached SVID of `id` is due for renewal (None if there is none).
+    pub async fn refresh_time(&self, id: &SpiffeId) -> Option<SystemTime> {
+        let slot = self
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .cloned()?;
+        let e = slot.lock().await;
+        e.refresh_at
+    }
+
+    /// Lets the next [`svid`](Self::svid) call for `id` ask the source at
+    /// once instead of waiting out the backoff: for when there is news that
+    /// the source may now answer (the controller is reachable again, or
+    /// pushed config that may name the pod it refused to sign for). A fetch
+    /// already under way is left alone. The failure count is kept, so a
+    /// source that still fails backs off as long as before.
+    pub fn expedite(&self, id: &SpiffeId) {
+        let slot = self.entries.lock().expect("not poisoned").get(id).cloned();
+        if let Some(slot) = slot {
+            if let Ok(mut e) = slot.try_lock() {
+                e.retry_at = None;
             }
         }
     }
@@ -146,5 +175,68 @@ impl CertManager {
             });
         }
         Ok(svid)
+    }
+}
+
+/// How long to wait after the `failures`-th failure in a row: 200 ms,
+/// 400 ms, ... doubling up to 60 s.
+fn backoff(failures: u32) -> Duration {
+    (Duration::from_millis(100) * (1u32 << failures.clamp(1, 10))).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_200ms_to_a_minute() {
+        let secs: Vec<f64> = (1..=12).map(|n| backoff(n).as_secs_f64()).collect();
+        assert_eq!(
+            secs,
+            [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 60.0, 60.0, 60.0]
+        );
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(60));
+    }
+
+    /// An identity source that fails until its files appear: the failure
+    /// backs off, `expedite` lets the next call try at once, and a success
+    /// clears the backoff.
+    #[tokio::test]
+    async fn a_failed_fetch_backs_off_until_expedited() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("cluster.local").unwrap();
+        let id = SpiffeId::workload("cluster.local", "shop", "web").unwrap();
+        let certs = CertManager::new(
+            SvidSource::Files {
+                dir: dir.path().to_path_buf(),
+            },
+            Arc::new(TrustBundles::new()),
+        );
+        let e = certs.svid(&id).await.unwrap_err();
+        assert!(matches!(e, IdentityError::Load { .. }), "{e}");
+        // Within the backoff the source is not asked again.
+        let e = certs.svid(&id).await.unwrap_err();
+        assert!(matches!(e, IdentityError::Backoff { .. }), "{e}");
+
+        let svid = ca.mint(&id, Duration::from_secs(3600)).unwrap();
+        let d = dir.path().join("shop/web");
+        std::fs::create_dir_all(&d).unwrap();
+        let (cert, key) = quicmesh_core::identity::ca::svid_to_pem(&svid);
+        std::fs::write(d.join("cert.pem"), cert).unwrap();
+        std::fs::write(d.join("key.pem"), key).unwrap();
+        let e = certs.svid(&id).await.unwrap_err();
+        assert!(
+            matches!(e, IdentityError::Backoff { .. }),
+            "asked again within the backoff: {e}"
+        );
+
+        certs.expedite(&id);
+        let got = certs.svid(&id).await.unwrap();
+        assert_eq!(got.id, id);
+        // Cached from now on, even though the files go away.
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(Arc::ptr_eq(&got, &certs.svid(&id).await.unwrap()));
+        // Expediting an identity never asked for is harmless.
+        certs.expedite(&SpiffeId::workload("cluster.local", "shop", "other").unwrap());
     }
 }

@@ -16,6 +16,8 @@ pub struct Metrics {
     pub passthrough: Counter,
     pub plaintext_inbound: Counter,
     pub enrolled_pods: Gauge,
+    /// Enrolled pods still waiting for their first SVID.
+    pub identity_pending_pods: Gauge,
     pub enrollment_failures: Counter,
     pub alive_tasks: Gauge,
     /// 1 while the config stream is up.
@@ -68,6 +70,11 @@ impl Metrics {
             "ztunnel_enrolled_pods",
             "Pods enrolled on this node",
             self.enrolled_pods.clone(),
+        );
+        reg.register(
+            "ztunnel_identity_pending_pods",
+            "Enrolled pods whose SVID the CA has not issued yet (their mesh traffic fails closed)",
+            self.identity_pending_pods.clone(),
         );
         reg.register(
             "ztunnel_enrollment_failures",

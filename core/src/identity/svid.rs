@@ -121,13 +121,14 @@ impl Svid {
         Self::from_pem(&read(cert)?, &read(key)?, &cert.display().to_string())
     }
 
-    /// When this SVID should be replaced: half its lifetime.
-    pub fn refresh_at(&self) -> SystemTime {
-        let life = self
-            .not_after
-            .duration_since(self.not_before)
-            .unwrap_or_default();
-        self.not_before + life / 2
+    /// When this SVID, which arrived at `received`, is to be replaced:
+    /// halfway through the validity it had left then. Not halfway from
+    /// `not_before`: CAs back-date that to absorb clock skew (ours by a
+    /// minute), which would put the half-life of a short-lived SVID in the
+    /// past, so that every use fetched a new one.
+    pub fn refresh_at(&self, received: SystemTime) -> SystemTime {
+        let from = received.max(self.not_before);
+        from + self.not_after.duration_since(from).unwrap_or_default() / 2
     }
 
     pub fn clone_key(&self) -> PrivateKeyDer<'static> {
@@ -199,5 +200,46 @@ impl TrustBundles {
 
     pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
         self.by_domain.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ca::Ca;
+
+    #[test]
+    fn refresh_is_halfway_through_what_was_left_on_arrival() {
+        let ca = Ca::generate("cluster.local").unwrap();
+        let id = SpiffeId::workload("cluster.local", "shop", "web").unwrap();
+        let now = SystemTime::now();
+        // Back-dated by a minute, valid for 10 s more: renewed in 5 s, not
+        // 25 s ago.
+        let s = ca.mint(&id, Duration::from_secs(10)).unwrap();
+        let at = s.refresh_at(now);
+        let left = at.duration_since(now).unwrap();
+        assert!(
+            left > Duration::from_secs(4) && left <= Duration::from_secs(5),
+            "{left:?}"
+        );
+        // Not yet valid when it arrived: halfway from not_before.
+        let later = ca
+            .mint_window(
+                &id,
+                now + Duration::from_secs(100),
+                now + Duration::from_secs(200),
+            )
+            .unwrap();
+        let at = later.refresh_at(now).duration_since(now).unwrap();
+        assert!(at.as_secs() >= 149 && at.as_secs() <= 150, "{at:?}");
+        // Arrived expired: due at once.
+        let old = ca
+            .mint_window(
+                &id,
+                now - Duration::from_secs(100),
+                now - Duration::from_secs(10),
+            )
+            .unwrap();
+        assert!(old.refresh_at(now) <= now);
     }
 }

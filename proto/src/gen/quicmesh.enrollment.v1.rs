@@ -64,4 +64,11 @@ pub struct Response {
     /// Why it failed, for a human; empty when ok.
     #[prost(string, tag = "3")]
     pub error: ::prost::alloc::string::String,
+    /// Pods (by uid) that are enrolled (captured, listeners open) but still
+    /// wait for their SVID because the CA has not issued it yet. ztunnel keeps
+    /// asking the CA; meanwhile the pod's mesh traffic fails closed, so a node
+    /// agent should not report it ready. Re-sending the same AddPod (idempotent,
+    /// answered at once) tells whether it still waits.
+    #[prost(string, repeated, tag = "4")]
+    pub identity_pending: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }

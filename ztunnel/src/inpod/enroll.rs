@@ -2,6 +2,10 @@
 //! socket. Framing: 4-byte big-endian length, then a protobuf
 //! `quicmesh.enrollment.v1.Request`; each answered by a `Response` with the
 //! same id. See `proto/proto/enrollment.proto`.
+//!
+//! An answer never waits on the CA beyond a short grace: a pod whose SVID
+//! is not issued yet is enrolled anyway and reported as identity-pending
+//! ([`Enrolled::pending`]); the caller asks again with the same `AddPod`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,15 +28,23 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// What an operation that took effect reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enrolled {
+    /// Uids of the pods concerned that are enrolled but whose SVID the CA
+    /// has not issued yet (their mesh traffic fails closed until it has).
+    pub pending: Vec<String>,
+}
+
 /// What the server does with each operation.
 pub trait PodRegistry: Send + Sync + 'static {
-    fn add(&self, pod: Pod) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn add(&self, pod: Pod) -> impl std::future::Future<Output = Result<Enrolled, String>> + Send;
     fn remove(&self, uid: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
     /// Makes the enrolled set exactly `pods`.
     fn snapshot(
         &self,
         pods: Vec<Pod>,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    ) -> impl std::future::Future<Output = Result<Enrolled, String>> + Send;
 }
 
 /// Serves the enrollment socket at `path` until `shutdown`.
@@ -74,6 +86,7 @@ async fn session<R: PodRegistry>(stream: UnixStream, registry: Arc<R>) -> std::i
                     id: 0,
                     ok: false,
                     error: format!("malformed request: {e}"),
+                    identity_pending: vec![],
                 }
             }
             Ok(req) => {
@@ -84,16 +97,27 @@ async fn session<R: PodRegistry>(stream: UnixStream, registry: Arc<R>) -> std::i
                         Some(pod) => registry.add(pod).await,
                         None => Err("add without a pod".to_string()),
                     },
-                    Some(request::Op::Remove(r)) => registry.remove(&r.uid).await,
+                    Some(request::Op::Remove(r)) => {
+                        registry.remove(&r.uid).await.map(|()| Enrolled::default())
+                    }
                     Some(request::Op::Snapshot(s)) => registry.snapshot(s.pods).await,
                 };
-                if let Err(e) = &result {
-                    tracing::warn!(request = id, error = %e, "enrollment operation failed");
-                }
-                Response {
-                    id,
-                    ok: result.is_ok(),
-                    error: result.err().unwrap_or_default(),
+                match result {
+                    Ok(done) => Response {
+                        id,
+                        ok: true,
+                        error: String::new(),
+                        identity_pending: done.pending,
+                    },
+                    Err(e) => {
+                        tracing::warn!(request = id, error = %e, "enrollment operation failed");
+                        Response {
+                            id,
+                            ok: false,
+                            error: e,
+                            identity_pending: vec![],
+                        }
+                    }
                 }
             }
         };
@@ -130,7 +154,7 @@ impl Client {
         })
     }
 
-    async fn call(&mut self, op: request::Op) -> Result<(), ClientError> {
+    async fn call(&mut self, op: request::Op) -> Result<Enrolled, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let req = Request { id, op: Some(op) };
@@ -146,10 +170,13 @@ impl Client {
         if !resp.ok {
             return Err(ClientError::Refused(resp.error));
         }
-        Ok(())
+        Ok(Enrolled {
+            pending: resp.identity_pending,
+        })
     }
 
-    pub async fn add(&mut self, pod: Pod) -> Result<(), ClientError> {
+    /// Enrolls `pod` (or, if it already is, tells how it stands).
+    pub async fn add(&mut self, pod: Pod) -> Result<Enrolled, ClientError> {
         self.call(request::Op::Add(quicmesh_proto::enrollment::AddPod {
             pod: Some(pod),
         }))
@@ -161,9 +188,10 @@ impl Client {
             uid: uid.to_string(),
         }))
         .await
+        .map(|_| ())
     }
 
-    pub async fn snapshot(&mut self, pods: Vec<Pod>) -> Result<(), ClientError> {
+    pub async fn snapshot(&mut self, pods: Vec<Pod>) -> Result<Enrolled, ClientError> {
         self.call(request::Op::Snapshot(
             quicmesh_proto::enrollment::Snapshot { pods },
         ))
@@ -178,25 +206,38 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    /// An in-memory registry: records the enrolled set.
+    /// An in-memory registry: records the enrolled set; pods of service
+    /// account `nocert` stand for pods whose SVID the CA has not issued.
     #[derive(Default)]
     struct Mem(Mutex<BTreeMap<String, Pod>>);
 
+    fn pending(pods: &[&Pod]) -> Enrolled {
+        Enrolled {
+            pending: pods
+                .iter()
+                .filter(|p| p.service_account == "nocert")
+                .map(|p| p.uid.clone())
+                .collect(),
+        }
+    }
+
     impl PodRegistry for Mem {
-        async fn add(&self, pod: Pod) -> Result<(), String> {
+        async fn add(&self, pod: Pod) -> Result<Enrolled, String> {
             if pod.uid.is_empty() {
                 return Err("pod has no uid".into());
             }
+            let done = pending(&[&pod]);
             self.0.lock().unwrap().insert(pod.uid.clone(), pod);
-            Ok(())
+            Ok(done)
         }
         async fn remove(&self, uid: &str) -> Result<(), String> {
             self.0.lock().unwrap().remove(uid);
             Ok(())
         }
-        async fn snapshot(&self, pods: Vec<Pod>) -> Result<(), String> {
+        async fn snapshot(&self, pods: Vec<Pod>) -> Result<Enrolled, String> {
+            let done = pending(&pods.iter().collect::<Vec<_>>());
             *self.0.lock().unwrap() = pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
-            Ok(())
+            Ok(done)
         }
     }
 
@@ -247,6 +288,21 @@ mod tests {
         assert_eq!(reg.0.lock().unwrap().keys().collect::<Vec<_>>(), ["c", "d"]);
         let e = c.add(pod("")).await.unwrap_err();
         assert!(e.to_string().contains("no uid"), "{e}");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn identity_pending_pods_are_reported_by_uid() {
+        let (reg, path, _dir, stop) = server().await;
+        let mut c = Client::connect(&path).await.unwrap();
+        let mut waiting = pod("w");
+        waiting.service_account = "nocert".into();
+        assert_eq!(c.add(pod("a")).await.unwrap(), Enrolled::default());
+        assert_eq!(c.add(waiting.clone()).await.unwrap().pending, ["w"]);
+        let done = c.snapshot(vec![pod("b"), waiting]).await.unwrap();
+        assert_eq!(done.pending, ["w"]);
+        assert_eq!(reg.0.lock().unwrap().keys().collect::<Vec<_>>(), ["b", "w"]);
+        c.remove("w").await.unwrap();
         stop.cancel();
     }
 

@@ -1,11 +1,17 @@
 //! The enrolled pods of this node: for each, the data path's sockets and
-//! tasks inside its network namespace, its redirection rules, and its
-//! certificate renewal; started on enrollment, drained on removal.
+//! tasks inside its network namespace, its redirection rules, and its SVID
+//! task ([`svid`](super::svid)); started on enrollment, drained on removal.
+//!
+//! Enrollment is all or nothing: listeners first, then the rules that send
+//! traffic to them; if any step fails, nothing stays behind. It does not
+//! depend on the CA: a pod whose SVID is not issued yet is enrolled
+//! identity-pending, and the answer says so after at most
+//! [`IDENTITY_GRACE`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::netns::NetnsWorker;
@@ -13,18 +19,28 @@ use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config as tconfig;
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use quicmesh_proto::enrollment::Pod;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{PodCtx, Shared};
-use crate::inpod::enroll::PodRegistry;
+use crate::inpod::enroll::{Enrolled, PodRegistry};
 use crate::inpod::rules::{self, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
+use crate::inpod::svid::{self, Phase};
 use crate::proxy::inbound::{plaintext, PodInbound};
 use crate::proxy::outbound::outbound;
 use crate::proxy::socket::listen;
 
+/// How long an enrollment answer waits for a new pod's SVID before
+/// reporting it identity-pending. Long enough for a CA that answers at
+/// once; short enough that a node agent enrolling many pods while the CA is
+/// away is not held up (a snapshot waits this once for all its pods).
+pub const IDENTITY_GRACE: Duration = Duration::from_secs(1);
+
 struct Running {
     pod: Pod,
+    /// Where its SVID stands.
+    svid: watch::Receiver<Phase>,
     endpoint: quinn::Endpoint,
     worker: NetnsWorker,
     /// Stops accepting (listeners close, tunnel server refuses new connections).
@@ -46,6 +62,11 @@ struct PodDump<'a> {
     namespace: &'a str,
     name: &'a str,
     identity: String,
+    /// `ready`, or `pending` while the CA has not issued the SVID.
+    svid: &'static str,
+    /// Why the SVID is still pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    svid_error: Option<String>,
     ips: &'a [String],
     netns: &'a str,
 }
@@ -77,39 +98,22 @@ impl Pods {
         }
         let worker =
             NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
-        let svid = self.first_svid(&identity).await?;
 
-        // Listeners first, then the rules that send traffic to them.
-        let any = |port| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
-        let out_l = listen(&worker, any(OUTBOUND_PORT))
-            .await
-            .map_err(|e| format!("listening on {OUTBOUND_PORT}: {e}"))?;
-        let in_l = listen(&worker, any(INBOUND_PLAINTEXT_PORT))
-            .await
-            .map_err(|e| format!("listening on {INBOUND_PLAINTEXT_PORT}: {e}"))?;
-        let settings = s.settings.clone();
-        let udp = worker
-            .run(move || tconfig::bind_udp(any(TUNNEL_PORT), &settings))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("binding udp/{TUNNEL_PORT}: {e}"))?;
-        let server_cfg = tconfig::server_config(
-            &svid,
-            s.certs.bundles(),
-            // L4 authorization policy is its own part; any identity proven
-            // by a trusted bundle is accepted here.
-            Box::new(|_| true),
-            &s.metrics.tunnel,
-            &s.settings,
-        )
-        .map_err(|e| e.to_string())?;
-        let endpoint =
-            tconfig::endpoint(udp, Some(server_cfg), &s.settings).map_err(|e| e.to_string())?;
-        worker
-            .run(rules::install)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let Sockets {
+            outbound: out_l,
+            plaintext: in_l,
+            tunnel: endpoint,
+        } = match capture(&worker, s).await {
+            Ok(x) => x,
+            Err(e) => {
+                // Nothing stays behind: no rules (a previous ztunnel's, after
+                // a restart) capturing traffic into listeners that are not there.
+                if let Ok(Err(re)) = worker.run(rules::remove).await {
+                    tracing::warn!(error = %re, "removing redirection rules after a failed enrollment failed");
+                }
+                return Err(e);
+            }
+        };
 
         let pool = Pool::new(
             endpoint.clone(),
@@ -134,8 +138,7 @@ impl Pods {
             quicmesh_core::tunnel::server::serve(
                 endpoint.clone(),
                 Arc::new(PodInbound(ctx.clone())),
-                s.metrics.tunnel.clone(),
-                s.settings.max_header_bytes,
+                s.server.clone(),
                 drain.clone(),
                 s.drain_deadline,
             ),
@@ -159,32 +162,17 @@ impl Pods {
             span.clone(),
             plaintext,
         );
-        renew_loop(ctx, endpoint.clone(), &tracker, &drain, svid);
+        let svid = svid::spawn(ctx, endpoint.clone(), &tracker, &drain, span.clone());
         tracing::info!(parent: &span, ips = ?pod.ips, netns = %pod.netns_path, "pod enrolled");
         Ok(Running {
             pod,
+            svid,
             endpoint,
             worker,
             drain,
             kill,
             tracker,
         })
-    }
-
-    /// The pod's SVID, waiting up to 10 s: the CA may not have heard of a
-    /// pod that was just scheduled.
-    async fn first_svid(
-        &self,
-        id: &SpiffeId,
-    ) -> Result<Arc<quicmesh_core::identity::Svid>, String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.shared.certs.svid(id).await {
-                Ok(s) => return Ok(s),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
     }
 
     async fn stop(&self, r: Running) {
@@ -220,6 +208,7 @@ impl Pods {
         let mut pods: Vec<_> = running
             .values()
             .map(|r| {
+                let phase = r.svid.borrow().clone();
                 serde_json::to_value(PodDump {
                     uid: &r.pod.uid,
                     namespace: &r.pod.namespace,
@@ -230,6 +219,11 @@ impl Pods {
                         r.pod.namespace,
                         r.pod.service_account
                     ),
+                    svid: if phase.is_ready() { "ready" } else { "pending" },
+                    svid_error: match phase {
+                        Phase::Pending(e) => Some(e),
+                        Phase::Ready => None,
+                    },
                     ips: &r.pod.ips,
                     netns: &r.pod.netns_path,
                 })
@@ -258,15 +252,19 @@ impl Pods {
     }
 }
 
-impl PodRegistry for Pods {
-    async fn add(&self, pod: Pod) -> Result<(), String> {
+impl Pods {
+    /// Enrolls `pod` (idempotent: the same pod again changes nothing; a
+    /// changed one is re-enrolled). Returns its SVID phase and whether it
+    /// was already enrolled as it is.
+    async fn enroll(&self, pod: Pod) -> Result<(watch::Receiver<Phase>, bool), String> {
         let mut running = self.running.lock().await;
         if let Some(r) = running.get(&pod.uid) {
             if r.pod == pod {
-                return Ok(());
+                return Ok((r.svid.clone(), true));
             }
             let old = running.remove(&pod.uid).expect("present");
             self.stop(old).await;
+            self.count(running.len());
         }
         let uid = pod.uid.clone();
         if uid.is_empty() {
@@ -275,15 +273,34 @@ impl PodRegistry for Pods {
         }
         match self.start(pod).await {
             Ok(r) => {
+                let phase = r.svid.clone();
                 running.insert(uid, r);
                 self.count(running.len());
-                Ok(())
+                Ok((phase, false))
             }
             Err(e) => {
                 self.shared.metrics.enrollment_failures.inc();
                 Err(e)
             }
         }
+    }
+}
+
+impl PodRegistry for Pods {
+    async fn add(&self, pod: Pod) -> Result<Enrolled, String> {
+        let uid = pod.uid.clone();
+        let (mut phase, known) = self.enroll(pod).await?;
+        // A new pod gets the grace; asking about a known one is answered at once.
+        let until = tokio::time::Instant::now()
+            + if known {
+                Duration::ZERO
+            } else {
+                IDENTITY_GRACE
+            };
+        let pending = svid::pending_at(&mut phase, until).await;
+        Ok(Enrolled {
+            pending: if pending { vec![uid] } else { vec![] },
+        })
     }
 
     async fn remove(&self, uid: &str) -> Result<(), String> {
@@ -295,7 +312,7 @@ impl PodRegistry for Pods {
         Ok(())
     }
 
-    async fn snapshot(&self, pods: Vec<Pod>) -> Result<(), String> {
+    async fn snapshot(&self, pods: Vec<Pod>) -> Result<Enrolled, String> {
         let keep: std::collections::HashSet<_> = pods.iter().map(|p| p.uid.clone()).collect();
         let gone: Vec<String> = self
             .running
@@ -309,18 +326,68 @@ impl PodRegistry for Pods {
             self.remove(&uid).await?;
         }
         let mut errors = Vec::new();
+        let mut phases = Vec::new();
         for pod in pods {
             let uid = pod.uid.clone();
-            if let Err(e) = self.add(pod).await {
-                errors.push(format!("{uid}: {e}"));
+            match self.enroll(pod).await {
+                Ok((phase, _)) => phases.push((uid, phase)),
+                Err(e) => errors.push(format!("{uid}: {e}")),
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
         }
+        // One grace for all the pods, counted from when the last was set up.
+        let until = tokio::time::Instant::now() + IDENTITY_GRACE;
+        let mut pending = Vec::new();
+        for (uid, mut phase) in phases {
+            if svid::pending_at(&mut phase, until).await {
+                pending.push(uid);
+            }
+        }
+        Ok(Enrolled { pending })
     }
+}
+
+/// A pod's listeners inside its network namespace.
+struct Sockets {
+    /// 15001/tcp
+    outbound: tokio::net::TcpListener,
+    /// 15006/tcp
+    plaintext: tokio::net::TcpListener,
+    /// 15008/udp
+    tunnel: quinn::Endpoint,
+}
+
+/// Opens the pod's listeners, then installs the rules that send its traffic
+/// to them.
+async fn capture(worker: &NetnsWorker, s: &Shared) -> Result<Sockets, String> {
+    let any = |port| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port);
+    let out_l = listen(worker, any(OUTBOUND_PORT))
+        .await
+        .map_err(|e| format!("listening on {OUTBOUND_PORT}: {e}"))?;
+    let in_l = listen(worker, any(INBOUND_PLAINTEXT_PORT))
+        .await
+        .map_err(|e| format!("listening on {INBOUND_PLAINTEXT_PORT}: {e}"))?;
+    let settings = s.settings.clone();
+    let udp = worker
+        .run(move || tconfig::bind_udp(any(TUNNEL_PORT), &settings))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("binding udp/{TUNNEL_PORT}: {e}"))?;
+    // No server certificate until the SVID task installs one: until then
+    // handshakes to the pod are refused.
+    let endpoint = tconfig::endpoint(udp, None, &s.settings).map_err(|e| e.to_string())?;
+    worker
+        .run(rules::install)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(Sockets {
+        outbound: out_l,
+        plaintext: in_l,
+        tunnel: endpoint,
+    })
 }
 
 fn accept_loop<F, Fut>(
@@ -362,52 +429,4 @@ fn accept_loop<F, Fut>(
         },
         span,
     ));
-}
-
-/// Replaces the pod's server certificate at half-life. Client connections
-/// pick up the new SVID on their next handshake; live connections continue.
-fn renew_loop(
-    ctx: Arc<PodCtx>,
-    endpoint: quinn::Endpoint,
-    tracker: &TaskTracker,
-    drain: &CancellationToken,
-    mut current: Arc<quicmesh_core::identity::Svid>,
-) {
-    let drain = drain.clone();
-    tracker.spawn(async move {
-        loop {
-            let wait = current
-                .refresh_at()
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::from_secs(1));
-            tokio::select! {
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-                _ = drain.cancelled() => return,
-            }
-            let s = &ctx.shared;
-            // Failures are logged and backed off by the cert manager.
-            let Ok(svid) = s.certs.svid(&ctx.identity).await else {
-                continue;
-            };
-            if Arc::ptr_eq(&svid, &current) {
-                continue;
-            }
-            match tconfig::server_config(
-                &svid,
-                s.certs.bundles(),
-                Box::new(|_| true),
-                &s.metrics.tunnel,
-                &s.settings,
-            ) {
-                Ok(cfg) => {
-                    endpoint.set_server_config(Some(cfg));
-                    tracing::info!(identity = %ctx.identity, "tunnel server certificate rotated");
-                    current = svid;
-                }
-                Err(e) => {
-                    tracing::warn!(identity = %ctx.identity, error = %e, "rotated SVID unusable")
-                }
-            }
-        }
-    });
 }
