@@ -132,3 +132,48 @@ where
     });
     Ok(())
 }
+
+/// What a node's ztunnel holds: open file descriptors and runtime tasks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Footprint {
+    pub fds: usize,
+    pub tasks: f64,
+}
+
+/// Both nodes' ztunnel footprints (nodes 1 and 2).
+pub async fn footprints(mesh: &quicmesh_lab::Mesh) -> [Footprint; 2] {
+    let mut out = [Footprint { fds: 0, tasks: 0.0 }; 2];
+    for (i, f) in out.iter_mut().enumerate() {
+        f.fds = open_fds(mesh.ztunnel_pid(i + 1));
+        f.tasks = mesh
+            .metric(i + 1, "ztunnel_runtime_alive_tasks", &[])
+            .await
+            .unwrap_or(f64::MAX);
+    }
+    out
+}
+
+/// Waits up to `timeout` until neither ztunnel holds more than in `base`;
+/// the footprints then and at the deadline otherwise.
+pub async fn back_to_baseline(
+    mesh: &quicmesh_lab::Mesh,
+    base: [Footprint; 2],
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let ok = eventually(timeout, || async {
+        footprints(mesh)
+            .await
+            .iter()
+            .zip(&base)
+            .all(|(now, b)| now.fds <= b.fds && now.tasks <= b.tasks)
+    })
+    .await;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "ztunnels did not return to baseline: now {:?}, base {base:?}",
+            footprints(mesh).await
+        ))
+    }
+}

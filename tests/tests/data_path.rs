@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use quicmesh_e2e::{
-    app, connect_from, eventually, listen_in, open_fds, require_root, two_node_spec,
+    app, back_to_baseline, connect_from, eventually, footprints, listen_in, require_root,
+    two_node_spec,
 };
 use quicmesh_lab::Mesh;
 use sha2::{Digest, Sha256};
@@ -132,22 +133,8 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
         warm.push(s);
     }
     drop(warm);
-    let tasks = |node| {
-        let mesh = &mesh;
-        async move {
-            mesh.metric(node, "ztunnel_runtime_alive_tasks", &[])
-                .await
-                .unwrap()
-        }
-    };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (pid1, pid2) = (mesh.ztunnel_pid(1), mesh.ztunnel_pid(2));
-    let base = (
-        open_fds(pid1),
-        open_fds(pid2),
-        tasks(1).await,
-        tasks(2).await,
-    );
+    let base = footprints(&mesh).await;
 
     // Open all N first, so they are simultaneous.
     let mut conns = Vec::with_capacity(N);
@@ -156,14 +143,13 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     }
     // ztunnel holds all of them at once (one task each).
     let all_held = eventually(Duration::from_secs(10), || async {
-        tasks(1).await >= base.2 + N as f64
+        footprints(&mesh).await[0].tasks >= base[0].tasks + N as f64
     })
     .await;
     assert!(
         all_held,
-        "expected ≥{N} more tasks on node1 while connections are open, got {} (base {})",
-        tasks(1).await,
-        base.2
+        "expected ≥{N} more tasks on node1 while connections are open, got {:?} (base {base:?})",
+        footprints(&mesh).await
     );
     let mut handles = Vec::new();
     for (i, mut s) in conns.into_iter().enumerate() {
@@ -179,25 +165,9 @@ async fn five_hundred_concurrent_connections_and_no_leak() {
     for h in handles {
         h.await.unwrap();
     }
-    let back_to_base = eventually(Duration::from_secs(10), || async {
-        open_fds(pid1) <= base.0
-            && open_fds(pid2) <= base.1
-            && tasks(1).await <= base.2
-            && tasks(2).await <= base.3
-    })
-    .await;
-    assert!(
-        back_to_base,
-        "ztunnel did not return to baseline: fds {} / {} (base {} / {}), tasks {} / {} (base {} / {})",
-        open_fds(pid1),
-        open_fds(pid2),
-        base.0,
-        base.1,
-        tasks(1).await,
-        tasks(2).await,
-        base.2,
-        base.3
-    );
+    back_to_baseline(&mesh, base, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(
         mesh.metric(1, "quicmesh_tunnel_streams_active", &[])
             .await

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use quicmesh_e2e::{connect_from, eventually, open_fds, require_root};
+use quicmesh_e2e::{back_to_baseline, connect_from, eventually, footprints, require_root};
 use quicmesh_lab::{Mesh, MeshPod, MeshSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -82,16 +82,7 @@ async fn ten_thousand_concurrent_connections_close_without_a_leak() {
             held.push(s);
         }
     }
-    let tasks = |node| {
-        let mesh = &mesh;
-        async move {
-            mesh.metric(node, "ztunnel_runtime_alive_tasks", &[])
-                .await
-                .unwrap()
-        }
-    };
     // The warm-up connections' tasks end shortly after they close.
-    let (pid1, pid2) = (mesh.ztunnel_pid(1), mesh.ztunnel_pid(2));
     let settled = eventually(Duration::from_secs(10), || async {
         mesh.metric(1, "quicmesh_tunnel_streams_active", &[])
             .await
@@ -105,12 +96,7 @@ async fn ten_thousand_concurrent_connections_close_without_a_leak() {
     })
     .await;
     assert!(settled, "warm-up streams still open");
-    let base = (
-        open_fds(pid1),
-        open_fds(pid2),
-        tasks(1).await,
-        tasks(2).await,
-    );
+    let base = footprints(&mesh).await;
 
     // Open all N first, so they are simultaneous.
     let started = Instant::now();
@@ -143,7 +129,7 @@ async fn ten_thousand_concurrent_connections_close_without_a_leak() {
             .unwrap()
     );
     let held = started.elapsed();
-    let peak = (open_fds(pid1), open_fds(pid2));
+    let peak = footprints(&mesh).await;
 
     let mut handles = Vec::with_capacity(N);
     for (i, mut s) in conns.into_iter().enumerate() {
@@ -163,32 +149,16 @@ async fn ten_thousand_concurrent_connections_close_without_a_leak() {
     assert_eq!(intact, N, "connections whose echo came back intact");
     let exchanged = started.elapsed();
 
-    let back_to_base = eventually(Duration::from_secs(60), || async {
-        open_fds(pid1) <= base.0
-            && open_fds(pid2) <= base.1
-            && tasks(1).await <= base.2
-            && tasks(2).await <= base.3
-    })
-    .await;
-    assert!(
-        back_to_base,
-        "ztunnel did not return to baseline: fds {} / {} (base {} / {}), tasks {} / {} (base {} / {})",
-        open_fds(pid1),
-        open_fds(pid2),
-        base.0,
-        base.1,
-        tasks(1).await,
-        tasks(2).await,
-        base.2,
-        base.3
-    );
+    back_to_baseline(&mesh, base, Duration::from_secs(60))
+        .await
+        .unwrap();
     println!(
         "{N} connections: opened in {opened:?}, all held after {held:?} (fds at peak {} / {}, base {} / {}), \
          echoed after {exchanged:?}, baseline again after {:?}",
-        peak.0,
-        peak.1,
-        base.0,
-        base.1,
+        peak[0].fds,
+        peak[1].fds,
+        base[0].fds,
+        base[1].fds,
         started.elapsed()
     );
 }

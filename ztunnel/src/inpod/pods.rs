@@ -37,6 +37,29 @@ use crate::proxy::socket::listen;
 /// away is not held up (a snapshot waits this once for all its pods).
 pub const IDENTITY_GRACE: Duration = Duration::from_secs(1);
 
+/// What an enrollment must carry before ztunnel touches the pod's network
+/// namespace: a uid, a namespace and service account that form a SPIFFE ID
+/// in `trust_domain`, and at least one IP address. Pure (fuzzed).
+pub fn check_pod(trust_domain: &str, pod: &Pod) -> Result<(SpiffeId, Vec<IpAddr>), String> {
+    if pod.uid.is_empty() {
+        return Err("pod has no uid".into());
+    }
+    let identity = SpiffeId::workload(trust_domain, &pod.namespace, &pod.service_account)
+        .map_err(|e| format!("namespace/service account do not form a SPIFFE ID: {e}"))?;
+    let ips = pod
+        .ips
+        .iter()
+        .map(|ip| {
+            ip.parse::<IpAddr>()
+                .map_err(|_| format!("ip {ip:?} is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ips.is_empty() {
+        return Err("pod has no IP".into());
+    }
+    Ok((identity, ips))
+}
+
 struct Running {
     pod: Pod,
     /// Where its SVID stands.
@@ -82,20 +105,7 @@ impl Pods {
     async fn start(&self, pod: Pod) -> Result<Running, String> {
         let s = &self.shared;
         let state = s.state();
-        let identity =
-            SpiffeId::workload(&state.trust_domain, &pod.namespace, &pod.service_account)
-                .map_err(|e| format!("namespace/service account do not form a SPIFFE ID: {e}"))?;
-        let ips = pod
-            .ips
-            .iter()
-            .map(|ip| {
-                ip.parse::<IpAddr>()
-                    .map_err(|_| format!("ip {ip:?} is not an IP address"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if ips.is_empty() {
-            return Err("pod has no IP".into());
-        }
+        let (identity, ips) = check_pod(&state.trust_domain, &pod)?;
         let worker =
             NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
 
@@ -267,10 +277,6 @@ impl Pods {
             self.count(running.len());
         }
         let uid = pod.uid.clone();
-        if uid.is_empty() {
-            self.shared.metrics.enrollment_failures.inc();
-            return Err("pod has no uid".into());
-        }
         match self.start(pod).await {
             Ok(r) => {
                 let phase = r.svid.clone();

@@ -89,21 +89,7 @@ impl Server {
 
     /// An authenticated QUIC connection with HTTP/3 control streams set up.
     async fn connect(&self) -> quinn::Connection {
-        let lo = &self.lo;
-        let cfg = client_config(
-            &lo.client_svid,
-            lo.bundles.clone(),
-            lo.server_id.clone(),
-            &lo.metrics,
-            &self.settings,
-        )
-        .unwrap();
-        let conn = lo
-            .client
-            .connect_with(cfg, self.addr, "tunnel.quicmesh")
-            .unwrap()
-            .await
-            .unwrap();
+        let conn = self.connect_bare().await;
         // Kept alive by its own task until the connection ends.
         Http3::start(conn.clone(), Side::Client, 16 << 10, TunnelMetrics::new())
             .await
