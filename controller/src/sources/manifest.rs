@@ -148,6 +148,18 @@ impl Doc<'_> {
         }
     }
 
+    /// A service account name: a DNS subdomain, as Kubernetes requires. It
+    /// becomes a segment of the workload's SPIFFE ID, which every proxy
+    /// must accept: one a proxy refused would NACK the whole config update
+    /// on every node. Absent or empty: `default`, as the API server sets.
+    fn service_account(&self, v: &Value, path: &str) -> R<String> {
+        match self.str(v, path)? {
+            None => Ok("default".into()),
+            Some(s) if s.is_empty() => Ok("default".into()),
+            Some(_) => self.name(v, path),
+        }
+    }
+
     fn labels(&self, v: &Value, path: &str) -> R<Labels> {
         let Some(m) = self.get(v, path) else {
             return Ok(Labels::new());
@@ -384,9 +396,7 @@ impl Doc<'_> {
             name,
             namespace,
             labels,
-            service_account: self
-                .str(v, "spec.serviceAccountName")?
-                .unwrap_or_else(|| "default".into()),
+            service_account: self.service_account(v, "spec.serviceAccountName")?,
             node: self.str(v, "spec.nodeName")?,
             ips,
             ready,
@@ -524,9 +534,7 @@ impl Doc<'_> {
             namespace,
             replicas,
             labels,
-            service_account: self
-                .str(v, "spec.template.spec.serviceAccountName")?
-                .unwrap_or_else(|| "default".into()),
+            service_account: self.service_account(v, "spec.template.spec.serviceAccountName")?,
             containers,
         })
     }
@@ -687,6 +695,42 @@ metadata: {name: nospec, namespace: shop}
                 .clone()
                 .unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    /// Found by the `manifest` fuzz target: a service account name that
+    /// is not a SPIFFE path segment made a workload identity ztunnel
+    /// refuses, so every node NACKed the whole config.
+    #[test]
+    fn service_account_names_are_dns_names() {
+        let pod = |sa: &str| {
+            format!("kind: Pod\nmetadata: {{name: p}}\nspec: {{serviceAccountName: {sa}}}\nstatus: {{podIP: 10.0.0.1}}\n")
+        };
+        for bad in ["'w[b'", "'a b'", "'a/b'", "Web", "'-x'"] {
+            let e = parse_file(&pod(bad), "f.yaml").unwrap().docs[0]
+                .clone()
+                .unwrap_err();
+            assert_eq!(e.field, "spec.serviceAccountName", "{bad}: {e}");
+        }
+        let deployment = "kind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {serviceAccountName: 'a b', containers: [{name: c}]}}}\n";
+        let e = parse_file(deployment, "f.yaml").unwrap().docs[0]
+            .clone()
+            .unwrap_err();
+        assert_eq!(e.field, "spec.template.spec.serviceAccountName");
+        for (sa, want) in [("web.v2", "web.v2"), ("''", "default")] {
+            let Ok(Some(Object::Pod(p))) = parse_file(&pod(sa), "f.yaml").unwrap().docs[0].clone()
+            else {
+                panic!("{sa} refused")
+            };
+            assert_eq!(p.service_account, want);
+            let id = format!(
+                "spiffe://cluster.local/ns/{}/sa/{}",
+                p.namespace, p.service_account
+            );
+            assert!(
+                quicmesh_core::identity::SpiffeId::parse(&id).is_ok(),
+                "{id}"
+            );
         }
     }
 
