@@ -400,7 +400,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.initials, 20, "{stats:?}");
-        assert!(stats.other_received > 0, "the server answered: {stats:?}");
+        // Without Retries to wait for, the flood may end before any answer
+        // arrives: what matters is that every attempt reached the server
+        // and none completed.
         for _ in 0..20 {
             let (validated, completed) = seen.recv().await.unwrap();
             assert!(!validated && !completed);
