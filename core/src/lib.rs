@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod identity;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod telemetry;

@@ -208,8 +208,9 @@ async fn gone(mesh: &Mesh, base: &Baseline) -> Option<Duration> {
 }
 
 /// Budget (issue 10): RSS after a flood, relative to idle. Waited for, and
-/// reported; not asserted (no allocator measured meets it, see
-/// docs/performance.md).
+/// reported; not asserted (one address ends ~14 % above idle: fragmented
+/// heap and code pages first touched, see docs/performance.md). What is
+/// asserted is that the heap a many-address flood used is given back.
 const SETTLED_WITHIN: f64 = 1.10;
 
 /// Lets the legitimate connection made during the flood go (it is not the
@@ -423,4 +424,13 @@ async fn many_addresses_meet_the_global_cap() {
         "the flood's handshakes were not gone {GONE_WITHIN:?} after it"
     );
     assert_eq!(late_after.unwrap(), "hello from server\n");
+    // The heap the flood used goes back to the kernel once it is over
+    // (ztunnel trims it; glibc alone kept all of it).
+    assert!(
+        after_anon - base.anon <= (peak.anon - base.anon) / 2.0,
+        "anonymous RSS idle {:.1} MB, peak {:.1}, {:.1} after: the flood's heap was kept",
+        base.anon,
+        peak.anon,
+        after_anon
+    );
 }

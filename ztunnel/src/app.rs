@@ -180,6 +180,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     let pods = Pods::new(shared.clone());
     let shutdown = CancellationToken::new();
+    tokio::spawn(
+        shared
+            .server
+            .admission
+            .clone()
+            .release_memory_after_bursts(),
+    );
 
     // Metrics and health.
     let registry = Arc::new(registry);

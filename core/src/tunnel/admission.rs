@@ -145,6 +145,8 @@ struct Counts {
     /// Only sources with a handshake in flight: an entry goes when its counts
     /// reach zero, so the map is never larger than `total`.
     sources: HashMap<IpAddr, SourceLoad>,
+    /// Accepted since `total` was last zero: how big the current burst is.
+    admitted_since_quiet: usize,
 }
 
 /// What [`Admission::admit`] decided, with the slot when accepted.
@@ -162,6 +164,8 @@ pub struct Admission {
     counts: Mutex<Counts>,
     metrics: Arc<TunnelMetrics>,
     warnings: Throttle,
+    /// Woken when the count comes back to zero after a [`BURST`].
+    quiet: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Admission {
@@ -187,6 +191,16 @@ impl Drop for Ticket {
     }
 }
 
+/// A burst of handshakes, for [`Admission::release_memory_after_bursts`]:
+/// this many accepted before the count is back to zero. One source's
+/// caps (`2 × per_source`, 16 each by default) make a flood from it one.
+const BURST: usize = 16;
+
+/// How long after a burst its memory is given back: the connections of its
+/// handshakes are freed only once their close has drained (three probe
+/// timeouts), a little after their slots.
+const SETTLE: Duration = Duration::from_secs(8);
+
 /// Warnings about the same result at most this often; each event is logged
 /// at debug level and counted in the metric.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -200,6 +214,7 @@ impl Admission {
             counts: Mutex::new(Counts::default()),
             metrics,
             warnings: Throttle::new(WARN_EVERY),
+            quiet: tokio::sync::Notify::new(),
         })
     }
 
@@ -233,6 +248,7 @@ impl Admission {
             Decision::Refuse(r) => Admitted::Refuse(r),
             Decision::Accept => {
                 counts.total += 1;
+                counts.admitted_since_quiet += 1;
                 *counts.sources.entry(source).or_default().slot(validated) += 1;
                 drop(counts);
                 self.metrics.handshakes_in_flight.inc();
@@ -254,8 +270,33 @@ impl Admission {
                 counts.sources.remove(&source);
             }
         }
+        let burst_over =
+            counts.total == 0 && std::mem::take(&mut counts.admitted_since_quiet) >= BURST;
         drop(counts);
         self.metrics.handshakes_in_flight.dec();
+        if burst_over {
+            self.quiet.notify_one();
+        }
+    }
+
+    /// Runs forever: [`SETTLE`] after each burst of handshakes has ended
+    /// (at least [`BURST`] accepted before none was in flight again), gives
+    /// the heap it used back to the kernel. Without this the peak a flood
+    /// caused stays resident (glibc keeps freed pages). Spawn one per proxy.
+    pub async fn release_memory_after_bursts(self: Arc<Self>) {
+        loop {
+            self.quiet.notified().await;
+            tokio::time::sleep(SETTLE).await;
+            let started = Instant::now();
+            let released = tokio::task::spawn_blocking(crate::memory::release_free_heap)
+                .await
+                .unwrap_or(false);
+            tracing::info!(
+                released,
+                took = ?started.elapsed(),
+                "handshake burst over: gave its freed heap back to the kernel"
+            );
+        }
     }
 
     /// Screens a connection attempt on a server endpoint: answers it with a

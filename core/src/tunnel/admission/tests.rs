@@ -368,3 +368,48 @@ fn limits_come_from_the_settings() {
     assert!(l.retry_threshold <= l.max_in_flight);
     assert!(2 * l.per_source <= l.max_in_flight);
 }
+
+/// Accepts one handshake from each of `n` sources; the caller holds them.
+fn admit_from_many(a: &Arc<Admission>, n: usize) -> Vec<Ticket> {
+    (0..n)
+        .map(|i| {
+            let ip = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
+            match a.admit(ip, true) {
+                Admitted::Accept(t) => t,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Whether the end of a burst was signalled (a permit is waiting).
+async fn burst_ended(a: &Admission) -> bool {
+    tokio::time::timeout(Duration::from_millis(50), a.quiet.notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn the_end_of_a_burst_is_signalled_once_and_small_ones_are_not() {
+    let limits = Limits {
+        max_in_flight: 1_000,
+        per_source: 16,
+        retry_threshold: 1_000,
+    };
+    let a = Admission::new(limits, TunnelMetrics::new());
+    // Handshakes one after another, however many, are no burst.
+    for _ in 0..BURST * 2 {
+        drop(admit_from_many(&a, 1));
+    }
+    assert!(!burst_ended(&a).await);
+    // A burst: signalled when its last slot is given back, not before.
+    let mut burst = admit_from_many(&a, BURST);
+    burst.truncate(1);
+    assert!(!burst_ended(&a).await);
+    drop(burst);
+    assert!(burst_ended(&a).await);
+    assert!(!burst_ended(&a).await, "signalled twice");
+    // The next burst counts from zero.
+    drop(admit_from_many(&a, BURST - 1));
+    assert!(!burst_ended(&a).await);
+}
