@@ -5,7 +5,7 @@
 //!   [`Authenticator`] (file mode: the per-node bootstrap tokens the lab
 //!   provisions; Kubernetes: TokenReview), or a node certificate this CA
 //!   issued earlier, presented as the TLS client certificate.
-//! - Authorization: the node's own certificate ([`node_identity`]), or the
+//! - Authorization: the node's own certificate ([`SpiffeId::node`]), or the
 //!   identity of a pod scheduled on that node. Anything else is refused with
 //!   a logged reason and counted.
 
@@ -26,20 +26,6 @@ use tonic::{Request, Response, Status};
 
 use crate::store::Store;
 
-/// The SPIFFE ID of a node's ztunnel: `spiffe://<td>/quicmesh/node/<node>`.
-/// Not a workload identity: it authenticates the node to the control plane.
-pub fn node_identity(trust_domain: &str, node: &str) -> Result<SpiffeId, String> {
-    SpiffeId::parse(&format!("spiffe://{trust_domain}/quicmesh/node/{node}"))
-        .map_err(|e| e.to_string())
-}
-
-/// The node a node identity names.
-pub fn node_of(id: &SpiffeId) -> Option<&str> {
-    id.path()
-        .strip_prefix("/quicmesh/node/")
-        .filter(|n| !n.contains('/'))
-}
-
 /// The node named by the caller's TLS client certificate (already verified
 /// against the trust bundle by the TLS layer); `missing` is the refusal when
 /// there is none.
@@ -53,7 +39,7 @@ pub fn node_from_peer_cert<T>(req: &Request<T>, missing: &str) -> Result<String,
     let id = cert_info(leaf)
         .map_err(|e| Status::unauthenticated(e.to_string()))?
         .id;
-    node_of(&id)
+    id.node_name()
         .map(str::to_string)
         .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
 }
@@ -153,7 +139,7 @@ impl CaService {
                 self.store.trust_domain()
             ));
         }
-        if let Some(n) = node_of(id) {
+        if let Some(n) = id.node_name() {
             return if n == node {
                 Ok(())
             } else {
@@ -264,12 +250,10 @@ mod tests {
         assert!(e.contains("node node2"), "{e}");
         let db = SpiffeId::workload("cluster.local", "shop", "db").unwrap();
         assert!(s.authorize("node1", &db).is_err());
-        let own = node_identity("cluster.local", "node1").unwrap();
+        let own = SpiffeId::node("cluster.local", "node1").unwrap();
         assert!(s.authorize("node1", &own).is_ok());
         assert!(s.authorize("node2", &own).is_err());
         let foreign = SpiffeId::workload("other.example", "shop", "web").unwrap();
         assert!(s.authorize("node1", &foreign).is_err());
-        assert_eq!(node_of(&own), Some("node1"));
-        assert_eq!(node_of(&web), None);
     }
 }

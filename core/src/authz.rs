@@ -17,6 +17,7 @@
 //! the rest of the rule decides. Both directions fail closed.
 
 pub mod matcher;
+pub mod set;
 
 use std::fmt;
 use std::net::IpAddr;

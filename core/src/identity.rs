@@ -2,6 +2,7 @@
 //! that make every tunnel mutually authenticated.
 
 pub mod ca;
+pub mod certs;
 pub mod spiffe;
 pub mod svid;
 pub mod verify;

@@ -7,7 +7,10 @@
 //! the proxies and the controller.
 
 pub mod authz;
+pub mod control;
+pub mod enrollment;
 pub mod identity;
+pub mod lb;
 pub mod memory;
 pub mod metrics;
 pub mod netns;

@@ -6,12 +6,15 @@
 //!   on (caps, QUIC Retry under load), before anyone is authenticated.
 //! - [`server`]: accepts CONNECT streams and hands them to an [`server::Inbound`].
 //! - [`client`]: a pool of QUIC connections, one CONNECT stream per TCP connection.
+//! - [`connect`]: an answered CONNECT stream, pumped into TCP or used as a
+//!   byte stream (`AsyncRead + AsyncWrite`, for hyper).
 //! - [`pump`]: copies bytes between a TCP socket and a stream, with half-close
 //!   and reset mapped both ways.
 
 pub mod admission;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod http3;
 pub mod pump;
 pub mod server;

@@ -20,7 +20,7 @@ use prost::Message;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::enrollment::{request, Pod, Request, Response};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
-use ztunnel::inpod::enroll::MAX_FRAME;
+use quicmesh_core::enrollment::MAX_FRAME;
 
 /// What ztunnel checks of a pod before touching its network namespace.
 fn check_pod(pod: &Pod) -> Result<(SpiffeId, Vec<IpAddr>), String> {

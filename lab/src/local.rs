@@ -27,7 +27,7 @@ use quicmesh_controller::sources::files::FileSource;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_proto::enrollment::Pod as EnrollPod;
 use serde_json::json;
-use ztunnel::inpod::enroll::Client;
+use quicmesh_core::enrollment::Client;
 
 use crate::mesh::{file_tail, find_binary, netns_http_get, TRUST_DOMAIN};
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};

@@ -12,7 +12,7 @@ use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::netns::NetnsWorker;
 use quicmesh_proto::enrollment::Pod;
 use ztunnel::config::{Workload, WorkloadFile};
-use ztunnel::inpod::enroll::Client;
+use quicmesh_core::enrollment::Client;
 
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
 

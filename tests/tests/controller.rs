@@ -351,7 +351,7 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
             &std::fs::read(cluster.dir.join("ca/ca.pem")).unwrap(),
         )
         .unwrap();
-    let c = std::sync::Arc::new(ztunnel::controller::ControllerClient {
+    let c = std::sync::Arc::new(quicmesh_core::control::client::ControllerClient {
         addr: SocketAddr::from((
             quicmesh_lab::local::CONTROLLER_IP,
             quicmesh_lab::local::CONTROLLER_GRPC,

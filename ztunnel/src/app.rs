@@ -1,74 +1,24 @@
 //! Wiring: shared state, the identity source, the admin and metrics
 //! endpoints, the workload file watch, and the enrollment server.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use quicmesh_core::control::client::ControllerClient;
 use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http};
-use quicmesh_core::netns::NetnsWorker;
-use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config::TunnelSettings;
-use quicmesh_proto::enrollment::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, WorkloadFile};
-use crate::controller::ControllerClient;
-use crate::identity::{CertManager, SvidSource};
 use crate::inpod::pods::Pods;
 use crate::metrics::Metrics;
+use crate::node::Shared;
 use crate::state::State;
-
-/// What every pod's data path shares.
-pub struct Shared {
-    pub node: String,
-    pub(crate) state: RwLock<Arc<State>>,
-    pub certs: CertManager,
-    pub metrics: Arc<Metrics>,
-    pub settings: TunnelSettings,
-    /// What every pod's tunnel server shares (metrics, limits, handshake
-    /// admission: its caps bound all pods together).
-    pub server: quicmesh_core::tunnel::server::ServerCtx,
-    pub drain_deadline: Duration,
-    pub balancer: Arc<crate::proxy::lb::Balancer>,
-    /// Live inbound connections, re-checked on every state change.
-    pub live: Arc<crate::proxy::live::LiveConns>,
-}
-
-impl Shared {
-    pub fn state(&self) -> Arc<State> {
-        self.state.read().expect("not poisoned").clone()
-    }
-
-    /// Installs a new state, then re-checks live inbound connections
-    /// against it (cutting those no longer allowed).
-    pub fn set_state(&self, state: State) {
-        let state = Arc::new(state);
-        *self.state.write().expect("not poisoned") = state.clone();
-        let cut = self.live.recheck(&state, &self.metrics);
-        if cut > 0 {
-            tracing::info!(
-                cut,
-                live = self.live.len(),
-                "config change closed live connections"
-            );
-        }
-    }
-}
-
-/// One enrolled pod, as its data path sees it.
-pub struct PodCtx {
-    pub pod: Pod,
-    pub ips: Vec<IpAddr>,
-    pub identity: SpiffeId,
-    pub worker: NetnsWorker,
-    pub pool: Arc<Pool>,
-    pub shared: Arc<Shared>,
-}
 
 /// Builds the identity source from the flags.
 fn cert_manager(
@@ -167,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         node: args.node.clone(),
         state: RwLock::new(Arc::new(initial)),
-        certs,
+        certs: Arc::new(certs),
         metrics: metrics.clone(),
         server: quicmesh_core::tunnel::server::ServerCtx::new(
             metrics.tunnel.clone(),
@@ -239,13 +189,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ));
         }
         (None, Some(c)) => {
-            tokio::spawn(crate::controller::follow(c, shared.clone()));
+            let node = c.node_identity();
+            tokio::spawn(quicmesh_core::control::stream::follow(
+                c,
+                shared.certs.clone(),
+                node,
+                shared.clone(),
+            ));
         }
         (None, None) => unreachable!("clap requires one of --workloads and --controller"),
     }
     let enroll = {
         let (path, pods, stop) = (args.enroll_socket.clone(), pods.clone(), shutdown.clone());
-        tokio::spawn(async move { crate::inpod::enroll::serve(&path, pods, stop).await })
+        tokio::spawn(async move { quicmesh_core::enrollment::serve(&path, pods, stop).await })
     };
     tracing::info!(node = %args.node, metrics = %args.metrics_addr, "ztunnel started");
 

@@ -4,11 +4,5 @@
 //! namespace ([`socket`]).
 
 pub mod inbound;
-pub mod lb;
-pub mod live;
 pub mod outbound;
 pub mod socket;
-
-/// Ports of ztunnel itself: never a valid destination for delivery to an app
-/// (delivering there would loop a connection back into ztunnel).
-pub const ZTUNNEL_PORTS: [u16; 5] = [15000, 15001, 15006, 15008, 15020];

@@ -11,8 +11,8 @@ use quicmesh_core::authz::Policy;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::config::{resource, Resource};
 
-use crate::authz::{Destination, MtlsMode, PolicySet};
 use crate::config::{Workload, WorkloadFile};
+use quicmesh_core::authz::set::{Destination, MtlsMode, PolicySet};
 
 /// A workload with its identity resolved.
 #[derive(Debug, Clone, serde::Serialize)]

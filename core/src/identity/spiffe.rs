@@ -44,6 +44,8 @@ pub struct SpiffeId {
 }
 
 const SCHEME: &str = "spiffe://";
+/// Where a node identity's path starts, before the node's name.
+const NODE_PATH: &str = "/quicmesh/node/";
 
 impl SpiffeId {
     /// Parses and validates `s`.
@@ -76,6 +78,21 @@ impl SpiffeId {
         Self::parse(&format!(
             "{SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}"
         ))
+    }
+
+    /// The identity of a node's ztunnel, `spiffe://<td>/quicmesh/node/<node>`.
+    /// Not a workload identity: it authenticates a node to the control plane
+    /// (and no workload can be issued it: no namespace is called `quicmesh`
+    /// with a service account path of this shape).
+    pub fn node(trust_domain: &str, node: &str) -> Result<Self, SpiffeIdError> {
+        Self::parse(&format!("{SCHEME}{trust_domain}{NODE_PATH}{node}"))
+    }
+
+    /// The node this identity names, when it is a node identity.
+    pub fn node_name(&self) -> Option<&str> {
+        self.path()
+            .strip_prefix(NODE_PATH)
+            .filter(|n| !n.is_empty() && !n.contains('/'))
     }
 
     pub fn trust_domain(&self) -> &str {
@@ -179,6 +196,27 @@ impl<'de> serde::Deserialize<'de> for SpiffeId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_identities_name_their_node_and_nothing_else_does() {
+        let own = SpiffeId::node("cluster.local", "node1").unwrap();
+        assert_eq!(own.as_str(), "spiffe://cluster.local/quicmesh/node/node1");
+        assert_eq!(own.node_name(), Some("node1"));
+        assert!(own.namespace_and_service_account().is_err());
+        for not_node in [
+            "spiffe://cluster.local/ns/shop/sa/web",
+            "spiffe://cluster.local/quicmesh/node",
+            "spiffe://cluster.local/quicmesh/node/a/b",
+            "spiffe://cluster.local/quicmesh/nodes/a",
+        ] {
+            assert_eq!(
+                SpiffeId::parse(not_node).unwrap().node_name(),
+                None,
+                "{not_node}"
+            );
+        }
+        assert!(SpiffeId::node("cluster.local", "a/").is_err());
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -16,14 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::config::{client_config, TunnelSettings};
+use super::connect::ConnectStream;
 use super::http3::message;
 use super::http3::stream::{send_head, FrameReader, HeadError, RecvData, SendData};
 use super::http3::{code, Http3, Side};
-use super::pump::{pump, Transfer};
 use crate::identity::{SpiffeId, Svid, TrustBundles};
 use crate::metrics::{StreamLabels, TunnelMetrics};
 
@@ -159,32 +157,6 @@ impl Drop for StreamGuard {
     }
 }
 
-/// An established CONNECT stream, ready to pump.
-pub struct Tunnel {
-    send: SendData,
-    recv: RecvData,
-    _guard: StreamGuard,
-    labels: StreamLabels,
-    metrics: Arc<TunnelMetrics>,
-}
-
-impl Tunnel {
-    /// Carries `tcp` through the tunnel until both sides are done.
-    pub async fn pump(self, tcp: TcpStream) -> Transfer {
-        let m = &self.metrics;
-        m.streams_opened.get_or_create(&self.labels).inc();
-        m.streams_active.inc();
-        let t = pump(tcp, self.send, self.recv, &CancellationToken::new()).await;
-        m.streams_active.dec();
-        m.streams_closed.get_or_create(&self.labels).inc();
-        m.bytes_sent.get_or_create(&self.labels).inc_by(t.sent);
-        m.bytes_received
-            .get_or_create(&self.labels)
-            .inc_by(t.received);
-        t
-    }
-}
-
 impl Pool {
     pub fn new(
         endpoint: quinn::Endpoint,
@@ -224,7 +196,7 @@ impl Pool {
         svid: &Svid,
         authority: SocketAddr,
         headers: http::HeaderMap,
-    ) -> Result<Tunnel, TunnelError> {
+    ) -> Result<ConnectStream, TunnelError> {
         let mut last = None;
         for _attempt in 0..2 {
             let guard = self.connection(key, svid).await?;
@@ -411,7 +383,7 @@ impl Pool {
         key: &PoolKey,
         authority: SocketAddr,
         headers: http::HeaderMap,
-    ) -> Result<Tunnel, TunnelError> {
+    ) -> Result<ConnectStream, TunnelError> {
         let addr = key.addr;
         let h3_err = |reason: String| TunnelError::H3 { addr, reason };
         let conn = guard.0.clone();
@@ -458,17 +430,17 @@ impl Pool {
                 status: head.status,
             });
         }
-        Ok(Tunnel {
-            send: SendData::new(send),
-            recv: RecvData::new(reader),
-            _guard: guard,
-            labels: StreamLabels {
+        Ok(ConnectStream::new(
+            SendData::new(send),
+            RecvData::new(reader),
+            self.metrics.clone(),
+            StreamLabels {
                 direction: "outbound".into(),
                 src_principal: key.src.to_string(),
                 dst_principal: key.dst.to_string(),
             },
-            metrics: self.metrics.clone(),
-        })
+            Box::new(guard),
+        ))
     }
 }
 
@@ -477,6 +449,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashSet;
+    use tokio::net::TcpStream;
+    use tokio_util::sync::CancellationToken;
 
     fn key(src: &str, dst: &str, addr: &str) -> PoolKey {
         PoolKey {
@@ -586,10 +560,14 @@ mod tests {
                 .open(&key, &lo.client_svid, sink_addr, http::HeaderMap::new())
                 .await
                 .unwrap();
-            let conn = t._guard.0.clone();
+            let conn = t
+                .guard::<StreamGuard>()
+                .expect("the pool's guard")
+                .0
+                .clone();
             let app = TcpStream::connect(app_addr).await.unwrap();
             let (captured, _) = apps.accept().await.unwrap();
-            tokio::spawn(t.pump(captured));
+            tokio::spawn(t.pump(captured, CancellationToken::new()));
             (conn, app)
         };
 

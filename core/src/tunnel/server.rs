@@ -1,8 +1,8 @@
 //! The tunnel server: admits QUIC connection attempts, completes their
 //! handshakes within a deadline, reads the client's proven identity, then
 //! ([`requests`]) accepts HTTP/3 CONNECT requests, asks the [`Inbound`] for
-//! the upstream TCP connection, answers 200 only once it is connected, and
-//! pumps.
+//! the upstream (a TCP connection, or a handler in the process), answers 200
+//! only once it is ready, and pumps or hands the stream over.
 //!
 //! Only the RFC 9114 §4.4 CONNECT form (`:method` and `:authority`) is
 //! accepted; anything malformed is refused (see `http3::message`).
@@ -21,6 +21,8 @@ mod requests;
 
 use super::admission::{Admission, Limits, Ticket};
 use super::config::TunnelSettings;
+use super::connect::ConnectStream;
+use super::pump::Outcome;
 use crate::identity::svid::cert_info;
 use crate::identity::SpiffeId;
 use crate::metrics::TunnelMetrics;
@@ -58,9 +60,24 @@ impl Refused {
     }
 }
 
+/// An in-process handler of an accepted stream (an L7 proxy serving it):
+/// gets the stream and the upstream's stop token, returns how it ended.
+pub type ServeStream = Box<
+    dyn FnOnce(ConnectStream, CancellationToken) -> futures::future::BoxFuture<'static, Outcome>
+        + Send,
+>;
+
+/// Where an accepted stream's bytes go.
+pub enum Target {
+    /// Pumped into a connected TCP socket.
+    Tcp(TcpStream),
+    /// Served in this process.
+    Serve(ServeStream),
+}
+
 /// The upstream side of an accepted request.
 pub struct Upstream {
-    pub tcp: TcpStream,
+    pub target: Target,
     /// Cancelling it cuts the connection (stream reset, RST to the app):
     /// e.g. when policy no longer allows it.
     pub stop: CancellationToken,
@@ -68,14 +85,14 @@ pub struct Upstream {
     pub authz: String,
     /// Held until the connection ends (e.g. its entry in a registry of live
     /// connections).
-    pub guard: Box<dyn Send + Sync>,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Upstream {
     /// An upstream no one else can stop.
     pub fn plain(tcp: TcpStream) -> Self {
         Upstream {
-            tcp,
+            target: Target::Tcp(tcp),
             stop: CancellationToken::new(),
             authz: "allow".into(),
             guard: Box::new(()),

@@ -23,13 +23,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{PodCtx, Shared};
-use crate::inpod::enroll::{Enrolled, PodRegistry};
-use crate::inpod::rules::{self, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
+use crate::inpod::rules;
 use crate::inpod::svid::{self, Phase};
+use crate::node::{PodCtx, Shared};
+use crate::ports::{INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
 use crate::proxy::inbound::{plaintext, PodInbound};
 use crate::proxy::outbound::outbound;
 use crate::proxy::socket::listen;
+use quicmesh_core::enrollment::{Enrolled, PodRegistry};
 
 /// How long an enrollment answer waits for a new pod's SVID before
 /// reporting it identity-pending. Long enough for a CA that answers at

@@ -1,7 +1,7 @@
 //! The nftables rules ztunnel installs inside each pod's network namespace.
 //!
 //! - outbound: TCP leaving the pod is redirected to 15001, except loopback
-//!   traffic and ztunnel's own sockets (marked with [`ZTUNNEL_MARK`]);
+//!   traffic and ztunnel's own sockets (marked with [`ZTUNNEL_MARK`](crate::ports::ZTUNNEL_MARK));
 //! - inbound: all TCP arriving from outside is redirected to 15006, where
 //!   mTLS mode and policy decide; no TCP port is exempt (the tunnel is UDP
 //!   and never redirected; TCP to 15008 would otherwise bypass policy).
@@ -12,10 +12,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// SO_MARK of every socket ztunnel opens inside a pod: never redirected.
-pub const ZTUNNEL_MARK: u32 = 0x1508;
-pub const OUTBOUND_PORT: u16 = 15001;
-pub const INBOUND_PLAINTEXT_PORT: u16 = 15006;
+use crate::ports::{INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT, ZTUNNEL_MARK};
+
 pub const TABLE: &str = "quicmesh";
 
 /// The ruleset text. Pure, so tests can read it.

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::PodCtx;
+use crate::node::PodCtx;
 
 /// How often a pending pod looks again (cheap: within the backoff the cert
 /// manager answers without asking the CA).

@@ -10,13 +10,13 @@ use std::time::Instant;
 use http::StatusCode;
 use quicmesh_core::authz::{Connection, Decision, Verdict};
 use quicmesh_core::identity::SpiffeId;
-use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused, Upstream};
+use quicmesh_core::tunnel::server::{Inbound, InboundRequest, Refused, Target, Upstream};
 use tokio::net::TcpStream;
 
-use super::live::LiveGuard;
 use super::socket::{connect_marked, original_dst, reset_on_close};
-use super::ZTUNNEL_PORTS;
-use crate::app::PodCtx;
+use crate::live::LiveGuard;
+use crate::node::PodCtx;
+use crate::ports::ZTUNNEL_PORTS;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -43,7 +43,7 @@ fn authorize(
         .live
         .register(&ctx.pod.uid, &ctx.pod.namespace, conn.clone(), src, dst);
     let state = s.state();
-    let decision = crate::authz::decide(
+    let decision = quicmesh_core::authz::set::decide(
         &state.authorization,
         &state.destination(&ctx.pod.uid, &ctx.pod.namespace),
         &conn,
@@ -140,7 +140,7 @@ impl Inbound for PodInbound {
         let admitted = authorize(ctx, Some(req.peer.clone()), req.peer_addr, req.authority)?;
         let tcp = deliver(ctx, req.authority).await?;
         Ok(Upstream {
-            tcp,
+            target: Target::Tcp(tcp),
             stop: admitted.stop,
             authz: admitted.decision.to_string(),
             guard: Box::new(admitted.guard),

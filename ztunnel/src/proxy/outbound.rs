@@ -9,10 +9,12 @@ use http::HeaderValue;
 use quicmesh_core::tunnel::client::PoolKey;
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
-use super::lb::Lease;
 use super::socket::{connect_marked, original_dst, reset_on_close};
-use crate::app::PodCtx;
+use quicmesh_core::lb::Lease;
+
+use crate::node::PodCtx;
 use crate::state::{MeshService, MeshWorkload, State};
 
 pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
@@ -126,7 +128,7 @@ async fn tunnel(
             return;
         }
     };
-    let t = tunnel.pump(tcp).await;
+    let t = tunnel.pump(tcp, CancellationToken::new()).await;
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,

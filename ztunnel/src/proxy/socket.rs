@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use quicmesh_core::netns::NetnsWorker;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::inpod::rules::ZTUNNEL_MARK;
+use crate::ports::ZTUNNEL_MARK;
 
 fn netns_err(e: quicmesh_core::netns::NetnsError) -> std::io::Error {
     std::io::Error::other(e)

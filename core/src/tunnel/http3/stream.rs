@@ -356,6 +356,11 @@ impl SendData {
         SendData { send }
     }
 
+    /// The QUIC stream, for a writer that frames its own DATA.
+    pub fn into_inner(self) -> quinn::SendStream {
+        self.send
+    }
+
     pub async fn send(&mut self, data: Bytes) -> Result<(), StreamError> {
         if data.is_empty() {
             return Ok(());

@@ -16,14 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::{Inbound, InboundRequest, Refused, ServerCtx, Upstream};
+use super::{Inbound, InboundRequest, Refused, ServerCtx, Target, Upstream};
 use crate::identity::SpiffeId;
 use crate::metrics::StreamLabels;
+use crate::tunnel::connect::ConnectStream;
 use crate::tunnel::http3::message::{self, RequestHead};
 use crate::tunnel::http3::qpack::QpackError;
 use crate::tunnel::http3::stream::{send_head, FrameReader, HeadError, RecvData, SendData};
 use crate::tunnel::http3::{code, Http3, Side};
-use crate::tunnel::pump::pump;
+use crate::tunnel::pump::Transfer;
 
 /// Requests in flight on one connection; wakes the drain when none is left.
 #[derive(Default)]
@@ -290,27 +291,36 @@ async fn request<I: Inbound>(
         src_principal: peer.to_string(),
         dst_principal: inbound.local_identity().to_string(),
     };
-    metrics.streams_opened.get_or_create(&labels).inc();
-    metrics.streams_active.inc();
     let Upstream {
-        tcp,
+        target,
         stop,
         authz,
         guard,
     } = up;
-    let t = pump(tcp, SendData::new(send), RecvData::new(reader), &stop).await;
-    drop(guard);
-    metrics.streams_active.dec();
-    metrics.streams_closed.get_or_create(&labels).inc();
-    metrics.bytes_sent.get_or_create(&labels).inc_by(t.sent);
-    metrics
-        .bytes_received
-        .get_or_create(&labels)
-        .inc_by(t.received);
+    let stream = ConnectStream::new(
+        SendData::new(send),
+        RecvData::new(reader),
+        metrics.clone(),
+        labels,
+        guard,
+    );
+    let dst_principal = stream.labels().dst_principal.clone();
+    let t = match target {
+        Target::Tcp(tcp) => stream.pump(tcp, stop).await,
+        Target::Serve(serve) => {
+            let bytes = stream.bytes();
+            let outcome = serve(stream, stop).await;
+            Transfer {
+                sent: bytes.sent(),
+                received: bytes.received(),
+                outcome,
+            }
+        }
+    };
     tracing::info!(
         direction = "inbound",
         src.identity = %peer,
-        dst.identity = %labels.dst_principal,
+        dst.identity = %dst_principal,
         src.addr = %peer_addr,
         dst.addr = %ireq.authority,
         bytes_sent = t.sent,

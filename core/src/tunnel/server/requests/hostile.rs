@@ -506,7 +506,7 @@ async fn goaway_lets_open_streams_finish_and_takes_no_new_ones() {
         .await
         .unwrap();
     let (captured, _) = apps.accept().await.unwrap();
-    let pumping = tokio::spawn(tunnel.pump(captured));
+    let pumping = tokio::spawn(tunnel.pump(captured, CancellationToken::new()));
 
     srv.stop.cancel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

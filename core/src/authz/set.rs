@@ -1,13 +1,13 @@
 //! Where L4 authorization is decided for inbound connections: which
 //! policies apply to a destination workload, and the decision. Pure: the
 //! state goes in, a decision comes out. Evaluation itself is
-//! [`quicmesh_core::authz`]; enforcement (refusing, cutting live
-//! connections) is in `proxy/`.
+//! [`crate::authz`]; enforcement (refusing, cutting live connections) is
+//! the proxy's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use quicmesh_core::authz::{
+use crate::authz::{
     self, parse_namespace, parse_principal, Action, Connection, Decision, DenyReason, IpNet,
     Policy, StringMatch,
 };
@@ -211,7 +211,7 @@ pub fn decide(set: &PolicySet, dst: &Destination<'_>, conn: &Connection) -> Deci
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quicmesh_core::identity::SpiffeId;
+    use crate::identity::SpiffeId;
     use quicmesh_proto::config::{AuthorizationRule, AuthorizationSource};
 
     fn auth(

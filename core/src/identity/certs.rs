@@ -1,9 +1,9 @@
-//! Where ztunnel's SVIDs come from, cached per identity and renewed at
+//! Where a proxy's SVIDs come from, cached per identity and renewed at
 //! half-life (halfway through the validity left when it arrived: see
 //! `Svid::refresh_at`).
 //!
 //! Sources: the controller's CA (production), PEM files on disk
-//! (`--svid-dir`), or — development only — a CA ztunnel holds itself
+//! (`--svid-dir`), or — development only — a CA the proxy holds itself
 //! (`--dev-ca-dir`). A failed fetch is retried with backoff; while a cached
 //! SVID is still valid it keeps being used.
 
@@ -12,10 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
-
-use crate::controller::ControllerClient;
+use super::ca::Ca;
+use super::{SpiffeId, Svid, TrustBundles};
+use crate::control::client::ControllerClient;
 
 pub enum SvidSource {
     Files { dir: PathBuf },
@@ -221,7 +220,7 @@ mod tests {
         let svid = ca.mint(&id, Duration::from_secs(3600)).unwrap();
         let d = dir.path().join("shop/web");
         std::fs::create_dir_all(&d).unwrap();
-        let (cert, key) = quicmesh_core::identity::ca::svid_to_pem(&svid);
+        let (cert, key) = crate::identity::ca::svid_to_pem(&svid);
         std::fs::write(d.join("cert.pem"), cert).unwrap();
         std::fs::write(d.join("key.pem"), key).unwrap();
         let e = certs.svid(&id).await.unwrap_err();

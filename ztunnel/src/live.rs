@@ -102,7 +102,7 @@ impl LiveConns {
         let mut cut = 0;
         for live in &live {
             let dst = state.destination(&live.pod_uid, &live.namespace);
-            let d = crate::authz::decide(&state.authorization, &dst, &live.conn);
+            let d = quicmesh_core::authz::set::decide(&state.authorization, &dst, &live.conn);
             if let Verdict::Deny { reason, policy } = &d.verdict {
                 tracing::warn!(
                     src.identity = ?live.conn.principal.as_ref().map(|p| p.as_str()),

@@ -1,0 +1,234 @@
+//! Following the controller's config stream: updates in, ACK or NACK out,
+//! for any proxy and whatever state it builds ([`ConfigSink`]).
+//!
+//! The stream is authenticated with the caller's certificate (a node's
+//! ztunnel: `spiffe://<td>/quicmesh/node/<node>`). Each update carries the
+//! resources that changed (or all of them, `full`); the proxy's state is
+//! rebuilt from the complete set, and an update it cannot build from is
+//! refused whole (NACK with the reason) while the previous state stays.
+//! When the stream breaks the proxy keeps serving its last good config and
+//! reconnects with backoff (200 ms doubling to 10 s, reset once connected).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicmesh_proto::config::config_stream_client::ConfigStreamClient;
+use quicmesh_proto::config::{Ack, Resource, Update};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+
+use super::client::ControllerClient;
+use crate::identity::certs::CertManager;
+use crate::identity::SpiffeId;
+
+/// What a proxy does with the config stream.
+pub trait ConfigSink: Send + Sync + 'static {
+    /// The version of the config in effect (the first ACK of every session
+    /// tells the controller where the proxy stands).
+    fn version(&self) -> u64;
+
+    /// Builds the proxy's state from the complete resource set of
+    /// `version` and puts it in effect; an error (the NACK's reason) leaves
+    /// the state as it was.
+    fn apply(&self, version: u64, resources: &BTreeMap<String, Resource>) -> Result<(), String>;
+
+    /// The stream is up (`true`) or broke (`false`), for a gauge.
+    fn connected(&self, up: bool);
+
+    /// An update was taken (`"ack"`) or refused (`"nack"`), for a counter.
+    fn update_result(&self, result: &'static str);
+}
+
+/// Follows the config stream forever, authenticated as `identity` (its
+/// SVID from `certs`): applies updates to `sink`, ACKs or NACKs them,
+/// reconnects with backoff.
+pub async fn follow<S: ConfigSink>(
+    client: Arc<ControllerClient>,
+    certs: Arc<CertManager>,
+    identity: SpiffeId,
+    sink: Arc<S>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let mut resources: BTreeMap<String, Resource> = BTreeMap::new();
+    loop {
+        let mut connected = false;
+        let session = Session {
+            client: &client,
+            certs: &certs,
+            identity: &identity,
+            sink: &*sink,
+        };
+        match session.run(&mut resources, &mut connected).await {
+            Ok(()) => tracing::info!("config stream closed by the controller"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "config stream failed; serving the last good config")
+            }
+        }
+        sink.connected(false);
+        if connected {
+            backoff = Duration::from_millis(200);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+struct Session<'a, S> {
+    client: &'a ControllerClient,
+    certs: &'a CertManager,
+    identity: &'a SpiffeId,
+    sink: &'a S,
+}
+
+impl<S: ConfigSink> Session<'_, S> {
+    async fn run(
+        &self,
+        resources: &mut BTreeMap<String, Resource>,
+        connected: &mut bool,
+    ) -> Result<(), String> {
+        let svid = self
+            .certs
+            .svid(self.identity)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut grpc = ConfigStreamClient::new(self.client.channel(Some(&svid))?);
+        let (tx, rx) = mpsc::channel::<Ack>(16);
+        tx.send(Ack {
+            nonce: String::new(),
+            error: String::new(),
+            version: self.sink.version(),
+        })
+        .await
+        .map_err(|_| "ack channel closed")?;
+        let mut updates = grpc
+            .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+            .into_inner();
+        tracing::info!(controller = %self.client.addr, "config stream connected");
+        *connected = true;
+        self.sink.connected(true);
+        while let Some(u) = updates.next().await {
+            let u = u.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+            let ack = apply(u, self.sink, resources);
+            tx.send(ack).await.map_err(|_| "ack channel closed")?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies one update; a bad one is rejected whole and the state stays.
+pub fn apply<S: ConfigSink>(
+    u: Update,
+    sink: &S,
+    resources: &mut BTreeMap<String, Resource>,
+) -> Ack {
+    let mut next = if u.full {
+        BTreeMap::new()
+    } else {
+        resources.clone()
+    };
+    for name in &u.removed {
+        next.remove(name);
+    }
+    for r in u.resources {
+        next.insert(r.name.clone(), r);
+    }
+    match sink.apply(u.version, &next) {
+        Ok(()) => {
+            *resources = next;
+            sink.update_result("ack");
+            tracing::debug!(version = u.version, full = u.full, "config applied");
+            Ack {
+                nonce: u.nonce,
+                error: String::new(),
+                version: u.version,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(version = u.version, reason = %e, "config update rejected (NACK); keeping the previous config");
+            sink.update_result("nack");
+            Ack {
+                nonce: u.nonce,
+                error: e,
+                version: sink.version(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A sink whose state is the resource names; a resource named `bad`
+    /// cannot be built from.
+    #[derive(Default)]
+    struct Names {
+        state: Mutex<(u64, Vec<String>)>,
+        results: Mutex<Vec<&'static str>>,
+    }
+
+    impl ConfigSink for Names {
+        fn version(&self) -> u64 {
+            self.state.lock().unwrap().0
+        }
+        fn apply(&self, version: u64, r: &BTreeMap<String, Resource>) -> Result<(), String> {
+            if r.contains_key("bad") {
+                return Err("bad resource".into());
+            }
+            *self.state.lock().unwrap() = (version, r.keys().cloned().collect());
+            Ok(())
+        }
+        fn connected(&self, _: bool) {}
+        fn update_result(&self, result: &'static str) {
+            self.results.lock().unwrap().push(result);
+        }
+    }
+
+    fn update(version: u64, full: bool, add: &[&str], removed: &[&str]) -> Update {
+        Update {
+            version,
+            full,
+            nonce: format!("n{version}"),
+            resources: add
+                .iter()
+                .map(|n| Resource {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            removed: removed.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn increments_build_on_the_last_good_set_and_a_bad_one_is_refused_whole() {
+        let sink = Names::default();
+        let mut held = BTreeMap::new();
+        let ack = apply(update(1, true, &["a", "b"], &[]), &sink, &mut held);
+        assert_eq!(
+            (ack.version, ack.error.as_str(), ack.nonce.as_str()),
+            (1, "", "n1")
+        );
+        let ack = apply(update(2, false, &["c"], &["a"]), &sink, &mut held);
+        assert_eq!(ack.version, 2);
+        assert_eq!(sink.state.lock().unwrap().1, ["b", "c"]);
+        // Refused: the state and the held set stay at version 2.
+        let ack = apply(update(3, false, &["bad", "d"], &["b"]), &sink, &mut held);
+        assert_eq!((ack.version, ack.error.as_str()), (2, "bad resource"));
+        assert_eq!(sink.state.lock().unwrap().1, ["b", "c"]);
+        // The next increment builds on version 2, not on the refused one.
+        apply(update(4, false, &["e"], &[]), &sink, &mut held);
+        assert_eq!(sink.state.lock().unwrap().1, ["b", "c", "e"]);
+        // A full update replaces everything.
+        apply(update(5, true, &["z"], &[]), &sink, &mut held);
+        assert_eq!(sink.state.lock().unwrap().1, ["z"]);
+        assert_eq!(
+            *sink.results.lock().unwrap(),
+            ["ack", "ack", "nack", "ack", "ack"]
+        );
+    }
+}
