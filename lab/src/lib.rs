@@ -2,14 +2,19 @@
 //!
 //! - [`net`]: the topology — nodes and pods as network namespaces, veth links,
 //!   a fabric bridge, nftables counters and tc on the node links;
-//! - [`mesh`]: quicmesh on top — a ztunnel per node, pods enrolled, a
-//!   development CA — and helpers to act as an app inside a pod.
+//! - [`ztunnels`]: the node proxies — a real ztunnel process per node,
+//!   started, stopped and re-synced in one place;
+//! - [`mesh`]: quicmesh on a static config — a development CA, pods
+//!   enrolled — and helpers to act as an app inside a pod;
+//! - [`local`]: quicmesh driven by the real controller from manifests
+//!   (`quicmesh local up`).
 //!
 //! The e2e tests, `quicmesh local up` and the benchmarks all use this crate.
 
 pub mod local;
 pub mod mesh;
 pub mod net;
+pub mod ztunnels;
 
 pub use mesh::{Mesh, MeshPod, MeshSpec};
 pub use net::{Lab, PodSpec, TopologySpec};

@@ -27,10 +27,10 @@ use quicmesh_controller::sources::files::FileSource;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_proto::enrollment::Pod as EnrollPod;
 use serde_json::json;
-use quicmesh_core::enrollment::Client;
 
-use crate::mesh::{file_tail, find_binary, netns_http_get, TRUST_DOMAIN};
+use crate::mesh::{file_tail, netns_http_get, TRUST_DOMAIN};
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
+use crate::ztunnels::{find_binary, Source, Ztunnels};
 
 /// Address of the control-plane host (the lab's first external host).
 pub const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 101);
@@ -93,7 +93,7 @@ pub struct Cluster {
     source: FileSource,
     objects: Vec<Object>,
     controller: Option<ProcHandle>,
-    ztunnels: Vec<Option<ProcHandle>>,
+    pub ztunnels: Ztunnels,
     pub pods: BTreeMap<String, LocalPod>,
     /// (namespace, name) -> VIP
     pub vips: BTreeMap<(String, String), Ipv4Addr>,
@@ -133,13 +133,21 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state"))?;
         let source = FileSource::new(vec![spec.manifests.clone()]);
+        let ztunnels = Ztunnels::new(
+            &dir,
+            Source::Controller {
+                addr: SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)),
+                bundle: dir.join("ca/ca.pem"),
+            },
+            spec.nodes,
+        );
         let mut c = Cluster {
             lab,
             dir,
             source,
             objects: Vec::new(),
             controller: None,
-            ztunnels: Vec::new(),
+            ztunnels,
             pods: BTreeMap::new(),
             vips: BTreeMap::new(),
             next_vip: 10,
@@ -153,19 +161,13 @@ impl Cluster {
             let token: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect();
-            std::fs::write(c.dir.join(format!("token-n{n}")), &token)?;
+            std::fs::write(c.ztunnels.token_path(n), &token)?;
             tokens.insert(format!("node{n}"), token);
         }
         std::fs::write(c.dir.join("tokens.yaml"), serde_yaml::to_string(&tokens)?)?;
         c.write_state()?;
         c.start_controller()?;
-        for n in 1..=c.spec.nodes {
-            let z = c.spawn_ztunnel(n)?;
-            c.ztunnels.push(Some(z));
-        }
-        for n in 1..=c.spec.nodes {
-            c.wait_ztunnel(n).await?;
-        }
+        c.ztunnels.start_all(&c.lab).await?;
         c.reconcile().await?;
         // Pods turn ready as their servers start listening: wait for that
         // (bounded), reconciling so the mesh learns it.
@@ -182,11 +184,7 @@ impl Cluster {
     }
 
     pub fn ztunnel_log(&self, node: usize) -> PathBuf {
-        self.dir.join(format!("ztunnel-n{node}.log"))
-    }
-
-    fn enroll_socket(&self, node: usize) -> PathBuf {
-        self.dir.join(format!("ztunnel-n{node}.sock"))
+        self.ztunnels.log_path(node)
     }
 
     pub fn start_controller(&mut self) -> Result<()> {
@@ -220,55 +218,6 @@ impl Cluster {
             p.kill()?;
         }
         Ok(())
-    }
-
-    fn spawn_ztunnel(&self, node: usize) -> Result<ProcHandle> {
-        let bin = find_binary("ztunnel")?;
-        let sock = self.enroll_socket(node);
-        let _ = std::fs::remove_file(&sock);
-        let controller = SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)).to_string();
-        let (token, bundle) = (
-            self.dir.join(format!("token-n{node}")),
-            self.dir.join("ca/ca.pem"),
-        );
-        let node_name = format!("node{node}");
-        let args = [
-            "--node",
-            &node_name,
-            "--controller",
-            &controller,
-            "--bootstrap-token",
-            token.to_str().context("utf-8")?,
-            "--trust-bundle",
-            bundle.to_str().context("utf-8")?,
-            "--enroll-socket",
-            sock.to_str().context("utf-8")?,
-            "--drain-deadline",
-            "2s",
-        ];
-        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
-        self.lab.spawn(
-            &self.lab.node(node).netns,
-            bin.to_str().context("utf-8")?,
-            &args,
-            &[("RUST_LOG", &level), ("NO_COLOR", "1")],
-            Some(&self.ztunnel_log(node)),
-        )
-    }
-
-    async fn wait_ztunnel(&self, node: usize) -> Result<()> {
-        let sock = self.enroll_socket(node);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if Client::connect(&sock).await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!(
-            "ztunnel on node{node} did not start; see {}",
-            self.ztunnel_log(node).display()
-        )
     }
 
     /// Re-reads the manifests (when they changed) and makes the cluster
@@ -498,9 +447,9 @@ impl Cluster {
 
     async fn enroll(&mut self, k: &str) -> Result<()> {
         let p = &self.pods[k];
-        let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
-        let done = c
-            .add(self.enroll_message(p))
+        let done = self
+            .ztunnels
+            .enroll(p.node, self.enroll_message(p))
             .await
             .with_context(|| format!("enrolling {k}"))?;
         let p = self.pods.get_mut(k).expect("present");
@@ -515,8 +464,7 @@ impl Cluster {
 
     async fn unenroll(&mut self, k: &str) -> Result<()> {
         let p = &self.pods[k];
-        let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
-        c.remove(&p.uid).await?;
+        self.ztunnels.unenroll(p.node, &p.uid).await?;
         let p = self.pods.get_mut(k).expect("present");
         p.enrolled = false;
         p.identity_pending = false;
@@ -525,8 +473,7 @@ impl Cluster {
 
     async fn stop_pod(&mut self, p: LocalPod) -> Result<()> {
         if p.enrolled {
-            let mut c = Client::connect(&self.enroll_socket(p.node)).await?;
-            c.remove(&p.uid).await?;
+            self.ztunnels.unenroll(p.node, &p.uid).await?;
         }
         if let Some(proc) = &p.proc {
             proc.kill()?;
@@ -719,29 +666,19 @@ impl Cluster {
     /// Stops node's ztunnel (SIGTERM: it drains its pods, leaving their
     /// rules so their traffic fails closed until a ztunnel is back).
     pub fn stop_ztunnel(&mut self, node: usize) -> Result<()> {
-        if let Some(z) = self.ztunnels.get_mut(node - 1).and_then(Option::take) {
-            z.kill()?;
-        }
-        Ok(())
+        self.ztunnels.stop(node)
     }
 
     /// Starts node's ztunnel and re-syncs it with a snapshot of the pods
     /// enrolled there, as a node agent does when a ztunnel (re)starts.
     pub async fn start_ztunnel(&mut self, node: usize) -> Result<()> {
-        self.stop_ztunnel(node)?;
-        self.ztunnels[node - 1] = Some(self.spawn_ztunnel(node)?);
-        self.wait_ztunnel(node).await?;
         let pods: Vec<EnrollPod> = self
             .pods
             .values()
             .filter(|p| p.node == node && p.enrolled)
             .map(|p| self.enroll_message(p))
             .collect();
-        let done = Client::connect(&self.enroll_socket(node))
-            .await?
-            .snapshot(pods)
-            .await
-            .with_context(|| format!("re-syncing node{node}'s ztunnel"))?;
+        let done = self.ztunnels.restart(&self.lab, node, pods).await?;
         for p in self
             .pods
             .values_mut()
@@ -759,7 +696,7 @@ impl Cluster {
     }
 
     pub fn ztunnel_pid(&self, node: usize) -> Option<u32> {
-        self.ztunnels.get(node - 1)?.as_ref().map(|p| p.pid())
+        self.ztunnels.pid(node)
     }
 
     /// A summary for `quicmesh local status`: nodes, pods with identities
@@ -811,21 +748,14 @@ impl Drop for Cluster {
                 "---- controller log (tail) ----\n{}",
                 tail(&self.controller_log())
             );
-            for n in 1..=self.spec.nodes {
-                eprintln!(
-                    "---- ztunnel node{n} log (tail) ----\n{}",
-                    tail(&self.ztunnel_log(n))
-                );
-            }
+            self.ztunnels.print_tails(40);
         }
         for p in self.pods.values() {
             if let Some(proc) = &p.proc {
                 let _ = proc.kill();
             }
         }
-        for z in self.ztunnels.iter().flatten() {
-            let _ = z.kill();
-        }
+        self.ztunnels.stop_all();
         if let Some(c) = &self.controller {
             let _ = c.kill();
         }

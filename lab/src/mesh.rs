@@ -12,9 +12,10 @@ use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::netns::NetnsWorker;
 use quicmesh_proto::enrollment::Pod;
 use ztunnel::config::{Workload, WorkloadFile};
-use quicmesh_core::enrollment::Client;
 
-use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
+use crate::net::{Lab, PodSpec, TopologySpec};
+pub use crate::ztunnels::find_binary;
+use crate::ztunnels::{Source, Ztunnels};
 
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
@@ -65,31 +66,11 @@ pub struct MeshSpec {
     pub externals: usize,
 }
 
-/// Where the `ztunnel` binary is: `$QUICMESH_ZTUNNEL`, or beside the running
-/// executable (cargo puts binaries in `target/<profile>/`, tests in its `deps/`).
-pub fn find_binary(name: &str) -> Result<PathBuf> {
-    let var = format!("QUICMESH_{}", name.to_uppercase());
-    if let Some(p) = std::env::var_os(&var) {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    for dir in exe.ancestors().skip(1).take(2) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    bail!(
-        "cannot find the {name} binary beside {}; build it (cargo build --bins) or set {var}",
-        exe.display()
-    )
-}
-
 pub struct Mesh {
     pub lab: Lab,
     pub spec: MeshSpec,
     pub dir: PathBuf,
-    ztunnels: Vec<Option<ProcHandle>>,
+    pub ztunnels: Ztunnels,
     ca: Ca,
 }
 
@@ -119,21 +100,19 @@ impl Mesh {
         let dir = std::env::temp_dir().join("quicmesh-lab").join(lab.prefix());
         std::fs::create_dir_all(&dir)?;
         let ca = Ca::load_or_generate(TRUST_DOMAIN, &dir.join("ca"))?;
+        let source = Source::Files {
+            workloads: dir.join("workloads.yaml"),
+            dev_ca: dir.join("ca"),
+        };
         let mut mesh = Mesh {
+            ztunnels: Ztunnels::new(&dir, source, spec.nodes),
             lab,
             spec,
             dir,
-            ztunnels: Vec::new(),
             ca,
         };
         mesh.write_workloads()?;
-        for node in 1..=mesh.spec.nodes {
-            let z = mesh.spawn_ztunnel(node)?;
-            mesh.ztunnels.push(Some(z));
-        }
-        for node in 1..=mesh.spec.nodes {
-            mesh.wait_ztunnel(node).await?;
-        }
+        mesh.ztunnels.start_all(&mesh.lab).await?;
         let enrolled: Vec<_> = mesh
             .spec
             .pods
@@ -197,74 +176,6 @@ impl Mesh {
         Ok(())
     }
 
-    pub fn enroll_socket(&self, node: usize) -> PathBuf {
-        self.dir.join(format!("ztunnel-n{node}.sock"))
-    }
-
-    pub fn ztunnel_log(&self, node: usize) -> PathBuf {
-        self.dir.join(format!("ztunnel-n{node}.log"))
-    }
-
-    fn spawn_ztunnel(&self, node: usize) -> Result<ProcHandle> {
-        let bin = find_binary("ztunnel")?;
-        let bin = bin.to_str().context("binary path is not UTF-8")?;
-        let (wl, sock, ca) = (
-            self.dir.join("workloads.yaml"),
-            self.enroll_socket(node),
-            self.dir.join("ca"),
-        );
-        let _ = std::fs::remove_file(&sock);
-        let node_name = format!("node{node}");
-        let mut args = vec![
-            "--node",
-            &node_name,
-            "--workloads",
-            wl.to_str().expect("utf-8"),
-            "--enroll-socket",
-            sock.to_str().expect("utf-8"),
-            "--dev-ca-dir",
-            ca.to_str().expect("utf-8"),
-            "--drain-deadline",
-            "2s",
-        ];
-        // Extra ztunnel flags for experiments (benchmarks' tuning runs), e.g.
-        // QUICMESH_ZTUNNEL_ARGS="--udp-buffer 212992".
-        let extra = std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default();
-        args.extend(extra.split_whitespace());
-        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
-        self.lab.spawn(
-            &self.lab.node(node).netns,
-            bin,
-            &args,
-            &[
-                ("RUST_LOG", &level),
-                ("LOG_FORMAT", "plain"),
-                ("NO_COLOR", "1"),
-            ],
-            Some(&self.ztunnel_log(node)),
-        )
-    }
-
-    async fn wait_ztunnel(&self, node: usize) -> Result<()> {
-        let sock = self.enroll_socket(node);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if sock.exists() && Client::connect(&sock).await.is_ok() {
-                return Ok(());
-            }
-            if let Some(z) = &self.ztunnels[node - 1] {
-                if !z.is_running() {
-                    bail!("ztunnel on node{node} exited:\n{}", self.log_tail(node, 30));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!(
-            "ztunnel on node{node} did not open its enrollment socket:\n{}",
-            self.log_tail(node, 30)
-        )
-    }
-
     /// The enrollment message for a pod of the lab.
     pub fn pod_message(&self, name: &str) -> Pod {
         let p = self.pod_spec(name);
@@ -281,28 +192,26 @@ impl Mesh {
 
     pub async fn enroll(&self, name: &str) -> Result<()> {
         let node = self.pod_spec(name).node;
-        let mut c = Client::connect(&self.enroll_socket(node)).await?;
-        c.add(self.pod_message(name))
-            .await
-            .with_context(|| format!("enrolling {name}"))?;
+        self.ztunnels.enroll(node, self.pod_message(name)).await?;
         Ok(())
     }
 
     pub async fn unenroll(&self, name: &str) -> Result<()> {
         let node = self.pod_spec(name).node;
-        let mut c = Client::connect(&self.enroll_socket(node)).await?;
-        c.remove(&format!("uid-{name}")).await?;
-        Ok(())
+        self.ztunnels.unenroll(node, &format!("uid-{name}")).await
+    }
+
+    pub fn enroll_socket(&self, node: usize) -> PathBuf {
+        self.ztunnels.enroll_socket(node)
+    }
+
+    pub fn ztunnel_log(&self, node: usize) -> PathBuf {
+        self.ztunnels.log_path(node)
     }
 
     /// Stops and restarts node's ztunnel, then re-syncs it with a snapshot
     /// of the pods enrolled there, as a node agent does.
     pub async fn restart_ztunnel(&mut self, node: usize) -> Result<()> {
-        if let Some(z) = self.ztunnels[node - 1].take() {
-            z.kill()?;
-        }
-        self.ztunnels[node - 1] = Some(self.spawn_ztunnel(node)?);
-        self.wait_ztunnel(node).await?;
         let pods: Vec<Pod> = self
             .spec
             .pods
@@ -310,23 +219,20 @@ impl Mesh {
             .filter(|p| p.enrolled && p.node == node)
             .map(|p| self.pod_message(&p.name))
             .collect();
-        Client::connect(&self.enroll_socket(node))
-            .await?
-            .snapshot(pods)
-            .await?;
+        self.ztunnels.restart(&self.lab, node, pods).await?;
         Ok(())
     }
 
     pub fn ztunnel_pid(&self, node: usize) -> u32 {
-        self.ztunnels[node - 1].as_ref().expect("running").pid()
+        self.ztunnels.pid(node).expect("running")
     }
 
     pub fn log_tail(&self, node: usize, lines: usize) -> String {
-        file_tail(&self.ztunnel_log(node), lines)
+        self.ztunnels.log_tail(node, lines)
     }
 
     pub fn log(&self, node: usize) -> String {
-        std::fs::read_to_string(self.ztunnel_log(node)).unwrap_or_default()
+        self.ztunnels.log(node)
     }
 
     /// A worker thread inside a namespace of the lab.
@@ -460,16 +366,9 @@ impl Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for node in 1..=self.spec.nodes {
-                eprintln!(
-                    "---- ztunnel node{node} log (tail) ----\n{}",
-                    self.log_tail(node, 60)
-                );
-            }
+            self.ztunnels.print_tails(60);
         }
-        for z in self.ztunnels.iter().flatten() {
-            let _ = z.kill();
-        }
+        self.ztunnels.stop_all();
         if std::env::var_os("QUICMESH_KEEP_LAB_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
