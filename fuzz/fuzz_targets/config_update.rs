@@ -20,7 +20,7 @@ use prost::Message;
 use quicmesh_core::authz::{Action, Connection};
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::config::{resource, Resource, Update};
-use ztunnel::authz::decide;
+use quicmesh_core::authz::set::decide;
 use ztunnel::state::State;
 
 const TRUST_DOMAIN: &str = "cluster.local";
