@@ -1,0 +1,11 @@
+//! The waypoint: quicmesh's per-namespace L7 proxy. A namespace that opts in
+//! (`quicmesh.io/use-waypoint`) has its traffic tunnelled to its waypoint,
+//! which routes each HTTP request by the Gateway API routes (GAMMA:
+//! `HTTPRoute`/`GRPCRoute` whose `parentRefs` name a Service) and forwards it
+//! over the mesh's tunnel.
+//!
+//! - [`route`]: the routing decision, pure: which rule of which route a
+//!   request matches (Gateway API precedence), which backend it goes to
+//!   (weights), and what the rule's filters do to it.
+
+pub mod route;
