@@ -6,6 +6,13 @@
 //!
 //! - [`route`]: the routing decision, pure: which rule of which route a
 //!   request matches (Gateway API precedence), which backend it goes to
-//!   (weights), and what the rule's filters do to it.
+//!   (weights), and what the rule's filters do to it;
+//! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
+//!   HTTP/2, each request routed and forwarded;
+//! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
+//! - [`response`]: every failure turned into a status and a response flag.
 
+pub mod proxy;
+pub mod response;
 pub mod route;
+pub mod upstream;

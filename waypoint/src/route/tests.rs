@@ -149,7 +149,11 @@ fn exact_beats_regex_beats_the_longest_prefix_whatever_the_order() {
     // By kind first: a regex beats a prefix longer than its pattern.
     let table = RouteTable::new(vec![
         route("long-prefix", 1, vec![vec![only_path(prefix("/a/b/c"))]]),
-        route("short-regex", 2, vec![vec![only_path(PathMatch::regex("/a/.*").unwrap())]]),
+        route(
+            "short-regex",
+            2,
+            vec![vec![only_path(PathMatch::regex("/a/.*").unwrap())]],
+        ),
         route("short-exact", 3, vec![vec![only_path(exact("/a/b/c/d"))]]),
     ]);
     let to = |path: &str| route_of(&table, &req("GET", path, &[]));

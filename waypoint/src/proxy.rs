@@ -1,0 +1,425 @@
+//! The waypoint's data path: a tunnelled connection arrives (the peer's SVID
+//! is the source identity, the CONNECT authority the Service port it was
+//! sent to); hyper serves HTTP/1.1 or HTTP/2 on it (detected from the
+//! preface); each request is routed by that Service port's routes, its
+//! rule's filters applied, a backend picked by weight, an endpoint by load,
+//! and it is forwarded over a tunnel opened as the waypoint's own identity.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::lb::Balancer;
+use quicmesh_core::tunnel::pump::Outcome;
+use quicmesh_core::tunnel::server::{
+    Inbound, InboundRequest, Refused, ServeStream, Target, Upstream,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::response::{text, Body, Failure};
+use crate::route::{
+    Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable, Rule,
+};
+use crate::upstream::{Endpoint, Upstreams, Version};
+
+/// Bounds on what a client can make the waypoint hold, per connection.
+/// Request head: bytes (HTTP/1.1 read buffer; HTTP/2 header list).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Request head: header fields (HTTP/1.1).
+pub const MAX_HEADERS: usize = 100;
+/// A request head must arrive within this (HTTP/1.1; HTTP/2 streams are
+/// bounded by `MAX_STREAMS`).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Concurrent HTTP/2 requests per connection.
+pub const MAX_STREAMS: u32 = 256;
+/// HTTP/2 streams reset by the client before the waypoint saw them
+/// ("rapid reset", CVE-2023-44487) tolerated before the connection closes.
+pub const MAX_PENDING_RESETS: usize = 20;
+
+/// A Service port the waypoint serves: where requests to it go.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub service: BackendRef,
+    /// The host name clients use (`<name>.<namespace>.svc.<domain>`), for
+    /// redirects that keep the host.
+    pub host: String,
+    /// Routes attached to the Service (port); none: straight to the
+    /// Service's own endpoints.
+    pub routes: RouteTable,
+}
+
+/// What the waypoint knows of the mesh.
+pub trait Directory: Send + Sync + 'static {
+    /// The Service port a CONNECT authority (VIP:port) addresses, if this
+    /// waypoint serves it.
+    fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>>;
+    /// The ready endpoints of a backend.
+    fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint>;
+}
+
+/// A [`Directory`] from explicit tables (what the waypoint's config builds).
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub parents: HashMap<SocketAddr, Arc<Parent>>,
+    pub endpoints: HashMap<BackendRef, Vec<Endpoint>>,
+}
+
+impl Directory for Tables {
+    fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
+        self.parents.get(&authority).cloned()
+    }
+    fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
+        self.endpoints.get(backend).cloned().unwrap_or_default()
+    }
+}
+
+/// The waypoint.
+pub struct Waypoint<D> {
+    identity: SpiffeId,
+    directory: Arc<D>,
+    upstreams: Upstreams,
+    balancer: Arc<Balancer>,
+}
+
+/// One tunnelled connection's context for its requests.
+struct Conn {
+    peer: SpiffeId,
+    authority: SocketAddr,
+    parent: Arc<Parent>,
+}
+
+impl<D: Directory> Waypoint<D> {
+    pub fn new(identity: SpiffeId, directory: Arc<D>, upstreams: Upstreams) -> Arc<Self> {
+        Arc::new(Waypoint {
+            identity,
+            directory,
+            upstreams,
+            balancer: Arc::default(),
+        })
+    }
+
+    /// Serves one tunnelled connection until it ends.
+    async fn serve(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        io: TokioIo<quicmesh_core::tunnel::connect::ConnectIo>,
+        stop: CancellationToken,
+    ) -> Outcome {
+        let wp = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (wp, conn) = (wp.clone(), conn.clone());
+            async move { Ok::<_, std::convert::Infallible>(wp.handle(&conn, req).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192))
+            .max_headers(MAX_HEADERS);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
+        let served = builder.serve_connection(io, service);
+        tokio::pin!(served);
+        tokio::select! {
+            r = &mut served => match r {
+                Ok(()) => Outcome::Closed,
+                Err(e) => {
+                    tracing::debug!(error = %e, "downstream connection ended with an error");
+                    Outcome::StreamReset
+                }
+            },
+            _ = stop.cancelled() => Outcome::Stopped,
+        }
+    }
+
+    /// Answers one request: forwarded, or the waypoint's own answer.
+    async fn handle(&self, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let mut log = RequestLog::default();
+        let resp = match self.forward(conn, req, &mut log).await {
+            Ok(r) => r,
+            Err(f) => {
+                tracing::warn!(
+                    src.identity = %conn.peer,
+                    dst.service = %format!("{}/{}:{}", conn.parent.service.namespace, conn.parent.service.name, conn.parent.service.port),
+                    %method,
+                    path,
+                    route = log.route,
+                    flag = f.flag(),
+                    error = %f,
+                    "request failed at the waypoint"
+                );
+                log.flag = f.flag();
+                f.response()
+            }
+        };
+        tracing::info!(
+            src.identity = %conn.peer,
+            dst.addr = %conn.authority,
+            %method,
+            path,
+            status = resp.status().as_u16(),
+            route = log.route,
+            upstream = log.upstream,
+            flag = log.flag,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        resp
+    }
+
+    async fn forward(
+        &self,
+        conn: &Conn,
+        mut req: Request<Incoming>,
+        log: &mut RequestLog,
+    ) -> Result<Response<Body>, Failure> {
+        let parent = &conn.parent;
+        let implicit;
+        let (rule, matched) = if parent.routes.is_empty() {
+            implicit = (implicit_rule(&parent.service), RequestMatch::default());
+            (&implicit.0, &implicit.1)
+        } else {
+            let view = RequestView::new(req.method(), req.uri(), req.headers());
+            let sel = parent.routes.select(&view).ok_or(Failure::NoRoute)?;
+            log.route = format!("{}/{}", sel.route.namespace, sel.route.name);
+            (sel.rule, sel.matched)
+        };
+        // The rule's filters, in order; the response's after the answer.
+        let mut response_headers = Vec::new();
+        for f in &rule.filters {
+            match f {
+                Filter::RequestHeaders(m) => m.apply(req.headers_mut()),
+                Filter::ResponseHeaders(m) => response_headers.push(m),
+                Filter::Redirect(r) => {
+                    let host = request_host(&req).unwrap_or_else(|| parent.host.clone());
+                    let from = Origin {
+                        scheme: "http",
+                        host: &host,
+                        port: parent.service.port,
+                        path: req.uri().path(),
+                        query: req.uri().query(),
+                    };
+                    let location = r.location(&from, &matched.path);
+                    let mut resp = Response::new(text(""));
+                    *resp.status_mut() = StatusCode::from_u16(r.status).expect("checked");
+                    resp.headers_mut().insert(
+                        http::header::LOCATION,
+                        http::HeaderValue::from_str(&location).map_err(|_| Failure::NoBackend)?,
+                    );
+                    return Ok(resp);
+                }
+                Filter::Rewrite(rw) => rewrite(&mut req, rw, &matched.path),
+                // Mirroring needs the request body twice: a later slice.
+                Filter::Mirror(_) => {}
+            }
+        }
+        let backend: &Backend = rule
+            .pick_backend(rand::random::<u64>())
+            .ok_or(Failure::NoBackend)?;
+        for f in &backend.filters {
+            if let Filter::RequestHeaders(m) = f {
+                m.apply(req.headers_mut());
+            }
+        }
+        let endpoints = self.directory.endpoints(&backend.target);
+        let ips: Vec<_> = endpoints.iter().map(|e| e.addr.ip()).collect();
+        let (i, _lease) = self.balancer.choose(&ips).ok_or_else(|| {
+            Failure::NoHealthyEndpoint(format!(
+                "{}/{}:{}",
+                backend.target.namespace, backend.target.name, backend.target.port
+            ))
+        })?;
+        let ep = &endpoints[i];
+        log.upstream = ep.addr.to_string();
+        let version = if req.version() == http::Version::HTTP_2 {
+            Version::Http2
+        } else {
+            Version::Http1
+        };
+        prepare_upstream(&mut req, version);
+        let send = self.upstreams.send(ep, version, req);
+        let resp = match rule.timeouts.request.or(rule.timeouts.backend_request) {
+            Some(t) => tokio::time::timeout(t, send)
+                .await
+                .map_err(|_| Failure::Timeout(t))??,
+            None => send.await?,
+        };
+        let mut resp = resp.map(|b| b.boxed());
+        for m in response_headers {
+            m.apply(resp.headers_mut());
+        }
+        Ok(resp)
+    }
+}
+
+/// What the access log says about a request beyond its head.
+#[derive(Default)]
+struct RequestLog {
+    route: String,
+    upstream: String,
+    flag: &'static str,
+}
+
+/// The rule for a Service without routes: all of it to the Service.
+fn implicit_rule(service: &BackendRef) -> Rule {
+    Rule {
+        backends: vec![Backend {
+            target: service.clone(),
+            weight: 1,
+            filters: vec![],
+        }],
+        ..Rule::default()
+    }
+}
+
+/// The host the client asked for, without a port.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
+            Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
+        })?;
+    Some(authority)
+}
+
+/// Applies a `URLRewrite`: the host (Host header and authority) and path.
+fn rewrite(
+    req: &mut Request<Incoming>,
+    rw: &crate::route::Rewrite,
+    matched: &crate::route::PathMatch,
+) {
+    let mut parts = req.uri().clone().into_parts();
+    if let Some(m) = &rw.path {
+        let path = m.apply(req.uri().path(), matched);
+        let pq = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        parts.path_and_query = pq.parse().ok();
+    }
+    if let Some(host) = &rw.hostname {
+        if let Ok(v) = http::HeaderValue::from_str(host) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        if parts.authority.is_some() {
+            parts.authority = host.parse().ok();
+        }
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Makes a request arriving from a client fit to send to a backend: the
+/// form of the target URI each HTTP version wants, and no hop-by-hop
+/// headers.
+fn prepare_upstream(req: &mut Request<Incoming>, version: Version) {
+    for h in [
+        http::header::CONNECTION,
+        http::header::TE,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::PROXY_AUTHORIZATION,
+    ] {
+        if h == http::header::TE && req.headers().get(&h).is_some_and(|v| v == "trailers") {
+            continue;
+        }
+        req.headers_mut().remove(&h);
+    }
+    req.headers_mut().remove("keep-alive");
+    req.headers_mut().remove("proxy-connection");
+    match version {
+        // HTTP/1.1: origin form; the Host header carries the authority.
+        Version::Http1 => {
+            if let Some(a) = req.uri().authority().cloned() {
+                if !req.headers().contains_key(http::header::HOST) {
+                    if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                        req.headers_mut().insert(http::header::HOST, v);
+                    }
+                }
+            }
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            if let Ok(uri) = pq.parse() {
+                *req.uri_mut() = uri;
+            }
+            *req.version_mut() = http::Version::HTTP_11;
+        }
+        // HTTP/2: absolute form (`:scheme`, `:authority` from the URI).
+        Version::Http2 => {
+            let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            });
+            if let Some(a) = authority {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                if let Ok(uri) = format!("http://{a}{pq}").parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+}
+
+/// The waypoint as the tunnel server's [`Inbound`]: every accepted stream
+/// is served here.
+pub struct Server<D>(pub Arc<Waypoint<D>>);
+
+impl<D: Directory> Inbound for Server<D> {
+    fn local_identity(&self) -> SpiffeId {
+        self.0.identity.clone()
+    }
+
+    async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
+        let parent = self.0.directory.parent(req.authority).ok_or_else(|| {
+            Refused::new(
+                StatusCode::FORBIDDEN,
+                "not_served",
+                format!(
+                    "{} is not a destination this waypoint serves",
+                    req.authority
+                ),
+            )
+        })?;
+        let conn = Arc::new(Conn {
+            peer: req.peer.clone(),
+            authority: req.authority,
+            parent,
+        });
+        let wp = self.0.clone();
+        let serve: ServeStream = Box::new(move |stream, stop| {
+            Box::pin(async move { wp.serve(conn, TokioIo::new(stream.into_io()), stop).await })
+        });
+        Ok(Upstream {
+            target: Target::Serve(serve),
+            stop: CancellationToken::new(),
+            authz: "allow".into(),
+            guard: Box::new(()),
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! The waypoint's side toward backends: HTTP over tunnels it opens as its
+//! own identity to each chosen endpoint. HTTP/2 connections are shared by
+//! every request to an endpoint (multiplexed); HTTP/1.1 connections are
+//! kept idle per endpoint and reused. Each connection is one CONNECT
+//! stream on the tunnel pool, which itself pools QUIC connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use quicmesh_core::identity::certs::CertManager;
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
+use quicmesh_core::tunnel::TUNNEL_PORT;
+
+use crate::response::Failure;
+
+/// Idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE_HTTP1: usize = 32;
+
+/// An endpoint of a backend: where its app listens, and who it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The workload's IP and the port its app listens on.
+    pub addr: SocketAddr,
+    pub identity: SpiffeId,
+}
+
+/// HTTP to endpoints, over tunnels.
+pub struct Upstreams {
+    tunnels: Arc<Pool>,
+    certs: Arc<CertManager>,
+    /// The waypoint's own identity: every tunnel presents its SVID.
+    identity: SpiffeId,
+    http2: Mutex<HashMap<Endpoint, http2::SendRequest<Incoming>>>,
+    http1: Mutex<HashMap<Endpoint, Vec<http1::SendRequest<Incoming>>>>,
+}
+
+/// The HTTP version to speak to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http1,
+    Http2,
+}
+
+impl Upstreams {
+    pub fn new(tunnels: Arc<Pool>, certs: Arc<CertManager>, identity: SpiffeId) -> Self {
+        Upstreams {
+            tunnels,
+            certs,
+            identity,
+            http2: Mutex::new(HashMap::new()),
+            http1: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `req` to `ep` and returns the response head (its body streams).
+    pub async fn send(
+        &self,
+        ep: &Endpoint,
+        version: Version,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, Failure> {
+        match version {
+            Version::Http2 => {
+                let mut sender = self.http2_sender(ep).await?;
+                sender.send_request(req).await.map_err(Failure::upstream)
+            }
+            Version::Http1 => {
+                let mut sender = self.http1_sender(ep).await?;
+                let resp = sender.send_request(req).await.map_err(Failure::upstream)?;
+                self.put_back(ep, sender);
+                Ok(resp)
+            }
+        }
+    }
+
+    async fn http2_sender(&self, ep: &Endpoint) -> Result<http2::SendRequest<Incoming>, Failure> {
+        if let Some(s) = self.http2.lock().expect("not poisoned").get(ep) {
+            if !s.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let io = self.tunnel(ep).await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(Failure::upstream)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        // Two requests racing here may each open one; the later one is
+        // kept and the other lives until its requests are done.
+        self.http2
+            .lock()
+            .expect("not poisoned")
+            .insert(ep.clone(), sender.clone());
+        Ok(sender)
+    }
+
+    async fn http1_sender(&self, ep: &Endpoint) -> Result<http1::SendRequest<Incoming>, Failure> {
+        {
+            let mut idle = self.http1.lock().expect("not poisoned");
+            if let Some(list) = idle.get_mut(ep) {
+                list.retain(|s| !s.is_closed());
+                if let Some(i) = list.iter().position(|s| s.is_ready()) {
+                    return Ok(list.swap_remove(i));
+                }
+            }
+        }
+        let io = self.tunnel(ep).await?;
+        let (sender, conn) = http1::handshake(io).await.map_err(Failure::upstream)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Keeps an HTTP/1.1 connection for reuse (it is ready again once the
+    /// response body has been read).
+    fn put_back(&self, ep: &Endpoint, sender: http1::SendRequest<Incoming>) {
+        let mut idle = self.http1.lock().expect("not poisoned");
+        let list = idle.entry(ep.clone()).or_default();
+        list.retain(|s| !s.is_closed());
+        if list.len() < MAX_IDLE_HTTP1 {
+            list.push(sender);
+        }
+    }
+
+    /// A new CONNECT stream to `ep` as a byte stream for hyper.
+    async fn tunnel(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, Failure> {
+        let svid = self
+            .certs
+            .svid(&self.identity)
+            .await
+            .map_err(|e| Failure::Identity(e.to_string()))?;
+        let key = PoolKey {
+            src: self.identity.clone(),
+            dst: ep.identity.clone(),
+            addr: SocketAddr::new(ep.addr.ip(), TUNNEL_PORT),
+        };
+        let stream = self
+            .tunnels
+            .open(&key, &svid, ep.addr, http::HeaderMap::new())
+            .await
+            .map_err(|e| match e {
+                TunnelError::Status { status, .. } => Failure::UpstreamRefused(status.as_u16()),
+                e => Failure::UpstreamConnect(e.to_string()),
+            })?;
+        Ok(TokioIo::new(stream.into_io()))
+    }
+}

@@ -1,0 +1,529 @@
+//! The waypoint's data path over real tunnels on loopback: a client tunnels
+//! to the waypoint (as ztunnel will), the waypoint routes each request and
+//! forwards it over its own tunnel to a destination tunnel server that
+//! delivers to a real HTTP server, as a destination ztunnel does.
+//!
+//! Every hop is real: QUIC with SVIDs from one CA, HTTP/3 CONNECT, hyper on
+//! both sides of the waypoint, TCP to the apps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::certs::{CertManager, SvidSource};
+use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use quicmesh_core::metrics::TunnelMetrics;
+use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
+use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
+use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, ServerCtx, Upstream};
+use quicmesh_core::tunnel::TUNNEL_PORT;
+use tokio_util::sync::CancellationToken;
+use waypoint::proxy::{Parent, Server, Tables, Waypoint};
+use waypoint::route::{
+    Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
+    RequestMatch, Rewrite, RouteTable, Rule, Timeouts, ValueMatch,
+};
+use waypoint::upstream::{Endpoint, Upstreams};
+
+const TD: &str = "cluster.local";
+/// The Service the routes attach to, as clients address it.
+const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 80);
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
+}
+
+/// A loopback address of its own for each test (tunnel servers all bind
+/// port 15008).
+fn loopback(test: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 77, test, host))
+}
+
+/// The destination side of a workload, as its ztunnel would be: a tunnel
+/// server presenting the workload's SVID that delivers each CONNECT to
+/// the TCP address it names.
+struct Deliver(SpiffeId);
+
+impl Inbound for Deliver {
+    fn local_identity(&self) -> SpiffeId {
+        self.0.clone()
+    }
+    async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
+        let tcp = tokio::net::TcpStream::connect(req.authority)
+            .await
+            .map_err(|e| {
+                Refused::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "connect_failed",
+                    e.to_string(),
+                )
+            })?;
+        Ok(Upstream::plain(tcp))
+    }
+}
+
+/// A backend app: answers `<name> <method> <path> host=<host> x-added=<..>`,
+/// after `/slow` waits 5 s.
+async fn app(name: &'static str, addr: SocketAddr) {
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                            .unwrap_or_default();
+                        let added = req
+                            .headers()
+                            .get("x-added")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = format!(
+                            "{name} {} {} host={host} x-added={added}",
+                            req.method(),
+                            req.uri().path_and_query().unwrap()
+                        );
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Starts a tunnel server at `ip:15008` presenting `svid`.
+fn tunnel_server<I: Inbound>(
+    ip: IpAddr,
+    svid: &Svid,
+    bundles: &Arc<TrustBundles>,
+    inbound: I,
+    stop: &CancellationToken,
+) {
+    let settings = TunnelSettings::default();
+    let metrics = TunnelMetrics::new();
+    let cfg = server_config(
+        svid,
+        bundles.clone(),
+        Box::new(|_| true),
+        &metrics,
+        &settings,
+    )
+    .unwrap();
+    let sock = bind_udp(SocketAddr::new(ip, TUNNEL_PORT), &settings).unwrap();
+    let ep = endpoint(sock, Some(cfg), &settings).unwrap();
+    tokio::spawn(server::serve(
+        ep,
+        Arc::new(inbound),
+        ServerCtx::new(metrics, Arc::new(settings)),
+        stop.clone(),
+        Duration::from_secs(1),
+    ));
+}
+
+fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
+    let settings = TunnelSettings::default();
+    let sock = bind_udp("127.0.0.1:0".parse().unwrap(), &settings).unwrap();
+    let ep = endpoint(sock, None, &settings).unwrap();
+    Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
+}
+
+fn backend_ref(name: &str) -> BackendRef {
+    BackendRef {
+        namespace: "shop".into(),
+        name: name.into(),
+        port: 80,
+    }
+}
+
+fn to(name: &str, weight: u32) -> Backend {
+    Backend {
+        target: backend_ref(name),
+        weight,
+        filters: vec![],
+    }
+}
+
+fn on_path(path: PathMatch) -> Vec<RequestMatch> {
+    vec![RequestMatch::new(path, vec![], vec![], None)]
+}
+
+/// The routes of the test: a header route to v2, a redirect, a rewrite, a
+/// timeout, a 90/10 split for the rest of `/api`, and nothing else (so
+/// other paths find no route).
+fn routes() -> RouteTable {
+    let header = |n: &str, v: &str| HeaderMatch::new(n, ValueMatch::Exact(v.into())).unwrap();
+    let added = |v: &str| {
+        Filter::RequestHeaders(waypoint::route::HeaderModifier {
+            set: vec![(
+                http::HeaderName::from_static("x-added"),
+                http::HeaderValue::from_str(v).unwrap(),
+            )],
+            ..Default::default()
+        })
+    };
+    let rules = vec![
+        Rule {
+            // The same path as the split below: a header match wins over
+            // it (a shorter prefix with a header would not: path first).
+            matches: vec![RequestMatch::new(
+                PathMatch::prefix("/api").unwrap(),
+                vec![header("x-canary", "yes")],
+                vec![],
+                None,
+            )],
+            filters: vec![added("canary")],
+            backends: vec![to("v2", 1)],
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::prefix("/old").unwrap()),
+            filters: vec![Filter::Redirect(
+                Redirect::new(
+                    None,
+                    Some("shop.example".into()),
+                    Some(PathModifier::ReplacePrefixMatch("/new".into())),
+                    None,
+                    Some(301),
+                )
+                .unwrap(),
+            )],
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::prefix("/v1-only").unwrap()),
+            filters: vec![Filter::Rewrite(Rewrite {
+                hostname: Some("rewritten.example".into()),
+                path: Some(PathModifier::ReplacePrefixMatch("/inner".into())),
+            })],
+            backends: vec![to("v1", 1)],
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::exact("/slow").unwrap()),
+            backends: vec![to("v1", 1)],
+            timeouts: Timeouts {
+                request: Some(Duration::from_millis(300)),
+                backend_request: None,
+            },
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::prefix("/api").unwrap()),
+            backends: vec![to("v1", 90), to("v2", 10)],
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::prefix("/empty").unwrap()),
+            backends: vec![to("nowhere", 1)],
+            ..Rule::default()
+        },
+    ];
+    RouteTable::new(vec![Arc::new(HttpRoute {
+        namespace: "shop".into(),
+        name: "shop-routes".into(),
+        created: 0,
+        rules,
+    })])
+}
+
+struct Setup {
+    client: Arc<Pool>,
+    client_svid: Svid,
+    waypoint_id: SpiffeId,
+    waypoint_ip: IpAddr,
+    stop: CancellationToken,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn setup(test: u8) -> Setup {
+    let dir = std::env::temp_dir().join(format!("waypoint-forward-{}-{test}", std::process::id()));
+    let ca = Ca::load_or_generate(TD, &dir).unwrap();
+    let mut bundles = TrustBundles::new();
+    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
+    let bundles = Arc::new(bundles);
+    let life = Duration::from_secs(600);
+    let stop = CancellationToken::new();
+
+    // Two backends, each a workload: its app and its destination tunnel.
+    let mut endpoints = HashMap::new();
+    for (host, name) in [(11u8, "v1"), (12, "v2")] {
+        let ip = loopback(test, host);
+        let app_addr = SocketAddr::new(ip, 8080);
+        app(name, app_addr).await;
+        let identity = id(&format!("ns/shop/sa/{name}"));
+        tunnel_server(
+            ip,
+            &ca.mint(&identity, life).unwrap(),
+            &bundles,
+            Deliver(identity.clone()),
+            &stop,
+        );
+        endpoints.insert(
+            backend_ref(name),
+            vec![Endpoint {
+                addr: app_addr,
+                identity,
+            }],
+        );
+    }
+    endpoints.insert(backend_ref("nowhere"), vec![]);
+    endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
+
+    // The waypoint.
+    let waypoint_id = id("ns/shop/sa/waypoint");
+    let waypoint_ip = loopback(test, 2);
+    let mut parents = HashMap::new();
+    parents.insert(
+        VIP,
+        Arc::new(Parent {
+            service: backend_ref("shop"),
+            host: "shop.shop.svc.cluster.local".into(),
+            routes: routes(),
+        }),
+    );
+    let unrouted: SocketAddr = "10.96.0.11:80".parse().unwrap();
+    parents.insert(
+        unrouted,
+        Arc::new(Parent {
+            service: backend_ref("shop"),
+            host: "shop.shop.svc.cluster.local".into(),
+            routes: RouteTable::default(),
+        }),
+    );
+    let certs = Arc::new(CertManager::new(
+        SvidSource::DevCa {
+            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
+            lifetime: life,
+        },
+        bundles.clone(),
+    ));
+    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let wp = Waypoint::new(
+        waypoint_id.clone(),
+        Arc::new(Tables { parents, endpoints }),
+        upstreams,
+    );
+    let wp_svid = certs.svid(&waypoint_id).await.unwrap();
+    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp), &stop);
+
+    Setup {
+        client: client_pool(&bundles),
+        client_svid: ca.mint(&id("ns/web/sa/client"), life).unwrap(),
+        waypoint_id,
+        waypoint_ip,
+        stop,
+        _dir: tempdir::Dir(dir),
+    }
+}
+
+impl Setup {
+    /// A tunnelled connection to the waypoint for `authority`.
+    async fn open(
+        &self,
+        authority: SocketAddr,
+    ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, TunnelError> {
+        let key = PoolKey {
+            src: self.client_svid.id.clone(),
+            dst: self.waypoint_id.clone(),
+            addr: SocketAddr::new(self.waypoint_ip, TUNNEL_PORT),
+        };
+        let s = self
+            .client
+            .open(&key, &self.client_svid, authority, Default::default())
+            .await?;
+        Ok(TokioIo::new(s.into_io()))
+    }
+
+    async fn http1(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+        let (sender, conn) = hyper::client::conn::http1::handshake(self.open(VIP).await.unwrap())
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    }
+}
+
+/// GET `path` with `headers`; (status, location, body).
+async fn get(
+    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    c.ready().await.unwrap();
+    let mut req = http::Request::get(path).header("host", "shop.shop.svc.cluster.local");
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let resp = c
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_requests_are_routed_filtered_and_forwarded() {
+    let s = setup(1).await;
+    let mut c = s.http1().await;
+    // Header match first, with its header filter.
+    let (status, _, body) = get(&mut c, "/api/items", &[("x-canary", "yes")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "v2 GET /api/items host=shop.shop.svc.cluster.local x-added=canary"
+    );
+    // A redirect answered by the waypoint itself.
+    let (status, location, _) = get(&mut c, "/old/page?x=1", &[]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (301, "http://shop.example/new/page?x=1")
+    );
+    // A rewrite of host and path prefix.
+    let (status, _, body) = get(&mut c, "/v1-only/a?q=2", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "v1 GET /inner/a?q=2 host=rewritten.example x-added=");
+    // A request timeout answers 504 while the backend is still working.
+    let (status, _, body) = get(&mut c, "/slow", &[]).await;
+    assert_eq!((status, body.as_str()), (504, "timeout\n"));
+    // No rule matches: 404; a backend with no endpoint: 503.
+    let (status, _, body) = get(&mut c, "/elsewhere", &[]).await;
+    assert_eq!((status, body.as_str()), (404, "no_route\n"));
+    let (status, _, body) = get(&mut c, "/empty", &[]).await;
+    assert_eq!((status, body.as_str()), (503, "no_healthy_endpoint\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ninety_ten_split_holds_over_a_thousand_requests() {
+    let s = setup(2).await;
+    let mut c = s.http1().await;
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..1_000 {
+        let (status, _, body) = get(&mut c, &format!("/api/{i}"), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        *seen
+            .entry(body.split(' ').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    // Binomial(1000, 0.9): mean 900, sd 9.5; 5 sd either side.
+    let v1 = seen.get("v1").copied().unwrap_or(0);
+    assert!((852..=948).contains(&v1), "{seen:?}");
+    assert_eq!(v1 + seen.get("v2").copied().unwrap_or(0), 1_000, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_multiplex_through_the_waypoint() {
+    let s = setup(3).await;
+    let (client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), s.open(VIP).await.unwrap())
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let requests = (0..50).map(|i| {
+        let mut client = client.clone();
+        async move {
+            let req = http::Request::get(format!("http://shop.shop.svc.cluster.local/v1-only/{i}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = client.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                format!("v1 GET /inner/{i} host=rewritten.example x-added=")
+            );
+        }
+    });
+    futures::future::join_all(requests).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_without_routes_goes_to_its_endpoints_and_strangers_are_refused() {
+    let s = setup(4).await;
+    let (mut c, conn) = hyper::client::conn::http1::handshake(
+        s.open("10.96.0.11:80".parse().unwrap()).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let (status, _, body) = get(&mut c, "/anything", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "v1 GET /anything host=shop.shop.svc.cluster.local x-added="
+        )
+    );
+    // A destination the waypoint does not serve: the tunnel is refused.
+    match s.open("10.96.0.99:80".parse().unwrap()).await {
+        Err(TunnelError::Status { status, .. }) => assert_eq!(status, 403),
+        Err(e) => panic!("refused with {e}"),
+        Ok(_) => panic!("the waypoint took a destination it does not serve"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_request_head_is_refused_and_the_waypoint_keeps_serving() {
+    let s = setup(5).await;
+    let mut c = s.http1().await;
+    let big = "x".repeat(100 * 1024);
+    c.ready().await.unwrap();
+    let req = http::Request::get("/api/1")
+        .header("host", "shop")
+        .header("x-big", big.as_str())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let refused = match c.send_request(req).await {
+        Ok(resp) => resp.status() == 431,
+        // hyper may close before writing the 431 out.
+        Err(_) => true,
+    };
+    assert!(refused, "a 100 KiB header was taken");
+    // A new connection is served as before.
+    let mut c = s.http1().await;
+    let (status, _, body) = get(&mut c, "/v1-only/x", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "v1 GET /inner/x host=rewritten.example x-added="));
+}
