@@ -1,5 +1,9 @@
-//! Load balancing over a Service's endpoints: power of two choices, least
-//! active connections. The choice is pure; [`Balancer`] keeps the counts.
+//! Load balancing over a Service's endpoints: power of two choices. The
+//! choice is pure; [`Balancer`] keeps counts of active connections (least
+//! loaded wins: ztunnel's L4 choice), [`ewma::PeakEwma`] latency estimates
+//! times requests in flight (the waypoint's per-request choice).
+
+pub mod ewma;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,7 +11,11 @@ use std::sync::{Arc, Mutex};
 
 /// Picks an index among `n` candidates: two distinct random ones, the less
 /// loaded wins (the first on a tie). `rand2` gives two random numbers.
-pub fn p2c(n: usize, load: impl Fn(usize) -> usize, rand2: (usize, usize)) -> Option<usize> {
+pub fn p2c<L: PartialOrd>(
+    n: usize,
+    load: impl Fn(usize) -> L,
+    rand2: (usize, usize),
+) -> Option<usize> {
     match n {
         0 => None,
         1 => Some(0),

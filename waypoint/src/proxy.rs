@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use quicmesh_core::identity::SpiffeId;
-use quicmesh_core::lb::Balancer;
+use quicmesh_core::lb::ewma::{Params, PeakEwma};
 use quicmesh_core::tunnel::pump::Outcome;
 use quicmesh_core::tunnel::server::{
     Inbound, InboundRequest, Refused, ServeStream, Target, Upstream,
@@ -84,8 +84,14 @@ pub struct Waypoint<D> {
     identity: SpiffeId,
     directory: Arc<D>,
     upstreams: Upstreams,
-    balancer: Arc<Balancer>,
+    /// Endpoint choice: latency estimates × requests in flight.
+    balancer: Arc<PeakEwma<SocketAddr>>,
+    /// Requests so far (every `FORGET_EVERY`th prunes the balancer).
+    requests: std::sync::atomic::AtomicU64,
 }
+
+/// How often the balancer forgets endpoints no longer in use.
+const FORGET_EVERY: u64 = 4096;
 
 /// One tunnelled connection's context for its requests.
 struct Conn {
@@ -100,7 +106,8 @@ impl<D: Directory> Waypoint<D> {
             identity,
             directory,
             upstreams,
-            balancer: Arc::default(),
+            balancer: PeakEwma::new(Params::default()),
+            requests: Default::default(),
         })
     }
 
@@ -235,8 +242,14 @@ impl<D: Directory> Waypoint<D> {
             }
         }
         let endpoints = self.directory.endpoints(&backend.target);
-        let ips: Vec<_> = endpoints.iter().map(|e| e.addr.ip()).collect();
-        let (i, _lease) = self.balancer.choose(&ips).ok_or_else(|| {
+        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.balancer.forget_idle(Instant::now());
+        }
+        let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
             Failure::NoHealthyEndpoint(format!(
                 "{}/{}:{}",
                 backend.target.namespace, backend.target.name, backend.target.port
@@ -257,6 +270,9 @@ impl<D: Directory> Waypoint<D> {
                 .map_err(|_| Failure::Timeout(t))??,
             None => send.await?,
         };
+        // The response head is the latency sample (a failure above is
+        // charged as a slow one when `pending` drops).
+        pending.done();
         let mut resp = resp.map(|b| b.boxed());
         for m in response_headers {
             m.apply(resp.headers_mut());

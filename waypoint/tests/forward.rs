@@ -525,5 +525,8 @@ async fn an_oversize_request_head_is_refused_and_the_waypoint_keeps_serving() {
     // A new connection is served as before.
     let mut c = s.http1().await;
     let (status, _, body) = get(&mut c, "/v1-only/x", &[]).await;
-    assert_eq!((status, body.as_str()), (200, "v1 GET /inner/x host=rewritten.example x-added="));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "v1 GET /inner/x host=rewritten.example x-added=")
+    );
 }
