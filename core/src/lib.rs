@@ -14,6 +14,7 @@ pub mod lb;
 pub mod memory;
 pub mod metrics;
 pub mod netns;
+pub mod route;
 pub mod telemetry;
 pub mod tunnel;
 

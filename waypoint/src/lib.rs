@@ -4,9 +4,10 @@
 //! `HTTPRoute`/`GRPCRoute` whose `parentRefs` name a Service) and forwards it
 //! over the mesh's tunnel.
 //!
-//! - [`route`]: the routing decision, pure: which rule of which route a
-//!   request matches (Gateway API precedence), which backend it goes to
-//!   (weights), and what the rule's filters do to it;
+//! The routing decision itself (Gateway API precedence, weights, filters)
+//! is [`quicmesh_core::route`], shared with the controller, which checks
+//! routes with the same code before it sends them.
+//!
 //! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
@@ -14,5 +15,4 @@
 
 pub mod proxy;
 pub mod response;
-pub mod route;
 pub mod upstream;

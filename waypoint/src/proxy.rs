@@ -23,10 +23,10 @@ use quicmesh_core::tunnel::server::{
 use tokio_util::sync::CancellationToken;
 
 use crate::response::{text, Body, Failure};
-use crate::route::{
+use crate::upstream::{Endpoint, Upstreams, Version};
+use quicmesh_core::route::{
     Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable, Rule,
 };
-use crate::upstream::{Endpoint, Upstreams, Version};
 
 /// Bounds on what a client can make the waypoint hold, per connection.
 /// Request head: bytes (HTTP/1.1 read buffer; HTTP/2 header list).
@@ -317,8 +317,8 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 /// Applies a `URLRewrite`: the host (Host header and authority) and path.
 fn rewrite(
     req: &mut Request<Incoming>,
-    rw: &crate::route::Rewrite,
-    matched: &crate::route::PathMatch,
+    rw: &quicmesh_core::route::Rewrite,
+    matched: &quicmesh_core::route::PathMatch,
 ) {
     let mut parts = req.uri().clone().into_parts();
     if let Some(m) = &rw.path {

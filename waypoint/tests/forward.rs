@@ -18,16 +18,16 @@ use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::TunnelMetrics;
+use quicmesh_core::route::{
+    Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
+    RequestMatch, Rewrite, RouteTable, Rule, Timeouts, ValueMatch,
+};
 use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
 use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
 use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, ServerCtx, Upstream};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::proxy::{Parent, Server, Tables, Waypoint};
-use waypoint::route::{
-    Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
-    RequestMatch, Rewrite, RouteTable, Rule, Timeouts, ValueMatch,
-};
 use waypoint::upstream::{Endpoint, Upstreams};
 
 const TD: &str = "cluster.local";
@@ -170,7 +170,7 @@ fn on_path(path: PathMatch) -> Vec<RequestMatch> {
 fn routes() -> RouteTable {
     let header = |n: &str, v: &str| HeaderMatch::new(n, ValueMatch::Exact(v.into())).unwrap();
     let added = |v: &str| {
-        Filter::RequestHeaders(waypoint::route::HeaderModifier {
+        Filter::RequestHeaders(quicmesh_core::route::HeaderModifier {
             set: vec![(
                 http::HeaderName::from_static("x-added"),
                 http::HeaderValue::from_str(v).unwrap(),

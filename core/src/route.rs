@@ -1,4 +1,7 @@
 //! Which rule of which route a request takes, and which backend serves it:
+//! the waypoint decides with this, and the controller checks routes with the
+//! same constructors before it sends them (what it accepts, the waypoint
+//! accepts).
 //! Gateway API `HTTPRoute` semantics (gateway.networking.k8s.io/v1), pure.
 //!
 //! Routes come compiled ([`HttpRoute`]: patterns checked and built once, by
