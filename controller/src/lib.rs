@@ -10,6 +10,7 @@
 //! - [`ca`]: the certificate authority.
 
 pub mod ca;
+pub mod gamma;
 pub mod index;
 pub mod model;
 pub mod policy;
