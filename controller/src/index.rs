@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    selects, AuthorizationPolicy, EndpointSlice, Key, Kind, Namespace, Object, Pod, PolicyTarget,
-    Service,
+    selects, AuthorizationPolicy, EndpointSlice, HttpRoute, Key, Kind, Namespace, Object, Pod,
+    PolicyTarget, Service,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -153,7 +153,8 @@ impl Index {
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
             }
-            Object::ServiceAccount(_) | Object::Deployment(_) => {}
+            // Routes do not reach proxies yet: only their status is made.
+            Object::ServiceAccount(_) | Object::Deployment(_) | Object::HttpRoute(_) => {}
         }
     }
 
@@ -220,6 +221,25 @@ impl Index {
         }
     }
 
+    pub fn http_routes(&self) -> impl Iterator<Item = &HttpRoute> {
+        self.of_kind(Kind::HttpRoute).filter_map(|o| match o {
+            Object::HttpRoute(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// Every HTTPRoute read against the index: the model and the status.
+    pub fn compiled_routes(&self) -> Vec<(&HttpRoute, crate::gamma::Compiled)> {
+        self.http_routes()
+            .map(|r| {
+                (
+                    r,
+                    crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, self),
+                )
+            })
+            .collect()
+    }
+
     pub fn policies(&self) -> impl Iterator<Item = &AuthorizationPolicy> {
         self.of_kind(Kind::AuthorizationPolicy)
             .filter_map(|o| match o {
@@ -261,6 +281,13 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+}
+
+impl crate::gamma::Refs for Index {
+    fn service_ports(&self, namespace: &str, name: &str) -> Option<Vec<u16>> {
+        self.service(namespace, name)
+            .map(|s| s.ports.iter().map(|p| p.port).collect())
     }
 }
 

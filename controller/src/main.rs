@@ -125,6 +125,28 @@ fn policy_report(ix: &quicmesh_controller::index::Index) -> Vec<PolicyReport> {
         .collect()
 }
 
+/// Each HTTPRoute's status per Service parent, as a Gateway API controller
+/// writes it (`status.parents[].conditions`), for /status.
+fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
+    ix.compiled_routes()
+        .into_iter()
+        .map(|(r, c)| {
+            let parents: Vec<_> = c
+                .parents
+                .iter()
+                .map(|((ns, name, port), conditions)| {
+                    serde_json::json!({
+                        "parentRef": {"group": "", "kind": "Service", "namespace": ns, "name": name, "port": port},
+                        "controllerName": "quicmesh.io/waypoint-controller",
+                        "conditions": conditions,
+                    })
+                })
+                .collect();
+            serde_json::json!({"namespace": r.namespace, "name": r.name, "parents": parents})
+        })
+        .collect()
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let ca = Arc::new(Ca::load_or_generate(&args.trust_domain, &args.ca_dir).context("CA root")?);
     let store = Store::with_settings(
@@ -251,6 +273,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "objects": st.with_index(|ix| ix.len()),
                         "proxies": &*px.lock().expect("not poisoned"),
                         "authorizationPolicies": st.with_index(policy_report),
+                        "httpRoutes": st.with_index(route_report),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),
                     });

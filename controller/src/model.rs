@@ -182,6 +182,19 @@ pub struct Deployment {
     pub containers: Vec<Container>,
 }
 
+/// A Gateway API `HTTPRoute`, as written: read against the rest of the
+/// model when config and status are made ([`crate::gamma::compile`]),
+/// since whether it is accepted depends on the Services it names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HttpRoute {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.creationTimestamp` as seconds since the epoch (0 when
+    /// absent): the older route wins precedence ties.
+    pub created: i64,
+    pub spec: serde_json::Value,
+}
+
 /// Any object the controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Object {
@@ -192,6 +205,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Deployment(Deployment),
     AuthorizationPolicy(AuthorizationPolicy),
+    HttpRoute(HttpRoute),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -203,6 +217,7 @@ pub enum Kind {
     EndpointSlice,
     Deployment,
     AuthorizationPolicy,
+    HttpRoute,
 }
 
 /// (kind, namespace ("" for cluster-scoped), name)
@@ -225,6 +240,7 @@ impl Object {
             Object::AuthorizationPolicy(o) => {
                 (Kind::AuthorizationPolicy, o.namespace.as_str(), &o.name)
             }
+            Object::HttpRoute(o) => (Kind::HttpRoute, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

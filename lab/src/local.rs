@@ -602,6 +602,8 @@ impl Cluster {
                 // Custom resources are stored as written, as an API server does.
                 Object::AuthorizationPolicy(p) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "AuthorizationPolicy",
                     "metadata": {"name": p.name, "namespace": p.namespace}, "spec": p.spec})),
+                Object::HttpRoute(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "HTTPRoute",
+                    "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 _ => {}
             }
         }

@@ -507,4 +507,98 @@ async fn pods_outside_ambient_namespaces_are_not_captured_and_bad_manifests_are_
         get(&cluster, &w).await.unwrap().split('/').next(),
         Some("hello from shop")
     );
+
+    // HTTPRoutes get the status a Gateway API controller writes, each on
+    // its own: a good one, one naming a missing backend, one with a filter
+    // quicmesh does not implement, and one of another group (ignored).
+    std::fs::write(dir.path().join("routes.yaml"), ROUTES).unwrap();
+    let errors = cluster.reconcile().await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let conditions = |status: &serde_json::Value, name: &str| -> Vec<(String, bool, String)> {
+        let routes = status["httpRoutes"].as_array().cloned().unwrap_or_default();
+        routes
+            .iter()
+            .filter(|r| r["name"] == name)
+            .flat_map(|r| {
+                r["parents"][0]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap_or_default().to_string(),
+                    c["status"].as_bool().unwrap_or_default(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let c = |t: &str, s: bool, r: &str| (t.to_string(), s, r.to_string());
+    let want = [
+        (
+            "split",
+            vec![
+                c("Accepted", true, "Accepted"),
+                c("ResolvedRefs", true, "ResolvedRefs"),
+            ],
+        ),
+        (
+            "missing-backend",
+            vec![
+                c("Accepted", true, "Accepted"),
+                c("ResolvedRefs", false, "BackendNotFound"),
+            ],
+        ),
+        ("cors", vec![c("Accepted", false, "UnsupportedValue")]),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&cluster.controller_http("/status").await.unwrap()).unwrap();
+        if want.iter().all(|(name, w)| conditions(&status, name) == *w) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "route status not as expected: {:#}",
+            status["httpRoutes"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let routes = status["httpRoutes"].as_array().unwrap();
+    assert_eq!(routes.len(), 3, "{routes:?}");
 }
+
+const ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: web, port: 80, weight: 90}, {name: web, port: 80, weight: 10}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: missing-backend, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - backendRefs: [{name: web-canary, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cors, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - filters: [{type: CORS, cors: {allowOrigins: ["*"]}}]
+    backendRefs: [{name: web, port: 80}]
+---
+apiVersion: example.com/v1
+kind: HTTPRoute
+metadata: {name: not-ours, namespace: shop}
+spec: {}
+"#;

@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 8] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -25,6 +25,7 @@ pub const KINDS: [Kind; 7] = [
     Kind::EndpointSlice,
     Kind::Deployment,
     Kind::AuthorizationPolicy,
+    Kind::HttpRoute,
 ];
 
 /// Reads directories and remembers the last good parse of each document.

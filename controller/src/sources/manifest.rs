@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -55,7 +55,12 @@ pub const KINDS: [&str; 7] = [
     "EndpointSlice",
     "Deployment",
     "AuthorizationPolicy",
+    "HTTPRoute",
 ];
+
+/// The Gateway API group and the version of it quicmesh reads.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 
 /// The API group of quicmesh's own kinds; an `AuthorizationPolicy` of
 /// another group (e.g. Istio's) is not ours and is ignored.
@@ -237,6 +242,18 @@ impl Doc<'_> {
         }
     }
 
+    /// An RFC 3339 UTC timestamp (`2024-05-01T10:00:00Z`, as the API server
+    /// writes them) as seconds since the epoch; 0 when absent.
+    fn timestamp(&self, v: &Value, path: &str) -> R<i64> {
+        let Some(s) = self.str(v, path)? else {
+            return Ok(0);
+        };
+        let format = time::format_description::well_known::Rfc3339;
+        time::OffsetDateTime::parse(&s, &format)
+            .map(|t| t.unix_timestamp())
+            .map_err(|e| self.err(path, format!("{s:?} is not an RFC 3339 time: {e}")))
+    }
+
     fn ip(&self, s: &str, path: &str) -> R<IpAddr> {
         s.parse()
             .map_err(|_| self.err(path, format!("{s:?} is not an IP address")))
@@ -266,6 +283,18 @@ impl Doc<'_> {
                 ));
             }
         }
+        if kind == "HTTPRoute" {
+            let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
+            if api_version.split('/').next() != Some(GATEWAY_GROUP) {
+                return Ok(None);
+            }
+            if api_version != GATEWAY_API_VERSION {
+                return Err(self.err(
+                    "apiVersion",
+                    format!("{api_version:?} is not served; use {GATEWAY_API_VERSION:?}"),
+                ));
+            }
+        }
         let name = self.name(v, "metadata.name")?;
         let namespace = match kind.as_str() {
             "Namespace" => String::new(),
@@ -290,6 +319,17 @@ impl Doc<'_> {
             "AuthorizationPolicy" => Object::AuthorizationPolicy(match unserved {
                 Some(reason) => crate::policy::compile_failed(&namespace, &name, reason),
                 None => self.policy(v, name, namespace),
+            }),
+            "HTTPRoute" => Object::HttpRoute(HttpRoute {
+                name,
+                namespace,
+                created: self.timestamp(v, "metadata.creationTimestamp")?,
+                spec: match self.get(v, "spec") {
+                    None => serde_json::json!({}),
+                    Some(spec) => {
+                        serde_json::to_value(spec).map_err(|e| self.err("spec", e.to_string()))?
+                    }
+                },
             }),
             _ => unreachable!("checked against KINDS"),
         }))
@@ -618,6 +658,48 @@ metadata: {name: ignored}
         assert_eq!(s.ports[1].target, TargetPort::Number(81));
         assert!(objs[3].is_none(), "ConfigMap is ignored");
         assert!(objs[4].is_none(), "empty document");
+    }
+
+    #[test]
+    fn http_routes_of_gateway_api_v1_only() {
+        let docs = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop, creationTimestamp: "2024-05-01T10:00:00Z"}
+spec: {parentRefs: [{group: "", kind: Service, name: web}]}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: old, namespace: shop}
+---
+apiVersion: example.com/v1
+kind: HTTPRoute
+metadata: {name: theirs}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r2, namespace: shop, creationTimestamp: yesterday}
+"#;
+        let f = parse_file(docs, "routes.yaml").unwrap();
+        let Ok(Some(Object::HttpRoute(r))) = &f.docs[0] else {
+            panic!("{:?}", f.docs[0])
+        };
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_str(), r.created),
+            ("r", "shop", 1_714_557_600)
+        );
+        assert_eq!(r.spec["parentRefs"][0]["name"], "web");
+        let e = f.docs[1].as_ref().unwrap_err();
+        assert!(
+            e.field == "apiVersion" && e.reason.contains("v1beta1"),
+            "{e}"
+        );
+        assert!(
+            matches!(f.docs[2], Ok(None)),
+            "another group's HTTPRoute is ignored"
+        );
+        let e = f.docs[3].as_ref().unwrap_err();
+        assert_eq!(e.field, "metadata.creationTimestamp", "{e}");
     }
 
     #[test]
