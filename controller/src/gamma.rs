@@ -303,7 +303,9 @@ pub fn compile(
         .rules
         .iter()
         .enumerate()
-        .map(|(i, rule)| compile_rule(rule, namespace).map_err(|e| format!("spec.rules[{i}].{e}")))
+        .map(|(i, rule)| {
+            compile_rule(rule, namespace, refs).map_err(|e| format!("spec.rules[{i}].{e}"))
+        })
         .collect();
     let unresolved: Vec<String> = spec
         .rules
@@ -325,9 +327,21 @@ pub fn compile(
         .flat_map(|rule| rule.backend_refs.iter())
         .find_map(|b| backend_problem(b, namespace, refs).map(|(reason, _)| reason));
     let mut parents = Vec::new();
+    let section_named = spec.parent_refs.iter().any(|p| p.section_name.is_some());
     for p in parents_of(Some(&spec)) {
         let conditions = match (&rules, refs.service_ports(&p.0, &p.1)) {
             (Err(e), _) => not_accepted(reason::UNSUPPORTED_VALUE, e),
+            (Ok(_), _) if section_named => not_accepted(
+                reason::UNSUPPORTED_VALUE,
+                "spec.parentRefs: sectionName is not supported on a Service parent yet; use port",
+            ),
+            (Ok(_), _) if p.0 != namespace => not_accepted(
+                reason::UNSUPPORTED_VALUE,
+                &format!(
+                    "spec.parentRefs: Service {}/{} is in another namespace: consumer routes are not supported yet",
+                    p.0, p.1
+                ),
+            ),
             (Ok(_), None) => not_accepted(
                 reason::NO_MATCHING_PARENT,
                 &format!("Service {}/{} does not exist", p.0, p.1),
@@ -353,8 +367,12 @@ pub fn compile(
         };
         parents.push((p, conditions));
     }
+    // Only what some parent accepted goes anywhere.
+    let accepted = parents
+        .iter()
+        .any(|(_, c)| c.first().is_some_and(|c| c.status));
     Compiled {
-        route: rules.ok().map(|rules| r::HttpRoute {
+        route: rules.ok().filter(|_| accepted).map(|rules| r::HttpRoute {
             namespace: namespace.to_string(),
             name: name.to_string(),
             created,
@@ -422,7 +440,7 @@ fn backend_problem(
     }
 }
 
-fn compile_rule(rule: &HttpRouteRule, ns: &str) -> Result<Rule, String> {
+fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule, String> {
     let matches = rule
         .matches
         .iter()
@@ -449,14 +467,30 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str) -> Result<Rule, String> {
     if prefix_rewrite && !(matches.len() == 1 && matches!(matches[0].path, PathMatch::Prefix(_))) {
         return Err("filters: ReplacePrefixMatch needs exactly one PathPrefix match".into());
     }
+    if rule.retry.is_some() {
+        return Err("retry: not implemented by the waypoint yet".into());
+    }
+    if filters.iter().any(|f| matches!(f, Filter::Mirror(_))) {
+        return Err("filters: RequestMirror is not implemented by the waypoint yet".into());
+    }
     let mut backends = Vec::new();
     for (j, b) in rule.backend_refs.iter().enumerate() {
         let weight = b.weight.unwrap_or(1);
         if weight > 1_000_000 {
             return Err(format!("backendRefs[{j}].weight: {weight} is over 1000000"));
         }
-        // An unusable backend keeps its share of the traffic (answered at
-        // the waypoint, where it has no endpoints), as the API requires.
+        let filters =
+            compile_filters(&b.filters, ns).map_err(|e| format!("backendRefs[{j}].filters{e}"))?;
+        if let Some(i) = filters
+            .iter()
+            .position(|f| !matches!(f, Filter::RequestHeaders(_) | Filter::ResponseHeaders(_)))
+        {
+            return Err(format!(
+                "backendRefs[{j}].filters[{i}]: only header modifiers are implemented on a backend"
+            ));
+        }
+        // An unusable backend keeps its share of the traffic, answered 500
+        // at the waypoint and sent nowhere, as the API requires.
         backends.push(Backend {
             target: BackendRef {
                 namespace: b.namespace.clone().unwrap_or_else(|| ns.to_string()),
@@ -464,27 +498,29 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str) -> Result<Rule, String> {
                 port: b.port.unwrap_or(0),
             },
             weight,
-            filters: compile_filters(&b.filters, ns)
-                .map_err(|e| format!("backendRefs[{j}].filters{e}"))?,
+            filters,
+            invalid: backend_problem(b, ns, refs).map(|(_, m)| m),
         });
     }
+    // A zero duration disables the timeout (the API's rule).
+    let timeout = |v: &Option<String>, field: &str| -> Result<Option<Duration>, String> {
+        match v.as_deref().map(duration).transpose() {
+            Ok(d) => Ok(d.filter(|d| !d.is_zero())),
+            Err(e) => Err(format!("timeouts.{field}: {e}")),
+        }
+    };
     let timeouts = match &rule.timeouts {
         None => Timeouts::default(),
         Some(t) => Timeouts {
-            request: t
-                .request
-                .as_deref()
-                .map(duration)
-                .transpose()
-                .map_err(|e| format!("timeouts.request: {e}"))?,
-            backend_request: t
-                .backend_request
-                .as_deref()
-                .map(duration)
-                .transpose()
-                .map_err(|e| format!("timeouts.backendRequest: {e}"))?,
+            request: timeout(&t.request, "request")?,
+            backend_request: timeout(&t.backend_request, "backendRequest")?,
         },
     };
+    if let (Some(req), Some(backend)) = (timeouts.request, timeouts.backend_request) {
+        if backend > req {
+            return Err("timeouts.backendRequest: longer than timeouts.request".into());
+        }
+    }
     let retry = match &rule.retry {
         None => None,
         Some(rt) => {

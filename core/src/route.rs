@@ -286,6 +286,11 @@ pub struct Backend {
     pub target: BackendRef,
     pub weight: u32,
     pub filters: Vec<Filter>,
+    /// Why the reference cannot be used (a missing Service, a reference
+    /// across namespaces no grant allows, not a Service): its share of
+    /// the requests is answered 500, as the Gateway API requires, and never
+    /// sent anywhere.
+    pub invalid: Option<String>,
 }
 
 /// `timeouts` of a rule.
@@ -434,7 +439,7 @@ impl RouteTable {
                         Reverse(headers),
                         Reverse(query),
                         route.created,
-                        (route.namespace.clone(), route.name.clone()),
+                        format!("{}/{}", route.namespace, route.name),
                         ki,
                         mi,
                     );

@@ -236,9 +236,16 @@ impl<D: Directory> Waypoint<D> {
         let backend: &Backend = rule
             .pick_backend(rand::random::<u64>())
             .ok_or(Failure::NoBackend)?;
+        if let Some(why) = &backend.invalid {
+            return Err(Failure::InvalidBackend(why.clone()));
+        }
+        // A backend's own filters (the controller accepts header modifiers
+        // only there).
         for f in &backend.filters {
-            if let Filter::RequestHeaders(m) = f {
-                m.apply(req.headers_mut());
+            match f {
+                Filter::RequestHeaders(m) => m.apply(req.headers_mut()),
+                Filter::ResponseHeaders(m) => response_headers.push(m),
+                _ => {}
             }
         }
         let endpoints = self.directory.endpoints(&backend.target);
@@ -264,15 +271,33 @@ impl<D: Directory> Waypoint<D> {
         };
         prepare_upstream(&mut req, version);
         let send = self.upstreams.send(ep, version, req);
-        let resp = match rule.timeouts.request.or(rule.timeouts.backend_request) {
+        // Without retries one attempt is the whole request: the tighter
+        // of the two bounds applies.
+        let bound = match (rule.timeouts.request, rule.timeouts.backend_request) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sent = match bound {
             Some(t) => tokio::time::timeout(t, send)
                 .await
-                .map_err(|_| Failure::Timeout(t))??,
-            None => send.await?,
+                .unwrap_or(Err(Failure::Timeout(t))),
+            None => send.await,
         };
-        // The response head is the latency sample (a failure above is
-        // charged as a slow one when `pending` drops).
-        pending.done();
+        let resp = match sent {
+            Ok(r) => r,
+            Err(f) => {
+                pending.fail();
+                return Err(f);
+            }
+        };
+        // The response head is the latency sample; a 5xx or a failure above
+        // is charged as a slow answer (a cancelled request, dropped with
+        // `pending`, is not charged).
+        if resp.status().is_server_error() {
+            pending.fail();
+        } else {
+            pending.done();
+        }
         let mut resp = resp.map(|b| b.boxed());
         for m in response_headers {
             m.apply(resp.headers_mut());
@@ -296,6 +321,7 @@ fn implicit_rule(service: &BackendRef) -> Rule {
             target: service.clone(),
             weight: 1,
             filters: vec![],
+            invalid: None,
         }],
         ..Rule::default()
     }

@@ -20,6 +20,10 @@ pub enum Failure {
     /// The rule has no backend with a weight (Gateway API: 500).
     #[error("the matched rule has no backend to send to")]
     NoBackend,
+    /// The backend picked is a reference that cannot be used (Gateway API:
+    /// 500 for its share of the requests).
+    #[error("invalid backend: {0}")]
+    InvalidBackend(String),
     /// The backend has no ready endpoint.
     #[error("no healthy endpoint of {0}")]
     NoHealthyEndpoint(String),
@@ -49,7 +53,7 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::NoBackend | Failure::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::NoHealthyEndpoint(_)
             | Failure::UpstreamConnect(_)
             | Failure::UpstreamRefused(_)
@@ -64,6 +68,7 @@ impl Failure {
         match self {
             Failure::NoRoute => "no_route",
             Failure::NoBackend => "no_backend",
+            Failure::InvalidBackend(_) => "invalid_backend",
             Failure::NoHealthyEndpoint(_) => "no_healthy_endpoint",
             Failure::Timeout(_) => "timeout",
             Failure::UpstreamConnect(_) => "upstream_connect_failure",

@@ -157,6 +157,7 @@ fn to(name: &str, weight: u32) -> Backend {
         target: backend_ref(name),
         weight,
         filters: vec![],
+        invalid: None,
     }
 }
 

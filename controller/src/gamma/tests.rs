@@ -213,8 +213,24 @@ fn what_quicmesh_cannot_do_as_written_is_not_accepted_and_says_where() {
             "not a fraction",
         ),
         (
-            json!({"parentRefs": parent(), "rules": [{"retry": {"codes": [404]}}]}),
-            "retry.codes",
+            json!({"parentRefs": parent(), "rules": [{"retry": {"codes": [503]}}]}),
+            "retry: not implemented",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}, "percent": 25}}]}]}),
+            "RequestMirror is not implemented",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"backendRefs": [{"name": "shop-v1", "port": 80, "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "x"}}]}]}]}),
+            "only header modifiers",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"timeouts": {"request": "1s", "backendRequest": "2s"}}]}),
+            "longer than timeouts.request",
+        ),
+        (
+            json!({"parentRefs": [{"group": "", "kind": "Service", "name": "shop", "sectionName": "http"}], "rules": []}),
+            "sectionName",
         ),
         (
             json!({"parentRefs": parent(), "rules": [{"backendRefs": [{"name": "shop-v1", "port": 80, "weight": 2000000}]}]}),
@@ -242,8 +258,7 @@ fn filters_read_as_the_api_defines_them() {
             "matches": [{"path": {"value": "/old"}}],
             "filters": [
                 {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "hostname": "shop.example", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}, "statusCode": 301}},
-                {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-moved", "value": "1"}]}},
-                {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}, "percent": 25}}
+                {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-moved", "value": "1"}]}}
             ]
         }]
     }));
@@ -260,13 +275,6 @@ fn filters_read_as_the_api_defines_them() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(&rule.filters[1], Filter::ResponseHeaders(m) if m.add.len() == 1));
-    match &rule.filters[2] {
-        Filter::Mirror(m) => assert_eq!(
-            (m.numerator, m.denominator, m.target.name.as_str()),
-            (25, 100, "shop-v2")
-        ),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -295,4 +303,40 @@ fn gateway_api_durations() {
     ] {
         assert!(duration(bad).is_err(), "{bad:?} accepted");
     }
+}
+
+#[test]
+fn unusable_backends_are_marked_and_zero_timeouts_are_none() {
+    let c = route(json!({
+        "parentRefs": parent(),
+        "rules": [{
+            "backendRefs": [
+                {"name": "shop-v1", "port": 80},
+                {"name": "shop-v1", "namespace": "other", "port": 80},
+                {"group": "example.com", "kind": "Bucket", "name": "shop-v1"},
+                {"name": "gone", "port": 80}
+            ],
+            "timeouts": {"request": "0s"}
+        }]
+    }));
+    let rule = &c.route.expect("accepted: only references fail").rules[0];
+    let invalid: Vec<bool> = rule.backends.iter().map(|b| b.invalid.is_some()).collect();
+    assert_eq!(invalid, [false, true, true, true]);
+    assert_eq!(rule.timeouts.request, None, "0s disables the timeout");
+}
+
+#[test]
+fn a_route_in_another_namespace_than_its_parent_is_not_accepted_yet() {
+    let mut k = known();
+    k.0.insert(("front".into(), "web".into()), vec![80]);
+    let c = compile(
+        "front",
+        "consumer",
+        0,
+        &json!({"parentRefs": [{"group": "", "kind": "Service", "namespace": "store", "name": "shop"}], "rules": []}),
+        &k,
+    );
+    assert!(c.route.is_none());
+    assert_eq!(c.parents[0].1[0].reason, "UnsupportedValue");
+    assert!(c.parents[0].1[0].message.contains("consumer routes"));
 }

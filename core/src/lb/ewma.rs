@@ -77,15 +77,16 @@ impl Load {
         self.estimate_at(p, now) * (self.in_flight as f64 + 1.0)
     }
 
-    /// Takes a latency sample.
+    /// Takes a latency sample. The moving average steps from the stored
+    /// estimate (the relaxed one is only for comparing and costing: using
+    /// it here would pull every estimate toward the default).
     pub fn observe(&mut self, p: &Params, rtt: Duration, now: Instant) {
         let rtt = rtt.as_secs_f64();
-        let current = self.estimate_at(p, now);
-        self.estimate = if rtt > current {
+        self.estimate = if rtt > self.estimate_at(p, now) {
             rtt
         } else {
             let w = Self::memory(p, now.saturating_duration_since(self.at));
-            current * w + rtt * (1.0 - w)
+            self.estimate * w + rtt * (1.0 - w)
         };
         self.at = now;
     }
@@ -100,10 +101,11 @@ pub struct PeakEwma<K> {
     loads: Mutex<HashMap<K, Load>>,
 }
 
-/// A request in flight to the endpoint chosen for it; report its latency
-/// with [`Pending::done`]. Dropped without it (the request failed), the
-/// endpoint is charged `penalty` as a sample, so failing fast does not
-/// make an endpoint look fast.
+/// A request in flight to the endpoint chosen for it: report its latency
+/// with [`Pending::done`], or [`Pending::fail`] (charged as a slow answer,
+/// so failing fast does not make an endpoint look fast). Dropped without
+/// either (the client cancelled), it only leaves the in-flight count: a
+/// client cannot make an endpoint look bad by hanging up.
 pub struct Pending<K: Hash + Eq + Clone> {
     ewma: Arc<PeakEwma<K>>,
     key: K,
@@ -170,12 +172,15 @@ impl<K: Hash + Eq + Clone> PeakEwma<K> {
         )
     }
 
-    fn finish(&self, key: &K, rtt: Duration, now: Instant) {
+    /// One request to `key` is over; `rtt` is its sample, if it gave one.
+    fn finish(&self, key: &K, rtt: Option<Duration>, now: Instant) {
         let p = self.params;
         let mut loads = self.loads();
         if let Some(l) = loads.get_mut(key) {
             l.in_flight = l.in_flight.saturating_sub(1);
-            l.observe(&p, rtt, now);
+            if let Some(rtt) = rtt {
+                l.observe(&p, rtt, now);
+            }
         }
     }
 
@@ -204,11 +209,22 @@ impl<K: Hash + Eq + Clone> PeakEwma<K> {
 }
 
 impl<K: Hash + Eq + Clone> Pending<K> {
+    /// The request failed (no answer, or a 5xx).
+    pub fn fail(mut self) {
+        self.done = true;
+        let now = Instant::now();
+        let rtt = now.saturating_duration_since(self.started).max(PENALTY);
+        self.ewma.finish(&self.key, Some(rtt), now);
+    }
+
     /// The request was answered (its response head arrived) at `now`.
     pub fn done_at(mut self, now: Instant) {
         self.done = true;
-        self.ewma
-            .finish(&self.key, now.saturating_duration_since(self.started), now);
+        self.ewma.finish(
+            &self.key,
+            Some(now.saturating_duration_since(self.started)),
+            now,
+        );
     }
 
     /// The request was answered now.
@@ -220,9 +236,7 @@ impl<K: Hash + Eq + Clone> Pending<K> {
 impl<K: Hash + Eq + Clone> Drop for Pending<K> {
     fn drop(&mut self) {
         if !self.done {
-            let now = Instant::now();
-            let rtt = now.saturating_duration_since(self.started).max(PENALTY);
-            self.ewma.finish(&self.key, rtt, now);
+            self.ewma.finish(&self.key, None, Instant::now());
         }
     }
 }
@@ -318,11 +332,34 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_request_is_charged_and_idle_entries_are_forgotten() {
+    fn a_fast_endpoint_settles_at_its_latency_not_between_it_and_the_default() {
+        let p = Params::default();
+        let mut t = Instant::now();
+        let mut l = Load::new(&p, t);
+        // Ten time constants of 1 ms samples every 10 ms (a biased
+        // average would settle near 5.5 ms, halfway to the default).
+        for _ in 0..10_000 {
+            t += ms(10);
+            l.observe(&p, ms(1), t);
+        }
+        assert!((l.estimate - 0.001).abs() < 0.0002, "{}", l.estimate);
+    }
+
+    #[test]
+    fn a_cancelled_request_costs_nothing_a_failed_one_is_charged() {
         let ewma = PeakEwma::new(Params::default());
         let now = Instant::now();
         let (_, pending) = ewma.choose_at(&["a"], now, (0, 0)).unwrap();
         drop(pending);
+        let l = ewma.load(&"a").unwrap();
+        assert_eq!(l.in_flight, 0);
+        assert!(
+            (l.estimate - 0.01).abs() < 1e-9,
+            "a cancel was charged: {}",
+            l.estimate
+        );
+        let (_, pending) = ewma.choose_at(&["a"], now, (0, 0)).unwrap();
+        pending.fail();
         let l = ewma.load(&"a").unwrap();
         assert_eq!(l.in_flight, 0);
         assert!(l.estimate >= 1.0, "a failure looked fast: {}", l.estimate);

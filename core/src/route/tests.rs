@@ -30,6 +30,7 @@ fn backend(name: &str, weight: u32) -> Backend {
         },
         weight,
         filters: vec![],
+        invalid: None,
     }
 }
 
@@ -207,6 +208,18 @@ fn ties_go_to_the_oldest_route_then_by_name_then_to_the_first_rule() {
         route("alpha", 10, vec![any()]),
     ]);
     assert_eq!(route_of(&table, &req("GET", "/", &[])), "alpha-0");
+    // The whole `<namespace>/<name>` string is compared: '-' sorts before
+    // '/', so namespace "a-b" comes before namespace "a".
+    let in_ns = |ns: &str, name: &str| {
+        let mut r = (*route(name, 10, vec![any()])).clone();
+        r.namespace = ns.into();
+        Arc::new(r)
+    };
+    let table = RouteTable::new(vec![
+        in_ns("a", "first-by-tuple"),
+        in_ns("a-b", "first-by-string"),
+    ]);
+    assert_eq!(route_of(&table, &req("GET", "/", &[])), "first-by-string-0");
     let table = RouteTable::new(vec![route("r", 10, vec![any(), any()])]);
     assert_eq!(route_of(&table, &req("GET", "/", &[])), "r-0");
     // A rule without matches takes every request, at the lowest precedence.
@@ -505,7 +518,13 @@ fn arb_routes() -> impl Strategy<Value = Vec<Arc<HttpRoute>>> {
     .prop_map(|rs| {
         rs.into_iter()
             .enumerate()
-            .map(|(i, (created, rules))| route(&format!("r{}", 3 - i), created, rules))
+            .map(|(i, (created, rules))| {
+                // Two namespaces whose names order differently as strings
+                // and as (namespace, name) pairs.
+                let mut r = (*route(&format!("r{}", 3 - i), created, rules)).clone();
+                r.namespace = ["a", "a-b"][i % 2].into();
+                Arc::new(r)
+            })
             .collect()
     })
 }
@@ -558,7 +577,8 @@ fn better(
         a.3.headers.len().cmp(&b.3.headers.len()),
         a.3.query.len().cmp(&b.3.query.len()),
         b.0.created.cmp(&a.0.created),
-        (&b.0.namespace, &b.0.name).cmp(&(&a.0.namespace, &a.0.name)),
+        // `<namespace>/<name>` as one string, as the API says.
+        format!("{}/{}", b.0.namespace, b.0.name).cmp(&format!("{}/{}", a.0.namespace, a.0.name)),
         b.1.cmp(&a.1),
         b.2.cmp(&a.2),
     ];

@@ -201,6 +201,9 @@ const BURST: usize = 16;
 /// timeouts), a little after their slots.
 const SETTLE: Duration = Duration::from_secs(8);
 
+/// The least time between two trims.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
 /// Warnings about the same result at most this often; each event is logged
 /// at debug level and counted in the metric.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -284,9 +287,14 @@ impl Admission {
     /// the heap it used back to the kernel. Without this the peak a flood
     /// caused stays resident (glibc keeps freed pages). Spawn one per proxy.
     pub async fn release_memory_after_bursts(self: Arc<Self>) {
+        let mut last: Option<Instant> = None;
         loop {
             self.quiet.notified().await;
-            tokio::time::sleep(SETTLE).await;
+            // At most one trim per TRIM_EVERY: bursts are cheap to cause
+            // (failed handshakes count), and a trim walks every arena.
+            let since = last.map_or(TRIM_EVERY, |t| t.elapsed());
+            tokio::time::sleep(SETTLE.max(TRIM_EVERY.saturating_sub(since))).await;
+            last = Some(Instant::now());
             let started = Instant::now();
             let released = tokio::task::spawn_blocking(crate::memory::release_free_heap)
                 .await

@@ -143,16 +143,22 @@ impl ConnectStream {
     pub fn into_io(self) -> ConnectIo {
         let bytes = self.counted.bytes.clone();
         let recv_bytes = bytes.clone();
-        let chunks = futures::stream::unfold(self.recv, move |mut recv| {
+        // After an error the stream ends: a frame that was refused must
+        // not be read on as if it had not been.
+        let chunks = futures::stream::unfold(Some(self.recv), move |recv| {
             let counts = recv_bytes.clone();
             async move {
+                let mut recv = recv?;
                 match recv.recv().await {
                     Ok(Some(b)) => {
                         counts.add(0, b.len() as u64);
-                        Some((Ok(b), recv))
+                        Some((Ok(b), Some(recv)))
                     }
                     Ok(None) => None,
-                    Err(e) => Some((Err(io_error(e)), recv)),
+                    Err(e) => {
+                        recv.stop(H3_CONNECT_ERROR);
+                        Some((Err(io_error(e)), None))
+                    }
                 }
             }
         });
@@ -196,9 +202,11 @@ const MAX_FRAME: usize = 64 * 1024;
 /// payload the peer sends (end of stream at its FIN; a reset is an error),
 /// writes go out as DATA frames, shutdown sends FIN.
 ///
-/// Dropped without a shutdown, it finishes the stream as a closed TCP
-/// socket does; if a write stopped inside a frame (the caller gave up on
-/// it), it resets the stream instead, since the peer could never parse it.
+/// Dropped without a shutdown, it resets the stream (as a TCP socket
+/// closed with unsent or unread data would): a protocol implementation
+/// shuts down when it ends cleanly, so a drop without one is an abort
+/// (an error, a stop), and the peer must not take a cut-off body for a
+/// whole one.
 pub struct ConnectIo {
     reader: StreamReader<BoxStream<'static, io::Result<Bytes>>, Bytes>,
     send: quinn::SendStream,
@@ -314,14 +322,7 @@ impl AsyncWrite for ConnectIo {
 
 impl Drop for ConnectIo {
     fn drop(&mut self) {
-        if self.state != WriteState::Open {
-            return;
-        }
-        if self.frame_left > 0 {
-            let _ = self.send.reset(H3_CONNECT_ERROR.into());
-        } else {
-            let _ = self.send.finish();
-        }
+        self.reset();
     }
 }
 
