@@ -23,6 +23,10 @@ pub fn service_name(namespace: &str, name: &str) -> String {
     format!("service/{namespace}/{name}")
 }
 
+pub fn route_name(namespace: &str, name: &str) -> String {
+    format!("httproute/{namespace}/{name}")
+}
+
 pub fn authorization_name(namespace: &str, name: &str) -> String {
     format!("authorization/{namespace}/{name}")
 }
@@ -149,12 +153,21 @@ impl Index {
             }
             Object::Service(s) => {
                 dirty.insert(service_name(&s.namespace, &s.name));
+                // Whether a route is accepted, and which of its backends
+                // resolve, depends on the Services of its namespace.
+                dirty.extend(
+                    self.http_routes()
+                        .filter(|r| r.namespace == s.namespace)
+                        .map(|r| route_name(&r.namespace, &r.name)),
+                );
+            }
+            Object::HttpRoute(r) => {
+                dirty.insert(route_name(&r.namespace, &r.name));
             }
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
             }
-            // Routes do not reach proxies yet: only their status is made.
-            Object::ServiceAccount(_) | Object::Deployment(_) | Object::HttpRoute(_) => {}
+            Object::ServiceAccount(_) | Object::Deployment(_) => {}
         }
     }
 
@@ -226,6 +239,17 @@ impl Index {
             Object::HttpRoute(r) => Some(r),
             _ => None,
         })
+    }
+
+    pub fn http_route(&self, ns: &str, name: &str) -> Option<&HttpRoute> {
+        match self.objects.get(&Key {
+            kind: Kind::HttpRoute,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::HttpRoute(r)) => Some(r),
+            _ => None,
+        }
     }
 
     /// Every HTTPRoute read against the index: the model and the status.

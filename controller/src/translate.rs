@@ -10,7 +10,7 @@ use quicmesh_proto::config::{
     Workload,
 };
 
-use crate::index::{authorization_name, service_name, workload_name, Index};
+use crate::index::{authorization_name, route_name, service_name, workload_name, Index};
 use crate::model::{self, selects, PolicyTarget, TargetPort};
 
 /// Mesh-wide settings translation needs.
@@ -42,6 +42,9 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     } else if let Some(rest) = name.strip_prefix("authorization/") {
         let (ns, policy) = rest.split_once('/')?;
         resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
+    } else if let Some(rest) = name.strip_prefix("httproute/") {
+        let (ns, route) = rest.split_once('/')?;
+        resource::Kind::HttpRoute(http_route(index, index.http_route(ns, route)?)?)
     } else {
         return None;
     };
@@ -66,10 +69,35 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
             index
                 .policies()
                 .map(|p| authorization_name(&p.namespace, &p.name)),
+        )
+        .chain(
+            index
+                .http_routes()
+                .map(|r| route_name(&r.namespace, &r.name)),
         );
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()
+}
+
+/// An HTTPRoute for the waypoints, with the parents that accepted it; None
+/// when no parent did (it goes nowhere; its status says why).
+fn http_route(index: &Index, r: &model::HttpRoute) -> Option<quicmesh_proto::config::HttpRoute> {
+    let compiled = crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, index);
+    let route = compiled.route?;
+    let parents: Vec<quicmesh_core::route::wire::Parent> = compiled
+        .parents
+        .iter()
+        .filter(|(_, c)| c.first().is_some_and(|c| c.status))
+        .map(
+            |((namespace, name, port), _)| quicmesh_core::route::wire::Parent {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                port: *port,
+            },
+        )
+        .collect();
+    Some(quicmesh_core::route::wire::to_proto(&route, &parents))
 }
 
 /// The pod's namespace label, else the root namespace's, else the default.
@@ -359,6 +387,40 @@ mod tests {
         );
         assert_eq!(s.endpoints[0].ports["http"], 8080);
         assert_eq!(s.endpoints[0].ports["admin"], 9001);
+    }
+
+    #[test]
+    fn accepted_http_routes_go_to_waypoints_and_follow_their_parent() {
+        let mut ix = index();
+        let route = Object::HttpRoute(model::HttpRoute {
+            name: "split".into(),
+            namespace: "shop".into(),
+            created: 7,
+            spec: serde_json::json!({
+                "parentRefs": [{"group": "", "kind": "Service", "name": "web", "port": 80}],
+                "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]
+            }),
+        });
+        let dirty = ix.upsert(route);
+        assert!(dirty.contains("httproute/shop/split"), "{dirty:?}");
+        let mesh = Mesh::new("cluster.local");
+        let r = resource(&ix, "httproute/shop/split", &mesh).expect("accepted");
+        let Some(resource::Kind::HttpRoute(pr)) = r.kind else {
+            panic!()
+        };
+        let (back, parents) = quicmesh_core::route::wire::from_proto(&pr).unwrap();
+        assert_eq!((back.name.as_str(), back.created), ("split", 7));
+        assert_eq!(parents[0].name, "web");
+        assert_eq!(parents[0].port, Some(80));
+        assert!(all(&ix, &mesh).contains_key("httproute/shop/split"));
+        // Without its parent Service the route is not accepted: it goes.
+        let dirty = ix.delete(&crate::model::Key {
+            kind: crate::model::Kind::Service,
+            namespace: "shop".into(),
+            name: "web".into(),
+        });
+        assert!(dirty.contains("httproute/shop/split"), "{dirty:?}");
+        assert!(resource(&ix, "httproute/shop/split", &mesh).is_none());
     }
 
     #[test]

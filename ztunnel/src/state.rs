@@ -154,7 +154,9 @@ impl State {
         }
         for (name, r) in resources {
             match &r.kind {
-                Some(resource::Kind::Authorization(_)) => {}
+                // Routes are for waypoints: a node proxy has nothing to do
+                // with them.
+                Some(resource::Kind::Authorization(_) | resource::Kind::HttpRoute(_)) => {}
                 Some(resource::Kind::Workload(w)) => {
                     let identity = SpiffeId::parse(&w.identity)
                         .map_err(|e| format!("{name}: identity: {e}"))?;

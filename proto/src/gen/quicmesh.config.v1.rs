@@ -32,7 +32,7 @@ pub struct Resource {
     pub name: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub version: u64,
-    #[prost(oneof = "resource::Kind", tags = "3, 4, 5")]
+    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -45,6 +45,10 @@ pub mod resource {
         Service(super::Service),
         #[prost(message, tag = "5")]
         Authorization(super::Authorization),
+        /// For waypoints: a Gateway API HTTPRoute, accepted and compiled by the
+        /// controller. Node proxies ignore it.
+        #[prost(message, tag = "6")]
+        HttpRoute(super::HttpRoute),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -178,6 +182,180 @@ pub struct Endpoint {
     #[prost(map = "string, uint32", tag = "4")]
     pub ports: ::std::collections::HashMap<::prost::alloc::string::String, u32>,
 }
+/// An HTTPRoute (gateway.networking.k8s.io/v1) attached to Services, in the
+/// form the waypoint runs: every pattern was checked by the controller with
+/// the waypoint's own constructors. Durations in milliseconds, 0 = none.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpRoute {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Creation time, seconds since the epoch (precedence: older first).
+    #[prost(int64, tag = "3")]
+    pub created: i64,
+    #[prost(message, repeated, tag = "4")]
+    pub parents: ::prost::alloc::vec::Vec<RouteParent>,
+    #[prost(message, repeated, tag = "5")]
+    pub rules: ::prost::alloc::vec::Vec<RouteRule>,
+}
+/// A Service (port; 0 = every port) the route attaches to.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RouteParent {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub port: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RouteRule {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// None: every request.
+    #[prost(message, repeated, tag = "2")]
+    pub matches: ::prost::alloc::vec::Vec<RouteMatch>,
+    #[prost(message, repeated, tag = "3")]
+    pub filters: ::prost::alloc::vec::Vec<RouteFilter>,
+    #[prost(message, repeated, tag = "4")]
+    pub backends: ::prost::alloc::vec::Vec<RouteBackend>,
+    #[prost(uint64, tag = "5")]
+    pub request_timeout_ms: u64,
+    #[prost(uint64, tag = "6")]
+    pub backend_request_timeout_ms: u64,
+    #[prost(message, optional, tag = "7")]
+    pub retry: ::core::option::Option<RouteRetry>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RouteMatch {
+    #[prost(enumeration = "PathMatchType", tag = "1")]
+    pub path_type: i32,
+    #[prost(string, tag = "2")]
+    pub path: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "3")]
+    pub headers: ::prost::alloc::vec::Vec<ValueMatch>,
+    #[prost(message, repeated, tag = "4")]
+    pub query_params: ::prost::alloc::vec::Vec<ValueMatch>,
+    /// Empty: any method.
+    #[prost(string, tag = "5")]
+    pub method: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ValueMatch {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+    /// The value is a regular expression over the whole value, else exact.
+    #[prost(bool, tag = "3")]
+    pub regex: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RouteFilter {
+    #[prost(oneof = "route_filter::Kind", tags = "1, 2, 3, 4, 5")]
+    pub kind: ::core::option::Option<route_filter::Kind>,
+}
+/// Nested message and enum types in `RouteFilter`.
+pub mod route_filter {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        RequestHeaders(super::HeaderModifier),
+        #[prost(message, tag = "2")]
+        ResponseHeaders(super::HeaderModifier),
+        #[prost(message, tag = "3")]
+        Redirect(super::RouteRedirect),
+        #[prost(message, tag = "4")]
+        Rewrite(super::RouteRewrite),
+        #[prost(message, tag = "5")]
+        Mirror(super::RouteMirror),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HeaderModifier {
+    #[prost(message, repeated, tag = "1")]
+    pub set: ::prost::alloc::vec::Vec<Header>,
+    #[prost(message, repeated, tag = "2")]
+    pub add: ::prost::alloc::vec::Vec<Header>,
+    #[prost(string, repeated, tag = "3")]
+    pub remove: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Header {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PathModifier {
+    /// ReplacePrefixMatch when set, else ReplaceFullPath.
+    #[prost(bool, tag = "1")]
+    pub prefix: bool,
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RouteRedirect {
+    #[prost(string, tag = "1")]
+    pub scheme: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub hostname: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub path: ::core::option::Option<PathModifier>,
+    /// 0: derived (the API's rules).
+    #[prost(uint32, tag = "4")]
+    pub port: u32,
+    #[prost(uint32, tag = "5")]
+    pub status: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RouteRewrite {
+    #[prost(string, tag = "1")]
+    pub hostname: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub path: ::core::option::Option<PathModifier>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RouteMirror {
+    #[prost(message, optional, tag = "1")]
+    pub backend: ::core::option::Option<BackendRef>,
+    #[prost(uint32, tag = "2")]
+    pub numerator: u32,
+    #[prost(uint32, tag = "3")]
+    pub denominator: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackendRef {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub port: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RouteBackend {
+    #[prost(message, optional, tag = "1")]
+    pub target: ::core::option::Option<BackendRef>,
+    #[prost(uint32, tag = "2")]
+    pub weight: u32,
+    #[prost(message, repeated, tag = "3")]
+    pub filters: ::prost::alloc::vec::Vec<RouteFilter>,
+    /// Why the reference cannot be used: its share is answered 500.
+    #[prost(string, tag = "4")]
+    pub invalid: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RouteRetry {
+    #[prost(uint32, repeated, tag = "1")]
+    pub codes: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, tag = "2")]
+    pub attempts: u32,
+    #[prost(uint64, tag = "3")]
+    pub backoff_ms: u64,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum MtlsMode {
@@ -273,6 +451,38 @@ impl AuthorizationAction {
             "AUTHORIZATION_ACTION_ALLOW" => Some(Self::Allow),
             "AUTHORIZATION_ACTION_DENY" => Some(Self::Deny),
             "AUTHORIZATION_ACTION_AUDIT" => Some(Self::Audit),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum PathMatchType {
+    Unspecified = 0,
+    Prefix = 1,
+    Exact = 2,
+    RegularExpression = 3,
+}
+impl PathMatchType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "PATH_MATCH_TYPE_UNSPECIFIED",
+            Self::Prefix => "PATH_MATCH_TYPE_PREFIX",
+            Self::Exact => "PATH_MATCH_TYPE_EXACT",
+            Self::RegularExpression => "PATH_MATCH_TYPE_REGULAR_EXPRESSION",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PATH_MATCH_TYPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "PATH_MATCH_TYPE_PREFIX" => Some(Self::Prefix),
+            "PATH_MATCH_TYPE_EXACT" => Some(Self::Exact),
+            "PATH_MATCH_TYPE_REGULAR_EXPRESSION" => Some(Self::RegularExpression),
             _ => None,
         }
     }
