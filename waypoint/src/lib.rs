@@ -8,11 +8,14 @@
 //! is [`quicmesh_core::route`], shared with the controller, which checks
 //! routes with the same code before it sends them.
 //!
+//! - [`config`]: the mesh as the waypoint sees it, built from the
+//!   controller's resources (Service ports with their routes, endpoints);
 //! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
 //! - [`response`]: every failure turned into a status and a response flag.
 
+pub mod config;
 pub mod proxy;
 pub mod response;
 pub mod upstream;

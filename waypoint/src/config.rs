@@ -1,0 +1,316 @@
+//! The waypoint's view of the mesh, built from the controller's resources:
+//! every Service port it can be sent to (a [`Parent`] per VIP and port,
+//! with the routes attached to it), and every backend's ready endpoints
+//! with their identities. Rebuilt whole on each update; an update it
+//! cannot build from is refused (NACK) and the previous view stays.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use quicmesh_core::control::stream::ConfigSink;
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::route::wire::{self, Parent as RouteParent};
+use quicmesh_core::route::{BackendRef, HttpRoute, RouteTable};
+use quicmesh_proto::config::{resource, Resource};
+
+use crate::proxy::{Directory, Parent, Tables};
+use crate::upstream::Endpoint;
+
+/// Builds the tables from the complete resource set; `cluster_domain` makes
+/// Service host names (`<name>.<namespace>.svc.<cluster_domain>`).
+pub fn tables(
+    resources: &BTreeMap<String, Resource>,
+    cluster_domain: &str,
+) -> Result<Tables, String> {
+    let mut identities: HashMap<&str, SpiffeId> = HashMap::new();
+    let mut routes: Vec<(Arc<HttpRoute>, Vec<RouteParent>)> = Vec::new();
+    for (name, r) in resources {
+        match &r.kind {
+            Some(resource::Kind::Workload(w)) => {
+                let id =
+                    SpiffeId::parse(&w.identity).map_err(|e| format!("{name}: identity: {e}"))?;
+                identities.insert(w.uid.as_str(), id);
+            }
+            Some(resource::Kind::HttpRoute(h)) => {
+                let (route, parents) = wire::from_proto(h).map_err(|e| format!("{name}: {e}"))?;
+                routes.push((Arc::new(route), parents));
+            }
+            Some(resource::Kind::Service(_) | resource::Kind::Authorization(_)) => {}
+            None => return Err(format!("{name}: resource without a kind")),
+        }
+    }
+    let mut t = Tables::default();
+    for (name, r) in resources {
+        let Some(resource::Kind::Service(svc)) = &r.kind else {
+            continue;
+        };
+        let bad = |what: String| format!("{name}: {what}");
+        let vips = svc
+            .vips
+            .iter()
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| bad(format!("{v:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for sp in &svc.ports {
+            let port =
+                u16::try_from(sp.port).map_err(|_| bad(format!("{} is not a port", sp.port)))?;
+            let service = BackendRef {
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                port,
+            };
+            // Ready endpoints with a known identity and a port for this one.
+            let mut endpoints = Vec::new();
+            for e in svc.endpoints.iter().filter(|e| e.ready) {
+                let Some(identity) = identities.get(e.workload_uid.as_str()) else {
+                    continue;
+                };
+                let target = e
+                    .ports
+                    .get(&sp.name)
+                    .copied()
+                    .or((sp.target_port != 0).then_some(sp.target_port));
+                let Some(target) = target.and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                let ip: IpAddr =
+                    e.ip.parse()
+                        .map_err(|_| bad(format!("{:?} is not an IP address", e.ip)))?;
+                endpoints.push(Endpoint {
+                    addr: SocketAddr::new(ip, target),
+                    identity: identity.clone(),
+                });
+            }
+            let attached: Vec<Arc<HttpRoute>> = routes
+                .iter()
+                .filter(|(_, parents)| {
+                    parents.iter().any(|p| {
+                        p.namespace == svc.namespace
+                            && p.name == svc.name
+                            && p.port.is_none_or(|pp| pp == port)
+                    })
+                })
+                .map(|(r, _)| r.clone())
+                .collect();
+            let parent = Arc::new(Parent {
+                service: service.clone(),
+                host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
+                routes: RouteTable::new(attached),
+            });
+            for vip in &vips {
+                t.parents
+                    .insert(SocketAddr::new(*vip, port), parent.clone());
+            }
+            t.endpoints.insert(service, endpoints);
+        }
+    }
+    Ok(t)
+}
+
+/// The tables in effect, replaced whole by each accepted update.
+pub struct Live {
+    cluster_domain: String,
+    current: RwLock<(u64, Arc<Tables>)>,
+    /// Updates taken and refused, and whether the stream is up (for the
+    /// metrics and the admin dump).
+    pub counts: Counts,
+}
+
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub acks: std::sync::atomic::AtomicU64,
+    pub nacks: std::sync::atomic::AtomicU64,
+    pub connected: std::sync::atomic::AtomicBool,
+}
+
+impl Live {
+    pub fn new(cluster_domain: &str) -> Arc<Self> {
+        Arc::new(Live {
+            cluster_domain: cluster_domain.to_string(),
+            current: RwLock::new((0, Arc::new(Tables::default()))),
+            counts: Counts::default(),
+        })
+    }
+
+    pub fn tables(&self) -> Arc<Tables> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+}
+
+impl ConfigSink for Live {
+    fn version(&self) -> u64 {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    fn apply(&self, version: u64, resources: &BTreeMap<String, Resource>) -> Result<(), String> {
+        let t = tables(resources, &self.cluster_domain)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (version, Arc::new(t));
+        Ok(())
+    }
+
+    fn connected(&self, up: bool) {
+        self.counts
+            .connected
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn update_result(&self, result: &'static str) {
+        let c = if result == "ack" {
+            &self.counts.acks
+        } else {
+            &self.counts.nacks
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Directory for Live {
+    fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
+        self.tables().parent(authority)
+    }
+    fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
+        self.tables().endpoints(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quicmesh_proto::config::{Endpoint as PEndpoint, Service, ServicePort, Workload};
+
+    use super::*;
+
+    fn res(name: &str, kind: resource::Kind) -> (String, Resource) {
+        (
+            name.to_string(),
+            Resource {
+                name: name.to_string(),
+                version: 0,
+                kind: Some(kind),
+            },
+        )
+    }
+
+    fn resources() -> BTreeMap<String, Resource> {
+        let route = HttpRoute {
+            namespace: "shop".into(),
+            name: "r".into(),
+            created: 0,
+            rules: vec![],
+        };
+        let on_80 = RouteParent {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: Some(80),
+        };
+        [
+            res(
+                "workload/w1",
+                resource::Kind::Workload(Workload {
+                    uid: "w1".into(),
+                    identity: "spiffe://cluster.local/ns/shop/sa/web".into(),
+                    ..Default::default()
+                }),
+            ),
+            res(
+                "service/shop/web",
+                resource::Kind::Service(Service {
+                    name: "web".into(),
+                    namespace: "shop".into(),
+                    vips: vec!["10.96.0.10".into()],
+                    ports: vec![
+                        ServicePort {
+                            name: "http".into(),
+                            port: 80,
+                            target_port: 0,
+                        },
+                        ServicePort {
+                            name: "admin".into(),
+                            port: 9000,
+                            target_port: 9001,
+                        },
+                    ],
+                    endpoints: vec![
+                        PEndpoint {
+                            workload_uid: "w1".into(),
+                            ip: "10.244.1.2".into(),
+                            ready: true,
+                            ports: [("http".to_string(), 8080)].into(),
+                        },
+                        PEndpoint {
+                            workload_uid: "w1".into(),
+                            ip: "10.244.1.3".into(),
+                            ready: false,
+                            ports: [("http".to_string(), 8080)].into(),
+                        },
+                        PEndpoint {
+                            workload_uid: "unknown".into(),
+                            ip: "10.244.1.4".into(),
+                            ready: true,
+                            ports: Default::default(),
+                        },
+                    ],
+                }),
+            ),
+            res(
+                "httproute/shop/r",
+                resource::Kind::HttpRoute(wire::to_proto(&route, &[on_80])),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn services_become_parents_with_their_routes_and_ready_endpoints() {
+        let t = tables(&resources(), "cluster.local").unwrap();
+        let http = t.parents[&"10.96.0.10:80".parse().unwrap()].clone();
+        assert_eq!(http.host, "web.shop.svc.cluster.local");
+        assert_eq!(
+            http.routes.routes().len(),
+            1,
+            "the route attached to port 80"
+        );
+        let admin = t.parents[&"10.96.0.10:9000".parse().unwrap()].clone();
+        assert!(admin.routes.is_empty(), "not to port 9000");
+        let eps = t.endpoints(&http.service);
+        // Not the unready one, not the one whose workload is unknown.
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].addr, "10.244.1.2:8080".parse().unwrap());
+        assert_eq!(
+            eps[0].identity.as_str(),
+            "spiffe://cluster.local/ns/shop/sa/web"
+        );
+        // A numbered target port applies where the endpoint names none.
+        let admin_eps = t.endpoints(&admin.service);
+        assert_eq!(admin_eps[0].addr, "10.244.1.2:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn a_bad_update_is_refused_and_the_previous_view_stays() {
+        let live = Live::new("cluster.local");
+        live.apply(3, &resources()).unwrap();
+        live.update_result("ack");
+        let mut bad = resources();
+        let Some(resource::Kind::HttpRoute(h)) = &mut bad.get_mut("httproute/shop/r").unwrap().kind
+        else {
+            panic!()
+        };
+        h.rules.push(Default::default());
+        h.rules[0].matches.push(quicmesh_proto::config::RouteMatch {
+            path_type: 3,
+            path: "(".into(),
+            ..Default::default()
+        });
+        let e = live.apply(4, &bad).unwrap_err();
+        assert!(e.starts_with("httproute/shop/r: rules[0]"), "{e}");
+        assert_eq!(live.version(), 3);
+        assert!(live.parent("10.96.0.10:80".parse().unwrap()).is_some());
+    }
+}
