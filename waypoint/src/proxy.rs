@@ -36,6 +36,9 @@ pub const MAX_HEADERS: usize = 100;
 /// A request head must arrive within this (HTTP/1.1; HTTP/2 streams are
 /// bounded by `MAX_STREAMS`).
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// HTTP/2 pings to an idle client, and how long it has to answer.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Concurrent HTTP/2 requests per connection.
 pub const MAX_STREAMS: u32 = 256;
 /// HTTP/2 streams reset by the client before the waypoint saw them
@@ -88,6 +91,8 @@ pub struct Waypoint<D> {
     balancer: Arc<PeakEwma<SocketAddr>>,
     /// Requests so far (every `FORGET_EVERY`th prunes the balancer).
     requests: std::sync::atomic::AtomicU64,
+    /// Cancelled to drain: connections take no new requests.
+    drain: CancellationToken,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -108,7 +113,14 @@ impl<D: Directory> Waypoint<D> {
             upstreams,
             balancer: PeakEwma::new(Params::default()),
             requests: Default::default(),
+            drain: CancellationToken::new(),
         })
+    }
+
+    /// Stops taking requests: every connection finishes those in flight
+    /// (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) and ends.
+    pub fn drain(&self) {
+        self.drain.cancel();
     }
 
     /// Serves one tunnelled connection until it ends.
@@ -119,8 +131,14 @@ impl<D: Directory> Waypoint<D> {
         stop: CancellationToken,
     ) -> Outcome {
         let wp = self.clone();
+        // Whether a request has started: a connection that sends none
+        // within HEADER_TIMEOUT (nothing, or half an HTTP/2 preface, which
+        // hyper's version detection waits for forever) is closed.
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = started.clone();
         let service = hyper::service::service_fn(move |req| {
             let (wp, conn) = (wp.clone(), conn.clone());
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
             async move { Ok::<_, std::convert::Infallible>(wp.handle(&conn, req).await) }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -135,18 +153,38 @@ impl<D: Directory> Waypoint<D> {
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_BYTES as u32)
             .max_concurrent_streams(MAX_STREAMS)
-            .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
+            .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+            // An idle HTTP/2 client that stopped answering pings goes.
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
         let served = builder.serve_connection(io, service);
         tokio::pin!(served);
-        tokio::select! {
-            r = &mut served => match r {
-                Ok(()) => Outcome::Closed,
-                Err(e) => {
-                    tracing::debug!(error = %e, "downstream connection ended with an error");
-                    Outcome::StreamReset
+        let first = tokio::time::sleep(HEADER_TIMEOUT);
+        tokio::pin!(first);
+        let (mut first_checked, mut draining) = (false, false);
+        loop {
+            tokio::select! {
+                r = &mut served => return match r {
+                    Ok(()) => Outcome::Closed,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "downstream connection ended with an error");
+                        Outcome::StreamReset
+                    }
+                },
+                _ = &mut first, if !first_checked => {
+                    first_checked = true;
+                    if !started.load(std::sync::atomic::Ordering::Relaxed) {
+                        tracing::debug!(timeout = ?HEADER_TIMEOUT, "no request on a tunnelled connection; closed");
+                        return Outcome::Stopped;
+                    }
                 }
-            },
-            _ = stop.cancelled() => Outcome::Stopped,
+                // Drain: no new requests; those in flight finish (the
+                // tunnel server's deadline bounds them).
+                _ = stop.cancelled(), if !draining => {
+                    draining = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
         }
     }
 
@@ -193,6 +231,9 @@ impl<D: Directory> Waypoint<D> {
         mut req: Request<Incoming>,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Failure> {
+        // The client's hop-by-hop headers go first, so that what the
+        // rule's filters set cannot be removed through `Connection`.
+        strip_hop_by_hop(req.headers_mut());
         let parent = &conn.parent;
         let implicit;
         let (rule, matched) = if parent.routes.is_empty() {
@@ -299,6 +340,7 @@ impl<D: Directory> Waypoint<D> {
             pending.done();
         }
         let mut resp = resp.map(|b| b.boxed());
+        strip_hop_by_hop(resp.headers_mut());
         for m in response_headers {
             m.apply(resp.headers_mut());
         }
@@ -335,7 +377,9 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
         .map(|a| a.host().to_string())
         .or_else(|| {
             let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
-            Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_string())
+            // As an authority, so `[::1]:80` is the host `[::1]`.
+            let a: http::uri::Authority = h.parse().ok()?;
+            Some(a.host().to_string())
         })?;
     Some(authority)
 }
@@ -368,24 +412,44 @@ fn rewrite(
     }
 }
 
-/// Makes a request arriving from a client fit to send to a backend: the
-/// form of the target URI each HTTP version wants, and no hop-by-hop
-/// headers.
-fn prepare_upstream(req: &mut Request<Incoming>, version: Version) {
+/// Removes the hop-by-hop headers of one connection (RFC 9110 §7.6.1):
+/// those the `Connection` header names, and the fixed ones. `TE: trailers`
+/// is end to end (gRPC needs it) and stays.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for h in named {
+        headers.remove(h);
+    }
+    let te_trailers = headers
+        .get(http::header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for h in [
         http::header::CONNECTION,
         http::header::TE,
         http::header::TRANSFER_ENCODING,
         http::header::UPGRADE,
+        http::header::PROXY_AUTHENTICATE,
         http::header::PROXY_AUTHORIZATION,
     ] {
-        if h == http::header::TE && req.headers().get(&h).is_some_and(|v| v == "trailers") {
-            continue;
-        }
-        req.headers_mut().remove(&h);
+        headers.remove(h);
     }
-    req.headers_mut().remove("keep-alive");
-    req.headers_mut().remove("proxy-connection");
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if te_trailers {
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Makes a request arriving from a client fit to send to a backend: the
+/// form of the target URI each HTTP version wants (its hop-by-hop headers
+/// were removed on arrival).
+fn prepare_upstream(req: &mut Request<Incoming>, version: Version) {
     match version {
         // HTTP/1.1: origin form; the Host header carries the authority.
         Version::Http1 => {
@@ -459,7 +523,7 @@ impl<D: Directory> Inbound for Server<D> {
         });
         Ok(Upstream {
             target: Target::Serve(serve),
-            stop: CancellationToken::new(),
+            stop: self.0.drain.child_token(),
             authz: "allow".into(),
             guard: Box::new(()),
         })

@@ -37,6 +37,9 @@ pub struct Upstreams {
     /// The waypoint's own identity: every tunnel presents its SVID.
     identity: SpiffeId,
     http2: Mutex<HashMap<Endpoint, http2::SendRequest<Incoming>>>,
+    /// One HTTP/2 handshake at a time per endpoint: concurrent first
+    /// requests wait for it and share the connection.
+    connecting: Mutex<HashMap<Endpoint, Arc<tokio::sync::Mutex<()>>>>,
     http1: Mutex<HashMap<Endpoint, Vec<http1::SendRequest<Incoming>>>>,
 }
 
@@ -54,6 +57,7 @@ impl Upstreams {
             certs,
             identity,
             http2: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
             http1: Mutex::new(HashMap::new()),
         }
     }
@@ -79,11 +83,32 @@ impl Upstreams {
         }
     }
 
-    async fn http2_sender(&self, ep: &Endpoint) -> Result<http2::SendRequest<Incoming>, Failure> {
-        if let Some(s) = self.http2.lock().expect("not poisoned").get(ep) {
-            if !s.is_closed() {
-                return Ok(s.clone());
+    fn live_http2(&self, ep: &Endpoint) -> Option<http2::SendRequest<Incoming>> {
+        let mut m = self.http2.lock().expect("not poisoned");
+        match m.get(ep) {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                m.remove(ep);
+                None
             }
+            None => None,
+        }
+    }
+
+    async fn http2_sender(&self, ep: &Endpoint) -> Result<http2::SendRequest<Incoming>, Failure> {
+        if let Some(s) = self.live_http2(ep) {
+            return Ok(s);
+        }
+        let gate = self
+            .connecting
+            .lock()
+            .expect("not poisoned")
+            .entry(ep.clone())
+            .or_default()
+            .clone();
+        let _one = gate.lock().await;
+        if let Some(s) = self.live_http2(ep) {
+            return Ok(s);
         }
         let io = self.tunnel(ep).await?;
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
@@ -94,8 +119,6 @@ impl Upstreams {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
         });
-        // Two requests racing here may each open one; the later one is
-        // kept and the other lives until its requests are done.
         self.http2
             .lock()
             .expect("not poisoned")

@@ -79,6 +79,16 @@ async fn app(name: &'static str, addr: SocketAddr) {
                         if req.uri().path() == "/slow" {
                             tokio::time::sleep(Duration::from_secs(5)).await;
                         }
+                        // Hop-by-hop headers must not arrive from the waypoint.
+                        if req.headers().contains_key("x-hop")
+                            || req.headers().contains_key("connection")
+                        {
+                            let mut r = http::Response::new(Full::new(Bytes::from(
+                                "hop-by-hop header arrived",
+                            )));
+                            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
                         let host = req
                             .headers()
                             .get("host")
@@ -245,6 +255,7 @@ fn routes() -> RouteTable {
 }
 
 struct Setup {
+    waypoint: Arc<Waypoint<Tables>>,
     client: Arc<Pool>,
     client_svid: Svid,
     waypoint_id: SpiffeId,
@@ -338,9 +349,10 @@ async fn setup(test: u8) -> Setup {
         upstreams,
     );
     let wp_svid = certs.svid(&waypoint_id).await.unwrap();
-    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp), &stop);
+    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
 
     Setup {
+        waypoint: wp,
         client: client_pool(&bundles),
         client_svid: ca.mint(&id("ns/web/sa/client"), life).unwrap(),
         waypoint_id,
@@ -530,4 +542,64 @@ async fn an_oversize_request_head_is_refused_and_the_waypoint_keeps_serving() {
         (status, body.as_str()),
         (200, "v1 GET /inner/x host=rewritten.example x-added=")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_stop_at_the_waypoint() {
+    let s = setup(6).await;
+    let mut c = s.http1().await;
+    // `Connection` names a header as hop-by-hop: neither goes on.
+    let (status, _, body) = get(
+        &mut c,
+        "/v1-only/h",
+        &[("connection", "x-hop"), ("x-hop", "1")],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "v1 GET /inner/h host=rewritten.example x-added=")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_no_request_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let s = setup(7).await;
+    let mut io = s.open(VIP).await.unwrap().into_inner();
+    // Half an HTTP/2 preface, then nothing.
+    tokio::io::AsyncWriteExt::write_all(&mut io, b"PRI * HTTP/2.0")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(
+        waypoint::proxy::HEADER_TIMEOUT + Duration::from_secs(10),
+        io.read(&mut buf),
+    )
+    .await;
+    match closed {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => panic!("{n} bytes answered to half a preface"),
+        Err(_) => panic!("still open after the header timeout"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_ends_connections_after_their_requests() {
+    let s = setup(8).await;
+    let (mut client, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), s.open(VIP).await.unwrap())
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = || {
+        http::Request::get("http://shop.shop.svc.cluster.local/v1-only/d")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(client.send_request(req()).await.unwrap().status(), 200);
+    s.waypoint.drain();
+    // GOAWAY: the client's connection ends (bounded), and takes no more.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(ended.is_ok(), "the drained connection did not end");
+    assert!(client.send_request(req()).await.is_err());
 }
