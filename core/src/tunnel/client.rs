@@ -533,26 +533,10 @@ mod tests {
         });
         // Tunnel server.
         let addr = lo.server.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        tokio::spawn(super::super::server::serve(
-            lo.server.clone(),
-            Arc::new(Sink(sink_addr)),
-            super::super::server::ServerCtx::new(lo.metrics.clone(), Arc::new(settings.clone())),
-            stop.clone(),
-            Duration::from_secs(1),
-        ));
+        let stop = lo.serve(Sink(sink_addr), &settings);
         // Pool and the app side of each tunnelled connection.
-        let pool = Pool::new(
-            lo.client.clone(),
-            lo.bundles.clone(),
-            settings,
-            lo.metrics.clone(),
-        );
-        let key = PoolKey {
-            src: lo.client_svid.id.clone(),
-            dst: lo.server_id.clone(),
-            addr,
-        };
+        let (pool, key) = lo.pool(settings);
+        assert_eq!(key.addr, addr);
         let apps = tokio::net::TcpListener::bind(loopback).await.unwrap();
         let app_addr = apps.local_addr().unwrap();
         let open = || async {

@@ -359,6 +359,46 @@ impl Loopback {
 }
 
 #[cfg(test)]
+impl Loopback {
+    /// Serves `inbound` on the server endpoint until the returned token is
+    /// cancelled.
+    pub fn serve<I: super::server::Inbound>(
+        &self,
+        inbound: I,
+        settings: &TunnelSettings,
+    ) -> tokio_util::sync::CancellationToken {
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(super::server::serve(
+            self.server.clone(),
+            Arc::new(inbound),
+            super::server::ServerCtx::new(self.metrics.clone(), Arc::new(settings.clone())),
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        stop
+    }
+
+    /// A pool on the client endpoint, and the key for the server.
+    pub fn pool(
+        &self,
+        settings: TunnelSettings,
+    ) -> (Arc<super::client::Pool>, super::client::PoolKey) {
+        let pool = super::client::Pool::new(
+            self.client.clone(),
+            self.bundles.clone(),
+            settings,
+            self.metrics.clone(),
+        );
+        let key = super::client::PoolKey {
+            src: self.client_svid.id.clone(),
+            dst: self.server_id.clone(),
+            addr: self.server.local_addr().expect("bound"),
+        };
+        (pool, key)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -103,25 +103,8 @@ impl Setup {
     fn new(mode: Mode) -> Setup {
         let settings = TunnelSettings::default();
         let lo = Loopback::new(&settings);
-        let stop = CancellationToken::new();
-        tokio::spawn(server::serve(
-            lo.server.clone(),
-            Arc::new(InProcess(mode)),
-            server::ServerCtx::new(lo.metrics.clone(), Arc::new(settings.clone())),
-            stop.clone(),
-            Duration::from_secs(1),
-        ));
-        let pool = Pool::new(
-            lo.client.clone(),
-            lo.bundles.clone(),
-            settings,
-            lo.metrics.clone(),
-        );
-        let key = PoolKey {
-            src: lo.client_svid.id.clone(),
-            dst: lo.server_id.clone(),
-            addr: lo.server.local_addr().unwrap(),
-        };
+        let stop = lo.serve(InProcess(mode), &settings);
+        let (pool, key) = lo.pool(settings);
         Setup {
             pool,
             key,

@@ -309,8 +309,6 @@ async fn frames_that_do_not_belong_close_the_connection() {
 /// `:authority`, then the caller's headers, no `:scheme`, no `:path`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_sends_the_compliant_connect() {
-    use crate::tunnel::client::{Pool, PoolKey};
-
     let settings = TunnelSettings::default();
     let lo = Loopback::new(&settings);
     let addr = lo.server.local_addr().unwrap();
@@ -327,17 +325,8 @@ async fn our_client_sends_the_compliant_connect() {
         let _ = conn.closed().await;
         fields
     });
-    let pool = Pool::new(
-        lo.client.clone(),
-        lo.bundles.clone(),
-        settings,
-        lo.metrics.clone(),
-    );
-    let key = PoolKey {
-        src: lo.client_svid.id.clone(),
-        dst: lo.server_id.clone(),
-        addr,
-    };
+    let (pool, key) = lo.pool(settings);
+    assert_eq!(key.addr, addr);
     let mut headers = http::HeaderMap::new();
     headers.insert("forwarded", "for=10.0.0.3".parse().unwrap());
     let tunnel = pool
@@ -474,22 +463,12 @@ async fn control_stream_rules_are_enforced() {
 /// closes the connection once that stream is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_lets_open_streams_finish_and_takes_no_new_ones() {
-    use crate::tunnel::client::{Pool, PoolKey};
     use tokio::io::AsyncWriteExt;
 
     let srv = Server::start(TunnelSettings::default()).await;
     let lo = &srv.lo;
-    let pool = Pool::new(
-        lo.client.clone(),
-        lo.bundles.clone(),
-        srv.settings.clone(),
-        lo.metrics.clone(),
-    );
-    let key = PoolKey {
-        src: lo.client_svid.id.clone(),
-        dst: lo.server_id.clone(),
-        addr: srv.addr,
-    };
+    let (pool, key) = lo.pool(srv.settings.clone());
+    assert_eq!(key.addr, srv.addr);
     let tunnel = pool
         .open(
             &key,
