@@ -41,6 +41,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 pub mod filter;
+pub mod path;
 pub mod wire;
 
 pub use filter::{Filter, HeaderModifier, Mirror, Origin, PathModifier, Redirect, Rewrite};

@@ -234,6 +234,9 @@ impl<D: Directory> Waypoint<D> {
         // The client's hop-by-hop headers go first, so that what the
         // rule's filters set cannot be removed through `Connection`.
         strip_hop_by_hop(req.headers_mut());
+        // Routes match the canonical path, and the backend gets that path:
+        // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
+        canonical_path(&mut req)?;
         let parent = &conn.parent;
         let implicit;
         let (rule, matched) = if parent.routes.is_empty() {
@@ -382,6 +385,27 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
             Some(a.host().to_string())
         })?;
     Some(authority)
+}
+
+/// Replaces the request's path with its canonical form (the query stays).
+fn canonical_path(req: &mut Request<Incoming>) -> Result<(), Failure> {
+    let path = req.uri().path();
+    let canonical =
+        quicmesh_core::route::path::normalize(path).map_err(|e| Failure::BadPath(e.to_string()))?;
+    if canonical != path {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{canonical}?{q}"),
+            None => canonical,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(
+            pq.parse()
+                .map_err(|_| Failure::BadPath("unparsable".into()))?,
+        );
+        *req.uri_mut() =
+            Uri::from_parts(parts).map_err(|_| Failure::BadPath("unparsable".into()))?;
+    }
+    Ok(())
 }
 
 /// Applies a `URLRewrite`: the host (Host header and authority) and path.

@@ -14,6 +14,10 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// Why the waypoint answered a request itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
+    /// A path that has no single meaning (an escaped slash, a malformed
+    /// escape): refused before routing.
+    #[error("ambiguous path: {0}")]
+    BadPath(String),
     /// No rule of any route matched (Gateway API: 404).
     #[error("no route matched")]
     NoRoute,
@@ -52,6 +56,7 @@ impl Failure {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Failure::BadPath(_) => StatusCode::BAD_REQUEST,
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoBackend | Failure::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::NoHealthyEndpoint(_)
@@ -66,6 +71,7 @@ impl Failure {
     /// The response flag: a fixed word for logs and metric labels.
     pub fn flag(&self) -> &'static str {
         match self {
+            Failure::BadPath(_) => "bad_path",
             Failure::NoRoute => "no_route",
             Failure::NoBackend => "no_backend",
             Failure::InvalidBackend(_) => "invalid_backend",

@@ -603,3 +603,27 @@ async fn draining_ends_connections_after_their_requests() {
     assert!(ended.is_ok(), "the drained connection did not end");
     assert!(client.send_request(req()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_matched_and_forwarded_in_canonical_form() {
+    let s = setup(9).await;
+    let mut c = s.http1().await;
+    // Each of these is the redirecting /old prefix in disguise.
+    for path in ["/x/../old/p", "//old/p", "/%6Fld/p", "/./old/p"] {
+        let (status, location, _) = get(&mut c, path, &[]).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (301, "http://shop.example/new/p"),
+            "{path}"
+        );
+    }
+    // Forwarded canonical: the backend sees what was matched.
+    let (status, _, body) = get(&mut c, "/v1-only//a/./b", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "v1 GET /inner/a/b host=rewritten.example x-added=")
+    );
+    // Ambiguous: refused before routing.
+    let (status, _, body) = get(&mut c, "/old%2Fp", &[]).await;
+    assert_eq!((status, body.as_str()), (400, "bad_path\n"));
+}
