@@ -75,8 +75,21 @@ impl Upstreams {
                 sender.send_request(req).await.map_err(Failure::upstream)
             }
             Version::Http1 => {
-                let mut sender = self.http1_sender(ep).await?;
-                let resp = sender.send_request(req).await.map_err(Failure::upstream)?;
+                // A kept connection the backend closed just before it was
+                // reused hands the request back unsent: send it once more
+                // on a new connection (a sent one is never re-sent).
+                let (mut sender, reused) = self.http1_sender(ep).await?;
+                let resp = match sender.try_send_request(req).await {
+                    Ok(r) => r,
+                    Err(mut e) => match e.take_message() {
+                        Some(req) if reused => {
+                            tracing::debug!(error = %e.into_error(), "kept connection was gone; sending on a new one");
+                            sender = self.new_http1(ep).await?;
+                            sender.send_request(req).await.map_err(Failure::upstream)?
+                        }
+                        _ => return Err(Failure::upstream(e.into_error())),
+                    },
+                };
                 self.put_back(ep, sender);
                 Ok(resp)
             }
@@ -126,16 +139,24 @@ impl Upstreams {
         Ok(sender)
     }
 
-    async fn http1_sender(&self, ep: &Endpoint) -> Result<http1::SendRequest<Incoming>, Failure> {
+    /// A kept connection that is ready (`true`), or a new one.
+    async fn http1_sender(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<(http1::SendRequest<Incoming>, bool), Failure> {
         {
             let mut idle = self.http1.lock().expect("not poisoned");
             if let Some(list) = idle.get_mut(ep) {
                 list.retain(|s| !s.is_closed());
                 if let Some(i) = list.iter().position(|s| s.is_ready()) {
-                    return Ok(list.swap_remove(i));
+                    return Ok((list.swap_remove(i), true));
                 }
             }
         }
+        Ok((self.new_http1(ep).await?, false))
+    }
+
+    async fn new_http1(&self, ep: &Endpoint) -> Result<http1::SendRequest<Incoming>, Failure> {
         let io = self.tunnel(ep).await?;
         let (sender, conn) = http1::handshake(io).await.map_err(Failure::upstream)?;
         tokio::spawn(async move {

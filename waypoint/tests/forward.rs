@@ -118,6 +118,31 @@ async fn app(name: &'static str, addr: SocketAddr) {
     });
 }
 
+/// An HTTP/1.1 server that answers one request per connection, then
+/// closes it without `Connection: close`.
+async fn closer(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ncloser")
+                    .await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+}
+
 /// Starts a tunnel server at `ip:15008` presenting `svid`.
 fn tunnel_server<I: Inbound>(
     ip: IpAddr,
@@ -245,6 +270,11 @@ fn routes() -> RouteTable {
             backends: vec![to("nowhere", 1)],
             ..Rule::default()
         },
+        Rule {
+            matches: on_path(PathMatch::prefix("/closer").unwrap()),
+            backends: vec![to("closer", 1)],
+            ..Rule::default()
+        },
     ];
     RouteTable::new(vec![Arc::new(HttpRoute {
         namespace: "shop".into(),
@@ -312,6 +342,27 @@ async fn setup(test: u8) -> Setup {
         );
     }
     endpoints.insert(backend_ref("nowhere"), vec![]);
+    // A backend that closes every connection after one answer without
+    // saying so (no `Connection: close`): kept connections die under the
+    // waypoint.
+    let ip = loopback(test, 13);
+    let closer_addr = SocketAddr::new(ip, 8080);
+    closer(closer_addr).await;
+    let identity = id("ns/shop/sa/closer");
+    tunnel_server(
+        ip,
+        &ca.mint(&identity, life).unwrap(),
+        &bundles,
+        Deliver(identity.clone()),
+        &stop,
+    );
+    endpoints.insert(
+        backend_ref("closer"),
+        vec![Endpoint {
+            addr: closer_addr,
+            identity,
+        }],
+    );
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
 
     // The waypoint.
@@ -626,4 +677,14 @@ async fn paths_are_matched_and_forwarded_in_canonical_form() {
     // Ambiguous: refused before routing.
     let (status, _, body) = get(&mut c, "/old%2Fp", &[]).await;
     assert_eq!((status, body.as_str()), (400, "bad_path\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_closing_kept_connections_cost_no_request() {
+    let s = setup(10).await;
+    let mut c = s.http1().await;
+    for i in 0..50 {
+        let (status, _, body) = get(&mut c, &format!("/closer/{i}"), &[]).await;
+        assert_eq!((status, body.as_str()), (200, "closer"), "request {i}");
+    }
 }
