@@ -125,6 +125,28 @@ fn policy_report(ix: &quicmesh_controller::index::Index) -> Vec<PolicyReport> {
         .collect()
 }
 
+/// HTTPRoutes (with a Service parent) by state, for the metric.
+fn route_states(ix: &quicmesh_controller::index::Index) -> [(&'static str, i64); 3] {
+    let mut n = [("accepted", 0), ("unresolved_refs", 0), ("not_accepted", 0)];
+    for (_, c) in ix.compiled_routes() {
+        if c.parents.is_empty() {
+            continue;
+        }
+        let accepted = c
+            .parents
+            .iter()
+            .any(|(_, cs)| cs.first().is_some_and(|c| c.status));
+        let resolved = c.parents.iter().all(|(_, cs)| cs.iter().all(|c| c.status));
+        let i = match (accepted, resolved) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
+        };
+        n[i].1 += 1;
+    }
+    n
+}
+
 /// Each HTTPRoute's status per Service parent, as a Gateway API controller
 /// writes it (`status.parents[].conditions`), for /status.
 fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
@@ -244,6 +266,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "1 once every source has given its first full view (config is held from proxies until then)",
         store.sources_synced_gauge(),
     );
+    let route_gauge = prometheus_client::metrics::family::Family::<
+        Vec<(String, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >::default();
+    registry.register(
+        "quicmesh_controller_http_routes",
+        "HTTPRoutes with Service parents by state: accepted (every backend resolves), unresolved_refs (accepted, some backends answered 500), not_accepted",
+        route_gauge.clone(),
+    );
     let proxies = Arc::new(Mutex::new(BTreeMap::new()));
 
     let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr).await?;
@@ -255,6 +286,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (
                 "/metrics",
                 handler(move || {
+                    for (state, n) in st3.with_index(route_states) {
+                        route_gauge
+                            .get_or_create(&vec![("state".into(), state.into())])
+                            .set(n);
+                    }
                     let report = st3.with_index(policy_report);
                     for state in ["valid", "invalid", "l7_ignored"] {
                         let n = report.iter().filter(|p| p.state == state).count();

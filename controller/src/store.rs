@@ -36,6 +36,33 @@ fn report_policy(r: &Resource) {
     }
 }
 
+/// Says, once per change touching it, what keeps an HTTPRoute (or some of
+/// its backends) from being used: the status conditions that are false.
+fn report_route(index: &Index, name: &str) {
+    let Some((ns, route)) = name
+        .strip_prefix("httproute/")
+        .and_then(|r| r.split_once('/'))
+    else {
+        return;
+    };
+    let Some(r) = index.http_route(ns, route) else {
+        return;
+    };
+    let compiled = crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, index);
+    for ((pns, pname, port), conditions) in &compiled.parents {
+        for c in conditions.iter().filter(|c| !c.status) {
+            tracing::warn!(
+                route = %format!("{ns}/{route}"),
+                parent = %format!("Service {pns}/{pname}{}", port.map(|p| format!(":{p}")).unwrap_or_default()),
+                condition = c.kind,
+                reason = c.reason,
+                message = %c.message,
+                "HTTPRoute not fully usable"
+            );
+        }
+    }
+}
+
 /// One step of the config: resources added or changed, and names removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delta {
@@ -171,6 +198,7 @@ impl Store {
         let mut removed = Vec::new();
         let version = inner.version + 1;
         for name in dirty {
+            report_route(&inner.index, &name);
             match translate::resource(&inner.index, &name, &self.mesh) {
                 Some(mut r) => {
                     let same = inner.resources.get(&name).is_some_and(|old| {

@@ -568,6 +568,28 @@ async fn pods_outside_ambient_namespaces_are_not_captured_and_bad_manifests_are_
     };
     let routes = status["httpRoutes"].as_array().unwrap();
     assert_eq!(routes.len(), 3, "{routes:?}");
+    // Counted by state, and each refusal logged with its reason.
+    let m = cluster.controller_http("/metrics").await.unwrap();
+    for (state, n) in [
+        ("accepted", 1.0),
+        ("unresolved_refs", 1.0),
+        ("not_accepted", 1.0),
+    ] {
+        let got = quicmesh_lab::mesh::sum_metric(
+            &m,
+            "quicmesh_controller_http_routes",
+            &[("state", state)],
+        );
+        assert_eq!(got, n, "{state}");
+    }
+    let log = std::fs::read_to_string(cluster.controller_log()).unwrap();
+    for reason in ["UnsupportedValue", "BackendNotFound"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("HTTPRoute not fully usable") && l.contains(reason)),
+            "no log line for {reason}"
+        );
+    }
 }
 
 const ROUTES: &str = r#"
