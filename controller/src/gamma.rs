@@ -636,6 +636,9 @@ fn compile_filters(filters: &[HttpRouteFilter], ns: &str) -> Result<Vec<Filter>,
                     .request_redirect
                     .as_ref()
                     .ok_or_else(|| missing("requestRedirect"))?;
+                if let Some(h) = &r.hostname {
+                    hostname(h).map_err(|e| at(format!("requestRedirect.hostname: {e}")))?;
+                }
                 Filter::Redirect(
                     Redirect::new(
                         r.scheme.clone(),
@@ -656,6 +659,9 @@ fn compile_filters(filters: &[HttpRouteFilter], ns: &str) -> Result<Vec<Filter>,
                     .url_rewrite
                     .as_ref()
                     .ok_or_else(|| missing("urlRewrite"))?;
+                if let Some(h) = &r.hostname {
+                    hostname(h).map_err(|e| at(format!("urlRewrite.hostname: {e}")))?;
+                }
                 Filter::Rewrite(Rewrite {
                     hostname: r.hostname.clone(),
                     path: r
@@ -752,6 +758,23 @@ fn path_modifier(p: &PathModifierSpec) -> Result<PathModifier, String> {
         (kind, _, _) => Err(format!(
             "type {kind:?} needs exactly its own field (replaceFullPath or replacePrefixMatch)"
         )),
+    }
+}
+
+/// A Gateway API `PreciseHostname`: RFC 1123 labels of lowercase letters,
+/// digits and `-`, 1 to 63 characters each, 253 in all; no wildcard.
+fn hostname(h: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if h.len() <= 253 && h.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a hostname (RFC 1123, lowercase)"))
     }
 }
 

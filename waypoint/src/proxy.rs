@@ -268,12 +268,14 @@ impl<D: Directory> Waypoint<D> {
                     *resp.status_mut() = StatusCode::from_u16(r.status).expect("checked");
                     resp.headers_mut().insert(
                         http::header::LOCATION,
-                        http::HeaderValue::from_str(&location).map_err(|_| Failure::NoBackend)?,
+                        http::HeaderValue::from_str(&location)
+                            .map_err(|_| Failure::BadRedirect(location.clone()))?,
                     );
                     return Ok(resp);
                 }
                 Filter::Rewrite(rw) => rewrite(&mut req, rw, &matched.path),
-                // Mirroring needs the request body twice: a later slice.
+                // Not implemented yet (it needs the body twice): the
+                // controller refuses routes that ask for it.
                 Filter::Mirror(_) => {}
             }
         }

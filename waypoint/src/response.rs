@@ -18,6 +18,10 @@ pub enum Failure {
     /// escape): refused before routing.
     #[error("ambiguous path: {0}")]
     BadPath(String),
+    /// A redirect whose `Location` is not a valid header value (a host name
+    /// from the route that no client could follow).
+    #[error("redirect to an invalid location {0:?}")]
+    BadRedirect(String),
     /// No rule of any route matched (Gateway API: 404).
     #[error("no route matched")]
     NoRoute,
@@ -58,7 +62,9 @@ impl Failure {
         match self {
             Failure::BadPath(_) => StatusCode::BAD_REQUEST,
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoBackend | Failure::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::NoBackend | Failure::InvalidBackend(_) | Failure::BadRedirect(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Failure::NoHealthyEndpoint(_)
             | Failure::UpstreamConnect(_)
             | Failure::UpstreamRefused(_)
@@ -72,6 +78,7 @@ impl Failure {
     pub fn flag(&self) -> &'static str {
         match self {
             Failure::BadPath(_) => "bad_path",
+            Failure::BadRedirect(_) => "bad_redirect",
             Failure::NoRoute => "no_route",
             Failure::NoBackend => "no_backend",
             Failure::InvalidBackend(_) => "invalid_backend",

@@ -213,6 +213,14 @@ fn what_quicmesh_cannot_do_as_written_is_not_accepted_and_says_where() {
             "not a fraction",
         ),
         (
+            json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "evil\r\nx: y"}}]}]}),
+            "requestRedirect.hostname",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "UPPER.example"}}]}]}),
+            "urlRewrite.hostname",
+        ),
+        (
             json!({"parentRefs": parent(), "rules": [{"retry": {"codes": [503]}}]}),
             "retry: not implemented",
         ),
