@@ -26,54 +26,112 @@ use tonic::{Request, Response, Status};
 
 use crate::store::Store;
 
-/// The node named by the caller's TLS client certificate (already verified
+/// The SPIFFE ID of the caller's TLS client certificate (already verified
 /// against the trust bundle by the TLS layer); `missing` is the refusal when
 /// there is none.
-pub fn node_from_peer_cert<T>(req: &Request<T>, missing: &str) -> Result<String, Status> {
+pub fn peer_identity<T>(req: &Request<T>, missing: &str) -> Result<SpiffeId, Status> {
     let certs = req
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated(missing.to_string()))?;
     let leaf = certs
         .first()
         .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-    let id = cert_info(leaf)
+    Ok(cert_info(leaf)
         .map_err(|e| Status::unauthenticated(e.to_string()))?
-        .id;
-    id.node_name()
-        .map(str::to_string)
-        .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
+        .id)
 }
 
-/// Maps a bearer token to the node it was issued for.
+/// Who calls the CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A node's ztunnel: certificates for the node and its pods.
+    Node(String),
+    /// A service account: its own identity, if it is a waypoint's.
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Node(n) => write!(f, "node {n}"),
+            Caller::ServiceAccount { namespace, name } => {
+                write!(f, "service account {namespace}/{name}")
+            }
+        }
+    }
+}
+
+/// Maps a bearer token to its caller.
 #[tonic::async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    async fn node_for_token(&self, token: &str) -> Result<String, String>;
+    async fn caller_for_token(&self, token: &str) -> Result<Caller, String>;
 }
 
-/// File mode: a YAML map of node name to bootstrap token.
+/// File mode: a YAML map of principal to bootstrap token, where a
+/// principal is a node name or `ns/<namespace>/sa/<service-account>` (the
+/// lab gives each waypoint pod one, as a kubelet projects a token). Read
+/// again when the file changes; an edit that does not parse keeps the
+/// previous tokens.
 pub struct TokenFile {
-    by_token: HashMap<String, String>,
+    path: std::path::PathBuf,
+    loaded: std::sync::Mutex<(Option<std::time::SystemTime>, HashMap<String, Caller>)>,
 }
 
 impl TokenFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let tokens = Self::read(path)?;
+        Ok(TokenFile {
+            path: path.to_path_buf(),
+            loaded: std::sync::Mutex::new((mtime, tokens)),
+        })
+    }
+
+    fn read(path: &Path) -> anyhow::Result<HashMap<String, Caller>> {
         let text = std::fs::read_to_string(path)?;
         let map: HashMap<String, String> = serde_yaml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "{}: expected a map of node name to token: {e}",
+                "{}: expected a map of node name (or ns/<namespace>/sa/<name>) to token: {e}",
                 path.display()
             )
         })?;
-        Ok(TokenFile {
-            by_token: map.into_iter().map(|(node, token)| (token, node)).collect(),
-        })
+        Ok(map
+            .into_iter()
+            .map(|(principal, token)| {
+                let caller = match principal
+                    .strip_prefix("ns/")
+                    .and_then(|r| r.split_once("/sa/"))
+                {
+                    Some((ns, sa)) => Caller::ServiceAccount {
+                        namespace: ns.to_string(),
+                        name: sa.to_string(),
+                    },
+                    None => Caller::Node(principal),
+                };
+                (token, caller)
+            })
+            .collect())
     }
 }
 
 #[tonic::async_trait]
 impl Authenticator for TokenFile {
-    async fn node_for_token(&self, token: &str) -> Result<String, String> {
-        self.by_token
+    async fn caller_for_token(&self, token: &str) -> Result<Caller, String> {
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime != loaded.0 {
+            match Self::read(&self.path) {
+                Ok(tokens) => *loaded = (mtime, tokens),
+                Err(e) => {
+                    tracing::warn!(error = %e, "token file rejected; keeping the previous tokens");
+                    loaded.0 = mtime;
+                }
+            }
+        }
+        loaded
+            .1
             .get(token)
             .cloned()
             .ok_or_else(|| "unknown bootstrap token".to_string())
@@ -110,8 +168,8 @@ pub struct CaService {
 }
 
 impl CaService {
-    /// Who is calling: the node named by its bearer token or its certificate.
-    async fn caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+    /// Who is calling: named by its bearer token, or the node of its certificate.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         if let Some(v) = req.metadata().get("authorization") {
             let v = v
                 .to_str()
@@ -121,24 +179,47 @@ impl CaService {
                 .ok_or_else(|| Status::unauthenticated("authorization must be a Bearer token"))?;
             return self
                 .auth
-                .node_for_token(token)
+                .caller_for_token(token)
                 .await
                 .map_err(Status::unauthenticated);
         }
-        node_from_peer_cert(
+        let id = peer_identity(
             req,
             "no credentials: send a bearer token or a node certificate",
-        )
+        )?;
+        id.node_name()
+            .map(|n| Caller::Node(n.to_string()))
+            .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
     }
 
-    /// Whether `node` may have a certificate for `id`. Pure over the index.
-    pub fn authorize(&self, node: &str, id: &SpiffeId) -> Result<(), String> {
+    /// Whether `caller` may have a certificate for `id`. Pure over the index.
+    pub fn authorize(&self, caller: &Caller, id: &SpiffeId) -> Result<(), String> {
         if id.trust_domain() != self.store.trust_domain() {
             return Err(format!(
                 "{id} is not in trust domain {}",
                 self.store.trust_domain()
             ));
         }
+        let node = match caller {
+            Caller::Node(n) => n.as_str(),
+            Caller::ServiceAccount { namespace, name } => {
+                let own = SpiffeId::workload(self.store.trust_domain(), namespace, name)
+                    .map_err(|e| format!("{caller}: {e}"))?;
+                if &own != id {
+                    return Err(format!("{caller} asked for {id}, not its own identity"));
+                }
+                let waypoint = self.store.with_index(|ix| {
+                    crate::waypoint::all(ix)
+                        .iter()
+                        .any(|w| &w.namespace == namespace && w.service_account() == name)
+                });
+                return if waypoint {
+                    Ok(())
+                } else {
+                    Err(format!("{caller} is not a waypoint's"))
+                };
+            }
+        };
         if let Some(n) = id.node_name() {
             return if n == node {
                 Ok(())
@@ -170,8 +251,8 @@ impl CertificateAuthority for CaService {
         &self,
         req: Request<CreateCertificateRequest>,
     ) -> Result<Response<CreateCertificateResponse>, Status> {
-        let node = match self.caller(&req).await {
-            Ok(n) => n,
+        let caller = match self.caller(&req).await {
+            Ok(c) => c,
             Err(s) => {
                 tracing::warn!(reason = %s.message(), "CSR refused: unauthenticated");
                 self.metrics.count("unauthenticated");
@@ -182,13 +263,13 @@ impl CertificateAuthority for CaService {
         let id = match csr_identity(&body.csr) {
             Ok(id) => id,
             Err(e) => {
-                tracing::warn!(%node, reason = %e, "CSR refused: malformed");
+                tracing::warn!(%caller, reason = %e, "CSR refused: malformed");
                 self.metrics.count("malformed");
                 return Err(Status::invalid_argument(format!("malformed CSR: {e}")));
             }
         };
-        if let Err(reason) = self.authorize(&node, &id) {
-            tracing::warn!(%node, identity = %id, %reason, "CSR refused: not authorized");
+        if let Err(reason) = self.authorize(&caller, &id) {
+            tracing::warn!(%caller, identity = %id, %reason, "CSR refused: not authorized");
             self.metrics.count("denied");
             return Err(Status::permission_denied(reason));
         }
@@ -200,7 +281,7 @@ impl CertificateAuthority for CaService {
             self.metrics.count("error");
             Status::internal(format!("signing: {e}"))
         })?;
-        tracing::info!(%node, identity = %id, ttl_s = ttl.as_secs(), "certificate issued");
+        tracing::info!(%caller, identity = %id, ttl_s = ttl.as_secs(), "certificate issued");
         self.metrics.count("issued");
         Ok(Response::new(CreateCertificateResponse {
             cert_chain: vec![pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec()))],
@@ -217,7 +298,7 @@ mod tests {
     fn service() -> CaService {
         let store = Store::new("cluster.local");
         store.apply(|ix| {
-            ix.upsert(Object::Pod(Pod {
+            let mut d = ix.upsert(Object::Pod(Pod {
                 uid: "u1".into(),
                 name: "web-0".into(),
                 namespace: "shop".into(),
@@ -227,33 +308,82 @@ mod tests {
                 ips: vec!["10.244.1.2".parse().unwrap()],
                 ready: true,
                 containers: vec![],
-            }))
+            }));
+            d.extend(
+                ix.upsert(Object::Namespace(Namespace {
+                    name: "shop".into(),
+                    labels: [(
+                        crate::waypoint::USE_WAYPOINT_LABEL.to_string(),
+                        "waypoint".to_string(),
+                    )]
+                    .into(),
+                })),
+            );
+            d
         });
+        let dir = std::env::temp_dir().join(format!("quicmesh-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tokens = dir.join("tokens.yaml");
+        std::fs::write(&tokens, "node1: t-node1\nns/shop/sa/waypoint: t-waypoint\n").unwrap();
         CaService {
             ca: Arc::new(Ca::generate("cluster.local").unwrap()),
             store,
-            auth: Arc::new(TokenFile {
-                by_token: HashMap::new(),
-            }),
+            auth: Arc::new(TokenFile::load(&tokens).unwrap()),
             default_ttl: Duration::from_secs(3600),
             max_ttl: Duration::from_secs(86400),
             metrics: Arc::default(),
         }
     }
 
+    fn node(n: &str) -> Caller {
+        Caller::Node(n.into())
+    }
+
     #[test]
     fn authorizes_per_node() {
         let s = service();
         let web = SpiffeId::workload("cluster.local", "shop", "web").unwrap();
-        assert!(s.authorize("node1", &web).is_ok());
-        let e = s.authorize("node2", &web).unwrap_err();
+        assert!(s.authorize(&node("node1"), &web).is_ok());
+        let e = s.authorize(&node("node2"), &web).unwrap_err();
         assert!(e.contains("node node2"), "{e}");
         let db = SpiffeId::workload("cluster.local", "shop", "db").unwrap();
-        assert!(s.authorize("node1", &db).is_err());
+        assert!(s.authorize(&node("node1"), &db).is_err());
         let own = SpiffeId::node("cluster.local", "node1").unwrap();
-        assert!(s.authorize("node1", &own).is_ok());
-        assert!(s.authorize("node2", &own).is_err());
+        assert!(s.authorize(&node("node1"), &own).is_ok());
+        assert!(s.authorize(&node("node2"), &own).is_err());
         let foreign = SpiffeId::workload("other.example", "shop", "web").unwrap();
-        assert!(s.authorize("node1", &foreign).is_err());
+        assert!(s.authorize(&node("node1"), &foreign).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_waypoint_gets_exactly_its_own_identity() {
+        let s = service();
+        let caller = s.auth.caller_for_token("t-waypoint").await.unwrap();
+        assert_eq!(
+            caller,
+            Caller::ServiceAccount {
+                namespace: "shop".into(),
+                name: "waypoint".into()
+            }
+        );
+        assert_eq!(
+            s.auth.caller_for_token("t-node1").await.unwrap(),
+            node("node1")
+        );
+        assert!(s.auth.caller_for_token("nope").await.is_err());
+        let own = SpiffeId::workload("cluster.local", "shop", "waypoint").unwrap();
+        assert!(s.authorize(&caller, &own).is_ok());
+        let web = SpiffeId::workload("cluster.local", "shop", "web").unwrap();
+        let e = s.authorize(&caller, &web).unwrap_err();
+        assert!(e.contains("not its own identity"), "{e}");
+        let n = SpiffeId::node("cluster.local", "node1").unwrap();
+        assert!(s.authorize(&caller, &n).is_err());
+        // A service account that is no waypoint's gets nothing, not even its own.
+        let web_sa = Caller::ServiceAccount {
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        let e = s.authorize(&web_sa, &web).unwrap_err();
+        assert!(e.contains("not a waypoint's"), "{e}");
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    selects, AuthorizationPolicy, EndpointSlice, HttpRoute, Key, Kind, Namespace, Object, Pod,
-    PolicyTarget, Service,
+    selects, AuthorizationPolicy, EndpointSlice, Gateway, HttpRoute, Key, Kind, Namespace, Object,
+    Pod, PolicyTarget, Service,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -129,12 +129,24 @@ impl Index {
     /// the new version of a changed object).
     fn touch(&self, obj: &Object, dirty: &mut Dirty) {
         match obj {
-            Object::Namespace(ns) if ns.name == self.root_namespace => {
-                // Its mTLS label is the mesh-wide default.
-                dirty.extend(self.pods().map(|p| workload_name(&p.uid)));
-            }
             Object::Namespace(ns) => {
-                dirty.extend(self.pods_in(&ns.name).map(|p| workload_name(&p.uid)));
+                if ns.name == self.root_namespace {
+                    // Its mTLS label is the mesh-wide default.
+                    dirty.extend(self.pods().map(|p| workload_name(&p.uid)));
+                } else {
+                    dirty.extend(self.pods_in(&ns.name).map(|p| workload_name(&p.uid)));
+                }
+                // Its use-waypoint label says where its Services' traffic goes.
+                dirty.extend(
+                    self.services_in(&ns.name)
+                        .map(|s| service_name(&s.namespace, &s.name)),
+                );
+            }
+            Object::Gateway(g) => {
+                dirty.extend(
+                    self.services_in(&g.namespace)
+                        .map(|s| service_name(&s.namespace, &s.name)),
+                );
             }
             Object::AuthorizationPolicy(ap) => {
                 dirty.insert(authorization_name(&ap.namespace, &ap.name));
@@ -190,6 +202,31 @@ impl Index {
             name: name.to_string(),
         }) {
             Some(Object::Namespace(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.of_kind(Kind::Namespace).filter_map(|o| match o {
+            Object::Namespace(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    pub fn gateways(&self) -> impl Iterator<Item = &Gateway> {
+        self.of_kind(Kind::Gateway).filter_map(|o| match o {
+            Object::Gateway(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    pub fn gateway(&self, ns: &str, name: &str) -> Option<&Gateway> {
+        match self.objects.get(&Key {
+            kind: Kind::Gateway,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::Gateway(g)) => Some(g),
             _ => None,
         }
     }
@@ -360,6 +397,7 @@ mod tests {
             vips: vec![],
             ports: vec![],
             selector: None,
+            labels: Labels::new(),
         });
         assert_eq!(ix.upsert(svc.clone()), ["service/a/s".to_string()].into());
         // Same object again: nothing.
@@ -370,9 +408,13 @@ mod tests {
             d,
             ["service/a/s".to_string(), "workload/uid-a-p1".to_string()].into()
         );
-        // Relabeling the namespace touches its pods.
+        // Relabeling the namespace touches its pods, and its services (the
+        // waypoint label).
         let d = ix.upsert(ns("a", false));
-        assert_eq!(d, ["workload/uid-a-p1".to_string()].into());
+        assert_eq!(
+            d,
+            ["service/a/s".to_string(), "workload/uid-a-p1".to_string()].into()
+        );
         // Replace removes what is gone.
         let d = ix.replace(&[Kind::Pod], vec![pod("a", "p2", &[], "10.0.0.2")]);
         assert!(

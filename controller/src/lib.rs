@@ -5,6 +5,8 @@
 //!   Kubernetes API;
 //! - [`index`] and [`store`]: what is known, and what changed;
 //! - [`policy`]: the `AuthorizationPolicy` CRD and its compilation;
+//! - [`gamma`]: Gateway API routes attached to Services, and their status;
+//! - [`waypoint`]: which Services go through which waypoint, and what runs one;
 //! - [`translate`]: index → proxy config (pure);
 //! - [`push`]: the config stream server;
 //! - [`ca`]: the certificate authority.
@@ -19,3 +21,4 @@ pub mod server;
 pub mod sources;
 pub mod store;
 pub mod translate;
+pub mod waypoint;

@@ -18,19 +18,7 @@ use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: missing unit (s, m, h)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a number"))?;
-    Ok(Duration::from_secs(match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h)")),
-    }))
-}
+use quicmesh_core::duration::parse as parse_duration;
 
 fn parse_mtls_mode(s: &str) -> Result<MtlsMode, String> {
     s.parse()
@@ -76,11 +64,11 @@ struct TokenReview(kube::Client);
 
 #[tonic::async_trait]
 impl ca::Authenticator for TokenReview {
-    async fn node_for_token(&self, token: &str) -> Result<String, String> {
+    async fn caller_for_token(&self, token: &str) -> Result<ca::Caller, String> {
         let caller = quicmesh_controller::sources::kube::token_review(&self.0, token)
             .await
             .map_err(|e| format!("TokenReview: {e:#}"))?;
-        caller.node.ok_or_else(|| {
+        caller.node.map(ca::Caller::Node).ok_or_else(|| {
             format!(
                 "token of {}/{} is not bound to a node",
                 caller.namespace, caller.service_account
@@ -165,6 +153,18 @@ fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value
                 })
                 .collect();
             serde_json::json!({"namespace": r.namespace, "name": r.name, "parents": parents})
+        })
+        .collect()
+}
+
+/// Every waypoint with its Gateway status, for /status.
+fn waypoint_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
+    quicmesh_controller::waypoint::all(ix)
+        .into_iter()
+        .map(|w| {
+            let conditions = quicmesh_controller::waypoint::conditions(ix, &w);
+            serde_json::json!({"namespace": w.namespace, "name": w.name, "implied": w.implied,
+                "gatewayClassName": quicmesh_controller::waypoint::WAYPOINT_CLASS, "conditions": conditions})
         })
         .collect()
 }
@@ -310,6 +310,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "proxies": &*px.lock().expect("not poisoned"),
                         "authorizationPolicies": st.with_index(policy_report),
                         "httpRoutes": st.with_index(route_report),
+                        "waypoints": st.with_index(waypoint_report),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),
                     });

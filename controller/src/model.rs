@@ -8,6 +8,9 @@ use std::net::IpAddr;
 /// The label that puts a namespace's pods in the mesh.
 pub const DATAPLANE_MODE_LABEL: &str = "quicmesh.io/dataplane-mode";
 pub const DATAPLANE_MODE_AMBIENT: &str = "ambient";
+/// `none` on a pod: never captured, even in an ambient namespace (waypoints
+/// carry it: they speak the tunnel themselves).
+pub const DATAPLANE_MODE_NONE: &str = "none";
 /// The label that sets a namespace's mTLS mode (on the root namespace: the
 /// mesh-wide default).
 pub const MTLS_MODE_LABEL: &str = "quicmesh.io/mtls-mode";
@@ -23,6 +26,13 @@ pub struct Namespace {
 impl Namespace {
     pub fn ambient(&self) -> bool {
         self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some(DATAPLANE_MODE_AMBIENT)
+    }
+
+    /// The waypoint its `quicmesh.io/use-waypoint` label names, if any.
+    pub fn use_waypoint(&self) -> Option<&str> {
+        self.labels
+            .get(crate::waypoint::USE_WAYPOINT_LABEL)
+            .map(String::as_str)
     }
 
     /// The mode its label sets: None without the label; an unknown value
@@ -116,6 +126,11 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Whether the pod opted out of capture (`quicmesh.io/dataplane-mode: none`).
+    pub fn capture_disabled(&self) -> bool {
+        self.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) == Some(DATAPLANE_MODE_NONE)
+    }
+
     /// The port a named container port stands for.
     pub fn named_port(&self, name: &str) -> Option<u16> {
         self.containers
@@ -137,6 +152,22 @@ pub struct ServicePort {
     pub name: String,
     pub port: u16,
     pub target: TargetPort,
+    /// `appProtocol`, as written.
+    pub app_protocol: Option<String>,
+}
+
+impl ServicePort {
+    /// What the port speaks: `appProtocol`, else the protocol its name
+    /// starts with (`http`, `http2`, `grpc`, then `-` or nothing), else None.
+    pub fn protocol(&self) -> Option<String> {
+        if let Some(p) = &self.app_protocol {
+            return Some(p.clone());
+        }
+        let head = self.name.split('-').next().unwrap_or_default();
+        ["http", "http2", "grpc"]
+            .contains(&head)
+            .then(|| head.to_string())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -148,6 +179,7 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     /// Pod selector; None means endpoints are managed by hand (slices only).
     pub selector: Option<Labels>,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -195,6 +227,16 @@ pub struct HttpRoute {
     pub spec: serde_json::Value,
 }
 
+/// A Gateway API `Gateway`. Of those, quicmesh serves the ones of class
+/// [`crate::waypoint::WAYPOINT_CLASS`]: waypoints.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gateway {
+    pub name: String,
+    pub namespace: String,
+    pub class: String,
+    pub labels: Labels,
+}
+
 /// Any object the controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Object {
@@ -206,6 +248,7 @@ pub enum Object {
     Deployment(Deployment),
     AuthorizationPolicy(AuthorizationPolicy),
     HttpRoute(HttpRoute),
+    Gateway(Gateway),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -218,6 +261,7 @@ pub enum Kind {
     Deployment,
     AuthorizationPolicy,
     HttpRoute,
+    Gateway,
 }
 
 /// (kind, namespace ("" for cluster-scoped), name)
@@ -241,6 +285,7 @@ impl Object {
                 (Kind::AuthorizationPolicy, o.namespace.as_str(), &o.name)
             }
             Object::HttpRoute(o) => (Kind::HttpRoute, o.namespace.as_str(), &o.name),
+            Object::Gateway(o) => (Kind::Gateway, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

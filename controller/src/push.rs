@@ -1,7 +1,11 @@
-//! The config stream server. Each proxy, named by its node certificate,
-//! gets a full snapshot and then every delta; it ACKs or NACKs each update by
+//! The config stream server. Each proxy, named by its certificate, gets a
+//! full snapshot and then every delta; it ACKs or NACKs each update by
 //! nonce. A NACK is logged with its reason and counted; the stream goes on.
 //! A subscriber too slow to keep up with the deltas gets a fresh snapshot.
+//!
+//! A node's ztunnel gets every resource; a waypoint only its namespace's
+//! Services, routes and workloads ([`Subscriber::sees`]), and removals only
+//! of what it was sent.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -19,18 +23,120 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ca::node_from_peer_cert;
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_proto::config::{resource, Resource};
+
+use crate::ca::peer_identity;
 use crate::store::Store;
 
+/// The metric label: the subscriber's [`Subscriber::name`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NodeLabels {
-    pub node: String,
+pub struct ProxyLabels {
+    pub proxy: String,
+}
+
+/// Who follows the config stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscriber {
+    /// A node's ztunnel (a node certificate).
+    Node(String),
+    /// A waypoint (its own workload certificate).
+    Waypoint { namespace: String, name: String },
+}
+
+impl Subscriber {
+    /// The subscriber a verified client identity stands for.
+    pub fn from_identity(id: &SpiffeId, store: &Store) -> Result<Self, String> {
+        if let Some(n) = id.node_name() {
+            return Ok(Subscriber::Node(n.to_string()));
+        }
+        if id.trust_domain() != store.trust_domain() {
+            return Err(format!(
+                "{id} is not in trust domain {}",
+                store.trust_domain()
+            ));
+        }
+        let (ns, sa) = id
+            .namespace_and_service_account()
+            .map_err(|e| format!("{id}: {e}"))?;
+        store
+            .with_index(|ix| {
+                crate::waypoint::all(ix)
+                    .into_iter()
+                    .find(|w| w.namespace == ns && w.service_account() == sa)
+            })
+            .map(|w| Subscriber::Waypoint {
+                namespace: w.namespace,
+                name: w.name,
+            })
+            .ok_or_else(|| format!("{id} is neither a node's nor a waypoint's identity"))
+    }
+
+    /// Its name on the status page and in metrics: the node name, or
+    /// `waypoint/<namespace>/<name>`.
+    pub fn name(&self) -> String {
+        match self {
+            Subscriber::Node(n) => n.clone(),
+            Subscriber::Waypoint { namespace, name } => format!("waypoint/{namespace}/{name}"),
+        }
+    }
+
+    /// Whether it is sent `r`.
+    pub fn sees(&self, r: &Resource) -> bool {
+        let Subscriber::Waypoint { namespace, .. } = self else {
+            return true;
+        };
+        match &r.kind {
+            Some(resource::Kind::Service(s)) => &s.namespace == namespace,
+            Some(resource::Kind::HttpRoute(h)) => &h.namespace == namespace,
+            Some(resource::Kind::Workload(w)) => &w.namespace == namespace,
+            Some(resource::Kind::Authorization(_)) | None => false,
+        }
+    }
+}
+
+/// What one subscriber was sent, so that deltas carry only its part.
+struct View {
+    subscriber: Subscriber,
+    sent: std::collections::HashSet<String>,
+}
+
+impl View {
+    /// A snapshot for it; what it holds becomes exactly that.
+    fn snapshot(&mut self, resources: Vec<Resource>) -> Vec<Resource> {
+        let mine: Vec<Resource> = resources
+            .into_iter()
+            .filter(|r| self.subscriber.sees(r))
+            .collect();
+        self.sent = mine.iter().map(|r| r.name.clone()).collect();
+        mine
+    }
+
+    /// Its part of a delta (None: nothing of it changed).
+    fn delta(&mut self, d: &crate::store::Delta) -> Option<(Vec<Resource>, Vec<String>)> {
+        let mut upserts = Vec::new();
+        let mut removed = Vec::new();
+        for r in &d.upserts {
+            if self.subscriber.sees(r) {
+                self.sent.insert(r.name.clone());
+                upserts.push(r.clone());
+            } else if self.sent.remove(&r.name) {
+                removed.push(r.name.clone());
+            }
+        }
+        for name in &d.removed {
+            if self.sent.remove(name) {
+                removed.push(name.clone());
+            }
+        }
+        (!upserts.is_empty() || !removed.is_empty()).then_some((upserts, removed))
+    }
 }
 
 #[derive(Default)]
 pub struct PushMetrics {
-    pub updates_sent: Family<NodeLabels, Counter>,
-    pub nacks: Family<NodeLabels, Counter>,
+    pub updates_sent: Family<ProxyLabels, Counter>,
+    pub nacks: Family<ProxyLabels, Counter>,
     pub subscribers: Gauge,
     /// Subscriptions refused (no or wrong certificate).
     pub refused: Counter,
@@ -52,14 +158,18 @@ pub struct ConfigService {
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<Update, Status>> + Send>>;
 
-fn full(store: &Store, nonce: u64) -> (Update, broadcast::Receiver<Arc<crate::store::Delta>>) {
+fn full(
+    store: &Store,
+    view: &mut View,
+    nonce: u64,
+) -> (Update, broadcast::Receiver<Arc<crate::store::Delta>>) {
     let snap = store.subscribe();
     (
         Update {
             nonce: nonce.to_string(),
             version: snap.version,
             full: true,
-            resources: snap.resources,
+            resources: view.snapshot(snap.resources),
             removed: vec![],
         },
         snap.changes,
@@ -110,13 +220,22 @@ impl ConfigStream for ConfigService {
     type StreamStream = UpdateStream;
 
     async fn stream(&self, req: Request<Streaming<Ack>>) -> Result<Response<UpdateStream>, Status> {
-        let node = match node_from_peer_cert(&req, "the config stream needs a node certificate") {
-            Ok(n) => n,
+        let subscriber = peer_identity(&req, "the config stream needs a client certificate")
+            .and_then(|id| {
+                Subscriber::from_identity(&id, &self.store).map_err(Status::permission_denied)
+            });
+        let subscriber = match subscriber {
+            Ok(s) => s,
             Err(s) => {
                 tracing::warn!(reason = %s.message(), "config stream refused");
                 self.metrics.refused.inc();
                 return Err(s);
             }
+        };
+        let node = subscriber.name();
+        let mut view = View {
+            subscriber,
+            sent: Default::default(),
         };
         let mut acks = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<Update, Status>>(16);
@@ -124,7 +243,9 @@ impl ConfigStream for ConfigService {
         let metrics = self.metrics.clone();
         let proxies = self.proxies.clone();
         tokio::spawn(async move {
-            let labels = NodeLabels { node: node.clone() };
+            let labels = ProxyLabels {
+                proxy: node.clone(),
+            };
             metrics.subscribers.inc();
             proxies
                 .lock()
@@ -138,7 +259,7 @@ impl ConfigStream for ConfigService {
                 return;
             }
             let mut nonce = 1u64;
-            let (first, mut changes) = full(&store, nonce);
+            let (first, mut changes) = full(&store, &mut view, nonce);
             let mut sent_version = first.version;
             let mut ok = tx.send(Ok(first)).await.is_ok();
             metrics.updates_sent.get_or_create(&labels).inc();
@@ -148,19 +269,22 @@ impl ConfigStream for ConfigService {
                         let update = match change {
                             Ok(d) if d.version <= sent_version => continue,
                             Ok(d) => {
+                                let Some((resources, removed)) = view.delta(&d) else {
+                                    continue;
+                                };
                                 nonce += 1;
                                 Update {
                                     nonce: nonce.to_string(),
                                     version: d.version,
                                     full: false,
-                                    resources: d.upserts.clone(),
-                                    removed: d.removed.clone(),
+                                    resources,
+                                    removed,
                                 }
                             }
                             Err(broadcast::error::RecvError::Lagged(n)) => {
                                 tracing::info!(%node, missed = n, "proxy fell behind; sending a snapshot");
                                 nonce += 1;
-                                let (u, rx) = full(&store, nonce);
+                                let (u, rx) = full(&store, &mut view, nonce);
                                 changes = rx;
                                 u
                             }
@@ -193,5 +317,131 @@ impl ConfigStream for ConfigService {
             unsubscribed(&proxies, &metrics, &node);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quicmesh_proto::config::{Authorization, HttpRoute, Service, Workload};
+
+    use super::*;
+    use crate::store::Delta;
+
+    fn res(name: &str, kind: resource::Kind) -> Resource {
+        Resource {
+            name: name.into(),
+            version: 1,
+            kind: Some(kind),
+        }
+    }
+
+    fn svc(ns: &str, name: &str) -> Resource {
+        res(
+            &format!("service/{ns}/{name}"),
+            resource::Kind::Service(Service {
+                name: name.into(),
+                namespace: ns.into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn workload(ns: &str, uid: &str) -> Resource {
+        res(
+            &format!("workload/{uid}"),
+            resource::Kind::Workload(Workload {
+                uid: uid.into(),
+                namespace: ns.into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn a_waypoint_is_sent_its_namespace_only_and_removals_of_what_it_has() {
+        let mut view = View {
+            subscriber: Subscriber::Waypoint {
+                namespace: "shop".into(),
+                name: "waypoint".into(),
+            },
+            sent: Default::default(),
+        };
+        let all = vec![
+            svc("shop", "web"),
+            svc("bank", "ledger"),
+            workload("shop", "w1"),
+            workload("bank", "b1"),
+            res(
+                "httproute/shop/r",
+                resource::Kind::HttpRoute(HttpRoute {
+                    namespace: "shop".into(),
+                    name: "r".into(),
+                    ..Default::default()
+                }),
+            ),
+            res(
+                "authorization/shop/p",
+                resource::Kind::Authorization(Authorization::default()),
+            ),
+        ];
+        let names = |rs: &[Resource]| rs.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let snap = view.snapshot(all.clone());
+        assert_eq!(
+            names(&snap),
+            ["service/shop/web", "workload/w1", "httproute/shop/r"]
+        );
+        // Another namespace's change is no update at all.
+        let other = Delta {
+            version: 2,
+            upserts: vec![svc("bank", "ledger")],
+            removed: vec!["workload/b1".into()],
+        };
+        assert!(view.delta(&other).is_none());
+        let mine = Delta {
+            version: 3,
+            upserts: vec![svc("shop", "cart"), svc("bank", "teller")],
+            removed: vec!["workload/w1".into(), "workload/b2".into()],
+        };
+        let (up, rm) = view.delta(&mine).unwrap();
+        assert_eq!(names(&up), ["service/shop/cart"]);
+        assert_eq!(rm, ["workload/w1"]);
+        // A node sees everything.
+        let mut node = View {
+            subscriber: Subscriber::Node("node1".into()),
+            sent: Default::default(),
+        };
+        assert_eq!(node.snapshot(all.clone()).len(), all.len());
+    }
+
+    #[test]
+    fn only_nodes_and_waypoints_subscribe() {
+        let store = Store::new("cluster.local");
+        store.apply(|ix| {
+            ix.upsert(crate::model::Object::Namespace(crate::model::Namespace {
+                name: "shop".into(),
+                labels: [(
+                    crate::waypoint::USE_WAYPOINT_LABEL.to_string(),
+                    "waypoint".to_string(),
+                )]
+                .into(),
+            }))
+        });
+        let id = |ns: &str, sa: &str| SpiffeId::workload("cluster.local", ns, sa).unwrap();
+        assert_eq!(
+            Subscriber::from_identity(&id("shop", "waypoint"), &store).unwrap(),
+            Subscriber::Waypoint {
+                namespace: "shop".into(),
+                name: "waypoint".into()
+            }
+        );
+        let e = Subscriber::from_identity(&id("shop", "web"), &store).unwrap_err();
+        assert!(e.contains("neither"), "{e}");
+        let node = SpiffeId::node("cluster.local", "node1").unwrap();
+        assert_eq!(
+            Subscriber::from_identity(&node, &store).unwrap(),
+            Subscriber::Node("node1".into())
+        );
+        let foreign = SpiffeId::workload("other.example", "shop", "waypoint").unwrap();
+        assert!(Subscriber::from_identity(&foreign, &store).is_err());
     }
 }

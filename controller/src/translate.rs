@@ -7,7 +7,7 @@ use quicmesh_core::authz;
 use quicmesh_proto::config::{
     resource, Authorization, AuthorizationAction, AuthorizationOperation, AuthorizationRule,
     AuthorizationScope, AuthorizationSource, Endpoint, MtlsMode, Resource, Service, ServicePort,
-    Workload,
+    Waypoint, Workload,
 };
 
 use crate::index::{authorization_name, route_name, service_name, workload_name, Index};
@@ -38,7 +38,7 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
         resource::Kind::Workload(workload(index, index.pod_by_uid(uid)?, mesh)?)
     } else if let Some(rest) = name.strip_prefix("service/") {
         let (ns, svc) = rest.split_once('/')?;
-        resource::Kind::Service(service(index, index.service(ns, svc)?))
+        resource::Kind::Service(service(index, index.service(ns, svc)?, mesh))
     } else if let Some(rest) = name.strip_prefix("authorization/") {
         let (ns, policy) = rest.split_once('/')?;
         resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
@@ -134,7 +134,8 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
         node: pod.node.clone().unwrap_or_default(),
         ips: pod.ips.iter().map(|ip| ip.to_string()).collect(),
         ready: pod.ready,
-        in_mesh: index.namespace(&pod.namespace).is_some_and(|n| n.ambient()),
+        in_mesh: !pod.capture_disabled()
+            && index.namespace(&pod.namespace).is_some_and(|n| n.ambient()),
         identity: format!(
             "spiffe://{trust_domain}/ns/{}/sa/{}",
             pod.namespace, pod.service_account
@@ -198,7 +199,7 @@ fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorizatio
     }
 }
 
-fn service(index: &Index, svc: &model::Service) -> Service {
+fn service(index: &Index, svc: &model::Service, mesh: &Mesh) -> Service {
     let ports = svc
         .ports
         .iter()
@@ -209,6 +210,7 @@ fn service(index: &Index, svc: &model::Service) -> Service {
                 TargetPort::Number(n) => n.into(),
                 TargetPort::Name(_) => 0,
             },
+            app_protocol: p.protocol().unwrap_or_default(),
         })
         .collect();
     Service {
@@ -217,6 +219,14 @@ fn service(index: &Index, svc: &model::Service) -> Service {
         vips: svc.vips.iter().map(|ip| ip.to_string()).collect(),
         ports,
         endpoints: endpoints(index, svc),
+        waypoint: crate::waypoint::for_service(index, svc).map(|w| Waypoint {
+            identity: w.identity(&mesh.trust_domain),
+            addresses: crate::waypoint::ready_pods(index, &w)
+                .flat_map(|p| p.ips.iter().map(ToString::to_string))
+                .collect(),
+            namespace: w.namespace,
+            name: w.name,
+        }),
     }
 }
 
@@ -337,16 +347,69 @@ mod tests {
                     name: "http".into(),
                     port: 80,
                     target: TargetPort::Name("http".into()),
+                    app_protocol: None,
                 },
                 model::ServicePort {
                     name: "admin".into(),
                     port: 9000,
                     target: TargetPort::Number(9001),
+                    app_protocol: Some("kubernetes.io/h2c".into()),
                 },
             ],
             selector: Some(labels(&[("app", "web")])),
+            labels: Labels::new(),
         }));
         ix
+    }
+
+    #[test]
+    fn a_waypoint_label_sends_services_to_the_ready_waypoint_pods() {
+        let mut ix = index();
+        let mesh = Mesh::new("cluster.local");
+        let waypoint_of = |ix: &Index| {
+            let Some(resource::Kind::Service(s)) =
+                resource(ix, "service/shop/web", &mesh).unwrap().kind
+            else {
+                panic!()
+            };
+            s.waypoint
+        };
+        assert_eq!(waypoint_of(&ix), None);
+        let dirty = ix.upsert(Object::Namespace(Namespace {
+            name: "shop".into(),
+            labels: labels(&[
+                (DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT),
+                (crate::waypoint::USE_WAYPOINT_LABEL, "waypoint"),
+            ]),
+        }));
+        assert!(dirty.contains("service/shop/web"), "{dirty:?}");
+        let w = waypoint_of(&ix).expect("labeled");
+        assert_eq!(w.identity, "spiffe://cluster.local/ns/shop/sa/waypoint");
+        assert!(w.addresses.is_empty(), "no waypoint pod yet");
+        let provision =
+            crate::waypoint::provision(&crate::waypoint::find(&ix, "shop", "waypoint").unwrap());
+        let dirty = ix.upsert(Object::Pod(Pod {
+            uid: "uid-wp".into(),
+            name: "waypoint-0".into(),
+            namespace: "shop".into(),
+            labels: provision.pod_labels,
+            service_account: provision.service_account,
+            node: Some("node2".into()),
+            ips: vec!["10.244.2.9".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        }));
+        assert!(dirty.contains("service/shop/web"), "{dirty:?}");
+        assert_eq!(waypoint_of(&ix).unwrap().addresses, ["10.244.2.9"]);
+        let Some(resource::Kind::Workload(wp)) =
+            resource(&ix, "workload/uid-wp", &mesh).unwrap().kind
+        else {
+            panic!()
+        };
+        assert!(
+            !wp.in_mesh,
+            "a waypoint pod is not captured, though its namespace is ambient"
+        );
     }
 
     #[test]
@@ -375,6 +438,11 @@ mod tests {
         assert_eq!(s.vips, ["10.96.0.10"]);
         assert_eq!(s.ports[0].target_port, 0, "named: resolved per endpoint");
         assert_eq!(s.ports[1].target_port, 9001);
+        assert_eq!(s.ports[0].app_protocol, "http", "from the port name");
+        assert_eq!(
+            s.ports[1].app_protocol, "kubernetes.io/h2c",
+            "appProtocol wins"
+        );
         let ips: Vec<_> = s
             .endpoints
             .iter()

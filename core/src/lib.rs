@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod control;
+pub mod duration;
 pub mod enrollment;
 pub mod identity;
 pub mod lb;

@@ -169,18 +169,46 @@ pub fn encode(reg: &Registry) -> String {
     out
 }
 
-/// Produces the body for one HTTP path of the admin/metrics server.
+/// An answer of the admin/metrics server: 200 with a body, unless said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl From<String> for Reply {
+    fn from(body: String) -> Self {
+        Reply { status: 200, body }
+    }
+}
+
+/// A health check's answer: 200 `ready`, or 503 with the reason.
+pub fn readiness(reason_not_ready: Option<String>) -> Reply {
+    match reason_not_ready {
+        None => Reply::from("ready\n".to_string()),
+        Some(why) => Reply {
+            status: 503,
+            body: format!("not ready: {why}\n"),
+        },
+    }
+}
+
+/// Produces the answer for one HTTP path of the admin/metrics server.
 pub type Handler = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> + Send + Sync,
 >;
 
-/// A [`Handler`] from an async closure.
-pub fn handler<F, Fut>(f: F) -> Handler
+/// A [`Handler`] from an async closure (answering a body, or a [`Reply`]).
+pub fn handler<F, Fut, R>(f: F) -> Handler
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = String> + Send + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+    R: Into<Reply>,
 {
-    Arc::new(move || Box::pin(f()))
+    Arc::new(move || {
+        let fut = f();
+        Box::pin(async move { fut.await.into() })
+    })
 }
 
 /// Serves GET requests for fixed paths (e.g. `/metrics`, `/healthz/ready`,
@@ -209,7 +237,15 @@ pub async fn serve_http(
                     async move {
                         let found = routes.iter().find(|(p, _)| *p == req.uri().path());
                         let resp = match found {
-                            Some((_, h)) => hyper::Response::new(Full::new(Bytes::from(h().await))),
+                            Some((_, h)) => {
+                                let r = h().await;
+                                hyper::Response::builder()
+                                    .status(r.status)
+                                    .body(Full::new(Bytes::from(r.body)))
+                                    .unwrap_or_else(|_| {
+                                        hyper::Response::new(Full::new(Bytes::new()))
+                                    })
+                            }
                             None => hyper::Response::builder()
                                 .status(404)
                                 .body(Full::new(Bytes::from_static(b"not found\n")))

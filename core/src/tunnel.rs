@@ -5,6 +5,7 @@
 //! - [`admission`]: which connection attempts the server spends a handshake
 //!   on (caps, QUIC Retry under load), before anyone is authenticated.
 //! - [`server`]: accepts CONNECT streams and hands them to an [`server::Inbound`].
+//! - [`certificate`]: a server's certificate replaced as its SVID renews.
 //! - [`client`]: a pool of QUIC connections, one CONNECT stream per TCP connection.
 //! - [`connect`]: an answered CONNECT stream, pumped into TCP or used as a
 //!   byte stream (`AsyncRead + AsyncWrite`, for hyper).
@@ -12,6 +13,7 @@
 //!   and reset mapped both ways.
 
 pub mod admission;
+pub mod certificate;
 pub mod client;
 pub mod config;
 pub mod connect;

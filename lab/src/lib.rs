@@ -18,3 +18,6 @@ pub mod ztunnels;
 
 pub use mesh::{Mesh, MeshPod, MeshSpec};
 pub use net::{Lab, PodSpec, TopologySpec};
+
+/// The metrics and health port of every quicmesh proxy (ztunnel, waypoint).
+pub const WAYPOINT_METRICS_PORT: u16 = 15020;

@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use quicmesh_controller::index::Index;
 use quicmesh_controller::model::{Container, Object};
 use quicmesh_controller::sources::files::FileSource;
+use quicmesh_controller::waypoint::{self, Provision};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_proto::enrollment::Pod as EnrollPod;
 use serde_json::json;
@@ -80,10 +82,21 @@ pub struct LocalPod {
     pub identity_pending: bool,
     /// Set when the pod is going away: not ready from then on.
     pub terminating_since: Option<Instant>,
-    /// Its first container port accepts connections (or it declares none):
-    /// the lab's readiness probe.
+    /// Its readiness probe passes.
     pub ready: bool,
+    pub probe: Probe,
     proc: Option<ProcHandle>,
+}
+
+/// How the lab decides a pod is ready (as a kubelet's readiness probe).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// No port declared: ready once started.
+    None,
+    /// A TCP connection to the port succeeds (a pod's first container port).
+    Tcp(u16),
+    /// A GET of `path` answers 200 `ready` (waypoints: SVID and config in hand).
+    Http(u16, &'static str),
 }
 
 pub struct Cluster {
@@ -100,6 +113,8 @@ pub struct Cluster {
     next_vip: u32,
     /// Errors of the last read of the manifests.
     pub errors: Vec<String>,
+    /// The CA's bootstrap tokens, by principal.
+    tokens: BTreeMap<String, String>,
 }
 
 /// A pod the manifests ask for.
@@ -109,6 +124,8 @@ struct Desired {
     service_account: String,
     labels: BTreeMap<String, String>,
     containers: Vec<Container>,
+    /// The waypoint it runs (provisioned for a Gateway), if any.
+    waypoint: Option<Provision>,
 }
 
 fn key(ns: &str, name: &str) -> String {
@@ -152,19 +169,19 @@ impl Cluster {
             vips: BTreeMap::new(),
             next_vip: 10,
             errors: Vec::new(),
+            tokens: BTreeMap::new(),
             spec,
         };
         // The CA root exists before anything starts: ztunnels trust it.
         Ca::load_or_generate(TRUST_DOMAIN, &c.dir.join("ca"))?;
-        let mut tokens = BTreeMap::new();
         for n in 1..=c.spec.nodes {
             let token: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect();
             std::fs::write(c.ztunnels.token_path(n), &token)?;
-            tokens.insert(format!("node{n}"), token);
+            c.tokens.insert(format!("node{n}"), token);
         }
-        std::fs::write(c.dir.join("tokens.yaml"), serde_yaml::to_string(&tokens)?)?;
+        c.write_tokens()?;
         c.write_state()?;
         c.start_controller()?;
         c.ztunnels.start_all(&c.lab).await?;
@@ -268,9 +285,31 @@ impl Cluster {
                         service_account: sa.clone(),
                         labels: labels.clone(),
                         containers: containers.clone(),
+                        waypoint: None,
                     },
                 );
             }
+        }
+        // Waypoints, as the controller provisions them in a cluster: one
+        // pod (a Deployment of one replica) per Gateway the mesh has.
+        let mut index = Index::new();
+        for o in &self.objects {
+            index.upsert(o.clone());
+        }
+        for w in waypoint::all(&index) {
+            let p = waypoint::provision(&w);
+            let name = format!("{}-0", p.name);
+            desired.insert(
+                key(&p.namespace, &name),
+                Desired {
+                    namespace: p.namespace.clone(),
+                    name,
+                    service_account: p.service_account.clone(),
+                    labels: p.pod_labels.clone(),
+                    containers: Vec::new(),
+                    waypoint: Some(p),
+                },
+            );
         }
         // Services: stable VIPs.
         for o in &self.objects {
@@ -321,7 +360,8 @@ impl Cluster {
                 name,
                 service_account: sa,
                 labels,
-                containers,
+                mut containers,
+                waypoint,
             } = d;
             if self.pods.contains_key(&k) {
                 let p = self.pods.get_mut(&k).expect("present");
@@ -335,6 +375,16 @@ impl Cluster {
                 name: format!("{ns}.{name}"),
                 node,
             })?;
+            let probe = match &waypoint {
+                Some(w) => {
+                    containers = vec![self.waypoint_container(w, node)?];
+                    Probe::Http(crate::WAYPOINT_METRICS_PORT, "/healthz/ready")
+                }
+                None => containers
+                    .first()
+                    .and_then(|c| c.ports.first())
+                    .map_or(Probe::None, |cp| Probe::Tcp(cp.port)),
+            };
             let uid = format!("local-{}-{ns}-{name}", self.lab.prefix());
             self.pods.insert(
                 k,
@@ -352,6 +402,7 @@ impl Cluster {
                     identity_pending: false,
                     terminating_since: None,
                     ready: false,
+                    probe,
                     proc: None,
                 },
             );
@@ -365,7 +416,12 @@ impl Cluster {
         for k in keys {
             let want = {
                 let p = &self.pods[&k];
-                p.terminating_since.is_none() && ambient.get(&p.namespace).copied().unwrap_or(false)
+                p.terminating_since.is_none()
+                    && ambient.get(&p.namespace).copied().unwrap_or(false)
+                    && p.labels
+                        .get(quicmesh_controller::model::DATAPLANE_MODE_LABEL)
+                        .map(String::as_str)
+                        != Some(quicmesh_controller::model::DATAPLANE_MODE_NONE)
             };
             let is = self.pods[&k].enrolled;
             if want && !is {
@@ -393,30 +449,83 @@ impl Cluster {
         }
     }
 
-    /// Marks pods ready once their first declared container port accepts
-    /// a connection (a TCP readiness probe); pods without ports are ready.
+    /// Marks pods ready once their readiness probe passes.
     async fn probe_readiness(&mut self) {
         for p in self.pods.values_mut().filter(|p| !p.ready) {
-            let port = p
-                .containers
-                .first()
-                .and_then(|c| c.ports.first())
-                .map(|cp| cp.port);
-            let Some(port) = port else {
-                p.ready = true;
-                continue;
+            let (port, path) = match &p.probe {
+                Probe::None => {
+                    p.ready = true;
+                    continue;
+                }
+                Probe::Tcp(port) => (*port, None),
+                Probe::Http(port, path) => (*port, Some(*path)),
             };
             let Ok(w) = quicmesh_core::netns::NetnsWorker::start(&Lab::netns_path(&p.netns)) else {
                 continue;
             };
             let addr = SocketAddr::from((p.ip, port));
             p.ready = w
-                .run(move || {
-                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                .run(move || match path {
+                    None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                        .is_ok(),
+                    Some(path) => crate::mesh::http_get(addr, path).is_ok_and(|b| b == "ready\n"),
                 })
                 .await
                 .unwrap_or(false);
         }
+    }
+
+    /// The container of a waypoint pod: the real waypoint binary, with a
+    /// token of its own for the CA (as a kubelet projects one).
+    fn waypoint_container(&mut self, w: &Provision, node: usize) -> Result<Container> {
+        let bin = find_binary("waypoint")?;
+        let token_path = self
+            .dir
+            .join(format!("token-waypoint-{}-{}", w.namespace, w.name));
+        if !token_path.exists() {
+            let token: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            std::fs::write(&token_path, &token)?;
+            self.tokens.insert(
+                format!("ns/{}/sa/{}", w.namespace, w.service_account),
+                token,
+            );
+            self.write_tokens()?;
+        }
+        let s = |p: &Path| p.display().to_string();
+        Ok(Container {
+            name: "waypoint".into(),
+            command: vec![s(&bin)],
+            args: vec![
+                "--controller".into(),
+                SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)).to_string(),
+                "--bootstrap-token".into(),
+                s(&token_path),
+                "--trust-bundle".into(),
+                s(&self.dir.join("ca/ca.pem")),
+                "--namespace".into(),
+                w.namespace.clone(),
+                "--gateway".into(),
+                w.name.clone(),
+                "--node".into(),
+                format!("node{node}"),
+            ],
+            env: vec![
+                ("RUST_LOG".into(), "info".into()),
+                ("NO_COLOR".into(), "1".into()),
+            ],
+            ports: vec![],
+        })
+    }
+
+    /// The CA's token file: principal (node name, `ns/<ns>/sa/<name>`) to
+    /// token. The controller reads it again when it changes.
+    fn write_tokens(&self) -> Result<()> {
+        let tmp = self.dir.join("tokens.yaml.tmp");
+        std::fs::write(&tmp, serde_yaml::to_string(&self.tokens)?)?;
+        std::fs::rename(&tmp, self.dir.join("tokens.yaml"))?;
+        Ok(())
     }
 
     /// Asks ztunnel again about pods enrolled without an SVID (the same
@@ -596,12 +705,14 @@ impl Cluster {
                             json!({"name": p.name, "port": p.port, "targetPort": target})
                         })
                         .collect();
-                    docs.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
+                    docs.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace, "labels": s.labels},
                         "spec": {"clusterIP": vip.to_string(), "ports": ports, "selector": s.selector}}));
                 }
                 // Custom resources are stored as written, as an API server does.
                 Object::AuthorizationPolicy(p) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "AuthorizationPolicy",
                     "metadata": {"name": p.name, "namespace": p.namespace}, "spec": p.spec})),
+                Object::Gateway(g) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "Gateway",
+                    "metadata": {"name": g.name, "namespace": g.namespace, "labels": g.labels}, "spec": {"gatewayClassName": g.class}})),
                 Object::HttpRoute(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "HTTPRoute",
                     "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 _ => {}

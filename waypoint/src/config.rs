@@ -8,6 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use quicmesh_core::control::stream::ConfigSink;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::route::wire::{self, Parent as RouteParent};
@@ -15,13 +19,35 @@ use quicmesh_core::route::{BackendRef, HttpRoute, RouteTable};
 use quicmesh_proto::config::{resource, Resource};
 
 use crate::proxy::{Directory, Parent, Tables};
-use crate::upstream::Endpoint;
+use crate::upstream::{Endpoint, Protocol};
+
+/// The waypoint the tables are built for (`namespace/name` of its Gateway).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Scope {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Scope {
+    /// Whether the controller sends `svc`'s traffic to this waypoint. With
+    /// no scope (tests, a waypoint fed by hand), every Service is served.
+    fn serves(scope: Option<&Scope>, svc: &quicmesh_proto::config::Service) -> bool {
+        match (scope, &svc.waypoint) {
+            (None, _) => true,
+            (Some(s), Some(w)) => s.namespace == w.namespace && s.name == w.name,
+            (Some(_), None) => false,
+        }
+    }
+}
 
 /// Builds the tables from the complete resource set; `cluster_domain` makes
-/// Service host names (`<name>.<namespace>.svc.<cluster_domain>`).
+/// Service host names (`<name>.<namespace>.svc.<cluster_domain>`). Every
+/// Service's endpoints are known (any may be a route's backend); only the
+/// Services the waypoint serves are parents (destinations it accepts).
 pub fn tables(
     resources: &BTreeMap<String, Resource>,
     cluster_domain: &str,
+    scope: Option<&Scope>,
 ) -> Result<Tables, String> {
     let mut identities: HashMap<&str, SpiffeId> = HashMap::new();
     let mut routes: Vec<(Arc<HttpRoute>, Vec<RouteParent>)> = Vec::new();
@@ -82,6 +108,7 @@ pub fn tables(
                 endpoints.push(Endpoint {
                     addr: SocketAddr::new(ip, target),
                     identity: identity.clone(),
+                    protocol: Protocol::of(&sp.app_protocol),
                 });
             }
             let attached: Vec<Arc<HttpRoute>> = routes
@@ -95,14 +122,16 @@ pub fn tables(
                 })
                 .map(|(r, _)| r.clone())
                 .collect();
-            let parent = Arc::new(Parent {
-                service: service.clone(),
-                host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
-                routes: RouteTable::new(attached),
-            });
-            for vip in &vips {
-                t.parents
-                    .insert(SocketAddr::new(*vip, port), parent.clone());
+            if Scope::serves(scope, svc) {
+                let parent = Arc::new(Parent {
+                    service: service.clone(),
+                    host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
+                    routes: RouteTable::new(attached),
+                });
+                for vip in &vips {
+                    t.parents
+                        .insert(SocketAddr::new(*vip, port), parent.clone());
+                }
             }
             t.endpoints.insert(service, endpoints);
         }
@@ -113,26 +142,31 @@ pub fn tables(
 /// The tables in effect, replaced whole by each accepted update.
 pub struct Live {
     cluster_domain: String,
+    scope: Option<Scope>,
     current: RwLock<(u64, Arc<Tables>)>,
-    /// Updates taken and refused, and whether the stream is up (for the
-    /// metrics and the admin dump).
-    pub counts: Counts,
-}
-
-#[derive(Debug, Default)]
-pub struct Counts {
-    pub acks: std::sync::atomic::AtomicU64,
-    pub nacks: std::sync::atomic::AtomicU64,
-    pub connected: std::sync::atomic::AtomicBool,
+    /// Updates taken (`ack`) and refused (`nack`).
+    updates: Family<Vec<(String, String)>, Counter>,
+    /// 1 while the config stream is up.
+    connected: Gauge,
+    /// A config has been applied since start.
+    configured: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
-    pub fn new(cluster_domain: &str) -> Arc<Self> {
+    pub fn new(cluster_domain: &str, scope: Option<Scope>) -> Arc<Self> {
         Arc::new(Live {
             cluster_domain: cluster_domain.to_string(),
+            scope,
             current: RwLock::new((0, Arc::new(Tables::default()))),
-            counts: Counts::default(),
+            updates: Family::default(),
+            connected: Gauge::default(),
+            configured: Default::default(),
         })
+    }
+
+    /// Whether a config from the controller is in effect.
+    pub fn configured(&self) -> bool {
+        self.configured.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn tables(&self) -> Arc<Tables> {
@@ -142,6 +176,58 @@ impl Live {
             .1
             .clone()
     }
+
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "waypoint_config_updates",
+            "Config updates from the controller, by result (ack: applied; nack: refused, the previous config stays)",
+            self.updates.clone(),
+        );
+        reg.register(
+            "waypoint_config_connected",
+            "1 while the config stream to the controller is up",
+            self.connected.clone(),
+        );
+    }
+
+    /// What the waypoint serves, for the admin endpoint.
+    pub fn dump(&self) -> serde_json::Value {
+        let (version, t) = {
+            let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+            (c.0, c.1.clone())
+        };
+        let name = |b: &BackendRef| format!("{}/{}:{}", b.namespace, b.name, b.port);
+        let destinations: BTreeMap<String, serde_json::Value> = t
+            .parents
+            .iter()
+            .map(|(addr, p)| {
+                let routes: Vec<String> = p
+                    .routes
+                    .routes()
+                    .iter()
+                    .map(|r| format!("{}/{}", r.namespace, r.name))
+                    .collect();
+                (
+                    addr.to_string(),
+                    serde_json::json!({"service": name(&p.service), "host": p.host, "routes": routes}),
+                )
+            })
+            .collect();
+        let endpoints: BTreeMap<String, Vec<String>> = t
+            .endpoints
+            .iter()
+            .map(|(b, eps)| {
+                (
+                    name(b),
+                    eps.iter()
+                        .map(|e| format!("{} ({})", e.addr, e.identity))
+                        .collect(),
+                )
+            })
+            .collect();
+        serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
+            "destinations": destinations, "endpoints": endpoints})
+    }
 }
 
 impl ConfigSink for Live {
@@ -150,24 +236,21 @@ impl ConfigSink for Live {
     }
 
     fn apply(&self, version: u64, resources: &BTreeMap<String, Resource>) -> Result<(), String> {
-        let t = tables(resources, &self.cluster_domain)?;
+        let t = tables(resources, &self.cluster_domain, self.scope.as_ref())?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (version, Arc::new(t));
+        self.configured
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
     fn connected(&self, up: bool) {
-        self.counts
-            .connected
-            .store(up, std::sync::atomic::Ordering::Relaxed);
+        self.connected.set(i64::from(up));
     }
 
     fn update_result(&self, result: &'static str) {
-        let c = if result == "ack" {
-            &self.counts.acks
-        } else {
-            &self.counts.nacks
-        };
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.updates
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 }
 
@@ -229,11 +312,13 @@ mod tests {
                             name: "http".into(),
                             port: 80,
                             target_port: 0,
+                            app_protocol: "http".into(),
                         },
                         ServicePort {
                             name: "admin".into(),
                             port: 9000,
                             target_port: 9001,
+                            app_protocol: String::new(),
                         },
                     ],
                     endpoints: vec![
@@ -256,6 +341,7 @@ mod tests {
                             ports: Default::default(),
                         },
                     ],
+                    waypoint: None,
                 }),
             ),
             res(
@@ -269,7 +355,7 @@ mod tests {
 
     #[test]
     fn services_become_parents_with_their_routes_and_ready_endpoints() {
-        let t = tables(&resources(), "cluster.local").unwrap();
+        let t = tables(&resources(), "cluster.local", None).unwrap();
         let http = t.parents[&"10.96.0.10:80".parse().unwrap()].clone();
         assert_eq!(http.host, "web.shop.svc.cluster.local");
         assert_eq!(
@@ -290,11 +376,45 @@ mod tests {
         // A numbered target port applies where the endpoint names none.
         let admin_eps = t.endpoints(&admin.service);
         assert_eq!(admin_eps[0].addr, "10.244.1.2:9001".parse().unwrap());
+        // The port's protocol decides the upstream HTTP version.
+        assert_eq!(eps[0].protocol, Protocol::Http1);
+        assert_eq!(admin_eps[0].protocol, Protocol::Auto);
+    }
+
+    #[test]
+    fn a_waypoint_serves_only_the_services_sent_to_it() {
+        let mine = Scope {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        };
+        let mut rs = resources();
+        let t = tables(&rs, "cluster.local", Some(&mine)).unwrap();
+        assert!(t.parents.is_empty(), "web does not use this waypoint");
+        assert_eq!(t.endpoints.len(), 2, "its endpoints are known all the same");
+        let Some(resource::Kind::Service(svc)) = &mut rs.get_mut("service/shop/web").unwrap().kind
+        else {
+            panic!()
+        };
+        svc.waypoint = Some(quicmesh_proto::config::Waypoint {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+            ..Default::default()
+        });
+        let t = tables(&rs, "cluster.local", Some(&mine)).unwrap();
+        assert_eq!(t.parents.len(), 2, "both ports of web");
+        let other = Scope {
+            namespace: "shop".into(),
+            name: "edge".into(),
+        };
+        assert!(tables(&rs, "cluster.local", Some(&other))
+            .unwrap()
+            .parents
+            .is_empty());
     }
 
     #[test]
     fn a_bad_update_is_refused_and_the_previous_view_stays() {
-        let live = Live::new("cluster.local");
+        let live = Live::new("cluster.local", None);
         live.apply(3, &resources()).unwrap();
         live.update_result("ack");
         let mut bad = resources();

@@ -13,9 +13,14 @@
 //! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
-//! - [`response`]: every failure turned into a status and a response flag.
+//! - [`response`]: every failure turned into a status and a response flag;
+//! - [`metrics`]: requests by Service, status and flag;
+//! - [`app`]: the binary's wiring (identity, tunnel server, config stream,
+//!   metrics and admin endpoints, drain).
 
+pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 pub mod response;
 pub mod upstream;

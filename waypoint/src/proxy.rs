@@ -22,6 +22,7 @@ use quicmesh_core::tunnel::server::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
 use crate::upstream::{Endpoint, Upstreams, Version};
 use quicmesh_core::route::{
@@ -93,6 +94,7 @@ pub struct Waypoint<D> {
     requests: std::sync::atomic::AtomicU64,
     /// Cancelled to drain: connections take no new requests.
     drain: CancellationToken,
+    pub metrics: RequestMetrics,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -114,6 +116,7 @@ impl<D: Directory> Waypoint<D> {
             balancer: PeakEwma::new(Params::default()),
             requests: Default::default(),
             drain: CancellationToken::new(),
+            metrics: RequestMetrics::default(),
         })
     }
 
@@ -130,6 +133,8 @@ impl<D: Directory> Waypoint<D> {
         io: TokioIo<quicmesh_core::tunnel::connect::ConnectIo>,
         stop: CancellationToken,
     ) -> Outcome {
+        self.metrics.connections.inc();
+        let _served = ConnectionGauge(&self.metrics.connections);
         let wp = self.clone();
         // Whether a request has started: a connection that sends none
         // within HEADER_TIMEOUT (nothing, or half an HTTP/2 preface, which
@@ -210,6 +215,12 @@ impl<D: Directory> Waypoint<D> {
                 f.response()
             }
         };
+        let svc = &conn.parent.service;
+        self.metrics.request(
+            format!("{}/{}:{}", svc.namespace, svc.name, svc.port),
+            resp.status().as_u16(),
+            log.flag,
+        );
         tracing::info!(
             src.identity = %conn.peer,
             dst.addr = %conn.authority,
@@ -310,11 +321,7 @@ impl<D: Directory> Waypoint<D> {
         })?;
         let ep = &endpoints[i];
         log.upstream = ep.addr.to_string();
-        let version = if req.version() == http::Version::HTTP_2 {
-            Version::Http2
-        } else {
-            Version::Http1
-        };
+        let version = ep.protocol.version(req.version());
         prepare_upstream(&mut req, version);
         let send = self.upstreams.send(ep, version, req);
         // Without retries one attempt is the whole request: the tighter
@@ -515,6 +522,15 @@ fn prepare_upstream(req: &mut Request<Incoming>, version: Version) {
                 }
             }
         }
+    }
+}
+
+/// Counts a served connection while it lives.
+struct ConnectionGauge<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for ConnectionGauge<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

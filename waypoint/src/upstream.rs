@@ -28,6 +28,39 @@ pub struct Endpoint {
     /// The workload's IP and the port its app listens on.
     pub addr: SocketAddr,
     pub identity: SpiffeId,
+    /// What its Service port speaks.
+    pub protocol: Protocol,
+}
+
+/// The HTTP a backend port speaks, from its Service port's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `http`: HTTP/1.1.
+    Http1,
+    /// `http2`, `grpc`, `kubernetes.io/h2c`: HTTP/2 (cleartext, in the tunnel).
+    Http2,
+    /// Not declared: the version the client spoke.
+    Auto,
+}
+
+impl Protocol {
+    pub fn of(app_protocol: &str) -> Self {
+        match app_protocol {
+            "http" => Protocol::Http1,
+            "http2" | "grpc" | "kubernetes.io/h2c" => Protocol::Http2,
+            _ => Protocol::Auto,
+        }
+    }
+
+    /// The version to speak for a request that came in as `client`.
+    pub fn version(self, client: http::Version) -> Version {
+        match self {
+            Protocol::Http1 => Version::Http1,
+            Protocol::Http2 => Version::Http2,
+            Protocol::Auto if client == http::Version::HTTP_2 => Version::Http2,
+            Protocol::Auto => Version::Http1,
+        }
+    }
 }
 
 /// HTTP to endpoints, over tunnels.

@@ -338,6 +338,7 @@ async fn setup(test: u8) -> Setup {
             vec![Endpoint {
                 addr: app_addr,
                 identity,
+                protocol: waypoint::upstream::Protocol::Auto,
             }],
         );
     }
@@ -361,6 +362,7 @@ async fn setup(test: u8) -> Setup {
         vec![Endpoint {
             addr: closer_addr,
             identity,
+            protocol: waypoint::upstream::Protocol::Http1,
         }],
     );
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());

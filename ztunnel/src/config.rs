@@ -130,31 +130,7 @@ fn parse_nonzero(s: &str) -> Result<usize, String> {
     }
 }
 
-mod duration_text {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
-    }
-}
-
-/// Parses `500ms`, `5s`, `10m`, `24h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m, h)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a number"))?;
-    let mult = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_millis(n * mult))
-}
+use quicmesh_core::duration::{parse as parse_duration, text as duration_text};
 
 /// One workload (pod) of the mesh.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -272,14 +248,6 @@ mod tests {
             .into_iter()
             .chain(["--max-handshakes-per-source", "0"]);
         assert!(Args::try_parse_from(zero).is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Metrics {
     /// Connections refused or failed before they carried data, by reason.
     pub refusals: Family<ReasonLabels, Counter>,
     pub passthrough: Counter,
+    /// Outbound connections sent to a waypoint.
+    pub via_waypoint: Counter,
     pub plaintext_inbound: Counter,
     pub enrolled_pods: Gauge,
     /// Enrolled pods still waiting for their first SVID.
@@ -60,6 +62,11 @@ impl Metrics {
             "ztunnel_passthrough_connections",
             "Outbound connections to destinations outside the mesh, passed through",
             self.passthrough.clone(),
+        );
+        reg.register(
+            "ztunnel_waypoint_connections",
+            "Outbound connections to a Service that uses a waypoint, tunnelled to the waypoint",
+            self.via_waypoint.clone(),
         );
         reg.register(
             "ztunnel_plaintext_inbound_connections",

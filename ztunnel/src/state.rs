@@ -67,6 +67,20 @@ pub struct MeshService {
     pub vips: Vec<IpAddr>,
     pub ports: Vec<ServicePort>,
     pub endpoints: Vec<ServiceEndpoint>,
+    /// Its traffic goes through this waypoint instead of to an endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<MeshWaypoint>,
+}
+
+/// A waypoint as ztunnel reaches it: one of its addresses, on the tunnel
+/// port, presenting its identity.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeshWaypoint {
+    pub namespace: String,
+    pub name: String,
+    pub identity: SpiffeId,
+    /// Its ready pods; empty: the Service's traffic is refused.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Workloads and services, indexed by IP.
@@ -221,6 +235,23 @@ impl State {
                             .collect::<Result<_, _>>()?,
                         ports,
                         endpoints,
+                        waypoint: svc
+                            .waypoint
+                            .as_ref()
+                            .map(|w| {
+                                Ok::<_, String>(MeshWaypoint {
+                                    namespace: w.namespace.clone(),
+                                    name: w.name.clone(),
+                                    identity: SpiffeId::parse(&w.identity)
+                                        .map_err(|e| format!("{name}: waypoint identity: {e}"))?,
+                                    addresses: w
+                                        .addresses
+                                        .iter()
+                                        .map(|a| ip(name, a))
+                                        .collect::<Result<_, _>>()?,
+                                })
+                            })
+                            .transpose()?,
                     });
                     for vip in &ms.vips {
                         s.by_vip.insert(*vip, ms.clone());
@@ -323,6 +354,7 @@ mod tests {
                 name: "http".into(),
                 port: 80,
                 target_port: 0,
+                app_protocol: "http".into(),
             }],
             endpoints: vec![Endpoint {
                 workload_uid: "u1".into(),
@@ -330,6 +362,7 @@ mod tests {
                 ready: true,
                 ports: [("http".to_string(), 8080)].into(),
             }],
+            waypoint: None,
         };
         let mut map: BTreeMap<_, _> = [
             res("workload/u1", resource::Kind::Workload(w.clone())),
@@ -350,6 +383,36 @@ mod tests {
         );
         let e = State::from_resources("cluster.local", 8, &map).unwrap_err();
         assert!(e.contains("workload/u2") && e.contains("not-an-ip"), "{e}");
+        map.remove("workload/u2");
+
+        // A waypoint: its identity and addresses are checked like the rest.
+        let with_waypoint = |identity: &str| {
+            let mut m = map.clone();
+            let Some(resource::Kind::Service(svc)) =
+                &mut m.get_mut("service/shop/web").unwrap().kind
+            else {
+                panic!()
+            };
+            svc.waypoint = Some(quicmesh_proto::config::Waypoint {
+                namespace: "shop".into(),
+                name: "waypoint".into(),
+                identity: identity.into(),
+                addresses: vec!["10.244.2.9".into()],
+            });
+            State::from_resources("cluster.local", 9, &m)
+        };
+        let s = with_waypoint("spiffe://cluster.local/ns/shop/sa/waypoint").unwrap();
+        let wp = s
+            .service_at("10.96.0.10".parse().unwrap())
+            .unwrap()
+            .waypoint
+            .clone();
+        assert_eq!(
+            wp.unwrap().addresses,
+            ["10.244.2.9".parse::<IpAddr>().unwrap()]
+        );
+        let e = with_waypoint("not-spiffe").unwrap_err();
+        assert!(e.contains("service/shop/web: waypoint identity"), "{e}");
     }
 
     #[test]

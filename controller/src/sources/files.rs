@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 8] = [
+pub const KINDS: [Kind; 9] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -26,6 +26,7 @@ pub const KINDS: [Kind; 8] = [
     Kind::Deployment,
     Kind::AuthorizationPolicy,
     Kind::HttpRoute,
+    Kind::Gateway,
 ];
 
 /// Reads directories and remembers the last good parse of each document.

@@ -453,6 +453,7 @@ pub fn service(s: &core::Service) -> Option<model::Service> {
             vips: Vec::new(),
             ports: Vec::new(),
             selector: None,
+            labels: s.labels().clone(),
         });
     };
     let vips = match spec.cluster_ips.as_deref() {
@@ -484,6 +485,7 @@ pub fn service(s: &core::Service) -> Option<model::Service> {
                 name: p.name.clone().unwrap_or_default(),
                 port: number,
                 target,
+                app_protocol: p.app_protocol.clone(),
             })
         })
         .collect();
@@ -494,6 +496,7 @@ pub fn service(s: &core::Service) -> Option<model::Service> {
         vips,
         ports,
         selector,
+        labels: s.labels().clone(),
     })
 }
 

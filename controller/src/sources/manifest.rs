@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -56,6 +56,7 @@ pub const KINDS: [&str; 8] = [
     "Deployment",
     "AuthorizationPolicy",
     "HTTPRoute",
+    "Gateway",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -283,7 +284,7 @@ impl Doc<'_> {
                 ));
             }
         }
-        if kind == "HTTPRoute" {
+        if kind == "HTTPRoute" || kind == "Gateway" {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(GATEWAY_GROUP) {
                 return Ok(None);
@@ -313,7 +314,7 @@ impl Doc<'_> {
             "Namespace" => Object::Namespace(Namespace { name, labels }),
             "ServiceAccount" => Object::ServiceAccount(ServiceAccount { name, namespace }),
             "Pod" => Object::Pod(self.pod(v, name, namespace, labels)?),
-            "Service" => Object::Service(self.service(v, name, namespace)?),
+            "Service" => Object::Service(self.service(v, name, namespace, labels)?),
             "EndpointSlice" => Object::EndpointSlice(self.slice(v, name, namespace, &labels)?),
             "Deployment" => Object::Deployment(self.deployment(v, name, namespace)?),
             "AuthorizationPolicy" => Object::AuthorizationPolicy(match unserved {
@@ -330,6 +331,12 @@ impl Doc<'_> {
                         serde_json::to_value(spec).map_err(|e| self.err("spec", e.to_string()))?
                     }
                 },
+            }),
+            "Gateway" => Object::Gateway(Gateway {
+                name,
+                namespace,
+                class: self.required(v, "spec.gatewayClassName")?,
+                labels,
             }),
             _ => unreachable!("checked against KINDS"),
         }))
@@ -444,7 +451,7 @@ impl Doc<'_> {
         })
     }
 
-    fn service(&self, v: &Value, name: String, namespace: String) -> R<Service> {
+    fn service(&self, v: &Value, name: String, namespace: String, labels: Labels) -> R<Service> {
         let mut vips = Vec::new();
         let ips = self.strings(v, "spec.clusterIPs")?;
         let ips = if ips.is_empty() {
@@ -483,6 +490,7 @@ impl Doc<'_> {
                 name: self.str(p, "name")?.unwrap_or_default(),
                 port,
                 target,
+                app_protocol: self.str(p, "appProtocol")?,
             });
         }
         let selector = match self.get(v, "spec.selector") {
@@ -495,6 +503,7 @@ impl Doc<'_> {
             vips,
             ports,
             selector,
+            labels,
         })
     }
 

@@ -158,6 +158,28 @@ pub struct Service {
     pub ports: ::prost::alloc::vec::Vec<ServicePort>,
     #[prost(message, repeated, tag = "5")]
     pub endpoints: ::prost::alloc::vec::Vec<Endpoint>,
+    /// Set when the Service's traffic goes through a waypoint (its own or its
+    /// namespace's `quicmesh.io/use-waypoint` label): a ztunnel tunnels to
+    /// one of the waypoint's addresses instead of an endpoint, with the
+    /// Service's VIP and port as the CONNECT authority.
+    #[prost(message, optional, tag = "6")]
+    pub waypoint: ::core::option::Option<Waypoint>,
+}
+/// A waypoint (a Gateway of class quicmesh-waypoint) as ztunnels reach it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Waypoint {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// The SPIFFE ID its pods present (the tunnel's server identity).
+    #[prost(string, tag = "3")]
+    pub identity: ::prost::alloc::string::String,
+    /// Its ready pods' IPs; each serves the tunnel on UDP 15008. Empty while
+    /// none is ready: traffic for the Service is then refused, never sent
+    /// around the waypoint.
+    #[prost(string, repeated, tag = "4")]
+    pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServicePort {
@@ -169,6 +191,11 @@ pub struct ServicePort {
     /// 0 when only a name is known and no endpoint defines it.
     #[prost(uint32, tag = "3")]
     pub target_port: u32,
+    /// What the port speaks, for a waypoint: `http`, `http2`, `grpc`,
+    /// `kubernetes.io/h2c` (from `appProtocol`, else the port name's prefix,
+    /// e.g. `grpc-api`); empty when unknown.
+    #[prost(string, tag = "4")]
+    pub app_protocol: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Endpoint {

@@ -15,7 +15,7 @@
 //! pod is removed.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use quicmesh_core::identity::Svid;
 use quicmesh_core::tunnel::config as tconfig;
@@ -166,39 +166,18 @@ async fn renew(
     ctx: Arc<PodCtx>,
     endpoint: quinn::Endpoint,
     drain: CancellationToken,
-    mut current: Arc<Svid>,
+    current: Arc<Svid>,
 ) {
-    loop {
-        let wait = ctx
-            .shared
-            .certs
-            .refresh_time(&ctx.identity)
-            .await
-            .and_then(|at| at.duration_since(SystemTime::now()).ok())
-            .unwrap_or(Duration::from_secs(1));
-        tokio::select! {
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-            _ = drain.cancelled() => return,
-        }
-        // Failures are logged and backed off by the cert manager; the
-        // current SVID serves until it expires.
-        let Ok(svid) = ctx.shared.certs.svid(&ctx.identity).await else {
-            continue;
-        };
-        if Arc::ptr_eq(&svid, &current) {
-            continue;
-        }
-        match server_config(&ctx, &svid) {
-            Ok(cfg) => {
-                endpoint.set_server_config(Some(cfg));
-                tracing::info!(identity = %ctx.identity, "tunnel server certificate rotated");
-                current = svid;
-            }
-            Err(e) => {
-                tracing::warn!(identity = %ctx.identity, error = %e, "rotated SVID unusable")
-            }
-        }
-    }
+    let config = |svid: &Svid| server_config(&ctx, svid);
+    quicmesh_core::tunnel::certificate::rotate(
+        &ctx.shared.certs,
+        &ctx.identity,
+        &endpoint,
+        &config,
+        &drain,
+        current,
+    )
+    .await;
 }
 
 #[cfg(test)]

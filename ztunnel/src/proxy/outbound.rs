@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::socket::{connect_marked, original_dst, reset_on_close};
 use quicmesh_core::lb::Lease;
 
+use quicmesh_core::identity::SpiffeId;
+
 use crate::node::PodCtx;
-use crate::state::{MeshService, MeshWorkload, State};
+use crate::state::{MeshService, MeshWaypoint, MeshWorkload, State};
 
 pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
@@ -29,42 +31,77 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let state = ctx.shared.state();
-    // A Service VIP: choose an endpoint; it is leased while the connection lives.
-    let (target, workload, _lease) = match state.service_at(dst.ip()) {
-        Some(svc) => match choose_endpoint(&ctx, &state, svc, dst.port()) {
-            Ok(x) => x,
-            Err(reason) => {
-                tracing::warn!(src.identity = %ctx.identity, dst.addr = %dst, service = %format!("{}/{}", svc.namespace, svc.name), %reason, "outbound connection refused");
-                ctx.shared.metrics.outbound_refused("no_endpoint");
-                reset_on_close(&tcp);
-                return;
+    // A Service VIP: its waypoint, or an endpoint; leased while the
+    // connection lives.
+    let hop = match state.service_at(dst.ip()) {
+        Some(svc) => {
+            let chosen = match &svc.waypoint {
+                Some(wp) => choose_waypoint(&ctx, svc, wp, dst),
+                None => choose_endpoint(&ctx, &state, svc, dst.port()),
+            };
+            match chosen {
+                Ok(x) => x,
+                Err((label, reason)) => {
+                    tracing::warn!(src.identity = %ctx.identity, dst.addr = %dst, service = %format!("{}/{}", svc.namespace, svc.name), %reason, "outbound connection refused");
+                    ctx.shared.metrics.outbound_refused(label);
+                    reset_on_close(&tcp);
+                    return;
+                }
             }
+        }
+        None => match state.workload_at(dst.ip()) {
+            Some(w) if w.in_mesh => Hop::Tunnel(Tunnel::to(w, dst), None),
+            _ => Hop::Passthrough(dst, None),
         },
-        None => (dst, state.workload_at(dst.ip()).cloned(), None),
     };
     drop(state);
-    match workload.filter(|w| w.in_mesh) {
-        Some(w) => tunnel(ctx, tcp, peer, dst, target, w, started).await,
-        None => passthrough(ctx, tcp, peer, target, started).await,
+    match hop {
+        Hop::Tunnel(t, _lease) => tunnel(ctx, tcp, peer, dst, t, started).await,
+        Hop::Passthrough(target, _lease) => passthrough(ctx, tcp, peer, target, started).await,
     }
 }
 
-/// Where a connection goes: the address, the workload there (if known), and
-/// the load-balancer lease held while it lives.
-type Route = (SocketAddr, Option<Arc<MeshWorkload>>, Option<Lease>);
+/// Where a connection goes, with the load-balancer lease held while it lives.
+enum Hop {
+    Tunnel(Tunnel, Option<Lease>),
+    Passthrough(SocketAddr, Option<Lease>),
+}
+
+/// A tunnel's far end.
+struct Tunnel {
+    /// Who must answer: the destination workload's or the waypoint's identity.
+    identity: SpiffeId,
+    /// The address the tunnel goes to (its UDP port is the tunnel port).
+    ip: IpAddr,
+    /// The CONNECT authority: the endpoint, or, through a waypoint, the
+    /// original destination (the Service's VIP and port).
+    authority: SocketAddr,
+    /// For the log: `workload` or `waypoint`, and its `namespace/name`.
+    kind: &'static str,
+    name: String,
+}
+
+impl Tunnel {
+    fn to(w: &MeshWorkload, target: SocketAddr) -> Self {
+        Tunnel {
+            identity: w.identity.clone(),
+            ip: target.ip(),
+            authority: target,
+            kind: "workload",
+            name: format!("{}/{}", w.workload.namespace, w.workload.name),
+        }
+    }
+}
+
+type Chosen = Result<Hop, (&'static str, String)>;
 
 /// A ready endpoint of `svc` for `port`, by power of two choices.
-fn choose_endpoint(
-    ctx: &PodCtx,
-    state: &State,
-    svc: &MeshService,
-    port: u16,
-) -> Result<Route, String> {
+fn choose_endpoint(ctx: &PodCtx, state: &State, svc: &MeshService, port: u16) -> Chosen {
     let sp = svc
         .ports
         .iter()
         .find(|p| p.port == port)
-        .ok_or_else(|| format!("service has no port {port}"))?;
+        .ok_or_else(|| ("no_endpoint", format!("service has no port {port}")))?;
     let ready: Vec<(IpAddr, u16)> = svc
         .endpoints
         .iter()
@@ -76,11 +113,36 @@ fn choose_endpoint(
         .shared
         .balancer
         .choose(&ips)
-        .ok_or_else(|| "no ready endpoint".to_string())?;
-    let (ip, target_port) = ready[i];
-    Ok((
-        SocketAddr::new(ip, target_port),
-        state.workload_at(ip).cloned(),
+        .ok_or_else(|| ("no_endpoint", "no ready endpoint".to_string()))?;
+    let target = SocketAddr::from(ready[i]);
+    Ok(match state.workload_at(target.ip()).filter(|w| w.in_mesh) {
+        Some(w) => Hop::Tunnel(Tunnel::to(w, target), Some(lease)),
+        None => Hop::Passthrough(target, Some(lease)),
+    })
+}
+
+/// One of the waypoint's addresses, by power of two choices. Without one,
+/// the connection is refused: traffic for a Service that uses a waypoint
+/// never goes around it.
+fn choose_waypoint(ctx: &PodCtx, svc: &MeshService, wp: &MeshWaypoint, dst: SocketAddr) -> Chosen {
+    if !svc.ports.iter().any(|p| p.port == dst.port()) {
+        return Err(("no_endpoint", format!("service has no port {}", dst.port())));
+    }
+    let (i, lease) = ctx.shared.balancer.choose(&wp.addresses).ok_or_else(|| {
+        (
+            "no_waypoint",
+            format!("waypoint {}/{} has no ready pod", wp.namespace, wp.name),
+        )
+    })?;
+    ctx.shared.metrics.via_waypoint.inc();
+    Ok(Hop::Tunnel(
+        Tunnel {
+            identity: wp.identity.clone(),
+            ip: wp.addresses[i],
+            authority: dst,
+            kind: "waypoint",
+            name: format!("{}/{}", wp.namespace, wp.name),
+        },
         Some(lease),
     ))
 }
@@ -90,8 +152,7 @@ async fn tunnel(
     tcp: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
-    target: SocketAddr,
-    w: Arc<MeshWorkload>,
+    to: Tunnel,
     started: Instant,
 ) {
     let svid = match ctx.shared.certs.svid(&ctx.identity).await {
@@ -105,20 +166,21 @@ async fn tunnel(
     };
     let key = PoolKey {
         src: ctx.identity.clone(),
-        dst: w.identity.clone(),
-        addr: SocketAddr::new(target.ip(), TUNNEL_PORT),
+        dst: to.identity.clone(),
+        addr: SocketAddr::new(to.ip, TUNNEL_PORT),
     };
     let mut headers = http::HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&forwarded_for(peer)) {
         headers.insert(http::header::FORWARDED, v);
     }
-    let tunnel = match ctx.pool.open(&key, &svid, target, headers).await {
+    let tunnel = match ctx.pool.open(&key, &svid, to.authority, headers).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(
                 src.identity = %ctx.identity,
-                dst.identity = %w.identity,
-                dst.addr = %target,
+                dst.identity = %to.identity,
+                dst.addr = %to.authority,
+                via = to.kind,
                 reason = e.label(),
                 error = %e,
                 "outbound tunnel failed"
@@ -132,12 +194,12 @@ async fn tunnel(
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,
-        dst.identity = %w.identity,
-        dst.workload = %format!("{}/{}", w.workload.namespace, w.workload.name),
+        dst.identity = %to.identity,
+        dst.workload = %to.name,
         src.addr = %peer,
-        dst.addr = %target,
+        dst.addr = %to.authority,
         dst.original = %dst,
-        path = "tunnel",
+        path = if to.kind == "waypoint" { "waypoint" } else { "tunnel" },
         bytes_sent = t.sent,
         bytes_received = t.received,
         outcome = t.outcome.label(),

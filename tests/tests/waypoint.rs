@@ -1,0 +1,247 @@
+//! The waypoint end to end: a namespace labeled `quicmesh.io/use-waypoint`
+//! gets a waypoint pod (the real waypoint binary, its own SVID from the
+//! controller's CA); ztunnels send that namespace's Service traffic through
+//! it; the waypoint routes each request by the HTTPRoutes attached to the
+//! Service and forwards it over its own tunnel. Real curl in the client pod
+//! over HTTP/1.1 and HTTP/2.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use quicmesh_e2e::{eventually, require_root};
+use quicmesh_lab::local::{Cluster, LocalSpec};
+use quicmesh_lab::mesh::netns_http_get;
+
+const SHOP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {quicmesh.io/dataplane-mode: ambient, quicmesh.io/use-waypoint: waypoint}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v1, namespace: shop}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: web, version: v1}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        command: ["python3", "hello.py"]
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v2, namespace: shop}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: web, version: v2}}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        command: ["python3", "hello.py"]
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: shop}
+spec:
+  selector: {app: web, version: v1}
+  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: shop}
+spec:
+  selector: {app: web, version: v2}
+  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: direct
+  namespace: shop
+  labels: {quicmesh.io/use-waypoint: none}
+spec:
+  selector: {app: web, version: v1}
+  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: "yes"}]}]
+    backendRefs: [{name: web-v2, port: 80}]
+  - backendRefs:
+    - {name: web-v1, port: 80, weight: 90}
+    - {name: web-v2, port: 80, weight: 10}
+"#;
+
+const FRONT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: front, labels: {quicmesh.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: front}
+spec:
+  serviceAccountName: client
+  containers: [{name: app}]
+"#;
+
+async fn start() -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/hello.py"),
+        d.join("hello.py"),
+    )
+    .unwrap();
+    std::fs::write(d.join("shop.yaml"), SHOP).unwrap();
+    std::fs::write(d.join("front.yaml"), FRONT).unwrap();
+    let cluster = Cluster::up(LocalSpec::new(Path::new(d), 2)).await.unwrap();
+    (cluster, dir)
+}
+
+/// curl in the client pod; its stdout, or why it failed.
+fn curl(cluster: &Cluster, args: &[&str]) -> Result<String, String> {
+    let netns = &cluster.pod("front", "client").netns;
+    let argv: Vec<&str> = ["curl", "-sS", "--max-time", "20"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    cluster
+        .lab
+        .exec_timeout(netns, &argv, Duration::from_secs(90))
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The waypoint pod's metrics.
+async fn waypoint_metrics(cluster: &Cluster) -> String {
+    let p = cluster.pod("shop", "waypoint-0");
+    netns_http_get(&p.netns, SocketAddr::from((p.ip, 15020)), "/metrics")
+        .await
+        .unwrap_or_default()
+}
+
+/// The value of the waypoint's request counter for `service` (all codes).
+fn requests_for(metrics: &str, service: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("waypoint_requests_total{") && l.contains(service))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
+    require_root();
+    let (cluster, _dir) = start().await;
+    let wp = cluster.pod("shop", "waypoint-0");
+    assert!(!wp.enrolled, "a waypoint pod is never captured");
+
+    // The controller reports the implied Gateway, programmed once the
+    // waypoint pod is ready.
+    let programmed = eventually(Duration::from_secs(20), || async {
+        let Ok(t) = cluster.controller_http("/status").await else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+        v["waypoints"].as_array().is_some_and(|ws| {
+            ws.iter().any(|w| {
+                w["namespace"] == "shop"
+                    && w["name"] == "waypoint"
+                    && w["implied"] == true
+                    && w["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Programmed" && c["status"] == true)
+                    })
+            })
+        })
+    })
+    .await;
+    assert!(
+        programmed,
+        "{}",
+        cluster.controller_http("/status").await.unwrap_or_default()
+    );
+
+    // A header route, over HTTP/1.1 and HTTP/2 (prior knowledge).
+    let canary = eventually(Duration::from_secs(20), || async {
+        curl(&cluster, &["-H", "x-canary: yes", "http://web.shop/"])
+            .is_ok_and(|b| b.trim() == "hello from shop/web-v2-0")
+    })
+    .await;
+    assert!(
+        canary,
+        "header route: {:?}\n{}",
+        curl(&cluster, &["-v", "-H", "x-canary: yes", "http://web.shop/"]),
+        cluster.pod_log("shop", "waypoint-0")
+    );
+    let h2 = curl(
+        &cluster,
+        &[
+            "--http2-prior-knowledge",
+            "-H",
+            "x-canary: yes",
+            "-w",
+            " %{http_version}",
+            "http://web.shop/",
+        ],
+    )
+    .unwrap();
+    assert_eq!(h2.trim(), "hello from shop/web-v2-0\n 2".trim(), "{h2}");
+
+    // The 90/10 split, over 1,000 requests on one kept-alive connection.
+    let out = curl(&cluster, &["http://web.shop/split/[1-1000]"]).unwrap();
+    let v1 = out.matches("hello from shop/web-v1-0").count();
+    let v2 = out.matches("hello from shop/web-v2-0").count();
+    assert_eq!(v1 + v2, 1000, "{out}");
+    // Binomial(1000, 0.1): mean 100, sd 9.5; ±5 sd.
+    assert!((52..=148).contains(&v2), "v1 {v1}, v2 {v2}");
+
+    // A Service labeled `none` skips the waypoint: answered, and never
+    // counted there.
+    assert_eq!(
+        curl(&cluster, &["http://direct.shop/"]).unwrap().trim(),
+        "hello from shop/web-v1-0"
+    );
+    let m = waypoint_metrics(&cluster).await;
+    assert!(requests_for(&m, "service=\"shop/web:80\"") >= 1002.0, "{m}");
+    assert_eq!(requests_for(&m, "shop/direct"), 0.0, "{m}");
+    // The client's ztunnel sent the routed traffic to the waypoint.
+    let z = cluster
+        .ztunnel_http(cluster.pod("front", "client").node, 15020, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        z.lines()
+            .any(|l| l.starts_with("ztunnel_waypoint_connections_total ") && !l.ends_with(" 0")),
+        "{z}"
+    );
+    // The backends saw the waypoint's identity, not the client's.
+    let dst = cluster.ztunnel_log(cluster.pod("shop", "web-v2-0").node);
+    let log = std::fs::read_to_string(dst).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("direction=\"inbound\"")
+            && l.contains("spiffe://cluster.local/ns/shop/sa/waypoint")),
+        "{log}"
+    );
+}
