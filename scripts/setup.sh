@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what quicmesh's lab, tests and demo need on a Debian machine, as
-# root: nftables, iproute2 (ip, ss), curl, iperf3, Python's aioquic (the
-# independent HTTP/3 client of the tests). Idempotent; quiet when all is there.
+# root: nftables, iproute2 (ip, ss), curl, iperf3, ethtool, HAProxy (the
+# benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
+# client of the tests) and grpcio (gRPC through the waypoint). Idempotent;
+# quiet when all is there.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -10,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool; do
+for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool haproxy:haproxy; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -26,6 +28,12 @@ if ! "$PY" -c 'import aioquic' 2>/dev/null; then
   echo "setup.sh: installing aioquic for $PY"
   "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'aioquic==1.7.2' \
     || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'aioquic==1.7.2'
+fi
+
+if ! "$PY" -c 'import grpc' 2>/dev/null; then
+  echo "setup.sh: installing grpcio for $PY (the waypoint's gRPC tests)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'grpcio==1.68.1' \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio==1.68.1'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

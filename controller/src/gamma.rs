@@ -79,6 +79,35 @@ pub fn compile(
 ) -> Compiled {
     let parsed: Result<HttpRouteSpec, String> = serde_path_to_error::deserialize(spec.clone())
         .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()));
+    compile_parsed(namespace, name, created, parsed, spec, refs)
+}
+
+/// Reads a GRPCRoute `spec` (JSON form): its method matches become the
+/// paths gRPC requests carry (`/<service>/<method>`), and it is then read
+/// as an HTTPRoute with those matches. Never fails, as [`compile`].
+pub fn compile_grpc(
+    namespace: &str,
+    name: &str,
+    created: i64,
+    spec: &serde_json::Value,
+    refs: &dyn Refs,
+) -> Compiled {
+    let parsed = serde_path_to_error::deserialize::<_, GrpcRouteSpec>(spec.clone())
+        .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+        .and_then(|g| grpc::as_http(&g));
+    compile_parsed(namespace, name, created, parsed, spec, refs)
+}
+
+mod grpc;
+
+fn compile_parsed(
+    namespace: &str,
+    name: &str,
+    created: i64,
+    parsed: Result<HttpRouteSpec, String>,
+    spec: &serde_json::Value,
+    refs: &dyn Refs,
+) -> Compiled {
     let parents_of = |spec: Option<&HttpRouteSpec>| -> Vec<ServiceParent> {
         spec.map(|s| {
             s.parent_refs

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    selects, AuthorizationPolicy, EndpointSlice, Gateway, HttpRoute, Key, Kind, Namespace, Object,
-    Pod, PolicyTarget, Service,
+    selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
+    PolicyTarget, Route, RouteKind, Service,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -21,10 +21,6 @@ pub fn workload_name(uid: &str) -> String {
 
 pub fn service_name(namespace: &str, name: &str) -> String {
     format!("service/{namespace}/{name}")
-}
-
-pub fn route_name(namespace: &str, name: &str) -> String {
-    format!("httproute/{namespace}/{name}")
 }
 
 pub fn authorization_name(namespace: &str, name: &str) -> String {
@@ -168,13 +164,13 @@ impl Index {
                 // Whether a route is accepted, and which of its backends
                 // resolve, depends on the Services of its namespace.
                 dirty.extend(
-                    self.http_routes()
+                    self.routes()
                         .filter(|r| r.namespace == s.namespace)
-                        .map(|r| route_name(&r.namespace, &r.name)),
+                        .map(Route::resource_name),
                 );
             }
-            Object::HttpRoute(r) => {
-                dirty.insert(route_name(&r.namespace, &r.name));
+            Object::Route(r) => {
+                dirty.insert(r.resource_name());
             }
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
@@ -271,34 +267,41 @@ impl Index {
         }
     }
 
-    pub fn http_routes(&self) -> impl Iterator<Item = &HttpRoute> {
-        self.of_kind(Kind::HttpRoute).filter_map(|o| match o {
-            Object::HttpRoute(r) => Some(r),
-            _ => None,
-        })
+    /// Every HTTPRoute and GRPCRoute.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.of_kind(Kind::HttpRoute)
+            .chain(self.of_kind(Kind::GrpcRoute))
+            .filter_map(|o| match o {
+                Object::Route(r) => Some(r),
+                _ => None,
+            })
     }
 
-    pub fn http_route(&self, ns: &str, name: &str) -> Option<&HttpRoute> {
+    pub fn route(&self, kind: RouteKind, ns: &str, name: &str) -> Option<&Route> {
         match self.objects.get(&Key {
-            kind: Kind::HttpRoute,
+            kind: kind.into(),
             namespace: ns.to_string(),
             name: name.to_string(),
         }) {
-            Some(Object::HttpRoute(r)) => Some(r),
+            Some(Object::Route(r)) => Some(r),
             _ => None,
         }
     }
 
-    /// Every HTTPRoute read against the index: the model and the status.
-    pub fn compiled_routes(&self) -> Vec<(&HttpRoute, crate::gamma::Compiled)> {
-        self.http_routes()
-            .map(|r| {
-                (
-                    r,
-                    crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, self),
-                )
-            })
-            .collect()
+    /// The route a resource name (`httproute/<ns>/<name>`,
+    /// `grpcroute/<ns>/<name>`) stands for.
+    pub fn route_by_resource(&self, resource: &str) -> Option<&Route> {
+        let (prefix, rest) = resource.split_once('/')?;
+        let (ns, name) = rest.split_once('/')?;
+        let kind = [RouteKind::Http, RouteKind::Grpc]
+            .into_iter()
+            .find(|k| k.resource_prefix() == prefix)?;
+        self.route(kind, ns, name)
+    }
+
+    /// Every route read against the index: the model and the status.
+    pub fn compiled_routes(&self) -> Vec<(&Route, crate::gamma::Compiled)> {
+        self.routes().map(|r| (r, r.compile(self))).collect()
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &AuthorizationPolicy> {

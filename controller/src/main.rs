@@ -152,7 +152,7 @@ fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value
                     })
                 })
                 .collect();
-            serde_json::json!({"namespace": r.namespace, "name": r.name, "parents": parents})
+            serde_json::json!({"kind": r.kind.api_kind(), "namespace": r.namespace, "name": r.name, "parents": parents})
         })
         .collect()
 }

@@ -214,17 +214,65 @@ pub struct Deployment {
     pub containers: Vec<Container>,
 }
 
-/// A Gateway API `HTTPRoute`, as written: read against the rest of the
-/// model when config and status are made ([`crate::gamma::compile`]),
-/// since whether it is accepted depends on the Services it names.
+/// Which Gateway API route kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum RouteKind {
+    Http,
+    Grpc,
+}
+
+impl RouteKind {
+    /// The kind as the API spells it.
+    pub fn api_kind(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+        }
+    }
+
+    /// The prefix of its proxy resources' names.
+    pub fn resource_prefix(self) -> &'static str {
+        match self {
+            RouteKind::Http => "httproute",
+            RouteKind::Grpc => "grpcroute",
+        }
+    }
+}
+
+/// A Gateway API `HTTPRoute` or `GRPCRoute`, as written: read against the
+/// rest of the model when config and status are made
+/// ([`crate::gamma::compile`]), since whether it is accepted depends on
+/// the Services it names.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HttpRoute {
+pub struct Route {
+    pub kind: RouteKind,
     pub name: String,
     pub namespace: String,
     /// `metadata.creationTimestamp` as seconds since the epoch (0 when
     /// absent): the older route wins precedence ties.
     pub created: i64,
     pub spec: serde_json::Value,
+}
+
+impl Route {
+    /// Read against what the controller knows: the model and the status.
+    pub fn compile(&self, refs: &dyn crate::gamma::Refs) -> crate::gamma::Compiled {
+        let f = match self.kind {
+            RouteKind::Http => crate::gamma::compile,
+            RouteKind::Grpc => crate::gamma::compile_grpc,
+        };
+        f(&self.namespace, &self.name, self.created, &self.spec, refs)
+    }
+
+    /// Its proxy resource's name: `httproute/<ns>/<name>` or `grpcroute/...`.
+    pub fn resource_name(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.kind.resource_prefix(),
+            self.namespace,
+            self.name
+        )
+    }
 }
 
 /// A Gateway API `Gateway`. Of those, quicmesh serves the ones of class
@@ -247,7 +295,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Deployment(Deployment),
     AuthorizationPolicy(AuthorizationPolicy),
-    HttpRoute(HttpRoute),
+    Route(Route),
     Gateway(Gateway),
 }
 
@@ -261,7 +309,17 @@ pub enum Kind {
     Deployment,
     AuthorizationPolicy,
     HttpRoute,
+    GrpcRoute,
     Gateway,
+}
+
+impl From<RouteKind> for Kind {
+    fn from(k: RouteKind) -> Self {
+        match k {
+            RouteKind::Http => Kind::HttpRoute,
+            RouteKind::Grpc => Kind::GrpcRoute,
+        }
+    }
 }
 
 /// (kind, namespace ("" for cluster-scoped), name)
@@ -284,7 +342,7 @@ impl Object {
             Object::AuthorizationPolicy(o) => {
                 (Kind::AuthorizationPolicy, o.namespace.as_str(), &o.name)
             }
-            Object::HttpRoute(o) => (Kind::HttpRoute, o.namespace.as_str(), &o.name),
+            Object::Route(o) => (o.kind.into(), o.namespace.as_str(), &o.name),
             Object::Gateway(o) => (Kind::Gateway, o.namespace.as_str(), &o.name),
         };
         Key {

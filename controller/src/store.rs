@@ -39,16 +39,11 @@ fn report_policy(r: &Resource) {
 /// Says, once per change touching it, what keeps an HTTPRoute (or some of
 /// its backends) from being used: the status conditions that are false.
 fn report_route(index: &Index, name: &str) {
-    let Some((ns, route)) = name
-        .strip_prefix("httproute/")
-        .and_then(|r| r.split_once('/'))
-    else {
+    let Some(r) = index.route_by_resource(name) else {
         return;
     };
-    let Some(r) = index.http_route(ns, route) else {
-        return;
-    };
-    let compiled = crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, index);
+    let (ns, route) = (&r.namespace, &r.name);
+    let compiled = r.compile(index);
     for ((pns, pname, port), conditions) in &compiled.parents {
         for c in conditions.iter().filter(|c| !c.status) {
             tracing::warn!(
@@ -57,7 +52,8 @@ fn report_route(index: &Index, name: &str) {
                 condition = c.kind,
                 reason = c.reason,
                 message = %c.message,
-                "HTTPRoute not fully usable"
+                kind = r.kind.api_kind(),
+                "route not fully usable"
             );
         }
     }

@@ -10,7 +10,7 @@ use quicmesh_proto::config::{
     Waypoint, Workload,
 };
 
-use crate::index::{authorization_name, route_name, service_name, workload_name, Index};
+use crate::index::{authorization_name, service_name, workload_name, Index};
 use crate::model::{self, selects, PolicyTarget, TargetPort};
 
 /// Mesh-wide settings translation needs.
@@ -42,9 +42,8 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     } else if let Some(rest) = name.strip_prefix("authorization/") {
         let (ns, policy) = rest.split_once('/')?;
         resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
-    } else if let Some(rest) = name.strip_prefix("httproute/") {
-        let (ns, route) = rest.split_once('/')?;
-        resource::Kind::HttpRoute(http_route(index, index.http_route(ns, route)?)?)
+    } else if let Some(route) = index.route_by_resource(name) {
+        resource::Kind::HttpRoute(http_route(index, route)?)
     } else {
         return None;
     };
@@ -70,11 +69,7 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
                 .policies()
                 .map(|p| authorization_name(&p.namespace, &p.name)),
         )
-        .chain(
-            index
-                .http_routes()
-                .map(|r| route_name(&r.namespace, &r.name)),
-        );
+        .chain(index.routes().map(model::Route::resource_name));
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()
@@ -82,8 +77,8 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
 
 /// An HTTPRoute for the waypoints, with the parents that accepted it; None
 /// when no parent did (it goes nowhere; its status says why).
-fn http_route(index: &Index, r: &model::HttpRoute) -> Option<quicmesh_proto::config::HttpRoute> {
-    let compiled = crate::gamma::compile(&r.namespace, &r.name, r.created, &r.spec, index);
+fn http_route(index: &Index, r: &model::Route) -> Option<quicmesh_proto::config::HttpRoute> {
+    let compiled = r.compile(index);
     let route = compiled.route?;
     let parents: Vec<quicmesh_core::route::wire::Parent> = compiled
         .parents
@@ -460,7 +455,8 @@ mod tests {
     #[test]
     fn accepted_http_routes_go_to_waypoints_and_follow_their_parent() {
         let mut ix = index();
-        let route = Object::HttpRoute(model::HttpRoute {
+        let route = Object::Route(model::Route {
+            kind: RouteKind::Http,
             name: "split".into(),
             namespace: "shop".into(),
             created: 7,

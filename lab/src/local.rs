@@ -713,7 +713,7 @@ impl Cluster {
                     "metadata": {"name": p.name, "namespace": p.namespace}, "spec": p.spec})),
                 Object::Gateway(g) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "Gateway",
                     "metadata": {"name": g.name, "namespace": g.namespace, "labels": g.labels}, "spec": {"gatewayClassName": g.class}})),
-                Object::HttpRoute(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "HTTPRoute",
+                Object::Route(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": r.kind.api_kind(),
                     "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 _ => {}
             }

@@ -585,8 +585,9 @@ async fn pods_outside_ambient_namespaces_are_not_captured_and_bad_manifests_are_
     let log = std::fs::read_to_string(cluster.controller_log()).unwrap();
     for reason in ["UnsupportedValue", "BackendNotFound"] {
         assert!(
-            log.lines()
-                .any(|l| l.contains("HTTPRoute not fully usable") && l.contains(reason)),
+            log.lines().any(|l| l.contains("route not fully usable")
+                && l.contains("kind=\"HTTPRoute\"")
+                && l.contains(reason)),
             "no log line for {reason}"
         );
     }

@@ -245,3 +245,164 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
         "{log}"
     );
 }
+
+const GRPC: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {quicmesh.io/dataplane-mode: ambient, quicmesh.io/use-waypoint: waypoint}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart-v1, namespace: shop}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: cart, version: v1}}
+    spec:
+      serviceAccountName: cart
+      containers:
+      - name: cart
+        command: ["python3", "grpc_echo.py"]
+        ports: [{name: grpc, containerPort: 9090}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart-v2, namespace: shop}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: cart, version: v2}}
+    spec:
+      serviceAccountName: cart
+      containers:
+      - name: cart
+        command: ["python3", "grpc_echo.py"]
+        ports: [{name: grpc, containerPort: 9090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec:
+  selector: {app: cart}
+  ports: [{name: grpc, port: 9090, targetPort: grpc}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-v1, namespace: shop}
+spec:
+  selector: {app: cart, version: v1}
+  ports: [{name: grpc, port: 9090, targetPort: grpc}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-v2, namespace: shop}
+spec:
+  selector: {app: cart, version: v2}
+  ports: [{name: grpc, port: 9090, targetPort: grpc}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: cart, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart, port: 9090}]
+  rules:
+  - matches: [{method: {service: shop.Cart, method: Checkout}}]
+    backendRefs: [{name: cart-v2, port: 9090}]
+  - matches: [{headers: [{name: x-canary, value: "yes"}]}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-canary, value: routed}]}
+    backendRefs: [{name: cart-v2, port: 9090}]
+  - backendRefs: [{name: cart-v1, port: 9090}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: cart, port: 9090}]
+  rules:
+  - matches: [{method: {service: "shop/Cart"}}]
+    backendRefs: [{name: cart-v2, port: 9090}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_routed_by_grpc_routes() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/python/grpc_echo.py"),
+        d.join("grpc_echo.py"),
+    )
+    .unwrap();
+    std::fs::write(d.join("shop.yaml"), GRPC).unwrap();
+    std::fs::write(d.join("front.yaml"), FRONT).unwrap();
+    let cluster = Cluster::up(LocalSpec::new(Path::new(d), 2)).await.unwrap();
+    let target = SocketAddr::new(cluster.vip("shop", "cart"), 9090).to_string();
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/python/grpc_call.py");
+    let call = |args: &[&str]| {
+        let argv: Vec<&str> = ["python3", client, target.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        cluster
+            .lab
+            .exec_timeout(
+                &cluster.pod("front", "client").netns,
+                &argv,
+                Duration::from_secs(60),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .map_err(|e| format!("{e:#}"))
+    };
+    // The first calls may race the waypoint's first config: retry briefly.
+    let mut out = Err(String::new());
+    let ok = eventually(Duration::from_secs(20), || {
+        out = call(&["/shop.Cart/Checkout", "/shop.Cart/List"]);
+        std::future::ready(out.is_ok())
+    })
+    .await;
+    assert!(ok, "{out:?}\n{}", cluster.pod_log("shop", "waypoint-0"));
+    let lines: Vec<String> = out.unwrap().lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "cart-v2-0 /shop.Cart/Checkout hi canary=",
+            "cart-v1-0 /shop.Cart/List hi canary="
+        ],
+        "method match first, the rest to v1"
+    );
+    // A header match, with its header filter applied.
+    let canary = call(&["--canary", "/shop.Cart/List"]).unwrap();
+    assert_eq!(canary.trim(), "cart-v2-0 /shop.Cart/List hi canary=routed");
+    // The invalid route is refused alone, with the field named.
+    let status = cluster.controller_http("/status").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let route = |name: &str| {
+        v["httpRoutes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "GRPCRoute" && r["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let accepted = &route("cart")["parents"][0]["conditions"][0];
+    assert_eq!(
+        (accepted["type"].as_str(), accepted["status"].as_bool()),
+        (Some("Accepted"), Some(true)),
+        "{status}"
+    );
+    let broken = &route("broken")["parents"][0]["conditions"][0];
+    assert_eq!(broken["status"], false, "{status}");
+    assert_eq!(broken["reason"], "UnsupportedValue", "{status}");
+    assert!(
+        broken["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.rules[0].matches[0].method.service"),
+        "{status}"
+    );
+}

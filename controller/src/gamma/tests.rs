@@ -348,3 +348,57 @@ fn a_route_in_another_namespace_than_its_parent_is_not_accepted_yet() {
     assert_eq!(c.parents[0].1[0].reason, "UnsupportedValue");
     assert!(c.parents[0].1[0].message.contains("consumer routes"));
 }
+
+#[test]
+fn grpc_routes_match_methods_as_paths_and_refuse_http_only_fields() {
+    let c = compile_grpc(
+        "store",
+        "cart",
+        5,
+        &json!({
+            "parentRefs": parent(),
+            "rules": [
+                {"matches": [{"method": {"service": "shop.Cart", "method": "Checkout"}},
+                             {"headers": [{"name": "x-canary", "value": "yes"}]}],
+                 "backendRefs": [{"name": "shop-v2", "port": 80}]},
+                {"backendRefs": [{"name": "shop-v1", "port": 80}]}
+            ]
+        }),
+        &known(),
+    );
+    assert_eq!(
+        conditions(&c),
+        [
+            ("Accepted", true, "Accepted"),
+            ("ResolvedRefs", true, "ResolvedRefs")
+        ]
+    );
+    let r = c.route.unwrap();
+    assert_eq!(
+        r.rules[0].matches[0].path,
+        PathMatch::exact("/shop.Cart/Checkout").unwrap()
+    );
+    assert_eq!(r.rules[0].matches[1].path, PathMatch::prefix("/").unwrap());
+    assert_eq!(r.rules[0].matches[1].headers.len(), 1);
+    // HTTPRoute's fields are not GRPCRoute's: refused by name.
+    for (spec, field) in [
+        (
+            json!({"parentRefs": parent(), "rules": [{"timeouts": {"request": "1s"}}]}),
+            "spec.rules[0]",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"matches": [{"path": {"value": "/x"}}]}]}),
+            "spec.rules[0].matches[0]",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"matches": [{"method": {"method": "a-b"}}]}]}),
+            "spec.rules[0].matches[0].method.method",
+        ),
+    ] {
+        let c = compile_grpc("store", "bad", 0, &spec, &known());
+        assert!(c.route.is_none());
+        let cond = &c.parents[0].1[0];
+        assert_eq!((cond.status, cond.reason), (false, "UnsupportedValue"));
+        assert!(cond.message.starts_with(field), "{}", cond.message);
+    }
+}

@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 9] = [
+pub const KINDS: [Kind; 10] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -26,6 +26,7 @@ pub const KINDS: [Kind; 9] = [
     Kind::Deployment,
     Kind::AuthorizationPolicy,
     Kind::HttpRoute,
+    Kind::GrpcRoute,
     Kind::Gateway,
 ];
 

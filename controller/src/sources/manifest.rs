@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -56,6 +56,7 @@ pub const KINDS: [&str; 9] = [
     "Deployment",
     "AuthorizationPolicy",
     "HTTPRoute",
+    "GRPCRoute",
     "Gateway",
 ];
 
@@ -284,7 +285,7 @@ impl Doc<'_> {
                 ));
             }
         }
-        if kind == "HTTPRoute" || kind == "Gateway" {
+        if ["HTTPRoute", "GRPCRoute", "Gateway"].contains(&kind.as_str()) {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(GATEWAY_GROUP) {
                 return Ok(None);
@@ -321,7 +322,12 @@ impl Doc<'_> {
                 Some(reason) => crate::policy::compile_failed(&namespace, &name, reason),
                 None => self.policy(v, name, namespace),
             }),
-            "HTTPRoute" => Object::HttpRoute(HttpRoute {
+            "HTTPRoute" | "GRPCRoute" => Object::Route(Route {
+                kind: if kind == "HTTPRoute" {
+                    RouteKind::Http
+                } else {
+                    RouteKind::Grpc
+                },
                 name,
                 namespace,
                 created: self.timestamp(v, "metadata.creationTimestamp")?,
@@ -690,7 +696,7 @@ kind: HTTPRoute
 metadata: {name: r2, namespace: shop, creationTimestamp: yesterday}
 "#;
         let f = parse_file(docs, "routes.yaml").unwrap();
-        let Ok(Some(Object::HttpRoute(r))) = &f.docs[0] else {
+        let Ok(Some(Object::Route(r))) = &f.docs[0] else {
             panic!("{:?}", f.docs[0])
         };
         assert_eq!(
