@@ -245,6 +245,7 @@ impl<D: Directory> Waypoint<D> {
         // The client's hop-by-hop headers go first, so that what the
         // rule's filters set cannot be removed through `Connection`.
         strip_hop_by_hop(req.headers_mut());
+        vouch_for_source(req.headers_mut(), &self.identity, &conn.peer);
         // Routes match the canonical path, and the backend gets that path:
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
@@ -366,6 +367,20 @@ struct RequestLog {
     route: String,
     upstream: String,
     flag: &'static str,
+}
+
+/// The header in which the waypoint tells the destination who the client
+/// was (Envoy's format, which Istio users' apps already read): `By=` the
+/// waypoint, `URI=` the source's SPIFFE ID, proven by its certificate. A
+/// client's own copy is removed first: only the waypoint's reaches the app.
+pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
+
+fn vouch_for_source(headers: &mut http::HeaderMap, waypoint: &SpiffeId, source: &SpiffeId) {
+    headers.remove(FORWARDED_CLIENT_CERT);
+    // SPIFFE IDs are printable ASCII without `;`, `,` or `"`.
+    if let Ok(v) = http::HeaderValue::from_str(&format!("By={waypoint};URI={source}")) {
+        headers.insert(FORWARDED_CLIENT_CERT, v);
+    }
 }
 
 /// The rule for a Service without routes: all of it to the Service.

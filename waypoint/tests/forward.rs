@@ -76,6 +76,16 @@ async fn app(name: &'static str, addr: SocketAddr) {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
                     move |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path().ends_with("/xfcc") {
+                            let v = req
+                                .headers()
+                                .get_all("x-forwarded-client-cert")
+                                .iter()
+                                .map(|v| v.to_str().unwrap().to_string())
+                                .collect::<Vec<_>>()
+                                .join(" | ");
+                            return Ok(http::Response::new(Full::new(Bytes::from(v))));
+                        }
                         if req.uri().path() == "/slow" {
                             tokio::time::sleep(Duration::from_secs(5)).await;
                         }
@@ -611,6 +621,20 @@ async fn hop_by_hop_headers_stop_at_the_waypoint() {
     assert_eq!(
         (status, body.as_str()),
         (200, "v1 GET /inner/h host=rewritten.example x-added=")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destination_learns_the_source_from_the_waypoint_only() {
+    let s = setup(11).await;
+    let mut c = s.http1().await;
+    let forged = "By=spiffe://cluster.local/ns/x/sa/y;URI=spiffe://cluster.local/ns/bank/sa/admin";
+    let (status, _, body) = get(&mut c, "/api/xfcc", &[("x-forwarded-client-cert", forged)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        format!("By={};URI={}", id("ns/shop/sa/waypoint"), s.client_svid.id),
+        "exactly one header, the waypoint's"
     );
 }
 
