@@ -158,7 +158,9 @@ pub async fn print_status() -> Result<bool> {
             p["node"].as_str().unwrap_or("?"),
             p["ip"].as_str().unwrap_or("?"),
             p["identity"].as_str().unwrap_or("?"),
-            if p["in_mesh"].as_bool() == Some(true) {
+            if p["waypoint"].as_bool() == Some(true) {
+                "  (waypoint)"
+            } else if p["in_mesh"].as_bool() == Some(true) {
                 ""
             } else {
                 "  (not in the mesh)"
@@ -177,11 +179,81 @@ pub async fn print_status() -> Result<bool> {
             s["vip"].as_str().unwrap_or("?")
         );
     }
+    let conditions = |c: &serde_json::Value| {
+        c.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let mut s = format!(
+                    "{}={} ({})",
+                    c["type"].as_str().unwrap_or("?"),
+                    c["status"],
+                    c["reason"].as_str().unwrap_or("?")
+                );
+                if let Some(m) = c["message"].as_str().filter(|m| !m.is_empty()) {
+                    s.push_str(&format!(": {m}"));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let waypoints = v["controller"]["waypoints"].as_array();
+    if waypoints.is_some_and(|w| !w.is_empty()) {
+        println!("waypoints (Gateway, class quicmesh-waypoint):");
+    }
+    for w in waypoints.into_iter().flatten() {
+        println!(
+            "  {:<28} {}",
+            format!(
+                "{}/{}",
+                w["namespace"].as_str().unwrap_or("?"),
+                w["name"].as_str().unwrap_or("?")
+            ),
+            conditions(&w["conditions"]),
+        );
+    }
+    let routes = v["controller"]["httpRoutes"].as_array();
+    if routes.is_some_and(|r| !r.is_empty()) {
+        println!("HTTPRoutes:");
+    }
+    for r in routes.into_iter().flatten() {
+        for parent in r["parents"].as_array().into_iter().flatten() {
+            let p = &parent["parentRef"];
+            println!(
+                "  {:<28} -> Service {}/{}{}  {}",
+                format!(
+                    "{}/{}",
+                    r["namespace"].as_str().unwrap_or("?"),
+                    r["name"].as_str().unwrap_or("?")
+                ),
+                p["namespace"].as_str().unwrap_or("?"),
+                p["name"].as_str().unwrap_or("?"),
+                p["port"]
+                    .as_u64()
+                    .map(|p| format!(":{p}"))
+                    .unwrap_or_default(),
+                conditions(&parent["conditions"])
+            );
+        }
+    }
     for e in v["errors"].as_array().into_iter().flatten() {
         println!("manifest error: {}", e.as_str().unwrap_or("?"));
     }
     println!("logs: {}", dir().display());
     Ok(true)
+}
+
+/// `key="value"` or `key=value` from a log line.
+fn log_field(line: &str, key: &str) -> String {
+    let Some(start) = line.find(&format!(" {key}=")) else {
+        return "?".into();
+    };
+    let rest = &line[start + key.len() + 2..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next().unwrap_or("?").to_string(),
+        None => rest.split_whitespace().next().unwrap_or("?").to_string(),
+    }
 }
 
 /// The latest tunnelled connection each ztunnel logged, with both identities.
@@ -192,25 +264,57 @@ fn print_traffic() {
         let Ok(log) = std::fs::read_to_string(dir().join(format!("ztunnel-n{n}.log"))) else {
             break;
         };
+        for path in ["tunnel", "waypoint"] {
+            let Some(line) = log.lines().rev().find(|l| {
+                l.contains("connection complete") && l.contains(&format!("path=\"{path}\""))
+            }) else {
+                continue;
+            };
+            let field = |key: &str| log_field(line, key);
+            let hop = if path == "waypoint" {
+                format!("{} through its waypoint", field("dst.original"))
+            } else {
+                field("dst.original")
+            };
+            println!(
+                "  node{n}: {} -> {} ({hop}, via QUIC/HTTP3 CONNECT to {})",
+                field("src.identity"),
+                field("dst.identity"),
+                field("dst.addr")
+            );
+            any = true;
+        }
+    }
+    // The latest request each waypoint routed.
+    let Ok(entries) = std::fs::read_dir(dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pod) = name
+            .strip_prefix("pod-")
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        let Ok(log) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
         if let Some(line) = log
             .lines()
             .rev()
-            .find(|l| l.contains("connection complete") && l.contains("path=\"tunnel\""))
+            .find(|l| l.contains(" request ") || l.ends_with(" request"))
+            .filter(|l| l.contains("route="))
         {
-            let field = |key: &str| {
-                line.split_whitespace()
-                    .find_map(|kv| {
-                        kv.strip_prefix(&format!("{key}="))
-                            .map(|v| v.trim_matches('"').to_string())
-                    })
-                    .unwrap_or_else(|| "?".into())
-            };
+            let field = |key: &str| log_field(line, key);
             println!(
-                "  node{n}: {} -> {} ({} via QUIC/HTTP3 CONNECT to {})",
+                "  waypoint {pod}: {} {} {} -> route {} -> {} (HTTP {})",
                 field("src.identity"),
-                field("dst.identity"),
-                field("dst.original"),
-                field("dst.addr")
+                field("method"),
+                field("path"),
+                field("route"),
+                field("upstream"),
+                field("status")
             );
             any = true;
         }

@@ -835,7 +835,7 @@ impl Cluster {
             .map(|p| {
                 json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
                     "identity": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", p.namespace, p.service_account),
-                    "in_mesh": p.enrolled, "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some()})
+                    "in_mesh": p.enrolled, "waypoint": p.labels.contains_key(waypoint::GATEWAY_NAME_LABEL), "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some()})
             })
             .collect();
         let services: Vec<_> = self

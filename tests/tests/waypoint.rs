@@ -121,7 +121,11 @@ async fn start() -> (Cluster, tempfile::TempDir) {
 
 /// curl in the client pod; its stdout, or why it failed.
 fn curl(cluster: &Cluster, args: &[&str]) -> Result<String, String> {
-    let netns = &cluster.pod("front", "client").netns;
+    curl_from(cluster, "client", args)
+}
+
+fn curl_from(cluster: &Cluster, pod: &str, args: &[&str]) -> Result<String, String> {
+    let netns = &cluster.pod("front", pod).netns;
     let argv: Vec<&str> = ["curl", "-sS", "--max-time", "20"]
         .into_iter()
         .chain(args.iter().copied())
@@ -405,4 +409,34 @@ async fn grpc_calls_are_routed_by_grpc_routes() {
             .contains("spec.rules[0].matches[0].method.service"),
         "{status}"
     );
+}
+
+/// `quicmesh local up -f examples/waypoint` as a user runs it: the header
+/// route and the canary split work, and the route's status is good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waypoint_example_routes_as_documented() {
+    require_root();
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/waypoint"));
+    let cluster = Cluster::up(LocalSpec::new(dir, 2)).await.unwrap();
+    let canary = eventually(Duration::from_secs(20), || async {
+        curl_from(
+            &cluster,
+            "client-0",
+            &["-H", "x-canary: yes", "http://web.shop/"],
+        )
+        .is_ok_and(|b| b.trim() == "hello from shop/web-v2-0")
+    })
+    .await;
+    assert!(canary, "{}", cluster.pod_log("shop", "waypoint-0"));
+    let out = curl_from(&cluster, "client-0", &["http://web.shop/[1-200]"]).unwrap();
+    let v1 = out.matches("hello from shop/web-v1-0").count();
+    let v2 = out.matches("hello from shop/web-v2-0").count();
+    // Binomial(200, 0.1): mean 20, sd 4.2; ±5 sd.
+    assert_eq!(v1 + v2, 200, "{out}");
+    assert!((1..=41).contains(&v2), "v1 {v1}, v2 {v2}");
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.controller_http("/status").await.unwrap()).unwrap();
+    let conditions = &status["httpRoutes"][0]["parents"][0]["conditions"];
+    assert_eq!(conditions[0]["status"], true, "{status}");
+    assert_eq!(conditions[1]["status"], true, "{status}");
 }

@@ -191,13 +191,20 @@ async fn tunnel(
         }
     };
     let t = tunnel.pump(tcp, CancellationToken::new()).await;
+    // Through a waypoint the authority is the original destination; the
+    // log names where the tunnel went.
+    let via = if to.kind == "waypoint" {
+        key.addr
+    } else {
+        to.authority
+    };
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,
         dst.identity = %to.identity,
         dst.workload = %to.name,
         src.addr = %peer,
-        dst.addr = %to.authority,
+        dst.addr = %via,
         dst.original = %dst,
         path = if to.kind == "waypoint" { "waypoint" } else { "tunnel" },
         bytes_sent = t.sent,
