@@ -31,8 +31,16 @@ const DB_0: &str = "c4d5e6f7-0819-4a2b-bc3d-4e5f60718203";
 /// Where AuthorizationPolicies are listed and watched (all namespaces).
 const POLICIES: &str = "/apis/quicmesh.io/v1alpha1/authorizationpolicies";
 
-/// What `run` lists, by path, and the recorded answers.
-const LISTS: [(&str, &str); 6] = [
+/// Where the Gateway API kinds are listed and watched.
+const GATEWAY_API: [&str; 3] = [
+    "/apis/gateway.networking.k8s.io/v1/gateways",
+    "/apis/gateway.networking.k8s.io/v1/httproutes",
+    "/apis/gateway.networking.k8s.io/v1/grpcroutes",
+];
+
+/// What `run` lists, by path, and the answers (in a real API server's
+/// format; the Gateway API ones written by hand in that format).
+const LISTS: [(&str, &str); 9] = [
     ("/api/v1/namespaces", "namespaces-list.json"),
     ("/api/v1/pods", "pods-list.json"),
     ("/api/v1/services", "services-list.json"),
@@ -42,6 +50,9 @@ const LISTS: [(&str, &str); 6] = [
     ),
     ("/api/v1/serviceaccounts", "serviceaccounts-list.json"),
     (POLICIES, "authorizationpolicies-list.json"),
+    (GATEWAY_API[0], "gateways-list.json"),
+    (GATEWAY_API[1], "httproutes-list.json"),
+    (GATEWAY_API[2], "grpcroutes-list.json"),
 ];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -415,7 +426,7 @@ async fn run_watches_every_kind() {
         assert_eq!(store.pending_sources(), kinds);
         let task = tokio::spawn(source);
 
-        // Six lists, then six watches (held open), in whatever order.
+        // A list per kind, then a watch per kind (held open), in whatever order.
         let _held = api
             .serve_run(recorded_list, |watched| watched.len() == LISTS.len())
             .await;
@@ -466,13 +477,23 @@ async fn run_watches_every_kind() {
             &workload(DB_0),
             "authorization/shop/db-allow-batch",
             "authorization/shop/web-allow-frontend",
+            "httproute/shop/web-split",
+            "grpcroute/shop/db-methods",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
                 "{want} missing from {names:?}"
             );
         }
-        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
+        // The waypoint Gateway is ours; another class's is not.
+        let waypoints: Vec<String> = store.with_index(|ix| {
+            quicmesh_controller::waypoint::all(ix)
+                .iter()
+                .map(|w| format!("{}/{}:{}", w.namespace, w.name, w.implied))
+                .collect()
+        });
+        assert_eq!(waypoints, ["shop/waypoint:false"]);
         task.abort();
     })
     .await;
@@ -697,6 +718,33 @@ async fn token_review_unauthenticated() {
             e.contains("not authenticated") && e.contains("has expired"),
             "{e}"
         );
+    })
+    .await;
+}
+
+/// A cluster without the Gateway API CRDs: those three kinds answer 404,
+/// which is a full view of none; config is not held back for them.
+#[tokio::test]
+async fn missing_gateway_api_crds_do_not_hold_config() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = tokio::spawn(run(client, store.clone()));
+        let _held = api
+            .serve_run(
+                |path| {
+                    if GATEWAY_API.contains(&path) {
+                        (StatusCode::NOT_FOUND, "not-found.txt")
+                    } else {
+                        recorded_list(path)
+                    }
+                },
+                |watched| watched.len() == LISTS.len() - GATEWAY_API.len(),
+            )
+            .await;
+        synced(&store).await;
+        assert!(store.with_index(|ix| ix.routes().next().is_none()));
+        task.abort();
     })
     .await;
 }

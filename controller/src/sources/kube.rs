@@ -1,7 +1,8 @@
 //! The Kubernetes source: one watcher per kind (Namespace, Pod, Service,
-//! EndpointSlice, ServiceAccount, and quicmesh's own AuthorizationPolicy),
-//! across all namespaces, feeding the [`Store`]; and TokenReview, to learn
-//! who a caller's token belongs to.
+//! EndpointSlice, ServiceAccount, quicmesh's own AuthorizationPolicy, and
+//! the Gateway API's Gateway, HTTPRoute and GRPCRoute), across all
+//! namespaces, feeding the [`Store`]; and TokenReview, to learn who a
+//! caller's token belongs to.
 //!
 //! Each watcher lists, then watches from the list's resourceVersion. A list
 //! (the first one, or a re-list after the API server answered 410 Gone)
@@ -12,10 +13,11 @@
 //!
 //! Each kind is a source of its own for the store's sync gate
 //! ([`Store::expect_sync`], named by [`sync_name`]): synced after its first
-//! successful list. AuthorizationPolicies are also synced by a 404 to their
-//! list (no CRD: there can be none), but not by a 403 or any other error:
-//! policies may exist that the controller cannot see, and serving config
-//! without them would let through what they deny.
+//! successful list. Kinds of custom resources (AuthorizationPolicy, the
+//! Gateway API's) are also synced by a 404 to their list (no CRD: there can
+//! be none), but not by a 403 or any other error: policies may exist that
+//! the controller cannot see, and serving config without them would let
+//! through what they deny.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -56,14 +58,36 @@ const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
 pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmesh.io.yaml";
 
 /// The kinds [`run`] watches.
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 9] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::ServiceAccount,
     Kind::AuthorizationPolicy,
+    Kind::Gateway,
+    Kind::HttpRoute,
+    Kind::GrpcRoute,
 ];
+
+/// Kinds defined by a CRD: a 404 to their list means none can exist.
+fn custom(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::AuthorizationPolicy | Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute
+    )
+}
+
+/// The Gateway API resource of `kind` (gateway.networking.k8s.io/v1).
+fn gateway_api(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
 
 /// The name under which the watcher of `kind` registers with the store's
 /// sync gate (`/status` lists the pending ones), e.g. `kube/Pod`.
@@ -71,7 +95,7 @@ pub fn sync_name(kind: Kind) -> String {
     format!("kube/{kind:?}")
 }
 
-/// Watches the six kinds quicmesh reads, in all namespaces, and feeds
+/// Watches the kinds quicmesh reads ([`KINDS`]), in all namespaces, and feeds
 /// `store`. Runs until cancelled; transient errors are retried with backoff.
 ///
 /// Every kind is registered with the store's sync gate when this is called,
@@ -119,7 +143,25 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
             Kind::ServiceAccount,
             |o| { service_account(o).map(Object::ServiceAccount) }
         ),
-        watch_authorization_policies(client, store),
+        watch_authorization_policies(client.clone(), store.clone()),
+        watch_kind(
+            Api::<DynamicObject>::all_with(client.clone(), &gateway_api("Gateway", "gateways")),
+            store.clone(),
+            Kind::Gateway,
+            |o| gateway(o).map(Object::Gateway),
+        ),
+        watch_kind(
+            Api::<DynamicObject>::all_with(client.clone(), &gateway_api("HTTPRoute", "httproutes")),
+            store.clone(),
+            Kind::HttpRoute,
+            |o| route(model::RouteKind::Http, o).map(Object::Route),
+        ),
+        watch_kind(
+            Api::<DynamicObject>::all_with(client, &gateway_api("GRPCRoute", "grpcroutes")),
+            store,
+            Kind::GrpcRoute,
+            |o| route(model::RouteKind::Grpc, o).map(Object::Route),
+        ),
     )?;
     Ok(())
 }
@@ -208,9 +250,9 @@ where
                         Some(what) => tracing::warn!(?kind, error = %e, "{what}; retrying"),
                         None => tracing::warn!(?kind, error = %e, "watch error; retrying"),
                     }
-                    if !synced && kind == Kind::AuthorizationPolicy && api_status(&e) == Some(404) {
-                        // No CRD, so there is no policy: a full view of
-                        // none. (A 403 is not: policies may exist unseen.)
+                    if !synced && custom(kind) && api_status(&e) == Some(404) {
+                        // No CRD, so there is no such object: a full view
+                        // of none. (A 403 is not: some may exist unseen.)
                         synced = true;
                         store.mark_synced(&source);
                     }
@@ -266,6 +308,11 @@ fn consequence(kind: Kind, e: &watcher::Error, synced: bool) -> Option<String> {
              get, list and watch on them"
                 .to_string(),
         ),
+        (Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute, 404, _) => Some(format!(
+            "the Gateway API CRD for {kind:?} (gateway.networking.k8s.io/v1, standard channel) \
+             is not installed: no waypoint Gateways or routes of that kind are read until it \
+             is (labels still provision waypoints)"
+        )),
         (_, 403, false) => Some(format!(
             "the controller may not list {kind:?} objects: proxies get no config until its \
              ClusterRole grants get, list and watch on them"
@@ -354,6 +401,56 @@ pub fn authorization_policy(o: &DynamicObject) -> Option<model::AuthorizationPol
         Some(spec) => spec,
     };
     Some(policy::compile(namespace, name, spec))
+}
+
+/// `metadata.name` and `metadata.namespace` of a custom resource, or a
+/// warning and None.
+fn dynamic_name(kind: &str, o: &DynamicObject) -> Option<(String, String)> {
+    match (&o.metadata.name, &o.metadata.namespace) {
+        (Some(n), Some(ns)) => Some((n.clone(), ns.clone())),
+        _ => {
+            tracing::warn!(
+                name = o.metadata.name.as_deref().unwrap_or_default(),
+                "skipped a {kind} without a name or namespace"
+            );
+            None
+        }
+    }
+}
+
+pub fn gateway(o: &DynamicObject) -> Option<model::Gateway> {
+    let (name, namespace) = dynamic_name("Gateway", o)?;
+    let Some(class) = o
+        .data
+        .pointer("/spec/gatewayClassName")
+        .and_then(Value::as_str)
+    else {
+        tracing::warn!(gateway = %format!("{namespace}/{name}"), "skipped a Gateway without spec.gatewayClassName");
+        return None;
+    };
+    Some(model::Gateway {
+        name,
+        namespace,
+        class: class.to_string(),
+        labels: o.metadata.labels.clone().unwrap_or_default(),
+    })
+}
+
+/// An HTTPRoute or GRPCRoute as written: its spec is read (and refused
+/// with a status, never dropped) by [`crate::gamma`].
+pub fn route(kind: model::RouteKind, o: &DynamicObject) -> Option<model::Route> {
+    let (name, namespace) = dynamic_name(kind.api_kind(), o)?;
+    Some(model::Route {
+        kind,
+        name,
+        namespace,
+        created: o
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+        spec: o.data.get("spec").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 pub fn service_account(sa: &core::ServiceAccount) -> Option<model::ServiceAccount> {
