@@ -279,6 +279,10 @@ fn backend_problem(
     }
 }
 
+/// Retries per request at most (each is also subject to the route's
+/// retry budget at the waypoint).
+pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+
 fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule, String> {
     let matches = rule
         .matches
@@ -305,9 +309,6 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule,
     });
     if prefix_rewrite && !(matches.len() == 1 && matches!(matches[0].path, PathMatch::Prefix(_))) {
         return Err("filters: ReplacePrefixMatch needs exactly one PathPrefix match".into());
-    }
-    if rule.retry.is_some() {
-        return Err("retry: not implemented by the waypoint yet".into());
     }
     if filters.iter().any(|f| matches!(f, Filter::Mirror(_))) {
         return Err("filters: RequestMirror is not implemented by the waypoint yet".into());
@@ -365,6 +366,9 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule,
         Some(rt) => {
             if let Some(c) = rt.codes.iter().find(|c| !(500..=599).contains(*c)) {
                 return Err(format!("retry.codes: {c} is not a 5xx code"));
+            }
+            if let Some(n) = rt.attempts.filter(|n| *n > MAX_RETRY_ATTEMPTS) {
+                return Err(format!("retry.attempts: {n} is over {MAX_RETRY_ATTEMPTS}"));
             }
             Some(r::Retry {
                 codes: rt.codes.clone(),

@@ -14,7 +14,8 @@
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
 //! - [`response`]: every failure turned into a status and a response flag;
-//! - [`metrics`]: requests by Service, status and flag;
+//! - [`retry`]: retry budgets, so retries cannot multiply a route's load;
+//! - [`metrics`]: requests by Service, status and flag; retries;
 //! - [`app`]: the binary's wiring (identity, tunnel server, config stream,
 //!   metrics and admin endpoints, drain).
 
@@ -23,4 +24,5 @@ pub mod config;
 pub mod metrics;
 pub mod proxy;
 pub mod response;
+pub mod retry;
 pub mod upstream;

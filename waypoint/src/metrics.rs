@@ -17,9 +17,18 @@ pub struct RequestLabels {
     pub flag: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// `namespace/name` of the route (bounded by the config).
+    pub route: String,
+    /// `retried`, or `budget_exhausted` (a retry the budget refused).
+    pub result: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
     pub requests: Family<RequestLabels, Counter>,
+    pub retries: Family<RetryLabels, Counter>,
     /// Tunnelled connections being served as HTTP.
     pub connections: Gauge,
 }
@@ -32,10 +41,24 @@ impl RequestMetrics {
             self.requests.clone(),
         );
         reg.register(
+            "waypoint_retries",
+            "Retries of requests to backends by route: sent, or refused by the route's retry budget",
+            self.retries.clone(),
+        );
+        reg.register(
             "waypoint_downstream_connections",
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
         );
+    }
+
+    pub fn retried(&self, route: &str, result: &str) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                route: route.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn request(&self, service: String, code: u16, flag: &str) {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
+use crate::retry::Budgets;
 use crate::upstream::{Endpoint, Upstreams, Version};
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable, Rule,
@@ -95,6 +96,7 @@ pub struct Waypoint<D> {
     /// Cancelled to drain: connections take no new requests.
     drain: CancellationToken,
     pub metrics: RequestMetrics,
+    budgets: Budgets,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -117,6 +119,7 @@ impl<D: Directory> Waypoint<D> {
             requests: Default::default(),
             drain: CancellationToken::new(),
             metrics: RequestMetrics::default(),
+            budgets: Budgets::default(),
         })
     }
 
@@ -230,6 +233,7 @@ impl<D: Directory> Waypoint<D> {
             route = log.route,
             upstream = log.upstream,
             flag = log.flag,
+            retries = log.retries,
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
         );
@@ -306,53 +310,131 @@ impl<D: Directory> Waypoint<D> {
                 _ => {}
             }
         }
-        let endpoints = self.directory.endpoints(&backend.target);
-        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let version_in = req.version();
         let n = self
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % FORGET_EVERY == FORGET_EVERY - 1 {
             self.balancer.forget_idle(Instant::now());
+            self.budgets.forget_idle(Instant::now());
         }
-        let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
-            Failure::NoHealthyEndpoint(format!(
-                "{}/{}:{}",
-                backend.target.namespace, backend.target.name, backend.target.port
-            ))
-        })?;
-        let ep = &endpoints[i];
-        log.upstream = ep.addr.to_string();
-        let version = ep.protocol.version(req.version());
-        prepare_upstream(&mut req, version);
-        let send = self.upstreams.send(ep, version, req);
-        // Without retries one attempt is the whole request: the tighter
-        // of the two bounds applies.
-        let bound = match (rule.timeouts.request, rule.timeouts.backend_request) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let sent = match bound {
-            Some(t) => tokio::time::timeout(t, send)
-                .await
-                .unwrap_or(Err(Failure::Timeout(t))),
-            None => send.await,
-        };
-        let resp = match sent {
-            Ok(r) => r,
-            Err(f) => {
-                pending.fail();
-                return Err(f);
+        // With retries, a request whose body is small and complete is kept
+        // to be sent again; any other is sent once.
+        let retry = rule.retry.as_ref().filter(|_| replayable(&req));
+        let (parts, body) = req.into_parts();
+        let (body, kept) = match retry {
+            Some(_) => {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|e| Failure::UpstreamReset(format!("reading the request body: {e}")))?
+                    .to_bytes();
+                (text(bytes.clone()), Some(bytes))
             }
+            None => (body.boxed(), None),
         };
-        // The response head is the latency sample; a 5xx or a failure above
-        // is charged as a slow answer (a cancelled request, dropped with
-        // `pending`, is not charged).
-        if resp.status().is_server_error() {
-            pending.fail();
-        } else {
-            pending.done();
+        let mut req = Request::from_parts(parts, body);
+        let route_name = log.route.clone();
+        let budget = retry.map(|_| self.budgets.of(&route_name));
+        if let Some(b) = &budget {
+            b.deposit(Instant::now());
         }
-        let mut resp = resp.map(|b| b.boxed());
+        // `timeouts.request` bounds every attempt together; each attempt
+        // is bounded by `backendRequest` too.
+        let deadline = rule.timeouts.request.map(|t| (Instant::now() + t, t));
+        let mut attempt = 0u32;
+        loop {
+            let endpoints = self.directory.endpoints(&backend.target);
+            let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+            let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
+                Failure::NoHealthyEndpoint(format!(
+                    "{}/{}:{}",
+                    backend.target.namespace, backend.target.name, backend.target.port
+                ))
+            })?;
+            let ep = &endpoints[i];
+            log.upstream = ep.addr.to_string();
+            let version = ep.protocol.version(version_in);
+            prepare_upstream(&mut req, version);
+            // What is sent again if this attempt fails.
+            let again = kept.as_ref().map(|bytes| {
+                let mut r = Request::new(text(bytes.clone()));
+                *r.method_mut() = req.method().clone();
+                *r.uri_mut() = req.uri().clone();
+                *r.version_mut() = req.version();
+                *r.headers_mut() = req.headers().clone();
+                r
+            });
+            let bound = match (deadline, rule.timeouts.backend_request) {
+                (Some((at, whole)), Some(b)) => Some(
+                    b.min(at.saturating_duration_since(Instant::now()))
+                        .min(whole),
+                ),
+                (Some((at, _)), None) => Some(at.saturating_duration_since(Instant::now())),
+                (None, b) => b,
+            };
+            let send = self.upstreams.send(ep, version, req);
+            let sent = match bound {
+                Some(t) => tokio::time::timeout(t, send)
+                    .await
+                    .unwrap_or(Err(Failure::Timeout(rule.timeouts.request.unwrap_or(t)))),
+                None => send.await,
+            };
+            // The response head is the latency sample; a 5xx or a failure
+            // is charged as a slow answer (a cancelled request, dropped
+            // with `pending`, is not charged).
+            let retryable = match &sent {
+                Ok(r) if r.status().is_server_error() => {
+                    pending.fail();
+                    retry.is_some_and(|rt| rt.codes.contains(&r.status().as_u16()))
+                }
+                Ok(_) => {
+                    pending.done();
+                    false
+                }
+                Err(f) => {
+                    pending.fail();
+                    matches!(
+                        f,
+                        Failure::UpstreamConnect(_)
+                            | Failure::UpstreamRefused(_)
+                            | Failure::UpstreamReset(_)
+                    )
+                }
+            };
+            let (Some(rt), Some(next), true) = (retry, again, retryable) else {
+                return self.answer(sent, &response_headers);
+            };
+            if attempt >= rt.attempts {
+                return self.answer(sent, &response_headers);
+            }
+            let pause = rt.backoff * 2u32.saturating_pow(attempt.min(6));
+            let in_time = deadline.is_none_or(|(at, _)| Instant::now() + pause < at);
+            if !in_time {
+                return self.answer(sent, &response_headers);
+            }
+            if !budget.as_ref().is_some_and(|b| b.withdraw(Instant::now())) {
+                self.metrics.retried(&route_name, "budget_exhausted");
+                tracing::debug!(route = %route_name, "retry budget exhausted; answering as is");
+                return self.answer(sent, &response_headers);
+            }
+            self.metrics.retried(&route_name, "retried");
+            attempt += 1;
+            log.retries = attempt;
+            drop(sent);
+            tokio::time::sleep(pause).await;
+            req = next;
+        }
+    }
+
+    /// A backend's answer as the client gets it: hop-by-hop headers out,
+    /// the rule's response header filters applied.
+    fn answer(
+        &self,
+        sent: Result<Response<Incoming>, Failure>,
+        response_headers: &[&quicmesh_core::route::HeaderModifier],
+    ) -> Result<Response<Body>, Failure> {
+        let mut resp = sent?.map(|b| b.boxed());
         strip_hop_by_hop(resp.headers_mut());
         for m in response_headers {
             m.apply(resp.headers_mut());
@@ -361,12 +443,26 @@ impl<D: Directory> Waypoint<D> {
     }
 }
 
+/// Bodies kept for a retry: at most this long.
+pub const MAX_RETRY_BODY: u64 = 64 * 1024;
+
+/// Whether a request can be sent again: no body, or a body of a known
+/// length within [`MAX_RETRY_BODY`] (an HTTP/2 request that ended with its
+/// headers has an exact hint of 0).
+fn replayable(req: &Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    let hint = req.body().size_hint();
+    hint.exact().is_some_and(|n| n <= MAX_RETRY_BODY)
+}
+
 /// What the access log says about a request beyond its head.
 #[derive(Default)]
 struct RequestLog {
     route: String,
     upstream: String,
     flag: &'static str,
+    /// Attempts after the first.
+    retries: u32,
 }
 
 /// The header in which the waypoint tells the destination who the client
@@ -497,7 +593,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 /// Makes a request arriving from a client fit to send to a backend: the
 /// form of the target URI each HTTP version wants (its hop-by-hop headers
 /// were removed on arrival).
-fn prepare_upstream(req: &mut Request<Incoming>, version: Version) {
+fn prepare_upstream(req: &mut Request<Body>, version: Version) {
     match version {
         // HTTP/1.1: origin form; the Host header carries the authority.
         Version::Http1 => {

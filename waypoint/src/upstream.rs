@@ -17,7 +17,7 @@ use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 
-use crate::response::Failure;
+use crate::response::{Body, Failure};
 
 /// Idle HTTP/1.1 connections kept per endpoint.
 const MAX_IDLE_HTTP1: usize = 32;
@@ -69,11 +69,11 @@ pub struct Upstreams {
     certs: Arc<CertManager>,
     /// The waypoint's own identity: every tunnel presents its SVID.
     identity: SpiffeId,
-    http2: Mutex<HashMap<Endpoint, http2::SendRequest<Incoming>>>,
+    http2: Mutex<HashMap<Endpoint, http2::SendRequest<Body>>>,
     /// One HTTP/2 handshake at a time per endpoint: concurrent first
     /// requests wait for it and share the connection.
     connecting: Mutex<HashMap<Endpoint, Arc<tokio::sync::Mutex<()>>>>,
-    http1: Mutex<HashMap<Endpoint, Vec<http1::SendRequest<Incoming>>>>,
+    http1: Mutex<HashMap<Endpoint, Vec<http1::SendRequest<Body>>>>,
 }
 
 /// The HTTP version to speak to a backend.
@@ -100,7 +100,7 @@ impl Upstreams {
         &self,
         ep: &Endpoint,
         version: Version,
-        req: Request<Incoming>,
+        req: Request<Body>,
     ) -> Result<Response<Incoming>, Failure> {
         match version {
             Version::Http2 => {
@@ -112,11 +112,21 @@ impl Upstreams {
                 // reused hands the request back unsent: send it once more
                 // on a new connection (a sent one is never re-sent).
                 let (mut sender, reused) = self.http1_sender(ep).await?;
+                // A request without a body that is safe to repeat may also
+                // go again when the kept connection broke after it was
+                // written (the backend closed it as the request went out):
+                // keep its head.
+                let head = (reused && safe_to_repeat(&req)).then(|| head_of(&req));
                 let resp = match sender.try_send_request(req).await {
                     Ok(r) => r,
-                    Err(mut e) => match e.take_message() {
-                        Some(req) if reused => {
+                    Err(mut e) => match (e.take_message(), head) {
+                        (Some(req), _) if reused => {
                             tracing::debug!(error = %e.into_error(), "kept connection was gone; sending on a new one");
+                            sender = self.new_http1(ep).await?;
+                            sender.send_request(req).await.map_err(Failure::upstream)?
+                        }
+                        (None, Some(req)) => {
+                            tracing::debug!(error = %e.into_error(), "kept connection broke under a request safe to repeat; sending it on a new one");
                             sender = self.new_http1(ep).await?;
                             sender.send_request(req).await.map_err(Failure::upstream)?
                         }
@@ -129,7 +139,7 @@ impl Upstreams {
         }
     }
 
-    fn live_http2(&self, ep: &Endpoint) -> Option<http2::SendRequest<Incoming>> {
+    fn live_http2(&self, ep: &Endpoint) -> Option<http2::SendRequest<Body>> {
         let mut m = self.http2.lock().expect("not poisoned");
         match m.get(ep) {
             Some(s) if !s.is_closed() => Some(s.clone()),
@@ -141,7 +151,7 @@ impl Upstreams {
         }
     }
 
-    async fn http2_sender(&self, ep: &Endpoint) -> Result<http2::SendRequest<Incoming>, Failure> {
+    async fn http2_sender(&self, ep: &Endpoint) -> Result<http2::SendRequest<Body>, Failure> {
         if let Some(s) = self.live_http2(ep) {
             return Ok(s);
         }
@@ -176,7 +186,7 @@ impl Upstreams {
     async fn http1_sender(
         &self,
         ep: &Endpoint,
-    ) -> Result<(http1::SendRequest<Incoming>, bool), Failure> {
+    ) -> Result<(http1::SendRequest<Body>, bool), Failure> {
         {
             let mut idle = self.http1.lock().expect("not poisoned");
             if let Some(list) = idle.get_mut(ep) {
@@ -189,7 +199,7 @@ impl Upstreams {
         Ok((self.new_http1(ep).await?, false))
     }
 
-    async fn new_http1(&self, ep: &Endpoint) -> Result<http1::SendRequest<Incoming>, Failure> {
+    async fn new_http1(&self, ep: &Endpoint) -> Result<http1::SendRequest<Body>, Failure> {
         let io = self.tunnel(ep).await?;
         let (sender, conn) = http1::handshake(io).await.map_err(Failure::upstream)?;
         tokio::spawn(async move {
@@ -202,7 +212,7 @@ impl Upstreams {
 
     /// Keeps an HTTP/1.1 connection for reuse (it is ready again once the
     /// response body has been read).
-    fn put_back(&self, ep: &Endpoint, sender: http1::SendRequest<Incoming>) {
+    fn put_back(&self, ep: &Endpoint, sender: http1::SendRequest<Body>) {
         let mut idle = self.http1.lock().expect("not poisoned");
         let list = idle.entry(ep.clone()).or_default();
         list.retain(|s| !s.is_closed());
@@ -236,4 +246,24 @@ impl Upstreams {
             })?;
         Ok(TokioIo::new(stream.into_io()))
     }
+}
+
+/// GET, HEAD or OPTIONS with an empty body: sending it twice does what
+/// sending it once does (RFC 9110 §9.2.1).
+fn safe_to_repeat(req: &Request<Body>) -> bool {
+    use hyper::body::Body as _;
+    matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) && req.body().size_hint().exact() == Some(0)
+}
+
+/// A copy of a bodiless request.
+fn head_of(req: &Request<Body>) -> Request<Body> {
+    let mut r = Request::new(crate::response::text(""));
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
 }

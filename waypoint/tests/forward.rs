@@ -128,6 +128,41 @@ async fn app(name: &'static str, addr: SocketAddr) {
     });
 }
 
+/// A failing backend: under `/flaky` every fourth request (the 1st, 5th,
+/// ...) answers 503, under `/down` every one; returns the count of
+/// requests it got.
+async fn flaky(addr: SocketAddr) -> Arc<std::sync::atomic::AtomicU64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let hits = Arc::new(AtomicU64::new(0));
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let n = h.fetch_add(1, Ordering::Relaxed) + 1;
+                        let fail = req.uri().path().starts_with("/down") || n % 4 == 1;
+                        let mut r = http::Response::new(Full::new(Bytes::from(if fail {
+                            "failing"
+                        } else {
+                            "flaky ok"
+                        })));
+                        if fail {
+                            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(r) }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    hits
+}
+
 /// An HTTP/1.1 server that answers one request per connection, then
 /// closes it without `Connection: close`.
 async fn closer(addr: SocketAddr) {
@@ -285,6 +320,26 @@ fn routes() -> RouteTable {
             backends: vec![to("closer", 1)],
             ..Rule::default()
         },
+        Rule {
+            matches: on_path(PathMatch::prefix("/flaky").unwrap()),
+            backends: vec![to("flaky", 1)],
+            retry: Some(quicmesh_core::route::Retry {
+                codes: vec![503],
+                attempts: 2,
+                backoff: Duration::from_millis(1),
+            }),
+            ..Rule::default()
+        },
+        Rule {
+            matches: on_path(PathMatch::prefix("/down").unwrap()),
+            backends: vec![to("flaky", 1)],
+            retry: Some(quicmesh_core::route::Retry {
+                codes: vec![503],
+                attempts: 3,
+                backoff: Duration::from_millis(1),
+            }),
+            ..Rule::default()
+        },
     ];
     RouteTable::new(vec![Arc::new(HttpRoute {
         namespace: "shop".into(),
@@ -296,6 +351,8 @@ fn routes() -> RouteTable {
 
 struct Setup {
     waypoint: Arc<Waypoint<Tables>>,
+    /// Requests the flaky backend got.
+    flaky_hits: Arc<std::sync::atomic::AtomicU64>,
     client: Arc<Pool>,
     client_svid: Svid,
     waypoint_id: SpiffeId,
@@ -376,6 +433,26 @@ async fn setup(test: u8) -> Setup {
         }],
     );
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
+    // A backend that fails: half the time, or always.
+    let ip = loopback(test, 14);
+    let flaky_addr = SocketAddr::new(ip, 8080);
+    let flaky_hits = flaky(flaky_addr).await;
+    let identity = id("ns/shop/sa/flaky");
+    tunnel_server(
+        ip,
+        &ca.mint(&identity, life).unwrap(),
+        &bundles,
+        Deliver(identity.clone()),
+        &stop,
+    );
+    endpoints.insert(
+        backend_ref("flaky"),
+        vec![Endpoint {
+            addr: flaky_addr,
+            identity,
+            protocol: waypoint::upstream::Protocol::Http1,
+        }],
+    );
 
     // The waypoint.
     let waypoint_id = id("ns/shop/sa/waypoint");
@@ -416,6 +493,7 @@ async fn setup(test: u8) -> Setup {
 
     Setup {
         waypoint: wp,
+        flaky_hits,
         client: client_pool(&bundles),
         client_svid: ca.mint(&id("ns/web/sa/client"), life).unwrap(),
         waypoint_id,
@@ -635,6 +713,48 @@ async fn the_destination_learns_the_source_from_the_waypoint_only() {
         body,
         format!("By={};URI={}", id("ns/shop/sa/waypoint"), s.client_svid.id),
         "exactly one header, the waypoint's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_make_a_flaky_backend_succeed_and_a_budget_stops_a_storm() {
+    use std::sync::atomic::Ordering;
+    let s = setup(12).await;
+    let mut c = s.http1().await;
+    // Every fourth answer fails; a retry makes each request succeed.
+    for i in 0..20 {
+        let (status, _, body) = get(&mut c, &format!("/flaky/{i}"), &[]).await;
+        assert_eq!((status, body.as_str()), (200, "flaky ok"), "request {i}");
+    }
+    // 20 answers, and the 7 failures (1st, 5th, ... 25th) retried.
+    assert_eq!(s.flaky_hits.load(Ordering::Relaxed), 27);
+    // A backend that always fails, with 3 retries allowed per request: the
+    // budget (20 % of requests, plus 10 a second) stops most of them.
+    s.flaky_hits.store(0, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let n = 300u64;
+    for i in 0..n {
+        let (status, _, _) = get(&mut c, &format!("/down/{i}"), &[]).await;
+        assert_eq!(status, 503);
+    }
+    let hits = s.flaky_hits.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64().ceil() as u64;
+    // Requests, their 20 %, the floor's 10 and its refill while it ran; the
+    // budget also holds what the /flaky requests above deposited (4).
+    let allowed = n + n / 5 + 10 + 10 * elapsed + 4;
+    assert!(
+        (n + 1..=allowed).contains(&hits),
+        "{hits} backend requests for {n} requests (at most {allowed}); without a budget: {}",
+        n * 4
+    );
+    let mut reg = prometheus_client::registry::Registry::default();
+    s.waypoint.metrics.register(&mut reg);
+    let text = quicmesh_core::metrics::encode(&reg);
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            "waypoint_retries_total{route=\"shop/shop-routes\",result=\"budget_exhausted\"}"
+        )),
+        "{text}"
     );
 }
 

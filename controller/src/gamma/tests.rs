@@ -221,8 +221,12 @@ fn what_quicmesh_cannot_do_as_written_is_not_accepted_and_says_where() {
             "urlRewrite.hostname",
         ),
         (
-            json!({"parentRefs": parent(), "rules": [{"retry": {"codes": [503]}}]}),
-            "retry: not implemented",
+            json!({"parentRefs": parent(), "rules": [{"retry": {"codes": [404]}}]}),
+            "retry.codes: 404 is not a 5xx code",
+        ),
+        (
+            json!({"parentRefs": parent(), "rules": [{"retry": {"attempts": 11}}]}),
+            "retry.attempts: 11 is over 10",
         ),
         (
             json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}, "percent": 25}}]}]}),
@@ -401,4 +405,28 @@ fn grpc_routes_match_methods_as_paths_and_refuse_http_only_fields() {
         assert_eq!((cond.status, cond.reason), (false, "UnsupportedValue"));
         assert!(cond.message.starts_with(field), "{}", cond.message);
     }
+}
+
+#[test]
+fn retries_are_read_with_their_defaults() {
+    let c = route(json!({
+        "parentRefs": parent(),
+        "rules": [
+            {"retry": {"codes": [502, 503], "attempts": 2, "backoff": "50ms"},
+             "backendRefs": [{"name": "shop-v1", "port": 80}]},
+            {"retry": {}, "backendRefs": [{"name": "shop-v1", "port": 80}]}
+        ]
+    }));
+    let r = c.route.expect("accepted");
+    let rt = r.rules[0].retry.as_ref().unwrap();
+    assert_eq!(
+        (rt.codes.as_slice(), rt.attempts, rt.backoff),
+        (&[502u16, 503][..], 2, Duration::from_millis(50))
+    );
+    let d = r.rules[1].retry.as_ref().unwrap();
+    assert_eq!((d.attempts, d.backoff), (1, Duration::from_millis(25)));
+    assert!(
+        d.codes.is_empty(),
+        "no codes: only connection failures are retried"
+    );
 }
