@@ -310,9 +310,6 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule,
     if prefix_rewrite && !(matches.len() == 1 && matches!(matches[0].path, PathMatch::Prefix(_))) {
         return Err("filters: ReplacePrefixMatch needs exactly one PathPrefix match".into());
     }
-    if filters.iter().any(|f| matches!(f, Filter::Mirror(_))) {
-        return Err("filters: RequestMirror is not implemented by the waypoint yet".into());
-    }
     let mut backends = Vec::new();
     for (j, b) in rule.backend_refs.iter().enumerate() {
         let weight = b.weight.unwrap_or(1);

@@ -25,10 +25,16 @@ pub struct RetryLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
+    pub mirrors: Family<ResultLabels, Counter>,
     /// Tunnelled connections being served as HTTP.
     pub connections: Gauge,
 }
@@ -46,10 +52,23 @@ impl RequestMetrics {
             self.retries.clone(),
         );
         reg.register(
+            "waypoint_mirrored_requests",
+            "Copies of requests for RequestMirror filters: sent (answered), failed, dropped (too many in flight), not_replayable (a streamed body), no_healthy_endpoint",
+            self.mirrors.clone(),
+        );
+        reg.register(
             "waypoint_downstream_connections",
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
         );
+    }
+
+    pub fn mirrored(&self, result: &str, n: u64) {
+        self.mirrors
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn retried(&self, route: &str, result: &str) {

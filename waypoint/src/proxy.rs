@@ -88,15 +88,16 @@ impl Directory for Tables {
 pub struct Waypoint<D> {
     identity: SpiffeId,
     directory: Arc<D>,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
     /// Endpoint choice: latency estimates × requests in flight.
     balancer: Arc<PeakEwma<SocketAddr>>,
     /// Requests so far (every `FORGET_EVERY`th prunes the balancer).
     requests: std::sync::atomic::AtomicU64,
     /// Cancelled to drain: connections take no new requests.
     drain: CancellationToken,
-    pub metrics: RequestMetrics,
+    pub metrics: Arc<RequestMetrics>,
     budgets: Budgets,
+    mirror_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -114,12 +115,13 @@ impl<D: Directory> Waypoint<D> {
         Arc::new(Waypoint {
             identity,
             directory,
-            upstreams,
+            upstreams: Arc::new(upstreams),
             balancer: PeakEwma::new(Params::default()),
             requests: Default::default(),
             drain: CancellationToken::new(),
-            metrics: RequestMetrics::default(),
+            metrics: Arc::default(),
             budgets: Budgets::default(),
+            mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
         })
     }
 
@@ -266,6 +268,7 @@ impl<D: Directory> Waypoint<D> {
         };
         // The rule's filters, in order; the response's after the answer.
         let mut response_headers = Vec::new();
+        let mut mirrors = Vec::new();
         for f in &rule.filters {
             match f {
                 Filter::RequestHeaders(m) => m.apply(req.headers_mut()),
@@ -290,8 +293,8 @@ impl<D: Directory> Waypoint<D> {
                     return Ok(resp);
                 }
                 Filter::Rewrite(rw) => rewrite(&mut req, rw, &matched.path),
-                // Not implemented yet (it needs the body twice): the
-                // controller refuses routes that ask for it.
+                // Copied once the request is complete (below).
+                Filter::Mirror(m) if m.sampled(rand::random::<u64>()) => mirrors.push(m),
                 Filter::Mirror(_) => {}
             }
         }
@@ -318,30 +321,46 @@ impl<D: Directory> Waypoint<D> {
             self.balancer.forget_idle(Instant::now());
             self.budgets.forget_idle(Instant::now());
         }
-        // With retries, a request whose body is small and complete is kept
-        // to be sent again; any other is sent once.
-        let retry = rule.retry.as_ref().filter(|_| replayable(&req));
+        // `timeouts.request` bounds every attempt together (and reading
+        // a body kept for them); each attempt is bounded by
+        // `backendRequest` too.
+        let deadline = rule.timeouts.request.map(|t| (Instant::now() + t, t));
+        // For retries and mirrors, a request whose body is small and
+        // complete is kept to be sent again; any other is sent once, and
+        // not mirrored.
+        let can_keep = replayable(&req);
+        if !mirrors.is_empty() && !can_keep {
+            self.metrics
+                .mirrored("not_replayable", mirrors.len() as u64);
+            mirrors.clear();
+        }
+        let retry = rule.retry.as_ref().filter(|_| can_keep);
         let (parts, body) = req.into_parts();
-        let (body, kept) = match retry {
-            Some(_) => {
-                let bytes = body
-                    .collect()
+        let (body, kept) = if retry.is_some() || !mirrors.is_empty() {
+            let read = body.collect();
+            let collected = match deadline {
+                Some((at, t)) => tokio::time::timeout_at(at.into(), read)
                     .await
-                    .map_err(|e| Failure::UpstreamReset(format!("reading the request body: {e}")))?
-                    .to_bytes();
-                (text(bytes.clone()), Some(bytes))
-            }
-            None => (body.boxed(), None),
+                    .map_err(|_| Failure::Timeout(t))?,
+                None => read.await,
+            };
+            let bytes = collected
+                .map_err(|e| Failure::UpstreamReset(format!("reading the request body: {e}")))?
+                .to_bytes();
+            (text(bytes.clone()), Some(bytes))
+        } else {
+            (body.boxed(), None)
         };
         let mut req = Request::from_parts(parts, body);
+        for m in mirrors {
+            let bytes = kept.clone().unwrap_or_default();
+            self.mirror(m, copy_of(&req, bytes));
+        }
         let route_name = log.route.clone();
         let budget = retry.map(|_| self.budgets.of(&route_name));
         if let Some(b) = &budget {
             b.deposit(Instant::now());
         }
-        // `timeouts.request` bounds every attempt together; each attempt
-        // is bounded by `backendRequest` too.
-        let deadline = rule.timeouts.request.map(|t| (Instant::now() + t, t));
         let mut attempt = 0u32;
         loop {
             let endpoints = self.directory.endpoints(&backend.target);
@@ -357,14 +376,10 @@ impl<D: Directory> Waypoint<D> {
             let version = ep.protocol.version(version_in);
             prepare_upstream(&mut req, version);
             // What is sent again if this attempt fails.
-            let again = kept.as_ref().map(|bytes| {
-                let mut r = Request::new(text(bytes.clone()));
-                *r.method_mut() = req.method().clone();
-                *r.uri_mut() = req.uri().clone();
-                *r.version_mut() = req.version();
-                *r.headers_mut() = req.headers().clone();
-                r
-            });
+            let again = kept
+                .as_ref()
+                .filter(|_| retry.is_some())
+                .map(|bytes| copy_of(&req, bytes.clone()));
             let bound = match (deadline, rule.timeouts.backend_request) {
                 (Some((at, whole)), Some(b)) => Some(
                     b.min(at.saturating_duration_since(Instant::now()))
@@ -427,6 +442,48 @@ impl<D: Directory> Waypoint<D> {
         }
     }
 
+    /// Sends a copy of a request to an endpoint of the mirror's backend, in
+    /// the background; its answer is read and dropped. At most
+    /// [`MAX_MIRRORS_IN_FLIGHT`] at once (more are dropped and counted),
+    /// each within [`MIRROR_TIMEOUT`].
+    fn mirror(&self, m: &quicmesh_core::route::Mirror, mut req: Request<Body>) {
+        let Ok(permit) = self.mirror_slots.clone().try_acquire_owned() else {
+            self.metrics.mirrored("dropped", 1);
+            return;
+        };
+        let endpoints = self.directory.endpoints(&m.target);
+        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let Some((i, pending)) = self.balancer.choose(&addrs) else {
+            self.metrics.mirrored("no_healthy_endpoint", 1);
+            return;
+        };
+        let ep = endpoints[i].clone();
+        let version = ep.protocol.version(req.version());
+        prepare_upstream(&mut req, version);
+        let (upstreams, metrics) = (self.upstreams.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let sent = tokio::time::timeout(MIRROR_TIMEOUT, async {
+                let resp = upstreams.send(&ep, version, req).await?;
+                let ok = !resp.status().is_server_error();
+                // Read to the end, so the connection can be reused.
+                let _ = resp.into_body().collect().await;
+                Ok::<_, Failure>(ok)
+            })
+            .await;
+            match sent {
+                Ok(Ok(true)) => {
+                    pending.done();
+                    metrics.mirrored("sent", 1);
+                }
+                _ => {
+                    pending.fail();
+                    metrics.mirrored("failed", 1);
+                }
+            }
+        });
+    }
+
     /// A backend's answer as the client gets it: hop-by-hop headers out,
     /// the rule's response header filters applied.
     fn answer(
@@ -441,6 +498,21 @@ impl<D: Directory> Waypoint<D> {
         }
         Ok(resp)
     }
+}
+
+/// Mirrored requests in flight at most; more are dropped.
+pub const MAX_MIRRORS_IN_FLIGHT: usize = 256;
+/// A mirrored request taking longer is abandoned.
+pub const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A copy of a request with `body`.
+fn copy_of(req: &Request<Body>, body: bytes::Bytes) -> Request<Body> {
+    let mut r = Request::new(text(body));
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
 }
 
 /// Bodies kept for a retry: at most this long.

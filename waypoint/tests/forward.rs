@@ -321,6 +321,16 @@ fn routes() -> RouteTable {
             ..Rule::default()
         },
         Rule {
+            matches: on_path(PathMatch::prefix("/mirrored").unwrap()),
+            filters: vec![Filter::Mirror(quicmesh_core::route::Mirror {
+                target: backend_ref("shadow"),
+                numerator: 1,
+                denominator: 1,
+            })],
+            backends: vec![to("v1", 1)],
+            ..Rule::default()
+        },
+        Rule {
             matches: on_path(PathMatch::prefix("/flaky").unwrap()),
             backends: vec![to("flaky", 1)],
             retry: Some(quicmesh_core::route::Retry {
@@ -351,6 +361,8 @@ fn routes() -> RouteTable {
 
 struct Setup {
     waypoint: Arc<Waypoint<Tables>>,
+    /// Requests the mirror's backend got (it answers like the flaky one).
+    shadow_hits: Arc<std::sync::atomic::AtomicU64>,
     /// Requests the flaky backend got.
     flaky_hits: Arc<std::sync::atomic::AtomicU64>,
     client: Arc<Pool>,
@@ -433,6 +445,27 @@ async fn setup(test: u8) -> Setup {
         }],
     );
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
+    // The mirror's backend (it fails some answers: they are dropped all
+    // the same).
+    let ip = loopback(test, 15);
+    let shadow_addr = SocketAddr::new(ip, 8080);
+    let shadow_hits = flaky(shadow_addr).await;
+    let identity = id("ns/shop/sa/shadow");
+    tunnel_server(
+        ip,
+        &ca.mint(&identity, life).unwrap(),
+        &bundles,
+        Deliver(identity.clone()),
+        &stop,
+    );
+    endpoints.insert(
+        backend_ref("shadow"),
+        vec![Endpoint {
+            addr: shadow_addr,
+            identity,
+            protocol: waypoint::upstream::Protocol::Http1,
+        }],
+    );
     // A backend that fails: half the time, or always.
     let ip = loopback(test, 14);
     let flaky_addr = SocketAddr::new(ip, 8080);
@@ -493,6 +526,7 @@ async fn setup(test: u8) -> Setup {
 
     Setup {
         waypoint: wp,
+        shadow_hits,
         flaky_hits,
         client: client_pool(&bundles),
         client_svid: ca.mint(&id("ns/web/sa/client"), life).unwrap(),
@@ -714,6 +748,30 @@ async fn the_destination_learns_the_source_from_the_waypoint_only() {
         format!("By={};URI={}", id("ns/shop/sa/waypoint"), s.client_svid.id),
         "exactly one header, the waypoint's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_gets_a_copy_of_every_request_and_its_answers_are_dropped() {
+    use std::sync::atomic::Ordering;
+    let s = setup(13).await;
+    let mut c = s.http1().await;
+    for i in 0..10 {
+        let (status, _, body) = get(&mut c, &format!("/mirrored/{i}"), &[("x-added", "no")]).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.starts_with(&format!("v1 GET /mirrored/{i} ")),
+            "{body}"
+        );
+    }
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = s.shadow_hits.load(Ordering::Relaxed);
+        if seen >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 10, "the mirror got every copy (and no more)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,8 +229,8 @@ fn what_quicmesh_cannot_do_as_written_is_not_accepted_and_says_where() {
             "retry.attempts: 11 is over 10",
         ),
         (
-            json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}, "percent": 25}}]}]}),
-            "RequestMirror is not implemented",
+            json!({"parentRefs": parent(), "rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shop-v2", "port": 80}, "percent": 25, "fraction": {"numerator": 1}}}]}]}),
+            "percent and fraction are exclusive",
         ),
         (
             json!({"parentRefs": parent(), "rules": [{"backendRefs": [{"name": "shop-v1", "port": 80, "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "x"}}]}]}]}),
