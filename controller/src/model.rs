@@ -156,17 +156,21 @@ pub struct ServicePort {
     pub app_protocol: Option<String>,
 }
 
+/// Protocols a port's name may start with.
+pub const NAMED_PROTOCOLS: [&str; 9] = [
+    "http", "http2", "grpc", "tcp", "tls", "https", "mongo", "mysql", "redis",
+];
+
 impl ServicePort {
     /// What the port speaks: `appProtocol`, else the protocol its name
-    /// starts with (`http`, `http2`, `grpc`, then `-` or nothing), else None.
+    /// starts with (one of [`NAMED_PROTOCOLS`], then `-` or nothing, as
+    /// Istio users name ports), else None.
     pub fn protocol(&self) -> Option<String> {
         if let Some(p) = &self.app_protocol {
             return Some(p.clone());
         }
         let head = self.name.split('-').next().unwrap_or_default();
-        ["http", "http2", "grpc"]
-            .contains(&head)
-            .then(|| head.to_string())
+        NAMED_PROTOCOLS.contains(&head).then(|| head.to_string())
     }
 }
 
@@ -357,4 +361,30 @@ impl Object {
 /// matches nothing, as for Services).
 pub fn selects(selector: &Labels, labels: &Labels) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_says_its_protocol_by_app_protocol_or_name() {
+        let port = |name: &str, app: Option<&str>| ServicePort {
+            name: name.into(),
+            port: 80,
+            target: TargetPort::Number(80),
+            app_protocol: app.map(String::from),
+        };
+        assert_eq!(port("http", None).protocol().as_deref(), Some("http"));
+        assert_eq!(port("grpc-api", None).protocol().as_deref(), Some("grpc"));
+        assert_eq!(port("tcp-db", None).protocol().as_deref(), Some("tcp"));
+        assert_eq!(port("https", None).protocol().as_deref(), Some("https"));
+        assert_eq!(port("web", None).protocol(), None);
+        assert_eq!(port("httpx", None).protocol(), None);
+        assert_eq!(
+            port("web", Some("kubernetes.io/h2c")).protocol().as_deref(),
+            Some("kubernetes.io/h2c"),
+            "appProtocol wins"
+        );
+    }
 }

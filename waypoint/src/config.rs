@@ -124,6 +124,7 @@ pub fn tables(
                 .collect();
             if Scope::serves(scope, svc) {
                 let parent = Arc::new(Parent {
+                    protocol: Protocol::of(&sp.app_protocol),
                     service: service.clone(),
                     host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
                     routes: RouteTable::new(attached),

@@ -14,6 +14,7 @@
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;
 //! - [`response`]: every failure turned into a status and a response flag;
+//! - [`sniff`]: HTTP or opaque TCP, from a connection's first bytes;
 //! - [`retry`]: retry budgets, so retries cannot multiply a route's load;
 //! - [`metrics`]: requests by Service, status and flag; retries;
 //! - [`app`]: the binary's wiring (identity, tunnel server, config stream,
@@ -25,4 +26,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod response;
 pub mod retry;
+pub mod sniff;
 pub mod upstream;

@@ -30,9 +30,18 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    pub service: String,
+    /// How it ended (`closed`, `stream_reset`, `stopped`) or why it was
+    /// refused (`no_healthy_endpoint`, `upstream_connect_failure`, ...).
+    pub result: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
     pub requests: Family<RequestLabels, Counter>,
+    pub tcp: Family<TcpLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
     pub mirrors: Family<ResultLabels, Counter>,
     /// Tunnelled connections being served as HTTP.
@@ -45,6 +54,11 @@ impl RequestMetrics {
             "waypoint_requests",
             "HTTP requests answered, by destination Service, status code and response flag",
             self.requests.clone(),
+        );
+        reg.register(
+            "waypoint_tcp_connections",
+            "Connections passed through as opaque TCP (ports declared as such, or not detected as HTTP), by Service and result",
+            self.tcp.clone(),
         );
         reg.register(
             "waypoint_retries",
@@ -61,6 +75,15 @@ impl RequestMetrics {
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
         );
+    }
+
+    pub fn tcp(&self, service: String, result: &str) {
+        self.tcp
+            .get_or_create(&TcpLabels {
+                service,
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn mirrored(&self, result: &str, n: u64) {

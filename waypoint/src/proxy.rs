@@ -25,10 +25,12 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
-use crate::upstream::{Endpoint, Upstreams, Version};
+use crate::sniff;
+use crate::upstream::{Endpoint, Protocol, Upstreams, Version};
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable, Rule,
 };
+use quicmesh_core::tunnel::connect::ConnectIo;
 
 /// Bounds on what a client can make the waypoint hold, per connection.
 /// Request head: bytes (HTTP/1.1 read buffer; HTTP/2 header list).
@@ -57,6 +59,9 @@ pub struct Parent {
     /// Routes attached to the Service (port); none: straight to the
     /// Service's own endpoints.
     pub routes: RouteTable,
+    /// What the port speaks: HTTP (routed), opaque TCP (passed through to
+    /// an endpoint), or undeclared (detected per connection).
+    pub protocol: Protocol,
 }
 
 /// What the waypoint knows of the mesh.
@@ -132,12 +137,92 @@ impl<D: Directory> Waypoint<D> {
     }
 
     /// Serves one tunnelled connection until it ends.
-    async fn serve(
+    /// Serves one tunnelled connection by its port's protocol.
+    async fn serve_stream(
         self: Arc<Self>,
         conn: Arc<Conn>,
-        io: TokioIo<quicmesh_core::tunnel::connect::ConnectIo>,
+        mut io: ConnectIo,
         stop: CancellationToken,
     ) -> Outcome {
+        let (http, first) = match conn.parent.protocol {
+            Protocol::Http1 | Protocol::Http2 => (true, bytes::Bytes::new()),
+            Protocol::Tcp => (false, bytes::Bytes::new()),
+            Protocol::Auto => {
+                let (v, first) = sniff::detect(&mut io).await;
+                (v == sniff::Verdict::Http, first)
+            }
+        };
+        let io = sniff::Rewind::new(first, io);
+        if http {
+            self.serve(conn, TokioIo::new(io), stop).await
+        } else {
+            self.passthrough(conn, io, stop).await
+        }
+    }
+
+    /// Opaque TCP: the bytes go to an endpoint of the Service, over a
+    /// tunnel of the waypoint's own.
+    async fn passthrough(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        mut io: sniff::Rewind<ConnectIo>,
+        stop: CancellationToken,
+    ) -> Outcome {
+        let started = Instant::now();
+        let svc = &conn.parent.service;
+        let service = format!("{}/{}:{}", svc.namespace, svc.name, svc.port);
+        let endpoints = self.directory.endpoints(svc);
+        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let Some((i, pending)) = self.balancer.choose(&addrs) else {
+            tracing::warn!(src.identity = %conn.peer, dst.service = %service, "TCP connection refused at the waypoint: no healthy endpoint");
+            self.metrics.tcp(service, "no_healthy_endpoint");
+            return Outcome::StreamReset;
+        };
+        let ep = endpoints[i].clone();
+        let mut up = match self.upstreams.open_stream(&ep).await {
+            Ok(up) => up,
+            Err(f) => {
+                pending.fail();
+                tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, flag = f.flag(), error = %f, "TCP connection failed at the waypoint");
+                self.metrics.tcp(service, f.flag());
+                return Outcome::StreamReset;
+            }
+        };
+        pending.done();
+        let copied = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut io, &mut up) => r,
+            _ = stop.cancelled() => Err(std::io::Error::other("draining")),
+        };
+        let (outcome, (sent, received)) = match copied {
+            Ok(n) => (Outcome::Closed, n),
+            Err(_) if stop.is_cancelled() => (Outcome::Stopped, (0, 0)),
+            Err(_) => (Outcome::StreamReset, (0, 0)),
+        };
+        self.metrics.tcp(service.clone(), outcome.label());
+        tracing::info!(
+            src.identity = %conn.peer,
+            dst.addr = %conn.authority,
+            dst.service = %service,
+            upstream = %ep.addr,
+            bytes_sent = sent,
+            bytes_received = received,
+            outcome = outcome.label(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "tcp connection"
+        );
+        outcome
+    }
+
+    /// Serves one tunnelled connection as HTTP until it ends.
+    async fn serve<T>(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        io: TokioIo<T>,
+        stop: CancellationToken,
+    ) -> Outcome
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         self.metrics.connections.inc();
         let _served = ConnectionGauge(&self.metrics.connections);
         let wp = self.clone();
@@ -744,7 +829,7 @@ impl<D: Directory> Inbound for Server<D> {
         });
         let wp = self.0.clone();
         let serve: ServeStream = Box::new(move |stream, stop| {
-            Box::pin(async move { wp.serve(conn, TokioIo::new(stream.into_io()), stop).await })
+            Box::pin(async move { wp.serve_stream(conn, stream.into_io(), stop).await })
         });
         Ok(Upstream {
             target: Target::Serve(serve),

@@ -39,16 +39,21 @@ pub enum Protocol {
     Http1,
     /// `http2`, `grpc`, `kubernetes.io/h2c`: HTTP/2 (cleartext, in the tunnel).
     Http2,
-    /// Not declared: the version the client spoke.
+    /// Not declared: the version the client spoke (and, for a port the
+    /// waypoint serves, HTTP or TCP detected from the first bytes).
     Auto,
+    /// Declared as something else (`tcp`, `tls`, `https`, `mysql`...):
+    /// passed through as bytes.
+    Tcp,
 }
 
 impl Protocol {
     pub fn of(app_protocol: &str) -> Self {
         match app_protocol {
-            "http" => Protocol::Http1,
+            "http" | "kubernetes.io/ws" => Protocol::Http1,
             "http2" | "grpc" | "kubernetes.io/h2c" => Protocol::Http2,
-            _ => Protocol::Auto,
+            "" => Protocol::Auto,
+            _ => Protocol::Tcp,
         }
     }
 
@@ -57,8 +62,8 @@ impl Protocol {
         match self {
             Protocol::Http1 => Version::Http1,
             Protocol::Http2 => Version::Http2,
-            Protocol::Auto if client == http::Version::HTTP_2 => Version::Http2,
-            Protocol::Auto => Version::Http1,
+            Protocol::Auto | Protocol::Tcp if client == http::Version::HTTP_2 => Version::Http2,
+            Protocol::Auto | Protocol::Tcp => Version::Http1,
         }
     }
 }
@@ -226,6 +231,14 @@ impl Upstreams {
         &self,
         ep: &Endpoint,
     ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, Failure> {
+        self.open_stream(ep).await.map(TokioIo::new)
+    }
+
+    /// A new CONNECT stream to `ep`, as the waypoint's own identity.
+    pub async fn open_stream(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<quicmesh_core::tunnel::connect::ConnectIo, Failure> {
         let svid = self
             .certs
             .svid(&self.identity)
@@ -244,7 +257,7 @@ impl Upstreams {
                 TunnelError::Status { status, .. } => Failure::UpstreamRefused(status.as_u16()),
                 e => Failure::UpstreamConnect(e.to_string()),
             })?;
-        Ok(TokioIo::new(stream.into_io()))
+        Ok(stream.into_io())
     }
 }
 

@@ -33,6 +33,8 @@ use waypoint::upstream::{Endpoint, Upstreams};
 const TD: &str = "cluster.local";
 /// The Service the routes attach to, as clients address it.
 const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 80);
+/// A Service port whose protocol is not declared (the echo backend).
+const UNDECLARED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 12)), 7000);
 
 fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
@@ -161,6 +163,34 @@ async fn flaky(addr: SocketAddr) -> Arc<std::sync::atomic::AtomicU64> {
         }
     });
     hits
+}
+
+/// A TCP server that answers `echo:` and what it got, per read; to an
+/// HTTP request it answers as HTTP (`HTTP/1.1 200`, body `echo-http`).
+async fn echo(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        let _ = tcp.shutdown().await;
+                        return;
+                    }
+                    let answer = if buf[..n].starts_with(b"GET ") {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\necho-http".to_vec()
+                    } else {
+                        [b"echo:".as_slice(), &buf[..n]].concat()
+                    };
+                    if tcp.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// An HTTP/1.1 server that answers one request per connection, then
@@ -445,6 +475,26 @@ async fn setup(test: u8) -> Setup {
         }],
     );
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
+    // A TCP backend (it also answers HTTP).
+    let ip = loopback(test, 16);
+    let echo_addr = SocketAddr::new(ip, 7000);
+    echo(echo_addr).await;
+    let identity = id("ns/shop/sa/echo");
+    tunnel_server(
+        ip,
+        &ca.mint(&identity, life).unwrap(),
+        &bundles,
+        Deliver(identity.clone()),
+        &stop,
+    );
+    endpoints.insert(
+        backend_ref("echo"),
+        vec![Endpoint {
+            addr: echo_addr,
+            identity,
+            protocol: waypoint::upstream::Protocol::Auto,
+        }],
+    );
     // The mirror's backend (it fails some answers: they are dropped all
     // the same).
     let ip = loopback(test, 15);
@@ -497,6 +547,7 @@ async fn setup(test: u8) -> Setup {
             service: backend_ref("shop"),
             host: "shop.shop.svc.cluster.local".into(),
             routes: routes(),
+            protocol: waypoint::upstream::Protocol::Http1,
         }),
     );
     let unrouted: SocketAddr = "10.96.0.11:80".parse().unwrap();
@@ -506,6 +557,17 @@ async fn setup(test: u8) -> Setup {
             service: backend_ref("shop"),
             host: "shop.shop.svc.cluster.local".into(),
             routes: RouteTable::default(),
+            protocol: waypoint::upstream::Protocol::Http1,
+        }),
+    );
+    // A port that does not say what it speaks: HTTP or TCP, detected.
+    parents.insert(
+        UNDECLARED,
+        Arc::new(Parent {
+            service: backend_ref("echo"),
+            host: "echo.shop.svc.cluster.local".into(),
+            routes: RouteTable::default(),
+            protocol: waypoint::upstream::Protocol::Auto,
         }),
     );
     let certs = Arc::new(CertManager::new(
@@ -812,6 +874,58 @@ async fn retries_make_a_flaky_backend_succeed_and_a_budget_stops_a_storm() {
         text.lines().any(|l| l.starts_with(
             "waypoint_retries_total{route=\"shop/shop-routes\",result=\"budget_exhausted\"}"
         )),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeclared_port_carries_tcp_as_bytes_and_http_as_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(14).await;
+    // Not HTTP: passed through as bytes, both ways, several times.
+    let mut io = s.open(UNDECLARED).await.unwrap().into_inner();
+    for msg in [&b"ping\n"[..], b"\x16\x03\x01binary"] {
+        io.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; 5 + msg.len()];
+        tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, [b"echo:".as_slice(), msg].concat());
+    }
+    // A client that waits for the server to speak first: TCP after the
+    // detection timeout (the echo server says nothing, but the bytes it
+    // gets later still arrive).
+    let mut io = s.open(UNDECLARED).await.unwrap().into_inner();
+    tokio::time::sleep(waypoint::sniff::DETECT_TIMEOUT + Duration::from_millis(200)).await;
+    io.write_all(b"late").await.unwrap();
+    let mut got = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"echo:late");
+    // HTTP on the same port: served as requests (routed to the Service).
+    let (mut c, conn) = hyper::client::conn::http1::handshake(s.open(UNDECLARED).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (status, _, body) = get(&mut c, "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "echo-http"));
+    // Each TCP connection is counted when it ends.
+    drop(io);
+    let mut reg = prometheus_client::registry::Registry::default();
+    s.waypoint.metrics.register(&mut reg);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = quicmesh_core::metrics::encode(&reg);
+        if text.contains("waypoint_tcp_connections_total{service=\"shop/echo:80\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains("waypoint_tcp_connections_total{service=\"shop/echo:80\""),
         "{text}"
     );
 }
