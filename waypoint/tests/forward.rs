@@ -428,12 +428,12 @@ async fn setup(test: u8) -> Setup {
     let life = Duration::from_secs(600);
     let stop = CancellationToken::new();
 
-    // Two backends, each a workload: its app and its destination tunnel.
+    // Backends, each a workload: its app (started by the caller at the
+    // address returned) and its destination tunnel server.
     let mut endpoints = HashMap::new();
-    for (host, name) in [(11u8, "v1"), (12, "v2")] {
+    let mut workload = |name: &str, host: u8, port: u16, protocol| {
         let ip = loopback(test, host);
-        let app_addr = SocketAddr::new(ip, 8080);
-        app(name, app_addr).await;
+        let addr = SocketAddr::new(ip, port);
         let identity = id(&format!("ns/shop/sa/{name}"));
         tunnel_server(
             ip,
@@ -445,97 +445,29 @@ async fn setup(test: u8) -> Setup {
         endpoints.insert(
             backend_ref(name),
             vec![Endpoint {
-                addr: app_addr,
+                addr,
                 identity,
-                protocol: waypoint::upstream::Protocol::Auto,
+                protocol,
             }],
         );
-    }
-    endpoints.insert(backend_ref("nowhere"), vec![]);
+        addr
+    };
+    use waypoint::upstream::Protocol;
+    app("v1", workload("v1", 11, 8080, Protocol::Auto)).await;
+    app("v2", workload("v2", 12, 8080, Protocol::Auto)).await;
     // A backend that closes every connection after one answer without
     // saying so (no `Connection: close`): kept connections die under the
     // waypoint.
-    let ip = loopback(test, 13);
-    let closer_addr = SocketAddr::new(ip, 8080);
-    closer(closer_addr).await;
-    let identity = id("ns/shop/sa/closer");
-    tunnel_server(
-        ip,
-        &ca.mint(&identity, life).unwrap(),
-        &bundles,
-        Deliver(identity.clone()),
-        &stop,
-    );
-    endpoints.insert(
-        backend_ref("closer"),
-        vec![Endpoint {
-            addr: closer_addr,
-            identity,
-            protocol: waypoint::upstream::Protocol::Http1,
-        }],
-    );
-    endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
-    // A TCP backend (it also answers HTTP).
-    let ip = loopback(test, 16);
-    let echo_addr = SocketAddr::new(ip, 7000);
-    echo(echo_addr).await;
-    let identity = id("ns/shop/sa/echo");
-    tunnel_server(
-        ip,
-        &ca.mint(&identity, life).unwrap(),
-        &bundles,
-        Deliver(identity.clone()),
-        &stop,
-    );
-    endpoints.insert(
-        backend_ref("echo"),
-        vec![Endpoint {
-            addr: echo_addr,
-            identity,
-            protocol: waypoint::upstream::Protocol::Auto,
-        }],
-    );
+    closer(workload("closer", 13, 8080, Protocol::Http1)).await;
+    // A backend that fails: every fourth time, or always.
+    let flaky_hits = flaky(workload("flaky", 14, 8080, Protocol::Http1)).await;
     // The mirror's backend (it fails some answers: they are dropped all
     // the same).
-    let ip = loopback(test, 15);
-    let shadow_addr = SocketAddr::new(ip, 8080);
-    let shadow_hits = flaky(shadow_addr).await;
-    let identity = id("ns/shop/sa/shadow");
-    tunnel_server(
-        ip,
-        &ca.mint(&identity, life).unwrap(),
-        &bundles,
-        Deliver(identity.clone()),
-        &stop,
-    );
-    endpoints.insert(
-        backend_ref("shadow"),
-        vec![Endpoint {
-            addr: shadow_addr,
-            identity,
-            protocol: waypoint::upstream::Protocol::Http1,
-        }],
-    );
-    // A backend that fails: half the time, or always.
-    let ip = loopback(test, 14);
-    let flaky_addr = SocketAddr::new(ip, 8080);
-    let flaky_hits = flaky(flaky_addr).await;
-    let identity = id("ns/shop/sa/flaky");
-    tunnel_server(
-        ip,
-        &ca.mint(&identity, life).unwrap(),
-        &bundles,
-        Deliver(identity.clone()),
-        &stop,
-    );
-    endpoints.insert(
-        backend_ref("flaky"),
-        vec![Endpoint {
-            addr: flaky_addr,
-            identity,
-            protocol: waypoint::upstream::Protocol::Http1,
-        }],
-    );
+    let shadow_hits = flaky(workload("shadow", 15, 8080, Protocol::Http1)).await;
+    // A TCP backend (it also answers HTTP).
+    echo(workload("echo", 16, 7000, Protocol::Auto)).await;
+    endpoints.insert(backend_ref("nowhere"), vec![]);
+    endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
 
     // The waypoint.
     let waypoint_id = id("ns/shop/sa/waypoint");
