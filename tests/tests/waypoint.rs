@@ -240,6 +240,24 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
             .any(|l| l.starts_with("ztunnel_waypoint_connections_total ") && !l.ends_with(" 0")),
         "{z}"
     );
+    // The controller goes away: the waypoint keeps routing on its last
+    // config (the header route still holds).
+    let mut cluster = cluster;
+    cluster.stop_controller().unwrap();
+    let noticed = eventually(Duration::from_secs(30), || async {
+        waypoint_metrics(&cluster)
+            .await
+            .lines()
+            .any(|l| l == "waypoint_config_connected 0")
+    })
+    .await;
+    assert!(noticed, "the waypoint did not see the controller go");
+    assert_eq!(
+        curl(&cluster, &["-H", "x-canary: yes", "http://web.shop/"])
+            .unwrap()
+            .trim(),
+        "hello from shop/web-v2-0"
+    );
     // The backends saw the waypoint's identity, not the client's.
     let dst = cluster.ztunnel_log(cluster.pod("shop", "web-v2-0").node);
     let log = std::fs::read_to_string(dst).unwrap();
