@@ -160,6 +160,9 @@ impl CaMetrics {
 
 pub struct CaService {
     pub ca: Arc<Ca>,
+    /// The control plane's identities: issued to no caller (the
+    /// controller mints its own).
+    pub reserved: Vec<SpiffeId>,
     pub store: Arc<Store>,
     pub auth: Arc<dyn Authenticator>,
     pub default_ttl: Duration,
@@ -199,6 +202,9 @@ impl CaService {
                 "{id} is not in trust domain {}",
                 self.store.trust_domain()
             ));
+        }
+        if self.reserved.contains(id) {
+            return Err(format!("{id} is the control plane's: reserved"));
         }
         let node = match caller {
             Caller::Node(n) => n.as_str(),
@@ -321,11 +327,17 @@ mod tests {
             );
             d
         });
-        let dir = std::env::temp_dir().join(format!("quicmesh-ca-test-{}", std::process::id()));
+        // A file of its own per test: tests run at once.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("quicmesh-ca-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let tokens = dir.join("tokens.yaml");
         std::fs::write(&tokens, "node1: t-node1\nns/shop/sa/waypoint: t-waypoint\n").unwrap();
         CaService {
+            reserved: vec![
+                SpiffeId::workload("cluster.local", "quicmesh-system", "controller").unwrap(),
+            ],
             ca: Arc::new(Ca::generate("cluster.local").unwrap()),
             store,
             auth: Arc::new(TokenFile::load(&tokens).unwrap()),
@@ -385,5 +397,43 @@ mod tests {
         };
         let e = s.authorize(&web_sa, &web).unwrap_err();
         assert!(e.contains("not a waypoint's"), "{e}");
+    }
+
+    #[test]
+    fn the_control_planes_identity_goes_to_no_one() {
+        let s = service();
+        let controller =
+            SpiffeId::workload("cluster.local", "quicmesh-system", "controller").unwrap();
+        // Not to a waypoint of that name, not to a node with such a pod.
+        s.store.apply(|ix| {
+            let mut d = ix.upsert(Object::Namespace(Namespace {
+                name: "quicmesh-system".into(),
+                labels: [(
+                    crate::waypoint::USE_WAYPOINT_LABEL.to_string(),
+                    "controller".to_string(),
+                )]
+                .into(),
+            }));
+            d.extend(ix.upsert(Object::Pod(Pod {
+                uid: "c1".into(),
+                name: "controller-0".into(),
+                namespace: "quicmesh-system".into(),
+                labels: Labels::new(),
+                service_account: "controller".into(),
+                node: Some("node1".into()),
+                ips: vec!["10.244.1.9".parse().unwrap()],
+                ready: true,
+                containers: vec![],
+            })));
+            d
+        });
+        let sa = Caller::ServiceAccount {
+            namespace: "quicmesh-system".into(),
+            name: "controller".into(),
+        };
+        for caller in [sa, node("node1")] {
+            let e = s.authorize(&caller, &controller).unwrap_err();
+            assert!(e.contains("reserved"), "{caller}: {e}");
+        }
     }
 }

@@ -333,6 +333,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let ca_service = CaService {
+        reserved: vec![id.clone()],
         ca,
         store: store.clone(),
         auth,

@@ -169,6 +169,9 @@ impl ServicePort {
         if let Some(p) = &self.app_protocol {
             return Some(p.clone());
         }
+        if self.name == "grpc-web" || self.name.starts_with("grpc-web-") {
+            return Some("grpc-web".into());
+        }
         let head = self.name.split('-').next().unwrap_or_default();
         NAMED_PROTOCOLS.contains(&head).then(|| head.to_string())
     }
@@ -377,6 +380,10 @@ mod tests {
         };
         assert_eq!(port("http", None).protocol().as_deref(), Some("http"));
         assert_eq!(port("grpc-api", None).protocol().as_deref(), Some("grpc"));
+        assert_eq!(
+            port("grpc-web-ui", None).protocol().as_deref(),
+            Some("grpc-web")
+        );
         assert_eq!(port("tcp-db", None).protocol().as_deref(), Some("tcp"));
         assert_eq!(port("https", None).protocol().as_deref(), Some("https"));
         assert_eq!(port("web", None).protocol(), None);

@@ -5,8 +5,9 @@
 //! namespace opts in with the label `quicmesh.io/use-waypoint=<name>`; a
 //! Service's own label overrides its namespace's, and `none` opts out. A
 //! label naming a Gateway that does not exist *implies* it: the controller
-//! provisions it as if it had been applied (in Kubernetes it creates the
-//! Gateway). A label naming a Gateway of another class names no waypoint.
+//! provisions it as if it had been applied (the lab runs its pod; in
+//! Kubernetes, creating the Gateway and its Deployment is not done yet). A
+//! label naming a Gateway of another class names no waypoint.
 //!
 //! A waypoint runs as pods labeled [`GATEWAY_NAME_LABEL`]`=<name>` with
 //! the service account `<name>` (so its identity is

@@ -702,7 +702,11 @@ impl Cluster {
                                 quicmesh_controller::model::TargetPort::Number(n) => json!(n),
                                 quicmesh_controller::model::TargetPort::Name(n) => json!(n),
                             };
-                            json!({"name": p.name, "port": p.port, "targetPort": target})
+                            let mut port = json!({"name": p.name, "port": p.port, "targetPort": target});
+                            if let Some(a) = &p.app_protocol {
+                                port["appProtocol"] = json!(a);
+                            }
+                            port
                         })
                         .collect();
                     docs.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace, "labels": s.labels},

@@ -53,21 +53,21 @@ kind: Service
 metadata: {name: web, namespace: shop}
 spec:
   selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: web-v1, namespace: shop}
 spec:
   selector: {app: web, version: v1}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: web-v2, namespace: shop}
 spec:
   selector: {app: web, version: v2}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
 ---
 apiVersion: v1
 kind: Service
@@ -77,7 +77,7 @@ metadata:
   labels: {quicmesh.io/use-waypoint: none}
 spec:
   selector: {app: web, version: v1}
-  ports: [{name: http, port: 80, targetPort: http, appProtocol: http}]
+  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -187,7 +187,9 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
         cluster.controller_http("/status").await.unwrap_or_default()
     );
 
-    // A header route, over HTTP/1.1 and HTTP/2 (prior knowledge).
+    // A header route, over HTTP/1.1 and HTTP/2 (prior knowledge; the
+    // backend speaks HTTP/1.1 only: its port's `appProtocol: http` makes
+    // the waypoint speak that to it).
     let canary = eventually(Duration::from_secs(20), || async {
         curl(&cluster, &["-H", "x-canary: yes", "http://web.shop/"])
             .is_ok_and(|b| b.trim() == "hello from shop/web-v2-0")

@@ -380,6 +380,14 @@ mod tests {
         // The port's protocol decides the upstream HTTP version.
         assert_eq!(eps[0].protocol, Protocol::Http1);
         assert_eq!(admin_eps[0].protocol, Protocol::Auto);
+        assert_eq!(
+            Protocol::of("HTTP"),
+            Protocol::Http1,
+            "case does not matter"
+        );
+        assert_eq!(Protocol::of("kubernetes.io/H2C"), Protocol::Http2);
+        assert_eq!(Protocol::of("grpc-web"), Protocol::Http1);
+        assert_eq!(Protocol::of("mysql"), Protocol::Tcp);
     }
 
     #[test]

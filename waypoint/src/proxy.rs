@@ -103,6 +103,8 @@ pub struct Waypoint<D> {
     pub metrics: Arc<RequestMetrics>,
     budgets: Budgets,
     mirror_slots: Arc<tokio::sync::Semaphore>,
+    /// [`MAX_KEPT_BYTES`] in KiB units.
+    kept_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -127,6 +129,7 @@ impl<D: Directory> Waypoint<D> {
             metrics: Arc::default(),
             budgets: Budgets::default(),
             mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
+            kept_bytes: Arc::new(tokio::sync::Semaphore::new(MAX_KEPT_BYTES / 1024)),
         })
     }
 
@@ -189,13 +192,13 @@ impl<D: Directory> Waypoint<D> {
             }
         };
         pending.done();
-        let copied = tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut io, &mut up) => r,
-            _ = stop.cancelled() => Err(std::io::Error::other("draining")),
-        };
+        // A drain does not cut it: a TCP connection has no way to be told
+        // to finish, so it runs on until the tunnel server's drain
+        // deadline closes the endpoint.
+        let _ = stop;
+        let copied = tokio::io::copy_bidirectional(&mut io, &mut up).await;
         let (outcome, (sent, received)) = match copied {
             Ok(n) => (Outcome::Closed, n),
-            Err(_) if stop.is_cancelled() => (Outcome::Stopped, (0, 0)),
             Err(_) => (Outcome::StreamReset, (0, 0)),
         };
         self.metrics.tcp(service.clone(), outcome.label());
@@ -383,6 +386,9 @@ impl<D: Directory> Waypoint<D> {
                 Filter::Mirror(_) => {}
             }
         }
+        // Mirrors get the request as the rule's filters left it, not the
+        // primary backend's own.
+        let mirror_head = (!mirrors.is_empty()).then(|| head_of(&req));
         let backend: &Backend = rule
             .pick_backend(rand::random::<u64>())
             .ok_or(Failure::NoBackend)?;
@@ -413,7 +419,18 @@ impl<D: Directory> Waypoint<D> {
         // For retries and mirrors, a request whose body is small and
         // complete is kept to be sent again; any other is sent once, and
         // not mirrored.
-        let can_keep = replayable(&req);
+        // Kept bodies share a waypoint-wide allowance; without room, the
+        // request is sent once and not mirrored.
+        let wants_keep = rule.retry.is_some() || !mirrors.is_empty();
+        let room = match replayable(&req) {
+            Some(len) if wants_keep => self
+                .kept_bytes
+                .clone()
+                .try_acquire_many_owned(kept_units(len))
+                .ok(),
+            _ => None,
+        };
+        let can_keep = room.is_some();
         if !mirrors.is_empty() && !can_keep {
             self.metrics
                 .mirrored("not_replayable", mirrors.len() as u64);
@@ -421,14 +438,14 @@ impl<D: Directory> Waypoint<D> {
         }
         let retry = rule.retry.as_ref().filter(|_| can_keep);
         let (parts, body) = req.into_parts();
-        let (body, kept) = if retry.is_some() || !mirrors.is_empty() {
-            let read = body.collect();
-            let collected = match deadline {
-                Some((at, t)) => tokio::time::timeout_at(at.into(), read)
-                    .await
-                    .map_err(|_| Failure::Timeout(t))?,
-                None => read.await,
-            };
+        let (body, kept) = if can_keep {
+            // Bounded in time like a request head when no request
+            // timeout says otherwise: a client trickling a body it
+            // announced cannot hold the allowance.
+            let (at, t) = deadline.unwrap_or((Instant::now() + HEADER_TIMEOUT, HEADER_TIMEOUT));
+            let collected = tokio::time::timeout_at(at.into(), body.collect())
+                .await
+                .map_err(|_| Failure::Timeout(t))?;
             let bytes = collected
                 .map_err(|e| Failure::UpstreamReset(format!("reading the request body: {e}")))?
                 .to_bytes();
@@ -437,10 +454,13 @@ impl<D: Directory> Waypoint<D> {
             (body.boxed(), None)
         };
         let mut req = Request::from_parts(parts, body);
-        for m in mirrors {
-            let bytes = kept.clone().unwrap_or_default();
-            self.mirror(m, copy_of(&req, bytes));
+        if let Some(head) = &mirror_head {
+            for m in mirrors {
+                let bytes = kept.clone().unwrap_or_default();
+                self.mirror(m, copy_of(head, bytes));
+            }
         }
+        let _room = room;
         let route_name = log.route.clone();
         let budget = retry.map(|_| self.budgets.of(&route_name));
         if let Some(b) = &budget {
@@ -494,11 +514,15 @@ impl<D: Directory> Waypoint<D> {
                 }
                 Err(f) => {
                     pending.fail();
+                    // A try that ran out of `backendRequest` is retried;
+                    // one that ran out of `timeouts.request` is final
+                    // (the deadline check below).
                     matches!(
                         f,
                         Failure::UpstreamConnect(_)
                             | Failure::UpstreamRefused(_)
                             | Failure::UpstreamReset(_)
+                            | Failure::Timeout(_)
                     )
                 }
             };
@@ -591,7 +615,7 @@ pub const MAX_MIRRORS_IN_FLIGHT: usize = 256;
 pub const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A copy of a request with `body`.
-fn copy_of(req: &Request<Body>, body: bytes::Bytes) -> Request<Body> {
+fn copy_of<B>(req: &Request<B>, body: bytes::Bytes) -> Request<Body> {
     let mut r = Request::new(text(body));
     *r.method_mut() = req.method().clone();
     *r.uri_mut() = req.uri().clone();
@@ -600,16 +624,36 @@ fn copy_of(req: &Request<Body>, body: bytes::Bytes) -> Request<Body> {
     r
 }
 
+/// A request's head, without its body.
+fn head_of<B>(req: &Request<B>) -> Request<()> {
+    let mut r = Request::new(());
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
+}
+
+/// Bodies kept (for retries and mirrors) by all requests together, at most.
+pub const MAX_KEPT_BYTES: usize = 16 << 20;
+
+/// The allowance units (KiB, at least one) a body of `len` bytes takes.
+fn kept_units(len: u64) -> u32 {
+    u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
 /// Bodies kept for a retry: at most this long.
 pub const MAX_RETRY_BODY: u64 = 64 * 1024;
 
-/// Whether a request can be sent again: no body, or a body of a known
-/// length within [`MAX_RETRY_BODY`] (an HTTP/2 request that ended with its
-/// headers has an exact hint of 0).
-fn replayable(req: &Request<Incoming>) -> bool {
+/// The body's length if the request can be kept to be sent again: no
+/// body, or a body of a known length within [`MAX_RETRY_BODY`] (an HTTP/2
+/// request that ended with its headers has an exact hint of 0).
+fn replayable(req: &Request<Incoming>) -> Option<u64> {
     use hyper::body::Body as _;
-    let hint = req.body().size_hint();
-    hint.exact().is_some_and(|n| n <= MAX_RETRY_BODY)
+    req.body()
+        .size_hint()
+        .exact()
+        .filter(|n| *n <= MAX_RETRY_BODY)
 }
 
 /// What the access log says about a request beyond its head.

@@ -816,7 +816,7 @@ async fn an_undeclared_port_carries_tcp_as_bytes_and_http_as_requests() {
     let s = setup(14).await;
     // Not HTTP: passed through as bytes, both ways, several times.
     let mut io = s.open(UNDECLARED).await.unwrap().into_inner();
-    for msg in [&b"ping\n"[..], b"\x16\x03\x01binary"] {
+    for msg in [&b"\x00\x01ping\n"[..], b"\x16\x03\x01binary"] {
         io.write_all(msg).await.unwrap();
         let mut got = vec![0u8; 5 + msg.len()];
         tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got))
@@ -837,6 +837,23 @@ async fn an_undeclared_port_carries_tcp_as_bytes_and_http_as_requests() {
         .unwrap()
         .unwrap();
     assert_eq!(&got, b"echo:late");
+    // Each TCP connection is counted when it ends.
+    drop(io);
+    // A request behind a blank line is still HTTP (hyper skips it), so it
+    // cannot reach the app around the waypoint's header handling.
+    let mut io = s.open(UNDECLARED).await.unwrap().into_inner();
+    io.write_all(b"\r\nGET / HTTP/1.1\r\nhost: echo\r\nx-forwarded-client-cert: forged\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 17];
+    tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &got, b"HTTP/1.1 200 OK\r\n",
+        "served as HTTP, not passed through"
+    );
     // HTTP on the same port: served as requests (routed to the Service).
     let (mut c, conn) = hyper::client::conn::http1::handshake(s.open(UNDECLARED).await.unwrap())
         .await
@@ -844,7 +861,6 @@ async fn an_undeclared_port_carries_tcp_as_bytes_and_http_as_requests() {
     tokio::spawn(conn);
     let (status, _, body) = get(&mut c, "/", &[]).await;
     assert_eq!((status, body.as_str()), (200, "echo-http"));
-    // Each TCP connection is counted when it ends.
     drop(io);
     let mut reg = prometheus_client::registry::Registry::default();
     s.waypoint.metrics.register(&mut reg);
