@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Runs quicmesh's benchmark on the lab (real network namespaces, a real
 # ztunnel per node): direct vs mesh L4 throughput, latency, connection churn,
-# ztunnel CPU and memory, cold start, lossy link. Run as root on Debian.
+# ztunnel CPU and memory, cold start, lossy link; and the L7 rows (HTTP/1.1
+# and HTTP/2 through the waypoint vs HAProxy vs the L4 mesh, on a cluster run
+# by the real controller). Run as root on Debian.
 #
-#   sudo ./scripts/bench.sh            # full: 3 runs (~5 minutes)
-#   sudo ./scripts/bench.sh --quick    # 3 runs of shorter loads (~2 minutes)
+#   sudo ./scripts/bench.sh            # full: 3 runs, L4 then L7 (~7 minutes)
+#   sudo ./scripts/bench.sh --l7       # the L7 rows only, 3 runs (~2.5 minutes)
+#   sudo ./scripts/bench.sh --no-l7    # the full L4 run without the L7 rows (~5 minutes)
+#   sudo ./scripts/bench.sh --quick    # 3 runs of shorter L4 loads (~2 minutes)
 #   sudo ./scripts/bench.sh --smoke    # seconds: mesh L4 only, one run (CI)
 #   sudo ./scripts/bench.sh --runs 5   # more runs
 #
-# Prints the markdown table on stdout, progress on stderr, and writes the JSON
-# to bench/results/<mode>-<date>.json (--out-dir DIR to change).
+# Prints the markdown tables on stdout, progress on stderr, and writes the
+# JSON to bench/results/<mode>-<date>.json (--out-dir DIR to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +23,7 @@ export CARGO_TERM_COLOR=never
 # The `dist` profile (release + whole-program LTO) is what a deployment
 # runs; the first build takes a few minutes longer than `--release`.
 echo "bench.sh: building (profile dist) into $CARGO_TARGET_DIR" >&2
-cargo build --profile dist --locked --bins -p ztunnel -p quicmesh-bench >&2
+# The lab runs the ztunnel, controller and waypoint binaries found beside
+# quicmesh-bench, so all of them come from the same build.
+cargo build --profile dist --locked --bins -p ztunnel -p quicmesh-controller -p waypoint -p quicmesh-bench >&2
 exec "$CARGO_TARGET_DIR/dist/quicmesh-bench" "$@"

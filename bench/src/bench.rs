@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::http::{exchange, request};
+use crate::l7::L7Plan;
 use crate::load::LoadReport;
 use crate::procstat;
 use crate::report::{Scenario, Table};
@@ -54,6 +55,10 @@ pub struct Plan {
     pub gro: Option<bool>,
     /// Measure the lossy-link figures.
     pub lossy: bool,
+    /// Measure the L4 figures above (direct vs mesh; `--l7` alone skips them).
+    pub l4: bool,
+    /// The L7 rows (the waypoint hop vs HAProxy, on their own cluster), if any.
+    pub l7: Option<L7Plan>,
 }
 
 impl Plan {
@@ -74,6 +79,8 @@ impl Plan {
             mtu: None,
             gro: None,
             lossy: true,
+            l4: true,
+            l7: None,
         }
     }
 
@@ -93,9 +100,12 @@ impl Plan {
             mtu: None,
             gro: None,
             lossy: true,
+            l4: true,
+            l7: None,
         }
     }
 
+    /// Quick plus longer loads and the L7 rows.
     pub fn full() -> Plan {
         Plan {
             mode: "full".into(),
@@ -103,8 +113,22 @@ impl Plan {
             load_secs: 5.0,
             warmup_secs: 1.0,
             churn_secs: 3.0,
+            l7: Some(L7Plan::full()),
             ..Plan::quick()
         }
+    }
+
+    /// Only the L7 rows (`--l7`), with the durations of this plan's mode.
+    pub fn l7_only(mut self) -> Plan {
+        self.l7 = Some(match self.mode.as_str() {
+            "smoke" => L7Plan::smoke(),
+            "quick" => L7Plan::quick(),
+            _ => L7Plan::full(),
+        });
+        self.mode = format!("{}-l7", self.mode);
+        self.l4 = false;
+        self.lossy = false;
+        self
     }
 }
 
@@ -126,13 +150,13 @@ fn pods(s: Scenario) -> (&'static str, &'static str) {
     }
 }
 
-fn log(msg: impl AsRef<str>) {
+pub(crate) fn log(msg: impl AsRef<str>) {
     eprintln!("[bench] {}", msg.as_ref());
 }
 
 /// Runs `args` inside `netns` (`ip netns exec`), killed after `timeout`;
 /// returns its stdout, or an error with its output if it failed.
-async fn run_in(netns: &str, args: &[String], timeout: Duration) -> Result<String> {
+pub(crate) async fn run_in(netns: &str, args: &[String], timeout: Duration) -> Result<String> {
     let mut cmd = tokio::process::Command::new("ip");
     cmd.args(["netns", "exec", netns])
         .args(args)

@@ -5,6 +5,8 @@
 //! process inside the server pod) answers every request with a 1 KiB
 //! response on the same connection, or closes after it when the request says
 //! `Connection: close`. No pipelining: one request in flight per connection.
+//! A connection that starts with the HTTP/2 preface is served as HTTP/2
+//! instead ([`crate::http2`]; the L7 rows use it), so one port speaks both.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -138,6 +140,26 @@ async fn serve_conn(mut s: tokio::net::TcpStream) -> Result<()> {
     let resp = response();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
+    // The first bytes tell HTTP/2 (its preface) from HTTP/1.1; usually the
+    // first read decides.
+    let preface = crate::http2::PREFACE;
+    loop {
+        let n = match tokio::time::timeout(SERVER_IDLE, s.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let k = buf.len().min(preface.len());
+        if buf[..k] != preface[..k] {
+            break;
+        }
+        if k == preface.len() {
+            return crate::http2::serve_conn(s, buf).await;
+        }
+    }
     loop {
         // Consume every complete message already buffered.
         while let Some((len, close)) = parse_head(&buf)? {

@@ -15,6 +15,10 @@
 //!   response; the server closes), closed loop.
 //!
 //! Every loop ends at a deadline; sockets have read/write timeouts.
+//!
+//! This module speaks HTTP/1.1 (the bench's own wire format,
+//! [`crate::http`]); with [`LoadSpec::http2`] the open and closed loops run
+//! over HTTP/2 instead ([`crate::http2`]).
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +55,10 @@ pub struct LoadSpec {
     /// Requests per second (open mode).
     pub rate: f64,
     pub conns: usize,
+    /// HTTP/2 closed loop: requests in flight on each connection.
+    pub streams: usize,
+    /// Speak HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1.
+    pub http2: bool,
     pub duration: Duration,
     /// Not measured at the start (connections warm up).
     pub warmup: Duration,
@@ -91,9 +99,15 @@ impl Percentiles {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadReport {
     pub mode: String,
+    /// HTTP version spoken: `1.1` or `2`.
+    #[serde(default)]
+    pub http: String,
     /// Requested rate (open mode), 0 otherwise.
     pub target_rps: f64,
     pub conns: usize,
+    /// Requests in flight per connection (HTTP/2 closed loop; else 1).
+    #[serde(default)]
+    pub streams: usize,
     /// Measured window, seconds.
     pub seconds: f64,
     /// Completed requests in the measured window.
@@ -107,14 +121,19 @@ pub struct LoadReport {
     pub send_lag_us: Percentiles,
 }
 
-struct ThreadOut {
-    lat: Vec<u64>,
-    lag: Vec<u64>,
-    errors: u64,
+/// What one load thread (or task) measured.
+#[derive(Default)]
+pub(crate) struct ThreadOut {
+    pub lat: Vec<u64>,
+    pub lag: Vec<u64>,
+    pub errors: u64,
 }
 
 /// Runs the load described by `spec` and reports it.
 pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
+    if spec.http2 {
+        return crate::http2::run(spec);
+    }
     if spec.conns == 0 || spec.conns > 1024 {
         bail!("conns must be 1..=1024");
     }
@@ -159,12 +178,14 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
     let requests = lat.len() as u64;
     Ok(LoadReport {
         mode: format!("{:?}", spec.mode).to_lowercase(),
+        http: "1.1".into(),
         target_rps: if spec.mode == Mode::Open {
             spec.rate
         } else {
             0.0
         },
         conns: spec.conns,
+        streams: 1,
         seconds,
         requests,
         errors,
@@ -184,7 +205,7 @@ fn open(addr: SocketAddr) -> Result<TcpStream> {
 }
 
 /// Lets `sleep` wake within microseconds (default slack is 50 µs).
-fn set_timer_slack() {
+pub(crate) fn set_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes an integer and affects only this thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
@@ -206,7 +227,17 @@ fn wait_precisely(t: Instant) {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
+/// Waits for a slot of an open loop at `rate`: [`wait_precisely`] at or
+/// below [`SPIN_MAX_RATE`], a plain sleep above it.
+pub(crate) fn wait_for_slot(t: Instant, rate: f64) {
+    if rate <= SPIN_MAX_RATE {
+        wait_precisely(t);
+    } else {
+        sleep_until(t);
+    }
+}
+
+pub(crate) fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u64::MAX as u128) as u64
 }
 
@@ -218,11 +249,7 @@ fn open_loop(
     measure_from: Instant,
     end: Instant,
 ) -> ThreadOut {
-    let mut out = ThreadOut {
-        lat: Vec::new(),
-        lag: Vec::new(),
-        errors: 0,
-    };
+    let mut out = ThreadOut::default();
     let interval = 1.0 / spec.rate;
     let (req, mut buf) = (request(false), Vec::with_capacity(4096));
     // At most one slot per scheduled request of the whole run.
@@ -236,11 +263,7 @@ fn open_loop(
         if scheduled >= end {
             break;
         }
-        if spec.rate <= SPIN_MAX_RATE {
-            wait_precisely(scheduled);
-        } else {
-            sleep_until(scheduled);
-        }
+        wait_for_slot(scheduled, spec.rate);
         let sent = Instant::now();
         let ok = match conn.as_mut() {
             Some(s) => exchange(s, &req, &mut buf).is_ok(),
@@ -267,11 +290,7 @@ fn closed_loop(
     measure_from: Instant,
     end: Instant,
 ) -> ThreadOut {
-    let mut out = ThreadOut {
-        lat: Vec::new(),
-        lag: Vec::new(),
-        errors: 0,
-    };
+    let mut out = ThreadOut::default();
     let (req, mut buf) = (request(false), Vec::with_capacity(4096));
     sleep_until(start);
     while out.errors < MAX_ERRORS {
@@ -297,11 +316,7 @@ fn closed_loop(
 }
 
 fn churn_loop(spec: &LoadSpec, start: Instant, measure_from: Instant, end: Instant) -> ThreadOut {
-    let mut out = ThreadOut {
-        lat: Vec::new(),
-        lag: Vec::new(),
-        errors: 0,
-    };
+    let mut out = ThreadOut::default();
     let (req, mut buf) = (request(true), Vec::with_capacity(4096));
     sleep_until(start);
     while out.errors < MAX_ERRORS {
@@ -360,6 +375,8 @@ mod tests {
                 mode,
                 rate,
                 conns: 2,
+                streams: 1,
+                http2: false,
                 duration: Duration::from_millis(300),
                 warmup: Duration::from_millis(50),
             };

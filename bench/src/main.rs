@@ -1,7 +1,8 @@
 //! `quicmesh-bench`: runs the benchmark (`--smoke`, `--quick` or the full
-//! run), printing the markdown table on stdout and writing the JSON under
-//! `bench/results/`. Its `serve` and `load` subcommands are the server and the
-//! load generator it starts inside the lab's pods.
+//! run; `--l7` for the L7 rows alone), printing the markdown tables on
+//! stdout and writing the JSON under `bench/results/`. Its `serve` and
+//! `load` subcommands are the server and the load generator it starts
+//! inside the lab's pods.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,12 +11,13 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use quicmesh_bench::bench::{Bench, Plan};
+use quicmesh_bench::l7::L7Bench;
 use quicmesh_bench::load::{self, LoadSpec, Mode};
 use quicmesh_bench::report;
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(about = "Benchmarks quicmesh on the lab: direct vs mesh L4")]
+#[command(about = "Benchmarks quicmesh on the lab: direct vs mesh L4, and the waypoint's L7 hop")]
 struct Args {
     /// Seconds: one scenario (mesh L4), one run, short loads; for CI.
     #[arg(long, conflicts_with = "quick")]
@@ -35,6 +37,13 @@ struct Args {
     /// Skip the lossy-link figures (for quick tuning comparisons).
     #[arg(long)]
     no_lossy: bool,
+    /// Only the L7 rows (waypoint vs HAProxy vs the L4 mesh, on a cluster
+    /// from manifests), with the durations of the mode (full by default).
+    #[arg(long, conflicts_with = "no_l7")]
+    l7: bool,
+    /// Leave the L7 rows out of the full run.
+    #[arg(long)]
+    no_l7: bool,
     /// Measure nothing: build the lab, start the servers, print where
     /// everything is, and hold it up until Ctrl-C (for profiling by hand).
     #[arg(long, conflicts_with_all = ["smoke", "quick", "runs"])]
@@ -66,6 +75,12 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 8)]
         conns: usize,
+        /// HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1 (open, closed).
+        #[arg(long)]
+        http2: bool,
+        /// HTTP/2 closed loop: requests in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
         /// Measured seconds.
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
@@ -104,6 +119,8 @@ fn main() -> Result<()> {
             mode,
             rate,
             conns,
+            http2,
+            streams,
             duration,
             warmup,
         }) => {
@@ -115,6 +132,8 @@ fn main() -> Result<()> {
                 mode,
                 rate,
                 conns,
+                streams,
+                http2,
                 duration: Duration::from_secs_f64(duration),
                 warmup: Duration::from_secs_f64(warmup),
             };
@@ -123,6 +142,14 @@ fn main() -> Result<()> {
         }
         None => benchmark(args),
     }
+}
+
+/// Prints where everything is and waits for Ctrl-C.
+async fn hold(describe: &str) -> Result<()> {
+    println!("{describe}");
+    eprintln!("[bench] holding the lab up; Ctrl-C tears it down");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 fn benchmark(args: Args) -> Result<()> {
@@ -152,6 +179,11 @@ fn benchmark(args: Args) -> Result<()> {
     plan.mtu = args.mtu;
     plan.gro = args.gro;
     plan.lossy = !args.no_lossy;
+    if args.l7 {
+        plan = plan.l7_only();
+    } else if args.no_l7 {
+        plan.l7 = None;
+    }
     let date = report::now_utc();
     let load_at_start = report::loadavg();
     eprintln!(
@@ -164,22 +196,51 @@ fn benchmark(args: Args) -> Result<()> {
         .build()?;
     if args.hold {
         return rt.block_on(async {
-            let b = Bench::start(plan).await?;
-            println!("{}", b.describe());
-            eprintln!("[bench] holding the lab up; Ctrl-C tears it down");
-            tokio::signal::ctrl_c().await?;
-            anyhow::Ok(())
+            // The lab stays up while its bench lives.
+            if args.l7 {
+                let b = L7Bench::start(&plan).await?;
+                hold(&b.describe()).await
+            } else {
+                let b = Bench::start(plan).await?;
+                hold(&b.describe()).await
+            }
         });
     }
-    let (table, doc) = rt.block_on(async {
-        let mut b = Bench::start(plan).await?;
-        b.run_all().await?;
-        let table = b.table.markdown();
+    let (tables, doc) = rt.block_on(async {
+        // One lab at a time: the L4 lab is gone before the L7 cluster starts.
+        let mut l4 = None;
+        if plan.l4 {
+            let mut b = Bench::start(plan.clone()).await?;
+            b.run_all().await?;
+            l4 = Some((b.table.markdown(), b.table.json(), b.raw, b.mtu));
+        }
+        let mut l7 = None;
+        if plan.l7.is_some() {
+            let mut b = L7Bench::start(&plan).await?;
+            b.run_all().await?;
+            l7 = Some(b.finish());
+        }
+        let mtu = match (&l4, &l7) {
+            (Some(l4), _) => l4.3.clone(),
+            (None, Some(l7)) => l7.mtu.clone(),
+            (None, None) => "unknown".into(),
+        };
+        let l7_table = l7.as_ref().map(|r| r.grid.markdown());
+        let tables: Vec<String> = l4
+            .as_ref()
+            .map(|l4| l4.0.clone())
+            .into_iter()
+            .chain(l7_table.clone())
+            .collect();
+        let (l4_table, l4_rows, l4_raw) = match l4 {
+            Some((t, rows, raw, _)) => (json!(t), rows, json!(raw)),
+            None => (json!(null), json!(null), json!(null)),
+        };
         let doc = json!({
             "date": date,
-            "mode": b.plan().mode,
-            "plan": b.plan(),
-            "machine": report::machine(&b.mtu, &load_at_start),
+            "mode": plan.mode,
+            "plan": plan,
+            "machine": report::machine(&mtu, &load_at_start),
             "versions": report::versions(),
             "ztunnel_log_level": std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into()),
             // Its directory names the cargo profile it was built with
@@ -189,11 +250,17 @@ fn benchmark(args: Args) -> Result<()> {
                 .unwrap_or_else(|e| e.to_string()),
             "ztunnel_extra_args": std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default(),
             "ztunnel_worker_threads": std::env::var("ZTUNNEL_WORKER_THREADS").unwrap_or_else(|_| "2 (default)".into()),
-            "rows": b.table.json(),
-            "raw": b.raw,
-            "table": table,
+            "rows": l4_rows,
+            "raw": l4_raw,
+            "table": l4_table,
+            "l7": l7.map(|r| json!({
+                "rows": r.grid.json(),
+                "table": l7_table,
+                "setup": r.setup,
+                "raw": r.raw,
+            })),
         });
-        anyhow::Ok((table, doc))
+        anyhow::Ok((tables, doc))
     })?;
     let path = report::write_json(
         &args.out_dir,
@@ -201,7 +268,7 @@ fn benchmark(args: Args) -> Result<()> {
         &date,
         &doc,
     )?;
-    println!("{table}");
+    println!("{}", tables.join("\n"));
     eprintln!("[bench] JSON: {}", path.display());
     Ok(())
 }

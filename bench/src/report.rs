@@ -1,6 +1,9 @@
 //! Results: rows of repeated measurements (median, min–max), the markdown
-//! table printed on stdout, and the JSON document written under
+//! tables printed on stdout, and the JSON document written under
 //! `bench/results/` with the machine and versions it was measured on.
+//!
+//! [`Table`] is the L4 table (direct vs mesh, rows [`ROWS`]); [`Grid`] is a
+//! table of any rows and columns (the L7 rows, one column per path).
 
 use std::path::{Path, PathBuf};
 
@@ -302,13 +305,107 @@ impl Table {
     }
 }
 
+/// A row of a [`Grid`].
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: String,
+    pub label: String,
+    pub unit: &'static str,
+    /// Reported against, never asserted.
+    pub target: &'static str,
+}
+
+/// Rows × columns of repeated measurements (median, min–max over the runs).
+#[derive(Debug, Clone)]
+pub struct Grid {
+    /// (key in the JSON, header in the markdown table)
+    columns: Vec<(&'static str, &'static str)>,
+    rows: Vec<Row>,
+    cells: Vec<Vec<Cell>>,
+}
+
+impl Grid {
+    pub fn new(columns: Vec<(&'static str, &'static str)>, rows: Vec<Row>) -> Grid {
+        let cells = vec![vec![Cell::default(); columns.len()]; rows.len()];
+        Grid {
+            columns,
+            rows,
+            cells,
+        }
+    }
+
+    fn at(&self, key: &str, col: usize) -> (usize, usize) {
+        let r = self
+            .rows
+            .iter()
+            .position(|r| r.key == key)
+            .unwrap_or_else(|| panic!("no row {key}"));
+        assert!(col < self.columns.len(), "no column {col}");
+        (r, col)
+    }
+
+    pub fn push(&mut self, key: &str, col: usize, v: f64) {
+        let (r, c) = self.at(key, col);
+        self.cells[r][c].values.push(v);
+    }
+
+    pub fn values(&self, key: &str, col: usize) -> &[f64] {
+        let (r, c) = self.at(key, col);
+        &self.cells[r][c].values
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The markdown table: median (min–max) over the runs.
+    pub fn markdown(&self) -> String {
+        let heads: Vec<&str> = self.columns.iter().map(|c| c.1).collect();
+        let mut out = format!(
+            "| figure | unit | {} | target (reported, not asserted) |\n| --- | --- |{} --- |\n",
+            heads.join(" | "),
+            " --- |".repeat(heads.len())
+        );
+        for (row, cells) in self.rows.iter().zip(&self.cells) {
+            let values: Vec<String> = cells.iter().map(Cell::render).collect();
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                row.label,
+                row.unit,
+                values.join(" | "),
+                row.target
+            ));
+        }
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .zip(&self.cells)
+            .map(|(row, cells)| {
+                let mut v = json!({
+                    "key": row.key, "label": row.label, "unit": row.unit, "target": row.target,
+                });
+                for ((key, _), cell) in self.columns.iter().zip(cells) {
+                    v[*key] = cell.json();
+                }
+                v
+            })
+            .collect();
+        Value::Array(rows)
+    }
+}
+
 fn read_trim(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn command_line(cmd: &str, args: &[&str]) -> String {
+/// The first line `cmd args` prints, or `unknown`.
+pub(crate) fn command_line(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
         .output()
@@ -406,5 +503,36 @@ mod tests {
         assert!(md.contains("1000 open connections"));
         assert_eq!(md.lines().count(), ROWS.len() + 2);
         assert!(versions()["quinn"].as_str().unwrap().starts_with("0."));
+    }
+
+    #[test]
+    fn grid_renders_every_column() {
+        let row = |key: &str| Row {
+            key: key.into(),
+            label: format!("row {key}"),
+            unit: "µs",
+            target: "t",
+        };
+        let mut g = Grid::new(
+            vec![("a", "A"), ("b", "B"), ("c", "C")],
+            vec![row("x"), row("y")],
+        );
+        g.push("x", 1, 3.0);
+        g.push("x", 1, 1.0);
+        g.push("y", 2, 7.0);
+        let md = g.markdown();
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 4, "{md}");
+        assert_eq!(
+            lines[0],
+            "| figure | unit | A | B | C | target (reported, not asserted) |"
+        );
+        assert_eq!(lines[1], "| --- | --- | --- | --- | --- | --- |");
+        assert_eq!(lines[2], "| row x | µs | — | 2.00 (1.00–3.00) | — | t |");
+        assert_eq!(lines[3], "| row y | µs | — | — | 7.00 | t |");
+        let j = g.json();
+        assert_eq!(j[0]["b"]["median"], 2.0);
+        assert_eq!(j[1]["c"]["values"][0], 7.0);
+        assert_eq!(g.values("x", 1), &[3.0, 1.0]);
     }
 }
