@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::http::BODY;
-use crate::load::{nanos, set_timer_slack, LoadReport, LoadSpec, Mode, Percentiles, ThreadOut};
+use crate::load::{nanos, set_timer_slack, LoadReport, LoadSpec, Mode, ThreadOut};
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -186,26 +186,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
             Mode::Churn => bail!("churn is HTTP/1.1 only"),
         }
     })?;
-    let (mut lat, mut lag) = (out.lat, out.lag);
-    let seconds = spec.duration.as_secs_f64();
-    let requests = lat.len() as u64;
-    Ok(LoadReport {
-        mode: format!("{:?}", spec.mode).to_lowercase(),
-        http: "2".into(),
-        target_rps: if spec.mode == Mode::Open {
-            spec.rate
-        } else {
-            0.0
-        },
-        conns: spec.conns,
-        streams: spec.streams,
-        seconds,
-        requests,
-        errors: out.errors,
-        achieved_rps: requests as f64 / seconds,
-        latency_us: Percentiles::of(&mut lat),
-        send_lag_us: Percentiles::of(&mut lag),
-    })
+    Ok(LoadReport::new(spec, "2", spec.streams, out))
 }
 
 /// What one request saw: scheduled, sent, answered (None: failed).

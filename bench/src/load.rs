@@ -121,6 +121,32 @@ pub struct LoadReport {
     pub send_lag_us: Percentiles,
 }
 
+impl LoadReport {
+    /// The report of a load described by `spec` that measured `out`.
+    pub(crate) fn new(spec: &LoadSpec, http: &str, streams: usize, out: ThreadOut) -> Self {
+        let (mut lat, mut lag) = (out.lat, out.lag);
+        let seconds = spec.duration.as_secs_f64();
+        let requests = lat.len() as u64;
+        LoadReport {
+            mode: format!("{:?}", spec.mode).to_lowercase(),
+            http: http.into(),
+            target_rps: if spec.mode == Mode::Open {
+                spec.rate
+            } else {
+                0.0
+            },
+            conns: spec.conns,
+            streams,
+            seconds,
+            requests,
+            errors: out.errors,
+            achieved_rps: requests as f64 / seconds,
+            latency_us: Percentiles::of(&mut lat),
+            send_lag_us: Percentiles::of(&mut lag),
+        }
+    }
+}
+
 /// What one load thread (or task) measured.
 #[derive(Default)]
 pub(crate) struct ThreadOut {
@@ -174,25 +200,12 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
         lag.extend(out.lag);
         errors += out.errors;
     }
-    let seconds = spec.duration.as_secs_f64();
-    let requests = lat.len() as u64;
-    Ok(LoadReport {
-        mode: format!("{:?}", spec.mode).to_lowercase(),
-        http: "1.1".into(),
-        target_rps: if spec.mode == Mode::Open {
-            spec.rate
-        } else {
-            0.0
-        },
-        conns: spec.conns,
-        streams: 1,
-        seconds,
-        requests,
-        errors,
-        achieved_rps: requests as f64 / seconds,
-        latency_us: Percentiles::of(&mut lat),
-        send_lag_us: Percentiles::of(&mut lag),
-    })
+    Ok(LoadReport::new(
+        spec,
+        "1.1",
+        1,
+        ThreadOut { lat, lag, errors },
+    ))
 }
 
 fn open(addr: SocketAddr) -> Result<TcpStream> {
