@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -25,12 +25,19 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
-use crate::sniff;
-use crate::upstream::{Endpoint, Protocol, Upstreams, Version};
+
+mod mirror;
+mod request;
+mod tcp;
+
+use request::*;
+
+use crate::upstream::{Endpoint, Protocol, Upstreams};
+pub use mirror::{MAX_MIRRORS_IN_FLIGHT, MIRROR_TIMEOUT};
 use quicmesh_core::route::{
-    Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable, Rule,
+    Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable,
 };
-use quicmesh_core::tunnel::connect::ConnectIo;
+pub use request::{FORWARDED_CLIENT_CERT, MAX_KEPT_BYTES, MAX_RETRY_BODY};
 
 /// Bounds on what a client can make the waypoint hold, per connection.
 /// Request head: bytes (HTTP/1.1 read buffer; HTTP/2 header list).
@@ -140,82 +147,6 @@ impl<D: Directory> Waypoint<D> {
     }
 
     /// Serves one tunnelled connection until it ends.
-    /// Serves one tunnelled connection by its port's protocol.
-    async fn serve_stream(
-        self: Arc<Self>,
-        conn: Arc<Conn>,
-        mut io: ConnectIo,
-        stop: CancellationToken,
-    ) -> Outcome {
-        let (http, first) = match conn.parent.protocol {
-            Protocol::Http1 | Protocol::Http2 => (true, bytes::Bytes::new()),
-            Protocol::Tcp => (false, bytes::Bytes::new()),
-            Protocol::Auto => {
-                let (v, first) = sniff::detect(&mut io).await;
-                (v == sniff::Verdict::Http, first)
-            }
-        };
-        let io = sniff::Rewind::new(first, io);
-        if http {
-            self.serve(conn, TokioIo::new(io), stop).await
-        } else {
-            self.passthrough(conn, io, stop).await
-        }
-    }
-
-    /// Opaque TCP: the bytes go to an endpoint of the Service, over a
-    /// tunnel of the waypoint's own.
-    async fn passthrough(
-        self: Arc<Self>,
-        conn: Arc<Conn>,
-        mut io: sniff::Rewind<ConnectIo>,
-        stop: CancellationToken,
-    ) -> Outcome {
-        let started = Instant::now();
-        let svc = &conn.parent.service;
-        let service = format!("{}/{}:{}", svc.namespace, svc.name, svc.port);
-        let endpoints = self.directory.endpoints(svc);
-        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
-        let Some((i, pending)) = self.balancer.choose(&addrs) else {
-            tracing::warn!(src.identity = %conn.peer, dst.service = %service, "TCP connection refused at the waypoint: no healthy endpoint");
-            self.metrics.tcp(service, "no_healthy_endpoint");
-            return Outcome::StreamReset;
-        };
-        let ep = endpoints[i].clone();
-        let mut up = match self.upstreams.open_stream(&ep).await {
-            Ok(up) => up,
-            Err(f) => {
-                pending.fail();
-                tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, flag = f.flag(), error = %f, "TCP connection failed at the waypoint");
-                self.metrics.tcp(service, f.flag());
-                return Outcome::StreamReset;
-            }
-        };
-        pending.done();
-        // A drain does not cut it: a TCP connection has no way to be told
-        // to finish, so it runs on until the tunnel server's drain
-        // deadline closes the endpoint.
-        let _ = stop;
-        let copied = tokio::io::copy_bidirectional(&mut io, &mut up).await;
-        let (outcome, (sent, received)) = match copied {
-            Ok(n) => (Outcome::Closed, n),
-            Err(_) => (Outcome::StreamReset, (0, 0)),
-        };
-        self.metrics.tcp(service.clone(), outcome.label());
-        tracing::info!(
-            src.identity = %conn.peer,
-            dst.addr = %conn.authority,
-            dst.service = %service,
-            upstream = %ep.addr,
-            bytes_sent = sent,
-            bytes_received = received,
-            outcome = outcome.label(),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "tcp connection"
-        );
-        outcome
-    }
-
     /// Serves one tunnelled connection as HTTP until it ends.
     async fn serve<T>(
         self: Arc<Self>,
@@ -551,48 +482,6 @@ impl<D: Directory> Waypoint<D> {
         }
     }
 
-    /// Sends a copy of a request to an endpoint of the mirror's backend, in
-    /// the background; its answer is read and dropped. At most
-    /// [`MAX_MIRRORS_IN_FLIGHT`] at once (more are dropped and counted),
-    /// each within [`MIRROR_TIMEOUT`].
-    fn mirror(&self, m: &quicmesh_core::route::Mirror, mut req: Request<Body>) {
-        let Ok(permit) = self.mirror_slots.clone().try_acquire_owned() else {
-            self.metrics.mirrored("dropped", 1);
-            return;
-        };
-        let endpoints = self.directory.endpoints(&m.target);
-        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
-        let Some((i, pending)) = self.balancer.choose(&addrs) else {
-            self.metrics.mirrored("no_healthy_endpoint", 1);
-            return;
-        };
-        let ep = endpoints[i].clone();
-        let version = ep.protocol.version(req.version());
-        prepare_upstream(&mut req, version);
-        let (upstreams, metrics) = (self.upstreams.clone(), self.metrics.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let sent = tokio::time::timeout(MIRROR_TIMEOUT, async {
-                let resp = upstreams.send(&ep, version, req).await?;
-                let ok = !resp.status().is_server_error();
-                // Read to the end, so the connection can be reused.
-                let _ = resp.into_body().collect().await;
-                Ok::<_, Failure>(ok)
-            })
-            .await;
-            match sent {
-                Ok(Ok(true)) => {
-                    pending.done();
-                    metrics.mirrored("sent", 1);
-                }
-                _ => {
-                    pending.fail();
-                    metrics.mirrored("failed", 1);
-                }
-            }
-        });
-    }
-
     /// A backend's answer as the client gets it: hop-by-hop headers out,
     /// the rule's response header filters applied.
     fn answer(
@@ -609,53 +498,6 @@ impl<D: Directory> Waypoint<D> {
     }
 }
 
-/// Mirrored requests in flight at most; more are dropped.
-pub const MAX_MIRRORS_IN_FLIGHT: usize = 256;
-/// A mirrored request taking longer is abandoned.
-pub const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A copy of a request with `body`.
-fn copy_of<B>(req: &Request<B>, body: bytes::Bytes) -> Request<Body> {
-    let mut r = Request::new(text(body));
-    *r.method_mut() = req.method().clone();
-    *r.uri_mut() = req.uri().clone();
-    *r.version_mut() = req.version();
-    *r.headers_mut() = req.headers().clone();
-    r
-}
-
-/// A request's head, without its body.
-fn head_of<B>(req: &Request<B>) -> Request<()> {
-    let mut r = Request::new(());
-    *r.method_mut() = req.method().clone();
-    *r.uri_mut() = req.uri().clone();
-    *r.version_mut() = req.version();
-    *r.headers_mut() = req.headers().clone();
-    r
-}
-
-/// Bodies kept (for retries and mirrors) by all requests together, at most.
-pub const MAX_KEPT_BYTES: usize = 16 << 20;
-
-/// The allowance units (KiB, at least one) a body of `len` bytes takes.
-fn kept_units(len: u64) -> u32 {
-    u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
-}
-
-/// Bodies kept for a retry: at most this long.
-pub const MAX_RETRY_BODY: u64 = 64 * 1024;
-
-/// The body's length if the request can be kept to be sent again: no
-/// body, or a body of a known length within [`MAX_RETRY_BODY`] (an HTTP/2
-/// request that ended with its headers has an exact hint of 0).
-fn replayable(req: &Request<Incoming>) -> Option<u64> {
-    use hyper::body::Body as _;
-    req.body()
-        .size_hint()
-        .exact()
-        .filter(|n| *n <= MAX_RETRY_BODY)
-}
-
 /// What the access log says about a request beyond its head.
 #[derive(Default)]
 struct RequestLog {
@@ -664,177 +506,6 @@ struct RequestLog {
     flag: &'static str,
     /// Attempts after the first.
     retries: u32,
-}
-
-/// The header in which the waypoint tells the destination who the client
-/// was (Envoy's format, which Istio users' apps already read): `By=` the
-/// waypoint, `URI=` the source's SPIFFE ID, proven by its certificate. A
-/// client's own copy is removed first: only the waypoint's reaches the app.
-pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
-
-fn vouch_for_source(headers: &mut http::HeaderMap, waypoint: &SpiffeId, source: &SpiffeId) {
-    headers.remove(FORWARDED_CLIENT_CERT);
-    // SPIFFE IDs are printable ASCII without `;`, `,` or `"`.
-    if let Ok(v) = http::HeaderValue::from_str(&format!("By={waypoint};URI={source}")) {
-        headers.insert(FORWARDED_CLIENT_CERT, v);
-    }
-}
-
-/// The rule for a Service without routes: all of it to the Service.
-fn implicit_rule(service: &BackendRef) -> Rule {
-    Rule {
-        backends: vec![Backend {
-            target: service.clone(),
-            weight: 1,
-            filters: vec![],
-            invalid: None,
-        }],
-        ..Rule::default()
-    }
-}
-
-/// The host the client asked for, without a port.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
-            // As an authority, so `[::1]:80` is the host `[::1]`.
-            let a: http::uri::Authority = h.parse().ok()?;
-            Some(a.host().to_string())
-        })?;
-    Some(authority)
-}
-
-/// Replaces the request's path with its canonical form (the query stays).
-fn canonical_path(req: &mut Request<Incoming>) -> Result<(), Failure> {
-    let path = req.uri().path();
-    let canonical =
-        quicmesh_core::route::path::normalize(path).map_err(|e| Failure::BadPath(e.to_string()))?;
-    if canonical != path {
-        let pq = match req.uri().query() {
-            Some(q) => format!("{canonical}?{q}"),
-            None => canonical,
-        };
-        let mut parts = req.uri().clone().into_parts();
-        parts.path_and_query = Some(
-            pq.parse()
-                .map_err(|_| Failure::BadPath("unparsable".into()))?,
-        );
-        *req.uri_mut() =
-            Uri::from_parts(parts).map_err(|_| Failure::BadPath("unparsable".into()))?;
-    }
-    Ok(())
-}
-
-/// Applies a `URLRewrite`: the host (Host header and authority) and path.
-fn rewrite(
-    req: &mut Request<Incoming>,
-    rw: &quicmesh_core::route::Rewrite,
-    matched: &quicmesh_core::route::PathMatch,
-) {
-    let mut parts = req.uri().clone().into_parts();
-    if let Some(m) = &rw.path {
-        let path = m.apply(req.uri().path(), matched);
-        let pq = match req.uri().query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        parts.path_and_query = pq.parse().ok();
-    }
-    if let Some(host) = &rw.hostname {
-        if let Ok(v) = http::HeaderValue::from_str(host) {
-            req.headers_mut().insert(http::header::HOST, v);
-        }
-        if parts.authority.is_some() {
-            parts.authority = host.parse().ok();
-        }
-    }
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *req.uri_mut() = uri;
-    }
-}
-
-/// Removes the hop-by-hop headers of one connection (RFC 9110 §7.6.1):
-/// those the `Connection` header names, and the fixed ones. `TE: trailers`
-/// is end to end (gRPC needs it) and stays.
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<http::HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for h in named {
-        headers.remove(h);
-    }
-    let te_trailers = headers
-        .get(http::header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for h in [
-        http::header::CONNECTION,
-        http::header::TE,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::PROXY_AUTHENTICATE,
-        http::header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(h);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    if te_trailers {
-        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-    }
-}
-
-/// Makes a request arriving from a client fit to send to a backend: the
-/// form of the target URI each HTTP version wants (its hop-by-hop headers
-/// were removed on arrival).
-fn prepare_upstream(req: &mut Request<Body>, version: Version) {
-    match version {
-        // HTTP/1.1: origin form; the Host header carries the authority.
-        Version::Http1 => {
-            if let Some(a) = req.uri().authority().cloned() {
-                if !req.headers().contains_key(http::header::HOST) {
-                    if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-                        req.headers_mut().insert(http::header::HOST, v);
-                    }
-                }
-            }
-            let pq = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            if let Ok(uri) = pq.parse() {
-                *req.uri_mut() = uri;
-            }
-            *req.version_mut() = http::Version::HTTP_11;
-        }
-        // HTTP/2: absolute form (`:scheme`, `:authority` from the URI).
-        Version::Http2 => {
-            let authority = req.uri().authority().map(|a| a.to_string()).or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(String::from)
-            });
-            if let Some(a) = authority {
-                let pq = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into());
-                if let Ok(uri) = format!("http://{a}{pq}").parse() {
-                    *req.uri_mut() = uri;
-                }
-            }
-        }
-    }
 }
 
 /// Counts a served connection while it lives.
