@@ -143,6 +143,8 @@ impl Index {
                     self.services_in(&g.namespace)
                         .map(|s| service_name(&s.namespace, &s.name)),
                 );
+                // Workloads name the waypoints that serve them.
+                dirty.extend(self.pods_in(&g.namespace).map(|p| workload_name(&p.uid)));
             }
             Object::AuthorizationPolicy(ap) => {
                 dirty.insert(authorization_name(&ap.namespace, &ap.name));
@@ -161,6 +163,8 @@ impl Index {
             }
             Object::Service(s) => {
                 dirty.insert(service_name(&s.namespace, &s.name));
+                // Its waypoint serves the workloads behind it.
+                dirty.extend(self.pods_in(&s.namespace).map(|p| workload_name(&p.uid)));
                 // Whether a route is accepted, and which of its backends
                 // resolve, depends on the Services of its namespace.
                 dirty.extend(
@@ -174,6 +178,7 @@ impl Index {
             }
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
+                dirty.extend(self.pods_in(&es.namespace).map(|p| workload_name(&p.uid)));
             }
             Object::ServiceAccount(_) | Object::Deployment(_) => {}
         }
@@ -402,7 +407,12 @@ mod tests {
             selector: None,
             labels: Labels::new(),
         });
-        assert_eq!(ix.upsert(svc.clone()), ["service/a/s".to_string()].into());
+        // A Service touches its namespace's workloads too (its waypoint
+        // serves those behind it).
+        assert_eq!(
+            ix.upsert(svc.clone()),
+            ["service/a/s".to_string(), "workload/uid-a-p1".to_string()].into()
+        );
         // Same object again: nothing.
         assert!(ix.upsert(svc).is_empty());
         // A pod change touches its workload and its namespace's services.

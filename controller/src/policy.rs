@@ -106,6 +106,12 @@ pub struct SourceSpec {
     pub ip_blocks: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ip_blocks: Vec<String>,
+    /// true: only traffic forwarded by a waypoint that serves the
+    /// destination (the policy is then decided at that waypoint, for the
+    /// original client); false: only traffic that came without one (e.g. a
+    /// pod IP dialled directly, around the namespace's waypoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_waypoint: Option<bool>,
     /// JWT principals (L7): left to the waypoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_principals: Vec<String>,
@@ -399,6 +405,7 @@ fn source(
         )?,
         ip_blocks: nets(&s.ip_blocks, &format!("{path}.ipBlocks"))?,
         not_ip_blocks: nets(&s.not_ip_blocks, &format!("{path}.notIpBlocks"))?,
+        via_waypoint: s.via_waypoint,
         l7,
     })
 }
@@ -459,6 +466,7 @@ rules:
       principals: ["cluster.local/ns/a/sa/b", "*/sa/c"]
       notNamespaces: [shop]
       ipBlocks: [10.0.0.0/8, "fd00::/8"]
+  - source: {viaWaypoint: false}
   to:
   - operation: {ports: [8080, "9090"], notPorts: [1]}
 "#,
@@ -473,6 +481,8 @@ rules:
         let r = &p.policy.rules[0];
         assert_eq!(r.from[0].principals.len(), 2);
         assert_eq!(r.from[0].ip_blocks.len(), 2);
+        assert_eq!(r.from[0].via_waypoint, None);
+        assert_eq!(r.from[1].via_waypoint, Some(false));
         assert_eq!(r.to[0].ports, vec![8080, 9090]);
         assert!(p.warnings.is_empty());
     }

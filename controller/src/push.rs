@@ -81,8 +81,9 @@ impl Subscriber {
         }
     }
 
-    /// Whether it is sent `r`.
-    pub fn sees(&self, r: &Resource) -> bool {
+    /// Whether it is sent `r`. A waypoint decides its namespace's
+    /// policies, and the mesh's (in `root`, the root namespace).
+    pub fn sees(&self, r: &Resource, root: &str) -> bool {
         let Subscriber::Waypoint { namespace, .. } = self else {
             return true;
         };
@@ -90,7 +91,10 @@ impl Subscriber {
             Some(resource::Kind::Service(s)) => &s.namespace == namespace,
             Some(resource::Kind::HttpRoute(h)) => &h.namespace == namespace,
             Some(resource::Kind::Workload(w)) => &w.namespace == namespace,
-            Some(resource::Kind::Authorization(_)) | None => false,
+            Some(resource::Kind::Authorization(a)) => {
+                &a.namespace == namespace || a.namespace == root
+            }
+            None => false,
         }
     }
 }
@@ -98,6 +102,8 @@ impl Subscriber {
 /// What one subscriber was sent, so that deltas carry only its part.
 struct View {
     subscriber: Subscriber,
+    /// The mesh's root namespace (its policies reach every workload).
+    root: String,
     sent: std::collections::HashSet<String>,
 }
 
@@ -106,7 +112,7 @@ impl View {
     fn snapshot(&mut self, resources: Vec<Resource>) -> Vec<Resource> {
         let mine: Vec<Resource> = resources
             .into_iter()
-            .filter(|r| self.subscriber.sees(r))
+            .filter(|r| self.subscriber.sees(r, &self.root))
             .collect();
         self.sent = mine.iter().map(|r| r.name.clone()).collect();
         mine
@@ -117,7 +123,7 @@ impl View {
         let mut upserts = Vec::new();
         let mut removed = Vec::new();
         for r in &d.upserts {
-            if self.subscriber.sees(r) {
+            if self.subscriber.sees(r, &self.root) {
                 self.sent.insert(r.name.clone());
                 upserts.push(r.clone());
             } else if self.sent.remove(&r.name) {
@@ -235,6 +241,7 @@ impl ConfigStream for ConfigService {
         let node = subscriber.name();
         let mut view = View {
             subscriber,
+            root: self.store.with_index(|ix| ix.root_namespace().to_string()),
             sent: Default::default(),
         };
         let mut acks = req.into_inner();
@@ -364,6 +371,7 @@ mod tests {
                 namespace: "shop".into(),
                 name: "waypoint".into(),
             },
+            root: "quicmesh-system".into(),
             sent: Default::default(),
         };
         let all = vec![
@@ -381,14 +389,37 @@ mod tests {
             ),
             res(
                 "authorization/shop/p",
-                resource::Kind::Authorization(Authorization::default()),
+                resource::Kind::Authorization(Authorization {
+                    namespace: "shop".into(),
+                    ..Default::default()
+                }),
+            ),
+            res(
+                "authorization/bank/p",
+                resource::Kind::Authorization(Authorization {
+                    namespace: "bank".into(),
+                    ..Default::default()
+                }),
+            ),
+            res(
+                "authorization/quicmesh-system/mesh",
+                resource::Kind::Authorization(Authorization {
+                    namespace: "quicmesh-system".into(),
+                    ..Default::default()
+                }),
             ),
         ];
         let names = |rs: &[Resource]| rs.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
         let snap = view.snapshot(all.clone());
         assert_eq!(
             names(&snap),
-            ["service/shop/web", "workload/w1", "httproute/shop/r"]
+            [
+                "service/shop/web",
+                "workload/w1",
+                "httproute/shop/r",
+                "authorization/shop/p",
+                "authorization/quicmesh-system/mesh"
+            ]
         );
         // Another namespace's change is no update at all.
         let other = Delta {
@@ -408,6 +439,7 @@ mod tests {
         // A node sees everything.
         let mut node = View {
             subscriber: Subscriber::Node("node1".into()),
+            root: "quicmesh-system".into(),
             sent: Default::default(),
         };
         assert_eq!(node.snapshot(all.clone()).len(), all.len());

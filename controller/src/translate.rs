@@ -135,7 +135,26 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
             "spiffe://{trust_domain}/ns/{}/sa/{}",
             pod.namespace, pod.service_account
         ),
+        waypoints: waypoints_of(index, pod, mesh),
     })
+}
+
+/// The identities of the waypoints that serve `pod`: those of the Services
+/// it is an endpoint of. Sorted, without repeats.
+fn waypoints_of(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Vec<String> {
+    let mut out: Vec<String> = index
+        .services_in(&pod.namespace)
+        .filter_map(|svc| Some((svc, crate::waypoint::for_service(index, svc)?)))
+        .filter(|(svc, _)| {
+            endpoints(index, svc)
+                .iter()
+                .any(|e| e.workload_uid == pod.uid)
+        })
+        .map(|(_, w)| w.identity(&mesh.trust_domain))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorization {
@@ -174,6 +193,7 @@ fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorizatio
                         not_namespaces: strings(&s.not_namespaces),
                         ip_blocks: nets(&s.ip_blocks),
                         not_ip_blocks: nets(&s.not_ip_blocks),
+                        via_waypoint: s.via_waypoint,
                         l7: s.l7,
                     })
                     .collect(),
@@ -380,6 +400,31 @@ mod tests {
         assert!(dirty.contains("service/shop/web"), "{dirty:?}");
         let w = waypoint_of(&ix).expect("labeled");
         assert_eq!(w.identity, "spiffe://cluster.local/ns/shop/sa/waypoint");
+        // The Service's workloads name the waypoint (their ztunnel admits
+        // its tunnels); a pod behind no Service with a waypoint does not.
+        let waypoints = |ix: &Index, uid: &str| {
+            let Some(resource::Kind::Workload(w)) = resource(ix, &format!("workload/{uid}"), &mesh)
+                .unwrap()
+                .kind
+            else {
+                panic!()
+            };
+            w.waypoints
+        };
+        assert!(dirty.contains("workload/uid-web-1"), "{dirty:?}");
+        assert_eq!(
+            waypoints(&ix, "uid-web-1"),
+            ["spiffe://cluster.local/ns/shop/sa/waypoint"]
+        );
+        assert!(waypoints(&ix, "uid-db-1").is_empty());
+        // The Service opts out: its workloads follow, dirtied by the change.
+        let mut web = ix.service("shop", "web").unwrap().clone();
+        web.labels = labels(&[(crate::waypoint::USE_WAYPOINT_LABEL, "none")]);
+        let dirty = ix.upsert(Object::Service(web.clone()));
+        assert!(dirty.contains("workload/uid-web-1"), "{dirty:?}");
+        assert!(waypoints(&ix, "uid-web-1").is_empty());
+        web.labels = Labels::new();
+        ix.upsert(Object::Service(web));
         assert!(w.addresses.is_empty(), "no waypoint pod yet");
         let provision =
             crate::waypoint::provision(&crate::waypoint::find(&ix, "shop", "waypoint").unwrap());

@@ -69,6 +69,10 @@ pub struct Source {
     pub not_namespaces: Vec<StringMatch>,
     pub ip_blocks: Vec<IpNet>,
     pub not_ip_blocks: Vec<IpNet>,
+    /// Some(true): only connections (requests) that came through a waypoint
+    /// serving the destination; Some(false): only those that did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_waypoint: Option<bool>,
     /// The source has L7 conditions (request principals).
     pub l7: bool,
 }
@@ -92,6 +96,9 @@ pub struct Connection {
     pub namespace: Option<String>,
     pub src_ip: IpAddr,
     pub dst_port: u16,
+    /// Decided at a waypoint, for a request (or TCP connection) it
+    /// forwards to a destination it serves; false at a ztunnel.
+    pub via_waypoint: bool,
 }
 
 impl Connection {
@@ -111,6 +118,15 @@ impl Connection {
             namespace,
             src_ip,
             dst_port,
+            via_waypoint: false,
+        }
+    }
+
+    /// The same, as a waypoint decides it (see [`Source::via_waypoint`]).
+    pub fn at_waypoint(self) -> Self {
+        Connection {
+            via_waypoint: true,
+            ..self
         }
     }
 }
@@ -151,6 +167,11 @@ impl DenyReason {
 pub enum Verdict {
     /// `policy`: the ALLOW policy that matched, None when no ALLOW policy applies.
     Allow { policy: Option<String> },
+    /// The peer is a waypoint that serves the destination (`waypoint`: its
+    /// SPIFFE ID). The waypoint decided the destination's policies for the
+    /// client of each request it forwards, so they are not decided again
+    /// against the waypoint's own identity.
+    Vouched { waypoint: String },
     /// `policy`: the policy that denied (for `NoAllowMatch`, the ALLOW
     /// policies that apply, comma-separated).
     Deny { reason: DenyReason, policy: String },
@@ -176,7 +197,10 @@ impl Decision {
     }
 
     pub fn allowed(&self) -> bool {
-        matches!(self.verdict, Verdict::Allow { .. })
+        matches!(
+            self.verdict,
+            Verdict::Allow { .. } | Verdict::Vouched { .. }
+        )
     }
 }
 
@@ -186,6 +210,7 @@ impl fmt::Display for Decision {
         match &self.verdict {
             Verdict::Allow { policy: None } => f.write_str("allow"),
             Verdict::Allow { policy: Some(p) } => write!(f, "allow by {p}"),
+            Verdict::Vouched { waypoint } => write!(f, "allow via waypoint {waypoint}"),
             Verdict::Deny { reason, policy } => write!(f, "deny ({}) by {policy}", reason.label()),
         }
     }
@@ -287,6 +312,7 @@ impl Source {
             && none_of(&self.not_namespaces, namespace)
             && (self.ip_blocks.is_empty() || self.ip_blocks.iter().any(|n| n.contains(conn.src_ip)))
             && !self.not_ip_blocks.iter().any(|n| n.contains(conn.src_ip))
+            && self.via_waypoint.is_none_or(|v| v == conn.via_waypoint)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use quicmesh_e2e::{eventually, require_root};
 use quicmesh_lab::local::{Cluster, LocalSpec};
-use quicmesh_lab::mesh::netns_http_get;
+use quicmesh_lab::mesh::{netns_http_get, sum_metric};
 
 const SHOP: &str = r#"
 apiVersion: v1
@@ -106,8 +106,16 @@ spec:
 "#;
 
 async fn start() -> (Cluster, tempfile::TempDir) {
+    start_with(&[]).await
+}
+
+/// The shop and front namespaces, and `extra` files (name, YAML).
+async fn start_with(extra: &[(&str, &str)]) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    for (name, yaml) in extra {
+        std::fs::write(d.join(name), yaml).unwrap();
+    }
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/hello.py"),
         d.join("hello.py"),
@@ -459,4 +467,110 @@ async fn the_waypoint_example_routes_as_documented() {
     let conditions = &status["httpRoutes"][0]["parents"][0]["conditions"];
     assert_eq!(conditions[0]["status"], true, "{status}");
     assert_eq!(conditions[1]["status"], true, "{status}");
+}
+
+/// Only front/client may call shop's web pods; front/stranger may not.
+const WEB_FROM_CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stranger, namespace: front}
+spec:
+  serviceAccountName: stranger
+  containers: [{name: app}]
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-from-client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/front/sa/client"]}}]
+"#;
+
+/// Nothing reaches shop's web pods around the waypoint.
+const REQUIRE_WAYPOINT: &str = r#"
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: require-waypoint, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - from: [{source: {viaWaypoint: false}}]
+"#;
+
+/// `curl -w %{http_code}` from `pod`: the status, or 0 when no answer came.
+fn status_from(cluster: &Cluster, pod: &str, url: &str) -> u16 {
+    curl_from(
+        cluster,
+        pod,
+        &["-o", "/dev/null", "-w", "%{http_code}", url],
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_mean_the_same_behind_a_waypoint() {
+    require_root();
+    let (mut cluster, dir) = start_with(&[("policy.yaml", WEB_FROM_CLIENT)]).await;
+    // Through the waypoint: the client's identity is what the policy
+    // sees (the waypoint decides it), so the client is served...
+    let served = eventually(Duration::from_secs(30), || async {
+        status_from(&cluster, "client", "http://web.shop/") == 200
+    })
+    .await;
+    assert!(
+        served,
+        "{:?}\n{}",
+        curl(&cluster, &["-v", "http://web.shop/"]),
+        cluster.pod_log("shop", "waypoint-0")
+    );
+    // ...and the stranger is refused there with 403.
+    assert_eq!(status_from(&cluster, "stranger", "http://web.shop/"), 403);
+    let m = waypoint_metrics(&cluster).await;
+    assert!(
+        sum_metric(
+            &m,
+            "waypoint_authz_denials_total",
+            &[
+                ("policy", "shop/web-from-client"),
+                ("reason", "no_allow_match")
+            ]
+        ) >= 1.0,
+        "{m}"
+    );
+    // The destination admitted the waypoint's tunnel as the waypoint of
+    // its workload, not by the policy (which names only the client).
+    let node = cluster.pod("shop", "web-v1-0").node;
+    let vouched = eventually(Duration::from_secs(10), || async {
+        std::fs::read_to_string(cluster.ztunnel_log(node)).is_ok_and(|l| {
+            l.contains("allow via waypoint spiffe://cluster.local/ns/shop/sa/waypoint")
+        })
+    })
+    .await;
+    assert!(
+        vouched,
+        "{}",
+        std::fs::read_to_string(cluster.ztunnel_log(node)).unwrap_or_default()
+    );
+
+    // Around the waypoint (a pod IP dialled directly), the destination's
+    // ztunnel decides the same policy.
+    let direct = format!("http://{}:8080/", cluster.pod("shop", "web-v1-0").ip);
+    assert_eq!(status_from(&cluster, "client", &direct), 200);
+    assert_eq!(status_from(&cluster, "stranger", &direct), 0, "refused");
+
+    // Requiring the waypoint closes the direct path, for the client too;
+    // through the waypoint the client is still served.
+    std::fs::write(dir.path().join("require.yaml"), REQUIRE_WAYPOINT).unwrap();
+    cluster.reconcile().await.unwrap();
+    let closed = eventually(Duration::from_secs(30), || async {
+        status_from(&cluster, "client", &direct) == 0
+    })
+    .await;
+    assert!(closed, "the direct path stayed open");
+    assert_eq!(status_from(&cluster, "client", "http://web.shop/"), 200);
+    assert_eq!(status_from(&cluster, "stranger", "http://web.shop/"), 403);
 }

@@ -12,12 +12,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use quicmesh_core::authz::set::PolicySet;
 use quicmesh_core::control::stream::ConfigSink;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::route::wire::{self, Parent as RouteParent};
 use quicmesh_core::route::{BackendRef, HttpRoute, RouteTable};
 use quicmesh_proto::config::{resource, Resource};
 
+use crate::authz::Access;
 use crate::proxy::{Directory, Parent, Tables};
 use crate::upstream::{Endpoint, Protocol};
 
@@ -51,22 +53,39 @@ pub fn tables(
 ) -> Result<Tables, String> {
     let mut identities: HashMap<&str, SpiffeId> = HashMap::new();
     let mut routes: Vec<(Arc<HttpRoute>, Vec<RouteParent>)> = Vec::new();
+    let mut policies = PolicySet::default();
+    let mut workloads = Vec::new();
     for (name, r) in resources {
         match &r.kind {
             Some(resource::Kind::Workload(w)) => {
                 let id =
                     SpiffeId::parse(&w.identity).map_err(|e| format!("{name}: identity: {e}"))?;
                 identities.insert(w.uid.as_str(), id);
+                workloads.push((name, w));
             }
             Some(resource::Kind::HttpRoute(h)) => {
                 let (route, parents) = wire::from_proto(h).map_err(|e| format!("{name}: {e}"))?;
                 routes.push((Arc::new(route), parents));
             }
-            Some(resource::Kind::Service(_) | resource::Kind::Authorization(_)) => {}
+            // Never fails: what cannot be understood denies what it targets.
+            Some(resource::Kind::Authorization(a)) => policies.insert(a),
+            Some(resource::Kind::Service(_)) => {}
             None => return Err(format!("{name}: resource without a kind")),
         }
     }
     let mut t = Tables::default();
+    // Each workload's policies, once every policy is known.
+    for (name, w) in workloads {
+        let access = Arc::new(Access {
+            policies: policies.for_workload(&w.namespace, &w.authorization_policies),
+        });
+        for ip in &w.ips {
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("{name}: {ip:?} is not an IP address"))?;
+            t.access.insert(ip, access.clone());
+        }
+    }
     for (name, r) in resources {
         let Some(resource::Kind::Service(svc)) = &r.kind else {
             continue;
@@ -226,8 +245,18 @@ impl Live {
                 )
             })
             .collect();
+        let policies: BTreeMap<String, Vec<&str>> = t
+            .access
+            .iter()
+            .map(|(ip, a)| {
+                (
+                    ip.to_string(),
+                    a.policies.iter().map(|p| p.name.as_str()).collect(),
+                )
+            })
+            .collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
-            "destinations": destinations, "endpoints": endpoints})
+            "destinations": destinations, "endpoints": endpoints, "policies": policies})
     }
 }
 
@@ -261,6 +290,9 @@ impl Directory for Live {
     }
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
         self.tables().endpoints(backend)
+    }
+    fn access(&self, ip: IpAddr) -> Option<Arc<Access>> {
+        self.tables().access(ip)
     }
 }
 

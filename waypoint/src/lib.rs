@@ -8,6 +8,8 @@
 //! is [`quicmesh_core::route`], shared with the controller, which checks
 //! routes with the same code before it sends them.
 //!
+//! - [`authz`]: the destination's AuthorizationPolicies, decided for each
+//!   request's client;
 //! - [`config`]: the mesh as the waypoint sees it, built from the
 //!   controller's resources (Service ports with their routes, endpoints);
 //! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
@@ -21,6 +23,7 @@
 //!   metrics and admin endpoints, drain).
 
 pub mod app;
+pub mod authz;
 pub mod config;
 pub mod metrics;
 pub mod proxy;

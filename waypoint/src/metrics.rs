@@ -38,8 +38,23 @@ pub struct TcpLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    /// The policy that decided (`namespace/name`, bounded by the config).
+    pub policy: String,
+    /// `deny_policy`, `no_allow_match`, `invalid_policy`, `unknown_workload`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
+    pub authz_denials: Family<DenialLabels, Counter>,
+    pub authz_audits: Family<PolicyLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
@@ -69,6 +84,16 @@ impl RequestMetrics {
             "waypoint_mirrored_requests",
             "Copies of requests for RequestMirror filters: sent (answered), failed, dropped (too many in flight), not_replayable (a streamed body), no_healthy_endpoint",
             self.mirrors.clone(),
+        );
+        reg.register(
+            "waypoint_authz_denials",
+            "Requests and TCP connections refused by the destination's authorization policies, by policy and reason",
+            self.authz_denials.clone(),
+        );
+        reg.register(
+            "waypoint_authz_audits",
+            "Requests and TCP connections an AUDIT policy matched, by policy",
+            self.authz_audits.clone(),
         );
         reg.register(
             "waypoint_downstream_connections",

@@ -6,7 +6,7 @@
 //! and it is forwarded over a tunnel opened as the waypoint's own identity.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +22,7 @@ use quicmesh_core::tunnel::server::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::authz::{Access, Client};
 use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
@@ -78,6 +79,9 @@ pub trait Directory: Send + Sync + 'static {
     fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>>;
     /// The ready endpoints of a backend.
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint>;
+    /// The policies of the workload at `ip` (an endpoint's address); None
+    /// for an address of no workload the waypoint knows.
+    fn access(&self, ip: IpAddr) -> Option<Arc<Access>>;
 }
 
 /// A [`Directory`] from explicit tables (what the waypoint's config builds).
@@ -85,6 +89,8 @@ pub trait Directory: Send + Sync + 'static {
 pub struct Tables {
     pub parents: HashMap<SocketAddr, Arc<Parent>>,
     pub endpoints: HashMap<BackendRef, Vec<Endpoint>>,
+    /// By workload IP.
+    pub access: HashMap<IpAddr, Arc<Access>>,
 }
 
 impl Directory for Tables {
@@ -93,6 +99,9 @@ impl Directory for Tables {
     }
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
         self.endpoints.get(backend).cloned().unwrap_or_default()
+    }
+    fn access(&self, ip: IpAddr) -> Option<Arc<Access>> {
+        self.access.get(&ip).cloned()
     }
 }
 
@@ -120,6 +129,8 @@ const FORGET_EVERY: u64 = 4096;
 /// One tunnelled connection's context for its requests.
 struct Conn {
     peer: SpiffeId,
+    /// The peer as policies see it.
+    client: Client,
     authority: SocketAddr,
     parent: Arc<Parent>,
 }
@@ -409,6 +420,8 @@ impl<D: Directory> Waypoint<D> {
             })?;
             let ep = &endpoints[i];
             log.upstream = ep.addr.to_string();
+            // Refused: no latency sample (`pending` is dropped).
+            self.authorize(conn, ep)?;
             let version = ep.protocol.version(version_in);
             prepare_upstream(&mut req, version);
             // What is sent again if this attempt fails.
@@ -482,6 +495,35 @@ impl<D: Directory> Waypoint<D> {
         }
     }
 
+    /// Decides the endpoint's policies for the connection's client; audits
+    /// and denials are logged and counted here.
+    fn authorize(&self, conn: &Conn, ep: &Endpoint) -> Result<(), Failure> {
+        let access = self.directory.access(ep.addr.ip());
+        let decision = conn.client.decide(access.as_deref(), ep.addr.port());
+        for policy in &decision.audited {
+            self.metrics
+                .authz_audits
+                .get_or_create(&crate::metrics::PolicyLabels {
+                    policy: policy.clone(),
+                })
+                .inc();
+            tracing::info!(%policy, src.identity = %conn.peer, upstream = %ep.addr, authz = %decision, "authorization audit");
+        }
+        match &decision.verdict {
+            quicmesh_core::authz::Verdict::Deny { reason, policy } => {
+                self.metrics
+                    .authz_denials
+                    .get_or_create(&crate::metrics::DenialLabels {
+                        policy: policy.clone(),
+                        reason: reason.label().to_string(),
+                    })
+                    .inc();
+                Err(Failure::Denied(decision.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A backend's answer as the client gets it: hop-by-hop headers out,
     /// the rule's response header filters applied.
     fn answer(
@@ -539,6 +581,7 @@ impl<D: Directory> Inbound for Server<D> {
         })?;
         let conn = Arc::new(Conn {
             peer: req.peer.clone(),
+            client: Client::new(&req.peer, req.peer_addr, self.0.identity.trust_domain()),
             authority: req.authority,
             parent,
         });

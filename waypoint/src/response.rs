@@ -47,6 +47,11 @@ pub enum Failure {
     /// The connection to the endpoint broke or it sent no valid response.
     #[error("upstream connection failed: {0}")]
     UpstreamReset(String),
+    /// The destination's authorization policies refuse the client (the
+    /// decision, e.g. `deny (no_allow_match) by shop/web-from-client`,
+    /// goes to the access log only).
+    #[error("authorization: {0}")]
+    Denied(String),
     /// The waypoint has no SVID to present.
     #[error("no SVID for the waypoint: {0}")]
     Identity(String),
@@ -61,6 +66,7 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::BadPath(_) => StatusCode::BAD_REQUEST,
+            Failure::Denied(_) => StatusCode::FORBIDDEN,
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoBackend | Failure::InvalidBackend(_) | Failure::BadRedirect(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -88,6 +94,7 @@ impl Failure {
             Failure::UpstreamRefused(_) => "upstream_refused",
             Failure::UpstreamReset(_) => "upstream_reset",
             Failure::Identity(_) => "no_identity",
+            Failure::Denied(_) => "authz_denied",
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use quicmesh_core::authz::{parse_principal, Action, Policy, Rule as AuthzRule, Source};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
@@ -27,6 +28,7 @@ use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSet
 use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, ServerCtx, Upstream};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
+use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Waypoint};
 use waypoint::upstream::{Endpoint, Upstreams};
 
@@ -35,6 +37,10 @@ const TD: &str = "cluster.local";
 const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 80);
 /// A Service port whose protocol is not declared (the echo backend).
 const UNDECLARED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 12)), 7000);
+/// A Service whose workload admits only `ns/ops/sa/admin`, as HTTP and as
+/// opaque TCP.
+const GUARDED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 13)), 80);
+const GUARDED_TCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 14)), 80);
 
 fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
@@ -397,6 +403,8 @@ struct Setup {
     flaky_hits: Arc<std::sync::atomic::AtomicU64>,
     client: Arc<Pool>,
     client_svid: Svid,
+    /// The one peer the guarded workload's policy admits.
+    admin_svid: Svid,
     waypoint_id: SpiffeId,
     waypoint_ip: IpAddr,
     stop: CancellationToken,
@@ -466,6 +474,7 @@ async fn setup(test: u8) -> Setup {
     let shadow_hits = flaky(workload("shadow", 15, 8080, Protocol::Http1)).await;
     // A TCP backend (it also answers HTTP).
     echo(workload("echo", 16, 7000, Protocol::Auto)).await;
+    app("guarded", workload("guarded", 17, 8080, Protocol::Auto)).await;
     endpoints.insert(backend_ref("nowhere"), vec![]);
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
 
@@ -502,6 +511,50 @@ async fn setup(test: u8) -> Setup {
             protocol: waypoint::upstream::Protocol::Auto,
         }),
     );
+    for (addr, protocol) in [
+        (GUARDED, waypoint::upstream::Protocol::Http1),
+        (GUARDED_TCP, waypoint::upstream::Protocol::Tcp),
+    ] {
+        parents.insert(
+            addr,
+            Arc::new(Parent {
+                service: backend_ref("guarded"),
+                host: "guarded.shop.svc.cluster.local".into(),
+                routes: RouteTable::default(),
+                protocol,
+            }),
+        );
+    }
+    // Every workload's policies: none, but the guarded one's.
+    let mut access: HashMap<IpAddr, Arc<Access>> = endpoints
+        .values()
+        .flatten()
+        .map(|e| (e.addr.ip(), Arc::new(Access::default())))
+        .collect();
+    let admins_only = Policy {
+        name: "shop/admins-only".into(),
+        action: Action::Allow,
+        rules: vec![AuthzRule {
+            from: vec![Source {
+                principals: vec![parse_principal("cluster.local/ns/ops/sa/admin").unwrap()],
+                ..Source::default()
+            }],
+            ..AuthzRule::default()
+        }],
+        invalid: None,
+    };
+    let audit_all = Policy {
+        name: "shop/audit-all".into(),
+        action: Action::Audit,
+        rules: vec![AuthzRule::default()],
+        invalid: None,
+    };
+    access.insert(
+        loopback(test, 17),
+        Arc::new(Access {
+            policies: vec![Arc::new(admins_only), Arc::new(audit_all)],
+        }),
+    );
     let certs = Arc::new(CertManager::new(
         SvidSource::DevCa {
             ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
@@ -512,7 +565,11 @@ async fn setup(test: u8) -> Setup {
     let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
     let wp = Waypoint::new(
         waypoint_id.clone(),
-        Arc::new(Tables { parents, endpoints }),
+        Arc::new(Tables {
+            parents,
+            endpoints,
+            access,
+        }),
         upstreams,
     );
     let wp_svid = certs.svid(&waypoint_id).await.unwrap();
@@ -524,6 +581,7 @@ async fn setup(test: u8) -> Setup {
         flaky_hits,
         client: client_pool(&bundles),
         client_svid: ca.mint(&id("ns/web/sa/client"), life).unwrap(),
+        admin_svid: ca.mint(&id("ns/ops/sa/admin"), life).unwrap(),
         waypoint_id,
         waypoint_ip,
         stop,
@@ -537,16 +595,31 @@ impl Setup {
         &self,
         authority: SocketAddr,
     ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, TunnelError> {
+        self.open_as(&self.client_svid, authority).await
+    }
+
+    /// The same, as the peer `svid` names.
+    async fn open_as(
+        &self,
+        svid: &Svid,
+        authority: SocketAddr,
+    ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, TunnelError> {
         let key = PoolKey {
-            src: self.client_svid.id.clone(),
+            src: svid.id.clone(),
             dst: self.waypoint_id.clone(),
             addr: SocketAddr::new(self.waypoint_ip, TUNNEL_PORT),
         };
         let s = self
             .client
-            .open(&key, &self.client_svid, authority, Default::default())
+            .open(&key, svid, authority, Default::default())
             .await?;
         Ok(TokioIo::new(s.into_io()))
+    }
+
+    fn metrics(&self) -> String {
+        let mut reg = prometheus_client::registry::Registry::default();
+        self.waypoint.metrics.register(&mut reg);
+        quicmesh_core::metrics::encode(&reg)
     }
 
     async fn http1(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
@@ -953,4 +1026,90 @@ async fn backends_closing_kept_connections_cost_no_request() {
         let (status, _, body) = get(&mut c, &format!("/closer/{i}"), &[]).await;
         assert_eq!((status, body.as_str()), (200, "closer"), "request {i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destinations_policies_are_decided_for_each_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(17).await;
+    // The client is not the admin: refused at the waypoint, 403, the
+    // policy named in the metric (and log), never in the body.
+    let (mut c, conn) = hyper::client::conn::http1::handshake(s.open(GUARDED).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (status, _, body) = get(&mut c, "/secret", &[]).await;
+    assert_eq!((status, body.as_str()), (403, "authz_denied\n"));
+    // The admin is let through, over the same waypoint.
+    let (mut admin, conn) =
+        hyper::client::conn::http1::handshake(s.open_as(&s.admin_svid, GUARDED).await.unwrap())
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (status, _, body) = get(&mut admin, "/secret", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("guarded GET /secret"), "{body}");
+    // A refusal leaves the connection usable; and workloads without a
+    // policy serve the client as before.
+    let (status, _, body) = get(&mut c, "/again", &[]).await;
+    assert_eq!((status, body.as_str()), (403, "authz_denied\n"));
+    let mut other = s.http1().await;
+    let (status, _, body) = get(&mut other, "/v1-only/x", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Opaque TCP to the guarded workload: the client's connection is
+    // reset before any byte reaches it (the reset may even overtake the
+    // CONNECT's answer); the admin's is passed through.
+    if let Ok(io) = s.open(GUARDED_TCP).await {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            io.into_inner().read_to_end(&mut buf),
+        )
+        .await;
+        assert!(
+            matches!(read, Ok(Err(_)) | Ok(Ok(0))),
+            "refused: {read:?} {buf:?}"
+        );
+    }
+    let mut io = s
+        .open_as(&s.admin_svid, GUARDED_TCP)
+        .await
+        .unwrap()
+        .into_inner();
+    io.write_all(b"GET /raw HTTP/1.1\r\nhost: guarded\r\n\r\n")
+        .await
+        .unwrap();
+    // Read until the answer's body is in (the app keeps the connection).
+    let mut got = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 512];
+        while !String::from_utf8_lossy(&got).contains("guarded GET /raw") {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer in time");
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.contains("guarded GET /raw"),
+        "{got}"
+    );
+    let text = s.metrics();
+    assert!(
+        text.contains(
+            "waypoint_authz_denials_total{policy=\"shop/admins-only\",reason=\"no_allow_match\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("waypoint_authz_audits_total{policy=\"shop/audit-all\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("code=\"403\",flag=\"authz_denied\""),
+        "{text}"
+    );
 }

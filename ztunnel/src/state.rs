@@ -28,6 +28,9 @@ pub struct MeshWorkload {
     /// selector), as the config dump shows them: by name.
     #[serde(serialize_with = "policy_names")]
     pub policies: Vec<Arc<Policy>>,
+    /// The waypoints that serve it: their tunnels are vouched for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waypoints: Vec<SpiffeId>,
 }
 
 fn policy_names<S: serde::Serializer>(ps: &[Arc<Policy>], s: S) -> Result<S::Ok, S::Error> {
@@ -127,6 +130,7 @@ impl State {
                 ready: true,
                 mtls_mode: MtlsMode::default(),
                 policies: Vec::new(),
+                waypoints: Vec::new(),
             });
         }
         s
@@ -195,6 +199,14 @@ impl State {
                         policies: s
                             .authorization
                             .for_workload(&w.namespace, &w.authorization_policies),
+                        waypoints: w
+                            .waypoints
+                            .iter()
+                            .map(|id| {
+                                SpiffeId::parse(id)
+                                    .map_err(|e| format!("{name}: waypoint identity: {e}"))
+                            })
+                            .collect::<Result<_, _>>()?,
                     });
                 }
                 Some(resource::Kind::Service(svc)) => {
@@ -287,12 +299,14 @@ impl State {
                 namespace,
                 policies: Some(&w.policies),
                 mtls: w.mtls_mode,
+                waypoints: &w.waypoints,
             },
             None => Destination {
                 configured: self.configured,
                 namespace,
                 policies: None,
                 mtls: MtlsMode::Strict,
+                waypoints: &[],
             },
         }
     }

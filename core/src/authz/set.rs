@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::authz::{
     self, parse_namespace, parse_principal, Action, Connection, Decision, DenyReason, IpNet,
-    Policy, StringMatch,
+    Policy, StringMatch, Verdict,
 };
+use crate::identity::SpiffeId;
 use quicmesh_proto::config::{
     Authorization, AuthorizationAction, AuthorizationScope, MtlsMode as PMtlsMode,
 };
@@ -152,6 +153,7 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
                             not_namespaces: matches(&s.not_namespaces, parse_namespace)?,
                             ip_blocks: nets(&s.ip_blocks)?,
                             not_ip_blocks: nets(&s.not_ip_blocks)?,
+                            via_waypoint: s.via_waypoint,
                             l7: s.l7,
                         })
                     })
@@ -184,6 +186,10 @@ pub struct Destination<'a> {
     /// Strict for a workload without a record: its namespace's mode is not
     /// known, and refusing plaintext costs mesh traffic nothing.
     pub mtls: MtlsMode,
+    /// The waypoints that serve the workload (through its Services): a
+    /// connection from one of them is vouched for (see
+    /// [`Verdict::Vouched`](crate::authz::Verdict::Vouched)).
+    pub waypoints: &'a [SpiffeId],
 }
 
 /// The decision for an inbound connection. Without config everything is
@@ -192,6 +198,18 @@ pub struct Destination<'a> {
 pub fn decide(set: &PolicySet, dst: &Destination<'_>, conn: &Connection) -> Decision {
     if !dst.configured {
         return Decision::deny(DenyReason::NoConfig, "-");
+    }
+    if let Some(w) = conn
+        .principal
+        .as_ref()
+        .filter(|p| dst.waypoints.contains(p))
+    {
+        return Decision {
+            verdict: Verdict::Vouched {
+                waypoint: w.to_string(),
+            },
+            audited: Vec::new(),
+        };
     }
     if conn.principal.is_none() && dst.mtls == MtlsMode::Strict {
         return Decision::deny(
@@ -211,7 +229,6 @@ pub fn decide(set: &PolicySet, dst: &Destination<'_>, conn: &Connection) -> Deci
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::SpiffeId;
     use quicmesh_proto::config::{AuthorizationRule, AuthorizationSource};
 
     fn auth(
@@ -316,6 +333,7 @@ mod tests {
             namespace: "shop",
             policies: Some(&[]),
             mtls,
+            waypoints: &[],
         };
         let d = decide(&set, &dst(MtlsMode::Strict), &conn(None));
         assert_eq!(d.to_string(), "deny (strict_mtls) by shop/mtls-mode=strict");
@@ -331,6 +349,62 @@ mod tests {
             decide(&set, &none, &mtls).to_string(),
             "deny (no_config) by -"
         );
+    }
+
+    #[test]
+    fn a_waypoint_that_serves_the_workload_is_vouched_for() {
+        // The workload admits only `ops`; a waypoint's identity is not in
+        // `ops`, but a waypoint the controller names for the workload
+        // decided that policy for its own clients.
+        let mut set = PolicySet::default();
+        set.insert(&auth(
+            "shop",
+            "ops-only",
+            AuthorizationScope::Namespace,
+            AuthorizationAction::Allow,
+        ));
+        let policies = set.for_workload("shop", &[]);
+        let waypoint = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/waypoint").unwrap();
+        let served = [waypoint.clone()];
+        let dst = |waypoints| Destination {
+            configured: true,
+            namespace: "shop",
+            policies: Some(&policies),
+            mtls: MtlsMode::Strict,
+            waypoints,
+        };
+        let from_waypoint = conn(Some(waypoint.as_str()));
+        let d = decide(&set, &dst(&served), &from_waypoint);
+        assert!(d.allowed());
+        assert_eq!(
+            d.to_string(),
+            "allow via waypoint spiffe://cluster.local/ns/shop/sa/waypoint"
+        );
+        // The same identity, for a workload it does not serve: an ordinary
+        // peer, decided by policy.
+        assert_eq!(
+            decide(&set, &dst(&[]), &from_waypoint).to_string(),
+            "deny (no_allow_match) by shop/ops-only"
+        );
+        // Any other peer of a served workload: decided by policy.
+        let d = decide(
+            &set,
+            &dst(&served),
+            &conn(Some("spiffe://cluster.local/ns/shop/sa/web")),
+        );
+        assert!(!d.allowed());
+        assert!(decide(
+            &set,
+            &dst(&served),
+            &conn(Some("spiffe://cluster.local/ns/ops/sa/admin"))
+        )
+        .allowed());
+        // Before config, not even a waypoint.
+        let unconfigured = Destination {
+            configured: false,
+            ..dst(&served)
+        };
+        assert!(!decide(&set, &unconfigured, &from_waypoint).allowed());
     }
 
     #[test]

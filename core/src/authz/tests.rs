@@ -464,8 +464,12 @@ fn arb_conn() -> impl Strategy<Value = Connection> {
             any::<[u8; 4]>().prop_map(|b| IpAddr::V6(std::net::Ipv4Addr::from(b).to_ipv6_mapped())),
         ],
         prop::sample::select(vec![80u16, 443, 8080, 9090]),
+        any::<bool>(),
     )
-        .prop_map(|(p, ip, port)| Connection::new(p, TD, ip, port))
+        .prop_map(|(p, ip, port, via)| Connection {
+            via_waypoint: via,
+            ..Connection::new(p, TD, ip, port)
+        })
 }
 
 fn arb_matches(pool: Vec<&'static str>) -> impl Strategy<Value = Vec<StringMatch>> {
@@ -504,15 +508,17 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         arb_matches(ns_pool),
         arb_nets(),
         arb_nets(),
+        prop::option::weighted(0.2, any::<bool>()),
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(p, np, n, nn, ip, nip, l7)| Source {
+        .prop_map(|(p, np, n, nn, ip, nip, via, l7)| Source {
             principals: p,
             not_principals: np,
             namespaces: n,
             not_namespaces: nn,
             ip_blocks: ip,
             not_ip_blocks: nip,
+            via_waypoint: via,
             l7,
         });
     let ports = prop::collection::vec(prop::sample::select(vec![80u16, 8080, 9090]), 0..2);
@@ -640,6 +646,20 @@ proptest! {
         let with = Source { ip_blocks: nets.clone(), ..Source::default() };
         let without = Source { not_ip_blocks: nets, ..Source::default() };
         prop_assert_ne!(with.matches(&c, false), without.matches(&c, false));
+    }
+
+    #[test]
+    fn via_waypoint_true_and_false_are_complements(source in arb_rule(), c in arb_conn()) {
+        // Whatever else a source says, setting viaWaypoint splits what it
+        // matches by where the connection is decided, and unset matches both.
+        for s in source.from {
+            let base = Source { via_waypoint: None, ..s };
+            let via = Source { via_waypoint: Some(true), ..base.clone() };
+            let direct = Source { via_waypoint: Some(false), ..base.clone() };
+            let m = base.matches(&c, false);
+            prop_assert_eq!(via.matches(&c, false), m && c.via_waypoint);
+            prop_assert_eq!(direct.matches(&c, false), m && !c.via_waypoint);
+        }
     }
 
     #[test]

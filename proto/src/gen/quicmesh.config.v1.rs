@@ -81,6 +81,12 @@ pub struct Workload {
     /// ("<namespace>/<name>"). Mesh- and namespace-scoped ones apply by scope.
     #[prost(string, repeated, tag = "11")]
     pub authorization_policies: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// SPIFFE IDs of the waypoints that serve it (through its Services). A
+    /// waypoint decides the workload's policies for the client of each
+    /// request it forwards, so the workload's ztunnel admits a tunnel from
+    /// one of these without deciding them again (docs/policy.md).
+    #[prost(string, repeated, tag = "12")]
+    pub waypoints: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// An AuthorizationPolicy, compiled by the controller (docs/policy.md).
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -135,6 +141,11 @@ pub struct AuthorizationSource {
     /// The source has L7 conditions (request principals).
     #[prost(bool, tag = "7")]
     pub l7: bool,
+    /// Set: true matches only traffic a waypoint serving the destination
+    /// forwards (decided at that waypoint), false only traffic that came
+    /// without one.
+    #[prost(bool, optional, tag = "8")]
+    pub via_waypoint: ::core::option::Option<bool>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuthorizationOperation {

@@ -56,6 +56,12 @@ impl<D: Directory> Waypoint<D> {
             return Outcome::StreamReset;
         };
         let ep = endpoints[i].clone();
+        if let Err(f) = self.authorize(&conn, &ep) {
+            drop(pending);
+            tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, error = %f, "TCP connection refused at the waypoint");
+            self.metrics.tcp(service, f.flag());
+            return Outcome::StreamReset;
+        }
         let mut up = match self.upstreams.open_stream(&ep).await {
             Ok(up) => up,
             Err(f) => {

@@ -60,7 +60,7 @@ fn authorize(
         );
     }
     match &decision.verdict {
-        Verdict::Allow { .. } => Ok(Admitted {
+        Verdict::Allow { .. } | Verdict::Vouched { .. } => Ok(Admitted {
             decision,
             guard,
             stop,

@@ -1,0 +1,106 @@
+//! Authorization at the waypoint. A waypoint decides the destination
+//! workload's AuthorizationPolicies — the ones its ztunnel would decide —
+//! for the client of each request (the peer of the downstream tunnel,
+//! proven by its SVID), once the endpoint is chosen. The destination's
+//! ztunnel then admits the waypoint's tunnel without deciding them again
+//! (`Verdict::Vouched`): one HTTP/2 connection from the waypoint carries
+//! many clients' requests, and only the waypoint knows whose each one is.
+//! So a policy means the same with or without a waypoint in the path.
+//!
+//! Evaluation is [`quicmesh_core::authz`], the same code the ztunnels run;
+//! what differs is the connection: `via_waypoint` is true here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quicmesh_core::authz::{self, Connection, Decision, DenyReason, Policy};
+use quicmesh_core::identity::SpiffeId;
+
+/// What applies to one destination workload.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// Every policy that reaches it (mesh, namespace, selector).
+    pub policies: Vec<Arc<Policy>>,
+}
+
+/// The client of a tunnelled connection, as policies see it.
+#[derive(Debug, Clone)]
+pub struct Client(Connection);
+
+impl Client {
+    /// `peer`: the downstream tunnel's proven identity and UDP address;
+    /// `trust_domain`: the mesh's (namespaces come only from it).
+    pub fn new(peer: &SpiffeId, peer_addr: SocketAddr, trust_domain: &str) -> Self {
+        Client(Connection::new(Some(peer.clone()), trust_domain, peer_addr.ip(), 0).at_waypoint())
+    }
+
+    /// The decision for a request (or TCP connection) of this client to
+    /// the workload port `dst_port`. A workload the waypoint has no record
+    /// of is refused: it cannot know what applies.
+    pub fn decide(&self, access: Option<&Access>, dst_port: u16) -> Decision {
+        match access {
+            None => Decision::deny(DenyReason::UnknownWorkload, "-"),
+            Some(a) => {
+                let conn = Connection {
+                    dst_port,
+                    ..self.0.clone()
+                };
+                authz::evaluate(a.policies.iter().map(|p| &**p), &conn)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quicmesh_core::authz::{parse_principal, Action, Rule, Source};
+
+    use super::*;
+
+    fn policy(action: Action, source: Source) -> Arc<Policy> {
+        Arc::new(Policy {
+            name: "shop/p".into(),
+            action,
+            rules: vec![Rule {
+                from: vec![source],
+                ..Rule::default()
+            }],
+            invalid: None,
+        })
+    }
+
+    #[test]
+    fn clients_are_decided_as_having_come_via_the_waypoint() {
+        let peer = SpiffeId::parse("spiffe://cluster.local/ns/front/sa/web").unwrap();
+        let client = Client::new(&peer, "10.244.1.7:40000".parse().unwrap(), "cluster.local");
+        // The client's own identity, namespace and address are what match.
+        let allow = Access {
+            policies: vec![policy(
+                Action::Allow,
+                Source {
+                    principals: vec![parse_principal("cluster.local/ns/front/*").unwrap()],
+                    ip_blocks: vec![quicmesh_core::authz::IpNet::parse("10.244.0.0/16").unwrap()],
+                    ..Source::default()
+                },
+            )],
+        };
+        assert!(client.decide(Some(&allow), 8080).allowed());
+        // "Only around a waypoint" never matches here; "only through one" does.
+        let direct_only = |v| Access {
+            policies: vec![policy(
+                Action::Deny,
+                Source {
+                    via_waypoint: Some(v),
+                    ..Source::default()
+                },
+            )],
+        };
+        assert!(client.decide(Some(&direct_only(false)), 8080).allowed());
+        assert!(!client.decide(Some(&direct_only(true)), 8080).allowed());
+        // A workload the waypoint has no record of: refused.
+        assert_eq!(
+            client.decide(None, 8080).to_string(),
+            "deny (unknown_workload) by -"
+        );
+    }
+}
