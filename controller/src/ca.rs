@@ -236,11 +236,25 @@ impl CaService {
         let (ns, sa) = id
             .namespace_and_service_account()
             .map_err(|e| format!("{id}: {e}"))?;
-        let scheduled = self.store.with_index(|ix| {
-            ix.pods().any(|p| {
-                p.namespace == ns && p.service_account == sa && p.node.as_deref() == Some(node)
-            })
+        // A waypoint's identity is vouched for by the ztunnels of the
+        // workloads it serves: only its own pods (by their service
+        // account's token) get it, never a node for a pod that merely runs
+        // as the same service account.
+        let (waypoint, scheduled) = self.store.with_index(|ix| {
+            (
+                crate::waypoint::all(ix)
+                    .iter()
+                    .any(|w| w.namespace == ns && w.service_account() == sa),
+                ix.pods().any(|p| {
+                    p.namespace == ns && p.service_account == sa && p.node.as_deref() == Some(node)
+                }),
+            )
         });
+        if waypoint {
+            return Err(format!(
+                "{id} is a waypoint's: only its own pods get it, not node {node}"
+            ));
+        }
         if scheduled {
             Ok(())
         } else {
@@ -390,6 +404,24 @@ mod tests {
         assert!(e.contains("not its own identity"), "{e}");
         let n = SpiffeId::node("cluster.local", "node1").unwrap();
         assert!(s.authorize(&caller, &n).is_err());
+        // Not a node, even one with a pod running as the waypoint's
+        // service account (an app pod could run as it, and ztunnels admit
+        // the waypoint's tunnels as vouched for).
+        s.store.apply(|ix| {
+            ix.upsert(Object::Pod(Pod {
+                uid: "impostor".into(),
+                name: "impostor-0".into(),
+                namespace: "shop".into(),
+                labels: Labels::new(),
+                service_account: "waypoint".into(),
+                node: Some("node1".into()),
+                ips: vec!["10.244.1.8".parse().unwrap()],
+                ready: true,
+                containers: vec![],
+            }))
+        });
+        let e = s.authorize(&node("node1"), &own).unwrap_err();
+        assert!(e.contains("is a waypoint's"), "{e}");
         // A service account that is no waypoint's gets nothing, not even its own.
         let web_sa = Caller::ServiceAccount {
             namespace: "shop".into(),
