@@ -355,7 +355,8 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
         addr: SocketAddr::from((
             quicmesh_lab::local::CONTROLLER_IP,
             quicmesh_lab::local::CONTROLLER_GRPC,
-        )),
+        ))
+        .into(),
         identity: quicmesh_core::identity::SpiffeId::workload(
             "cluster.local",
             "quicmesh-system",
@@ -363,7 +364,7 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
         )
         .unwrap(),
         bundles: std::sync::Arc::new(bundles),
-        token: token.trim().to_string(),
+        token: quicmesh_core::control::client::Token::Fixed(token.trim().to_string()),
         node: format!("node{other}"),
         tls_metrics: Default::default(),
     });

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use quicmesh_core::control::client::ControllerClient;
+use quicmesh_core::control::client::{ControllerClient, Token};
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http, TunnelMetrics};
@@ -41,9 +41,10 @@ pub struct Args {
     /// The node the pod runs on (for logs).
     #[arg(long, env = "NODE_NAME", default_value = "")]
     pub node: String,
-    /// The controller's gRPC address (CA and config stream).
+    /// The controller's gRPC address (CA and config stream): `ip:port` or
+    /// `name:port` (e.g. its Service's DNS name).
     #[arg(long)]
-    pub controller: SocketAddr,
+    pub controller: quicmesh_core::control::client::ControllerAddr,
     /// The SPIFFE ID the controller must prove.
     #[arg(
         long,
@@ -87,12 +88,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.trust_bundle.display()))?;
     bundles.insert_pem(&args.trust_domain, &pem)?;
     let bundles = Arc::new(bundles);
-    let token = std::fs::read_to_string(&args.bootstrap_token)
-        .with_context(|| format!("reading {}", args.bootstrap_token.display()))?
-        .trim()
-        .to_string();
+    let token = Token::file(&args.bootstrap_token).map_err(anyhow::Error::msg)?;
     let controller = Arc::new(ControllerClient {
-        addr: args.controller,
+        addr: args.controller.clone(),
         identity: SpiffeId::parse(&args.controller_identity).context("--controller-identity")?,
         bundles: bundles.clone(),
         token,

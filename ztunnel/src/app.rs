@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use quicmesh_core::control::client::ControllerClient;
+use quicmesh_core::control::client::{ControllerClient, Token};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
@@ -37,16 +37,13 @@ fn cert_manager(
         Ok(())
     };
     let mut controller = None;
-    let source = if let Some(addr) = args.controller {
+    let source = if let Some(addr) = args.controller.clone() {
         read_bundle(&mut bundles)?;
         let token_file = args
             .bootstrap_token
             .as_ref()
             .context("--controller needs --bootstrap-token")?;
-        let token = std::fs::read_to_string(token_file)
-            .with_context(|| format!("reading {}", token_file.display()))?
-            .trim()
-            .to_string();
+        let token = Token::file(token_file).map_err(anyhow::Error::msg)?;
         let identity =
             SpiffeId::parse(&args.controller_identity).context("--controller-identity")?;
         let c = Arc::new(ControllerClient {

@@ -32,7 +32,7 @@ pub struct Args {
     pub workloads: Option<PathBuf>,
     /// The controller's gRPC address (CA and config stream).
     #[arg(long, conflicts_with_all = ["workloads", "svid_dir", "dev_ca_dir"], requires_all = ["bootstrap_token", "trust_bundle"])]
-    pub controller: Option<SocketAddr>,
+    pub controller: Option<quicmesh_core::control::client::ControllerAddr>,
     /// The SPIFFE ID the controller must prove.
     #[arg(
         long,

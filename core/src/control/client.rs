@@ -22,12 +22,95 @@ use crate::metrics::TlsMetrics;
 
 /// How to reach the controller, and who it must be.
 pub struct ControllerClient {
-    pub addr: SocketAddr,
+    /// `host:port`: an address, or a DNS name (a Service's) resolved on
+    /// every (re)connect.
+    pub addr: ControllerAddr,
     pub identity: SpiffeId,
     pub bundles: Arc<TrustBundles>,
-    pub token: String,
+    /// The credential for the CA.
+    pub token: Token,
     pub node: String,
     pub tls_metrics: Arc<TlsMetrics>,
+}
+
+/// The bearer token for the CA.
+#[derive(Debug, Clone)]
+pub enum Token {
+    Fixed(String),
+    /// Read again for every request: a projected service-account token is
+    /// replaced by the kubelet before it expires.
+    File(std::path::PathBuf),
+}
+
+impl Token {
+    /// A file token, checked readable and non-empty now (a mistake shows
+    /// at start, not at the first certificate).
+    pub fn file(path: &std::path::Path) -> Result<Self, String> {
+        let t = Token::File(path.to_path_buf());
+        t.read()?;
+        Ok(t)
+    }
+
+    pub fn read(&self) -> Result<String, String> {
+        let t = match self {
+            Token::Fixed(t) => t.clone(),
+            Token::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("reading the token {}: {e}", p.display()))?
+                .trim()
+                .to_string(),
+        };
+        if t.is_empty() {
+            return Err("the bootstrap token is empty".into());
+        }
+        Ok(t)
+    }
+}
+
+/// Where the controller is: `ip:port`, `[ipv6]:port` or `name:port`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct ControllerAddr(String);
+
+impl std::str::FromStr for ControllerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.parse::<SocketAddr>().is_ok() {
+            return Ok(ControllerAddr(s.to_string()));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected host:port"))?;
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: {port:?} is not a port"))?;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+            return Err(format!(
+                "{s:?}: {host:?} is neither an IP address nor a DNS name"
+            ));
+        }
+        Ok(ControllerAddr(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ControllerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<SocketAddr> for ControllerAddr {
+    fn from(a: SocketAddr) -> Self {
+        ControllerAddr(a.to_string())
+    }
 }
 
 impl ControllerClient {
@@ -53,7 +136,7 @@ impl ControllerClient {
         };
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let addr = self.addr;
+        let addr = self.addr.clone();
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(5))
@@ -61,9 +144,9 @@ impl ControllerClient {
             .keep_alive_timeout(Duration::from_secs(10));
         Ok(
             endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri| {
-                let connector = connector.clone();
+                let (connector, addr) = (connector.clone(), addr.clone());
                 async move {
-                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    let tcp = tokio::net::TcpStream::connect(addr.0.as_str()).await?;
                     tcp.set_nodelay(true)?;
                     // The name is not checked (the verifier checks the SPIFFE ID).
                     let name = rustls_pki_types::ServerName::try_from("controller.quicmesh")
@@ -83,7 +166,7 @@ impl ControllerClient {
             csr,
             ttl_seconds: ttl.map(|d| d.as_secs()).unwrap_or(0),
         });
-        let bearer = format!("Bearer {}", self.token)
+        let bearer = format!("Bearer {}", self.token.read()?)
             .parse()
             .map_err(|_| "the bootstrap token is not a valid header value".to_string())?;
         req.metadata_mut().insert("authorization", bearer);
@@ -112,5 +195,50 @@ impl ControllerClient {
     pub fn node_identity(&self) -> SpiffeId {
         self.node_identity_checked()
             .expect("node name validated at start")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_token_is_read_again_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        assert!(Token::file(&path).is_err(), "missing: refused at start");
+        std::fs::write(&path, "first\n").unwrap();
+        let t = Token::file(&path).unwrap();
+        assert_eq!(t.read().unwrap(), "first");
+        // The kubelet replaces a projected token before it expires.
+        std::fs::write(&path, "second").unwrap();
+        assert_eq!(t.read().unwrap(), "second");
+        std::fs::write(&path, "  \n").unwrap();
+        assert!(t.read().is_err(), "empty");
+    }
+
+    #[test]
+    fn controller_addresses_are_ip_or_dns_with_a_port() {
+        for ok in [
+            "10.99.0.101:15012",
+            "[fd00::1]:15012",
+            "quicmesh-controller.quicmesh-system.svc:15012",
+            "controller:1",
+            "quicmesh-controller.quicmesh-system.svc.cluster.local.:15012",
+        ] {
+            assert!(ok.parse::<ControllerAddr>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "controller",
+            "controller:0",
+            "controller:99999",
+            ":15012",
+            "-bad-.svc:15012",
+            "a b:15012",
+            "http://controller:15012",
+            "fd00::1:15012x",
+        ] {
+            assert!(bad.parse::<ControllerAddr>().is_err(), "{bad}");
+        }
     }
 }
