@@ -2,7 +2,8 @@
 # Installs what quicmesh's lab, tests and demo need on a Debian machine, as
 # root: nftables, iproute2 (ip, ss), curl, iperf3, ethtool, HAProxy (the
 # benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
-# client of the tests) and grpcio (gRPC through the waypoint). Idempotent;
+# client of the tests), grpcio (gRPC through the waypoint) and
+# kubernetes-validate (the controller's Kubernetes manifests). Idempotent;
 # quiet when all is there.
 set -euo pipefail
 
@@ -34,6 +35,12 @@ if ! "$PY" -c 'import grpc' 2>/dev/null; then
   echo "setup.sh: installing grpcio for $PY (the waypoint's gRPC tests)"
   "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'grpcio==1.68.1' \
     || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio==1.68.1'
+fi
+
+if ! "$PY" -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "setup.sh: installing kubernetes-validate for $PY (checks the manifests the controller applies)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'kubernetes-validate==1.31.0' \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'kubernetes-validate==1.31.0'
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

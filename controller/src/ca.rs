@@ -215,9 +215,11 @@ impl CaService {
                     return Err(format!("{caller} asked for {id}, not its own identity"));
                 }
                 let waypoint = self.store.with_index(|ix| {
-                    crate::waypoint::all(ix)
-                        .iter()
-                        .any(|w| &w.namespace == namespace && w.service_account() == name)
+                    crate::waypoint::all(ix).iter().any(|w| {
+                        &w.namespace == namespace
+                            && w.service_account() == name
+                            && crate::waypoint::usable(ix, w)
+                    })
                 });
                 return if waypoint {
                     Ok(())
@@ -242,9 +244,9 @@ impl CaService {
         // as the same service account.
         let (waypoint, scheduled) = self.store.with_index(|ix| {
             (
-                crate::waypoint::all(ix)
-                    .iter()
-                    .any(|w| w.namespace == ns && w.service_account() == sa),
+                crate::waypoint::all(ix).iter().any(|w| {
+                    w.namespace == ns && w.service_account() == sa && crate::waypoint::usable(ix, w)
+                }),
                 ix.pods().any(|p| {
                     p.namespace == ns && p.service_account == sa && p.node.as_deref() == Some(node)
                 }),
@@ -420,8 +422,21 @@ mod tests {
                 containers: vec![],
             }))
         });
+        // The impostor (say, a Gateway named after an app's service account)
+        // makes the waypoint unusable: its identity is then an ordinary one,
+        // for the impostor's node, and not the waypoint's.
+        assert!(s.authorize(&node("node1"), &own).is_ok());
+        assert!(s.authorize(&caller, &own).is_err());
+        s.store.apply(|ix| {
+            ix.delete(&Key {
+                kind: Kind::Pod,
+                namespace: "shop".into(),
+                name: "impostor-0".into(),
+            })
+        });
         let e = s.authorize(&node("node1"), &own).unwrap_err();
         assert!(e.contains("is a waypoint's"), "{e}");
+        assert!(s.authorize(&caller, &own).is_ok());
         // A service account that is no waypoint's gets nothing, not even its own.
         let web_sa = Caller::ServiceAccount {
             namespace: "shop".into(),

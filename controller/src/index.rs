@@ -32,6 +32,10 @@ pub struct Index {
     objects: BTreeMap<Key, Object>,
     pod_by_uid: BTreeMap<String, Key>,
     root_namespace: String,
+    /// Bumped by every change of an object (what is derived from objects
+    /// other than the proxies' config, such as waypoint provisioning,
+    /// follows it).
+    generation: u64,
 }
 
 impl Default for Index {
@@ -50,7 +54,13 @@ impl Index {
             objects: BTreeMap::new(),
             pod_by_uid: BTreeMap::new(),
             root_namespace: root.to_string(),
+            generation: 0,
         }
+    }
+
+    /// Changes so far (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn root_namespace(&self) -> &str {
@@ -73,10 +83,11 @@ impl Index {
     pub fn upsert(&mut self, obj: Object) -> Dirty {
         let key = obj.key();
         let mut dirty = Dirty::new();
+        if self.objects.get(&key) == Some(&obj) {
+            return dirty;
+        }
+        self.generation += 1;
         if let Some(old) = self.objects.get(&key) {
-            if old == &obj {
-                return dirty;
-            }
             self.touch(old, &mut dirty);
             if let Object::Pod(p) = old {
                 self.pod_by_uid.remove(&p.uid);
@@ -93,6 +104,7 @@ impl Index {
     pub fn delete(&mut self, key: &Key) -> Dirty {
         let mut dirty = Dirty::new();
         if let Some(old) = self.objects.remove(key) {
+            self.generation += 1;
             self.touch(&old, &mut dirty);
             if let Object::Pod(p) = &old {
                 self.pod_by_uid.remove(&p.uid);
@@ -160,6 +172,12 @@ impl Index {
                     self.services_in(&p.namespace)
                         .map(|s| service_name(&s.namespace, &s.name)),
                 );
+                // A pod running as a waypoint's service account decides
+                // whether the waypoint is vouched for by its namespace's
+                // workloads.
+                if crate::waypoint::find(self, &p.namespace, &p.service_account).is_some() {
+                    dirty.extend(self.pods_in(&p.namespace).map(|p| workload_name(&p.uid)));
+                }
             }
             Object::Service(s) => {
                 dirty.insert(service_name(&s.namespace, &s.name));
@@ -259,6 +277,17 @@ impl Index {
 
     pub fn services_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
         self.services().filter(move |s| s.namespace == ns)
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<&Pod> {
+        match self.objects.get(&Key {
+            kind: Kind::Pod,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::Pod(p)) => Some(p),
+            _ => None,
+        }
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {

@@ -16,6 +16,7 @@ pub mod gamma;
 pub mod index;
 pub mod model;
 pub mod policy;
+pub mod provision;
 pub mod push;
 pub mod server;
 pub mod sources;

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use quicmesh_controller::ca::{self, CaMetrics, CaService, TokenFile};
 use quicmesh_controller::model::MtlsMode;
+use quicmesh_controller::provision;
 use quicmesh_controller::push::{ConfigService, PushMetrics};
 use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
@@ -56,11 +57,28 @@ struct Args {
     /// Metrics, /status and /config_dump.
     #[arg(long, default_value = "0.0.0.0:15014")]
     metrics_addr: SocketAddr,
+    /// Kubernetes: do not create waypoint Gateways for labels, nor
+    /// Deployments for Gateways (someone else runs them).
+    #[arg(long)]
+    no_waypoint_provisioning: bool,
+    /// Kubernetes: the image waypoint Deployments run.
+    #[arg(long, default_value = concat!("ghcr.io/quicmesh/waypoint:", env!("CARGO_PKG_VERSION")))]
+    waypoint_image: String,
+    #[arg(long, default_value = "IfNotPresent")]
+    waypoint_image_pull_policy: String,
+    /// Kubernetes: the controller's gRPC address as waypoint pods reach it
+    /// (its Service's DNS name).
+    #[arg(long, default_value = "quicmesh-controller.quicmesh-system.svc:15012")]
+    waypoint_controller_address: String,
+    /// DNS suffix of Service host names, passed to waypoints.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 /// Kubernetes: a bearer token is a (bound) service-account token, checked
-/// with TokenReview; the node is the one the token is bound to.
-struct TokenReview(kube::Client);
+/// with TokenReview: a waypoint's pod acts for its waypoint, any other for
+/// the node its pod is bound to.
+struct TokenReview(kube::Client, Arc<Store>);
 
 #[tonic::async_trait]
 impl ca::Authenticator for TokenReview {
@@ -68,12 +86,7 @@ impl ca::Authenticator for TokenReview {
         let caller = quicmesh_controller::sources::kube::token_review(&self.0, token)
             .await
             .map_err(|e| format!("TokenReview: {e:#}"))?;
-        caller.node.map(ca::Caller::Node).ok_or_else(|| {
-            format!(
-                "token of {}/{} is not bound to a node",
-                caller.namespace, caller.service_account
-            )
-        })
+        self.1.with_index(|ix| caller.for_ca(ix))
     }
 }
 
@@ -215,7 +228,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client.clone(),
             store.clone(),
         ));
-        Arc::new(TokenReview(client))
+        if !args.no_waypoint_provisioning {
+            let settings = provision::Settings {
+                image: args.waypoint_image.clone(),
+                image_pull_policy: args.waypoint_image_pull_policy.clone(),
+                controller: args.waypoint_controller_address.clone(),
+                // The identity it serves with (below).
+                controller_identity: SpiffeId::workload(
+                    &args.trust_domain,
+                    "quicmesh-system",
+                    "controller",
+                )?
+                .to_string(),
+                trust_domain: args.trust_domain.clone(),
+                cluster_domain: args.cluster_domain.clone(),
+                ca_pem: ca.cert_pem().to_string(),
+            };
+            let metrics = provision::kube::ProvisionMetrics::default();
+            registry.register(
+                "quicmesh_controller_waypoint_provisioning",
+                "Waypoint objects applied to the cluster, by kind and result (applied, deleted, error)",
+                metrics.clone(),
+            );
+            tokio::spawn(provision::kube::run(
+                client.clone(),
+                store.clone(),
+                settings,
+                metrics,
+            ));
+        }
+        Arc::new(TokenReview(client, store.clone()))
     } else {
         let path = args
             .node_tokens

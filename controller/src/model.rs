@@ -290,6 +290,11 @@ pub struct Gateway {
     pub namespace: String,
     pub class: String,
     pub labels: Labels,
+    /// `metadata.uid` (what the objects provisioned for it are owned by);
+    /// empty in a file.
+    pub uid: String,
+    /// `metadata.generation` (status conditions say which they saw).
+    pub generation: i64,
 }
 
 /// Any object the controller reads.

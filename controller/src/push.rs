@@ -61,15 +61,38 @@ impl Subscriber {
             .map_err(|e| format!("{id}: {e}"))?;
         store
             .with_index(|ix| {
-                crate::waypoint::all(ix)
-                    .into_iter()
-                    .find(|w| w.namespace == ns && w.service_account() == sa)
+                crate::waypoint::all(ix).into_iter().find(|w| {
+                    w.namespace == ns && w.service_account() == sa && crate::waypoint::usable(ix, w)
+                })
             })
             .map(|w| Subscriber::Waypoint {
                 namespace: w.namespace,
                 name: w.name,
             })
             .ok_or_else(|| format!("{id} is neither a node's nor a waypoint's identity"))
+    }
+
+    /// `r` as this subscriber is sent it. `viaWaypoint` has one value at
+    /// each kind of proxy (false at a ztunnel, true at a waypoint), so it is
+    /// decided here: a source that requires the value this proxy does not
+    /// have is sent as one that matches no address (it can never match),
+    /// and one that requires the value it has is sent without the field.
+    /// A proxy that predates the field then decides as a new one does.
+    pub fn adapt(&self, mut r: Resource) -> Resource {
+        let here = matches!(self, Subscriber::Waypoint { .. });
+        if let Some(resource::Kind::Authorization(a)) = &mut r.kind {
+            for source in a.rules.iter_mut().flat_map(|rule| rule.from.iter_mut()) {
+                match source.via_waypoint.take() {
+                    Some(v) if v != here => {
+                        source
+                            .not_ip_blocks
+                            .extend(["0.0.0.0/0".into(), "::/0".into()]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        r
     }
 
     /// Its name on the status page and in metrics: the node name, or
@@ -113,6 +136,7 @@ impl View {
         let mine: Vec<Resource> = resources
             .into_iter()
             .filter(|r| self.subscriber.sees(r, &self.root))
+            .map(|r| self.subscriber.adapt(r))
             .collect();
         self.sent = mine.iter().map(|r| r.name.clone()).collect();
         mine
@@ -125,7 +149,7 @@ impl View {
         for r in &d.upserts {
             if self.subscriber.sees(r, &self.root) {
                 self.sent.insert(r.name.clone());
-                upserts.push(r.clone());
+                upserts.push(self.subscriber.adapt(r.clone()));
             } else if self.sent.remove(&r.name) {
                 removed.push(r.name.clone());
             }
@@ -443,6 +467,66 @@ mod tests {
             sent: Default::default(),
         };
         assert_eq!(node.snapshot(all.clone()).len(), all.len());
+    }
+
+    #[test]
+    fn via_waypoint_is_decided_for_each_kind_of_proxy() {
+        use quicmesh_core::authz::set::{decide, Destination, MtlsMode, PolicySet};
+        use quicmesh_core::authz::Connection;
+        use quicmesh_proto::config::{AuthorizationRule, AuthorizationSource};
+        let deny_direct = |via| {
+            res(
+                "authorization/shop/p",
+                resource::Kind::Authorization(Authorization {
+                    name: "p".into(),
+                    namespace: "shop".into(),
+                    scope: 2,
+                    action: 2,
+                    rules: vec![AuthorizationRule {
+                        from: vec![AuthorizationSource {
+                            via_waypoint: Some(via),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            )
+        };
+        let node = Subscriber::Node("n".into());
+        let waypoint = Subscriber::Waypoint {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        };
+        // What a proxy that ignores the field decides with what it is sent.
+        let allowed = |s: &Subscriber, r: Resource| {
+            let Some(resource::Kind::Authorization(mut a)) = s.adapt(r).kind else {
+                panic!()
+            };
+            assert!(
+                a.rules[0].from[0].via_waypoint.is_none(),
+                "never sent: old proxies ignore it"
+            );
+            a.rules[0].from[0].via_waypoint = None;
+            let mut set = PolicySet::default();
+            set.insert(&a);
+            let ps = set.for_workload("shop", &[]);
+            let dst = Destination {
+                configured: true,
+                namespace: "shop",
+                policies: Some(&ps),
+                mtls: MtlsMode::Permissive,
+                waypoints: &[],
+            };
+            let c = Connection::new(None, "cluster.local", "10.0.0.1".parse().unwrap(), 80);
+            decide(&set, &dst, &c).allowed()
+        };
+        // DENY viaWaypoint=false: denies at ztunnels, not at waypoints.
+        assert!(!allowed(&node, deny_direct(false)));
+        assert!(allowed(&waypoint, deny_direct(false)));
+        // DENY viaWaypoint=true: the reverse.
+        assert!(allowed(&node, deny_direct(true)));
+        assert!(!allowed(&waypoint, deny_direct(true)));
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct Store {
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Arc<Delta>>,
     sync: watch::Sender<SyncState>,
+    /// The index's generation, for what follows objects rather than
+    /// resources (waypoint provisioning).
+    objects: watch::Sender<u64>,
     /// 1 when every source registered with [`Store::expect_sync`] is synced.
     sources_synced: Gauge,
 }
@@ -117,6 +120,7 @@ impl Store {
             }),
             changes,
             sync,
+            objects: watch::channel(0).0,
             sources_synced,
         })
     }
@@ -190,6 +194,10 @@ impl Store {
     pub fn apply(&self, change: impl FnOnce(&mut Index) -> Dirty) -> Option<Arc<Delta>> {
         let mut inner = self.inner.lock().expect("not poisoned");
         let dirty = change(&mut inner.index);
+        self.objects.send_if_modified(|g| {
+            let now = inner.index.generation();
+            std::mem::replace(g, now) != now
+        });
         let mut upserts = Vec::new();
         let mut removed = Vec::new();
         let version = inner.version + 1;
@@ -250,6 +258,12 @@ impl Store {
 
     pub fn version(&self) -> u64 {
         self.inner.lock().expect("not poisoned").version
+    }
+
+    /// Changes to the objects (any kind), whether or not they change the
+    /// proxies' config.
+    pub fn object_changes(&self) -> watch::Receiver<u64> {
+        self.objects.subscribe()
     }
 
     /// Reads the index (status, authorization decisions).

@@ -139,22 +139,36 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
     })
 }
 
-/// The identities of the waypoints that serve `pod`: those of the Services
-/// it is an endpoint of. Sorted, without repeats.
+/// The identities of the (usable) waypoints that serve `pod`: those of the
+/// Services it is an endpoint of. Sorted, without repeats.
 fn waypoints_of(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Vec<String> {
     let mut out: Vec<String> = index
         .services_in(&pod.namespace)
         .filter_map(|svc| Some((svc, crate::waypoint::for_service(index, svc)?)))
-        .filter(|(svc, _)| {
-            endpoints(index, svc)
-                .iter()
-                .any(|e| e.workload_uid == pod.uid)
-        })
+        .filter(|(svc, w)| crate::waypoint::usable(index, w) && fronts(index, svc, pod))
         .map(|(_, w)| w.identity(&mesh.trust_domain))
         .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// Whether `pod` is an endpoint of `svc`: by its EndpointSlices when it has
+/// any (by pod name or address), else by its selector — as [`endpoints`]
+/// decides, without building them.
+fn fronts(index: &Index, svc: &model::Service, pod: &model::Pod) -> bool {
+    let mut slices = index.slices_for(&svc.namespace, &svc.name).peekable();
+    if slices.peek().is_some() {
+        return slices.any(|s| {
+            s.endpoints.iter().any(|ep| match &ep.pod {
+                Some(name) if index.pod(&svc.namespace, name).is_some() => name == &pod.name,
+                _ => ep.ips.iter().any(|ip| pod.ips.contains(ip)),
+            })
+        });
+    }
+    svc.selector
+        .as_ref()
+        .is_some_and(|sel| selects(sel, &pod.labels))
 }
 
 fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorization {
@@ -257,7 +271,7 @@ fn endpoints(index: &Index, svc: &model::Service) -> Vec<Endpoint> {
                     let uid = ep
                         .pod
                         .as_ref()
-                        .and_then(|name| index.pods_in(&svc.namespace).find(|p| &p.name == name))
+                        .and_then(|name| index.pod(&svc.namespace, name))
                         .or_else(|| index.pods().find(|p| p.ips.contains(ip)))
                         .map(|p| p.uid.clone())
                         .unwrap_or_default();

@@ -6,8 +6,8 @@
 //! Service's own label overrides its namespace's, and `none` opts out. A
 //! label naming a Gateway that does not exist *implies* it: the controller
 //! provisions it as if it had been applied (the lab runs its pod; in
-//! Kubernetes, creating the Gateway and its Deployment is not done yet). A
-//! label naming a Gateway of another class names no waypoint.
+//! Kubernetes the controller creates the Gateway, see [`crate::provision`]).
+//! A label naming a Gateway of another class names no waypoint.
 //!
 //! A waypoint runs as pods labeled [`GATEWAY_NAME_LABEL`]`=<name>` with
 //! the service account `<name>` (so its identity is
@@ -120,17 +120,8 @@ pub fn all(index: &Index) -> Vec<Waypoint> {
             implied: false,
         })
         .collect();
-    let labeled = index
-        .namespaces()
-        .filter_map(|n| Some((n.name.as_str(), n.use_waypoint()?)))
-        .chain(index.services().filter_map(|s| {
-            Some((
-                s.namespace.as_str(),
-                s.labels.get(USE_WAYPOINT_LABEL)?.as_str(),
-            ))
-        }));
-    for (ns, value) in labeled {
-        if let Some(w) = named(index, ns, value).filter(|w| w.implied) {
+    for (ns, value) in requested(index) {
+        if let Some(w) = named(index, &ns, &value).filter(|w| w.implied) {
             out.push(w);
         }
     }
@@ -139,18 +130,69 @@ pub fn all(index: &Index) -> Vec<Waypoint> {
     out
 }
 
-/// The waypoint named `namespace/name`, if the mesh has it.
-pub fn find(index: &Index, namespace: &str, name: &str) -> Option<Waypoint> {
-    all(index)
-        .into_iter()
-        .find(|w| w.namespace == namespace && w.name == name)
+/// The waypoints `use-waypoint` labels ask for (namespace, name), whether
+/// or not their Gateway exists.
+pub fn requested(index: &Index) -> std::collections::BTreeSet<(String, String)> {
+    index
+        .namespaces()
+        .filter_map(|n| Some((n.name.as_str(), n.use_waypoint()?)))
+        .chain(index.services().filter_map(|s| {
+            Some((
+                s.namespace.as_str(),
+                s.labels.get(USE_WAYPOINT_LABEL)?.as_str(),
+            ))
+        }))
+        .filter(|(_, v)| !v.is_empty() && *v != NO_WAYPOINT)
+        .map(|(ns, v)| (ns.to_string(), v.to_string()))
+        .collect()
 }
 
-/// Its pods that are ready, with an address.
+/// The waypoint named `namespace/name`, if the mesh has it.
+pub fn find(index: &Index, namespace: &str, name: &str) -> Option<Waypoint> {
+    if let Some(g) = index.gateway(namespace, name) {
+        return (g.class == WAYPOINT_CLASS).then(|| Waypoint {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            implied: false,
+        });
+    }
+    let labeled = |v: Option<&str>| v == Some(name);
+    let requested = labeled(index.namespace(namespace).and_then(|n| n.use_waypoint()))
+        || index
+            .services_in(namespace)
+            .any(|s| labeled(s.labels.get(USE_WAYPOINT_LABEL).map(String::as_str)));
+    (requested && name != NO_WAYPOINT && !name.is_empty()).then(|| Waypoint {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        implied: true,
+    })
+}
+
+/// Its pods that are ready, with an address. None while the waypoint is
+/// not [`usable`].
 pub fn ready_pods<'a>(index: &'a Index, w: &'a Waypoint) -> impl Iterator<Item = &'a Pod> + 'a {
+    let usable = usable(index, w);
     index
         .pods_in(&w.namespace)
-        .filter(move |p| w.owns(p) && p.ready && !p.ips.is_empty())
+        .filter(move |p| usable && w.owns(p) && p.ready && !p.ips.is_empty())
+}
+
+/// Pods that run as the waypoint's service account without being its own.
+fn impostors<'a>(index: &'a Index, w: &'a Waypoint) -> impl Iterator<Item = &'a Pod> + 'a {
+    index
+        .pods_in(&w.namespace)
+        .filter(move |p| p.service_account == w.service_account() && !w.owns(p))
+}
+
+/// Whether the waypoint's identity is its own. ztunnels admit a waypoint's
+/// tunnels without deciding policy (it decided them), so while any other
+/// pod runs as its service account (say, a Gateway named `default`) the
+/// waypoint is not used: no traffic is sent to it (its Services' traffic
+/// is refused, never sent around it), no ztunnel vouches for it, the CA
+/// issues its identity to the nodes of those pods as an ordinary one,
+/// and its Gateway says why.
+pub fn usable(index: &Index, w: &Waypoint) -> bool {
+    impostors(index, w).next().is_none()
 }
 
 /// The Gateway's status conditions, as a Gateway API controller writes
@@ -175,6 +217,27 @@ pub fn conditions(index: &Index, w: &Waypoint) -> Vec<Condition> {
                     .into(),
         }
     };
+    if let Some(p) = impostors(index, w).next() {
+        return vec![
+            Condition {
+                kind: "Accepted",
+                status: false,
+                reason: "ServiceAccountInUse",
+                message: format!(
+                    "pod {}/{} runs as service account {}, the waypoint's identity; rename the Gateway or give those pods another service account",
+                    p.namespace,
+                    p.name,
+                    w.service_account()
+                ),
+            },
+            Condition {
+                kind: "Programmed",
+                status: false,
+                reason: "Invalid",
+                message: "not accepted: traffic for its Services is refused".into(),
+            },
+        ];
+    }
     vec![
         Condition {
             kind: "Accepted",
@@ -218,6 +281,8 @@ mod tests {
             namespace: ns.into(),
             class: class.into(),
             labels: Labels::new(),
+            uid: String::new(),
+            generation: 0,
         })
     }
 
@@ -316,5 +381,24 @@ mod tests {
             w.identity("cluster.local"),
             "spiffe://cluster.local/ns/shop/sa/waypoint"
         );
+        // An app pod running as the waypoint's service account (without its
+        // label): the identity is not the waypoint's alone; the waypoint is
+        // not used, and its Gateway says why.
+        let mut app = pod("app-0", "waypoint", true);
+        if let Object::Pod(p) = &mut app {
+            p.labels = Labels::new();
+        }
+        ix.upsert(app);
+        assert!(!usable(&ix, &w));
+        assert_eq!(ready_pods(&ix, &w).count(), 0, "no traffic goes to it");
+        assert_eq!(cond(&ix), (false, false, "Invalid"));
+        assert_eq!(conditions(&ix, &w)[0].reason, "ServiceAccountInUse");
+        ix.delete(&Key {
+            kind: Kind::Pod,
+            namespace: "shop".into(),
+            name: "app-0".into(),
+        });
+        assert!(usable(&ix, &w));
+        assert_eq!(cond(&ix), (true, true, "Programmed"));
     }
 }

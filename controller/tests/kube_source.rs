@@ -699,6 +699,7 @@ async fn token_review_authenticated() {
                 namespace: "shop".into(),
                 service_account: "web".into(),
                 node: Some("kind-worker".into()),
+                pod: Some("web-7d4b9c6f5d-2xkqp".into()),
             }
         );
     })
@@ -747,4 +748,148 @@ async fn missing_gateway_api_crds_do_not_hold_config() {
         task.abort();
     })
     .await;
+}
+
+/// The body of a request the client sent, as JSON.
+async fn json_body(req: Request<Body>) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn provision_settings() -> quicmesh_controller::provision::Settings {
+    quicmesh_controller::provision::Settings {
+        image: "ghcr.io/quicmesh/waypoint:test".into(),
+        image_pull_policy: "IfNotPresent".into(),
+        controller: "quicmesh-controller.quicmesh-system.svc:15012".into(),
+        controller_identity: "spiffe://cluster.local/ns/quicmesh-system/sa/controller".into(),
+        trust_domain: "cluster.local".into(),
+        cluster_domain: "cluster.local".into(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+    }
+}
+
+/// The Gateway the API server returned (gateway-applied.json), as the
+/// Gateway watch hands it to the store.
+fn applied_gateway() -> Object {
+    let o: kube::api::DynamicObject =
+        serde_json::from_slice(&fixture("gateway-applied.json")).unwrap();
+    Object::Gateway(quicmesh_controller::sources::kube::gateway(&o).unwrap())
+}
+
+fn shop(use_waypoint: Option<&str>) -> Object {
+    Object::Namespace(quicmesh_controller::model::Namespace {
+        name: "shop".into(),
+        labels: use_waypoint
+            .map(|v| {
+                [(
+                    quicmesh_controller::waypoint::USE_WAYPOINT_LABEL.to_string(),
+                    v.to_string(),
+                )]
+                .into()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+#[tokio::test]
+async fn a_waypoint_label_is_provisioned_by_server_side_apply_and_undone_with_it() {
+    use quicmesh_controller::provision::kube::{run, ProvisionMetrics};
+    let (client, mut api) = mock_client();
+    let store = Store::new("cluster.local");
+    store.apply(|ix| ix.upsert(shop(Some("waypoint"))));
+    let metrics = ProvisionMetrics::default();
+    tokio::spawn(run(
+        client,
+        store.clone(),
+        provision_settings(),
+        metrics.clone(),
+    ));
+    let apply = ["fieldManager=quicmesh-controller", "force=true"];
+    bounded(async {
+        // The label names no Gateway: the controller creates it.
+        let gateways = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint";
+        let (req, send) = api.expect(Method::PATCH, gateways, &apply).await;
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
+        let body = json_body(req).await;
+        assert_eq!(body["spec"]["gatewayClassName"], "quicmesh-waypoint");
+        assert_eq!(
+            body["metadata"]["labels"]["quicmesh.io/created-for-label"],
+            "true"
+        );
+        send.send_response(respond(StatusCode::CREATED, "gateway-applied.json"));
+        // The watch brings it back, with its uid: what runs it, owned by it.
+        store.apply(|ix| ix.upsert(applied_gateway()));
+        let owned = [
+            "/api/v1/namespaces/shop/serviceaccounts/waypoint",
+            "/api/v1/namespaces/shop/configmaps/waypoint-ca-root",
+            "/api/v1/namespaces/shop/services/waypoint",
+            "/apis/apps/v1/namespaces/shop/deployments/waypoint",
+        ];
+        for path in owned {
+            let (req, send) = api.expect(Method::PATCH, path, &apply).await;
+            let body = json_body(req).await;
+            assert_eq!(
+                body["metadata"]["ownerReferences"][0]["uid"],
+                "7c1e9a52-4b3d-4f8e-9a61-2d5c8b0e3f14",
+                "{path}"
+            );
+            if path.ends_with("deployments/waypoint") {
+                // Refused (say, an admission webhook): retried later alone.
+                send.send_response(respond(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "status-invalid-deployment.json",
+                ));
+            } else {
+                let echo = Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap();
+                send.send_response(echo);
+            }
+        }
+        // Any change: only what was refused is applied again.
+        store.apply(|ix| {
+            ix.upsert(Object::Namespace(quicmesh_controller::model::Namespace {
+                name: "other".into(),
+                labels: Default::default(),
+            }))
+        });
+        let (req, send) = api.expect(Method::PATCH, owned[3], &apply).await;
+        let body = json_body(req).await;
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["image"],
+            "ghcr.io/quicmesh/waypoint:test"
+        );
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+        // The label goes: the Gateway the controller created goes (its
+        // objects with it, by Kubernetes' garbage collection).
+        store.apply(|ix| ix.upsert(shop(None)));
+        let (_, send) = api.expect(Method::DELETE, gateways, &[]).await;
+        send.send_response(respond(StatusCode::OK, "gateway-deleted.json"));
+    })
+    .await;
+    let text = {
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register("p", "p", metrics);
+        quicmesh_core::metrics::encode(&reg)
+    };
+    for series in [
+        "p_total{kind=\"Gateway\",result=\"applied\"} 1",
+        "p_total{kind=\"Deployment\",result=\"error\"} 1",
+        "p_total{kind=\"Deployment\",result=\"applied\"} 1",
+        "p_total{kind=\"ServiceAccount\",result=\"applied\"} 1",
+    ] {
+        assert!(text.contains(series), "{series}\n{text}");
+    }
 }

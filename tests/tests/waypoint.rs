@@ -499,6 +499,19 @@ spec:
   - from: [{source: {viaWaypoint: false}}]
 "#;
 
+/// The ztunnel of `node`'s denials by `policy` for `reason`.
+async fn denials(cluster: &Cluster, node: usize, policy: &str, reason: &str) -> f64 {
+    let m = cluster
+        .ztunnel_http(node, 15020, "/metrics")
+        .await
+        .unwrap_or_default();
+    sum_metric(
+        &m,
+        "ztunnel_authz_denials_total",
+        &[("policy", policy), ("reason", reason)],
+    )
+}
+
 /// `curl -w %{http_code}` from `pod`: the status, or 0 when no answer came.
 fn status_from(cluster: &Cluster, pod: &str, url: &str) -> u16 {
     curl_from(
@@ -560,7 +573,9 @@ async fn policies_mean_the_same_behind_a_waypoint() {
     // ztunnel decides the same policy.
     let direct = format!("http://{}:8080/", cluster.pod("shop", "web-v1-0").ip);
     assert_eq!(status_from(&cluster, "client", &direct), 200);
+    let before = denials(&cluster, node, "shop/web-from-client", "no_allow_match").await;
     assert_eq!(status_from(&cluster, "stranger", &direct), 0, "refused");
+    assert!(denials(&cluster, node, "shop/web-from-client", "no_allow_match").await > before);
 
     // Requiring the waypoint closes the direct path, for the client too;
     // through the waypoint the client is still served.
@@ -568,6 +583,7 @@ async fn policies_mean_the_same_behind_a_waypoint() {
     cluster.reconcile().await.unwrap();
     let closed = eventually(Duration::from_secs(30), || async {
         status_from(&cluster, "client", &direct) == 0
+            && denials(&cluster, node, "shop/require-waypoint", "deny_policy").await > 0.0
     })
     .await;
     assert!(closed, "the direct path stayed open");

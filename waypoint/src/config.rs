@@ -61,7 +61,7 @@ pub fn tables(
                 let id =
                     SpiffeId::parse(&w.identity).map_err(|e| format!("{name}: identity: {e}"))?;
                 identities.insert(w.uid.as_str(), id);
-                workloads.push((name, w));
+                workloads.push(w);
             }
             Some(resource::Kind::HttpRoute(h)) => {
                 let (route, parents) = wire::from_proto(h).map_err(|e| format!("{name}: {e}"))?;
@@ -75,16 +75,11 @@ pub fn tables(
     }
     let mut t = Tables::default();
     // Each workload's policies, once every policy is known.
-    for (name, w) in workloads {
+    for w in workloads {
         let access = Arc::new(Access {
             policies: policies.for_workload(&w.namespace, &w.authorization_policies),
         });
-        for ip in &w.ips {
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| format!("{name}: {ip:?} is not an IP address"))?;
-            t.access.insert(ip, access.clone());
-        }
+        t.access.insert(w.uid.clone(), access);
     }
     for (name, r) in resources {
         let Some(resource::Kind::Service(svc)) = &r.kind else {
@@ -128,6 +123,7 @@ pub fn tables(
                     addr: SocketAddr::new(ip, target),
                     identity: identity.clone(),
                     protocol: Protocol::of(&sp.app_protocol),
+                    workload: e.workload_uid.as_str().into(),
                 });
             }
             let attached: Vec<Arc<HttpRoute>> = routes
@@ -248,9 +244,9 @@ impl Live {
         let policies: BTreeMap<String, Vec<&str>> = t
             .access
             .iter()
-            .map(|(ip, a)| {
+            .map(|(uid, a)| {
                 (
-                    ip.to_string(),
+                    uid.clone(),
                     a.policies.iter().map(|p| p.name.as_str()).collect(),
                 )
             })
@@ -291,8 +287,8 @@ impl Directory for Live {
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
         self.tables().endpoints(backend)
     }
-    fn access(&self, ip: IpAddr) -> Option<Arc<Access>> {
-        self.tables().access(ip)
+    fn access(&self, workload: &str) -> Option<Arc<Access>> {
+        self.tables().access(workload)
     }
 }
 

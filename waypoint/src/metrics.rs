@@ -82,7 +82,7 @@ impl RequestMetrics {
         );
         reg.register(
             "waypoint_mirrored_requests",
-            "Copies of requests for RequestMirror filters: sent (answered), failed, dropped (too many in flight), not_replayable (a streamed body), no_healthy_endpoint",
+            "Copies of requests for RequestMirror filters: sent (answered), failed, dropped (too many in flight), not_replayable (a streamed body), no_healthy_endpoint, denied (the mirror's workload's policies refuse the client)",
             self.mirrors.clone(),
         );
         reg.register(

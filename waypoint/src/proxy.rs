@@ -6,7 +6,7 @@
 //! and it is forwarded over a tunnel opened as the waypoint's own identity.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,9 +79,9 @@ pub trait Directory: Send + Sync + 'static {
     fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>>;
     /// The ready endpoints of a backend.
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint>;
-    /// The policies of the workload at `ip` (an endpoint's address); None
-    /// for an address of no workload the waypoint knows.
-    fn access(&self, ip: IpAddr) -> Option<Arc<Access>>;
+    /// The policies of the workload with uid `workload` (an endpoint's);
+    /// None for a workload the waypoint has no record of.
+    fn access(&self, workload: &str) -> Option<Arc<Access>>;
 }
 
 /// A [`Directory`] from explicit tables (what the waypoint's config builds).
@@ -89,8 +89,8 @@ pub trait Directory: Send + Sync + 'static {
 pub struct Tables {
     pub parents: HashMap<SocketAddr, Arc<Parent>>,
     pub endpoints: HashMap<BackendRef, Vec<Endpoint>>,
-    /// By workload IP.
-    pub access: HashMap<IpAddr, Arc<Access>>,
+    /// By workload uid.
+    pub access: HashMap<String, Arc<Access>>,
 }
 
 impl Directory for Tables {
@@ -100,8 +100,8 @@ impl Directory for Tables {
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
         self.endpoints.get(backend).cloned().unwrap_or_default()
     }
-    fn access(&self, ip: IpAddr) -> Option<Arc<Access>> {
-        self.access.get(&ip).cloned()
+    fn access(&self, workload: &str) -> Option<Arc<Access>> {
+        self.access.get(workload).cloned()
     }
 }
 
@@ -399,7 +399,7 @@ impl<D: Directory> Waypoint<D> {
         if let Some(head) = &mirror_head {
             for m in mirrors {
                 let bytes = kept.clone().unwrap_or_default();
-                self.mirror(m, copy_of(head, bytes));
+                self.mirror(conn, m, copy_of(head, bytes));
             }
         }
         let _room = room;
@@ -498,7 +498,7 @@ impl<D: Directory> Waypoint<D> {
     /// Decides the endpoint's policies for the connection's client; audits
     /// and denials are logged and counted here.
     fn authorize(&self, conn: &Conn, ep: &Endpoint) -> Result<(), Failure> {
-        let access = self.directory.access(ep.addr.ip());
+        let access = self.directory.access(&ep.workload);
         let decision = conn.client.decide(access.as_deref(), ep.addr.port());
         for policy in &decision.audited {
             self.metrics

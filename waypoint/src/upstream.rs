@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub identity: SpiffeId,
     /// What its Service port speaks.
     pub protocol: Protocol,
+    /// Its workload's uid (whose policies apply to it).
+    pub workload: Arc<str>,
 }
 
 /// The HTTP a backend port speaks, from its Service port's protocol.

@@ -367,6 +367,17 @@ fn routes() -> RouteTable {
             ..Rule::default()
         },
         Rule {
+            // Copies for a workload whose policies admit only the admin.
+            matches: on_path(PathMatch::prefix("/mirror-guarded").unwrap()),
+            filters: vec![Filter::Mirror(quicmesh_core::route::Mirror {
+                target: backend_ref("guarded"),
+                numerator: 1,
+                denominator: 1,
+            })],
+            backends: vec![to("v1", 1)],
+            ..Rule::default()
+        },
+        Rule {
             matches: on_path(PathMatch::prefix("/flaky").unwrap()),
             backends: vec![to("flaky", 1)],
             retry: Some(quicmesh_core::route::Retry {
@@ -456,6 +467,7 @@ async fn setup(test: u8) -> Setup {
                 addr,
                 identity,
                 protocol,
+                workload: name.into(),
             }],
         );
         addr
@@ -526,10 +538,10 @@ async fn setup(test: u8) -> Setup {
         );
     }
     // Every workload's policies: none, but the guarded one's.
-    let mut access: HashMap<IpAddr, Arc<Access>> = endpoints
+    let mut access: HashMap<String, Arc<Access>> = endpoints
         .values()
         .flatten()
-        .map(|e| (e.addr.ip(), Arc::new(Access::default())))
+        .map(|e| (e.workload.to_string(), Arc::new(Access::default())))
         .collect();
     let admins_only = Policy {
         name: "shop/admins-only".into(),
@@ -550,7 +562,7 @@ async fn setup(test: u8) -> Setup {
         invalid: None,
     };
     access.insert(
-        loopback(test, 17),
+        "guarded".into(),
         Arc::new(Access {
             policies: vec![Arc::new(admins_only), Arc::new(audit_all)],
         }),
@@ -1057,8 +1069,9 @@ async fn the_destinations_policies_are_decided_for_each_client() {
     let (status, _, body) = get(&mut other, "/v1-only/x", &[]).await;
     assert_eq!(status, 200, "{body}");
     // Opaque TCP to the guarded workload: the client's connection is
-    // reset before any byte reaches it (the reset may even overtake the
-    // CONNECT's answer); the admin's is passed through.
+    // reset, never connected to an endpoint (counted below as the third
+    // denial; the reset may even overtake the CONNECT's answer); the
+    // admin's is passed through.
     if let Ok(io) = s.open(GUARDED_TCP).await {
         let mut buf = Vec::new();
         let read = tokio::time::timeout(
@@ -1097,19 +1110,58 @@ async fn the_destinations_policies_are_decided_for_each_client() {
         got.starts_with("HTTP/1.1 200") && got.contains("guarded GET /raw"),
         "{got}"
     );
+    // Two HTTP refusals, and the refused TCP connection (its CONNECT may
+    // have been retried by the client's pool after the reset: n >= 1).
     let text = s.metrics();
-    assert!(
-        text.contains(
-            "waypoint_authz_denials_total{policy=\"shop/admins-only\",reason=\"no_allow_match\"} 3"
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let tcp = value(
+        "waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_denied\"}",
+    );
+    assert!(tcp >= 1, "{text}");
+    assert_eq!(
+        value(
+            "waypoint_authz_denials_total{policy=\"shop/admins-only\",reason=\"no_allow_match\"}"
         ),
+        2 + tcp,
         "{text}"
     );
-    assert!(
-        text.contains("waypoint_authz_audits_total{policy=\"shop/audit-all\"} 5"),
+    // Audited: every decision, allowed or not (2 admin, 2 client HTTP, n client TCP).
+    assert_eq!(
+        value("waypoint_authz_audits_total{policy=\"shop/audit-all\"}"),
+        4 + tcp,
         "{text}"
     );
+    assert_eq!(
+        value("waypoint_requests_total{service=\"shop/guarded:80\",code=\"403\",flag=\"authz_denied\"}"),
+        2,
+        "{text}"
+    );
+    // A mirror's copy is the client's request to the mirror's workload:
+    // decided by its policies (the original is served either way).
+    let (status, _, body) = get(&mut other, "/mirror-guarded/1", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (mut admin, conn) =
+        hyper::client::conn::http1::handshake(s.open_as(&s.admin_svid, VIP).await.unwrap())
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (status, _, body) = get(&mut admin, "/mirror-guarded/2", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = s.metrics();
+        if text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
-        text.contains("code=\"403\",flag=\"authz_denied\""),
+        text.contains("waypoint_mirrored_requests_total{result=\"denied\"} 1")
+            && text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1"),
         "{text}"
     );
 }

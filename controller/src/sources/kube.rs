@@ -50,6 +50,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// of the pod they were issued to.
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
+/// The `extra` key under which bound tokens carry the pod's name.
+pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
+
 /// How long to wait before re-listing when a watch is refused with HTTP 410
 /// (the watcher only re-lists by itself on an in-stream 410 event).
 const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
@@ -433,6 +436,8 @@ pub fn gateway(o: &DynamicObject) -> Option<model::Gateway> {
         namespace,
         class: class.to_string(),
         labels: o.metadata.labels.clone().unwrap_or_default(),
+        uid: o.metadata.uid.clone().unwrap_or_default(),
+        generation: o.metadata.generation.unwrap_or(0),
     })
 }
 
@@ -651,6 +656,39 @@ pub struct Caller {
     pub service_account: String,
     /// The node of the pod the token was bound to (bound tokens only).
     pub node: Option<String>,
+    /// The pod the token was bound to (bound tokens only).
+    pub pod: Option<String>,
+}
+
+impl Caller {
+    /// Who the caller is to the CA. A waypoint's service account acts for
+    /// that waypoint, and only from one of its own pods (the pod the token
+    /// is bound to); any other bound token acts for its pod's node.
+    pub fn for_ca(&self, index: &crate::index::Index) -> Result<crate::ca::Caller, String> {
+        let who = format!("{}/{}", self.namespace, self.service_account);
+        if let Some(w) = crate::waypoint::find(index, &self.namespace, &self.service_account) {
+            let own = self
+                .pod
+                .as_deref()
+                .and_then(|p| index.pod(&self.namespace, p))
+                .is_some_and(|p| w.owns(p));
+            return if own {
+                Ok(crate::ca::Caller::ServiceAccount {
+                    namespace: self.namespace.clone(),
+                    name: self.service_account.clone(),
+                })
+            } else {
+                Err(format!(
+                    "token of {who}, waypoint {}/{}'s service account, is not bound to one of its pods",
+                    w.namespace, w.name
+                ))
+            };
+        }
+        self.node
+            .clone()
+            .map(crate::ca::Caller::Node)
+            .ok_or_else(|| format!("token of {who} is not bound to a node"))
+    }
 }
 
 /// Asks the API server who `token` belongs to (an `authentication.k8s.io/v1`
@@ -691,17 +729,19 @@ fn caller(status: &TokenReviewStatus) -> anyhow::Result<Caller> {
         .and_then(|rest| rest.split_once(':'))
         .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains(':'))
         .ok_or_else(|| anyhow!("token of {username:?} is not a service account's"))?;
-    let node = user
-        .extra
-        .as_ref()
-        .and_then(|x: &BTreeMap<String, Vec<String>>| x.get(NODE_NAME_EXTRA))
-        .and_then(|v| v.first())
-        .filter(|n| !n.is_empty())
-        .cloned();
+    let extra = |key: &str| {
+        user.extra
+            .as_ref()
+            .and_then(|x: &BTreeMap<String, Vec<String>>| x.get(key))
+            .and_then(|v| v.first())
+            .filter(|n| !n.is_empty())
+            .cloned()
+    };
     Ok(Caller {
         namespace: namespace.to_string(),
         service_account: service_account.to_string(),
-        node,
+        node: extra(NODE_NAME_EXTRA),
+        pod: extra(POD_NAME_EXTRA),
     })
 }
 
@@ -1024,7 +1064,8 @@ mod tests {
             Caller {
                 namespace: "shop".into(),
                 service_account: "web".into(),
-                node: Some("node-a".into())
+                node: Some("node-a".into()),
+                pod: None,
             }
         );
         assert_eq!(
@@ -1046,5 +1087,61 @@ mod tests {
             "{e}"
         );
         assert!(caller(&TokenReviewStatus::default()).is_err());
+    }
+
+    #[test]
+    fn a_waypoints_token_acts_for_the_waypoint_from_its_own_pods_only() {
+        use crate::model::{Gateway, Labels, Object, Pod};
+        let mut ix = crate::index::Index::new();
+        ix.upsert(Object::Gateway(Gateway {
+            name: "waypoint".into(),
+            namespace: "shop".into(),
+            class: crate::waypoint::WAYPOINT_CLASS.into(),
+            labels: Labels::new(),
+            uid: "g1".into(),
+            generation: 1,
+        }));
+        let w = crate::waypoint::find(&ix, "shop", "waypoint").unwrap();
+        let pod = |name: &str, labels: Labels| {
+            Object::Pod(Pod {
+                uid: format!("u-{name}"),
+                name: name.into(),
+                namespace: "shop".into(),
+                labels,
+                service_account: "waypoint".into(),
+                node: Some("node-a".into()),
+                ips: vec![],
+                ready: true,
+                containers: vec![],
+            })
+        };
+        ix.upsert(pod(
+            "waypoint-abc",
+            crate::waypoint::provision(&w).pod_labels,
+        ));
+        ix.upsert(pod("not-a-waypoint", Labels::new()));
+        let token = |sa: &str, pod: Option<&str>| Caller {
+            namespace: "shop".into(),
+            service_account: sa.into(),
+            node: Some("node-a".into()),
+            pod: pod.map(Into::into),
+        };
+        assert_eq!(
+            token("waypoint", Some("waypoint-abc")).for_ca(&ix),
+            Ok(crate::ca::Caller::ServiceAccount {
+                namespace: "shop".into(),
+                name: "waypoint".into()
+            })
+        );
+        // Its service account, another pod (or none): refused, not a node.
+        for p in [Some("not-a-waypoint"), Some("gone"), None] {
+            let e = token("waypoint", p).for_ca(&ix).unwrap_err();
+            assert!(e.contains("not bound to one of its pods"), "{e}");
+        }
+        // Anything else still acts for its node (issue: the ztunnel's only).
+        assert_eq!(
+            token("web", Some("web-1")).for_ca(&ix),
+            Ok(crate::ca::Caller::Node("node-a".into()))
+        );
     }
 }

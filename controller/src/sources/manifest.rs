@@ -343,6 +343,8 @@ impl Doc<'_> {
                 namespace,
                 class: self.required(v, "spec.gatewayClassName")?,
                 labels,
+                uid: String::new(),
+                generation: 0,
             }),
             _ => unreachable!("checked against KINDS"),
         }))

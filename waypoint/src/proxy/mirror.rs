@@ -3,7 +3,7 @@
 use http::Request;
 use http_body_util::BodyExt;
 
-use super::{prepare_upstream, Directory, Waypoint};
+use super::{prepare_upstream, Conn, Directory, Waypoint};
 use crate::response::{Body, Failure};
 
 /// Mirrored requests in flight at most; more are dropped.
@@ -16,7 +16,12 @@ impl<D: Directory> Waypoint<D> {
     /// the background; its answer is read and dropped. At most
     /// [`MAX_MIRRORS_IN_FLIGHT`] at once (more are dropped and counted),
     /// each within [`MIRROR_TIMEOUT`].
-    pub(super) fn mirror(&self, m: &quicmesh_core::route::Mirror, mut req: Request<Body>) {
+    pub(super) fn mirror(
+        &self,
+        conn: &Conn,
+        m: &quicmesh_core::route::Mirror,
+        mut req: Request<Body>,
+    ) {
         let Ok(permit) = self.mirror_slots.clone().try_acquire_owned() else {
             self.metrics.mirrored("dropped", 1);
             return;
@@ -28,6 +33,12 @@ impl<D: Directory> Waypoint<D> {
             return;
         };
         let ep = endpoints[i].clone();
+        // A copy is a request of the client's to the mirror's workload: its
+        // policies decide it as they would the original.
+        if self.authorize(conn, &ep).is_err() {
+            self.metrics.mirrored("denied", 1);
+            return;
+        }
         let version = ep.protocol.version(req.version());
         prepare_upstream(&mut req, version);
         let (upstreams, metrics) = (self.upstreams.clone(), self.metrics.clone());
