@@ -20,6 +20,7 @@ pub mod provision;
 pub mod push;
 pub mod server;
 pub mod sources;
+pub mod status;
 pub mod store;
 pub mod translate;
 pub mod waypoint;

@@ -151,16 +151,16 @@ fn route_states(ix: &quicmesh_controller::index::Index) -> [(&'static str, i64);
 /// Each HTTPRoute's status per Service parent, as a Gateway API controller
 /// writes it (`status.parents[].conditions`), for /status.
 fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
-    ix.compiled_routes()
+    quicmesh_controller::status::routes(ix)
         .into_iter()
-        .map(|(r, c)| {
-            let parents: Vec<_> = c
+        .map(|r| {
+            let parents: Vec<_> = r
                 .parents
                 .iter()
-                .map(|((ns, name, port), conditions)| {
+                .map(|(parent, conditions)| {
                     serde_json::json!({
-                        "parentRef": {"group": "", "kind": "Service", "namespace": ns, "name": name, "port": port},
-                        "controllerName": "quicmesh.io/waypoint-controller",
+                        "parentRef": parent,
+                        "controllerName": quicmesh_controller::status::CONTROLLER_NAME,
                         "conditions": conditions,
                     })
                 })
@@ -257,6 +257,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 metrics,
             ));
         }
+        let status_metrics = quicmesh_controller::status::kube::StatusMetrics::default();
+        registry.register(
+            "quicmesh_controller_status_writes",
+            "Gateway and route status written to the API server, by kind and result (written, unchanged, error)",
+            status_metrics.clone(),
+        );
+        tokio::spawn(quicmesh_controller::status::kube::run(
+            client.clone(),
+            store.clone(),
+            status_metrics,
+        ));
         Arc::new(TokenReview(client, store.clone()))
     } else {
         let path = args

@@ -258,6 +258,8 @@ pub struct Route {
     /// `metadata.creationTimestamp` as seconds since the epoch (0 when
     /// absent): the older route wins precedence ties.
     pub created: i64,
+    /// `metadata.generation` (status conditions say which they saw).
+    pub generation: i64,
     pub spec: serde_json::Value,
 }
 

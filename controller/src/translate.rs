@@ -519,6 +519,7 @@ mod tests {
             name: "split".into(),
             namespace: "shop".into(),
             created: 7,
+            generation: 1,
             spec: serde_json::json!({
                 "parentRefs": [{"group": "", "kind": "Service", "name": "web", "port": 80}],
                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]

@@ -893,3 +893,134 @@ async fn a_waypoint_label_is_provisioned_by_server_side_apply_and_undone_with_it
         assert!(text.contains(series), "{series}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn status_is_written_back_keeping_other_controllers_entries() {
+    use quicmesh_controller::model::{Route, RouteKind, Service, ServicePort, TargetPort};
+    use quicmesh_controller::status::kube::{run, StatusMetrics};
+    let (client, mut api) = mock_client();
+    let store = Store::new("cluster.local");
+    let route: kube::api::DynamicObject =
+        serde_json::from_slice(&fixture("httproute-with-status.json")).unwrap();
+    store.apply(|ix| {
+        let mut d = ix.upsert(shop(None));
+        d.extend(ix.upsert(applied_gateway()));
+        d.extend(ix.upsert(Object::Service(Service {
+            name: "web".into(),
+            namespace: "shop".into(),
+            vips: vec!["10.96.0.10".parse().unwrap()],
+            ports: vec![ServicePort {
+                name: "http".into(),
+                port: 80,
+                target: TargetPort::Number(8080),
+                app_protocol: None,
+            }],
+            selector: None,
+            labels: Default::default(),
+        })));
+        let r: Route = quicmesh_controller::sources::kube::route(RouteKind::Http, &route).unwrap();
+        d.extend(ix.upsert(Object::Route(r)));
+        d
+    });
+    tokio::spawn(run(client, store.clone(), StatusMetrics::default()));
+    let gateway_status =
+        "/apis/gateway.networking.k8s.io/v1/namespaces/shop/gateways/waypoint/status";
+    let conditions = |body: &serde_json::Value| {
+        body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                    c["lastTransitionTime"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    bounded(async {
+        // The Gateway: server-side apply of our conditions.
+        let (req, send) = api
+            .expect(
+                Method::PATCH,
+                gateway_status,
+                &["fieldManager=quicmesh-controller", "force=true"],
+            )
+            .await;
+        let first = json_body(req).await;
+        let c = conditions(&first);
+        assert_eq!((c[0].0.as_str(), c[0].1.as_str()), ("Accepted", "True"));
+        assert_eq!((c[1].0.as_str(), c[1].1.as_str()), ("Programmed", "False"));
+        assert_eq!(first["status"]["conditions"][1]["observedGeneration"], 1);
+        send.send_response(respond(StatusCode::OK, "gateway-applied.json"));
+        // The route: read, ours added beside the edge controller's entry,
+        // written with the resourceVersion read.
+        let routes = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/r";
+        api.answer(
+            Method::GET,
+            routes,
+            &[],
+            StatusCode::OK,
+            "httproute-with-status.json",
+        )
+        .await;
+        let (req, send) = api
+            .expect(Method::PATCH, &format!("{routes}/status"), &[])
+            .await;
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        let body = json_body(req).await;
+        assert_eq!(body["metadata"]["resourceVersion"], "4242");
+        let parents = body["status"]["parents"].as_array().unwrap();
+        assert_eq!(parents.len(), 2, "{body}");
+        assert_eq!(parents[0]["controllerName"], "example.com/edge-controller");
+        assert_eq!(
+            parents[1]["controllerName"],
+            quicmesh_controller::status::CONTROLLER_NAME
+        );
+        assert_eq!(parents[1]["parentRef"]["name"], "web");
+        assert_eq!(parents[1]["conditions"][0]["type"], "Accepted");
+        assert_eq!(parents[1]["conditions"][0]["status"], "True");
+        assert_eq!(parents[1]["conditions"][0]["observedGeneration"], 2);
+        send.send_response(respond(StatusCode::OK, "httproute-with-status.json"));
+        // A waypoint pod becomes ready: the Gateway is written again (its
+        // Accepted condition keeps its transition time); the route, the
+        // same, is not.
+        store.apply(|ix| {
+            let w = quicmesh_controller::waypoint::find(ix, "shop", "waypoint").unwrap();
+            ix.upsert(Object::Pod(quicmesh_controller::model::Pod {
+                uid: "wp-1".into(),
+                name: "waypoint-6c9f7-abcde".into(),
+                namespace: "shop".into(),
+                labels: quicmesh_controller::waypoint::provision(&w).pod_labels,
+                service_account: "waypoint".into(),
+                node: Some("kind-worker".into()),
+                ips: vec!["10.244.1.20".parse().unwrap()],
+                ready: true,
+                containers: vec![],
+            }))
+        });
+        let (req, send) = api
+            .expect(
+                Method::PATCH,
+                gateway_status,
+                &["fieldManager=quicmesh-controller", "force=true"],
+            )
+            .await;
+        let second = json_body(req).await;
+        let c2 = conditions(&second);
+        assert_eq!(c2[1].1, "True", "Programmed");
+        assert_eq!(c2[0].2, c[0].2, "Accepted did not change: same time");
+        send.send_response(respond(StatusCode::OK, "gateway-applied.json"));
+        // Nothing else follows within a settle period.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            futures::FutureExt::now_or_never(api.0.next_request()).is_none(),
+            "an unchanged route is not read again"
+        );
+    })
+    .await;
+}

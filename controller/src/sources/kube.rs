@@ -454,6 +454,7 @@ pub fn route(kind: model::RouteKind, o: &DynamicObject) -> Option<model::Route> 
             .creation_timestamp
             .as_ref()
             .map_or(0, |t| t.0.as_second()),
+        generation: o.metadata.generation.unwrap_or(0),
         spec: o.data.get("spec").cloned().unwrap_or_else(|| json!({})),
     })
 }

@@ -331,6 +331,7 @@ impl Doc<'_> {
                 name,
                 namespace,
                 created: self.timestamp(v, "metadata.creationTimestamp")?,
+                generation: 0,
                 spec: match self.get(v, "spec") {
                     None => serde_json::json!({}),
                     Some(spec) => {

@@ -1,0 +1,201 @@
+//! The status the controller reports for what it serves, as Gateway API
+//! controllers write it: each waypoint Gateway's conditions (`Accepted`,
+//! `Programmed`) and, for each HTTPRoute and GRPCRoute, one
+//! `status.parents[]` entry per Service parent (controller
+//! [`CONTROLLER_NAME`]) with `Accepted` and `ResolvedRefs`. Pure, from the
+//! index: `/status` serves it, and in Kubernetes [`kube`] writes it back.
+
+use serde_json::{json, Value};
+
+use crate::gamma::Condition;
+use crate::index::Index;
+use crate::model::RouteKind;
+use crate::waypoint;
+
+pub mod kube;
+
+/// Our `controllerName` in route parent statuses.
+pub const CONTROLLER_NAME: &str = "quicmesh.io/waypoint-controller";
+
+/// A Gateway's conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub conditions: Vec<Condition>,
+}
+
+/// A route's parent statuses (ours only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteStatus {
+    pub kind: RouteKind,
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    /// `{parentRef, controllerName, conditions}` without timestamps.
+    pub parents: Vec<(Value, Vec<Condition>)>,
+}
+
+/// Every waypoint Gateway that exists (an implied one has no object yet).
+pub fn gateways(index: &Index) -> Vec<GatewayStatus> {
+    waypoint::all(index)
+        .into_iter()
+        .filter(|w| !w.implied)
+        .filter_map(|w| {
+            let g = index.gateway(&w.namespace, &w.name)?;
+            Some(GatewayStatus {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                generation: g.generation,
+                conditions: waypoint::conditions(index, &w),
+            })
+        })
+        .collect()
+}
+
+/// Every route, with its Service parents (none: any entry of ours it still
+/// carries goes).
+pub fn routes(index: &Index) -> Vec<RouteStatus> {
+    index
+        .compiled_routes()
+        .into_iter()
+        .map(|(r, c)| RouteStatus {
+            kind: r.kind,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            generation: r.generation,
+            parents: c
+                .parents
+                .into_iter()
+                .map(|((ns, name, port), conditions)| (parent_ref(&ns, &name, port), conditions))
+                .collect(),
+        })
+        .collect()
+}
+
+/// A Service `parentRef` as routes write it.
+pub fn parent_ref(namespace: &str, name: &str, port: Option<u16>) -> Value {
+    let mut r = json!({"group": "", "kind": "Service", "namespace": namespace, "name": name});
+    if let Some(p) = port {
+        r["port"] = json!(p);
+    }
+    r
+}
+
+/// A condition as the API stores it (`metav1.Condition`).
+pub fn api_condition(c: &Condition, generation: i64, since: &str) -> Value {
+    json!({
+        "type": c.kind,
+        "status": if c.status { "True" } else { "False" },
+        "reason": c.reason,
+        "message": c.message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    })
+}
+
+/// The transition time to write for `c`: the one `previous` (the same
+/// condition as stored) carries when its status is unchanged, else `now`.
+pub fn since<'a>(c: &Condition, previous: Option<&'a Value>, now: &'a str) -> &'a str {
+    let status = if c.status { "True" } else { "False" };
+    match previous {
+        Some(p) if p["status"] == status => p["lastTransitionTime"].as_str().unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// A route's `status.parents` with ours replaced by `ours`: entries of other
+/// controllers are kept as they are, ours keep their transition times where
+/// a condition's status did not change.
+pub fn merge_parents(current: &[Value], ours: &RouteStatus, now: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|p| p["controllerName"] != CONTROLLER_NAME)
+        .cloned()
+        .collect();
+    for (parent, conditions) in &ours.parents {
+        let before = current
+            .iter()
+            // We write every field of our parentRefs, so the stored one is
+            // the same value (no API defaults fill it in).
+            .find(|p| p["controllerName"] == CONTROLLER_NAME && &p["parentRef"] == parent);
+        let conditions: Vec<Value> = conditions
+            .iter()
+            .map(|c| {
+                let previous = before.and_then(|b| {
+                    b["conditions"]
+                        .as_array()?
+                        .iter()
+                        .find(|p| p["type"] == c.kind)
+                });
+                api_condition(c, ours.generation, since(c, previous, now))
+            })
+            .collect();
+        out.push(json!({
+            "parentRef": parent,
+            "controllerName": CONTROLLER_NAME,
+            "conditions": conditions,
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(kind: &'static str, status: bool) -> Condition {
+        Condition {
+            kind,
+            status,
+            reason: if status {
+                "Accepted"
+            } else {
+                "BackendNotFound"
+            },
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn other_controllers_entries_stay_and_transition_times_hold() {
+        let ours = RouteStatus {
+            kind: RouteKind::Http,
+            namespace: "shop".into(),
+            name: "r".into(),
+            generation: 3,
+            parents: vec![(
+                parent_ref("shop", "web", Some(80)),
+                vec![cond("Accepted", true), cond("ResolvedRefs", false)],
+            )],
+        };
+        let theirs = json!({"parentRef": {"name": "edge", "kind": "Gateway"}, "controllerName": "example.com/edge", "conditions": []});
+        let before = json!({
+            "parentRef": parent_ref("shop", "web", Some(80)),
+            "controllerName": CONTROLLER_NAME,
+            "conditions": [
+                {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "ResolvedRefs", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]
+        });
+        let now = "2026-12-01T00:00:00Z";
+        let merged = merge_parents(&[theirs.clone(), before], &ours, now);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], theirs, "another controller's entry, untouched");
+        let c = merged[1]["conditions"].as_array().unwrap();
+        assert_eq!(
+            c[0]["lastTransitionTime"], "2026-01-01T00:00:00Z",
+            "unchanged"
+        );
+        assert_eq!(c[1]["lastTransitionTime"], now, "changed: True -> False");
+        assert_eq!(c[1]["status"], "False");
+        assert_eq!(c[1]["reason"], "BackendNotFound");
+        assert_eq!(c[1]["observedGeneration"], 3);
+        // Once written, writing again changes nothing.
+        assert_eq!(
+            merge_parents(&merged, &ours, "2027-01-01T00:00:00Z"),
+            merged
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Writes [`super`]'s status to the API server, as Gateway API controllers
+//! do:
+//!
+//! - a waypoint Gateway's `status.conditions`: server-side apply on the
+//!   `status` subresource (conditions are a map by `type`, so only ours are
+//!   touched);
+//! - a route's `status.parents`: a list other controllers write too (a
+//!   route may also have Gateway parents), so it is read, our entries
+//!   replaced and the others kept, and written back with a merge patch that
+//!   carries the resourceVersion read: a concurrent writer makes it fail
+//!   (409) and it is done again on the next pass.
+//!
+//! Runs after the sources have synced, on every change of the objects, and
+//! in full every [`RESYNC`]; what is unchanged since it was last written is
+//! not written again. Failures are logged, counted and retried.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::{json, Value};
+
+use super::{api_condition, gateways, merge_parents, routes, since, GatewayStatus, RouteStatus};
+use crate::provision::FIELD_MANAGER;
+use crate::store::Store;
+
+/// Everything is checked again this often.
+pub const RESYNC: Duration = Duration::from_secs(300);
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// `quicmesh_controller_status_writes_total{kind, result}`.
+pub type StatusMetrics = Family<Vec<(String, String)>, Counter>;
+
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn count(metrics: &StatusMetrics, kind: &str, result: &str) {
+    metrics
+        .get_or_create(&vec![
+            ("kind".into(), kind.into()),
+            ("result".into(), result.into()),
+        ])
+        .inc();
+}
+
+fn now() -> String {
+    serde_json::to_value(Time(k8s_openapi::jiff::Timestamp::now()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What a status says, without its timestamps: what decides whether it
+/// must be written again.
+fn gist_of_gateway(g: &GatewayStatus) -> Value {
+    json!([g.generation, g.conditions])
+}
+
+fn gist_of_route(r: &RouteStatus) -> Value {
+    json!([r.generation, r.parents])
+}
+
+/// Writes a Gateway's conditions; `times` holds each condition's last
+/// transition (kept across writes while its status holds).
+async fn write_gateway(
+    client: &kube::Client,
+    g: &GatewayStatus,
+    times: &mut HashMap<(String, String, &'static str), Value>,
+) -> anyhow::Result<()> {
+    let now = now();
+    let conditions: Vec<Value> = g
+        .conditions
+        .iter()
+        .map(|c| {
+            let key = (g.namespace.clone(), g.name.clone(), c.kind);
+            let v = api_condition(c, g.generation, since(c, times.get(&key), &now));
+            times.insert(key, v.clone());
+            v
+        })
+        .collect();
+    let body = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": g.name, "namespace": g.namespace},
+        "status": {"conditions": conditions},
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &g.namespace,
+        &resource("Gateway", "gateways"),
+    );
+    api.patch_status(
+        &g.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads a route, merges our parent statuses into it and writes them back
+/// if they differ.
+async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<bool> {
+    let ar = match r.kind {
+        crate::model::RouteKind::Http => resource("HTTPRoute", "httproutes"),
+        crate::model::RouteKind::Grpc => resource("GRPCRoute", "grpcroutes"),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &r.namespace, &ar);
+    let current = api.get(&r.name).await?;
+    let parents: Vec<Value> = current
+        .data
+        .pointer("/status/parents")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let merged = merge_parents(&parents, r, &now());
+    if merged == parents {
+        return Ok(false);
+    }
+    let body = json!({
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "status": {"parents": merged},
+    });
+    api.patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(true)
+}
+
+/// Writes status until the process ends.
+pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics) {
+    store.synced().await;
+    let mut changes = store.object_changes();
+    let mut written: HashMap<String, Value> = HashMap::new();
+    let mut times = HashMap::new();
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
+    loop {
+        let (gs, rs) = store.with_index(|ix| (gateways(ix), routes(ix)));
+        for g in &gs {
+            let key = format!("Gateway {}/{}", g.namespace, g.name);
+            let gist = gist_of_gateway(g);
+            if written.get(&key) == Some(&gist) {
+                continue;
+            }
+            match write_gateway(&client, g, &mut times).await {
+                Ok(()) => {
+                    count(&metrics, "Gateway", "written");
+                    written.insert(key, gist);
+                }
+                Err(e) => {
+                    tracing::warn!(gateway = %key, error = %format!("{e:#}"), "could not write a Gateway's status; retried on the next pass");
+                    count(&metrics, "Gateway", "error");
+                    written.remove(&key);
+                }
+            }
+        }
+        for r in &rs {
+            let kind = r.kind.api_kind();
+            let key = format!("{kind} {}/{}", r.namespace, r.name);
+            let gist = gist_of_route(r);
+            if written.get(&key) == Some(&gist) {
+                continue;
+            }
+            match write_route(&client, r).await {
+                Ok(changed) => {
+                    count(
+                        &metrics,
+                        kind,
+                        if changed { "written" } else { "unchanged" },
+                    );
+                    written.insert(key, gist);
+                }
+                // Gone meanwhile: its watch event will follow.
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    tracing::warn!(route = %key, error = %format!("{e:#}"), "could not write a route's status; retried on the next pass");
+                    count(&metrics, kind, "error");
+                    written.remove(&key);
+                }
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                tokio::time::sleep(SETTLE).await;
+                changes.borrow_and_update();
+            }
+            _ = resync.tick() => written.clear(),
+        }
+    }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 404)
+}
