@@ -138,14 +138,21 @@ fn compile_parsed(
             };
         }
     };
+    // Backends are served by the waypoint of the parents' namespace: a
+    // route (producer or consumer) sends to Services there.
+    let mut allowed: Vec<String> = parents_of(Some(&spec)).into_iter().map(|p| p.0).collect();
+    allowed.sort();
+    allowed.dedup();
     let rules: Result<Vec<Rule>, String> = spec
         .rules
         .iter()
         .enumerate()
         .map(|(i, rule)| {
-            compile_rule(rule, namespace, refs).map_err(|e| format!("spec.rules[{i}].{e}"))
+            compile_rule(rule, namespace, &allowed, refs)
+                .map_err(|e| format!("spec.rules[{i}].{e}"))
         })
         .collect();
+    let allowed = &allowed;
     let unresolved: Vec<String> = spec
         .rules
         .iter()
@@ -155,7 +162,7 @@ fn compile_parsed(
                 .iter()
                 .enumerate()
                 .filter_map(move |(j, b)| {
-                    backend_problem(b, namespace, refs)
+                    backend_problem(b, namespace, allowed, refs)
                         .map(|(_, m)| format!("spec.rules[{i}].backendRefs[{j}]: {m}"))
                 })
         })
@@ -164,7 +171,7 @@ fn compile_parsed(
         .rules
         .iter()
         .flat_map(|rule| rule.backend_refs.iter())
-        .find_map(|b| backend_problem(b, namespace, refs).map(|(reason, _)| reason));
+        .find_map(|b| backend_problem(b, namespace, allowed, refs).map(|(reason, _)| reason));
     let mut parents = Vec::new();
     let section_named = spec.parent_refs.iter().any(|p| p.section_name.is_some());
     for p in parents_of(Some(&spec)) {
@@ -173,13 +180,6 @@ fn compile_parsed(
             (Ok(_), _) if section_named => not_accepted(
                 reason::UNSUPPORTED_VALUE,
                 "spec.parentRefs: sectionName is not supported on a Service parent yet; use port",
-            ),
-            (Ok(_), _) if p.0 != namespace => not_accepted(
-                reason::UNSUPPORTED_VALUE,
-                &format!(
-                    "spec.parentRefs: Service {}/{} is in another namespace: consumer routes are not supported yet",
-                    p.0, p.1
-                ),
             ),
             (Ok(_), None) => not_accepted(
                 reason::NO_MATCHING_PARENT,
@@ -190,7 +190,16 @@ fn compile_parsed(
                 &format!("Service {}/{} has no port {}", p.0, p.1, p.2.unwrap_or(0)),
             ),
             (Ok(_), Some(_)) => vec![
-                condition("Accepted", true, reason::ACCEPTED, "accepted by quicmesh"),
+                condition(
+                    "Accepted",
+                    true,
+                    reason::ACCEPTED,
+                    if p.0 == namespace {
+                        "accepted by quicmesh"
+                    } else {
+                        "accepted by quicmesh: a consumer route, for requests from its namespace"
+                    },
+                ),
                 match first_unresolved_reason {
                     None => condition(
                         "ResolvedRefs",
@@ -234,10 +243,12 @@ fn not_accepted(reason: &'static str, message: &str) -> Vec<Condition> {
     vec![condition("Accepted", false, reason, message)]
 }
 
-/// Why a backend reference cannot be used, if it cannot.
+/// Why a backend reference cannot be used, if it cannot. `allowed`: the
+/// namespaces of the route's Service parents (whose waypoints serve it).
 fn backend_problem(
     b: &HttpBackendRef,
     route_ns: &str,
+    allowed: &[String],
     refs: &dyn Refs,
 ) -> Option<(&'static str, String)> {
     let group = b.group.as_deref().unwrap_or("");
@@ -249,14 +260,16 @@ fn backend_problem(
         ));
     }
     let ns = b.namespace.as_deref().unwrap_or(route_ns);
-    if ns != route_ns {
-        // ReferenceGrant is not read yet: a reference across namespaces is
-        // never permitted.
+    if !allowed.iter().any(|a| a == ns) {
+        // The waypoint that runs the route knows its own namespace only (its
+        // Services, endpoints and their policies): a backend elsewhere
+        // cannot be served from it.
         return Some((
             reason::REF_NOT_PERMITTED,
             format!(
-                "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
-                b.name
+                "Service {ns}/{} is not in the namespace of the route's parent Services ({}): only backends there are supported yet",
+                b.name,
+                allowed.join(", ")
             ),
         ));
     }
@@ -283,7 +296,12 @@ fn backend_problem(
 /// retry budget at the waypoint).
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
 
-fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule, String> {
+fn compile_rule(
+    rule: &HttpRouteRule,
+    ns: &str,
+    allowed: &[String],
+    refs: &dyn Refs,
+) -> Result<Rule, String> {
     let matches = rule
         .matches
         .iter()
@@ -336,7 +354,7 @@ fn compile_rule(rule: &HttpRouteRule, ns: &str, refs: &dyn Refs) -> Result<Rule,
             },
             weight,
             filters,
-            invalid: backend_problem(b, ns, refs).map(|(_, m)| m),
+            invalid: backend_problem(b, ns, allowed, refs).map(|(_, m)| m),
         });
     }
     // A zero duration disables the timeout (the API's rule).

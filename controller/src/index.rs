@@ -187,7 +187,10 @@ impl Index {
                 // resolve, depends on the Services of its namespace.
                 dirty.extend(
                     self.routes()
-                        .filter(|r| r.namespace == s.namespace)
+                        .filter(|r| {
+                            r.namespace == s.namespace
+                                || r.parent_namespaces().contains(&s.namespace.as_str())
+                        })
                         .map(Route::resource_name),
                 );
             }

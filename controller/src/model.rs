@@ -264,6 +264,26 @@ pub struct Route {
 }
 
 impl Route {
+    /// The namespaces its `parentRefs` name (its own where they name none):
+    /// a consumer route depends on the Services of its parents' namespace.
+    pub fn parent_namespaces(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .spec
+            .get("parentRefs")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                p.get("namespace")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(&self.namespace)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Read against what the controller knows: the model and the status.
     pub fn compile(&self, refs: &dyn crate::gamma::Refs) -> crate::gamma::Compiled {
         let f = match self.kind {

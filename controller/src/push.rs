@@ -112,7 +112,11 @@ impl Subscriber {
         };
         match &r.kind {
             Some(resource::Kind::Service(s)) => &s.namespace == namespace,
-            Some(resource::Kind::HttpRoute(h)) => &h.namespace == namespace,
+            // Its own routes, and consumer routes of other namespaces
+            // whose parents are its Services.
+            Some(resource::Kind::HttpRoute(h)) => {
+                &h.namespace == namespace || h.parents.iter().any(|p| &p.namespace == namespace)
+            }
             Some(resource::Kind::Workload(w)) => &w.namespace == namespace,
             Some(resource::Kind::Authorization(a)) => {
                 &a.namespace == namespace || a.namespace == root
@@ -412,6 +416,27 @@ mod tests {
                 }),
             ),
             res(
+                "httproute/front/consumer",
+                resource::Kind::HttpRoute(HttpRoute {
+                    namespace: "front".into(),
+                    name: "consumer".into(),
+                    parents: vec![quicmesh_proto::config::RouteParent {
+                        namespace: "shop".into(),
+                        name: "web".into(),
+                        port: 80,
+                    }],
+                    ..Default::default()
+                }),
+            ),
+            res(
+                "httproute/front/own",
+                resource::Kind::HttpRoute(HttpRoute {
+                    namespace: "front".into(),
+                    name: "own".into(),
+                    ..Default::default()
+                }),
+            ),
+            res(
                 "authorization/shop/p",
                 resource::Kind::Authorization(Authorization {
                     namespace: "shop".into(),
@@ -441,6 +466,7 @@ mod tests {
                 "service/shop/web",
                 "workload/w1",
                 "httproute/shop/r",
+                "httproute/front/consumer",
                 "authorization/shop/p",
                 "authorization/quicmesh-system/mesh"
             ]

@@ -12,8 +12,8 @@
 //! must hold a few more times, so a backend picked by chance does not
 //! pass). Several scenarios share one cluster; a failing case is recorded
 //! under its scenario and the rest still run, and each test fails at its
-//! end with every failure it saw. MeshConsumerRoute is a test of its own,
-//! ignored while consumer routes are not implemented (`--ignored` runs it).
+//! end with every failure it saw. MeshConsumerRoute is a test of its own
+//! (its own consumer namespace).
 //!
 //! Differences from upstream, all of the harness, none of the expectation:
 //! short Service names (`echo`, `echo-v1:8080`) are sent as the `Host`
@@ -1389,11 +1389,10 @@ async fn mesh_service_frontends_and_ports() {
     s.finish("mesh_service_frontends_and_ports");
 }
 
-/// MeshConsumerRoute needs consumer routes, which quicmesh does not
-/// implement yet (the route is not accepted: docs/routing.md); run it with
-/// `--ignored` to see the status it gets and the calls it does not change.
+/// MeshConsumerRoute: a consumer route (in the caller's namespace, its
+/// parent a Service of another) changes that namespace's calls only; the
+/// producer namespace's waypoint runs it for callers of that namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "consumer routes are not implemented (docs/conformance.md)"]
 async fn mesh_consumer_route() {
     require_root();
     let base = base(r#"["python3", "echo_json.py"]"#, ("http", 8080), HTTP_PORTS);

@@ -34,6 +34,11 @@ impl Client {
         Client(Connection::new(Some(peer.clone()), trust_domain, peer_addr.ip(), 0).at_waypoint())
     }
 
+    /// Its namespace, when its identity is of this mesh's trust domain.
+    pub fn namespace(&self) -> Option<&str> {
+        self.0.namespace.as_deref()
+    }
+
     /// The decision for a request (or TCP connection) of this client to
     /// the workload port `dst_port`. A workload the waypoint has no record
     /// of is refused: it cannot know what applies.

@@ -126,23 +126,37 @@ pub fn tables(
                     workload: e.workload_uid.as_str().into(),
                 });
             }
-            let attached: Vec<Arc<HttpRoute>> = routes
-                .iter()
-                .filter(|(_, parents)| {
-                    parents.iter().any(|p| {
-                        p.namespace == svc.namespace
-                            && p.name == svc.name
-                            && p.port.is_none_or(|pp| pp == port)
-                    })
+            let attached = routes.iter().filter(|(_, parents)| {
+                parents.iter().any(|p| {
+                    p.namespace == svc.namespace
+                        && p.name == svc.name
+                        && p.port.is_none_or(|pp| pp == port)
                 })
-                .map(|(r, _)| r.clone())
-                .collect();
+            });
+            // Producer routes (the Service's namespace), and consumer
+            // routes by their namespace.
+            let mut producer = Vec::new();
+            let mut consumers: HashMap<String, Vec<Arc<HttpRoute>>> = HashMap::new();
+            for (r, _) in attached {
+                if r.namespace == svc.namespace {
+                    producer.push(r.clone());
+                } else {
+                    consumers
+                        .entry(r.namespace.clone())
+                        .or_default()
+                        .push(r.clone());
+                }
+            }
             if Scope::serves(scope, svc) {
                 let parent = Arc::new(Parent {
                     protocol: Protocol::of(&sp.app_protocol),
                     service: service.clone(),
                     host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
-                    routes: RouteTable::new(attached),
+                    routes: RouteTable::new(producer),
+                    consumers: consumers
+                        .into_iter()
+                        .map(|(ns, rs)| (ns, RouteTable::new(rs)))
+                        .collect(),
                 });
                 for vip in &vips {
                     t.parents
@@ -217,10 +231,9 @@ impl Live {
             .parents
             .iter()
             .map(|(addr, p)| {
-                let routes: Vec<String> = p
-                    .routes
-                    .routes()
-                    .iter()
+                let routes: Vec<String> = std::iter::once(&p.routes)
+                    .chain(p.consumers.values())
+                    .flat_map(|t| t.routes())
                     .map(|r| format!("{}/{}", r.namespace, r.name))
                     .collect();
                 (
@@ -416,6 +429,43 @@ mod tests {
         assert_eq!(Protocol::of("kubernetes.io/H2C"), Protocol::Http2);
         assert_eq!(Protocol::of("grpc-web"), Protocol::Http1);
         assert_eq!(Protocol::of("mysql"), Protocol::Tcp);
+    }
+
+    #[test]
+    fn consumer_routes_are_kept_apart_by_their_namespace() {
+        let mut rs = resources();
+        let consumer = HttpRoute {
+            namespace: "front".into(),
+            name: "c".into(),
+            created: 0,
+            rules: vec![],
+        };
+        let on_web = RouteParent {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: None,
+        };
+        rs.extend([res(
+            "httproute/front/c",
+            resource::Kind::HttpRoute(wire::to_proto(&consumer, &[on_web])),
+        )]);
+        let t = tables(&rs, "cluster.local", None).unwrap();
+        let http = t.parents[&"10.96.0.10:80".parse().unwrap()].clone();
+        let names = |t: &RouteTable| {
+            t.routes()
+                .iter()
+                .map(|r| format!("{}/{}", r.namespace, r.name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&http.routes), ["shop/r"]);
+        // Clients of front get front's routes only; anyone else the producer's.
+        assert_eq!(names(http.routes_for(Some("front"))), ["front/c"]);
+        assert_eq!(names(http.routes_for(Some("shop"))), ["shop/r"]);
+        assert_eq!(names(http.routes_for(None)), ["shop/r"]);
+        // Port 9000 (every port of web): the consumer route alone.
+        let admin = t.parents[&"10.96.0.10:9000".parse().unwrap()].clone();
+        assert!(admin.routes.is_empty());
+        assert_eq!(names(admin.routes_for(Some("front"))), ["front/c"]);
     }
 
     #[test]

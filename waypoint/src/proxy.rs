@@ -64,12 +64,25 @@ pub struct Parent {
     /// The host name clients use (`<name>.<namespace>.svc.<domain>`), for
     /// redirects that keep the host.
     pub host: String,
-    /// Routes attached to the Service (port); none: straight to the
-    /// Service's own endpoints.
+    /// Routes attached to the Service (port) from its own namespace
+    /// (producer routes); none: straight to the Service's own endpoints.
     pub routes: RouteTable,
+    /// Consumer routes by their namespace: a client of that namespace is
+    /// routed by them, and by them only (Gateway API, GEP-1294).
+    pub consumers: HashMap<String, RouteTable>,
     /// What the port speaks: HTTP (routed), opaque TCP (passed through to
     /// an endpoint), or undeclared (detected per connection).
     pub protocol: Protocol,
+}
+
+impl Parent {
+    /// The routes for a client of `namespace` (None: of no namespace of
+    /// this mesh).
+    pub fn routes_for(&self, namespace: Option<&str>) -> &RouteTable {
+        namespace
+            .and_then(|ns| self.consumers.get(ns))
+            .unwrap_or(&self.routes)
+    }
 }
 
 /// What the waypoint knows of the mesh.
@@ -286,13 +299,14 @@ impl<D: Directory> Waypoint<D> {
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
         let parent = &conn.parent;
+        let routes = parent.routes_for(conn.client.namespace());
         let implicit;
-        let (rule, matched) = if parent.routes.is_empty() {
+        let (rule, matched) = if routes.is_empty() {
             implicit = (implicit_rule(&parent.service), RequestMatch::default());
             (&implicit.0, &implicit.1)
         } else {
             let view = RequestView::new(req.method(), req.uri(), req.headers());
-            let sel = parent.routes.select(&view).ok_or(Failure::NoRoute)?;
+            let sel = routes.select(&view).ok_or(Failure::NoRoute)?;
             log.route = format!("{}/{}", sel.route.namespace, sel.route.name);
             (sel.rule, sel.matched)
         };

@@ -501,6 +501,7 @@ async fn setup(test: u8) -> Setup {
             host: "shop.shop.svc.cluster.local".into(),
             routes: routes(),
             protocol: waypoint::upstream::Protocol::Http1,
+            consumers: Default::default(),
         }),
     );
     let unrouted: SocketAddr = "10.96.0.11:80".parse().unwrap();
@@ -511,6 +512,7 @@ async fn setup(test: u8) -> Setup {
             host: "shop.shop.svc.cluster.local".into(),
             routes: RouteTable::default(),
             protocol: waypoint::upstream::Protocol::Http1,
+            consumers: Default::default(),
         }),
     );
     // A port that does not say what it speaks: HTTP or TCP, detected.
@@ -521,6 +523,7 @@ async fn setup(test: u8) -> Setup {
             host: "echo.shop.svc.cluster.local".into(),
             routes: RouteTable::default(),
             protocol: waypoint::upstream::Protocol::Auto,
+            consumers: Default::default(),
         }),
     );
     for (addr, protocol) in [
@@ -534,6 +537,7 @@ async fn setup(test: u8) -> Setup {
                 host: "guarded.shop.svc.cluster.local".into(),
                 routes: RouteTable::default(),
                 protocol,
+                consumers: Default::default(),
             }),
         );
     }

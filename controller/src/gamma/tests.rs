@@ -338,19 +338,35 @@ fn unusable_backends_are_marked_and_zero_timeouts_are_none() {
 }
 
 #[test]
-fn a_route_in_another_namespace_than_its_parent_is_not_accepted_yet() {
+fn a_route_in_another_namespace_than_its_parent_is_a_consumer_route() {
     let mut k = known();
     k.0.insert(("front".into(), "web".into()), vec![80]);
-    let c = compile(
-        "front",
-        "consumer",
-        0,
-        &json!({"parentRefs": [{"group": "", "kind": "Service", "namespace": "store", "name": "shop"}], "rules": []}),
-        &k,
+    let consumer = |backend_ns: &str| {
+        compile(
+            "front",
+            "consumer",
+            0,
+            &json!({"parentRefs": [{"group": "", "kind": "Service", "namespace": "store", "name": "shop"}],
+                    "rules": [{"backendRefs": [{"name": "shop-v1", "namespace": backend_ns, "port": 80}]}]}),
+            &k,
+        )
+    };
+    // Accepted, sending to a Service of its parent's namespace (where the
+    // waypoint that runs it is).
+    let c = consumer("store");
+    assert_eq!(c.parents[0].1[0].reason, "Accepted");
+    assert!(c.parents[0].1[0].message.contains("consumer route"));
+    assert_eq!(c.parents[0].1[1].reason, "ResolvedRefs");
+    let r = c.route.unwrap();
+    assert_eq!(
+        r.namespace, "front",
+        "it keeps its own namespace: its consumers"
     );
-    assert!(c.route.is_none());
-    assert_eq!(c.parents[0].1[0].reason, "UnsupportedValue");
-    assert!(c.parents[0].1[0].message.contains("consumer routes"));
+    assert!(r.rules[0].backends[0].invalid.is_none());
+    // A backend of its own namespace cannot be served from there.
+    let c = consumer("front");
+    assert_eq!(c.parents[0].1[1].reason, "RefNotPermitted");
+    assert!(c.route.unwrap().rules[0].backends[0].invalid.is_some());
 }
 
 #[test]
