@@ -92,6 +92,54 @@ pub struct Store {
     sources_synced: Gauge,
 }
 
+/// The passes of a loop that follows the objects (waypoint provisioning,
+/// status write-back): the first once every source has synced (a partial
+/// view would undo what it has not seen yet), then one per change (changes
+/// arriving together make one pass), and a full one every `resync`.
+pub struct Passes {
+    changes: watch::Receiver<u64>,
+    resync: tokio::time::Interval,
+}
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Changed,
+    /// Everything again, changed or not (what someone changed by hand is
+    /// put back).
+    Resync,
+}
+
+impl Passes {
+    /// Changes arriving within this of each other make one pass.
+    const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+    /// Waits for the sources to sync.
+    pub async fn start(store: &Store, resync: std::time::Duration) -> Self {
+        store.synced().await;
+        let mut every = tokio::time::interval(resync);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        Passes {
+            changes: store.object_changes(),
+            resync: every,
+        }
+    }
+
+    /// Waits for the next pass; None when the store is gone.
+    pub async fn next(&mut self) -> Option<Pass> {
+        tokio::select! {
+            r = self.changes.changed() => {
+                r.ok()?;
+                tokio::time::sleep(Self::SETTLE).await;
+                self.changes.borrow_and_update();
+                Some(Pass::Changed)
+            }
+            _ = self.resync.tick() => Some(Pass::Resync),
+        }
+    }
+}
+
 /// What a new subscriber starts from.
 pub struct Snapshot {
     pub version: u64,

@@ -17,12 +17,10 @@ use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 
 use super::{plan, Settings, FIELD_MANAGER};
-use crate::store::Store;
+use crate::store::{Pass, Passes, Store};
 
 /// Everything is applied again this often, changed or not.
 pub const RESYNC: Duration = Duration::from_secs(300);
-/// Changes arriving together are applied together.
-const SETTLE: Duration = Duration::from_millis(200);
 
 /// `quicmesh_controller_waypoint_provisioning_total{kind, result}`.
 pub type ProvisionMetrics = Family<Vec<(String, String)>, Counter>;
@@ -35,7 +33,7 @@ fn resource(o: &Value) -> Option<ApiResource> {
         ("v1", "Service") => ("", "v1", "services"),
         ("apps/v1", "Deployment") => ("apps", "v1", "deployments"),
         ("gateway.networking.k8s.io/v1", "Gateway") => {
-            ("gateway.networking.k8s.io", "v1", "gateways")
+            return Some(crate::sources::kube::gateway_api("Gateway", "gateways"))
         }
         _ => return None,
     };
@@ -57,7 +55,8 @@ fn describe(o: &Value) -> String {
     )
 }
 
-fn count(metrics: &ProvisionMetrics, kind: &str, result: &str) {
+/// Counts one outcome in a `{kind, result}` family.
+pub(crate) fn count(metrics: &ProvisionMetrics, kind: &str, result: &str) {
     metrics
         .get_or_create(&vec![
             ("kind".into(), kind.into()),
@@ -90,13 +89,9 @@ pub async fn run(
     settings: Settings,
     metrics: ProvisionMetrics,
 ) {
-    store.synced().await;
-    let mut changes = store.object_changes();
+    let mut passes = Passes::start(&store, RESYNC).await;
     // What was applied, by object, so that an unchanged plan costs nothing.
     let mut applied: HashMap<String, Value> = HashMap::new();
-    let mut resync = tokio::time::interval(RESYNC);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    resync.tick().await;
     loop {
         let p = store.with_index(|ix| plan(ix, &settings));
         for o in &p.apply {
@@ -135,15 +130,10 @@ pub async fn run(
             }
             applied.retain(|k, _| !k.starts_with(&format!("Gateway {ns}/{name}")));
         }
-        tokio::select! {
-            r = changes.changed() => {
-                if r.is_err() {
-                    return;
-                }
-                tokio::time::sleep(SETTLE).await;
-                changes.borrow_and_update();
-            }
-            _ = resync.tick() => applied.clear(),
+        match passes.next().await {
+            None => return,
+            Some(Pass::Resync) => applied.clear(),
+            Some(Pass::Changed) => {}
         }
     }
 }

@@ -82,7 +82,7 @@ fn custom(kind: Kind) -> bool {
 }
 
 /// The Gateway API resource of `kind` (gateway.networking.k8s.io/v1).
-fn gateway_api(kind: &str, plural: &str) -> ApiResource {
+pub fn gateway_api(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "gateway.networking.k8s.io".into(),
         version: "v1".into(),

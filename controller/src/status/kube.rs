@@ -19,40 +19,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
 use super::{api_condition, gateways, merge_parents, routes, since, GatewayStatus, RouteStatus};
+use crate::provision::kube::count;
 use crate::provision::FIELD_MANAGER;
-use crate::store::Store;
+use crate::sources::kube::gateway_api;
+use crate::store::{Pass, Passes, Store};
 
 /// Everything is checked again this often.
 pub const RESYNC: Duration = Duration::from_secs(300);
-const SETTLE: Duration = Duration::from_millis(200);
 
 /// `quicmesh_controller_status_writes_total{kind, result}`.
 pub type StatusMetrics = Family<Vec<(String, String)>, Counter>;
-
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "gateway.networking.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "gateway.networking.k8s.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-fn count(metrics: &StatusMetrics, kind: &str, result: &str) {
-    metrics
-        .get_or_create(&vec![
-            ("kind".into(), kind.into()),
-            ("result".into(), result.into()),
-        ])
-        .inc();
-}
 
 fn now() -> String {
     serde_json::to_value(Time(k8s_openapi::jiff::Timestamp::now()))
@@ -98,7 +80,7 @@ async fn write_gateway(
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         &g.namespace,
-        &resource("Gateway", "gateways"),
+        &gateway_api("Gateway", "gateways"),
     );
     api.patch_status(
         &g.name,
@@ -113,8 +95,8 @@ async fn write_gateway(
 /// if they differ.
 async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<bool> {
     let ar = match r.kind {
-        crate::model::RouteKind::Http => resource("HTTPRoute", "httproutes"),
-        crate::model::RouteKind::Grpc => resource("GRPCRoute", "grpcroutes"),
+        crate::model::RouteKind::Http => gateway_api("HTTPRoute", "httproutes"),
+        crate::model::RouteKind::Grpc => gateway_api("GRPCRoute", "grpcroutes"),
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &r.namespace, &ar);
     let current = api.get(&r.name).await?;
@@ -139,13 +121,9 @@ async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<b
 
 /// Writes status until the process ends.
 pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics) {
-    store.synced().await;
-    let mut changes = store.object_changes();
+    let mut passes = Passes::start(&store, RESYNC).await;
     let mut written: HashMap<String, Value> = HashMap::new();
     let mut times = HashMap::new();
-    let mut resync = tokio::time::interval(RESYNC);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    resync.tick().await;
     loop {
         let (gs, rs) = store.with_index(|ix| (gateways(ix), routes(ix)));
         for g in &gs {
@@ -191,15 +169,10 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
                 }
             }
         }
-        tokio::select! {
-            r = changes.changed() => {
-                if r.is_err() {
-                    return;
-                }
-                tokio::time::sleep(SETTLE).await;
-                changes.borrow_and_update();
-            }
-            _ = resync.tick() => written.clear(),
+        match passes.next().await {
+            None => return,
+            Some(Pass::Resync) => written.clear(),
+            Some(Pass::Changed) => {}
         }
     }
 }
