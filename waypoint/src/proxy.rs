@@ -30,6 +30,7 @@ use crate::retry::Budgets;
 mod mirror;
 mod request;
 mod tcp;
+mod upgrade;
 
 use request::*;
 
@@ -210,7 +211,8 @@ impl<D: Directory> Waypoint<D> {
             // An idle HTTP/2 client that stopped answering pings goes.
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-        let served = builder.serve_connection(io, service);
+        // With upgrades: a WebSocket request's connection becomes its stream.
+        let served = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
         let first = tokio::time::sleep(HEADER_TIMEOUT);
         tokio::pin!(first);
@@ -291,6 +293,9 @@ impl<D: Directory> Waypoint<D> {
         mut req: Request<Incoming>,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Failure> {
+        // A WebSocket upgrade is known before the hop-by-hop headers that
+        // ask for it go.
+        let websocket = upgrade::websocket(&req);
         // The client's hop-by-hop headers go first, so that what the
         // rule's filters set cannot be removed through `Connection`.
         strip_hop_by_hop(req.headers_mut());
@@ -359,6 +364,19 @@ impl<D: Directory> Waypoint<D> {
                 Filter::ResponseHeaders(m) => response_headers.push(m),
                 _ => {}
             }
+        }
+        if let Some(value) = websocket {
+            // One try, no mirrors; the timeouts bound the backend's answer.
+            let bound = match (rule.timeouts.request, rule.timeouts.backend_request) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let req = req.map(|b| b.boxed());
+            let mut resp = self.upgrade(conn, backend, req, value, bound, log).await?;
+            for m in &response_headers {
+                m.apply(resp.headers_mut());
+            }
+            return Ok(resp);
         }
         let version_in = req.version();
         let n = self

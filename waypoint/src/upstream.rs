@@ -218,6 +218,23 @@ impl Upstreams {
         Ok(sender)
     }
 
+    /// Sends an HTTP/1.1 upgrade request on a connection of its own (the
+    /// upgrade consumes it: it is never kept).
+    pub async fn send_upgrade(
+        &self,
+        ep: &Endpoint,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let io = self.tunnel(ep).await?;
+        let (mut sender, conn) = http1::handshake(io).await.map_err(Failure::upstream)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended");
+            }
+        });
+        sender.send_request(req).await.map_err(Failure::upstream)
+    }
+
     /// Keeps an HTTP/1.1 connection for reuse (it is ready again once the
     /// response body has been read).
     fn put_back(&self, ep: &Endpoint, sender: http1::SendRequest<Body>) {

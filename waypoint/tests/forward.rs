@@ -41,6 +41,8 @@ const UNDECLARED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 
 /// opaque TCP.
 const GUARDED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 13)), 80);
 const GUARDED_TCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 14)), 80);
+/// A Service whose backend upgrades to WebSocket.
+const WEBSOCKET: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 15)), 80);
 
 fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
@@ -131,6 +133,51 @@ async fn app(name: &'static str, addr: SocketAddr) {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
+            });
+        }
+    });
+}
+
+/// A WebSocket backend, as far as the handshake: reads a request head,
+/// answers 101 (echoing its `Sec-WebSocket-Key` and whether `Upgrade`
+/// arrived), then sends back every byte prefixed `ws:`.
+async fn websocket(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    if tcp.read_exact(&mut b).await.is_err() {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("sec-websocket-key:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let upgrade = head.contains("upgrade: websocket");
+                let answer = format!("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nx-key: {key}\r\nx-upgrade-arrived: {upgrade}\r\n\r\n");
+                if tcp.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut out = b"ws:".to_vec();
+                    out.extend_from_slice(&buf[..n]);
+                    if tcp.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
             });
         }
     });
@@ -487,6 +534,7 @@ async fn setup(test: u8) -> Setup {
     // A TCP backend (it also answers HTTP).
     echo(workload("echo", 16, 7000, Protocol::Auto)).await;
     app("guarded", workload("guarded", 17, 8080, Protocol::Auto)).await;
+    websocket(workload("ws", 18, 8080, Protocol::Http1)).await;
     endpoints.insert(backend_ref("nowhere"), vec![]);
     endpoints.insert(backend_ref("shop"), endpoints[&backend_ref("v1")].clone());
 
@@ -526,15 +574,16 @@ async fn setup(test: u8) -> Setup {
             consumers: Default::default(),
         }),
     );
-    for (addr, protocol) in [
-        (GUARDED, waypoint::upstream::Protocol::Http1),
-        (GUARDED_TCP, waypoint::upstream::Protocol::Tcp),
+    for (addr, name, protocol) in [
+        (GUARDED, "guarded", waypoint::upstream::Protocol::Http1),
+        (GUARDED_TCP, "guarded", waypoint::upstream::Protocol::Tcp),
+        (WEBSOCKET, "ws", waypoint::upstream::Protocol::Http1),
     ] {
         parents.insert(
             addr,
             Arc::new(Parent {
-                service: backend_ref("guarded"),
-                host: "guarded.shop.svc.cluster.local".into(),
+                service: backend_ref(name),
+                host: format!("{name}.shop.svc.cluster.local"),
                 routes: RouteTable::default(),
                 protocol,
                 consumers: Default::default(),
@@ -1168,4 +1217,46 @@ async fn the_destinations_policies_are_decided_for_each_client() {
             && text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_becomes_a_stream_through_the_waypoint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(18).await;
+    let mut io = s.open(WEBSOCKET).await.unwrap().into_inner();
+    io.write_all(
+        b"GET /chat HTTP/1.1\r\nhost: ws.shop\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The switch, as the backend answered it (its headers, with the
+    // upgrade's hop-by-hop headers set again by the waypoint).
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            io.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+    })
+    .await
+    .unwrap();
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.contains("x-key: dghlihnhbxbszsbub25jzq=="),
+        "the key went through: {head}"
+    );
+    assert!(head.contains("x-upgrade-arrived: true"), "{head}");
+    // Then bytes, both ways, several times.
+    for msg in ["hello", "again"] {
+        io.write_all(msg.as_bytes()).await.unwrap();
+        let mut got = vec![0u8; 3 + msg.len()];
+        tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, format!("ws:{msg}").as_bytes());
+    }
 }

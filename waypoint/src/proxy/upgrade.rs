@@ -1,0 +1,113 @@
+//! HTTP/1.1 upgrades to WebSocket: the request is routed, filtered and
+//! authorized like any other, sent on an upstream connection of its own,
+//! and when the backend switches protocols (101) both sides are spliced
+//! into one byte stream until either ends. Only `websocket` is upgraded
+//! (an `h2c` upgrade, or anything else, goes on as a plain request: the
+//! `Upgrade` header is hop-by-hop and stops here).
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use quicmesh_core::route::Backend;
+
+use super::{prepare_upstream, strip_hop_by_hop, Conn, Directory, RequestLog, Waypoint};
+use crate::response::{text, Body, Failure};
+use crate::upstream::Version;
+
+/// The `Upgrade` value of a WebSocket upgrade request (HTTP/1.1, the
+/// `Connection` header naming `upgrade`), before hop-by-hop headers go.
+pub(super) fn websocket<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let connection_upgrade = req
+        .headers()
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let value = req.headers().get(http::header::UPGRADE)?;
+    (req.version() == http::Version::HTTP_11
+        && connection_upgrade
+        && value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    .then(|| value.clone())
+}
+
+fn mark_upgrade(headers: &mut http::HeaderMap, value: &HeaderValue) {
+    headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    headers.insert(http::header::UPGRADE, value.clone());
+}
+
+impl<D: Directory> Waypoint<D> {
+    /// Forwards a WebSocket upgrade to an endpoint of `backend`; `bound`
+    /// limits the wait for the backend's answer (not the stream after it).
+    pub(super) async fn upgrade(
+        &self,
+        conn: &Conn,
+        backend: &Backend,
+        mut req: Request<Body>,
+        value: HeaderValue,
+        bound: Option<std::time::Duration>,
+        log: &mut RequestLog,
+    ) -> Result<Response<Body>, Failure> {
+        let endpoints = self.directory.endpoints(&backend.target);
+        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
+            Failure::NoHealthyEndpoint(format!(
+                "{}/{}:{}",
+                backend.target.namespace, backend.target.name, backend.target.port
+            ))
+        })?;
+        let ep = &endpoints[i];
+        log.upstream = ep.addr.to_string();
+        self.authorize(conn, ep)?;
+        // The client's side of the upgrade, taken before the request goes.
+        let client = hyper::upgrade::on(&mut req);
+        prepare_upstream(&mut req, Version::Http1);
+        mark_upgrade(req.headers_mut(), &value);
+        let send = self.upstreams.send_upgrade(ep, req);
+        let sent = match bound {
+            Some(t) => tokio::time::timeout(t, send)
+                .await
+                .unwrap_or(Err(Failure::Timeout(t))),
+            None => send.await,
+        };
+        let mut resp = match sent {
+            Ok(r) => {
+                pending.done();
+                r
+            }
+            Err(f) => {
+                pending.fail();
+                return Err(f);
+            }
+        };
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // The backend declined: its answer, as any other.
+            strip_hop_by_hop(resp.headers_mut());
+            return Ok(resp.map(|b| b.boxed()));
+        }
+        let upstream = hyper::upgrade::on(&mut resp);
+        let peer = conn.peer.clone();
+        let addr = ep.addr;
+        tokio::spawn(async move {
+            let (client, upstream) = match tokio::join!(client, upstream) {
+                (Ok(c), Ok(u)) => (c, u),
+                (c, u) => {
+                    tracing::debug!(src.identity = %peer, upstream = %addr, client = c.is_ok(), backend = u.is_ok(), "an upgrade did not complete");
+                    return;
+                }
+            };
+            let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+            // Like TCP passthrough: no timeout, not cut by a drain (the
+            // tunnel server's drain deadline closes it).
+            let copied = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            tracing::debug!(src.identity = %peer, upstream = %addr, ?copied, "upgraded stream ended");
+        });
+        let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        mark_upgrade(&mut parts.headers, &value);
+        Ok(Response::from_parts(parts, text("")))
+    }
+}
