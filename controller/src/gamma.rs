@@ -139,8 +139,15 @@ fn compile_parsed(
         }
     };
     // Backends are served by the waypoint of the parents' namespace: a
-    // route (producer or consumer) sends to Services there.
-    let mut allowed: Vec<String> = parents_of(Some(&spec)).into_iter().map(|p| p.0).collect();
+    // route (producer or consumer) sends to Services there (of parents
+    // that exist). GEP-1294 needs no ReferenceGrant for that: a route only
+    // changes where its own clients' requests go, and each request is
+    // still decided by the destination's policies for its client.
+    let mut allowed: Vec<String> = parents_of(Some(&spec))
+        .into_iter()
+        .filter(|p| refs.service_ports(&p.0, &p.1).is_some())
+        .map(|p| p.0)
+        .collect();
     allowed.sort();
     allowed.dedup();
     let rules: Result<Vec<Rule>, String> = spec

@@ -51,12 +51,53 @@ pub struct Plan {
     /// Gateways (namespace, name) the controller created that no label asks
     /// for any more.
     pub delete: Vec<(String, String)>,
+    /// Waypoints (namespace, name) that cannot be run, and why.
+    pub invalid: Vec<(String, String, String)>,
+}
+
+/// An RFC 1035 label: what a Service name and a label value must be.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// What the cluster should run for the index's waypoints.
 pub fn plan(index: &Index, settings: &Settings) -> Plan {
     let mut plan = Plan::default();
+    let requested = waypoint::requested(index);
+    for g in index.gateways() {
+        let created = g.labels.get(CREATED_LABEL).is_some_and(|v| v == "true")
+            && g.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER);
+        if created
+            && g.class == WAYPOINT_CLASS
+            && !requested.contains(&(g.namespace.clone(), g.name.clone()))
+        {
+            plan.delete.push((g.namespace.clone(), g.name.clone()));
+        }
+    }
     for w in waypoint::all(index) {
+        // Going: what it owns goes with it.
+        if plan.delete.contains(&(w.namespace.clone(), w.name.clone())) {
+            continue;
+        }
+        // Its name names a Service, a ServiceAccount and a label value.
+        if !dns_label(&w.name) {
+            plan.invalid.push((
+                w.namespace.clone(),
+                w.name.clone(),
+                "the name must be a DNS label (lower case letters, digits, '-', at most 63)".into(),
+            ));
+            continue;
+        }
+        // Another pod runs as its service account: not used, not run
+        // (see waypoint::usable); running it would take that account over.
+        if !waypoint::usable(index, &w) {
+            continue;
+        }
         if w.implied {
             plan.apply.push(gateway(&w));
             continue;
@@ -75,24 +116,12 @@ pub fn plan(index: &Index, settings: &Settings) -> Plan {
             "name": g.name,
             "uid": g.uid,
             "controller": true,
-            "blockOwnerDeletion": true,
         }]);
         plan.apply
             .extend(owned(&w, settings).into_iter().map(|mut o| {
                 o["metadata"]["ownerReferences"] = owner.clone();
                 o
             }));
-    }
-    let requested = waypoint::requested(index);
-    for g in index.gateways() {
-        let created = g.labels.get(CREATED_LABEL).is_some_and(|v| v == "true")
-            && g.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER);
-        if created
-            && g.class == WAYPOINT_CLASS
-            && !requested.contains(&(g.namespace.clone(), g.name.clone()))
-        {
-            plan.delete.push((g.namespace.clone(), g.name.clone()));
-        }
     }
     plan
 }
@@ -167,8 +196,9 @@ pub fn owned(w: &Waypoint, s: &Settings) -> Vec<Value> {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": meta(&w.name),
+            // No `replicas`: 1 when created, then whatever scales it
+            // (kubectl scale, an autoscaler) is not undone.
             "spec": {
-                "replicas": 1,
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {
@@ -350,6 +380,31 @@ mod tests {
             "quicmesh"
         );
         assert_eq!(p.apply[1]["data"]["ca.pem"], s.ca_pem);
+    }
+
+    #[test]
+    fn names_that_cannot_be_run_and_taken_service_accounts_are_skipped() {
+        let s = settings();
+        let mut ix = Index::new();
+        ix.upsert(ns("shop", Some("my.waypoint")));
+        let p = plan(&ix, &s);
+        assert!(p.apply.is_empty());
+        assert_eq!(p.invalid[0].1, "my.waypoint");
+        // A Gateway named after the service account apps run as: not run
+        // (it would take the account over), nothing applied.
+        ix.upsert(ns("shop", Some("default")));
+        ix.upsert(Object::Pod(Pod {
+            uid: "a".into(),
+            name: "app-0".into(),
+            namespace: "shop".into(),
+            labels: Labels::new(),
+            service_account: "default".into(),
+            node: None,
+            ips: vec![],
+            ready: true,
+            containers: vec![],
+        }));
+        assert_eq!(plan(&ix, &s), Plan::default());
     }
 
     #[test]

@@ -65,14 +65,52 @@ pub(crate) fn count(metrics: &ProvisionMetrics, kind: &str, result: &str) {
         .inc();
 }
 
-/// Server-side applies `o`.
-async fn apply(client: &kube::Client, o: &Value) -> anyhow::Result<()> {
-    let ar = resource(o).ok_or_else(|| anyhow::anyhow!("not a kind the controller applies"))?;
+/// Why an object was not applied.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    /// An object of that name exists and is not ours (a user's Service or
+    /// ServiceAccount named like the Gateway): never taken over.
+    #[error(
+        "{0} exists and is not the waypoint's (no owner reference to its Gateway): left alone"
+    )]
+    NotOurs(String),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+/// Whether `existing` is one the controller applied for the same owner.
+fn ours(existing: &DynamicObject, o: &Value) -> bool {
+    let owner = o["metadata"]["ownerReferences"][0]["uid"].as_str();
+    existing
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(super::MANAGED_BY_LABEL))
+        .is_some_and(|v| v == FIELD_MANAGER)
+        && existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| Some(r.uid.as_str()) == owner)
+}
+
+/// Server-side applies `o`; an object it owns (not a Gateway) only if no
+/// object of its name exists yet or the existing one is ours.
+async fn apply(client: &kube::Client, o: &Value) -> Result<(), ApplyError> {
+    let ar = resource(o).expect("the plan holds only kinds the controller applies");
     let (ns, name) = (
         o["metadata"]["namespace"].as_str().unwrap_or_default(),
         o["metadata"]["name"].as_str().unwrap_or_default(),
     );
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    if ar.kind != "Gateway" {
+        if let Some(existing) = api.get_opt(name).await? {
+            if !ours(&existing, o) {
+                return Err(ApplyError::NotOurs(describe(o)));
+            }
+        }
+    }
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -106,12 +144,20 @@ pub async fn run(
                     count(&metrics, kind, "applied");
                     applied.insert(what, o.clone());
                 }
+                Err(e @ ApplyError::NotOurs(_)) => {
+                    tracing::warn!(object = %what, error = %e, "waypoint object not applied; checked again on the next pass");
+                    count(&metrics, kind, "not_ours");
+                    applied.remove(&what);
+                }
                 Err(e) => {
-                    tracing::warn!(object = %what, error = %format!("{e:#}"), "waypoint object refused by the API server; retried on the next pass");
+                    tracing::warn!(object = %what, error = %e, "waypoint object refused by the API server; retried on the next pass");
                     count(&metrics, kind, "error");
                     applied.remove(&what);
                 }
             }
+        }
+        for (ns, name, why) in &p.invalid {
+            tracing::warn!(gateway = %format!("{ns}/{name}"), reason = %why, "waypoint not provisioned");
         }
         for (ns, name) in &p.delete {
             let ar = resource(&serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway"}))

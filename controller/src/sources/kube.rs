@@ -50,6 +50,11 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// of the pod they were issued to.
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
+/// The audience tokens for quicmesh's CA must be issued for (projected
+/// service-account tokens with `audience: quicmesh`): a token for the API
+/// server, or for anything else, is refused.
+pub const TOKEN_AUDIENCE: &str = "quicmesh";
+
 /// The `extra` key under which bound tokens carry the pod's name.
 pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 
@@ -699,7 +704,7 @@ pub async fn token_review(client: &kube::Client, token: &str) -> anyhow::Result<
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_string()),
-            ..Default::default()
+            audiences: Some(vec![TOKEN_AUDIENCE.to_string()]),
         },
         ..Default::default()
     };
@@ -719,6 +724,16 @@ fn caller(status: &TokenReviewStatus) -> anyhow::Result<Caller> {
             Some(e) => bail!("token not authenticated: {e}"),
             None => bail!("token not authenticated"),
         }
+    }
+    // The API server answers with the requested audiences the token is
+    // valid for.
+    if !status
+        .audiences
+        .iter()
+        .flatten()
+        .any(|a| a == TOKEN_AUDIENCE)
+    {
+        bail!("the token is not for audience {TOKEN_AUDIENCE:?} (project one with audience: {TOKEN_AUDIENCE})");
     }
     let user = status
         .user
@@ -1057,8 +1072,21 @@ mod tests {
         let ok = |u| TokenReviewStatus {
             authenticated: Some(true),
             user: Some(u),
+            audiences: Some(vec![TOKEN_AUDIENCE.into()]),
             ..Default::default()
         };
+        // A token for another audience (say, the API server's) is refused.
+        let other = TokenReviewStatus {
+            audiences: Some(vec!["https://kubernetes.default.svc".into()]),
+            ..ok(user("system:serviceaccount:shop:web", Some("node-a")))
+        };
+        let e = caller(&other).unwrap_err().to_string();
+        assert!(e.contains("audience"), "{e}");
+        assert!(caller(&TokenReviewStatus {
+            audiences: None,
+            ..other
+        })
+        .is_err());
         let c = caller(&ok(user("system:serviceaccount:shop:web", Some("node-a")))).unwrap();
         assert_eq!(
             c,

@@ -66,9 +66,7 @@ async fn write_gateway(
         .iter()
         .map(|c| {
             let key = (g.namespace.clone(), g.name.clone(), c.kind);
-            let v = api_condition(c, g.generation, since(c, times.get(&key), &now));
-            times.insert(key, v.clone());
-            v
+            api_condition(c, g.generation, since(c, times.get(&key), &now))
         })
         .collect();
     let body = json!({
@@ -88,6 +86,10 @@ async fn write_gateway(
         &Patch::Apply(&body),
     )
     .await?;
+    // What was written is what later writes compare with.
+    for (c, v) in g.conditions.iter().zip(conditions) {
+        times.insert((g.namespace.clone(), g.name.clone(), c.kind), v);
+    }
     Ok(())
 }
 
