@@ -150,7 +150,12 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
             let kind = r.kind.api_kind();
             let key = format!("{kind} {}/{}", r.namespace, r.name);
             let gist = gist_of_route(r);
-            if written.get(&key) == Some(&gist) {
+            // A route with no Service parent that this run never wrote has
+            // nothing of ours to change (routes of other controllers are
+            // not read one by one).
+            if written.get(&key) == Some(&gist)
+                || (r.parents.is_empty() && !written.contains_key(&key))
+            {
                 continue;
             }
             match write_route(&client, r).await {
