@@ -442,18 +442,8 @@ impl<D: Directory> Waypoint<D> {
         }
         let mut attempt = 0u32;
         loop {
-            let endpoints = self.directory.endpoints(&backend.target);
-            let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
-            let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
-                Failure::NoHealthyEndpoint(format!(
-                    "{}/{}:{}",
-                    backend.target.namespace, backend.target.name, backend.target.port
-                ))
-            })?;
-            let ep = &endpoints[i];
-            log.upstream = ep.addr.to_string();
-            // Refused: no latency sample (`pending` is dropped).
-            self.authorize(conn, ep)?;
+            let (ep, pending) = self.pick(conn, &backend.target, log)?;
+            let ep = &ep;
             let version = ep.protocol.version(version_in);
             prepare_upstream(&mut req, version);
             // What is sent again if this attempt fails.
@@ -525,6 +515,29 @@ impl<D: Directory> Waypoint<D> {
             tokio::time::sleep(pause).await;
             req = next;
         }
+    }
+
+    /// An endpoint of `backend` for a request of `conn`'s client: chosen by
+    /// load, then authorized (refused: no latency sample, `pending` is
+    /// dropped). The access log names it.
+    fn pick(
+        &self,
+        conn: &Conn,
+        backend: &BackendRef,
+        log: &mut RequestLog,
+    ) -> Result<(Endpoint, quicmesh_core::lb::ewma::Pending<SocketAddr>), Failure> {
+        let endpoints = self.directory.endpoints(backend);
+        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
+            Failure::NoHealthyEndpoint(format!(
+                "{}/{}:{}",
+                backend.namespace, backend.name, backend.port
+            ))
+        })?;
+        let ep = endpoints[i].clone();
+        log.upstream = ep.addr.to_string();
+        self.authorize(conn, &ep)?;
+        Ok((ep, pending))
     }
 
     /// Decides the endpoint's policies for the connection's client; audits

@@ -51,17 +51,8 @@ impl<D: Directory> Waypoint<D> {
         bound: Option<std::time::Duration>,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Failure> {
-        let endpoints = self.directory.endpoints(&backend.target);
-        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
-        let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
-            Failure::NoHealthyEndpoint(format!(
-                "{}/{}:{}",
-                backend.target.namespace, backend.target.name, backend.target.port
-            ))
-        })?;
-        let ep = &endpoints[i];
-        log.upstream = ep.addr.to_string();
-        self.authorize(conn, ep)?;
+        let (ep, pending) = self.pick(conn, &backend.target, log)?;
+        let ep = &ep;
         // The client's side of the upgrade, taken before the request goes.
         let client = hyper::upgrade::on(&mut req);
         prepare_upstream(&mut req, Version::Http1);
