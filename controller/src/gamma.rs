@@ -54,6 +54,9 @@ pub struct Condition {
 pub trait Refs {
     /// The Service `namespace/name`, if it exists: its ports.
     fn service_ports(&self, namespace: &str, name: &str) -> Option<Vec<u16>>;
+    /// Its ports declared as something other than HTTP (the waypoint passes
+    /// their traffic through as bytes).
+    fn opaque_ports(&self, namespace: &str, name: &str) -> Vec<u16>;
 }
 
 /// A route read: the model the waypoint runs (when accepted), and the
@@ -196,6 +199,19 @@ fn compile_parsed(
                 reason::NO_MATCHING_PARENT,
                 &format!("Service {}/{} has no port {}", p.0, p.1, p.2.unwrap_or(0)),
             ),
+            (Ok(_), Some(_))
+                if p.2.is_some_and(|port| refs.opaque_ports(&p.0, &p.1).contains(&port)) =>
+            {
+                not_accepted(
+                    reason::UNSUPPORTED_VALUE,
+                    &format!(
+                        "port {} of Service {}/{} is declared as something other than HTTP (its appProtocol or name): its traffic is passed through as bytes and HTTP routes cannot apply",
+                        p.2.unwrap_or(0),
+                        p.0,
+                        p.1
+                    ),
+                )
+            }
             (Ok(_), Some(_)) => vec![
                 condition(
                     "Accepted",

@@ -390,6 +390,16 @@ impl crate::gamma::Refs for Index {
         self.service(namespace, name)
             .map(|s| s.ports.iter().map(|p| p.port).collect())
     }
+
+    fn opaque_ports(&self, namespace: &str, name: &str) -> Vec<u16> {
+        use quicmesh_core::route::PortProtocol;
+        self.service(namespace, name)
+            .into_iter()
+            .flat_map(|s| s.ports.iter())
+            .filter(|p| PortProtocol::of(&p.protocol().unwrap_or_default()) == PortProtocol::Opaque)
+            .map(|p| p.port)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,34 @@ pub mod wire;
 
 pub use filter::{Filter, HeaderModifier, Mirror, Origin, PathModifier, Redirect, Rewrite};
 
+/// What a Service port speaks, from its app protocol (`appProtocol`, else
+/// the port name's prefix; case does not matter): what the waypoint does
+/// with its traffic, and whether HTTP routes can apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortProtocol {
+    /// `http`, `kubernetes.io/ws`, `grpc-web` (gRPC-Web is HTTP/1.1, or
+    /// any version, to its servers).
+    Http1,
+    /// `http2`, `grpc`, `kubernetes.io/h2c`.
+    Http2,
+    /// Nothing declared: HTTP or not, detected per connection.
+    Undeclared,
+    /// Declared as something else (`tcp`, `tls`, `https`, `mysql`...):
+    /// bytes, never routed.
+    Opaque,
+}
+
+impl PortProtocol {
+    pub fn of(app_protocol: &str) -> Self {
+        match app_protocol.to_ascii_lowercase().as_str() {
+            "http" | "kubernetes.io/ws" | "grpc-web" => PortProtocol::Http1,
+            "http2" | "grpc" | "kubernetes.io/h2c" => PortProtocol::Http2,
+            "" => PortProtocol::Undeclared,
+            _ => PortProtocol::Opaque,
+        }
+    }
+}
+
 /// Largest compiled size of one regular expression from a route.
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 

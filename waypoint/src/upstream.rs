@@ -51,12 +51,12 @@ pub enum Protocol {
 
 impl Protocol {
     pub fn of(app_protocol: &str) -> Self {
-        match app_protocol.to_ascii_lowercase().as_str() {
-            // gRPC-Web is HTTP/1.1 (or any version) to its servers.
-            "http" | "kubernetes.io/ws" | "grpc-web" => Protocol::Http1,
-            "http2" | "grpc" | "kubernetes.io/h2c" => Protocol::Http2,
-            "" => Protocol::Auto,
-            _ => Protocol::Tcp,
+        use quicmesh_core::route::PortProtocol;
+        match PortProtocol::of(app_protocol) {
+            PortProtocol::Http1 => Protocol::Http1,
+            PortProtocol::Http2 => Protocol::Http2,
+            PortProtocol::Undeclared => Protocol::Auto,
+            PortProtocol::Opaque => Protocol::Tcp,
         }
     }
 

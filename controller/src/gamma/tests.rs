@@ -15,6 +15,15 @@ impl Refs for Known {
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
     }
+
+    /// Port 3306 of any Service is a database's.
+    fn opaque_ports(&self, namespace: &str, name: &str) -> Vec<u16> {
+        self.service_ports(namespace, name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| *p == 3306)
+            .collect()
+    }
 }
 
 fn known() -> Known {
@@ -445,4 +454,31 @@ fn retries_are_read_with_their_defaults() {
         d.codes.is_empty(),
         "no codes: only connection failures are retried"
     );
+}
+
+#[test]
+fn a_route_on_a_port_that_is_not_http_is_not_accepted() {
+    let mut k = known();
+    k.0.insert(("store".into(), "db".into()), vec![80, 3306]);
+    let on = |port: u16| {
+        compile(
+            "store",
+            "r",
+            0,
+            &json!({"parentRefs": [{"group": "", "kind": "Service", "name": "db", "port": port}],
+                    "rules": [{"backendRefs": [{"name": "shop-v1", "port": 80}]}]}),
+            &k,
+        )
+    };
+    let c = on(3306);
+    assert_eq!(c.parents[0].1[0].reason, "UnsupportedValue");
+    assert!(
+        c.parents[0].1[0]
+            .message
+            .contains("passed through as bytes"),
+        "{:?}",
+        c.parents[0].1
+    );
+    assert!(c.route.is_none());
+    assert_eq!(on(80).parents[0].1[0].reason, "Accepted");
 }
