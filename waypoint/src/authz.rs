@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quicmesh_core::authz::{self, Connection, Decision, DenyReason, Policy};
+use quicmesh_core::authz::{self, Connection, Decision, DenyReason, Policy, Verdict};
 use quicmesh_core::identity::SpiffeId;
 
 /// What applies to one destination workload.
@@ -45,6 +45,12 @@ impl Client {
     pub fn decide(&self, access: Option<&Access>, dst_port: u16) -> Decision {
         match access {
             None => Decision::deny(DenyReason::UnknownWorkload, "-"),
+            // The common case, decided without building a connection per
+            // request: no policy applies, so it is allowed.
+            Some(a) if a.policies.is_empty() => Decision {
+                verdict: Verdict::Allow { policy: None },
+                audited: Vec::new(),
+            },
             Some(a) => {
                 let conn = Connection {
                     dst_port,
@@ -102,6 +108,15 @@ mod tests {
         };
         assert!(client.decide(Some(&direct_only(false)), 8080).allowed());
         assert!(!client.decide(Some(&direct_only(true)), 8080).allowed());
+        // No policy: allowed, as core evaluation decides it.
+        let none = Access::default();
+        assert_eq!(
+            client.decide(Some(&none), 8080),
+            authz::evaluate(
+                std::iter::empty(),
+                &Connection::new(None, "cluster.local", "10.0.0.1".parse().unwrap(), 1)
+            )
+        );
         // A workload the waypoint has no record of: refused.
         assert_eq!(
             client.decide(None, 8080).to_string(),
