@@ -16,6 +16,7 @@ pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod route;
+pub mod runtime;
 pub mod telemetry;
 pub mod tunnel;
 

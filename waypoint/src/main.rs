@@ -3,9 +3,9 @@ use clap::Parser;
 fn main() -> anyhow::Result<()> {
     quicmesh_core::telemetry::init_logging();
     let args = waypoint::app::Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(waypoint::app::run(args))
+    // One thread by default: at the request rates one waypoint replica
+    // serves, cross-thread wake-ups cost more than a second core gives
+    // (docs/performance.md); scale out with replicas, or set more.
+    let threads = quicmesh_core::runtime::worker_threads("WAYPOINT_WORKER_THREADS", 0);
+    quicmesh_core::runtime::build(threads)?.block_on(waypoint::app::run(args))
 }
