@@ -67,6 +67,12 @@ impl Index {
         &self.root_namespace
     }
 
+    /// Whether `pod` is in the mesh: its namespace is ambient and the pod
+    /// did not opt out of capture.
+    pub fn in_mesh(&self, pod: &Pod) -> bool {
+        !pod.capture_disabled() && self.namespace(&pod.namespace).is_some_and(|n| n.ambient())
+    }
+
     /// Whether `policy` targets `pod` by selector (namespace- and mesh-wide
     /// policies reach their workloads by scope, in the proxy).
     pub fn selects_pod(&self, policy: &AuthorizationPolicy, pod: &Pod) -> bool {

@@ -177,7 +177,8 @@ fn waypoint_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Va
         .map(|w| {
             let conditions = quicmesh_controller::waypoint::conditions(ix, &w);
             serde_json::json!({"namespace": w.namespace, "name": w.name, "implied": w.implied,
-                "gatewayClassName": quicmesh_controller::waypoint::WAYPOINT_CLASS, "conditions": conditions})
+                "gatewayClassName": quicmesh_controller::waypoint::WAYPOINT_CLASS,
+                "waypointFor": w.waypoint_for, "conditions": conditions})
         })
         .collect()
 }

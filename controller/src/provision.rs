@@ -443,6 +443,7 @@ mod tests {
             namespace: "shop".into(),
             name: "waypoint".into(),
             implied: false,
+            waypoint_for: Default::default(),
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("waypoint.yaml");

@@ -119,6 +119,7 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
         .filter(|p| index.selects_pod(p, pod))
         .map(|p| p.policy.name.clone())
         .collect();
+    let own_waypoint = crate::waypoint::for_workload(index, pod);
     Some(Workload {
         mtls_mode: mtls_mode.into(),
         authorization_policies,
@@ -129,24 +130,47 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
         node: pod.node.clone().unwrap_or_default(),
         ips: pod.ips.iter().map(|ip| ip.to_string()).collect(),
         ready: pod.ready,
-        in_mesh: !pod.capture_disabled()
-            && index.namespace(&pod.namespace).is_some_and(|n| n.ambient()),
+        in_mesh: index.in_mesh(pod),
         identity: format!(
             "spiffe://{trust_domain}/ns/{}/sa/{}",
             pod.namespace, pod.service_account
         ),
-        waypoints: waypoints_of(index, pod, mesh),
+        waypoints: waypoints_of(index, pod, own_waypoint.as_ref(), mesh),
+        waypoint: own_waypoint.map(|w| waypoint(index, w, mesh)),
     })
 }
 
+/// A waypoint as ztunnels reach it: its identity and its ready pods'
+/// addresses (none while it is not usable: what it would carry is
+/// refused, never sent around it).
+fn waypoint(index: &Index, w: crate::waypoint::Waypoint, mesh: &Mesh) -> Waypoint {
+    Waypoint {
+        identity: w.identity(&mesh.trust_domain),
+        addresses: crate::waypoint::ready_pods(index, &w)
+            .flat_map(|p| p.ips.iter().map(ToString::to_string))
+            .collect(),
+        namespace: w.namespace,
+        name: w.name,
+    }
+}
+
 /// The identities of the (usable) waypoints that serve `pod`: those of the
-/// Services it is an endpoint of. Sorted, without repeats.
-fn waypoints_of(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Vec<String> {
+/// Services it is an endpoint of, and `own`, the one its traffic goes
+/// through when addressed to it. Sorted, without repeats.
+fn waypoints_of(
+    index: &Index,
+    pod: &model::Pod,
+    own: Option<&crate::waypoint::Waypoint>,
+    mesh: &Mesh,
+) -> Vec<String> {
     let mut out: Vec<String> = index
         .services_in(&pod.namespace)
         .filter_map(|svc| Some((svc, crate::waypoint::for_service(index, svc)?)))
-        .filter(|(svc, w)| crate::waypoint::usable(index, w) && fronts(index, svc, pod))
-        .map(|(_, w)| w.identity(&mesh.trust_domain))
+        .filter(|(svc, _)| fronts(index, svc, pod))
+        .map(|(_, w)| w)
+        .chain(own.cloned())
+        .filter(|w| crate::waypoint::usable(index, w))
+        .map(|w| w.identity(&mesh.trust_domain))
         .collect();
     out.sort();
     out.dedup();
@@ -248,14 +272,7 @@ fn service(index: &Index, svc: &model::Service, mesh: &Mesh) -> Service {
         vips: svc.vips.iter().map(|ip| ip.to_string()).collect(),
         ports,
         endpoints: endpoints(index, svc),
-        waypoint: crate::waypoint::for_service(index, svc).map(|w| Waypoint {
-            identity: w.identity(&mesh.trust_domain),
-            addresses: crate::waypoint::ready_pods(index, &w)
-                .flat_map(|p| p.ips.iter().map(ToString::to_string))
-                .collect(),
-            namespace: w.namespace,
-            name: w.name,
-        }),
+        waypoint: crate::waypoint::for_service(index, svc).map(|w| waypoint(index, w, mesh)),
     }
 }
 
@@ -464,6 +481,123 @@ mod tests {
             !wp.in_mesh,
             "a waypoint pod is not captured, though its namespace is ambient"
         );
+    }
+
+    #[test]
+    fn a_waypoint_for_workloads_takes_pod_addressed_traffic_not_the_services() {
+        use crate::waypoint::{USE_WAYPOINT_LABEL, WAYPOINT_CLASS, WAYPOINT_FOR_LABEL};
+        let mut ix = index();
+        // `td`: as `workload_of` translates.
+        let mesh = Mesh::new("td");
+        let gateway = |value: &str| {
+            Object::Gateway(Gateway {
+                name: "waypoint".into(),
+                namespace: "shop".into(),
+                class: WAYPOINT_CLASS.into(),
+                labels: labels(&[(WAYPOINT_FOR_LABEL, value)]),
+                uid: String::new(),
+                generation: 1,
+            })
+        };
+        ix.upsert(Object::Namespace(Namespace {
+            name: "shop".into(),
+            labels: labels(&[
+                (DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT),
+                (USE_WAYPOINT_LABEL, "waypoint"),
+            ]),
+        }));
+        ix.upsert(gateway("workload"));
+        let service_waypoint = |ix: &Index| {
+            let Some(resource::Kind::Service(s)) =
+                resource(ix, "service/shop/web", &mesh).unwrap().kind
+            else {
+                panic!()
+            };
+            s.waypoint
+        };
+        let identity = "spiffe://td/ns/shop/sa/waypoint";
+        assert_eq!(service_waypoint(&ix), None, "Services do not use it");
+        // Every workload of the namespace does, whether behind a Service
+        // or not, and its ztunnel vouches for the waypoint.
+        for uid in ["uid-web-1", "uid-db-1"] {
+            let w = workload_of(&ix, uid);
+            let wp = w.waypoint.expect(uid);
+            assert_eq!(
+                (wp.namespace.as_str(), wp.name.as_str()),
+                ("shop", "waypoint")
+            );
+            assert_eq!(wp.identity, identity);
+            assert!(wp.addresses.is_empty(), "no waypoint pod yet");
+            assert_eq!(w.waypoints, [identity]);
+        }
+        // Its pod becomes ready: every workload is told where it is.
+        let provision =
+            crate::waypoint::provision(&crate::waypoint::find(&ix, "shop", "waypoint").unwrap());
+        let wp_pod = Pod {
+            uid: "uid-wp".into(),
+            name: "waypoint-0".into(),
+            namespace: "shop".into(),
+            labels: provision.pod_labels,
+            service_account: provision.service_account,
+            node: Some("node2".into()),
+            ips: vec!["10.244.2.9".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        };
+        let dirty = ix.upsert(Object::Pod(wp_pod));
+        assert!(dirty.contains("workload/uid-db-1"), "{dirty:?}");
+        assert_eq!(
+            workload_of(&ix, "uid-db-1").waypoint.unwrap().addresses,
+            ["10.244.2.9"]
+        );
+        let wp = workload_of(&ix, "uid-wp");
+        assert!(
+            wp.waypoint.is_none() && wp.waypoints.is_empty(),
+            "not the waypoint's own pod"
+        );
+        // A pod's own `none` opts it out.
+        let dirty = ix.upsert(pod(
+            "db-1",
+            &[("app", "db"), (USE_WAYPOINT_LABEL, "none")],
+            "10.244.2.3",
+            true,
+        ));
+        assert!(dirty.contains("workload/uid-db-1"), "{dirty:?}");
+        let db = workload_of(&ix, "uid-db-1");
+        assert!(db.waypoint.is_none() && db.waypoints.is_empty(), "{db:?}");
+        // `all`: the Services too; the Gateway's change reaches both.
+        let dirty = ix.upsert(gateway("all"));
+        assert!(
+            dirty.contains("service/shop/web") && dirty.contains("workload/uid-web-1"),
+            "{dirty:?}"
+        );
+        assert_eq!(service_waypoint(&ix).unwrap().identity, identity);
+        assert!(workload_of(&ix, "uid-web-1").waypoint.is_some());
+        // `service`: the Services alone; web-1 is still vouched for
+        // through its Service, db-1 (behind none) is not.
+        ix.upsert(gateway("service"));
+        assert!(service_waypoint(&ix).is_some());
+        let web = workload_of(&ix, "uid-web-1");
+        assert!(web.waypoint.is_none());
+        assert_eq!(web.waypoints, [identity]);
+        // `none`: neither.
+        ix.upsert(gateway("none"));
+        assert!(service_waypoint(&ix).is_none());
+        let web = workload_of(&ix, "uid-web-1");
+        assert!(web.waypoint.is_none() && web.waypoints.is_empty());
+        // A waypoint that is not usable (another pod runs as its service
+        // account): workloads are still sent to it, with no address (their
+        // traffic is refused, never sent around it), and not vouched for.
+        ix.upsert(gateway("workload"));
+        let mut impostor = match pod("impostor", &[], "10.244.3.3", true) {
+            Object::Pod(p) => p,
+            _ => unreachable!(),
+        };
+        impostor.service_account = "waypoint".into();
+        ix.upsert(Object::Pod(impostor));
+        let web = workload_of(&ix, "uid-web-1");
+        assert!(web.waypoint.unwrap().addresses.is_empty());
+        assert!(web.waypoints.is_empty());
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! Kubernetes the controller creates the Gateway, see [`crate::provision`]).
 //! A label naming a Gateway of another class names no waypoint.
 //!
+//! What traffic a waypoint takes is its Gateway's [`WAYPOINT_FOR_LABEL`]
+//! ([`WaypointFor`]): traffic addressed to Services (`service`, the
+//! default and what an implied waypoint takes), to workloads (`workload`:
+//! a pod's IP, for the pods whose own or whose namespace's label names
+//! it), `all` of both, or `none`. A value it does not know is reported
+//! on the Gateway and taken as the default.
+//!
 //! A waypoint runs as pods labeled [`GATEWAY_NAME_LABEL`]`=<name>` with
 //! the service account `<name>` (so its identity is
 //! `spiffe://<td>/ns/<namespace>/sa/<name>`), not captured by ztunnel
@@ -23,8 +30,66 @@ pub const USE_WAYPOINT_LABEL: &str = "quicmesh.io/use-waypoint";
 /// The value of [`USE_WAYPOINT_LABEL`] that opts a Service out.
 pub const NO_WAYPOINT: &str = "none";
 pub const WAYPOINT_CLASS: &str = "quicmesh-waypoint";
+/// The Gateway label that says what traffic the waypoint takes
+/// ([`WaypointFor`]), Istio's `istio.io/waypoint-for` under our prefix.
+pub const WAYPOINT_FOR_LABEL: &str = "quicmesh.io/waypoint-for";
 /// The label Gateway API implementations put on a Gateway's pods.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// What traffic a waypoint takes: the value of its Gateway's
+/// [`WAYPOINT_FOR_LABEL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaypointFor {
+    /// Traffic addressed to a Service (its VIP) that uses the waypoint.
+    #[default]
+    Service,
+    /// Traffic addressed to a workload (its pod IP) that uses it.
+    Workload,
+    /// Both.
+    All,
+    /// Neither: the Gateway runs, nothing is sent to it.
+    None,
+}
+
+impl WaypointFor {
+    /// The label's values, as written.
+    pub const VALUES: [&'static str; 4] = ["service", "workload", "all", "none"];
+
+    /// The label's value (None: no label, the default). An unknown value
+    /// is an error that says so; the caller takes the default and reports
+    /// it.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("service") => Ok(WaypointFor::Service),
+            Some("workload") => Ok(WaypointFor::Workload),
+            Some("all") => Ok(WaypointFor::All),
+            Some("none") => Ok(WaypointFor::None),
+            Some(other) => Err(format!(
+                "{WAYPOINT_FOR_LABEL}={:?} is not one of {}: taken as \"service\" (only traffic addressed to Services goes through this waypoint)",
+                // Labels are bounded by Kubernetes (63 characters); a file
+                // may carry anything, and this goes into status and logs.
+                other.chars().take(63).collect::<String>(),
+                Self::VALUES.join(", ")
+            )),
+        }
+    }
+
+    /// What a Gateway's labels say; a bad value is the default.
+    fn of(gateway: &crate::model::Gateway) -> Self {
+        Self::parse(gateway.labels.get(WAYPOINT_FOR_LABEL).map(String::as_str)).unwrap_or_default()
+    }
+
+    /// Whether traffic addressed to a Service goes through it.
+    pub fn services(self) -> bool {
+        matches!(self, WaypointFor::Service | WaypointFor::All)
+    }
+
+    /// Whether traffic addressed to a workload goes through it.
+    pub fn workloads(self) -> bool {
+        matches!(self, WaypointFor::Workload | WaypointFor::All)
+    }
+}
 
 /// A waypoint of the mesh, declared or implied by a label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -33,9 +98,29 @@ pub struct Waypoint {
     pub name: String,
     /// No Gateway object exists: a label asked for it.
     pub implied: bool,
+    /// What traffic it takes (an implied one: Services').
+    pub waypoint_for: WaypointFor,
 }
 
 impl Waypoint {
+    fn declared(g: &crate::model::Gateway) -> Self {
+        Waypoint {
+            namespace: g.namespace.clone(),
+            name: g.name.clone(),
+            implied: false,
+            waypoint_for: WaypointFor::of(g),
+        }
+    }
+
+    fn implied(namespace: &str, name: &str) -> Self {
+        Waypoint {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            implied: true,
+            waypoint_for: WaypointFor::Service,
+        }
+    }
+
     /// The service account its pods run as.
     pub fn service_account(&self) -> &str {
         &self.name
@@ -91,22 +176,46 @@ fn named(index: &Index, namespace: &str, value: &str) -> Option<Waypoint> {
     }
     match index.gateway(namespace, value) {
         Some(g) if g.class != WAYPOINT_CLASS => None,
-        g => Some(Waypoint {
-            namespace: namespace.to_string(),
-            name: value.to_string(),
-            implied: g.is_none(),
-        }),
+        Some(g) => Some(Waypoint::declared(g)),
+        None => Some(Waypoint::implied(namespace, value)),
     }
 }
 
-/// The waypoint `svc`'s traffic goes through, if any.
+/// The waypoint `svc`'s traffic goes through, if any: the one its own
+/// label, else its namespace's, names, if that one takes Services'
+/// traffic.
 pub fn for_service(index: &Index, svc: &model::Service) -> Option<Waypoint> {
     let value = svc
         .labels
         .get(USE_WAYPOINT_LABEL)
         .map(String::as_str)
         .or_else(|| index.namespace(&svc.namespace)?.use_waypoint())?;
-    named(index, &svc.namespace, value)
+    named(index, &svc.namespace, value).filter(|w| w.waypoint_for.services())
+}
+
+/// The waypoint that traffic addressed to `pod` itself (its IP) goes
+/// through, if any: the one its own label, else its namespace's, names
+/// (`none` on the pod opts it out), if that one takes workloads' traffic.
+/// Never for a pod outside the mesh (a waypoint reaches its destinations
+/// over the tunnel only), nor for a waypoint's own pods.
+pub fn for_workload(index: &Index, pod: &Pod) -> Option<Waypoint> {
+    if !index.in_mesh(pod) || is_waypoint_pod(index, pod) {
+        return None;
+    }
+    let value = pod
+        .labels
+        .get(USE_WAYPOINT_LABEL)
+        .map(String::as_str)
+        .or_else(|| index.namespace(&pod.namespace)?.use_waypoint())?;
+    named(index, &pod.namespace, value).filter(|w| w.waypoint_for.workloads())
+}
+
+/// Whether `pod` is one of a waypoint's own.
+fn is_waypoint_pod(index: &Index, pod: &Pod) -> bool {
+    pod.labels
+        .get(GATEWAY_NAME_LABEL)
+        .and_then(|name| find(index, &pod.namespace, name))
+        .is_some_and(|w| w.owns(pod))
 }
 
 /// Every waypoint: the Gateways of our class, and those labels imply.
@@ -114,11 +223,7 @@ pub fn all(index: &Index) -> Vec<Waypoint> {
     let mut out: Vec<Waypoint> = index
         .gateways()
         .filter(|g| g.class == WAYPOINT_CLASS)
-        .map(|g| Waypoint {
-            namespace: g.namespace.clone(),
-            name: g.name.clone(),
-            implied: false,
-        })
+        .map(Waypoint::declared)
         .collect();
     for (ns, value) in requested(index) {
         if let Some(w) = named(index, &ns, &value).filter(|w| w.implied) {
@@ -150,22 +255,15 @@ pub fn requested(index: &Index) -> std::collections::BTreeSet<(String, String)> 
 /// The waypoint named `namespace/name`, if the mesh has it.
 pub fn find(index: &Index, namespace: &str, name: &str) -> Option<Waypoint> {
     if let Some(g) = index.gateway(namespace, name) {
-        return (g.class == WAYPOINT_CLASS).then(|| Waypoint {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            implied: false,
-        });
+        return (g.class == WAYPOINT_CLASS).then(|| Waypoint::declared(g));
     }
     let labeled = |v: Option<&str>| v == Some(name);
     let requested = labeled(index.namespace(namespace).and_then(|n| n.use_waypoint()))
         || index
             .services_in(namespace)
             .any(|s| labeled(s.labels.get(USE_WAYPOINT_LABEL).map(String::as_str)));
-    (requested && name != NO_WAYPOINT && !name.is_empty()).then(|| Waypoint {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        implied: true,
-    })
+    (requested && name != NO_WAYPOINT && !name.is_empty())
+        .then(|| Waypoint::implied(namespace, name))
 }
 
 /// Its pods that are ready, with an address. None while the waypoint is
@@ -196,8 +294,10 @@ pub fn usable(index: &Index, w: &Waypoint) -> bool {
 }
 
 /// The Gateway's status conditions, as a Gateway API controller writes
-/// them: `Accepted` (the class is ours) and `Programmed` (a waypoint pod
-/// is ready to take traffic).
+/// them: `Accepted` (the class is ours; reason `UnsupportedValue`, still
+/// true, when its [`WAYPOINT_FOR_LABEL`] has a value we do not know and
+/// the default is taken) and `Programmed` (a waypoint pod is ready to
+/// take traffic).
 pub fn conditions(index: &Index, w: &Waypoint) -> Vec<Condition> {
     let ready = ready_pods(index, w).count();
     let programmed = if ready > 0 {
@@ -212,9 +312,8 @@ pub fn conditions(index: &Index, w: &Waypoint) -> Vec<Condition> {
             kind: "Programmed",
             status: false,
             reason: "Pending",
-            message:
-                "no waypoint pod is ready yet; traffic for its Services is refused until one is"
-                    .into(),
+            message: "no waypoint pod is ready yet; traffic sent to it is refused until one is"
+                .into(),
         }
     };
     if let Some(p) = impostors(index, w).next() {
@@ -234,12 +333,22 @@ pub fn conditions(index: &Index, w: &Waypoint) -> Vec<Condition> {
                 kind: "Programmed",
                 status: false,
                 reason: "Invalid",
-                message: "not accepted: traffic for its Services is refused".into(),
+                message: "not accepted: traffic sent to it is refused".into(),
             },
         ];
     }
-    vec![
-        Condition {
+    let label = index
+        .gateway(&w.namespace, &w.name)
+        .filter(|_| !w.implied)
+        .and_then(|g| g.labels.get(WAYPOINT_FOR_LABEL));
+    let accepted = match WaypointFor::parse(label.map(String::as_str)) {
+        Err(problem) => Condition {
+            kind: "Accepted",
+            status: true,
+            reason: "UnsupportedValue",
+            message: problem,
+        },
+        Ok(_) => Condition {
             kind: "Accepted",
             status: true,
             reason: "Accepted",
@@ -249,8 +358,8 @@ pub fn conditions(index: &Index, w: &Waypoint) -> Vec<Condition> {
                 String::new()
             },
         },
-        programmed,
-    ]
+    };
+    vec![accepted, programmed]
 }
 
 #[cfg(test)]
@@ -276,11 +385,15 @@ mod tests {
     }
 
     fn gateway(ns: &str, name: &str, class: &str) -> Object {
+        labeled_gateway(ns, name, class, &[])
+    }
+
+    fn labeled_gateway(ns: &str, name: &str, class: &str, lbl: &[(&str, &str)]) -> Object {
         Object::Gateway(Gateway {
             name: name.into(),
             namespace: ns.into(),
             class: class.into(),
-            labels: Labels::new(),
+            labels: labels(lbl),
             uid: String::new(),
             generation: 0,
         })
@@ -400,5 +513,244 @@ mod tests {
         });
         assert!(usable(&ix, &w));
         assert_eq!(cond(&ix), (true, true, "Programmed"));
+    }
+
+    #[test]
+    fn waypoint_for_values_parse_and_unknown_ones_say_so() {
+        assert_eq!(WaypointFor::parse(None), Ok(WaypointFor::Service));
+        for (v, want) in [
+            ("service", WaypointFor::Service),
+            ("workload", WaypointFor::Workload),
+            ("all", WaypointFor::All),
+            ("none", WaypointFor::None),
+        ] {
+            assert_eq!(WaypointFor::parse(Some(v)), Ok(want), "{v}");
+        }
+        let (services, workloads): (Vec<bool>, Vec<bool>) = WaypointFor::VALUES
+            .iter()
+            .map(|v| {
+                let f = WaypointFor::parse(Some(v)).unwrap();
+                (f.services(), f.workloads())
+            })
+            .unzip();
+        assert_eq!(services, [true, false, true, false]);
+        assert_eq!(workloads, [false, true, true, false]);
+        // Values are exact, as Istio's are: no case folding, no blanks.
+        for bad in ["Workload", "workloads", " all", "", "service,workload"] {
+            let e = WaypointFor::parse(Some(bad)).unwrap_err();
+            assert!(
+                e.contains(WAYPOINT_FOR_LABEL) && e.contains("taken as"),
+                "{e}"
+            );
+        }
+        let long = "x".repeat(1000);
+        assert!(WaypointFor::parse(Some(&long)).unwrap_err().len() < 300);
+    }
+
+    /// shop: ambient, its namespace label naming `waypoint`, a Gateway
+    /// labeled `waypoint-for: <value>`; pods `web-0` (no label), `opted-out`
+    /// (`none`), `special` (naming `edge`, a Gateway for `all`), `to-svc`
+    /// (naming `svc-only`, a Gateway for Services).
+    fn workload_index(waypoint_for: Option<&str>) -> Index {
+        let mut ix = Index::new();
+        ix.upsert(Object::Namespace(Namespace {
+            name: "shop".into(),
+            labels: labels(&[
+                (DATAPLANE_MODE_LABEL, DATAPLANE_MODE_AMBIENT),
+                (USE_WAYPOINT_LABEL, "waypoint"),
+            ]),
+        }));
+        let wp_labels: Vec<(&str, &str)> = waypoint_for
+            .map(|v| vec![(WAYPOINT_FOR_LABEL, v)])
+            .unwrap_or_default();
+        ix.upsert(labeled_gateway(
+            "shop",
+            "waypoint",
+            WAYPOINT_CLASS,
+            &wp_labels,
+        ));
+        ix.upsert(labeled_gateway(
+            "shop",
+            "edge",
+            WAYPOINT_CLASS,
+            &[(WAYPOINT_FOR_LABEL, "all")],
+        ));
+        ix.upsert(gateway("shop", "svc-only", WAYPOINT_CLASS));
+        ix.upsert(svc("shop", "web", &[]));
+        for (name, lbl) in [
+            ("web-0", vec![]),
+            ("opted-out", vec![(USE_WAYPOINT_LABEL, NO_WAYPOINT)]),
+            ("special", vec![(USE_WAYPOINT_LABEL, "edge")]),
+            ("to-svc", vec![(USE_WAYPOINT_LABEL, "svc-only")]),
+        ] {
+            ix.upsert(app_pod("shop", name, &lbl));
+        }
+        ix
+    }
+
+    fn app_pod(ns: &str, name: &str, lbl: &[(&str, &str)]) -> Object {
+        Object::Pod(Pod {
+            uid: format!("u-{name}"),
+            name: name.into(),
+            namespace: ns.into(),
+            labels: labels(lbl),
+            service_account: "web".into(),
+            node: Some("node1".into()),
+            ips: vec!["10.244.1.5".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        })
+    }
+
+    fn workload_waypoint(ix: &Index, ns: &str, pod: &str) -> Option<String> {
+        for_workload(ix, ix.pod(ns, pod).unwrap()).map(|w| w.name)
+    }
+
+    #[test]
+    fn workloads_use_a_waypoint_for_workloads_by_their_own_label_or_their_namespaces() {
+        for value in ["workload", "all"] {
+            let ix = workload_index(Some(value));
+            assert_eq!(
+                workload_waypoint(&ix, "shop", "web-0").as_deref(),
+                Some("waypoint"),
+                "{value}: the namespace's label"
+            );
+            assert_eq!(
+                workload_waypoint(&ix, "shop", "opted-out"),
+                None,
+                "{value}: none on the pod opts out"
+            );
+            assert_eq!(
+                workload_waypoint(&ix, "shop", "special").as_deref(),
+                Some("edge"),
+                "{value}: the pod's own label wins"
+            );
+            assert_eq!(
+                workload_waypoint(&ix, "shop", "to-svc"),
+                None,
+                "{value}: a waypoint for Services takes no pod-addressed traffic"
+            );
+        }
+        // The default, `service`, `none` and an unknown value: no
+        // pod-addressed traffic goes through `waypoint`.
+        for value in [None, Some("service"), Some("none"), Some("pods")] {
+            let ix = workload_index(value);
+            assert_eq!(workload_waypoint(&ix, "shop", "web-0"), None, "{value:?}");
+            // The pod naming `edge` (all) still does.
+            assert_eq!(
+                workload_waypoint(&ix, "shop", "special").as_deref(),
+                Some("edge")
+            );
+        }
+    }
+
+    #[test]
+    fn waypoint_pods_pods_outside_the_mesh_and_implied_waypoints_take_no_workload_traffic() {
+        let mut ix = workload_index(Some("all"));
+        // The waypoint's own pod (not captured; and a waypoint even if it
+        // were).
+        let w = find(&ix, "shop", "waypoint").unwrap();
+        assert_eq!(w.waypoint_for, WaypointFor::All);
+        let mut own = provision(&w).pod_labels;
+        ix.upsert(Object::Pod(Pod {
+            uid: "u-wp".into(),
+            name: "waypoint-0".into(),
+            namespace: "shop".into(),
+            labels: own.clone(),
+            service_account: "waypoint".into(),
+            node: Some("node1".into()),
+            ips: vec!["10.244.1.9".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        }));
+        assert_eq!(workload_waypoint(&ix, "shop", "waypoint-0"), None);
+        own.remove(DATAPLANE_MODE_LABEL);
+        ix.upsert(Object::Pod(Pod {
+            uid: "u-wp".into(),
+            name: "waypoint-0".into(),
+            namespace: "shop".into(),
+            labels: own,
+            service_account: "waypoint".into(),
+            node: Some("node1".into()),
+            ips: vec!["10.244.1.9".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        }));
+        assert_eq!(workload_waypoint(&ix, "shop", "waypoint-0"), None);
+        // A pod that opted out of capture, and a namespace out of the mesh.
+        ix.upsert(app_pod(
+            "shop",
+            "uncaptured",
+            &[(DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE)],
+        ));
+        assert_eq!(workload_waypoint(&ix, "shop", "uncaptured"), None);
+        ix.upsert(Object::Namespace(Namespace {
+            name: "plain".into(),
+            labels: labels(&[(USE_WAYPOINT_LABEL, "waypoint")]),
+        }));
+        ix.upsert(labeled_gateway(
+            "plain",
+            "waypoint",
+            WAYPOINT_CLASS,
+            &[(WAYPOINT_FOR_LABEL, "all")],
+        ));
+        ix.upsert(app_pod("plain", "app", &[]));
+        assert_eq!(workload_waypoint(&ix, "plain", "app"), None);
+        // A label naming a Gateway that does not exist implies a waypoint
+        // for Services only; one of another class is none.
+        let mut ix = workload_index(Some("all"));
+        ix.upsert(app_pod("shop", "ghost", &[(USE_WAYPOINT_LABEL, "nowhere")]));
+        assert_eq!(workload_waypoint(&ix, "shop", "ghost"), None);
+        assert!(
+            !all(&ix).iter().any(|w| w.name == "nowhere"),
+            "a pod's label implies no Gateway"
+        );
+        ix.upsert(gateway("shop", "foreign", "istio"));
+        ix.upsert(app_pod("shop", "other", &[(USE_WAYPOINT_LABEL, "foreign")]));
+        assert_eq!(workload_waypoint(&ix, "shop", "other"), None);
+    }
+
+    #[test]
+    fn services_go_through_a_waypoint_only_if_it_takes_services_traffic() {
+        for (value, through) in [
+            (None, true),
+            (Some("service"), true),
+            (Some("all"), true),
+            (Some("workload"), false),
+            (Some("none"), false),
+            // Unknown: the default.
+            (Some("bogus"), true),
+        ] {
+            let ix = workload_index(value);
+            assert_eq!(
+                waypoint_of(&ix, "shop", "web").is_some(),
+                through,
+                "waypoint-for {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_waypoint_for_value_is_reported_on_the_gateway() {
+        let ix = workload_index(Some("pods"));
+        let w = find(&ix, "shop", "waypoint").unwrap();
+        assert_eq!(w.waypoint_for, WaypointFor::Service, "the default is taken");
+        let c = conditions(&ix, &w);
+        assert_eq!(
+            (c[0].kind, c[0].status, c[0].reason),
+            ("Accepted", true, "UnsupportedValue")
+        );
+        assert!(
+            c[0].message.contains("\"pods\"")
+                && c[0].message.contains("service, workload, all, none"),
+            "{}",
+            c[0].message
+        );
+        // Known values are accepted plainly.
+        for value in ["all", "workload", "none", "service"] {
+            let ix = workload_index(Some(value));
+            let c = conditions(&ix, &find(&ix, "shop", "waypoint").unwrap());
+            assert_eq!((c[0].status, c[0].reason), (true, "Accepted"), "{value}");
+        }
     }
 }

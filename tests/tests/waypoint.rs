@@ -590,3 +590,123 @@ async fn policies_mean_the_same_behind_a_waypoint() {
     assert_eq!(status_from(&cluster, "client", "http://web.shop/"), 200);
     assert_eq!(status_from(&cluster, "stranger", "http://web.shop/"), 403);
 }
+
+/// shop's waypoint declared, with `quicmesh.io/waypoint-for` set to
+/// `value` (None: no label, the default `service`).
+fn shop_gateway(value: Option<&str>) -> String {
+    let labels = value
+        .map(|v| format!("\n  labels: {{quicmesh.io/waypoint-for: {v}}}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: waypoint
+  namespace: shop{labels}
+spec:
+  gatewayClassName: quicmesh-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+"#
+    )
+}
+
+/// The client's ztunnel's `ztunnel_waypoint_connections_total`.
+async fn waypoint_connections(cluster: &Cluster) -> f64 {
+    let node = cluster.pod("front", "client").node;
+    let m = cluster
+        .ztunnel_http(node, 15020, "/metrics")
+        .await
+        .unwrap_or_default();
+    sum_metric(&m, "ztunnel_waypoint_connections_total", &[])
+}
+
+/// The `Accepted` condition of shop's waypoint Gateway on `/status`.
+async fn accepted(cluster: &Cluster) -> serde_json::Value {
+    let status = cluster.controller_http("/status").await.unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    v["waypoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["namespace"] == "shop" && w["name"] == "waypoint")
+        .and_then(|w| w["conditions"].as_array()?.first().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_addressed_traffic_goes_through_a_waypoint_for_workloads() {
+    require_root();
+    let (mut cluster, dir) = start_with(&[("gateway.yaml", &shop_gateway(None))]).await;
+    // The waypoint serves shop's Services (the default).
+    let up = eventually(Duration::from_secs(30), || async {
+        curl(&cluster, &["http://web.shop/"]).is_ok_and(|b| b.starts_with("hello from shop/web-"))
+    })
+    .await;
+    assert!(up, "{}", cluster.pod_log("shop", "waypoint-0"));
+    let ip = cluster.pod("shop", "web-v1-0").ip;
+    let direct = format!("http://{ip}:8080/");
+    let counted = format!("service=\"shop/{ip}\"");
+
+    // The default: a pod IP goes straight to the pod, not to the waypoint.
+    let before = waypoint_connections(&cluster).await;
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&cluster, &[&direct]).unwrap().trim(),
+            "hello from shop/web-v1-0"
+        );
+    }
+    assert_eq!(waypoint_connections(&cluster).await, before);
+    let m = waypoint_metrics(&cluster).await;
+    assert_eq!(requests_for(&m, &counted), 0.0, "{m}");
+
+    // `all`: pod-addressed traffic goes through the waypoint too (the
+    // authority is the pod's IP and port; the waypoint forwards to it).
+    std::fs::write(dir.path().join("gateway.yaml"), shop_gateway(Some("all"))).unwrap();
+    cluster.reconcile().await.unwrap();
+    let through = eventually(Duration::from_secs(30), || async {
+        curl(&cluster, &[&direct]).is_ok_and(|b| b.trim() == "hello from shop/web-v1-0")
+            && requests_for(&waypoint_metrics(&cluster).await, &counted) >= 1.0
+    })
+    .await;
+    assert!(
+        through,
+        "{:?}\n{}",
+        curl(&cluster, &["-v", &direct]),
+        cluster.pod_log("shop", "waypoint-0")
+    );
+    let via = waypoint_connections(&cluster).await;
+    assert!(
+        via > before,
+        "ztunnel_waypoint_connections_total {before} -> {via}"
+    );
+    // Services still go through it.
+    assert_eq!(
+        curl(&cluster, &["-H", "x-canary: yes", "http://web.shop/"])
+            .unwrap()
+            .trim(),
+        "hello from shop/web-v2-0"
+    );
+    assert_eq!(accepted(&cluster).await["reason"], "Accepted");
+
+    // A value the controller does not know: the Gateway says so, and it
+    // is taken as the default (pod IPs go straight to the pod again).
+    std::fs::write(dir.path().join("gateway.yaml"), shop_gateway(Some("pods"))).unwrap();
+    cluster.reconcile().await.unwrap();
+    let reported = eventually(Duration::from_secs(30), || async {
+        let a = accepted(&cluster).await;
+        a["status"] == true && a["reason"] == "UnsupportedValue"
+    })
+    .await;
+    assert!(reported, "{}", accepted(&cluster).await);
+    let direct_again = eventually(Duration::from_secs(30), || async {
+        let n = waypoint_connections(&cluster).await;
+        curl(&cluster, &[&direct]).is_ok_and(|b| b.trim() == "hello from shop/web-v1-0")
+            && waypoint_connections(&cluster).await == n
+    })
+    .await;
+    assert!(
+        direct_again,
+        "pod-addressed traffic still went to the waypoint"
+    );
+}

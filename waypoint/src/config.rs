@@ -1,12 +1,14 @@
 //! The waypoint's view of the mesh, built from the controller's resources:
 //! every Service port it can be sent to (a [`Parent`] per VIP and port,
-//! with the routes attached to it), and every backend's ready endpoints
-//! with their identities. Rebuilt whole on each update; an update it
-//! cannot build from is refused (NACK) and the previous view stays.
+//! with the routes attached to it), every workload whose own address it
+//! can be sent to (the workloads that name this waypoint), and every
+//! backend's ready endpoints with their identities. Rebuilt whole on each
+//! update; an update it cannot build from is refused (NACK) and the
+//! previous view stays.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,7 +22,8 @@ use quicmesh_core::route::{BackendRef, HttpRoute, RouteTable};
 use quicmesh_proto::config::{resource, Resource};
 
 use crate::authz::Access;
-use crate::proxy::{Directory, Parent, Tables};
+use crate::proxy::workload::{backend_name, Addressed, AddressedWorkload};
+use crate::proxy::{Directory, Parent, Tables, Versioned};
 use crate::upstream::{Endpoint, Protocol};
 
 /// The waypoint the tables are built for (`namespace/name` of its Gateway).
@@ -37,6 +40,19 @@ impl Scope {
         match (scope, &svc.waypoint) {
             (None, _) => true,
             (Some(s), Some(w)) => s.namespace == w.namespace && s.name == w.name,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether the controller sends traffic addressed to the workload `w`
+    /// itself to this waypoint: a workload of its namespace that names
+    /// it. With no scope, every workload is served.
+    fn serves_workload(scope: Option<&Scope>, w: &quicmesh_proto::config::Workload) -> bool {
+        match (scope, &w.waypoint) {
+            (None, _) => true,
+            (Some(s), Some(wp)) => {
+                s.namespace == w.namespace && s.namespace == wp.namespace && s.name == wp.name
+            }
             (Some(_), None) => false,
         }
     }
@@ -75,12 +91,13 @@ pub fn tables(
     }
     let mut t = Tables::default();
     // Each workload's policies, once every policy is known.
-    for w in workloads {
+    for w in &workloads {
         let access = Arc::new(Access {
             policies: policies.for_workload(&w.namespace, &w.authorization_policies),
         });
         t.access.insert(w.uid.clone(), access);
     }
+    t.workloads = addressed(resources, &workloads, &identities, scope)?;
     for (name, r) in resources {
         let Some(resource::Kind::Service(svc)) = &r.kind else {
             continue;
@@ -169,11 +186,95 @@ pub fn tables(
     Ok(t)
 }
 
+/// The workloads whose own addresses this waypoint serves, by IP, with
+/// what their ports speak. Two workloads claiming one IP (a finished pod
+/// whose address was given to a new one): the ready one, else the first
+/// by resource name.
+fn addressed(
+    resources: &BTreeMap<String, Resource>,
+    workloads: &[&quicmesh_proto::config::Workload],
+    identities: &HashMap<&str, SpiffeId>,
+    scope: Option<&Scope>,
+) -> Result<Addressed, String> {
+    let served: Vec<_> = workloads
+        .iter()
+        .filter(|w| Scope::serves_workload(scope, w))
+        .collect();
+    if served.is_empty() {
+        return Ok(Addressed::default());
+    }
+    let mut protocols = workload_protocols(resources);
+    let mut out: HashMap<IpAddr, (bool, Arc<AddressedWorkload>)> = HashMap::new();
+    for w in served {
+        let identity = identities
+            .get(w.uid.as_str())
+            .ok_or_else(|| format!("workload/{}: no identity", w.uid))?
+            .clone();
+        let entry = Arc::new(AddressedWorkload {
+            namespace: w.namespace.clone(),
+            uid: w.uid.as_str().into(),
+            identity,
+            protocols: protocols.remove(&w.uid).unwrap_or_default(),
+        });
+        for v in &w.ips {
+            let ip: IpAddr = v
+                .parse()
+                .map_err(|_| format!("workload/{}: {v:?} is not an IP address", w.uid))?;
+            match out.get(&ip) {
+                Some((ready, _)) if *ready || !w.ready => {}
+                _ => {
+                    out.insert(ip, (w.ready, entry.clone()));
+                }
+            }
+        }
+    }
+    Ok(Addressed(
+        out.into_iter().map(|(ip, (_, w))| (ip, w)).collect(),
+    ))
+}
+
+/// What the ports of each workload (by uid; the port its app listens on)
+/// speak, by the Service ports that select it there, ready or not: a
+/// declared protocol over an undeclared one, else the first Service by
+/// name. Endpoints without a usable port are left out, as for Services.
+fn workload_protocols(
+    resources: &BTreeMap<String, Resource>,
+) -> HashMap<String, HashMap<u16, Protocol>> {
+    let mut out: HashMap<String, HashMap<u16, Protocol>> = HashMap::new();
+    for r in resources.values() {
+        let Some(resource::Kind::Service(svc)) = &r.kind else {
+            continue;
+        };
+        for sp in &svc.ports {
+            let protocol = Protocol::of(&sp.app_protocol);
+            for e in &svc.endpoints {
+                let target = e
+                    .ports
+                    .get(&sp.name)
+                    .copied()
+                    .or((sp.target_port != 0).then_some(sp.target_port));
+                let Some(target) = target.and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                let known = out
+                    .entry(e.workload_uid.clone())
+                    .or_default()
+                    .entry(target)
+                    .or_insert(protocol);
+                if *known == Protocol::Auto {
+                    *known = protocol;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The tables in effect, replaced whole by each accepted update.
 pub struct Live {
     cluster_domain: String,
     scope: Option<Scope>,
-    current: RwLock<(u64, Arc<Tables>)>,
+    current: Versioned,
     /// Updates taken (`ack`) and refused (`nack`).
     updates: Family<Vec<(String, String)>, Counter>,
     /// 1 while the config stream is up.
@@ -187,7 +288,7 @@ impl Live {
         Arc::new(Live {
             cluster_domain: cluster_domain.to_string(),
             scope,
-            current: RwLock::new((0, Arc::new(Tables::default()))),
+            current: Versioned::default(),
             updates: Family::default(),
             connected: Gauge::default(),
             configured: Default::default(),
@@ -200,11 +301,7 @@ impl Live {
     }
 
     pub fn tables(&self) -> Arc<Tables> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
+        self.current.tables()
     }
 
     pub fn register(&self, reg: &mut Registry) {
@@ -222,10 +319,7 @@ impl Live {
 
     /// What the waypoint serves, for the admin endpoint.
     pub fn dump(&self) -> serde_json::Value {
-        let (version, t) = {
-            let c = self.current.read().unwrap_or_else(|e| e.into_inner());
-            (c.0, c.1.clone())
-        };
+        let (version, t) = self.current.snapshot();
         let name = |b: &BackendRef| format!("{}/{}:{}", b.namespace, b.name, b.port);
         let destinations: BTreeMap<String, serde_json::Value> = t
             .parents
@@ -264,19 +358,37 @@ impl Live {
                 )
             })
             .collect();
+        // Workload addresses it serves (any port), with the ports whose
+        // protocol a Service port declares.
+        let workloads: BTreeMap<String, serde_json::Value> = t
+            .workloads
+            .0
+            .iter()
+            .map(|(ip, w)| {
+                let ports: BTreeMap<u16, String> = w
+                    .protocols
+                    .iter()
+                    .map(|(port, p)| (*port, format!("{p:?}")))
+                    .collect();
+                (
+                    backend_name(*ip),
+                    serde_json::json!({"workload": &*w.uid, "identity": w.identity.as_str(), "ports": ports}),
+                )
+            })
+            .collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
-            "destinations": destinations, "endpoints": endpoints, "policies": policies})
+            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies})
     }
 }
 
 impl ConfigSink for Live {
     fn version(&self) -> u64 {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).0
+        self.current.version()
     }
 
     fn apply(&self, version: u64, resources: &BTreeMap<String, Resource>) -> Result<(), String> {
         let t = tables(resources, &self.cluster_domain, self.scope.as_ref())?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (version, Arc::new(t));
+        self.current.set(version, t);
         self.configured
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -302,6 +414,9 @@ impl Directory for Live {
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.tables().access(workload)
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.current.changes()
     }
 }
 
@@ -497,6 +612,110 @@ mod tests {
             .unwrap()
             .parents
             .is_empty());
+    }
+
+    #[test]
+    fn a_waypoint_serves_the_addresses_of_the_workloads_that_name_it() {
+        let mine = Scope {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        };
+        let named = |ns: &str, name: &str| {
+            Some(quicmesh_proto::config::Waypoint {
+                namespace: ns.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+        };
+        let workload = |uid: &str, ns: &str, ip: &str, ready: bool, waypoint| {
+            res(
+                &format!("workload/{uid}"),
+                resource::Kind::Workload(Workload {
+                    uid: uid.into(),
+                    namespace: ns.into(),
+                    ips: vec![ip.into()],
+                    ready,
+                    identity: format!("spiffe://cluster.local/ns/{ns}/sa/{uid}"),
+                    waypoint,
+                    ..Default::default()
+                }),
+            )
+        };
+        let mut rs = resources();
+        rs.extend([
+            // w1 is web's endpoint at 10.244.1.2, and names this waypoint.
+            workload("w1", "shop", "10.244.1.2", true, named("shop", "waypoint")),
+            workload("w2", "shop", "10.244.1.5", true, named("shop", "edge")),
+            workload("w3", "shop", "10.244.1.6", true, None),
+            workload("w4", "front", "10.244.1.7", true, named("shop", "waypoint")),
+            // A finished pod whose IP w1 reuses: w1 (ready) wins.
+            workload("w0", "shop", "10.244.1.2", false, named("shop", "waypoint")),
+        ]);
+        let live = Live::new("cluster.local", Some(mine.clone()));
+        live.apply(1, &rs).unwrap();
+        let t = live.tables();
+        assert_eq!(t.workloads.0.len(), 1, "w1's address only");
+        // The Directory, through the live config and the tables alike.
+        for d in [&*live as &dyn Directory, &*t as &dyn Directory] {
+            let http = d.parent("10.244.1.2:8080".parse().unwrap()).unwrap();
+            assert!(http.routes.is_empty());
+            assert_eq!(http.protocol, Protocol::Http1, "web's port http is there");
+            let eps = d.endpoints(&http.service);
+            assert_eq!(eps.len(), 1);
+            assert_eq!(eps[0].addr, "10.244.1.2:8080".parse().unwrap());
+            assert_eq!(&*eps[0].workload, "w1");
+            assert_eq!(
+                eps[0].identity.as_str(),
+                "spiffe://cluster.local/ns/shop/sa/w1"
+            );
+            assert!(d.access("w1").is_some(), "its policies are decided");
+            // A port no Service declares: detected; admin's (9001, no
+            // protocol) too.
+            for port in [7777, 9001] {
+                let p = d.parent(SocketAddr::new("10.244.1.2".parse().unwrap(), port));
+                assert_eq!(p.unwrap().protocol, Protocol::Auto, "{port}");
+            }
+            // Workloads naming another waypoint, none, or of another
+            // namespace: not served.
+            for other in ["10.244.1.5:80", "10.244.1.6:80", "10.244.1.7:80"] {
+                assert!(d.parent(other.parse().unwrap()).is_none(), "{other}");
+            }
+            // The Service is not served: web does not use this waypoint.
+            assert!(d.parent("10.96.0.10:80".parse().unwrap()).is_none());
+        }
+        assert_eq!(
+            live.dump()["workloads"]["10.244.1.2"]["ports"]["8080"],
+            "Http1"
+        );
+        // An address that is not one is refused, for a served workload.
+        let mut bad = rs.clone();
+        bad.extend([workload(
+            "w5",
+            "shop",
+            "pod-5",
+            true,
+            named("shop", "waypoint"),
+        )]);
+        let e = live.apply(2, &bad).unwrap_err();
+        assert!(e.contains("workload/w5") && e.contains("pod-5"), "{e}");
+        assert_eq!(live.version(), 1, "the previous view stays");
+        // A declared protocol wins over an undeclared one for the port.
+        let Some(resource::Kind::Service(svc)) = &mut rs.get_mut("service/shop/web").unwrap().kind
+        else {
+            panic!()
+        };
+        svc.endpoints[0].ports.clear();
+        svc.ports[0].target_port = 8080;
+        svc.ports[0].app_protocol = String::new();
+        svc.ports[1].target_port = 8080;
+        svc.ports[1].app_protocol = "grpc".into();
+        let t = tables(&rs, "cluster.local", Some(&mine)).unwrap();
+        assert_eq!(
+            t.parent("10.244.1.2:8080".parse().unwrap())
+                .unwrap()
+                .protocol,
+            Protocol::Http2
+        );
     }
 
     #[test]

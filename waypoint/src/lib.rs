@@ -11,7 +11,8 @@
 //! - [`authz`]: the destination's AuthorizationPolicies, decided for each
 //!   request's client;
 //! - [`config`]: the mesh as the waypoint sees it, built from the
-//!   controller's resources (Service ports with their routes, endpoints);
+//!   controller's resources (Service ports with their routes, endpoints,
+//!   the workloads whose own addresses it serves);
 //! - [`proxy`]: the data path: tunnelled connections served as HTTP/1.1 or
 //!   HTTP/2, each request routed and forwarded;
 //! - [`upstream`]: HTTP to endpoints over the waypoint's own tunnels;

@@ -1,6 +1,8 @@
 //! The waypoint's request metrics. Labels are bounded by the config (the
-//! Service), by HTTP (the status code) and by [`crate::response::Failure`]
-//! (the response flag): a flood of distinct clients or paths adds no series.
+//! Service; for workload-addressed traffic, the address of a workload that
+//! uses this waypoint, without the port), by HTTP (the status
+//! code) and by [`crate::response::Failure`] (the response flag): a flood
+//! of distinct clients or paths adds no series.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +12,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The Service the request was addressed to: `namespace/name:port`.
+    /// The Service the request was addressed to: `namespace/name:port`;
+    /// for workload-addressed traffic `namespace/<pod IP>` (no port).
     pub service: String,
     pub code: u16,
     /// Why the waypoint answered itself (`""` when the backend answered).

@@ -1,6 +1,7 @@
 //! The waypoint's data path: a tunnelled connection arrives (the peer's SVID
 //! is the source identity, the CONNECT authority the Service port it was
-//! sent to); hyper serves HTTP/1.1 or HTTP/2 on it (detected from the
+//! sent to, or the address of a workload that uses the waypoint for
+//! traffic addressed to it: see [`workload`]); hyper serves HTTP/1.1 or HTTP/2 on it (detected from the
 //! preface); each request is routed by that Service port's routes, its
 //! rule's filters applied, a backend picked by weight, an endpoint by load,
 //! and it is forwarded over a tunnel opened as the waypoint's own identity.
@@ -31,6 +32,7 @@ mod mirror;
 mod request;
 mod tcp;
 mod upgrade;
+pub mod workload;
 
 use request::*;
 
@@ -77,6 +79,18 @@ pub struct Parent {
 }
 
 impl Parent {
+    /// The `service` label of its metrics: `namespace/name:port` for a
+    /// Service port; for a workload's address, `namespace/<pod IP>` with
+    /// no port, so a client trying port after port adds no series.
+    pub fn metric_label(&self) -> String {
+        let s = &self.service;
+        if workload::backend_ip(&s.name).is_some() {
+            format!("{}/{}", s.namespace, s.name)
+        } else {
+            format!("{}/{}:{}", s.namespace, s.name, s.port)
+        }
+    }
+
     /// The routes for a client of `namespace` (None: of no namespace of
     /// this mesh).
     pub fn routes_for(&self, namespace: Option<&str>) -> &RouteTable {
@@ -88,34 +102,119 @@ impl Parent {
 
 /// What the waypoint knows of the mesh.
 pub trait Directory: Send + Sync + 'static {
-    /// The Service port a CONNECT authority (VIP:port) addresses, if this
-    /// waypoint serves it.
+    /// What a CONNECT authority addresses, if this waypoint serves it: a
+    /// Service port (VIP:port), or a workload's address (podIP:port) when
+    /// the workload uses this waypoint for traffic addressed to it (a
+    /// parent without routes, its [`Parent::service`] the backend that
+    /// stands for that pod and port, see [`workload`]).
     fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>>;
-    /// The ready endpoints of a backend.
+    /// The ready endpoints of a backend: a Service port's, or the one pod
+    /// of a workload address's parent.
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint>;
     /// The policies of the workload with uid `workload` (an endpoint's);
     /// None for a workload the waypoint has no record of.
     fn access(&self, workload: &str) -> Option<Arc<Access>>;
+    /// Told of every change of what it knows (the value is the config's
+    /// version): a TCP connection passed through decides its policies
+    /// again then. A directory that never changes (the default) hands out
+    /// a receiver whose sender is gone.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
 }
 
 /// A [`Directory`] from explicit tables (what the waypoint's config builds).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tables {
+    /// Service ports, by VIP and port.
     pub parents: HashMap<SocketAddr, Arc<Parent>>,
     pub endpoints: HashMap<BackendRef, Vec<Endpoint>>,
+    /// Workloads whose own addresses (any port) are destinations.
+    pub workloads: workload::Addressed,
     /// By workload uid.
     pub access: HashMap<String, Arc<Access>>,
 }
 
 impl Directory for Tables {
     fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
-        self.parents.get(&authority).cloned()
+        match self.parents.get(&authority) {
+            Some(p) => Some(p.clone()),
+            None => self.workloads.parent(authority),
+        }
     }
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
-        self.endpoints.get(backend).cloned().unwrap_or_default()
+        match self.endpoints.get(backend) {
+            Some(eps) => eps.clone(),
+            None => self.workloads.endpoint(backend).into_iter().collect(),
+        }
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.access.get(workload).cloned()
+    }
+}
+
+/// A [`Directory`] whose tables are replaced as a whole, each with a
+/// version (what the config stream applies), telling [`Directory::changes`]
+/// of each.
+#[derive(Debug)]
+pub struct Versioned {
+    current: std::sync::RwLock<(u64, Arc<Tables>)>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Versioned {
+    fn default() -> Self {
+        Versioned {
+            current: std::sync::RwLock::new((0, Arc::default())),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Versioned {
+    pub fn new(tables: Tables) -> Self {
+        let v = Versioned::default();
+        v.set(0, tables);
+        v
+    }
+
+    /// Puts `tables` in effect as `version`, then says so.
+    pub fn set(&self, version: u64, tables: Tables) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (version, Arc::new(tables));
+        self.changed.send_replace(version);
+    }
+
+    pub fn tables(&self) -> Arc<Tables> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// The version and the tables, read together.
+    pub fn snapshot(&self) -> (u64, Arc<Tables>) {
+        let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (c.0, c.1.clone())
+    }
+}
+
+impl Directory for Versioned {
+    fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
+        self.tables().parent(authority)
+    }
+    fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
+        self.tables().endpoints(backend)
+    }
+    fn access(&self, workload: &str) -> Option<Arc<Access>> {
+        self.tables().access(workload)
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
@@ -265,13 +364,13 @@ impl<D: Directory> Waypoint<D> {
                 f.response()
             }
         };
-        let svc = &conn.parent.service;
-        self.metrics.request(
-            format!("{}/{}:{}", svc.namespace, svc.name, svc.port),
-            resp.status().as_u16(),
-            log.flag,
-        );
-        tracing::info!(
+        self.metrics
+            .request(conn.parent.metric_label(), resp.status().as_u16(), log.flag);
+        // The access log: its own target, so that `RUST_LOG=info,waypoint::access=off`
+        // turns it off without silencing the rest.
+        tracing::event!(
+            target: "waypoint::access",
+            tracing::Level::INFO,
             src.identity = %conn.peer,
             dst.addr = %conn.authority,
             %method,
@@ -613,6 +712,9 @@ impl<D: Directory> Inbound for Server<D> {
         self.0.identity.clone()
     }
 
+    /// Takes a connection for a destination this waypoint serves (a
+    /// Service port, or the address of a workload that uses it); refuses
+    /// any other with 403 `not_served`.
     async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
         let parent = self.0.directory.parent(req.authority).ok_or_else(|| {
             Refused::new(

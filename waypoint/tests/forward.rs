@@ -29,7 +29,7 @@ use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, Serv
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
-use waypoint::proxy::{Parent, Server, Tables, Waypoint};
+use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
 use waypoint::upstream::{Endpoint, Upstreams};
 
 const TD: &str = "cluster.local";
@@ -454,7 +454,9 @@ fn routes() -> RouteTable {
 }
 
 struct Setup {
-    waypoint: Arc<Waypoint<Tables>>,
+    waypoint: Arc<Waypoint<Versioned>>,
+    /// What the waypoint knows; a test may replace it (a new config).
+    directory: Arc<Versioned>,
     /// Requests the mirror's backend got (it answers like the flaky one).
     shadow_hits: Arc<std::sync::atomic::AtomicU64>,
     /// Requests the flaky backend got.
@@ -628,20 +630,19 @@ async fn setup(test: u8) -> Setup {
         bundles.clone(),
     ));
     let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
-    let wp = Waypoint::new(
-        waypoint_id.clone(),
-        Arc::new(Tables {
-            parents,
-            endpoints,
-            access,
-        }),
-        upstreams,
-    );
+    let directory = Arc::new(Versioned::new(Tables {
+        parents,
+        endpoints,
+        access,
+        ..Tables::default()
+    }));
+    let wp = Waypoint::new(waypoint_id.clone(), directory.clone(), upstreams);
     let wp_svid = certs.svid(&waypoint_id).await.unwrap();
     tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
 
     Setup {
         waypoint: wp,
+        directory,
         shadow_hits,
         flaky_hits,
         client: client_pool(&bundles),
@@ -1259,4 +1260,303 @@ async fn a_websocket_upgrade_becomes_a_stream_through_the_waypoint() {
             .unwrap();
         assert_eq!(got, format!("ws:{msg}").as_bytes());
     }
+}
+
+/// Traffic addressed to a pod (its IP and a port) that a ztunnel sends to
+/// the waypoint because the workload names it: from the controller's
+/// resources, as the waypoint binary builds its view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint() {
+    use quicmesh_proto::config::{
+        resource, Authorization, AuthorizationAction, AuthorizationRule, AuthorizationScope,
+        AuthorizationSource, Endpoint as PEndpoint, Resource, Service, ServicePort,
+        Waypoint as PWaypoint, Workload,
+    };
+    const TEST: u8 = 19;
+    let dir = std::env::temp_dir().join(format!("waypoint-forward-{}-{TEST}", std::process::id()));
+    let _dir = tempdir::Dir(dir.clone());
+    let ca = Ca::load_or_generate(TD, &dir).unwrap();
+    let mut bundles = TrustBundles::new();
+    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
+    let bundles = Arc::new(bundles);
+    let life = Duration::from_secs(600);
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+
+    // Two workloads with an app on 8080 behind their own tunnel server:
+    // `pinned` names this waypoint, `elsewhere` another one; `guarded`
+    // names this one and admits only ops/admin.
+    let mut resources: BTreeMap<String, Resource> = BTreeMap::new();
+    let mut add = |name: &str, kind: resource::Kind| {
+        resources.insert(
+            name.to_string(),
+            Resource {
+                name: name.to_string(),
+                version: 1,
+                kind: Some(kind),
+            },
+        );
+    };
+    for (host, name, waypoint, policies) in [
+        (11, "pinned", "waypoint", vec![]),
+        (12, "elsewhere", "edge", vec![]),
+        (
+            13,
+            "guarded",
+            "waypoint",
+            vec!["shop/admins-only".to_string()],
+        ),
+    ] {
+        let ip = loopback(TEST, host);
+        let identity = id(&format!("ns/shop/sa/{name}"));
+        tunnel_server(
+            ip,
+            &ca.mint(&identity, life).unwrap(),
+            &bundles,
+            Deliver(identity.clone()),
+            &stop,
+        );
+        app(
+            Box::leak(name.to_string().into_boxed_str()),
+            SocketAddr::new(ip, 8080),
+        )
+        .await;
+        add(
+            &format!("workload/{name}"),
+            resource::Kind::Workload(Workload {
+                uid: name.into(),
+                name: format!("{name}-0"),
+                namespace: "shop".into(),
+                service_account: name.into(),
+                ips: vec![ip.to_string()],
+                ready: true,
+                in_mesh: true,
+                identity: identity.to_string(),
+                authorization_policies: policies,
+                waypoint: Some(PWaypoint {
+                    namespace: "shop".into(),
+                    name: waypoint.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        );
+    }
+    // A Service port selecting `pinned` there says it speaks HTTP/1.1.
+    add(
+        "service/shop/pinned",
+        resource::Kind::Service(Service {
+            name: "pinned".into(),
+            namespace: "shop".into(),
+            vips: vec!["10.96.0.40".into()],
+            ports: vec![ServicePort {
+                name: "http".into(),
+                port: 80,
+                target_port: 8080,
+                app_protocol: "http".into(),
+            }],
+            endpoints: vec![PEndpoint {
+                workload_uid: "pinned".into(),
+                ip: loopback(TEST, 11).to_string(),
+                ready: true,
+                ports: Default::default(),
+            }],
+            waypoint: None,
+        }),
+    );
+    add(
+        "authorization/shop/admins-only",
+        resource::Kind::Authorization(Authorization {
+            name: "admins-only".into(),
+            namespace: "shop".into(),
+            scope: AuthorizationScope::Workload.into(),
+            action: AuthorizationAction::Allow.into(),
+            rules: vec![AuthorizationRule {
+                from: vec![AuthorizationSource {
+                    principals: vec!["cluster.local/ns/ops/sa/admin".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    );
+    let live = waypoint::config::Live::new(
+        "cluster.local",
+        Some(waypoint::config::Scope {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        }),
+    );
+    quicmesh_core::control::stream::ConfigSink::apply(&*live, 1, &resources).unwrap();
+
+    let waypoint_id = id("ns/shop/sa/waypoint");
+    let waypoint_ip = loopback(TEST, 2);
+    let certs = Arc::new(CertManager::new(
+        SvidSource::DevCa {
+            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
+            lifetime: life,
+        },
+        bundles.clone(),
+    ));
+    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let wp = Waypoint::new(waypoint_id.clone(), live, upstreams);
+    let wp_svid = certs.svid(&waypoint_id).await.unwrap();
+    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
+
+    let client = client_pool(&bundles);
+    let client_svid = ca.mint(&id("ns/web/sa/client"), life).unwrap();
+    let admin_svid = ca.mint(&id("ns/ops/sa/admin"), life).unwrap();
+    async fn open_to(
+        client: &Arc<Pool>,
+        svid: &Svid,
+        waypoint: (&SpiffeId, IpAddr),
+        authority: SocketAddr,
+    ) -> Result<TokioIo<quicmesh_core::tunnel::connect::ConnectIo>, TunnelError> {
+        let key = PoolKey {
+            src: svid.id.clone(),
+            dst: waypoint.0.clone(),
+            addr: SocketAddr::new(waypoint.1, TUNNEL_PORT),
+        };
+        let s = client
+            .open(&key, svid, authority, Default::default())
+            .await?;
+        Ok(TokioIo::new(s.into_io()))
+    }
+    let to = (&waypoint_id, waypoint_ip);
+    let http1 = |io| async move {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+
+    // The pod's address: forwarded to that pod at that port.
+    let pinned = SocketAddr::new(loopback(TEST, 11), 8080);
+    let mut c = http1(open_to(&client, &client_svid, to, pinned).await.unwrap()).await;
+    let (status, _, body) = get(&mut c, "/hello", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("pinned GET /hello"), "{body}");
+    let (status, _, body) = get(&mut c, "/again", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Counted under the address it was sent to.
+    let mut reg = prometheus_client::registry::Registry::default();
+    wp.metrics.register(&mut reg);
+    let m = quicmesh_core::metrics::encode(&reg);
+    let service = format!("service=\"shop/{}\"", loopback(TEST, 11));
+    assert!(
+        m.lines().any(|l| l.starts_with("waypoint_requests_total{")
+            && l.contains(&service)
+            && l.contains("code=\"200\"")
+            && l.ends_with(" 2")),
+        "{m}"
+    );
+
+    // A workload that names another waypoint, an address no workload
+    // has: refused on the CONNECT (403 not_served).
+    for authority in [
+        SocketAddr::new(loopback(TEST, 12), 8080),
+        SocketAddr::new(loopback(TEST, 14), 8080),
+    ] {
+        match open_to(&client, &client_svid, to, authority).await {
+            Err(TunnelError::Status { status, .. }) => assert_eq!(status, 403, "{authority}"),
+            Err(e) => panic!("{authority}: refused with {e}"),
+            Ok(_) => panic!("{authority}: the waypoint took a destination it does not serve"),
+        }
+    }
+
+    // The destination workload's policies are decided for each client,
+    // as for a Service's endpoints.
+    let guarded = SocketAddr::new(loopback(TEST, 13), 8080);
+    let mut c = http1(open_to(&client, &client_svid, to, guarded).await.unwrap()).await;
+    let (status, _, body) = get(&mut c, "/secret", &[]).await;
+    assert_eq!((status, body.as_str()), (403, "authz_denied\n"));
+    let mut admin = http1(open_to(&client, &admin_svid, to, guarded).await.unwrap()).await;
+    let (status, _, body) = get(&mut admin, "/secret", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("guarded GET /secret"), "{body}");
+}
+
+/// Writes a GET for `path` on a raw (passed-through) connection and reads
+/// until the guarded app's answer to it is in; None if the connection
+/// ends or nothing comes within the deadline.
+async fn raw_get<S>(io: &mut S, path: &str) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    io.write_all(format!("GET {path} HTTP/1.1\r\nhost: guarded\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let want = format!("guarded GET {path}");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 512];
+        while !String::from_utf8_lossy(&got).contains(&want) {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(String::from_utf8_lossy(&got).into_owned())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_cuts_a_passed_through_connection_it_no_longer_allows() {
+    use tokio::io::AsyncReadExt;
+    let s = setup(19).await;
+    let mut io = s
+        .open_as(&s.admin_svid, GUARDED_TCP)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = raw_get(&mut io, "/one")
+        .await
+        .expect("the admin is let through");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    // A new config that still allows it: the connection carries on.
+    let tables = s.directory.tables();
+    s.directory.set(1, (*tables).clone());
+    assert!(
+        raw_get(&mut io, "/two").await.is_some(),
+        "an allowed connection was cut"
+    );
+
+    // A config whose policy for the guarded workload admits nobody: cut.
+    let mut denying = (*tables).clone();
+    denying.access.insert(
+        "guarded".into(),
+        Arc::new(Access {
+            policies: vec![Arc::new(Policy {
+                name: "shop/deny-all".into(),
+                action: Action::Deny,
+                rules: vec![AuthzRule::default()],
+                invalid: None,
+            })],
+        }),
+    );
+    s.directory.set(2, denying);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Err(_)) | Ok(Ok(_))),
+        "still open after the policy change: {read:?}"
+    );
+    let text = s.metrics();
+    assert!(
+        text.contains(
+            "waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_revoked\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "waypoint_authz_denials_total{policy=\"shop/deny-all\",reason=\"deny_policy\"} 1"
+        ),
+        "{text}"
+    );
 }

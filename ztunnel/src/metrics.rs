@@ -14,7 +14,8 @@ pub struct Metrics {
     /// Connections refused or failed before they carried data, by reason.
     pub refusals: Family<ReasonLabels, Counter>,
     pub passthrough: Counter,
-    /// Outbound connections sent to a waypoint.
+    /// Outbound connections sent to a waypoint (addressed to a Service or
+    /// to a workload).
     pub via_waypoint: Counter,
     pub plaintext_inbound: Counter,
     pub enrolled_pods: Gauge,
@@ -65,7 +66,7 @@ impl Metrics {
         );
         reg.register(
             "ztunnel_waypoint_connections",
-            "Outbound connections to a Service that uses a waypoint, tunnelled to the waypoint",
+            "Outbound connections to a Service or a workload that uses a waypoint, tunnelled to the waypoint",
             self.via_waypoint.clone(),
         );
         reg.register(

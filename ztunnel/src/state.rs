@@ -31,6 +31,10 @@ pub struct MeshWorkload {
     /// The waypoints that serve it: their tunnels are vouched for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waypoints: Vec<SpiffeId>,
+    /// Connections addressed to it (its IP) go through this waypoint
+    /// instead of to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<MeshWaypoint>,
 }
 
 fn policy_names<S: serde::Serializer>(ps: &[Arc<Policy>], s: S) -> Result<S::Ok, S::Error> {
@@ -82,8 +86,28 @@ pub struct MeshWaypoint {
     pub namespace: String,
     pub name: String,
     pub identity: SpiffeId,
-    /// Its ready pods; empty: the Service's traffic is refused.
+    /// Its ready pods; empty: the traffic it would carry is refused.
     pub addresses: Vec<IpAddr>,
+}
+
+impl MeshWaypoint {
+    /// From the controller's form, or why not (`name`: the resource).
+    fn from_proto(name: &str, w: &quicmesh_proto::config::Waypoint) -> Result<Self, String> {
+        Ok(MeshWaypoint {
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            identity: SpiffeId::parse(&w.identity)
+                .map_err(|e| format!("{name}: waypoint identity: {e}"))?,
+            addresses: w
+                .addresses
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| format!("{name}: waypoint address {a:?} is not an IP address"))
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// Workloads and services, indexed by IP.
@@ -131,6 +155,7 @@ impl State {
                 mtls_mode: MtlsMode::default(),
                 policies: Vec::new(),
                 waypoints: Vec::new(),
+                waypoint: None,
             });
         }
         s
@@ -207,6 +232,11 @@ impl State {
                                     .map_err(|e| format!("{name}: waypoint identity: {e}"))
                             })
                             .collect::<Result<_, _>>()?,
+                        waypoint: w
+                            .waypoint
+                            .as_ref()
+                            .map(|wp| MeshWaypoint::from_proto(name, wp))
+                            .transpose()?,
                     });
                 }
                 Some(resource::Kind::Service(svc)) => {
@@ -250,19 +280,7 @@ impl State {
                         waypoint: svc
                             .waypoint
                             .as_ref()
-                            .map(|w| {
-                                Ok::<_, String>(MeshWaypoint {
-                                    namespace: w.namespace.clone(),
-                                    name: w.name.clone(),
-                                    identity: SpiffeId::parse(&w.identity)
-                                        .map_err(|e| format!("{name}: waypoint identity: {e}"))?,
-                                    addresses: w
-                                        .addresses
-                                        .iter()
-                                        .map(|a| ip(name, a))
-                                        .collect::<Result<_, _>>()?,
-                                })
-                            })
+                            .map(|w| MeshWaypoint::from_proto(name, w))
                             .transpose()?,
                     });
                     for vip in &ms.vips {
@@ -427,6 +445,52 @@ mod tests {
         );
         let e = with_waypoint("not-spiffe").unwrap_err();
         assert!(e.contains("service/shop/web: waypoint identity"), "{e}");
+
+        // A workload's own waypoint (for traffic addressed to it): checked
+        // the same way, kept on the workload, shown in the dump.
+        let with_own = |identity: &str, address: &str| {
+            let mut m = map.clone();
+            let Some(resource::Kind::Workload(w)) = &mut m.get_mut("workload/u1").unwrap().kind
+            else {
+                panic!()
+            };
+            w.waypoint = Some(quicmesh_proto::config::Waypoint {
+                namespace: "shop".into(),
+                name: "waypoint".into(),
+                identity: identity.into(),
+                addresses: vec![address.into()],
+            });
+            State::from_resources("cluster.local", 10, &m)
+        };
+        let s = with_own("spiffe://cluster.local/ns/shop/sa/waypoint", "10.244.2.9").unwrap();
+        let own = s.workload_at("10.244.1.2".parse().unwrap()).unwrap();
+        let wp = own.waypoint.as_ref().unwrap();
+        assert_eq!(
+            wp.identity.as_str(),
+            "spiffe://cluster.local/ns/shop/sa/waypoint"
+        );
+        assert_eq!(wp.addresses, ["10.244.2.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["workloads"][0]["waypoint"]["name"],
+            "waypoint"
+        );
+        assert!(
+            s.service_at("10.96.0.10".parse().unwrap())
+                .unwrap()
+                .waypoint
+                .is_none(),
+            "the Service's traffic does not follow the workload's waypoint"
+        );
+        let e = with_own("nope", "10.244.2.9").unwrap_err();
+        assert!(e.contains("workload/u1: waypoint identity"), "{e}");
+        let e = with_own("spiffe://cluster.local/ns/shop/sa/waypoint", "pod-9").unwrap_err();
+        assert!(e.contains("workload/u1: waypoint address \"pod-9\""), "{e}");
+        // Without one, the dump says nothing of it.
+        let s = State::from_resources("cluster.local", 11, &map).unwrap();
+        assert!(s.workload("u1").unwrap().waypoint.is_none());
+        assert!(serde_json::to_value(&s).unwrap()["workloads"][0]
+            .get("waypoint")
+            .is_none());
     }
 
     #[test]

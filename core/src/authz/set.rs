@@ -186,9 +186,9 @@ pub struct Destination<'a> {
     /// Strict for a workload without a record: its namespace's mode is not
     /// known, and refusing plaintext costs mesh traffic nothing.
     pub mtls: MtlsMode,
-    /// The waypoints that serve the workload (through its Services): a
-    /// connection from one of them is vouched for (see
-    /// [`Verdict::Vouched`](crate::authz::Verdict::Vouched)).
+    /// The waypoints that serve the workload (through its Services, or for
+    /// traffic addressed to it): a connection from one of them is vouched
+    /// for (see [`Verdict::Vouched`](crate::authz::Verdict::Vouched)).
     pub waypoints: &'a [SpiffeId],
 }
 

@@ -81,12 +81,23 @@ pub struct Workload {
     /// ("<namespace>/<name>"). Mesh- and namespace-scoped ones apply by scope.
     #[prost(string, repeated, tag = "11")]
     pub authorization_policies: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// SPIFFE IDs of the waypoints that serve it (through its Services). A
-    /// waypoint decides the workload's policies for the client of each
-    /// request it forwards, so the workload's ztunnel admits a tunnel from
-    /// one of these without deciding them again (docs/policy.md).
+    /// SPIFFE IDs of the waypoints that serve it: those of its Services, and
+    /// its own `waypoint` (below) while that one is usable. A waypoint
+    /// decides the workload's policies for the client of each request it
+    /// forwards, so the workload's ztunnel admits a tunnel from one of these
+    /// without deciding them again (docs/policy.md).
     #[prost(string, repeated, tag = "12")]
     pub waypoints: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Set when traffic addressed to the workload itself (one of its `ips`
+    /// and any port) goes through a waypoint: its own or its namespace's
+    /// `quicmesh.io/use-waypoint` label names a Gateway labeled
+    /// `quicmesh.io/waypoint-for: workload` or `all` (docs/waypoint.md). A
+    /// ztunnel tunnels such a connection to one of the waypoint's addresses
+    /// with the pod's IP and port as the CONNECT authority; while the
+    /// waypoint has no address the connection is refused, never sent around
+    /// it. Traffic addressed to a Service follows the Service's `waypoint`.
+    #[prost(message, optional, tag = "13")]
+    pub waypoint: ::core::option::Option<Waypoint>,
 }
 /// An AuthorizationPolicy, compiled by the controller (docs/policy.md).
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -170,13 +181,15 @@ pub struct Service {
     #[prost(message, repeated, tag = "5")]
     pub endpoints: ::prost::alloc::vec::Vec<Endpoint>,
     /// Set when the Service's traffic goes through a waypoint (its own or its
-    /// namespace's `quicmesh.io/use-waypoint` label): a ztunnel tunnels to
-    /// one of the waypoint's addresses instead of an endpoint, with the
-    /// Service's VIP and port as the CONNECT authority.
+    /// namespace's `quicmesh.io/use-waypoint` label names a waypoint whose
+    /// `quicmesh.io/waypoint-for` is `service`, the default, or `all`): a
+    /// ztunnel tunnels to one of the waypoint's addresses instead of an
+    /// endpoint, with the Service's VIP and port as the CONNECT authority.
     #[prost(message, optional, tag = "6")]
     pub waypoint: ::core::option::Option<Waypoint>,
 }
-/// A waypoint (a Gateway of class quicmesh-waypoint) as ztunnels reach it.
+/// A waypoint (a Gateway of class quicmesh-waypoint) as ztunnels reach it,
+/// for a Service's traffic or a workload's.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Waypoint {
     #[prost(string, tag = "1")]
@@ -187,8 +200,8 @@ pub struct Waypoint {
     #[prost(string, tag = "3")]
     pub identity: ::prost::alloc::string::String,
     /// Its ready pods' IPs; each serves the tunnel on UDP 15008. Empty while
-    /// none is ready: traffic for the Service is then refused, never sent
-    /// around the waypoint.
+    /// none is ready (or while the waypoint is not usable): the traffic it
+    /// would carry is then refused, never sent around the waypoint.
     #[prost(string, repeated, tag = "4")]
     pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }

@@ -47,7 +47,7 @@ impl<D: Directory> Waypoint<D> {
     ) -> Outcome {
         let started = Instant::now();
         let svc = &conn.parent.service;
-        let service = format!("{}/{}:{}", svc.namespace, svc.name, svc.port);
+        let service = conn.parent.metric_label();
         let endpoints = self.directory.endpoints(svc);
         let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
         let Some((i, pending)) = self.balancer.choose(&addrs) else {
@@ -76,10 +76,30 @@ impl<D: Directory> Waypoint<D> {
         // to finish, so it runs on until the tunnel server's drain
         // deadline closes the endpoint.
         let _ = stop;
-        let copied = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+        // The policies may change while it runs: each new config decides
+        // them again for this client and endpoint, and a connection no
+        // longer allowed is cut (as ztunnel does for its own).
+        let mut changes = self.directory.changes();
+        let mut watching = true;
+        let copy = tokio::io::copy_bidirectional(&mut io, &mut up);
+        tokio::pin!(copy);
+        let copied = loop {
+            tokio::select! {
+                r = &mut copy => break r.ok(),
+                c = changes.changed(), if watching => {
+                    if c.is_err() {
+                        watching = false;
+                    } else if let Err(f) = self.authorize(&conn, &ep) {
+                        tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, error = %f, "TCP connection cut at the waypoint: a policy change denies it");
+                        self.metrics.tcp(service, "authz_revoked");
+                        return Outcome::StreamReset;
+                    }
+                }
+            }
+        };
         let (outcome, (sent, received)) = match copied {
-            Ok(n) => (Outcome::Closed, n),
-            Err(_) => (Outcome::StreamReset, (0, 0)),
+            Some(n) => (Outcome::Closed, n),
+            None => (Outcome::StreamReset, (0, 0)),
         };
         self.metrics.tcp(service.clone(), outcome.label());
         tracing::info!(
