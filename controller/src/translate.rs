@@ -374,6 +374,24 @@ mod tests {
         })
     }
 
+    /// A ready pod of shop's waypoint `waypoint` (10.244.2.9, node2), as
+    /// provisioning makes it.
+    fn shop_waypoint_pod(ix: &Index) -> Pod {
+        let provision =
+            crate::waypoint::provision(&crate::waypoint::find(ix, "shop", "waypoint").unwrap());
+        Pod {
+            uid: "uid-wp".into(),
+            name: "waypoint-0".into(),
+            namespace: "shop".into(),
+            labels: provision.pod_labels,
+            service_account: provision.service_account,
+            node: Some("node2".into()),
+            ips: vec!["10.244.2.9".parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        }
+    }
+
     fn index() -> Index {
         let mut ix = Index::new();
         ix.upsert(Object::Namespace(Namespace {
@@ -457,19 +475,7 @@ mod tests {
         web.labels = Labels::new();
         ix.upsert(Object::Service(web));
         assert!(w.addresses.is_empty(), "no waypoint pod yet");
-        let provision =
-            crate::waypoint::provision(&crate::waypoint::find(&ix, "shop", "waypoint").unwrap());
-        let dirty = ix.upsert(Object::Pod(Pod {
-            uid: "uid-wp".into(),
-            name: "waypoint-0".into(),
-            namespace: "shop".into(),
-            labels: provision.pod_labels,
-            service_account: provision.service_account,
-            node: Some("node2".into()),
-            ips: vec!["10.244.2.9".parse().unwrap()],
-            ready: true,
-            containers: vec![],
-        }));
+        let dirty = ix.upsert(Object::Pod(shop_waypoint_pod(&ix)));
         assert!(dirty.contains("service/shop/web"), "{dirty:?}");
         assert_eq!(waypoint_of(&ix).unwrap().addresses, ["10.244.2.9"]);
         let Some(resource::Kind::Workload(wp)) =
@@ -531,20 +537,7 @@ mod tests {
             assert_eq!(w.waypoints, [identity]);
         }
         // Its pod becomes ready: every workload is told where it is.
-        let provision =
-            crate::waypoint::provision(&crate::waypoint::find(&ix, "shop", "waypoint").unwrap());
-        let wp_pod = Pod {
-            uid: "uid-wp".into(),
-            name: "waypoint-0".into(),
-            namespace: "shop".into(),
-            labels: provision.pod_labels,
-            service_account: provision.service_account,
-            node: Some("node2".into()),
-            ips: vec!["10.244.2.9".parse().unwrap()],
-            ready: true,
-            containers: vec![],
-        };
-        let dirty = ix.upsert(Object::Pod(wp_pod));
+        let dirty = ix.upsert(Object::Pod(shop_waypoint_pod(&ix)));
         assert!(dirty.contains("workload/uid-db-1"), "{dirty:?}");
         assert_eq!(
             workload_of(&ix, "uid-db-1").waypoint.unwrap().addresses,

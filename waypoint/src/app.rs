@@ -119,7 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let waypoint = Waypoint::new(
         identity.clone(),
-        live.clone(),
+        live.directory(),
         Upstreams::new(pool, certs.clone(), identity.clone()),
     );
 

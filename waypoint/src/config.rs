@@ -23,7 +23,7 @@ use quicmesh_proto::config::{resource, Resource};
 
 use crate::authz::Access;
 use crate::proxy::workload::{backend_name, Addressed, AddressedWorkload};
-use crate::proxy::{Directory, Parent, Tables, Versioned};
+use crate::proxy::{Parent, Tables, Versioned};
 use crate::upstream::{Endpoint, Protocol};
 
 /// The waypoint the tables are built for (`namespace/name` of its Gateway).
@@ -125,12 +125,7 @@ pub fn tables(
                 let Some(identity) = identities.get(e.workload_uid.as_str()) else {
                     continue;
                 };
-                let target = e
-                    .ports
-                    .get(&sp.name)
-                    .copied()
-                    .or((sp.target_port != 0).then_some(sp.target_port));
-                let Some(target) = target.and_then(|p| u16::try_from(p).ok()) else {
+                let Some(target) = target_port(e, sp) else {
                     continue;
                 };
                 let ip: IpAddr =
@@ -248,12 +243,7 @@ fn workload_protocols(
         for sp in &svc.ports {
             let protocol = Protocol::of(&sp.app_protocol);
             for e in &svc.endpoints {
-                let target = e
-                    .ports
-                    .get(&sp.name)
-                    .copied()
-                    .or((sp.target_port != 0).then_some(sp.target_port));
-                let Some(target) = target.and_then(|p| u16::try_from(p).ok()) else {
+                let Some(target) = target_port(e, sp) else {
                     continue;
                 };
                 let known = out
@@ -274,7 +264,8 @@ fn workload_protocols(
 pub struct Live {
     cluster_domain: String,
     scope: Option<Scope>,
-    current: Versioned,
+    /// What the waypoint serves (its data path's directory).
+    current: Arc<Versioned>,
     /// Updates taken (`ack`) and refused (`nack`).
     updates: Family<Vec<(String, String)>, Counter>,
     /// 1 while the config stream is up.
@@ -288,7 +279,7 @@ impl Live {
         Arc::new(Live {
             cluster_domain: cluster_domain.to_string(),
             scope,
-            current: Versioned::default(),
+            current: Arc::default(),
             updates: Family::default(),
             connected: Gauge::default(),
             configured: Default::default(),
@@ -298,6 +289,12 @@ impl Live {
     /// Whether a config from the controller is in effect.
     pub fn configured(&self) -> bool {
         self.configured.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The directory the data path reads; each applied config replaces
+    /// its tables.
+    pub fn directory(&self) -> Arc<Versioned> {
+        self.current.clone()
     }
 
     pub fn tables(&self) -> Arc<Tables> {
@@ -405,19 +402,17 @@ impl ConfigSink for Live {
     }
 }
 
-impl Directory for Live {
-    fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
-        self.tables().parent(authority)
-    }
-    fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
-        self.tables().endpoints(backend)
-    }
-    fn access(&self, workload: &str) -> Option<Arc<Access>> {
-        self.tables().access(workload)
-    }
-    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.current.changes()
-    }
+/// The port an endpoint's app listens on for a Service port: the
+/// endpoint's own (named target ports), else the Service port's target.
+fn target_port(
+    e: &quicmesh_proto::config::Endpoint,
+    sp: &quicmesh_proto::config::ServicePort,
+) -> Option<u16> {
+    e.ports
+        .get(&sp.name)
+        .copied()
+        .or((sp.target_port != 0).then_some(sp.target_port))
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 #[cfg(test)]
@@ -425,6 +420,7 @@ mod tests {
     use quicmesh_proto::config::{Endpoint as PEndpoint, Service, ServicePort, Workload};
 
     use super::*;
+    use crate::proxy::Directory;
 
     fn res(name: &str, kind: resource::Kind) -> (String, Resource) {
         (
@@ -656,7 +652,7 @@ mod tests {
         let t = live.tables();
         assert_eq!(t.workloads.0.len(), 1, "w1's address only");
         // The Directory, through the live config and the tables alike.
-        for d in [&*live as &dyn Directory, &*t as &dyn Directory] {
+        for d in [&*live.directory() as &dyn Directory, &*t as &dyn Directory] {
             let http = d.parent("10.244.1.2:8080".parse().unwrap()).unwrap();
             assert!(http.routes.is_empty());
             assert_eq!(http.protocol, Protocol::Http1, "web's port http is there");
@@ -737,6 +733,9 @@ mod tests {
         let e = live.apply(4, &bad).unwrap_err();
         assert!(e.starts_with("httproute/shop/r: rules[0]"), "{e}");
         assert_eq!(live.version(), 3);
-        assert!(live.parent("10.96.0.10:80".parse().unwrap()).is_some());
+        assert!(live
+            .directory()
+            .parent("10.96.0.10:80".parse().unwrap())
+            .is_some());
     }
 }

@@ -1400,7 +1400,7 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
         bundles.clone(),
     ));
     let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
-    let wp = Waypoint::new(waypoint_id.clone(), live, upstreams);
+    let wp = Waypoint::new(waypoint_id.clone(), live.directory(), upstreams);
     let wp_svid = certs.svid(&waypoint_id).await.unwrap();
     tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
 
