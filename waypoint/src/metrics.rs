@@ -1,6 +1,6 @@
 //! The waypoint's request metrics. Labels are bounded by the config (the
-//! Service; for workload-addressed traffic, the address of a workload that
-//! uses this waypoint, without the port), by HTTP (the status
+//! Service; for workload-addressed traffic, `<namespace>/pod-ip`, one
+//! series for every pod address), by HTTP (the status
 //! code) and by [`crate::response::Failure`] (the response flag): a flood
 //! of distinct clients or paths adds no series.
 
@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The Service the request was addressed to: `namespace/name:port`;
-    /// for workload-addressed traffic `namespace/<pod IP>` (no port).
+    /// for workload-addressed traffic `namespace/pod-ip` (any pod, any port).
     pub service: String,
     pub code: u16,
     /// Why the waypoint answered itself (`""` when the backend answered).

@@ -80,12 +80,13 @@ pub struct Parent {
 
 impl Parent {
     /// The `service` label of its metrics: `namespace/name:port` for a
-    /// Service port; for a workload's address, `namespace/<pod IP>` with
-    /// no port, so a client trying port after port adds no series.
+    /// Service port; for any workload's address, `namespace/pod-ip`, one
+    /// series for them all: neither a client trying port after port nor
+    /// pods coming and going add series (the access log has the address).
     pub fn metric_label(&self) -> String {
         let s = &self.service;
         if workload::backend_ip(&s.name).is_some() {
-            format!("{}/{}", s.namespace, s.name)
+            format!("{}/pod-ip", s.namespace)
         } else {
             format!("{}/{}:{}", s.namespace, s.name, s.port)
         }

@@ -171,6 +171,14 @@ impl Upstreams {
             .or_default()
             .clone();
         let _one = gate.lock().await;
+        // The gate goes once this handshake is done, whatever its outcome:
+        // endpoints tried once (a client may name any port of a pod
+        // address) leave nothing behind.
+        let _gone = Ungate {
+            map: &self.connecting,
+            ep,
+            gate: &gate,
+        };
         if let Some(s) = self.live_http2(ep) {
             return Ok(s);
         }
@@ -199,8 +207,15 @@ impl Upstreams {
             let mut idle = self.http1.lock().expect("not poisoned");
             if let Some(list) = idle.get_mut(ep) {
                 list.retain(|s| !s.is_closed());
-                if let Some(i) = list.iter().position(|s| s.is_ready()) {
-                    return Ok((list.swap_remove(i), true));
+                let found = list
+                    .iter()
+                    .position(|s| s.is_ready())
+                    .map(|i| list.swap_remove(i));
+                if list.is_empty() {
+                    idle.remove(ep);
+                }
+                if let Some(s) = found {
+                    return Ok((s, true));
                 }
             }
         }
@@ -278,6 +293,23 @@ impl Upstreams {
                 e => Failure::UpstreamConnect(e.to_string()),
             })?;
         Ok(stream.into_io())
+    }
+}
+
+/// Removes an endpoint's handshake gate when dropped, if it is still the
+/// one its holder waited on.
+struct Ungate<'a> {
+    map: &'a Mutex<HashMap<Endpoint, Arc<tokio::sync::Mutex<()>>>>,
+    ep: &'a Endpoint,
+    gate: &'a Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Ungate<'_> {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(self.ep).is_some_and(|g| Arc::ptr_eq(g, self.gate)) {
+            m.remove(self.ep);
+        }
     }
 }
 

@@ -1438,11 +1438,11 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
     assert!(body.starts_with("pinned GET /hello"), "{body}");
     let (status, _, body) = get(&mut c, "/again", &[]).await;
     assert_eq!(status, 200, "{body}");
-    // Counted under the address it was sent to.
+    // Counted in the namespace's one series for pod addresses.
     let mut reg = prometheus_client::registry::Registry::default();
     wp.metrics.register(&mut reg);
     let m = quicmesh_core::metrics::encode(&reg);
-    let service = format!("service=\"shop/{}\"", loopback(TEST, 11));
+    let service = "service=\"shop/pod-ip\"".to_string();
     assert!(
         m.lines().any(|l| l.starts_with("waypoint_requests_total{")
             && l.contains(&service)
@@ -1553,10 +1553,6 @@ async fn a_policy_change_cuts_a_passed_through_connection_it_no_longer_allows() 
         ),
         "{text}"
     );
-    assert!(
-        text.contains(
-            "waypoint_authz_denials_total{policy=\"shop/deny-all\",reason=\"deny_policy\"} 1"
-        ),
-        "{text}"
-    );
+    // Decided quietly: the revocation is what is counted.
+    assert!(!text.contains("policy=\"shop/deny-all\""), "{text}");
 }

@@ -26,6 +26,13 @@ impl<D: Directory> Waypoint<D> {
             self.metrics.mirrored("dropped", 1);
             return;
         };
+        // A mirror names a Service; a name spelled as a pod address
+        // (which the directory would resolve for workload-addressed
+        // traffic) is no Service, and gets nothing.
+        if super::workload::backend_ip(&m.target.name).is_some() {
+            self.metrics.mirrored("no_healthy_endpoint", 1);
+            return;
+        }
         let endpoints = self.directory.endpoints(&m.target);
         let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
         let Some((i, pending)) = self.balancer.choose(&addrs) else {

@@ -46,6 +46,9 @@ impl<D: Directory> Waypoint<D> {
         stop: CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
+        // Told of every config from here on: one that arrives while the
+        // endpoint is chosen, decided and connected is not missed.
+        let changes = self.directory.changes();
         let svc = &conn.parent.service;
         let service = conn.parent.metric_label();
         let endpoints = self.directory.endpoints(svc);
@@ -76,32 +79,24 @@ impl<D: Directory> Waypoint<D> {
         // to finish, so it runs on until the tunnel server's drain
         // deadline closes the endpoint.
         let _ = stop;
-        // The policies may change while it runs: each new config decides
-        // them again for this client and endpoint, and a connection no
-        // longer allowed is cut (as ztunnel does for its own).
-        let mut changes = self.directory.changes();
-        let mut watching = true;
-        let copy = tokio::io::copy_bidirectional(&mut io, &mut up);
-        tokio::pin!(copy);
-        let copied = loop {
-            tokio::select! {
-                r = &mut copy => break r.ok(),
-                c = changes.changed(), if watching => {
-                    if c.is_err() {
-                        watching = false;
-                    } else if let Err(f) = self.authorize(&conn, &ep) {
-                        tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, error = %f, "TCP connection cut at the waypoint: a policy change denies it");
-                        self.metrics.tcp(service, "authz_revoked");
-                        return Outcome::StreamReset;
-                    }
-                }
+        let spliced = splice(
+            &*self.directory,
+            &conn.client,
+            &ep,
+            changes,
+            &mut io,
+            &mut up,
+        )
+        .await;
+        let (outcome, (sent, received), result) = match spliced {
+            Spliced::Ended(Ok(n)) => (Outcome::Closed, n, Outcome::Closed.label()),
+            Spliced::Ended(Err(_)) => (Outcome::StreamReset, (0, 0), Outcome::StreamReset.label()),
+            Spliced::Revoked(why) => {
+                tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, authz = %why, "TCP connection cut at the waypoint: a policy change denies it");
+                (Outcome::StreamReset, (0, 0), "authz_revoked")
             }
         };
-        let (outcome, (sent, received)) = match copied {
-            Some(n) => (Outcome::Closed, n),
-            None => (Outcome::StreamReset, (0, 0)),
-        };
-        self.metrics.tcp(service.clone(), outcome.label());
+        self.metrics.tcp(service.clone(), result);
         tracing::info!(
             src.identity = %conn.peer,
             dst.addr = %conn.authority,
@@ -114,5 +109,55 @@ impl<D: Directory> Waypoint<D> {
             "tcp connection"
         );
         outcome
+    }
+}
+
+/// How a [`splice`] ended.
+pub(super) enum Spliced {
+    /// Either side ended: the bytes copied each way, or the error.
+    Ended(std::io::Result<(u64, u64)>),
+    /// A new config's policies no longer allow the client to reach the
+    /// endpoint (the decision, for the log): cut.
+    Revoked(String),
+}
+
+/// Copies both ways between `a` (the client's side) and `b` (the
+/// endpoint's) until either ends. Each new config `changes` announces
+/// decides the endpoint's policies again for `client` (quietly: audits
+/// and denials were counted when the connection was decided, a revocation
+/// is its caller's to count), and the copy is cut when they no longer
+/// allow it, as ztunnel does for the connections it admits. `changes`
+/// must have been taken before the first decision.
+pub(super) async fn splice<D, A, B>(
+    directory: &D,
+    client: &crate::authz::Client,
+    ep: &crate::upstream::Endpoint,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    a: &mut A,
+    b: &mut B,
+) -> Spliced
+where
+    D: Directory + ?Sized,
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    let copy = tokio::io::copy_bidirectional(a, b);
+    tokio::pin!(copy);
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            r = &mut copy => return Spliced::Ended(r),
+            c = changes.changed(), if watching => {
+                if c.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let access = directory.access(&ep.workload);
+                let decision = client.decide(access.as_deref(), ep.addr.port());
+                if let quicmesh_core::authz::Verdict::Deny { .. } = decision.verdict {
+                    return Spliced::Revoked(decision.to_string());
+                }
+            }
+        }
     }
 }

@@ -51,6 +51,9 @@ impl<D: Directory> Waypoint<D> {
         bound: Option<std::time::Duration>,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Failure> {
+        // Told of every config from before the endpoint is decided on: the
+        // stream is decided again on each (see `tcp::splice`).
+        let changes = self.directory.changes();
         let (ep, pending) = self.pick(conn, &backend.target, log)?;
         let ep = &ep;
         // The client's side of the upgrade, taken before the request goes.
@@ -82,6 +85,7 @@ impl<D: Directory> Waypoint<D> {
         let upstream = hyper::upgrade::on(&mut resp);
         let peer = conn.peer.clone();
         let addr = ep.addr;
+        let (directory, who, ep) = (self.directory.clone(), conn.client.clone(), ep.clone());
         tokio::spawn(async move {
             let (client, upstream) = match tokio::join!(client, upstream) {
                 (Ok(c), Ok(u)) => (c, u),
@@ -93,8 +97,14 @@ impl<D: Directory> Waypoint<D> {
             let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
             // Like TCP passthrough: no timeout, not cut by a drain (the
             // tunnel server's drain deadline closes it).
-            let copied = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-            tracing::debug!(src.identity = %peer, upstream = %addr, ?copied, "upgraded stream ended");
+            match super::tcp::splice(&*directory, &who, &ep, changes, &mut c, &mut u).await {
+                super::tcp::Spliced::Ended(copied) => {
+                    tracing::debug!(src.identity = %peer, upstream = %addr, ?copied, "upgraded stream ended");
+                }
+                super::tcp::Spliced::Revoked(why) => {
+                    tracing::warn!(src.identity = %peer, upstream = %addr, authz = %why, "upgraded stream cut at the waypoint: a policy change denies it");
+                }
+            }
         });
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
