@@ -163,7 +163,7 @@ fn compile_parsed(
         })
         .collect();
     let allowed = &allowed;
-    let unresolved: Vec<String> = spec
+    let unresolved: Vec<(&'static str, String)> = spec
         .rules
         .iter()
         .enumerate()
@@ -172,16 +172,21 @@ fn compile_parsed(
                 .iter()
                 .enumerate()
                 .filter_map(move |(j, b)| {
-                    backend_problem(b, namespace, allowed, refs)
-                        .map(|(_, m)| format!("spec.rules[{i}].backendRefs[{j}]: {m}"))
+                    backend_problem(&b.object(), namespace, allowed, refs)
+                        .map(|(r, m)| (r, format!("spec.rules[{i}].backendRefs[{j}]: {m}")))
                 })
+                .chain(mirrors(&rule.filters).filter_map(move |(k, b)| {
+                    backend_problem(b, namespace, allowed, refs).map(|(r, m)| {
+                        (
+                            r,
+                            format!("spec.rules[{i}].filters[{k}].requestMirror.backendRef: {m}"),
+                        )
+                    })
+                }))
         })
         .collect();
-    let first_unresolved_reason = spec
-        .rules
-        .iter()
-        .flat_map(|rule| rule.backend_refs.iter())
-        .find_map(|b| backend_problem(b, namespace, allowed, refs).map(|(reason, _)| reason));
+    let first_unresolved_reason = unresolved.first().map(|(reason, _)| *reason);
+    let unresolved: Vec<String> = unresolved.into_iter().map(|(_, m)| m).collect();
     let mut parents = Vec::new();
     let section_named = spec.parent_refs.iter().any(|p| p.section_name.is_some());
     for p in parents_of(Some(&spec)) {
@@ -269,7 +274,7 @@ fn not_accepted(reason: &'static str, message: &str) -> Vec<Condition> {
 /// Why a backend reference cannot be used, if it cannot. `allowed`: the
 /// namespaces of the route's Service parents (whose waypoints serve it).
 fn backend_problem(
-    b: &HttpBackendRef,
+    b: &BackendObjectReference,
     route_ns: &str,
     allowed: &[String],
     refs: &dyn Refs,
@@ -315,6 +320,23 @@ fn backend_problem(
     }
 }
 
+/// The `RequestMirror` filters' backends, by filter index.
+fn mirrors(filters: &[HttpRouteFilter]) -> impl Iterator<Item = (usize, &BackendObjectReference)> {
+    filters
+        .iter()
+        .enumerate()
+        .filter_map(|(k, f)| Some((k, &f.request_mirror.as_ref()?.backend_ref)))
+}
+
+/// Where a mirror sends its copies (the route's namespace by default).
+fn mirror_target(b: &BackendObjectReference, ns: &str) -> BackendRef {
+    BackendRef {
+        namespace: b.namespace.clone().unwrap_or_else(|| ns.to_string()),
+        name: b.name.clone(),
+        port: b.port.unwrap_or(0),
+    }
+}
+
 /// Retries per request at most (each is also subject to the route's
 /// retry budget at the waypoint).
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
@@ -331,7 +353,14 @@ fn compile_rule(
         .enumerate()
         .map(|(i, m)| compile_match(m).map_err(|e| format!("matches[{i}].{e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let filters = compile_filters(&rule.filters, ns).map_err(|e| format!("filters{e}"))?;
+    let mut filters = compile_filters(&rule.filters, ns).map_err(|e| format!("filters{e}"))?;
+    // A mirror whose backend cannot be used gets no copies (the route
+    // says why in ResolvedRefs); the rest of the rule is served.
+    let unusable: Vec<BackendRef> = mirrors(&rule.filters)
+        .filter(|(_, b)| backend_problem(b, ns, allowed, refs).is_some())
+        .map(|(_, b)| mirror_target(b, ns))
+        .collect();
+    filters.retain(|f| !matches!(f, Filter::Mirror(m) if unusable.contains(&m.target)));
     let has_redirect = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
     if has_redirect && !rule.backend_refs.is_empty() {
         return Err("filters: RequestRedirect cannot be used with backendRefs".into());
@@ -377,7 +406,7 @@ fn compile_rule(
             },
             weight,
             filters,
-            invalid: backend_problem(b, ns, allowed, refs).map(|(_, m)| m),
+            invalid: backend_problem(&b.object(), ns, allowed, refs).map(|(_, m)| m),
         });
     }
     // A zero duration disables the timeout (the API's rule).
@@ -573,18 +602,11 @@ fn compile_filters(filters: &[HttpRouteFilter], ns: &str) -> Result<Vec<Filter>,
                         "requestMirror.fraction: {numerator}/{denominator} is not a fraction"
                     )));
                 }
+                if m.backend_ref.port.is_none() {
+                    return Err(at("requestMirror.backendRef.port: is required".into()));
+                }
                 Filter::Mirror(Mirror {
-                    target: BackendRef {
-                        namespace: m
-                            .backend_ref
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| ns.to_string()),
-                        name: m.backend_ref.name.clone(),
-                        port: m.backend_ref.port.ok_or_else(|| {
-                            at("requestMirror.backendRef.port: is required".into())
-                        })?,
-                    },
+                    target: mirror_target(&m.backend_ref, ns),
                     numerator,
                     denominator,
                 })

@@ -181,6 +181,19 @@ pub struct HttpBackendRef {
     pub filters: Vec<HttpRouteFilter>,
 }
 
+impl HttpBackendRef {
+    /// The object it refers to (without weight and filters).
+    pub fn object(&self) -> BackendObjectReference {
+        BackendObjectReference {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            port: self.port,
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRouteTimeouts {

@@ -104,6 +104,67 @@ fn a_canary_split_with_a_header_route_is_accepted_and_compiled() {
 }
 
 #[test]
+fn a_mirror_that_does_not_resolve_is_reported_and_dropped_alone() {
+    let mirror = |backend: serde_json::Value| {
+        route(json!({
+            "parentRefs": parent(),
+            "rules": [{
+                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": backend}}],
+                "backendRefs": [{"name": "shop-v1", "port": 80}]
+            }]
+        }))
+    };
+    // A Service that exists: mirrored.
+    let ok = mirror(json!({"name": "shop-v2", "port": 80}));
+    assert_eq!(conditions(&ok)[1], ("ResolvedRefs", true, "ResolvedRefs"));
+    let rule = &ok.route.unwrap().rules[0];
+    assert!(matches!(&rule.filters[0], Filter::Mirror(m) if m.target.name == "shop-v2"));
+    // Missing, in another namespace, not a Service, a port it lacks, or a
+    // name spelled as a pod address: reported, no copies, the rule served.
+    for (backend, reason) in [
+        (json!({"name": "gone", "port": 80}), "BackendNotFound"),
+        (
+            json!({"name": "shop-v2", "namespace": "other", "port": 80}),
+            "RefNotPermitted",
+        ),
+        (
+            json!({"group": "example.com", "kind": "Bucket", "name": "b", "port": 80}),
+            "InvalidKind",
+        ),
+        (json!({"name": "shop-v2", "port": 9999}), "BackendNotFound"),
+        (
+            json!({"name": "10.244.1.3", "port": 6379}),
+            "BackendNotFound",
+        ),
+    ] {
+        let c = mirror(backend.clone());
+        assert_eq!(
+            conditions(&c),
+            [
+                ("Accepted", true, "Accepted"),
+                ("ResolvedRefs", false, reason)
+            ],
+            "{backend}"
+        );
+        assert!(
+            c.parents[0].1[1]
+                .message
+                .contains("filters[0].requestMirror.backendRef"),
+            "{:?}",
+            c.parents[0].1
+        );
+        let rule = &c.route.unwrap().rules[0];
+        assert!(
+            !rule.filters.iter().any(|f| matches!(f, Filter::Mirror(_))),
+            "{backend}: {:?}",
+            rule.filters
+        );
+        assert_eq!(rule.backends.len(), 1);
+        assert!(rule.backends[0].invalid.is_none());
+    }
+}
+
+#[test]
 fn references_that_do_not_resolve_are_reported_and_keep_their_share() {
     let c = route(json!({
         "parentRefs": parent(),
