@@ -101,13 +101,16 @@ impl MeshWaypoint {
             addresses: w
                 .addresses
                 .iter()
-                .map(|a| {
-                    a.parse()
-                        .map_err(|_| format!("{name}: waypoint address {a:?} is not an IP address"))
-                })
+                .map(|a| ip(&format!("{name}: waypoint address"), a))
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// An address of the controller's resource `name`, or why not.
+fn ip(name: &str, v: &str) -> Result<IpAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{name}: {v:?} is not an IP address"))
 }
 
 /// Workloads and services, indexed by IP.
@@ -182,10 +185,6 @@ impl State {
             configured: true,
             version,
             ..Default::default()
-        };
-        let ip = |name: &str, v: &str| -> Result<IpAddr, String> {
-            v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not an IP address"))
         };
         let port = |name: &str, v: u32| -> Result<u16, String> {
             u16::try_from(v).map_err(|_| format!("{name}: {v} is not a port"))
@@ -484,7 +483,10 @@ mod tests {
         let e = with_own("nope", "10.244.2.9").unwrap_err();
         assert!(e.contains("workload/u1: waypoint identity"), "{e}");
         let e = with_own("spiffe://cluster.local/ns/shop/sa/waypoint", "pod-9").unwrap_err();
-        assert!(e.contains("workload/u1: waypoint address \"pod-9\""), "{e}");
+        assert!(
+            e.contains("workload/u1: waypoint address: \"pod-9\" is not an IP address"),
+            "{e}"
+        );
         // Without one, the dump says nothing of it.
         let s = State::from_resources("cluster.local", 11, &map).unwrap();
         assert!(s.workload("u1").unwrap().waypoint.is_none());
