@@ -26,6 +26,8 @@ use tonic::{Request, Response, Status};
 
 use crate::store::Store;
 
+pub mod kube;
+
 /// The SPIFFE ID of the caller's TLS client certificate (already verified
 /// against the trust bundle by the TLS layer); `missing` is the refusal when
 /// there is none.
@@ -61,10 +63,47 @@ impl std::fmt::Display for Caller {
     }
 }
 
+/// Why a caller was refused: a bounded reason (the metric's label) and the
+/// whole story (the log and the gRPC status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The service account whose (bound) tokens act for a node: the ztunnel
+/// DaemonSet's, in the install namespace. No other token does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAgent {
+    pub namespace: String,
+    pub service_account: String,
+}
+
+impl std::fmt::Display for NodeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.service_account)
+    }
+}
+
 /// Maps a bearer token to its caller.
 #[tonic::async_trait]
 pub trait Authenticator: Send + Sync + 'static {
-    async fn caller_for_token(&self, token: &str) -> Result<Caller, String>;
+    async fn caller_for_token(&self, token: &str) -> Result<Caller, Refusal>;
 }
 
 /// File mode: a YAML map of principal to bootstrap token, where a
@@ -116,7 +155,7 @@ impl TokenFile {
 
 #[tonic::async_trait]
 impl Authenticator for TokenFile {
-    async fn caller_for_token(&self, token: &str) -> Result<Caller, String> {
+    async fn caller_for_token(&self, token: &str) -> Result<Caller, Refusal> {
         let mut loaded = self.loaded.lock().expect("not poisoned");
         let mtime = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
@@ -134,13 +173,15 @@ impl Authenticator for TokenFile {
             .1
             .get(token)
             .cloned()
-            .ok_or_else(|| "unknown bootstrap token".to_string())
+            .ok_or_else(|| Refusal::new("unknown_token", "unknown bootstrap token"))
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CaLabels {
     pub result: String,
+    /// Why a CSR was refused (empty otherwise): one of a fixed set.
+    pub reason: String,
 }
 
 #[derive(Default)]
@@ -149,10 +190,11 @@ pub struct CaMetrics {
 }
 
 impl CaMetrics {
-    fn count(&self, result: &str) {
+    fn count(&self, result: &str, reason: &str) {
         self.requests
             .get_or_create(&CaLabels {
                 result: result.into(),
+                reason: reason.into(),
             })
             .inc();
     }
@@ -160,9 +202,10 @@ impl CaMetrics {
 
 pub struct CaService {
     pub ca: Arc<Ca>,
-    /// The control plane's identities: issued to no caller (the
-    /// controller mints its own).
-    pub reserved: Vec<SpiffeId>,
+    /// The install namespace: its identities (the controller's, the
+    /// ztunnels' and the node agents' service accounts) are the control
+    /// plane's, issued to no caller (the controller mints its own).
+    pub system_namespace: String,
     pub store: Arc<Store>,
     pub auth: Arc<dyn Authenticator>,
     pub default_ttl: Duration,
@@ -172,27 +215,35 @@ pub struct CaService {
 
 impl CaService {
     /// Who is calling: named by its bearer token, or the node of its certificate.
-    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Refusal> {
         if let Some(v) = req.metadata().get("authorization") {
-            let v = v
-                .to_str()
-                .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
             let token = v
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| Status::unauthenticated("authorization must be a Bearer token"))?;
-            return self
-                .auth
-                .caller_for_token(token)
-                .await
-                .map_err(Status::unauthenticated);
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    Refusal::new(
+                        "malformed_credentials",
+                        "authorization must be a Bearer token",
+                    )
+                })?;
+            return self.auth.caller_for_token(token).await;
         }
         let id = peer_identity(
             req,
             "no credentials: send a bearer token or a node certificate",
-        )?;
+        )
+        .map_err(|s| Refusal::new("no_credentials", s.message()))?;
         id.node_name()
             .map(|n| Caller::Node(n.to_string()))
-            .ok_or_else(|| Status::permission_denied(format!("{id} is not a node identity")))
+            .ok_or_else(|| Refusal::new("not_a_node", format!("{id} is not a node identity")))
+    }
+
+    /// Whether `id` is one of the control plane's (any identity of the
+    /// install namespace).
+    pub fn reserved(&self, id: &SpiffeId) -> bool {
+        id.namespace_and_service_account()
+            .is_ok_and(|(ns, _)| ns == self.system_namespace)
     }
 
     /// Whether `caller` may have a certificate for `id`. Pure over the index.
@@ -203,8 +254,11 @@ impl CaService {
                 self.store.trust_domain()
             ));
         }
-        if self.reserved.contains(id) {
-            return Err(format!("{id} is the control plane's: reserved"));
+        if self.reserved(id) {
+            return Err(format!(
+                "{id} is the control plane's (namespace {}): reserved",
+                self.system_namespace
+            ));
         }
         let node = match caller {
             Caller::Node(n) => n.as_str(),
@@ -275,10 +329,10 @@ impl CertificateAuthority for CaService {
     ) -> Result<Response<CreateCertificateResponse>, Status> {
         let caller = match self.caller(&req).await {
             Ok(c) => c,
-            Err(s) => {
-                tracing::warn!(reason = %s.message(), "CSR refused: unauthenticated");
-                self.metrics.count("unauthenticated");
-                return Err(s);
+            Err(r) => {
+                tracing::warn!(reason = r.reason, message = %r.message, "CSR refused: unauthenticated");
+                self.metrics.count("unauthenticated", r.reason);
+                return Err(Status::unauthenticated(r.message));
             }
         };
         let body = req.into_inner();
@@ -286,13 +340,13 @@ impl CertificateAuthority for CaService {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(%caller, reason = %e, "CSR refused: malformed");
-                self.metrics.count("malformed");
+                self.metrics.count("malformed", "malformed_csr");
                 return Err(Status::invalid_argument(format!("malformed CSR: {e}")));
             }
         };
         if let Err(reason) = self.authorize(&caller, &id) {
             tracing::warn!(%caller, identity = %id, %reason, "CSR refused: not authorized");
-            self.metrics.count("denied");
+            self.metrics.count("denied", "not_authorized");
             return Err(Status::permission_denied(reason));
         }
         let ttl = match body.ttl_seconds {
@@ -300,11 +354,11 @@ impl CertificateAuthority for CaService {
             s => Duration::from_secs(s).min(self.max_ttl),
         };
         let (id, cert) = self.ca.sign_csr(&body.csr, ttl).map_err(|e| {
-            self.metrics.count("error");
+            self.metrics.count("error", "");
             Status::internal(format!("signing: {e}"))
         })?;
         tracing::info!(%caller, identity = %id, ttl_s = ttl.as_secs(), "certificate issued");
-        self.metrics.count("issued");
+        self.metrics.count("issued", "");
         Ok(Response::new(CreateCertificateResponse {
             cert_chain: vec![pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec()))],
             trust_bundle: self.ca.cert_pem().to_string(),
@@ -351,9 +405,7 @@ mod tests {
         let tokens = dir.join("tokens.yaml");
         std::fs::write(&tokens, "node1: t-node1\nns/shop/sa/waypoint: t-waypoint\n").unwrap();
         CaService {
-            reserved: vec![
-                SpiffeId::workload("cluster.local", "quicmesh-system", "controller").unwrap(),
-            ],
+            system_namespace: "quicmesh-system".into(),
             ca: Arc::new(Ca::generate("cluster.local").unwrap()),
             store,
             auth: Arc::new(TokenFile::load(&tokens).unwrap()),

@@ -9,11 +9,15 @@
 //! - [`waypoint`]: which Services go through which waypoint, and what runs one;
 //! - [`translate`]: index → proxy config (pure);
 //! - [`push`]: the config stream server;
-//! - [`ca`]: the certificate authority.
+//! - [`ca`]: the certificate authority;
+//! - [`leader`]: leader election among replicas (Kubernetes);
+//! - [`admin`]: the reports of /status and the state gauges.
 
+pub mod admin;
 pub mod ca;
 pub mod gamma;
 pub mod index;
+pub mod leader;
 pub mod model;
 pub mod policy;
 pub mod provision;

@@ -8,16 +8,19 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use quicmesh_controller::ca::{self, CaMetrics, CaService, TokenFile};
+use quicmesh_controller::admin::{policy_report, route_report, route_states, waypoint_report};
+use quicmesh_controller::ca::{self, CaMetrics, CaService, NodeAgent, TokenFile};
+use quicmesh_controller::leader::{self, Election};
 use quicmesh_controller::model::MtlsMode;
 use quicmesh_controller::provision;
 use quicmesh_controller::push::{ConfigService, PushMetrics};
+use quicmesh_controller::server::OwnCert;
 use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
 use quicmesh_controller::translate::Mesh;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
-use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
+use quicmesh_core::metrics::{encode, handler, readiness, serve_http, TlsMetrics};
 
 use quicmesh_core::duration::parse as parse_duration;
 
@@ -42,9 +45,35 @@ struct Args {
     /// has none either: `permissive` or `strict`.
     #[arg(long, default_value = "permissive", value_parser = parse_mtls_mode)]
     default_mtls_mode: MtlsMode,
-    /// CA root: `ca.pem` and `ca-key.pem` here; generated and kept on first start.
+    /// CA root: `ca.pem` and `ca-key.pem` here; generated and kept on
+    /// first start. Required with file sources; in Kubernetes, without it,
+    /// the CA is kept in `--ca-secret`.
     #[arg(long)]
-    ca_dir: PathBuf,
+    ca_dir: Option<PathBuf>,
+    /// Kubernetes: the Secret (in the system namespace) that keeps the CA
+    /// root and key; created with a new root when absent.
+    #[arg(long, default_value = "quicmesh-ca")]
+    ca_secret: String,
+    /// Kubernetes: the ConfigMap (in the system namespace) the CA root is
+    /// published in (key `ca.pem`), for ztunnels' `--trust-bundle`.
+    #[arg(long, default_value = "quicmesh-ca-root")]
+    ca_root_configmap: String,
+    /// The install namespace: its identities are the control plane's (the
+    /// CA issues none of them), and it holds the CA Secret and root ConfigMap.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "quicmesh-system")]
+    system_namespace: String,
+    /// The controller's service account: it serves as
+    /// spiffe://<trust domain>/ns/<system namespace>/sa/<this>.
+    #[arg(long, default_value = "controller")]
+    controller_service_account: String,
+    /// Kubernetes: the service account of the ztunnel DaemonSet (in the
+    /// system namespace): only its bound tokens act for a node.
+    #[arg(long, default_value = "ztunnel")]
+    ztunnel_service_account: String,
+    /// Lifetime of the controller's own serving certificate (renewed
+    /// halfway through).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    controller_cert_ttl: Duration,
     /// Default lifetime of issued SVIDs.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     svid_ttl: Duration,
@@ -54,9 +83,13 @@ struct Args {
     /// gRPC: CA and config stream (TLS).
     #[arg(long, default_value = "0.0.0.0:15012")]
     grpc_addr: SocketAddr,
-    /// Metrics, /status and /config_dump.
+    /// Metrics and /healthz/ready.
     #[arg(long, default_value = "0.0.0.0:15014")]
     metrics_addr: SocketAddr,
+    /// /status and /config_dump (keep it on loopback: they show the whole
+    /// mesh's config).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin_addr: SocketAddr,
     /// Kubernetes: do not create waypoint Gateways for labels, nor
     /// Deployments for Gateways (someone else runs them).
     #[arg(long)]
@@ -70,24 +103,40 @@ struct Args {
     /// (its Service's DNS name).
     #[arg(long, default_value = "quicmesh-controller.quicmesh-system.svc:15012")]
     waypoint_controller_address: String,
+    /// Kubernetes: elect one replica (on a coordination.k8s.io Lease in the
+    /// system namespace) to write to the API server; all serve proxies.
+    #[arg(long)]
+    leader_elect: bool,
+    #[arg(long, default_value = "quicmesh-controller")]
+    leader_election_lease: String,
+    /// This replica's name in the Lease (the pod's name).
+    #[arg(long, env = "POD_NAME", default_value = "controller")]
+    pod_name: String,
     /// DNS suffix of Service host names, passed to waypoints.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
 }
 
-/// Kubernetes: a bearer token is a (bound) service-account token, checked
-/// with TokenReview: a waypoint's pod acts for its waypoint, any other for
-/// the node its pod is bound to.
-struct TokenReview(kube::Client, Arc<Store>);
-
-#[tonic::async_trait]
-impl ca::Authenticator for TokenReview {
-    async fn caller_for_token(&self, token: &str) -> Result<ca::Caller, String> {
-        let caller = quicmesh_controller::sources::kube::token_review(&self.0, token)
-            .await
-            .map_err(|e| format!("TokenReview: {e:#}"))?;
-        self.1.with_index(|ix| caller.for_ca(ix))
-    }
+/// `quicmesh_controller_leader`: 1 while this replica writes to the API server.
+fn leading_gauge(
+    registry: &mut prometheus_client::registry::Registry,
+    leading: tokio::sync::watch::Receiver<bool>,
+) {
+    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "quicmesh_controller_leader",
+        "1 while this replica holds the leader Lease (it alone writes to the API server)",
+        gauge.clone(),
+    );
+    let mut rx = leading;
+    tokio::spawn(async move {
+        loop {
+            gauge.set(i64::from(*rx.borrow_and_update()));
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,91 +149,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(args))
 }
 
-/// One line per AuthorizationPolicy for /status and the metrics.
-#[derive(serde::Serialize)]
-struct PolicyReport {
-    name: String,
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invalid: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-}
-
-fn policy_report(ix: &quicmesh_controller::index::Index) -> Vec<PolicyReport> {
-    ix.policies()
-        .map(|p| PolicyReport {
-            name: p.policy.name.clone(),
-            state: match (&p.policy.invalid, p.warnings.is_empty()) {
-                (Some(_), _) => "invalid",
-                (None, false) => "l7_ignored",
-                (None, true) => "valid",
-            },
-            invalid: p.policy.invalid.clone(),
-            warnings: p.warnings.clone(),
-        })
-        .collect()
-}
-
-/// HTTPRoutes (with a Service parent) by state, for the metric.
-fn route_states(ix: &quicmesh_controller::index::Index) -> [(&'static str, i64); 3] {
-    let mut n = [("accepted", 0), ("unresolved_refs", 0), ("not_accepted", 0)];
-    for (_, c) in ix.compiled_routes() {
-        if c.parents.is_empty() {
-            continue;
-        }
-        let accepted = c
-            .parents
-            .iter()
-            .any(|(_, cs)| cs.first().is_some_and(|c| c.status));
-        let resolved = c.parents.iter().all(|(_, cs)| cs.iter().all(|c| c.status));
-        let i = match (accepted, resolved) {
-            (true, true) => 0,
-            (true, false) => 1,
-            (false, _) => 2,
-        };
-        n[i].1 += 1;
-    }
-    n
-}
-
-/// Each HTTPRoute's status per Service parent, as a Gateway API controller
-/// writes it (`status.parents[].conditions`), for /status.
-fn route_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
-    quicmesh_controller::status::routes(ix)
-        .into_iter()
-        .map(|r| {
-            let parents: Vec<_> = r
-                .parents
-                .iter()
-                .map(|(parent, conditions)| {
-                    serde_json::json!({
-                        "parentRef": parent,
-                        "controllerName": quicmesh_controller::status::CONTROLLER_NAME,
-                        "conditions": conditions,
-                    })
-                })
-                .collect();
-            serde_json::json!({"kind": r.kind.api_kind(), "namespace": r.namespace, "name": r.name, "parents": parents})
-        })
-        .collect()
-}
-
-/// Every waypoint with its Gateway status, for /status.
-fn waypoint_report(ix: &quicmesh_controller::index::Index) -> Vec<serde_json::Value> {
-    quicmesh_controller::waypoint::all(ix)
-        .into_iter()
-        .map(|w| {
-            let conditions = quicmesh_controller::waypoint::conditions(ix, &w);
-            serde_json::json!({"namespace": w.namespace, "name": w.name, "implied": w.implied,
-                "gatewayClassName": quicmesh_controller::waypoint::WAYPOINT_CLASS,
-                "waypointFor": w.waypoint_for, "conditions": conditions})
-        })
-        .collect()
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
-    let ca = Arc::new(Ca::load_or_generate(&args.trust_domain, &args.ca_dir).context("CA root")?);
     let store = Store::with_settings(
         Mesh {
             trust_domain: args.trust_domain.clone(),
@@ -221,55 +186,116 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         tokio::spawn(files::run(src, store.clone(), Duration::from_millis(500)));
     }
-    let auth: Arc<dyn ca::Authenticator> = if kube {
-        let client = kube::Client::try_default()
-            .await
-            .context("Kubernetes client")?;
+    let client = match kube {
+        true => Some(
+            kube::Client::try_default()
+                .await
+                .context("Kubernetes client")?,
+        ),
+        false => None,
+    };
+    let ca = match (&args.ca_dir, &client) {
+        (Some(dir), _) => Ca::load_or_generate(&args.trust_domain, dir).context("CA root")?,
+        (None, Some(client)) => quicmesh_controller::ca::kube::load_or_create(
+            client,
+            &args.system_namespace,
+            &args.ca_secret,
+            &args.trust_domain,
+        )
+        .await
+        .context("CA root")?,
+        (None, None) => bail!("file sources need --ca-dir"),
+    };
+    let ca = Arc::new(ca);
+    // Our own identity, which no caller of the CA can obtain.
+    let id = SpiffeId::workload(
+        &args.trust_domain,
+        &args.system_namespace,
+        &args.controller_service_account,
+    )
+    .context("--system-namespace / --controller-service-account")?;
+    let auth: Arc<dyn ca::Authenticator> = if let Some(client) = &client {
         tokio::spawn(quicmesh_controller::sources::kube::run(
             client.clone(),
             store.clone(),
         ));
-        if !args.no_waypoint_provisioning {
-            let settings = provision::Settings {
-                image: args.waypoint_image.clone(),
-                image_pull_policy: args.waypoint_image_pull_policy.clone(),
-                controller: args.waypoint_controller_address.clone(),
-                // The identity it serves with (below).
-                controller_identity: SpiffeId::workload(
-                    &args.trust_domain,
-                    "quicmesh-system",
-                    "controller",
-                )?
-                .to_string(),
-                trust_domain: args.trust_domain.clone(),
-                cluster_domain: args.cluster_domain.clone(),
-                ca_pem: ca.cert_pem().to_string(),
-            };
-            let metrics = provision::kube::ProvisionMetrics::default();
-            registry.register(
-                "quicmesh_controller_waypoint_provisioning",
-                "Waypoint objects applied to the cluster, by kind and result (applied, deleted, error)",
-                metrics.clone(),
-            );
-            tokio::spawn(provision::kube::run(
-                client.clone(),
-                store.clone(),
-                settings,
-                metrics,
-            ));
-        }
+        // What writes to the API server: run by the leader only when
+        // replicas elect one.
+        let settings = (!args.no_waypoint_provisioning).then(|| provision::Settings {
+            image: args.waypoint_image.clone(),
+            image_pull_policy: args.waypoint_image_pull_policy.clone(),
+            controller: args.waypoint_controller_address.clone(),
+            controller_identity: id.to_string(),
+            trust_domain: args.trust_domain.clone(),
+            cluster_domain: args.cluster_domain.clone(),
+            ca_pem: ca.cert_pem().to_string(),
+        });
+        let provision_metrics = provision::kube::ProvisionMetrics::default();
+        registry.register(
+            "quicmesh_controller_waypoint_provisioning",
+            "Waypoint objects applied to the cluster, by kind and result (applied, deleted, error)",
+            provision_metrics.clone(),
+        );
         let status_metrics = quicmesh_controller::status::kube::StatusMetrics::default();
         registry.register(
             "quicmesh_controller_status_writes",
             "Gateway and route status written to the API server, by kind and result (written, unchanged, error)",
             status_metrics.clone(),
         );
-        tokio::spawn(quicmesh_controller::status::kube::run(
+        let (c, st, ns, cm, root) = (
             client.clone(),
             store.clone(),
-            status_metrics,
-        ));
-        Arc::new(TokenReview(client, store.clone()))
+            args.system_namespace.clone(),
+            args.ca_root_configmap.clone(),
+            ca.cert_pem().to_string(),
+        );
+        let writers = move || {
+            let mut tasks = vec![
+                tokio::spawn(quicmesh_controller::ca::kube::keep_root_published(
+                    c.clone(),
+                    ns.clone(),
+                    cm.clone(),
+                    root.clone(),
+                )),
+                tokio::spawn(quicmesh_controller::status::kube::run(
+                    c.clone(),
+                    st.clone(),
+                    status_metrics.clone(),
+                )),
+            ];
+            if let Some(settings) = &settings {
+                tasks.push(tokio::spawn(provision::kube::run(
+                    c.clone(),
+                    st.clone(),
+                    settings.clone(),
+                    provision_metrics.clone(),
+                )));
+            }
+            tasks
+        };
+        if args.leader_elect {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let election = Election {
+                namespace: args.system_namespace.clone(),
+                name: args.leader_election_lease.clone(),
+                identity: args.pod_name.clone(),
+                lease_duration: Duration::from_secs(15),
+                retry: Duration::from_secs(3),
+            };
+            leading_gauge(&mut registry, rx.clone());
+            tokio::spawn(election.run(client.clone(), tx));
+            tokio::spawn(leader::while_leading(rx, writers));
+        } else {
+            writers();
+        }
+        Arc::new(ca::kube::TokenReviewer {
+            client: client.clone(),
+            store: store.clone(),
+            agent: NodeAgent {
+                namespace: args.system_namespace.clone(),
+                service_account: args.ztunnel_service_account.clone(),
+            },
+        })
     } else {
         let path = args
             .node_tokens
@@ -278,15 +304,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(TokenFile::load(path)?)
     };
 
-    // Our own serving certificate, from our own CA.
-    let id = SpiffeId::workload(&args.trust_domain, "quicmesh-system", "controller")?;
-    let svid = ca.mint(&id, Duration::from_secs(365 * 86400))?;
+    // Our own serving certificate, from our own CA, short-lived and renewed.
+    let own_cert = Arc::new(OwnCert::new(
+        ca.clone(),
+        id.clone(),
+        args.controller_cert_ttl,
+    )?);
+    tokio::spawn(own_cert.clone().renew());
     let mut bundles = TrustBundles::new();
     bundles.insert(&args.trust_domain, &[ca.cert_der().clone()])?;
     let tls_metrics = Arc::new(TlsMetrics::default());
     tls_metrics.register(&mut registry);
     let acceptor =
-        quicmesh_controller::server::tls_acceptor(&svid, Arc::new(bundles), tls_metrics)?;
+        quicmesh_controller::server::tls_acceptor(own_cert, Arc::new(bundles), tls_metrics)?;
 
     let ca_metrics = Arc::new(CaMetrics::default());
     registry.register(
@@ -331,9 +361,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let proxies = Arc::new(Mutex::new(BTreeMap::new()));
 
-    let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding metrics on {}", args.metrics_addr))?;
+    let admin_l = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding admin on {}", args.admin_addr))?;
     let registry = Arc::new(registry);
-    let (st, px, st2, st3) = (store.clone(), proxies.clone(), store.clone(), store.clone());
+    let (st, px, st2, st3, st4) = (
+        store.clone(),
+        proxies.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+    );
     tokio::spawn(serve_http(
         metrics_l,
         vec![
@@ -355,6 +396,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     std::future::ready(encode(&registry))
                 }),
             ),
+            (
+                // Serving config needs every source's first full view.
+                "/healthz/ready",
+                handler(move || {
+                    let pending = st4.pending_sources();
+                    std::future::ready(readiness(
+                        (!pending.is_empty())
+                            .then(|| format!("sources not synced yet: {}", pending.join(", "))),
+                    ))
+                }),
+            ),
+        ],
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    tokio::spawn(serve_http(
+        admin_l,
+        vec![
             (
                 "/status",
                 handler(move || {
@@ -387,7 +445,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let ca_service = CaService {
-        reserved: vec![id.clone()],
+        system_namespace: args.system_namespace.clone(),
         ca,
         store: store.clone(),
         auth,

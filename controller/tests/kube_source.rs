@@ -701,6 +701,7 @@ async fn token_review_authenticated() {
                 service_account: "web".into(),
                 node: Some("kind-worker".into()),
                 pod: Some("web-7d4b9c6f5d-2xkqp".into()),
+                pod_uid: Some(WEB_1.into()),
             }
         );
     })
@@ -1061,6 +1062,484 @@ async fn status_is_written_back_keeping_other_controllers_entries() {
             futures::FutureExt::now_or_never(api.0.next_request()).is_none(),
             "an unchanged route is not read again"
         );
+    })
+    .await;
+}
+
+/// The uid of the ztunnel pod the recorded ztunnel token is bound to.
+const ZTUNNEL_POD: &str = "7b2e4f10-3c5d-4e6f-8a9b-0c1d2e3f4a11";
+
+/// A store with the recorded tokens' pods: ztunnel's in quicmesh-system and
+/// shop's web, both on kind-worker.
+fn store_with_token_pods() -> Arc<Store> {
+    use quicmesh_controller::model::{Labels, Pod};
+    let store = Store::new("cluster.local");
+    let pod = |uid: &str, ns: &str, name: &str, sa: &str, ip: &str| {
+        Object::Pod(Pod {
+            uid: uid.into(),
+            name: name.into(),
+            namespace: ns.into(),
+            labels: Labels::new(),
+            service_account: sa.into(),
+            node: Some("kind-worker".into()),
+            ips: vec![ip.parse().unwrap()],
+            ready: true,
+            containers: vec![],
+        })
+    };
+    store.apply(|ix| {
+        let mut d = ix.upsert(pod(
+            ZTUNNEL_POD,
+            "quicmesh-system",
+            "ztunnel-5xk2q",
+            "ztunnel",
+            "10.244.1.3",
+        ));
+        d.extend(ix.upsert(pod(
+            WEB_1,
+            "shop",
+            "web-7d4b9c6f5d-2xkqp",
+            "web",
+            "10.244.1.2",
+        )));
+        d
+    });
+    store
+}
+
+/// The CA with TokenReview, as the controller runs in Kubernetes: a CSR
+/// with a bearer token is answered through the mock API server.
+fn kube_ca(client: Client, store: Arc<Store>) -> quicmesh_controller::ca::CaService {
+    use quicmesh_controller::ca::{kube::TokenReviewer, CaService, NodeAgent};
+    CaService {
+        ca: Arc::new(quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap()),
+        system_namespace: "quicmesh-system".into(),
+        auth: Arc::new(TokenReviewer {
+            client,
+            store: store.clone(),
+            agent: NodeAgent {
+                namespace: "quicmesh-system".into(),
+                service_account: "ztunnel".into(),
+            },
+        }),
+        store,
+        default_ttl: Duration::from_secs(3600),
+        max_ttl: Duration::from_secs(86400),
+        metrics: Arc::default(),
+    }
+}
+
+/// A CSR for `sa` in `ns`, with `token` as its bearer credential.
+fn csr(
+    ns: &str,
+    sa: &str,
+    token: &str,
+) -> tonic::Request<quicmesh_proto::ca::CreateCertificateRequest> {
+    let id = quicmesh_core::identity::SpiffeId::workload("cluster.local", ns, sa).unwrap();
+    let (csr, _key) = quicmesh_core::identity::ca::new_csr(&id).unwrap();
+    let mut req = tonic::Request::new(quicmesh_proto::ca::CreateCertificateRequest {
+        csr,
+        ttl_seconds: 0,
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// Issue 12's first hole: any pod's bound token used to act for its node
+/// (and so get every co-scheduled workload's SVID). Now only the ztunnel
+/// service account's token bound to a ztunnel pod does; an app's token, a
+/// token for another audience and an unbound ztunnel token are refused,
+/// each counted with its reason.
+#[tokio::test]
+async fn only_the_ztunnels_bound_token_gets_certificates_for_its_node() {
+    use quicmesh_proto::ca::certificate_authority_server::CertificateAuthority;
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let ca = kube_ca(client, store_with_token_pods());
+        let cases = [
+            ("tokenreview-ztunnel.json", Ok(())),
+            ("tokenreview-authenticated.json", Err("not_a_node_agent")),
+            (
+                "tokenreview-wrong-audience.json",
+                Err("token_not_authenticated"),
+            ),
+            (
+                "tokenreview-ztunnel-unbound.json",
+                Err("not_bound_to_its_pod"),
+            ),
+        ];
+        for (fixture, expected) in cases {
+            // Each caller asks for web's SVID (web runs on kind-worker).
+            let (answer, _) = tokio::join!(
+                ca.create_certificate(csr("shop", "web", "a-token")),
+                review(&mut api, fixture)
+            );
+            match (answer, expected) {
+                (Ok(issued), Ok(())) => assert_eq!(issued.into_inner().cert_chain.len(), 1),
+                (Err(status), Err(reason)) => {
+                    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{fixture}");
+                    let n = ca
+                        .metrics
+                        .requests
+                        .get_or_create(&quicmesh_controller::ca::CaLabels {
+                            result: "unauthenticated".into(),
+                            reason: reason.into(),
+                        })
+                        .get();
+                    assert_eq!(n, 1, "{fixture}: {}", status.message());
+                }
+                (answer, expected) => panic!("{fixture}: {answer:?}, expected {expected:?}"),
+            }
+        }
+        // The ztunnel's node gets no identity of the install namespace
+        // (the controller's, ztunnel's own), though a pod of it runs there.
+        let (answer, _) = tokio::join!(
+            ca.create_certificate(csr("quicmesh-system", "ztunnel", "a-token")),
+            review(&mut api, "tokenreview-ztunnel.json")
+        );
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status.message().contains("reserved"),
+            "{}",
+            status.message()
+        );
+    })
+    .await;
+}
+
+fn respond_json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+const CA_SECRET: &str = "/api/v1/namespaces/quicmesh-system/secrets";
+
+/// The Secret the API server answers with, holding `ca`.
+fn ca_secret(ca: &quicmesh_core::identity::ca::Ca) -> serde_json::Value {
+    let bytes = |s: &str| k8s_openapi::ByteString(s.as_bytes().to_vec());
+    let data: std::collections::BTreeMap<_, _> = [
+        ("ca.pem".to_string(), bytes(ca.cert_pem())),
+        ("ca-key.pem".to_string(), bytes(ca.key_pem())),
+    ]
+    .into();
+    let mut v = serde_json::json!({
+        "kind": "Secret", "apiVersion": "v1",
+        "metadata": {"name": "quicmesh-ca", "namespace": "quicmesh-system", "uid": "s-1",
+            "resourceVersion": "4242", "creationTimestamp": "2026-12-02T00:00:00Z"},
+        "type": "Opaque",
+    });
+    v["data"] = serde_json::to_value(data).unwrap();
+    v
+}
+
+/// A Secret's `data[key]` as text (the API sends it base64-encoded).
+fn secret_text(secret: &serde_json::Value, key: &str) -> String {
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(secret.clone()).unwrap();
+    String::from_utf8(s.data.unwrap()[key].0.clone()).unwrap()
+}
+
+/// The CA is kept in a Secret: read when there; created when not (and what
+/// was created is what is used); a lost race to create reads the winner's.
+#[tokio::test]
+async fn the_ca_is_kept_in_a_secret_created_once() {
+    use quicmesh_controller::ca::kube::load_or_create;
+    bounded(async {
+        // There: read.
+        let (client, mut api) = mock_client();
+        let stored = quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap();
+        let (ca, _) = tokio::join!(
+            load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
+            async {
+                let (_, send) = api
+                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
+                    .await;
+                send.send_response(respond_json(StatusCode::OK, &ca_secret(&stored)));
+            }
+        );
+        assert_eq!(ca.unwrap().cert_pem(), stored.cert_pem());
+
+        // Absent: generated and created; the one created is the one used.
+        let (client, mut api) = mock_client();
+        let (ca, created) = tokio::join!(
+            load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
+            async {
+                api.answer(
+                    Method::GET,
+                    &format!("{CA_SECRET}/quicmesh-ca"),
+                    &[],
+                    StatusCode::NOT_FOUND,
+                    "status-secret-not-found.json",
+                )
+                .await;
+                let (req, send) = api.expect(Method::POST, CA_SECRET, &[]).await;
+                let body = json_body(req).await;
+                send.send_response(respond_json(StatusCode::CREATED, &body));
+                body
+            }
+        );
+        let ca = ca.unwrap();
+        assert_eq!(created["metadata"]["name"], "quicmesh-ca");
+        assert_eq!(created["type"], "Opaque");
+        assert_eq!(secret_text(&created, "ca.pem"), ca.cert_pem());
+        assert_eq!(secret_text(&created, "ca-key.pem"), ca.key_pem());
+
+        // Created by another replica meanwhile (409): theirs is read.
+        let (client, mut api) = mock_client();
+        let winner = quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap();
+        let (ca, _) = tokio::join!(
+            load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
+            async {
+                api.answer(
+                    Method::GET,
+                    &format!("{CA_SECRET}/quicmesh-ca"),
+                    &[],
+                    StatusCode::NOT_FOUND,
+                    "status-secret-not-found.json",
+                )
+                .await;
+                api.answer(
+                    Method::POST,
+                    CA_SECRET,
+                    &[],
+                    StatusCode::CONFLICT,
+                    "status-secret-exists.json",
+                )
+                .await;
+                let (_, send) = api
+                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
+                    .await;
+                send.send_response(respond_json(StatusCode::OK, &ca_secret(&winner)));
+            }
+        );
+        assert_eq!(ca.unwrap().cert_pem(), winner.cert_pem());
+
+        // A Secret without the key: a clear error, nothing generated over it.
+        let (client, mut api) = mock_client();
+        let mut broken = ca_secret(&winner);
+        broken["data"].as_object_mut().unwrap().remove("ca-key.pem");
+        let (ca, _) = tokio::join!(
+            load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
+            async {
+                let (_, send) = api
+                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
+                    .await;
+                send.send_response(respond_json(StatusCode::OK, &broken));
+            }
+        );
+        let e = format!("{:#}", ca.err().expect("refused"));
+        assert!(
+            e.contains("quicmesh-system/quicmesh-ca") && e.contains("ca-key.pem"),
+            "{e}"
+        );
+    })
+    .await;
+}
+
+/// The root goes to a ConfigMap by server-side apply, for ztunnels'
+/// bootstrap trust bundle.
+#[tokio::test]
+async fn the_ca_root_is_published_in_a_configmap() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let (done, body) = tokio::join!(
+            quicmesh_controller::ca::kube::publish_root(
+                &client,
+                "quicmesh-system",
+                "quicmesh-ca-root",
+                "-----BEGIN CERTIFICATE-----\n"
+            ),
+            async {
+                let (req, send) = api
+                    .expect(
+                        Method::PATCH,
+                        "/api/v1/namespaces/quicmesh-system/configmaps/quicmesh-ca-root",
+                        &["fieldManager=quicmesh-controller", "force=true"],
+                    )
+                    .await;
+                let body = json_body(req).await;
+                send.send_response(respond_json(StatusCode::OK, &body));
+                body
+            }
+        );
+        done.unwrap();
+        assert_eq!(body["kind"], "ConfigMap");
+        assert_eq!(body["data"]["ca.pem"], "-----BEGIN CERTIFICATE-----\n");
+    })
+    .await;
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/quicmesh-system/leases";
+
+fn election(identity: &str) -> quicmesh_controller::leader::Election {
+    quicmesh_controller::leader::Election {
+        namespace: "quicmesh-system".into(),
+        name: "quicmesh-controller".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(15),
+        retry: Duration::from_secs(3),
+    }
+}
+
+/// The Lease as the API server has it: held by `holder`, renewed
+/// `renewed_ago` before now.
+fn lease(holder: &str, renewed_ago: Duration, transitions: i32) -> serde_json::Value {
+    let at = k8s_openapi::jiff::Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::try_from(renewed_ago).unwrap())
+        .unwrap();
+    let t = at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    serde_json::json!({
+        "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": "quicmesh-controller", "namespace": "quicmesh-system",
+            "uid": "l-1", "resourceVersion": "777", "creationTimestamp": "2026-12-02T00:00:00Z"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+            "acquireTime": "2026-12-02T00:00:00.000000Z", "renewTime": t,
+            "leaseTransitions": transitions}
+    })
+}
+
+/// Leader election on a Lease: created when absent; a live one of another
+/// replica is left alone (no write); an expired one is taken over with the
+/// resourceVersion read (so a concurrent taker loses with 409) and one
+/// more transition; our own is renewed.
+#[tokio::test]
+async fn replicas_elect_one_leader_on_a_lease() {
+    use quicmesh_controller::leader::Outcome;
+    let lease_path = format!("{LEASES}/quicmesh-controller");
+    let me = election("controller-a");
+    bounded(async {
+        // Absent: created, held by us.
+        let (client, mut api) = mock_client();
+        let (got, created) = tokio::join!(me.try_acquire(&client), async {
+            api.answer(
+                Method::GET,
+                &lease_path,
+                &[],
+                StatusCode::NOT_FOUND,
+                "status-not-found.json",
+            )
+            .await;
+            let (req, send) = api.expect(Method::POST, LEASES, &[]).await;
+            let body = json_body(req).await;
+            send.send_response(respond_json(StatusCode::CREATED, &body));
+            body
+        });
+        assert_eq!(got.unwrap(), Outcome::Leading);
+        assert_eq!(created["spec"]["holderIdentity"], "controller-a");
+        assert_eq!(created["spec"]["leaseDurationSeconds"], 15);
+
+        // Another's, renewed 3 s ago: we follow and write nothing (the
+        // mock would fail on any further request).
+        let (client, mut api) = mock_client();
+        let (got, _) = tokio::join!(me.try_acquire(&client), async {
+            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
+            send.send_response(respond_json(
+                StatusCode::OK,
+                &lease("controller-b", Duration::from_secs(3), 4),
+            ));
+        });
+        assert_eq!(got.unwrap(), Outcome::Following);
+
+        // Another's, not renewed for 20 s: taken over.
+        let (client, mut api) = mock_client();
+        let (got, put) = tokio::join!(me.try_acquire(&client), async {
+            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
+            send.send_response(respond_json(
+                StatusCode::OK,
+                &lease("controller-b", Duration::from_secs(20), 4),
+            ));
+            let (req, send) = api.expect(Method::PUT, &lease_path, &[]).await;
+            let body = json_body(req).await;
+            send.send_response(respond_json(StatusCode::OK, &body));
+            body
+        });
+        assert_eq!(got.unwrap(), Outcome::Leading);
+        assert_eq!(put["metadata"]["resourceVersion"], "777");
+        assert_eq!(put["spec"]["holderIdentity"], "controller-a");
+        assert_eq!(put["spec"]["leaseTransitions"], 5);
+
+        // The same, but another replica took it first: 409, not leading.
+        let (client, mut api) = mock_client();
+        let (got, _) = tokio::join!(me.try_acquire(&client), async {
+            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
+            send.send_response(respond_json(
+                StatusCode::OK,
+                &lease("controller-b", Duration::from_secs(20), 4),
+            ));
+            api.answer(
+                Method::PUT,
+                &lease_path,
+                &[],
+                StatusCode::CONFLICT,
+                "status-lease-conflict.json",
+            )
+            .await;
+        });
+        assert!(got.is_err());
+
+        // Ours: renewed, same transitions.
+        let (client, mut api) = mock_client();
+        let (got, put) = tokio::join!(me.try_acquire(&client), async {
+            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
+            send.send_response(respond_json(
+                StatusCode::OK,
+                &lease("controller-a", Duration::from_secs(3), 5),
+            ));
+            let (req, send) = api.expect(Method::PUT, &lease_path, &[]).await;
+            let body = json_body(req).await;
+            send.send_response(respond_json(StatusCode::OK, &body));
+            body
+        });
+        assert_eq!(got.unwrap(), Outcome::Leading);
+        assert_eq!(put["spec"]["leaseTransitions"], 5);
+        assert_eq!(put["spec"]["acquireTime"], "2026-12-02T00:00:00.000000Z");
+    })
+    .await;
+}
+
+/// The writers run only while leading, and stop when leadership is lost.
+#[tokio::test]
+async fn writers_run_only_while_leading() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    /// Counts the writers alive: one more while its task lives.
+    struct Alive(Arc<AtomicUsize>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, SeqCst);
+        }
+    }
+    bounded(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (started, alive) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, a) = (started.clone(), alive.clone());
+        tokio::spawn(quicmesh_controller::leader::while_leading(rx, move || {
+            s.fetch_add(1, SeqCst);
+            a.fetch_add(1, SeqCst);
+            let guard = Alive(a.clone());
+            vec![tokio::spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            })]
+        }));
+        let wait = |want: usize| {
+            let alive = alive.clone();
+            async move {
+                while alive.load(SeqCst) != want {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        tx.send(true).unwrap();
+        wait(1).await;
+        tx.send(false).unwrap();
+        wait(0).await;
+        tx.send(true).unwrap();
+        wait(1).await;
+        assert_eq!(started.load(SeqCst), 2);
     })
     .await;
 }

@@ -38,6 +38,8 @@ use crate::ztunnels::{find_binary, Source, Ztunnels};
 pub const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 101);
 pub const CONTROLLER_GRPC: u16 = 15012;
 pub const CONTROLLER_METRICS: u16 = 15014;
+/// The controller's admin port (/status, /config_dump), on its loopback.
+pub const CONTROLLER_ADMIN: u16 = 15000;
 
 #[derive(Debug, Clone)]
 pub struct LocalSpec {
@@ -765,8 +767,14 @@ impl Cluster {
     }
 
     /// GET from the controller's metrics port (/status, /config_dump, /metrics).
+    /// GET from the controller: `/metrics` and `/healthz/*` on its metrics
+    /// port, the rest (`/status`, `/config_dump`) on its loopback admin port.
     pub async fn controller_http(&self, path: &str) -> Result<String> {
-        let addr = SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS));
+        let addr = if path == "/metrics" || path.starts_with("/healthz/") {
+            SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], CONTROLLER_ADMIN))
+        };
         netns_http_get(&self.lab.external(1).netns, addr, path).await
     }
 

@@ -416,9 +416,46 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
     );
     let m = cluster.controller_http("/metrics").await.unwrap();
     assert!(
-        quicmesh_lab::mesh::sum_metric(&m, "quicmesh_ca_requests_total", &[("result", "denied")])
-            >= 1.0,
+        quicmesh_lab::mesh::sum_metric(
+            &m,
+            "quicmesh_ca_requests_total",
+            &[("result", "denied"), ("reason", "not_authorized")]
+        ) >= 1.0,
         "{m}"
+    );
+    // The mesh's config is not served to the network: /status and
+    // /config_dump are on the controller's loopback only (the lab reads them
+    // from inside its namespace), not on the metrics port.
+    let from_node = |port: u16, path: &'static str| {
+        quicmesh_lab::mesh::netns_http_get(
+            &cluster.lab.node(other).netns,
+            SocketAddr::from((quicmesh_lab::local::CONTROLLER_IP, port)),
+            path,
+        )
+    };
+    assert!(
+        from_node(15000, "/status").await.is_err(),
+        "admin port reachable"
+    );
+    for path in ["/status", "/config_dump"] {
+        let body = from_node(quicmesh_lab::local::CONTROLLER_METRICS, path)
+            .await
+            .unwrap();
+        assert!(
+            !body.contains("proxies") && !body.contains("workload/"),
+            "{path}: {body}"
+        );
+    }
+    assert!(cluster
+        .controller_http("/status")
+        .await
+        .unwrap()
+        .contains("proxies"));
+    assert_eq!(
+        from_node(quicmesh_lab::local::CONTROLLER_METRICS, "/healthz/ready")
+            .await
+            .unwrap(),
+        "ready\n"
     );
 }
 

@@ -19,20 +19,18 @@
 //! the controller cannot see, and serving config without them would let
 //! through what they deny.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::bail;
 use futures::StreamExt;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
@@ -43,20 +41,13 @@ use crate::model::{self, Key, Kind, Object};
 use crate::policy;
 use crate::store::Store;
 
+mod tokens;
+pub use tokens::{
+    token_review, Caller, NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA, TOKEN_AUDIENCE,
+};
+
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// The `extra` key under which bound service account tokens carry the node
-/// of the pod they were issued to.
-pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
-
-/// The audience tokens for quicmesh's CA must be issued for (projected
-/// service-account tokens with `audience: quicmesh`): a token for the API
-/// server, or for anything else, is refused.
-pub const TOKEN_AUDIENCE: &str = "quicmesh";
-
-/// The `extra` key under which bound tokens carry the pod's name.
-pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 
 /// How long to wait before re-listing when a watch is refused with HTTP 410
 /// (the watcher only re-lists by itself on an in-stream 410 event).
@@ -655,116 +646,9 @@ pub fn endpoint_slice(es: &discovery::EndpointSlice) -> Option<model::EndpointSl
     })
 }
 
-/// Who a service account token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub namespace: String,
-    pub service_account: String,
-    /// The node of the pod the token was bound to (bound tokens only).
-    pub node: Option<String>,
-    /// The pod the token was bound to (bound tokens only).
-    pub pod: Option<String>,
-}
-
-impl Caller {
-    /// Who the caller is to the CA. A waypoint's service account acts for
-    /// that waypoint, and only from one of its own pods (the pod the token
-    /// is bound to); any other bound token acts for its pod's node.
-    pub fn for_ca(&self, index: &crate::index::Index) -> Result<crate::ca::Caller, String> {
-        let who = format!("{}/{}", self.namespace, self.service_account);
-        if let Some(w) = crate::waypoint::find(index, &self.namespace, &self.service_account) {
-            let own = self
-                .pod
-                .as_deref()
-                .and_then(|p| index.pod(&self.namespace, p))
-                .is_some_and(|p| w.owns(p));
-            return if own {
-                Ok(crate::ca::Caller::ServiceAccount {
-                    namespace: self.namespace.clone(),
-                    name: self.service_account.clone(),
-                })
-            } else {
-                Err(format!(
-                    "token of {who}, waypoint {}/{}'s service account, is not bound to one of its pods",
-                    w.namespace, w.name
-                ))
-            };
-        }
-        self.node
-            .clone()
-            .map(crate::ca::Caller::Node)
-            .ok_or_else(|| format!("token of {who} is not bound to a node"))
-    }
-}
-
-/// Asks the API server who `token` belongs to (an `authentication.k8s.io/v1`
-/// TokenReview). Fails when the token is not authenticated or is not a
-/// service account's.
-pub async fn token_review(client: &kube::Client, token: &str) -> anyhow::Result<Caller> {
-    let review = TokenReview {
-        spec: TokenReviewSpec {
-            token: Some(token.to_string()),
-            audiences: Some(vec![TOKEN_AUDIENCE.to_string()]),
-        },
-        ..Default::default()
-    };
-    let answer = Api::<TokenReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .context("TokenReview failed")?;
-    let status = answer
-        .status
-        .ok_or_else(|| anyhow!("TokenReview answered without a status"))?;
-    caller(&status)
-}
-
-fn caller(status: &TokenReviewStatus) -> anyhow::Result<Caller> {
-    if status.authenticated != Some(true) {
-        match status.error.as_deref().filter(|e| !e.is_empty()) {
-            Some(e) => bail!("token not authenticated: {e}"),
-            None => bail!("token not authenticated"),
-        }
-    }
-    // The API server answers with the requested audiences the token is
-    // valid for.
-    if !status
-        .audiences
-        .iter()
-        .flatten()
-        .any(|a| a == TOKEN_AUDIENCE)
-    {
-        bail!("the token is not for audience {TOKEN_AUDIENCE:?} (project one with audience: {TOKEN_AUDIENCE})");
-    }
-    let user = status
-        .user
-        .as_ref()
-        .ok_or_else(|| anyhow!("TokenReview authenticated no user"))?;
-    let username = user.username.as_deref().unwrap_or_default();
-    let (namespace, service_account) = username
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'))
-        .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains(':'))
-        .ok_or_else(|| anyhow!("token of {username:?} is not a service account's"))?;
-    let extra = |key: &str| {
-        user.extra
-            .as_ref()
-            .and_then(|x: &BTreeMap<String, Vec<String>>| x.get(key))
-            .and_then(|v| v.first())
-            .filter(|n| !n.is_empty())
-            .cloned()
-    };
-    Ok(Caller {
-        namespace: namespace.to_string(),
-        service_account: service_account.to_string(),
-        node: extra(NODE_NAME_EXTRA),
-        pod: extra(POD_NAME_EXTRA),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::authentication::v1::UserInfo;
     use model::{SliceEndpoint, TargetPort};
     use serde_json::json;
 
@@ -1060,117 +944,5 @@ mod tests {
         let why = consequence(Kind::Pod, &listed(403), false).unwrap();
         assert!(why.contains("Pod") && why.contains("no config"), "{why}");
         assert_eq!(consequence(Kind::Pod, &listed(403), true), None);
-    }
-
-    #[test]
-    fn token_review_status_to_caller() {
-        let user = |name: &str, node: Option<&str>| UserInfo {
-            username: Some(name.into()),
-            extra: node.map(|n| [(NODE_NAME_EXTRA.to_string(), vec![n.to_string()])].into()),
-            ..Default::default()
-        };
-        let ok = |u| TokenReviewStatus {
-            authenticated: Some(true),
-            user: Some(u),
-            audiences: Some(vec![TOKEN_AUDIENCE.into()]),
-            ..Default::default()
-        };
-        // A token for another audience (say, the API server's) is refused.
-        let other = TokenReviewStatus {
-            audiences: Some(vec!["https://kubernetes.default.svc".into()]),
-            ..ok(user("system:serviceaccount:shop:web", Some("node-a")))
-        };
-        let e = caller(&other).unwrap_err().to_string();
-        assert!(e.contains("audience"), "{e}");
-        assert!(caller(&TokenReviewStatus {
-            audiences: None,
-            ..other
-        })
-        .is_err());
-        let c = caller(&ok(user("system:serviceaccount:shop:web", Some("node-a")))).unwrap();
-        assert_eq!(
-            c,
-            Caller {
-                namespace: "shop".into(),
-                service_account: "web".into(),
-                node: Some("node-a".into()),
-                pod: None,
-            }
-        );
-        assert_eq!(
-            caller(&ok(user("system:serviceaccount:shop:web", None)))
-                .unwrap()
-                .node,
-            None
-        );
-        assert!(caller(&ok(user("alice", None))).is_err());
-        assert!(caller(&ok(user("system:serviceaccount:shop", None))).is_err());
-        let refused = TokenReviewStatus {
-            authenticated: Some(false),
-            error: Some("token expired".into()),
-            ..Default::default()
-        };
-        let e = caller(&refused).unwrap_err().to_string();
-        assert!(
-            e.contains("not authenticated") && e.contains("token expired"),
-            "{e}"
-        );
-        assert!(caller(&TokenReviewStatus::default()).is_err());
-    }
-
-    #[test]
-    fn a_waypoints_token_acts_for_the_waypoint_from_its_own_pods_only() {
-        use crate::model::{Gateway, Labels, Object, Pod};
-        let mut ix = crate::index::Index::new();
-        ix.upsert(Object::Gateway(Gateway {
-            name: "waypoint".into(),
-            namespace: "shop".into(),
-            class: crate::waypoint::WAYPOINT_CLASS.into(),
-            labels: Labels::new(),
-            uid: "g1".into(),
-            generation: 1,
-        }));
-        let w = crate::waypoint::find(&ix, "shop", "waypoint").unwrap();
-        let pod = |name: &str, labels: Labels| {
-            Object::Pod(Pod {
-                uid: format!("u-{name}"),
-                name: name.into(),
-                namespace: "shop".into(),
-                labels,
-                service_account: "waypoint".into(),
-                node: Some("node-a".into()),
-                ips: vec![],
-                ready: true,
-                containers: vec![],
-            })
-        };
-        ix.upsert(pod(
-            "waypoint-abc",
-            crate::waypoint::provision(&w).pod_labels,
-        ));
-        ix.upsert(pod("not-a-waypoint", Labels::new()));
-        let token = |sa: &str, pod: Option<&str>| Caller {
-            namespace: "shop".into(),
-            service_account: sa.into(),
-            node: Some("node-a".into()),
-            pod: pod.map(Into::into),
-        };
-        assert_eq!(
-            token("waypoint", Some("waypoint-abc")).for_ca(&ix),
-            Ok(crate::ca::Caller::ServiceAccount {
-                namespace: "shop".into(),
-                name: "waypoint".into()
-            })
-        );
-        // Its service account, another pod (or none): refused, not a node.
-        for p in [Some("not-a-waypoint"), Some("gone"), None] {
-            let e = token("waypoint", p).for_ca(&ix).unwrap_err();
-            assert!(e.contains("not bound to one of its pods"), "{e}");
-        }
-        // Anything else still acts for its node (issue: the ztunnel's only).
-        assert_eq!(
-            token("web", Some("web-1")).for_ca(&ix),
-            Ok(crate::ca::Caller::Node("node-a".into()))
-        );
     }
 }

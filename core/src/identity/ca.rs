@@ -76,10 +76,18 @@ impl Ca {
                 source,
             })
         };
-        let cert_pem = read("ca.pem")?;
-        let key_pem = read("ca-key.pem")?;
+        Self::from_pem(trust_domain, read("ca.pem")?, read("ca-key.pem")?)
+    }
+
+    /// The CA from its certificate and key in PEM (as [`Ca::cert_pem`] and
+    /// [`Ca::key_pem`] give them; kept in files or a Kubernetes Secret).
+    pub fn from_pem(
+        trust_domain: &str,
+        cert_pem: String,
+        key_pem: String,
+    ) -> Result<Self, CaError> {
         let key = KeyPair::from_pem(&key_pem)?;
-        let certs = super::svid::certs_from_pem(cert_pem.as_bytes(), "ca.pem")?;
+        let certs = super::svid::certs_from_pem(cert_pem.as_bytes(), "the CA certificate")?;
         let issuer = Issuer::from_ca_cert_der(&certs[0], key)?;
         Ok(Ca {
             trust_domain: trust_domain.to_string(),
@@ -88,6 +96,11 @@ impl Ca {
             issuer,
             key_pem,
         })
+    }
+
+    /// The signing key in PEM: a secret, for storing the CA only.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 
     /// Loads the CA from `dir`, or generates one and writes it there.

@@ -1,0 +1,88 @@
+//! What the controller reports about itself: the reports behind /status
+//! (on the loopback admin port) and the state gauges of /metrics. Pure over
+//! the index.
+
+use crate::index::Index;
+
+/// One line per AuthorizationPolicy for /status and the metrics.
+#[derive(serde::Serialize)]
+pub struct PolicyReport {
+    pub name: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+pub fn policy_report(ix: &Index) -> Vec<PolicyReport> {
+    ix.policies()
+        .map(|p| PolicyReport {
+            name: p.policy.name.clone(),
+            state: match (&p.policy.invalid, p.warnings.is_empty()) {
+                (Some(_), _) => "invalid",
+                (None, false) => "l7_ignored",
+                (None, true) => "valid",
+            },
+            invalid: p.policy.invalid.clone(),
+            warnings: p.warnings.clone(),
+        })
+        .collect()
+}
+
+/// HTTPRoutes (with a Service parent) by state, for the metric.
+pub fn route_states(ix: &Index) -> [(&'static str, i64); 3] {
+    let mut n = [("accepted", 0), ("unresolved_refs", 0), ("not_accepted", 0)];
+    for (_, c) in ix.compiled_routes() {
+        if c.parents.is_empty() {
+            continue;
+        }
+        let accepted = c
+            .parents
+            .iter()
+            .any(|(_, cs)| cs.first().is_some_and(|c| c.status));
+        let resolved = c.parents.iter().all(|(_, cs)| cs.iter().all(|c| c.status));
+        let i = match (accepted, resolved) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
+        };
+        n[i].1 += 1;
+    }
+    n
+}
+
+/// Each HTTPRoute's status per Service parent, as a Gateway API controller
+/// writes it (`status.parents[].conditions`), for /status.
+pub fn route_report(ix: &Index) -> Vec<serde_json::Value> {
+    crate::status::routes(ix)
+        .into_iter()
+        .map(|r| {
+            let parents: Vec<_> = r
+                .parents
+                .iter()
+                .map(|(parent, conditions)| {
+                    serde_json::json!({
+                        "parentRef": parent,
+                        "controllerName": crate::status::CONTROLLER_NAME,
+                        "conditions": conditions,
+                    })
+                })
+                .collect();
+            serde_json::json!({"kind": r.kind.api_kind(), "namespace": r.namespace, "name": r.name, "parents": parents})
+        })
+        .collect()
+}
+
+/// Every waypoint with its Gateway status, for /status.
+pub fn waypoint_report(ix: &Index) -> Vec<serde_json::Value> {
+    crate::waypoint::all(ix)
+        .into_iter()
+        .map(|w| {
+            let conditions = crate::waypoint::conditions(ix, &w);
+            serde_json::json!({"namespace": w.namespace, "name": w.name, "implied": w.implied,
+                "gatewayClassName": crate::waypoint::WAYPOINT_CLASS,
+                "waypointFor": w.waypoint_for, "conditions": conditions})
+        })
+        .collect()
+}
