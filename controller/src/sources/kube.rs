@@ -475,8 +475,11 @@ pub fn pod(p: &core::Pod) -> Option<model::Pod> {
     let terminated = status
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+    // A hostNetwork pod's IPs are its node's (shared by every such pod on
+    // it): no workload has them.
+    let host_network = spec.and_then(|s| s.host_network) == Some(true);
     let ips = match status {
-        Some(_) if terminated => Vec::new(),
+        Some(_) if terminated || host_network => Vec::new(),
         Some(s) => match s.pod_ips.as_deref() {
             Some(ips) if !ips.is_empty() => parse_ips(&what, ips.iter().map(|i| i.ip.as_str())),
             _ => parse_ips(&what, s.pod_ip.as_deref()),
@@ -708,6 +711,12 @@ mod tests {
                 port: 9090
             }
         );
+        // hostNetwork: its IPs are the node's, which no workload has.
+        let mut host = p.clone();
+        host.spec.as_mut().unwrap().host_network = Some(true);
+        let m = pod(&host).unwrap();
+        assert!(m.ips.is_empty(), "{:?}", m.ips);
+        assert_eq!(m.node.as_deref(), Some("node-a"));
     }
 
     #[test]

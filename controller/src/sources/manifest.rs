@@ -438,6 +438,10 @@ impl Doc<'_> {
                 ips.push(self.ip(&s, "status.podIP")?);
             }
         }
+        // A hostNetwork pod's IPs are its node's: no workload has them.
+        if self.get(v, "spec.hostNetwork") == Some(&Value::Bool(true)) {
+            ips.clear();
+        }
         let conditions = self.list(v, "status.conditions")?;
         let ready = if conditions.is_empty() {
             !ips.is_empty()
@@ -856,5 +860,18 @@ metadata: {name: nospec, namespace: shop}
             ("u1", Some("node2"), false)
         );
         assert_eq!(p.ips, ["10.244.2.5".parse::<IpAddr>().unwrap()]);
+        // hostNetwork: the node's IP, which is no workload's.
+        let host = text.replace(
+            "serviceAccountName: sa}",
+            "serviceAccountName: sa, hostNetwork: true}",
+        );
+        let Some(Object::Pod(p)) = parse_file(&host, "p.yaml").unwrap().docs[0]
+            .clone()
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(p.ips.is_empty(), "{:?}", p.ips);
+        assert_eq!(p.node.as_deref(), Some("node2"));
     }
 }
