@@ -60,6 +60,8 @@ pub struct RequestMetrics {
     pub authz_audits: Family<PolicyLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub tcp: Family<TcpLabels, Counter>,
+    /// WebSocket streams after the switch, by Service and how they ended.
+    pub upgrades: Family<TcpLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
     pub mirrors: Family<ResultLabels, Counter>,
     /// Tunnelled connections being served as HTTP.
@@ -77,6 +79,11 @@ impl RequestMetrics {
             "waypoint_tcp_connections",
             "Connections passed through as opaque TCP (ports declared as such, or not detected as HTTP), by Service and result",
             self.tcp.clone(),
+        );
+        reg.register(
+            "waypoint_upgraded_streams",
+            "WebSocket streams spliced after the backend switched protocols, by Service and result: ended, incomplete (a side's upgrade did not complete), authz_revoked (cut: a policy change denies it)",
+            self.upgrades.clone(),
         );
         reg.register(
             "waypoint_retries",
@@ -107,6 +114,15 @@ impl RequestMetrics {
 
     pub fn tcp(&self, service: String, result: &str) {
         self.tcp
+            .get_or_create(&TcpLabels {
+                service,
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn upgraded(&self, service: String, result: &str) {
+        self.upgrades
             .get_or_create(&TcpLabels {
                 service,
                 result: result.to_string(),

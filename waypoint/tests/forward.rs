@@ -1260,6 +1260,37 @@ async fn a_websocket_upgrade_becomes_a_stream_through_the_waypoint() {
             .unwrap();
         assert_eq!(got, format!("ws:{msg}").as_bytes());
     }
+    // A policy change that no longer admits the client cuts the stream,
+    // and the cut is counted.
+    let mut denying = (*s.directory.tables()).clone();
+    denying.access.insert(
+        "ws".into(),
+        Arc::new(Access {
+            policies: vec![Arc::new(Policy {
+                name: "shop/deny-all".into(),
+                action: Action::Deny,
+                rules: vec![AuthzRule::default()],
+                invalid: None,
+            })],
+        }),
+    );
+    s.directory.set(1, denying);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after the policy change");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = s.metrics();
+        if text.lines().any(|l| {
+            l.starts_with("waypoint_upgraded_streams_total{")
+                && l.contains("result=\"authz_revoked\"")
+                && l.ends_with(" 1")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Traffic addressed to a pod (its IP and a port) that a ztunnel sends to

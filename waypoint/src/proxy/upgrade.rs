@@ -86,11 +86,13 @@ impl<D: Directory> Waypoint<D> {
         let peer = conn.peer.clone();
         let addr = ep.addr;
         let (directory, who, ep) = (self.directory.clone(), conn.client.clone(), ep.clone());
+        let (metrics, service) = (self.metrics.clone(), conn.parent.metric_label());
         tokio::spawn(async move {
             let (client, upstream) = match tokio::join!(client, upstream) {
                 (Ok(c), Ok(u)) => (c, u),
                 (c, u) => {
                     tracing::debug!(src.identity = %peer, upstream = %addr, client = c.is_ok(), backend = u.is_ok(), "an upgrade did not complete");
+                    metrics.upgraded(service, "incomplete");
                     return;
                 }
             };
@@ -100,9 +102,11 @@ impl<D: Directory> Waypoint<D> {
             match super::tcp::splice(&*directory, &who, &ep, changes, &mut c, &mut u).await {
                 super::tcp::Spliced::Ended(copied) => {
                     tracing::debug!(src.identity = %peer, upstream = %addr, ?copied, "upgraded stream ended");
+                    metrics.upgraded(service, "ended");
                 }
                 super::tcp::Spliced::Revoked(why) => {
                     tracing::warn!(src.identity = %peer, upstream = %addr, authz = %why, "upgraded stream cut at the waypoint: a policy change denies it");
+                    metrics.upgraded(service, "authz_revoked");
                 }
             }
         });
