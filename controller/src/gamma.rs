@@ -82,7 +82,7 @@ pub fn compile(
 ) -> Compiled {
     let parsed: Result<HttpRouteSpec, String> = serde_path_to_error::deserialize(spec.clone())
         .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()));
-    compile_parsed(namespace, name, created, parsed, spec, refs)
+    compile_parsed(namespace, name, false, created, parsed, spec, refs)
 }
 
 /// Reads a GRPCRoute `spec` (JSON form): its method matches become the
@@ -98,7 +98,7 @@ pub fn compile_grpc(
     let parsed = serde_path_to_error::deserialize::<_, GrpcRouteSpec>(spec.clone())
         .map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
         .and_then(|g| grpc::as_http(&g));
-    compile_parsed(namespace, name, created, parsed, spec, refs)
+    compile_parsed(namespace, name, true, created, parsed, spec, refs)
 }
 
 mod grpc;
@@ -106,6 +106,7 @@ mod grpc;
 fn compile_parsed(
     namespace: &str,
     name: &str,
+    grpc: bool,
     created: i64,
     parsed: Result<HttpRouteSpec, String>,
     spec: &serde_json::Value,
@@ -251,6 +252,7 @@ fn compile_parsed(
         route: rules.ok().filter(|_| accepted).map(|rules| r::HttpRoute {
             namespace: namespace.to_string(),
             name: name.to_string(),
+            grpc,
             created,
             rules,
         }),

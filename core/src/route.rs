@@ -377,11 +377,13 @@ impl Rule {
     }
 }
 
-/// A compiled `HTTPRoute`.
+/// A compiled `HTTPRoute` (or `GRPCRoute`, read as one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpRoute {
     pub namespace: String,
     pub name: String,
+    /// A GRPCRoute: not the same route as an HTTPRoute of that name.
+    pub grpc: bool,
     /// Creation time (seconds since the epoch): the older route wins ties.
     pub created: i64,
     pub rules: Vec<Rule>,

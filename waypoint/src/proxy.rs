@@ -413,6 +413,7 @@ impl<D: Directory> Waypoint<D> {
             let view = RequestView::new(req.method(), req.uri(), req.headers());
             let sel = routes.select(&view).ok_or(Failure::NoRoute)?;
             log.route = format!("{}/{}", sel.route.namespace, sel.route.name);
+            log.grpc_route = sel.route.grpc;
             (sel.rule, sel.matched)
         };
         // The rule's filters, in order; the response's after the answer.
@@ -536,7 +537,12 @@ impl<D: Directory> Waypoint<D> {
         }
         let _room = room;
         let route_name = log.route.clone();
-        let budget = retry.map(|_| self.budgets.of(&route_name));
+        let budget = retry.map(|_| {
+            self.budgets.of(&match log.grpc_route {
+                true => format!("grpcroute/{route_name}"),
+                false => route_name.clone(),
+            })
+        });
         if let Some(b) = &budget {
             b.deposit(Instant::now());
         }
@@ -689,6 +695,9 @@ impl<D: Directory> Waypoint<D> {
 #[derive(Default)]
 struct RequestLog {
     route: String,
+    /// The route is a GRPCRoute (its own retry budget, apart from an
+    /// HTTPRoute of the same name).
+    grpc_route: bool,
     upstream: String,
     flag: &'static str,
     /// Attempts after the first.

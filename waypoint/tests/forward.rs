@@ -448,6 +448,7 @@ fn routes() -> RouteTable {
     RouteTable::new(vec![Arc::new(HttpRoute {
         namespace: "shop".into(),
         name: "shop-routes".into(),
+        grpc: false,
         created: 0,
         rules,
     })])

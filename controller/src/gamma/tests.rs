@@ -464,6 +464,9 @@ fn grpc_routes_match_methods_as_paths_and_refuse_http_only_fields() {
         ]
     );
     let r = c.route.unwrap();
+    // A route of its own, apart from an HTTPRoute named alike (its retry
+    // budget too).
+    assert!(r.grpc);
     assert_eq!(
         r.rules[0].matches[0].path,
         PathMatch::exact("/shop.Cart/Checkout").unwrap()

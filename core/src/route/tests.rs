@@ -40,6 +40,7 @@ fn route(name: &str, created: i64, rules: Vec<Vec<RequestMatch>>) -> Arc<HttpRou
     Arc::new(HttpRoute {
         namespace: "shop".into(),
         name: name.into(),
+        grpc: false,
         created,
         rules: rules
             .into_iter()

@@ -109,6 +109,7 @@ pub fn to_proto(route: &HttpRoute, parents: &[Parent]) -> pb::HttpRoute {
     pb::HttpRoute {
         namespace: route.namespace.clone(),
         name: route.name.clone(),
+        grpc: route.grpc,
         created: route.created,
         parents: parents
             .iter()
@@ -366,6 +367,7 @@ pub fn from_proto(p: &pb::HttpRoute) -> Result<(HttpRoute, Vec<Parent>), String>
         HttpRoute {
             namespace: p.namespace.clone(),
             name: p.name.clone(),
+            grpc: p.grpc,
             created: p.created,
             rules,
         },
@@ -402,6 +404,7 @@ mod tests {
         HttpRoute {
             namespace: "shop".into(),
             name: "all".into(),
+            grpc: true,
             created: 1_714_557_600,
             rules: vec![
                 Rule {

@@ -249,6 +249,10 @@ pub struct HttpRoute {
     pub parents: ::prost::alloc::vec::Vec<RouteParent>,
     #[prost(message, repeated, tag = "5")]
     pub rules: ::prost::alloc::vec::Vec<RouteRule>,
+    /// A GRPCRoute, read as an HTTPRoute (its methods as paths): a route of
+    /// its own, apart from an HTTPRoute of the same name.
+    #[prost(bool, tag = "6")]
+    pub grpc: bool,
 }
 /// A Service (port; 0 = every port) the route attaches to.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -18,6 +18,7 @@ fn resources() -> BTreeMap<String, Resource> {
     let route = HttpRoute {
         namespace: "shop".into(),
         name: "r".into(),
+        grpc: false,
         created: 0,
         rules: vec![],
     };
@@ -129,6 +130,7 @@ fn consumer_routes_are_kept_apart_by_their_namespace() {
     let consumer = HttpRoute {
         namespace: "front".into(),
         name: "c".into(),
+        grpc: false,
         created: 0,
         rules: vec![],
     };
