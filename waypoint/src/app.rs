@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use quicmesh_core::control::client::{ControllerClient, Token};
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http, TunnelMetrics};
 use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
@@ -87,7 +87,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pem = std::fs::read(&args.trust_bundle)
         .with_context(|| format!("reading {}", args.trust_bundle.display()))?;
     bundles.insert_pem(&args.trust_domain, &pem)?;
-    let bundles = Arc::new(bundles);
+    // One set of bundles for the controller client and the tunnels: the
+    // CA's answers replace the mesh domain's roots in both.
+    let bundles = SharedBundles::new(bundles);
     let token = Token::file(&args.bootstrap_token).map_err(anyhow::Error::msg)?;
     let controller = Arc::new(ControllerClient {
         addr: args.controller.clone(),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use quicmesh_core::control::client::{ControllerClient, Token};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http};
 use quicmesh_core::tunnel::config::TunnelSettings;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ fn cert_manager(
         Ok(())
     };
     let mut controller = None;
-    let source = if let Some(addr) = args.controller.clone() {
+    let (source, bundles): (_, SharedBundles) = if let Some(addr) = args.controller.clone() {
         read_bundle(&mut bundles)?;
         let token_file = args
             .bootstrap_token
@@ -46,17 +46,20 @@ fn cert_manager(
         let token = Token::file(token_file).map_err(anyhow::Error::msg)?;
         let identity =
             SpiffeId::parse(&args.controller_identity).context("--controller-identity")?;
+        // One set of bundles for the controller client and the tunnels:
+        // the CA's answers replace the mesh domain's roots in both.
+        let bundles = SharedBundles::new(bundles);
         let c = Arc::new(ControllerClient {
             addr,
             identity,
-            bundles: Arc::new(bundles.clone()),
+            bundles: bundles.clone(),
             token,
             node: args.node.clone(),
             tls_metrics: Arc::new(metrics.tunnel.tls.clone()),
         });
         c.node_identity_checked().context("--node")?;
         controller = Some(c.clone());
-        SvidSource::Controller(c)
+        (SvidSource::Controller(c), bundles)
     } else if let Some(dir) = &args.dev_ca_dir {
         tracing::warn!(
             dir = %dir.display(),
@@ -64,17 +67,18 @@ fn cert_manager(
         );
         let ca = Ca::load_or_generate(trust_domain, dir).context("development CA")?;
         bundles.insert(trust_domain, &[ca.cert_der().clone()])?;
-        SvidSource::DevCa {
+        let source = SvidSource::DevCa {
             ca: Box::new(ca),
             lifetime: args.svid_lifetime,
-        }
+        };
+        (source, bundles.into())
     } else if let Some(dir) = &args.svid_dir {
         read_bundle(&mut bundles)?;
-        SvidSource::Files { dir: dir.clone() }
+        (SvidSource::Files { dir: dir.clone() }, bundles.into())
     } else {
         anyhow::bail!("no identity source: pass --controller, or --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)")
     };
-    let mut certs = CertManager::new(source, Arc::new(bundles));
+    let mut certs = CertManager::new(source, bundles);
     let m = metrics.clone();
     certs.on_fetch = Box::new(move |result| {
         m.svid_fetches

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ca::Ca;
-use super::{SpiffeId, Svid, TrustBundles};
+use super::{SharedBundles, SpiffeId, Svid};
 use crate::control::client::ControllerClient;
 
 pub enum SvidSource {
@@ -50,23 +50,24 @@ struct Entry {
 
 pub struct CertManager {
     source: SvidSource,
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     /// One lock per identity: concurrent first uses wait for one fetch.
     entries: Mutex<HashMap<SpiffeId, Arc<tokio::sync::Mutex<Entry>>>>,
     pub on_fetch: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl CertManager {
-    pub fn new(source: SvidSource, bundles: Arc<TrustBundles>) -> Self {
+    pub fn new(source: SvidSource, bundles: impl Into<SharedBundles>) -> Self {
         CertManager {
             source,
-            bundles,
+            bundles: bundles.into(),
             entries: Mutex::new(HashMap::new()),
             on_fetch: Box::new(|_| {}),
         }
     }
 
-    pub fn bundles(&self) -> Arc<TrustBundles> {
+    /// The proxy's trust bundles (shared: clones see replacements).
+    pub fn bundles(&self) -> SharedBundles {
         self.bundles.clone()
     }
 
@@ -209,7 +210,7 @@ mod tests {
             SvidSource::Files {
                 dir: dir.path().to_path_buf(),
             },
-            Arc::new(TrustBundles::new()),
+            crate::identity::TrustBundles::new(),
         );
         let e = certs.svid(&id).await.unwrap_err();
         assert!(matches!(e, IdentityError::Load { .. }), "{e}");
