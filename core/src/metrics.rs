@@ -210,17 +210,6 @@ impl From<String> for Reply {
     }
 }
 
-/// A health check's answer: 200 `ready`, or 503 with the reason.
-pub fn readiness(reason_not_ready: Option<String>) -> Reply {
-    match reason_not_ready {
-        None => Reply::from("ready\n".to_string()),
-        Some(why) => Reply {
-            status: 503,
-            body: format!("not ready: {why}\n"),
-        },
-    }
-}
-
 /// Produces the answer for one HTTP path of the admin/metrics server.
 pub type Handler = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> + Send + Sync,
