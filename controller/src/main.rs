@@ -18,9 +18,10 @@ use quicmesh_controller::server::OwnCert;
 use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
 use quicmesh_controller::translate::Mesh;
+use quicmesh_core::health::Readiness;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::{SpiffeId, TrustBundles};
-use quicmesh_core::metrics::{encode, handler, readiness, serve_http, TlsMetrics};
+use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
 
 use quicmesh_core::duration::parse as parse_duration;
 
@@ -367,14 +368,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let admin_l = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding admin on {}", args.admin_addr))?;
+    // Serving config needs every source's first full view.
+    let synced = store.clone();
+    let ready = Arc::new(Readiness::new().with("sources", move || {
+        let pending = synced.pending_sources();
+        match pending.is_empty() {
+            true => Ok(()),
+            false => Err(format!("not synced yet: {}", pending.join(", "))),
+        }
+    }));
+    ready.register(&mut registry);
     let registry = Arc::new(registry);
-    let (st, px, st2, st3, st4) = (
-        store.clone(),
-        proxies.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-    );
+    let (st, px, st2, st3) = (store.clone(), proxies.clone(), store.clone(), store.clone());
     tokio::spawn(serve_http(
         metrics_l,
         vec![
@@ -397,15 +402,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }),
             ),
             (
-                // Serving config needs every source's first full view.
                 "/healthz/ready",
-                handler(move || {
-                    let pending = st4.pending_sources();
-                    std::future::ready(readiness(
-                        (!pending.is_empty())
-                            .then(|| format!("sources not synced yet: {}", pending.join(", "))),
-                    ))
-                }),
+                handler(move || std::future::ready(ready.reply())),
             ),
         ],
         tokio_util::sync::CancellationToken::new(),

@@ -45,6 +45,9 @@ pub trait PodRegistry: Send + Sync + 'static {
         &self,
         pods: Vec<Pod>,
     ) -> impl std::future::Future<Output = Result<Enrolled, String>> + Send;
+    /// The socket is bound and accepting (once, before any session; for
+    /// readiness).
+    fn listening(&self) {}
 }
 
 /// Serves the enrollment socket at `path` until `shutdown`.
@@ -61,6 +64,7 @@ pub async fn serve<R: PodRegistry>(
     // Only root (the node agent) may enroll pods.
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     tracing::info!(socket = %path.display(), "enrollment API listening");
+    registry.listening();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => r?,

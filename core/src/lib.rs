@@ -1,7 +1,7 @@
 //! What every quicmesh proxy shares, written once: SPIFFE identity and TLS
 //! verification ([`identity`]), the QUIC/HTTP3 CONNECT tunnel ([`tunnel`]),
 //! network-namespace plumbing ([`netns`]), L4 authorization evaluation
-//! ([`authz`], pure), metrics and logging.
+//! ([`authz`], pure), readiness ([`health`]), metrics and logging.
 //!
 //! Nothing here knows about pods, nodes or config sources; those belong to
 //! the proxies and the controller.
@@ -10,6 +10,7 @@ pub mod authz;
 pub mod control;
 pub mod duration;
 pub mod enrollment;
+pub mod health;
 pub mod identity;
 pub mod lb;
 pub mod memory;

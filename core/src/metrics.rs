@@ -19,10 +19,16 @@ pub struct RefusalLabels {
     pub reason: String,
 }
 
-/// Certificate refusals during TLS handshakes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// Certificate refusals during TLS handshakes, and trust bundle updates.
 #[derive(Default, Debug, Clone)]
 pub struct TlsMetrics {
     refusals: Family<RefusalLabels, Counter>,
+    bundle_updates: Family<ResultLabels, Counter>,
 }
 
 impl TlsMetrics {
@@ -32,6 +38,28 @@ impl TlsMetrics {
             "Peer certificates refused during TLS handshakes, by our side and reason",
             self.refusals.clone(),
         );
+        reg.register(
+            "quicmesh_trust_bundle_updates",
+            "Trust bundles received from the CA, by result (replaced, unchanged, malformed: ignored, untrusted: the answer refused)",
+            self.bundle_updates.clone(),
+        );
+    }
+
+    /// A trust bundle from the CA was taken or not (`result`).
+    pub fn bundle_update(&self, result: &str) {
+        self.bundle_updates
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn bundle_updates(&self, result: &str) -> u64 {
+        self.bundle_updates
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .get()
     }
 
     pub fn refused(&self, side: &str, reason: &str) {
@@ -179,17 +207,6 @@ pub struct Reply {
 impl From<String> for Reply {
     fn from(body: String) -> Self {
         Reply { status: 200, body }
-    }
-}
-
-/// A health check's answer: 200 `ready`, or 503 with the reason.
-pub fn readiness(reason_not_ready: Option<String>) -> Reply {
-    match reason_not_ready {
-        None => Reply::from("ready\n".to_string()),
-        Some(why) => Reply {
-            status: 503,
-            body: format!("not ready: {why}\n"),
-        },
     }
 }
 

@@ -363,7 +363,7 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
             "controller",
         )
         .unwrap(),
-        bundles: std::sync::Arc::new(bundles),
+        bundles: bundles.into(),
         token: quicmesh_core::control::client::Token::Fixed(token.trim().to_string()),
         node: format!("node{other}"),
         tls_metrics: Default::default(),

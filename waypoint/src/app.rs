@@ -1,8 +1,10 @@
 //! The waypoint binary's wiring: its SVID from the controller's CA (asked
 //! with its own bootstrap token, renewed at half-life), the tunnel server on
 //! 15008 presenting it, the config stream (only its namespace, and only the
-//! Services sent to it become destinations), metrics and health on 15020,
-//! the config dump on 15000, and a graceful drain on SIGTERM.
+//! Services sent to it become destinations), metrics and health on 15020
+//! (ready while its config, its SVID and its tunnel server are live: not
+//! before, nor once draining or if the SVID lapses), the config dump on
+//! 15000, and a graceful drain on SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quicmesh_core::control::client::{ControllerClient, Token};
+use quicmesh_core::health::{Flag, Readiness};
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http, TunnelMetrics};
 use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
@@ -87,7 +90,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pem = std::fs::read(&args.trust_bundle)
         .with_context(|| format!("reading {}", args.trust_bundle.display()))?;
     bundles.insert_pem(&args.trust_domain, &pem)?;
-    let bundles = Arc::new(bundles);
+    // One set of bundles for the controller client and the tunnels: the
+    // CA's answers replace the mesh domain's roots in both.
+    let bundles = SharedBundles::new(bundles);
     let token = Token::file(&args.bootstrap_token).map_err(anyhow::Error::msg)?;
     let controller = Arc::new(ControllerClient {
         addr: args.controller.clone(),
@@ -123,19 +128,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Upstreams::new(pool, certs.clone(), identity.clone()),
     );
 
+    // Ready when its config, its SVID and its tunnel server are live.
+    let tunnel_ready = Flag::new("not accepting tunnels yet (no SVID installed)");
+    let readiness = {
+        let (live, certs, id) = (live.clone(), certs.clone(), identity.clone());
+        Arc::new(
+            Readiness::new()
+                .with("config", move || match live.configured() {
+                    true => Ok(()),
+                    false => Err("no update from the controller yet".into()),
+                })
+                .with("certificates", move || {
+                    certs.check_valid(&id, std::time::SystemTime::now())
+                })
+                .with_flag("tunnel", &tunnel_ready),
+        )
+    };
+
     let mut registry = prometheus_client::registry::Registry::default();
     tunnel_metrics.register(&mut registry);
     waypoint.metrics.register(&mut registry);
     live.register(&mut registry);
+    readiness.register(&mut registry);
     let registry = Arc::new(registry);
     let shutdown = CancellationToken::new();
 
-    // Metrics and health: ready once it has an SVID and a config.
+    // Metrics and health.
     let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding metrics on {}", args.metrics_addr))?;
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (reg, r2, l2) = (registry.clone(), ready.clone(), live.clone());
+    let reg = registry.clone();
     tokio::spawn(serve_http(
         metrics_l,
         vec![
@@ -145,16 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
             (
                 "/healthz/ready",
-                handler(move || {
-                    let why = if !r2.load(std::sync::atomic::Ordering::Relaxed) {
-                        Some("no SVID yet, or draining".to_string())
-                    } else if !l2.configured() {
-                        Some("no config from the controller yet".to_string())
-                    } else {
-                        None
-                    };
-                    std::future::ready(quicmesh_core::metrics::readiness(why))
-                }),
+                handler(move || std::future::ready(readiness.reply())),
             ),
         ],
         shutdown.clone(),
@@ -207,13 +220,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             identity.clone(),
             server_ep.clone(),
             shutdown.clone(),
-            ready.clone(),
+            tunnel_ready.clone(),
         );
         tokio::spawn(async move {
             let Some(svid) = first_certificate(&certs, &identity, &ep, &make, &stop).await else {
                 return;
             };
-            ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            ready.set_ready();
             quicmesh_core::tunnel::certificate::rotate(&certs, &identity, &ep, &make, &stop, svid)
                 .await;
         });
@@ -240,7 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!(deadline = ?args.drain_deadline, "draining");
-    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    tunnel_ready.set_not_ready("draining");
     waypoint.drain();
     drain.cancel();
     let _ = served.await;

@@ -1,5 +1,9 @@
 //! Wiring: shared state, the identity source, the admin and metrics
 //! endpoints, the workload file watch, and the enrollment server.
+//!
+//! `/healthz/ready` (metrics port) answers 200 while the node's config, its
+//! certificates and the enrollment socket are live ([`readiness`]), 503
+//! naming what is not otherwise.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -7,11 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quicmesh_core::control::client::{ControllerClient, Token};
+use quicmesh_core::enrollment::{Enrolled, PodRegistry};
+use quicmesh_core::health::{Check, Flag, Readiness};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http};
 use quicmesh_core::tunnel::config::TunnelSettings;
+use quicmesh_proto::enrollment::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, WorkloadFile};
@@ -37,7 +44,7 @@ fn cert_manager(
         Ok(())
     };
     let mut controller = None;
-    let source = if let Some(addr) = args.controller.clone() {
+    let (source, bundles): (_, SharedBundles) = if let Some(addr) = args.controller.clone() {
         read_bundle(&mut bundles)?;
         let token_file = args
             .bootstrap_token
@@ -46,17 +53,20 @@ fn cert_manager(
         let token = Token::file(token_file).map_err(anyhow::Error::msg)?;
         let identity =
             SpiffeId::parse(&args.controller_identity).context("--controller-identity")?;
+        // One set of bundles for the controller client and the tunnels:
+        // the CA's answers replace the mesh domain's roots in both.
+        let bundles = SharedBundles::new(bundles);
         let c = Arc::new(ControllerClient {
             addr,
             identity,
-            bundles: Arc::new(bundles.clone()),
+            bundles: bundles.clone(),
             token,
             node: args.node.clone(),
             tls_metrics: Arc::new(metrics.tunnel.tls.clone()),
         });
         c.node_identity_checked().context("--node")?;
         controller = Some(c.clone());
-        SvidSource::Controller(c)
+        (SvidSource::Controller(c), bundles)
     } else if let Some(dir) = &args.dev_ca_dir {
         tracing::warn!(
             dir = %dir.display(),
@@ -64,17 +74,18 @@ fn cert_manager(
         );
         let ca = Ca::load_or_generate(trust_domain, dir).context("development CA")?;
         bundles.insert(trust_domain, &[ca.cert_der().clone()])?;
-        SvidSource::DevCa {
+        let source = SvidSource::DevCa {
             ca: Box::new(ca),
             lifetime: args.svid_lifetime,
-        }
+        };
+        (source, bundles.into())
     } else if let Some(dir) = &args.svid_dir {
         read_bundle(&mut bundles)?;
-        SvidSource::Files { dir: dir.clone() }
+        (SvidSource::Files { dir: dir.clone() }, bundles.into())
     } else {
         anyhow::bail!("no identity source: pass --controller, or --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)")
     };
-    let mut certs = CertManager::new(source, Arc::new(bundles));
+    let mut certs = CertManager::new(source, bundles);
     let m = metrics.clone();
     certs.on_fetch = Box::new(move |result| {
         m.svid_fetches
@@ -109,8 +120,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         send_window: args.connection_window.into(),
         ..TunnelSettings::default()
     };
-    let mut registry = prometheus_client::registry::Registry::default();
-    metrics.register(&mut registry);
     let shared = Arc::new(Shared {
         node: args.node.clone(),
         state: RwLock::new(Arc::new(initial)),
@@ -124,9 +133,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         drain_deadline: args.drain_deadline,
         balancer: Arc::default(),
         live: Arc::default(),
+        config_ready: match &args.workloads {
+            // Loaded above, or ztunnel would not have started.
+            Some(_) => Flag::ready(),
+            None => Flag::new("no update from the controller yet"),
+        },
     });
     let pods = Pods::new(shared.clone());
     let shutdown = CancellationToken::new();
+    let enrollment_ready = Flag::new("the enrollment socket is not listening yet");
+    let readiness = Arc::new(readiness(
+        &args,
+        &shared,
+        controller.as_ref().map(|c| c.node_identity()),
+        &enrollment_ready,
+    ));
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    readiness.register(&mut registry);
     tokio::spawn(
         shared
             .server
@@ -154,7 +178,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
             (
                 "/healthz/ready",
-                handler(|| std::future::ready("ready\n".to_string())),
+                handler(move || std::future::ready(readiness.reply())),
             ),
         ],
         shutdown.clone(),
@@ -187,6 +211,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, Some(c)) => {
             let node = c.node_identity();
+            let (certs, id, stop) = (shared.certs.clone(), node.clone(), shutdown.clone());
+            tokio::spawn(async move { certs.keep_renewed(&id, &stop).await });
             tokio::spawn(quicmesh_core::control::stream::follow(
                 c,
                 shared.certs.clone(),
@@ -197,8 +223,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires one of --workloads and --controller"),
     }
     let enroll = {
-        let (path, pods, stop) = (args.enroll_socket.clone(), pods.clone(), shutdown.clone());
-        tokio::spawn(async move { quicmesh_core::enrollment::serve(&path, pods, stop).await })
+        let registry = Arc::new(Enrollment {
+            pods: pods.clone(),
+            listening: enrollment_ready,
+        });
+        let (path, stop) = (args.enroll_socket.clone(), shutdown.clone());
+        tokio::spawn(async move { quicmesh_core::enrollment::serve(&path, registry, stop).await })
     };
     tracing::info!(node = %args.node, metrics = %args.metrics_addr, "ztunnel started");
 
@@ -212,6 +242,66 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     shutdown.cancel();
     pods.shutdown().await;
     Ok(())
+}
+
+/// ztunnel's readiness conditions:
+/// - `config`: the workload file loaded, or the controller's first update
+///   applied (later refusals keep the last good config: still ready);
+/// - `certificates`: with a controller, the node's own SVID issued and not
+///   expired (it authenticates the config stream; pods' SVIDs are per pod
+///   and reported at enrollment); with `--svid-dir`, the directory
+///   readable; with `--dev-ca-dir`, the CA loaded at start;
+/// - `enrollment`: the enrollment socket bound and accepting.
+fn readiness(
+    args: &Args,
+    shared: &Arc<Shared>,
+    node_identity: Option<SpiffeId>,
+    enrollment: &Flag,
+) -> Readiness {
+    let certificates: Check = match (node_identity, &args.svid_dir) {
+        (Some(id), _) => {
+            let certs = shared.certs.clone();
+            Box::new(move || certs.check_valid(&id, std::time::SystemTime::now()))
+        }
+        (None, Some(dir)) => {
+            let dir = dir.clone();
+            Box::new(move || {
+                std::fs::read_dir(&dir)
+                    .map(drop)
+                    .map_err(|e| format!("SVID directory {}: {e}", dir.display()))
+            })
+        }
+        (None, None) => Box::new(|| Ok(())),
+    };
+    Readiness::new()
+        .with_flag("config", &shared.config_ready)
+        .with("certificates", certificates)
+        .with_flag("enrollment", enrollment)
+}
+
+/// The enrollment server's registry: the node's pods, and the readiness
+/// flag the server raises once its socket accepts.
+struct Enrollment {
+    pods: Arc<Pods>,
+    listening: Flag,
+}
+
+impl PodRegistry for Enrollment {
+    async fn add(&self, pod: Pod) -> Result<Enrolled, String> {
+        self.pods.add(pod).await
+    }
+
+    async fn remove(&self, uid: &str) -> Result<(), String> {
+        self.pods.remove(uid).await
+    }
+
+    async fn snapshot(&self, pods: Vec<Pod>) -> Result<Enrolled, String> {
+        self.pods.snapshot(pods).await
+    }
+
+    fn listening(&self) {
+        self.listening.set_ready();
+    }
 }
 
 /// Reloads the workload file when it changes; a bad edit keeps the last good one.

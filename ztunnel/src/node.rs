@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use quicmesh_core::control::stream::ConfigSink;
+use quicmesh_core::health::Flag;
 use quicmesh_core::identity::certs::CertManager;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::lb::Balancer;
@@ -37,6 +38,9 @@ pub struct Shared {
     pub balancer: Arc<Balancer>,
     /// Live inbound connections, re-checked on every state change.
     pub live: Arc<LiveConns>,
+    /// Readiness: a config is in effect (the workload file's, or the
+    /// controller's since its first update applied).
+    pub config_ready: Flag,
 }
 
 impl Shared {
@@ -88,5 +92,14 @@ impl ConfigSink for Shared {
 
     fn update_result(&self, result: &'static str) {
         self.metrics.config_updates(result);
+        match result {
+            "ack" => self.config_ready.set_ready(),
+            // Once a config is in effect a refused update changes nothing:
+            // the last good config serves on.
+            _ if !self.config_ready.is_ready() => self
+                .config_ready
+                .set_not_ready("every update from the controller so far was refused (NACK)"),
+            _ => {}
+        }
     }
 }

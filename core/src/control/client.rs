@@ -5,6 +5,15 @@
 //! configured controller identity, chained to the mesh's trust bundle. CSRs
 //! are authenticated with the node's bootstrap token; the config stream
 //! ([`super::stream`]) with the caller's certificate.
+//!
+//! The bootstrap bundle (`--trust-bundle`) is only the anchor to reach the
+//! controller the first time: each CA answer carries the mesh's current
+//! roots, and they replace the mesh domain's bundle in [`SharedBundles`]
+//! (tunnels and this client's own channel alike) once they vouch for the
+//! certificate issued with them. A bundle that is too large or not PEM is
+//! ignored (logged, counted; the previous one stays, the certificate is
+//! taken); a well-formed one that does not vouch for the certificate sent
+//! with it makes the whole answer refused (the CA contradicts itself).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,10 +23,11 @@ use quicmesh_proto::ca::certificate_authority_client::CertificateAuthorityClient
 use quicmesh_proto::ca::CreateCertificateRequest;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::bundles::{roots_from_ca, CaBundleError};
 use crate::identity::ca::new_csr;
 use crate::identity::svid::certs_from_pem;
 use crate::identity::verify::ServerVerifier;
-use crate::identity::{SpiffeId, Svid, TrustBundles};
+use crate::identity::{SharedBundles, SpiffeId, Svid};
 use crate::metrics::TlsMetrics;
 
 /// How to reach the controller, and who it must be.
@@ -26,7 +36,9 @@ pub struct ControllerClient {
     /// every (re)connect.
     pub addr: ControllerAddr,
     pub identity: SpiffeId,
-    pub bundles: Arc<TrustBundles>,
+    /// Verifies the controller; the same bundles as the proxy's tunnels
+    /// (the CA's answers replace the mesh domain's roots in them).
+    pub bundles: SharedBundles,
     /// The credential for the CA.
     pub token: Token,
     pub node: String,
@@ -183,7 +195,48 @@ impl ControllerClient {
         if &svid.id != id {
             return Err(format!("the CA issued {} for a CSR for {id}", svid.id));
         }
+        self.adopt_trust_bundle(&svid, &resp.trust_bundle)?;
         Ok(svid)
+    }
+
+    /// Makes the CA's `bundle` (PEM), sent with `svid`, the bundle of the
+    /// mesh's trust domain, if it vouches for `svid`. An error refuses the
+    /// answer; a merely unusable bundle is ignored.
+    fn adopt_trust_bundle(&self, svid: &Svid, bundle: &str) -> Result<(), String> {
+        // A CA that sends no bundle leaves ours as it is.
+        if bundle.is_empty() {
+            return Ok(());
+        }
+        let domain = svid.id.trust_domain();
+        let now = rustls_pki_types::UnixTime::now();
+        let counted = |result: &str| self.tls_metrics.bundle_update(result);
+        match roots_from_ca(bundle.as_bytes(), &svid.chain, now) {
+            Ok(roots) => match self.bundles.replace_domain(domain, &roots) {
+                Ok(true) => {
+                    tracing::info!(
+                        trust_domain = domain,
+                        roots = roots.len(),
+                        "trust bundle replaced by the CA's"
+                    );
+                    counted("replaced");
+                }
+                Ok(false) => counted("unchanged"),
+                Err(e) => {
+                    tracing::warn!(trust_domain = domain, error = %e, "the CA's trust bundle is unusable; keeping the previous one");
+                    counted("malformed");
+                }
+            },
+            Err(e @ CaBundleError::Malformed(_)) => {
+                tracing::warn!(trust_domain = domain, error = %e, "keeping the previous trust bundle");
+                counted("malformed");
+            }
+            Err(e @ CaBundleError::DoesNotVouch(_)) => {
+                tracing::warn!(trust_domain = domain, identity = %svid.id, error = %e, "CA answer refused; keeping the previous trust bundle");
+                counted("untrusted");
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// The node's own identity, checked (the node name is a flag).
@@ -199,46 +252,4 @@ impl ControllerClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_token_is_read_again_each_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        assert!(Token::file(&path).is_err(), "missing: refused at start");
-        std::fs::write(&path, "first\n").unwrap();
-        let t = Token::file(&path).unwrap();
-        assert_eq!(t.read().unwrap(), "first");
-        // The kubelet replaces a projected token before it expires.
-        std::fs::write(&path, "second").unwrap();
-        assert_eq!(t.read().unwrap(), "second");
-        std::fs::write(&path, "  \n").unwrap();
-        assert!(t.read().is_err(), "empty");
-    }
-
-    #[test]
-    fn controller_addresses_are_ip_or_dns_with_a_port() {
-        for ok in [
-            "10.99.0.101:15012",
-            "[fd00::1]:15012",
-            "quicmesh-controller.quicmesh-system.svc:15012",
-            "controller:1",
-            "quicmesh-controller.quicmesh-system.svc.cluster.local.:15012",
-        ] {
-            assert!(ok.parse::<ControllerAddr>().is_ok(), "{ok}");
-        }
-        for bad in [
-            "controller",
-            "controller:0",
-            "controller:99999",
-            ":15012",
-            "-bad-.svc:15012",
-            "a b:15012",
-            "http://controller:15012",
-            "fd00::1:15012x",
-        ] {
-            assert!(bad.parse::<ControllerAddr>().is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

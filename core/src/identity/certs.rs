@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ca::Ca;
-use super::{SpiffeId, Svid, TrustBundles};
+use super::{SharedBundles, SpiffeId, Svid};
 use crate::control::client::ControllerClient;
 
 pub enum SvidSource {
@@ -38,6 +38,13 @@ pub enum IdentityError {
     },
 }
 
+/// The last SVID issued for an identity, and the last fetch error.
+#[derive(Default, Clone)]
+struct Held {
+    svid: Option<Arc<Svid>>,
+    last_error: Option<String>,
+}
+
 #[derive(Default)]
 struct Entry {
     svid: Option<Arc<Svid>>,
@@ -50,23 +57,28 @@ struct Entry {
 
 pub struct CertManager {
     source: SvidSource,
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     /// One lock per identity: concurrent first uses wait for one fetch.
     entries: Mutex<HashMap<SpiffeId, Arc<tokio::sync::Mutex<Entry>>>>,
+    /// What each identity holds, readable while a fetch is under way
+    /// (readiness asks without waiting for the CA).
+    held: Mutex<HashMap<SpiffeId, Held>>,
     pub on_fetch: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl CertManager {
-    pub fn new(source: SvidSource, bundles: Arc<TrustBundles>) -> Self {
+    pub fn new(source: SvidSource, bundles: impl Into<SharedBundles>) -> Self {
         CertManager {
             source,
-            bundles,
+            bundles: bundles.into(),
             entries: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             on_fetch: Box::new(|_| {}),
         }
     }
 
-    pub fn bundles(&self) -> Arc<TrustBundles> {
+    /// The proxy's trust bundles (shared: clones see replacements).
+    pub fn bundles(&self) -> SharedBundles {
         self.bundles.clone()
     }
 
@@ -102,6 +114,10 @@ impl CertManager {
                 let s = Arc::new(s);
                 tracing::info!(identity = %id, expires = ?s.not_after, "SVID issued");
                 (self.on_fetch)("ok");
+                self.hold(id, |h| {
+                    h.svid = Some(s.clone());
+                    h.last_error = None;
+                });
                 *e = Entry {
                     refresh_at: Some(s.refresh_at(SystemTime::now())),
                     svid: Some(s.clone()),
@@ -116,9 +132,52 @@ impl CertManager {
                 e.last_error = err.to_string();
                 tracing::warn!(identity = %id, error = %err, retry_in = ?wait, "SVID fetch failed");
                 (self.on_fetch)("error");
+                self.hold(id, |h| h.last_error = Some(err.to_string()));
                 usable.ok_or(err)
             }
         }
+    }
+
+    fn hold(&self, id: &SpiffeId, f: impl FnOnce(&mut Held)) {
+        f(self
+            .held
+            .lock()
+            .expect("not poisoned")
+            .entry(id.clone())
+            .or_default());
+    }
+
+    /// The SVID of `id` held now (maybe due for renewal, maybe expired),
+    /// without asking the source or waiting for a fetch under way.
+    pub fn cached(&self, id: &SpiffeId) -> Option<Arc<Svid>> {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .and_then(|h| h.svid.clone())
+    }
+
+    /// Whether `id` holds an SVID valid at `now`; if not, why (for
+    /// readiness: no SVID issued yet, or the one held expired, with the
+    /// last fetch error).
+    pub fn check_valid(&self, id: &SpiffeId, now: SystemTime) -> Result<(), String> {
+        let held = self
+            .held
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        let why = match &held.svid {
+            Some(s) if now < s.not_after => return Ok(()),
+            Some(_) => format!("the SVID of {id} has expired"),
+            None => format!("no SVID for {id} yet"),
+        };
+        Err(match held.last_error {
+            // Bounded: the reason ends up in a probe's answer.
+            Some(e) => format!("{why}; last error: {}", truncate(&e, 200)),
+            None => why,
+        })
     }
 
     /// When the cached SVID of `id` is due for renewal (None if there is none).
@@ -131,6 +190,29 @@ impl CertManager {
             .cloned()?;
         let e = slot.lock().await;
         e.refresh_at
+    }
+
+    /// Keeps the SVID of `id` renewed at half-life until `stop`, for an
+    /// identity nothing else asks for on a schedule (a node's own: it
+    /// authenticates the config stream only when that reconnects, and
+    /// must be valid then). Failures are logged and backed off by
+    /// [`svid`](Self::svid); the SVID held serves until it expires.
+    pub async fn keep_renewed(&self, id: &SpiffeId, stop: &tokio_util::sync::CancellationToken) {
+        loop {
+            let _ = tokio::select! {
+                r = self.svid(id) => r,
+                _ = stop.cancelled() => return,
+            };
+            let wait = self
+                .refresh_time(id)
+                .await
+                .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
     }
 
     /// Lets the next [`svid`](Self::svid) call for `id` ask the source at
@@ -177,6 +259,13 @@ impl CertManager {
     }
 }
 
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// How long to wait after the `failures`-th failure in a row: 200 ms,
 /// 400 ms, ... doubling up to 60 s.
 fn backoff(failures: u32) -> Duration {
@@ -209,10 +298,16 @@ mod tests {
             SvidSource::Files {
                 dir: dir.path().to_path_buf(),
             },
-            Arc::new(TrustBundles::new()),
+            crate::identity::TrustBundles::new(),
         );
         let e = certs.svid(&id).await.unwrap_err();
         assert!(matches!(e, IdentityError::Load { .. }), "{e}");
+        let why = certs.check_valid(&id, SystemTime::now()).unwrap_err();
+        assert!(
+            why.starts_with("no SVID for spiffe://cluster.local/ns/shop/sa/web yet; last error:"),
+            "{why}"
+        );
+        assert!(certs.cached(&id).is_none());
         // Within the backoff the source is not asked again.
         let e = certs.svid(&id).await.unwrap_err();
         assert!(matches!(e, IdentityError::Backoff { .. }), "{e}");
@@ -232,6 +327,11 @@ mod tests {
         certs.expedite(&id);
         let got = certs.svid(&id).await.unwrap();
         assert_eq!(got.id, id);
+        assert!(Arc::ptr_eq(&got, &certs.cached(&id).unwrap()));
+        assert_eq!(certs.check_valid(&id, SystemTime::now()), Ok(()));
+        let later = got.not_after + Duration::from_secs(1);
+        let why = certs.check_valid(&id, later).unwrap_err();
+        assert!(why.contains("has expired"), "{why}");
         // Cached from now on, even though the files go away.
         std::fs::remove_dir_all(&d).unwrap();
         assert!(Arc::ptr_eq(&got, &certs.svid(&id).await.unwrap()));

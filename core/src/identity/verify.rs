@@ -5,6 +5,9 @@
 //! trust domain (so a federated domain's CA can never vouch for ours); and the
 //! ID is the one expected (we are the client) or allowed (we are the server).
 //! TLS 1.3 only. Every refusal is logged with its reason and counted.
+//!
+//! The verifiers hold [`SharedBundles`] and read the bundles in effect at
+//! each handshake, so a replaced bundle applies from the next handshake on.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::bundles::SharedBundles;
 use super::spiffe::SpiffeId;
 use super::svid::{cert_info, SvidError, TrustBundles};
 use crate::metrics::TlsMetrics;
@@ -121,7 +125,7 @@ fn refuse(metrics: &TlsMetrics, side: Side, r: Refusal) -> rustls::Error {
 /// the identity we expect at that address.
 #[derive(Debug)]
 pub struct ServerVerifier {
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     expected: SpiffeId,
     provider: Arc<CryptoProvider>,
     metrics: Arc<TlsMetrics>,
@@ -129,13 +133,13 @@ pub struct ServerVerifier {
 
 impl ServerVerifier {
     pub fn new(
-        bundles: Arc<TrustBundles>,
+        bundles: impl Into<SharedBundles>,
         expected: SpiffeId,
         provider: Arc<CryptoProvider>,
         metrics: Arc<TlsMetrics>,
     ) -> Self {
         Self {
-            bundles,
+            bundles: bundles.into(),
             expected,
             provider,
             metrics,
@@ -154,7 +158,7 @@ impl ServerCertVerifier for ServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let side = Side::Client;
         let got = verify_peer_chain(
-            &self.bundles,
+            &self.bundles.load(),
             end_entity,
             intermediates,
             now,
@@ -209,7 +213,7 @@ pub type AllowFn = dyn Fn(&SpiffeId) -> bool + Send + Sync;
 
 /// Verifies the client when we are the server. A certificate is mandatory.
 pub struct ClientVerifier {
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     allow: Box<AllowFn>,
     /// When false a client may present no certificate (the controller's CA
     /// accepts bootstrap calls authenticated by token instead).
@@ -226,13 +230,13 @@ impl std::fmt::Debug for ClientVerifier {
 
 impl ClientVerifier {
     pub fn new(
-        bundles: Arc<TrustBundles>,
+        bundles: impl Into<SharedBundles>,
         allow: Box<AllowFn>,
         provider: Arc<CryptoProvider>,
         metrics: Arc<TlsMetrics>,
     ) -> Self {
         Self {
-            bundles,
+            bundles: bundles.into(),
             allow,
             mandatory: true,
             provider,
@@ -265,7 +269,7 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let side = Side::Server;
         let got = verify_peer_chain(
-            &self.bundles,
+            &self.bundles.load(),
             end_entity,
             intermediates,
             now,

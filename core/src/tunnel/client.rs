@@ -22,7 +22,7 @@ use super::connect::ConnectStream;
 use super::http3::message;
 use super::http3::stream::{send_head, FrameReader, HeadError, RecvData, SendData};
 use super::http3::{code, Http3, Side};
-use crate::identity::{SpiffeId, Svid, TrustBundles};
+use crate::identity::{SharedBundles, SpiffeId, Svid};
 use crate::metrics::{StreamLabels, TunnelMetrics};
 
 /// What a pooled connection is for.
@@ -141,7 +141,7 @@ type Slot = Arc<tokio::sync::Mutex<Vec<Arc<Conn>>>>;
 /// A pool of tunnel connections from one endpoint.
 pub struct Pool {
     endpoint: quinn::Endpoint,
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     settings: TunnelSettings,
     metrics: Arc<TunnelMetrics>,
     slots: Mutex<HashMap<PoolKey, Slot>>,
@@ -160,13 +160,13 @@ impl Drop for StreamGuard {
 impl Pool {
     pub fn new(
         endpoint: quinn::Endpoint,
-        bundles: Arc<TrustBundles>,
+        bundles: impl Into<SharedBundles>,
         settings: TunnelSettings,
         metrics: Arc<TunnelMetrics>,
     ) -> Arc<Self> {
         Arc::new(Pool {
             endpoint,
-            bundles,
+            bundles: bundles.into(),
             settings,
             metrics,
             slots: Mutex::new(HashMap::new()),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::identity::verify::{AllowFn, ClientVerifier, ServerVerifier};
-use crate::identity::{SpiffeId, Svid, TrustBundles};
+#[cfg(test)]
+use crate::identity::TrustBundles;
+use crate::identity::{SharedBundles, SpiffeId, Svid};
 use crate::metrics::TunnelMetrics;
 
 /// Tunable knobs of the tunnel. The defaults were chosen by measurement on a
@@ -245,7 +247,7 @@ pub fn endpoint(
 /// identity `allow` approves.
 pub fn server_config(
     svid: &Svid,
-    bundles: Arc<TrustBundles>,
+    bundles: impl Into<SharedBundles>,
     allow: Box<AllowFn>,
     metrics: &Arc<TunnelMetrics>,
     settings: &TunnelSettings,
@@ -279,7 +281,7 @@ pub fn server_config(
 /// prove exactly `expected`.
 pub fn client_config(
     svid: &Svid,
-    bundles: Arc<TrustBundles>,
+    bundles: impl Into<SharedBundles>,
     expected: SpiffeId,
     metrics: &Arc<TunnelMetrics>,
     settings: &TunnelSettings,
