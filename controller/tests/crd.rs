@@ -1,25 +1,66 @@
-//! The CRD YAML checked in under controller/crds/ (what the chart installs)
-//! must be the one the Rust types generate. `QUICMESH_BLESS=1` rewrites it.
+//! The CRD YAML checked in under controller/crds/ and the chart's copy
+//! under helm/quicmesh/crds/ (what `helm install` applies) must both be the
+//! one the Rust types generate, byte for byte. `QUICMESH_BLESS=1` rewrites
+//! both.
+
+use std::path::{Path, PathBuf};
+
+/// Where the CRDs are kept: beside the controller, and in the chart.
+fn crd_dirs() -> [PathBuf; 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [root.join("crds"), root.join("../helm/quicmesh/crds")]
+}
 
 #[test]
 fn checked_in_crd_matches_the_types() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crds/authorizationpolicies.quicmesh.io.yaml");
     let want = format!(
         "# Generated from controller/src/policy.rs; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{}",
         quicmesh_controller::policy::crd_yaml()
     );
-    if std::env::var_os("QUICMESH_BLESS").is_some() {
-        std::fs::write(&path, &want).unwrap();
-        return;
+    for dir in crd_dirs() {
+        let path = dir.join("authorizationpolicies.quicmesh.io.yaml");
+        if std::env::var_os("QUICMESH_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            continue;
+        }
+        let have = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
+        assert!(
+            have == want,
+            "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
+            path.display()
+        );
     }
-    let have = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
-    assert!(
-        have == want,
-        "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
-        path.display()
+}
+
+/// The chart installs exactly the controller's CRDs: the same files, the
+/// same bytes (a CRD added to one directory only, or edited in one, fails).
+#[test]
+fn the_charts_crds_are_the_controllers() {
+    let [ours, chart] = crd_dirs();
+    let read = |dir: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect()
+    };
+    let (ours, chart) = (read(&ours), read(&chart));
+    assert!(!ours.is_empty());
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        chart.keys().collect::<Vec<_>>(),
+        "controller/crds/ and helm/quicmesh/crds/ hold different files"
     );
+    for (name, bytes) in &ours {
+        assert!(
+            chart[name] == *bytes,
+            "helm/quicmesh/crds/{name} differs from controller/crds/{name}; copy it (or QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd)"
+        );
+    }
 }
 
 /// The example policies users copy (examples/policy/) are valid.

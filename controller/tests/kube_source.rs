@@ -1,6 +1,11 @@
 //! The Kubernetes source against a mock API server: the client's requests go
 //! to a `tower_test` mock, and each scenario answers them with responses
-//! recorded from a real API server (tests/fixtures/).
+//! recorded from a real API server (tests/fixtures/). Every request is
+//! checked against the RBAC rules the chart grants the controller
+//! ([`rbac`]): a call it does not grant fails the scenario that makes it.
+
+#[path = "support/rbac.rs"]
+mod rbac;
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -71,6 +76,13 @@ fn mock_client() -> (Client, ApiServer) {
 }
 
 impl ApiServer {
+    /// The next request, which the chart's RBAC rules must allow.
+    async fn next(&mut self) -> (Request<Body>, Responder) {
+        let (req, send) = self.0.next_request().await.expect("the client is gone");
+        rbac::check(&req);
+        (req, send)
+    }
+
     /// The next request, which must be `method path` with every one of
     /// `query` in its query string (and no `watch=true` unless asked).
     async fn expect(
@@ -79,7 +91,7 @@ impl ApiServer {
         path: &str,
         query: &[&str],
     ) -> (Request<Body>, Responder) {
-        let (req, send) = self.0.next_request().await.expect("the client is gone");
+        let (req, send) = self.next().await;
         let q = req.uri().query().unwrap_or_default().to_string();
         assert_eq!(
             (req.method(), req.uri().path()),
@@ -161,7 +173,7 @@ impl ApiServer {
         let mut watched = Vec::new();
         let mut held = Vec::new();
         while !done(&watched) {
-            let (req, send) = self.0.next_request().await.expect("the client is gone");
+            let (req, send) = self.next().await;
             let path = req.uri().path().to_string();
             assert_eq!(req.method(), Method::GET);
             if is_watch(&req) {

@@ -1,0 +1,85 @@
+{{/*
+Names are fixed, not derived from the release name: the mesh is installed
+once per cluster, and other parts know these names (waypoint pods reach the
+controller at quicmesh-controller.<namespace>.svc; the CA and the config
+stream know the service accounts by name).
+*/}}
+
+{{- define "quicmesh.controllerName" -}}quicmesh-controller{{- end }}
+{{- define "quicmesh.ztunnelName" -}}ztunnel{{- end }}
+{{- define "quicmesh.cniName" -}}quicmesh-cni{{- end }}
+{{/* The Secret holding the CA root and key (created by the controller if absent). */}}
+{{- define "quicmesh.caSecret" -}}quicmesh-ca{{- end }}
+{{/* The ConfigMap the controller writes the CA root into (key ca.pem); ztunnel's trust bundle. */}}
+{{- define "quicmesh.caRootConfigMap" -}}quicmesh-ca-root{{- end }}
+
+{{/* The controller's gRPC address (CA and config stream) as pods reach it. */}}
+{{- define "quicmesh.controllerAddress" -}}
+{{ include "quicmesh.controllerName" . }}.{{ .Release.Namespace }}.svc:15012
+{{- end }}
+
+{{/* The SPIFFE ID the controller serves with: its service account's. */}}
+{{- define "quicmesh.controllerIdentity" -}}
+spiffe://{{ .Values.trustDomain }}/ns/{{ .Release.Namespace }}/sa/{{ include "quicmesh.controllerName" . }}
+{{- end }}
+
+{{/*
+Leader election: with more than one replica, one controller is active (it
+holds the Lease quicmesh-controller in the release namespace) and the others
+stand by. The flag, the Lease rights (controller-rbac.yaml) and the
+PodDisruptionBudget all follow this one test.
+*/}}
+{{- define "quicmesh.leaderElection" -}}
+{{- if gt (int .Values.controller.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* <registry>/<name>:<tag>; the names are the Dockerfile's targets. */}}
+{{- define "quicmesh.image" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{ $root.Values.image.registry }}/{{ $name }}:{{ $root.Values.image.tag | default $root.Chart.AppVersion }}
+{{- end }}
+
+{{- define "quicmesh.labels" -}}
+app.kubernetes.io/part-of: quicmesh
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Pod labels: never captured by ztunnel themselves. */}}
+{{- define "quicmesh.podLabels" -}}
+app.kubernetes.io/part-of: quicmesh
+quicmesh.io/dataplane-mode: none
+{{- end }}
+
+{{/* imagePullSecrets, or nothing; use as: with include "quicmesh.pullSecrets" . */}}
+{{- define "quicmesh.pullSecrets" -}}
+{{- with .Values.image.pullSecrets -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "quicmesh.logEnv" -}}
+- name: RUST_LOG
+  value: {{ .Values.log.level | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.log.format | quote }}
+{{- end }}
+
+{{/*
+The CNI node agent's command line: the one place to change when the agent
+lands (it is under construction; see docs/install.md). The host's CNI
+directories are mounted at /host/<dir>, host /proc at /host/proc.
+*/}}
+{{- define "quicmesh.cniArgs" -}}
+- agent
+- --cni-bin-dir=/host{{ .Values.cni.binDir }}
+- --cni-conf-dir=/host{{ .Values.cni.confDir }}
+- --ztunnel-socket={{ .Values.ztunnel.socketDir }}/ztunnel.sock
+- --host-proc=/host/proc
+- --health-addr=0.0.0.0:15021
+{{- end }}

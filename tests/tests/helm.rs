@@ -1,0 +1,806 @@
+//! The Helm chart (`helm/quicmesh`) with the real `helm` binary and the
+//! Kubernetes OpenAPI schemas of two Kubernetes versions
+//! (kubernetes-validate, strict: no field Kubernetes does not know), for
+//! the default values and every value set in `helm/quicmesh/ci/`. Both
+//! tools are installed by scripts/setup.sh. Needs no root and no cluster,
+//! only the `controller` and `ztunnel` binaries (their flags are checked).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The Kubernetes versions every rendered object is validated against:
+/// the oldest the chart supports (Chart.yaml's kubeVersion) and the one
+/// the controller is built for (k8s-openapi's `v1_33`).
+const KUBE_VERSIONS: [&str; 2] = ["1.30.0", "1.33.0"];
+
+/// The release namespace of every rendering.
+const NAMESPACE: &str = "quicmesh-system";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> PathBuf {
+    repo().join("helm/quicmesh")
+}
+
+/// The value sets: the defaults (`None`) and each file of the chart's ci/.
+fn value_sets() -> Vec<Option<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .expect("helm/quicmesh/ci")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "at least four value sets besides the defaults: {files:?}"
+    );
+    std::iter::once(None)
+        .chain(files.into_iter().map(Some))
+        .collect()
+}
+
+fn name(set: &Option<PathBuf>) -> String {
+    set.as_ref()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "default values".into())
+}
+
+/// Runs `helm args...`; Ok(stdout) or Err(stderr).
+fn helm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("helm")
+        .args(args)
+        .output()
+        .expect("running helm (scripts/setup.sh installs it)");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// `helm template` of the chart with the value set and `extra` arguments.
+fn template(set: &Option<PathBuf>, extra: &[&str]) -> Result<String, String> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "quicmesh",
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+    ];
+    if let Some(f) = set {
+        args.extend(["-f", f.to_str().unwrap()]);
+    }
+    args.extend(extra);
+    helm(&args)
+}
+
+fn docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("rendered YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn render(set: &Option<PathBuf>) -> Vec<Value> {
+    let text = template(set, &[]).unwrap_or_else(|e| panic!("{}: {e}", name(set)));
+    docs(&text)
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn get<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    find(docs, kind, name).unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+/// The values the chart used: the set's file over values.yaml (the keys
+/// the tests need are at most two levels deep).
+fn values(set: &Option<PathBuf>) -> Value {
+    let read =
+        |p: &Path| -> Value { serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let mut v = read(&chart().join("values.yaml"));
+    if let Some(f) = set {
+        merge(&mut v, read(f));
+    }
+    v
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The containers of a workload's pod template.
+fn containers(workload: &Value) -> &Vec<Value> {
+    workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+}
+
+/// `--flag=value` arguments of a container, as (flag, value).
+fn flags(container: &Value) -> Vec<(String, String)> {
+    strs(&container["args"])
+        .into_iter()
+        .filter(|a| a.starts_with("--"))
+        .map(|a| match a.split_once('=') {
+            Some((f, v)) => (f.to_string(), v.to_string()),
+            None => (a, String::new()),
+        })
+        .collect()
+}
+
+fn flag(container: &Value, name: &str) -> Option<String> {
+    flags(container)
+        .into_iter()
+        .find(|(f, _)| f == name)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn every_value_set_lints_renders_and_validates_against_two_kubernetes_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let chart = chart();
+    for set in value_sets() {
+        let mut lint = vec!["lint", chart.to_str().unwrap()];
+        if let Some(f) = &set {
+            lint.extend(["-f", f.to_str().unwrap()]);
+        }
+        helm(&lint).unwrap_or_else(|e| panic!("helm lint, {}: {e}", name(&set)));
+        lint.push("--strict");
+        helm(&lint).unwrap_or_else(|e| panic!("helm lint --strict, {}: {e}", name(&set)));
+
+        // The CRDs too: they are what `helm install` applies first.
+        let text = template(&set, &["--include-crds"])
+            .unwrap_or_else(|e| panic!("helm template, {}: {e}", name(&set)));
+        let n = docs(&text).len();
+        assert!(n >= 10, "{}: only {n} objects", name(&set));
+        let path = dir
+            .path()
+            .join(format!("{}.yaml", name(&set).replace(' ', "-")));
+        std::fs::write(&path, &text).unwrap();
+        for k in KUBE_VERSIONS {
+            let out = Command::new(&python)
+                .args(["-m", "kubernetes_validate", "-k", k, "--strict"])
+                .arg(&path)
+                .output()
+                .expect("kubernetes-validate (scripts/setup.sh installs it)");
+            let report = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{}, Kubernetes {k}:\n{report}",
+                name(&set)
+            );
+            assert_eq!(
+                report.matches(" passed ").count(),
+                n,
+                "{}, Kubernetes {k}: every object validated:\n{report}",
+                name(&set)
+            );
+        }
+    }
+}
+
+/// The validator is not vacuous: a field Kubernetes does not know fails.
+#[test]
+fn the_validator_refuses_an_unknown_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let text = template(&None, &["--show-only", "templates/ztunnel.yaml"]).unwrap();
+    std::fs::write(&path, text.replace("hostPath:", "hostPaht:")).unwrap();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "-k",
+            KUBE_VERSIONS[1],
+            "--strict",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hostPaht"));
+}
+
+#[test]
+fn the_values_schema_refuses_typos_and_wrong_types() {
+    for (set, why) in [
+        (
+            "controler.replicas=2",
+            "additional properties 'controler' not allowed",
+        ),
+        (
+            "controller.replica=2",
+            "additional properties 'replica' not allowed",
+        ),
+        (
+            "ztunnel.resources.request.cpu=1",
+            "additional properties 'request' not allowed",
+        ),
+        (
+            "cni.enabeld=false",
+            "additional properties 'enabeld' not allowed",
+        ),
+        (
+            "image.registy=x",
+            "additional properties 'registy' not allowed",
+        ),
+        ("controller.replicas=two", "/controller/replicas"),
+        ("controller.replicas=0", "/controller/replicas"),
+        ("cni.enabled=maybe", "/cni/enabled"),
+        (
+            "controller.defaultMtlsMode=strikt",
+            "/controller/defaultMtlsMode",
+        ),
+        ("controller.svidTtl=1d", "/controller/svidTtl"),
+        ("cni.binDir=opt/cni/bin", "/cni/binDir"),
+        ("log.format=xml", "/log/format"),
+    ] {
+        let e = template(&None, &["--set", set]).expect_err(set);
+        assert!(e.contains("schema"), "{set}: {e}");
+        assert!(e.contains(why), "{set}: {e}");
+    }
+    let e = template(
+        &None,
+        &[
+            "--set-json",
+            r#"ztunnel.tolerations=[{"operater":"Exists"}]"#,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("'operater' not allowed"), "{e}");
+    // And what is right passes.
+    template(
+        &None,
+        &[
+            "--set",
+            "controller.replicas=3",
+            "--set",
+            "cni.enabled=false",
+        ],
+    )
+    .unwrap();
+}
+
+/// One access rule: (scope, group, resource, verb, resource name).
+type Access = (String, String, String, String, Option<String>);
+
+fn accesses(scope: &str, rules: &Value) -> BTreeSet<Access> {
+    let mut out = BTreeSet::new();
+    for r in rules.as_array().unwrap() {
+        let names = strs(&r["resourceNames"]);
+        let names: Vec<Option<String>> = if names.is_empty() {
+            vec![None]
+        } else {
+            names.into_iter().map(Some).collect()
+        };
+        for g in strs(&r["apiGroups"]) {
+            for res in strs(&r["resources"]) {
+                for v in strs(&r["verbs"]) {
+                    for n in &names {
+                        out.insert((scope.into(), g.clone(), res.clone(), v.clone(), n.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The rules of helm/quicmesh/rbac-expected.yaml that hold with `values`.
+fn expected_rbac(values: &Value) -> BTreeSet<Access> {
+    let path = chart().join("rbac-expected.yaml");
+    let list: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let provision = values["controller"]["waypoints"]["provision"]
+        .as_bool()
+        .unwrap();
+    let leader = values["controller"]["replicas"].as_u64().unwrap() > 1;
+    let mut out = BTreeSet::new();
+    for (key, scope) in [("clusterRole", "cluster"), ("role", "namespace")] {
+        let rules: Vec<Value> = list[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| match r["when"].as_str() {
+                None => true,
+                Some("waypointProvisioning") => provision,
+                Some("leaderElection") => leader,
+                Some(other) => panic!("{}: unknown when: {other}", path.display()),
+            })
+            .cloned()
+            .collect();
+        out.extend(accesses(scope, &Value::Array(rules)));
+    }
+    out
+}
+
+#[test]
+fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_makes() {
+    for set in value_sets() {
+        let d = render(&set);
+        let mut rendered = accesses(
+            "cluster",
+            &get(&d, "ClusterRole", "quicmesh-controller")["rules"],
+        );
+        let role = get(&d, "Role", "quicmesh-controller");
+        assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+        rendered.extend(accesses("namespace", &role["rules"]));
+        let want = expected_rbac(&values(&set));
+        assert!(
+            rendered == want,
+            "{}: the chart grants {:#?}\nbeyond rbac-expected.yaml, and lacks {:#?}",
+            name(&set),
+            rendered.difference(&want).collect::<Vec<_>>(),
+            want.difference(&rendered).collect::<Vec<_>>()
+        );
+        // The controller's are the only rights the chart grants, to the
+        // controller's service account only.
+        for kind in ["ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"] {
+            let names: Vec<&Value> = d
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .map(|o| &o["metadata"]["name"])
+                .collect();
+            assert_eq!(names, ["quicmesh-controller"], "{}: {kind}", name(&set));
+        }
+        for kind in ["ClusterRoleBinding", "RoleBinding"] {
+            let b = get(&d, kind, "quicmesh-controller");
+            assert_eq!(
+                b["subjects"],
+                serde_json::json!([{"kind": "ServiceAccount", "name": "quicmesh-controller", "namespace": NAMESPACE}])
+            );
+            assert_eq!(b["roleRef"]["name"], "quicmesh-controller");
+        }
+    }
+}
+
+/// The workspace version (Cargo.toml's `[workspace.package]`).
+fn workspace_version() -> String {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let section = &text[text.find("[workspace.package]").unwrap()..];
+    let line = section.lines().find(|l| l.starts_with("version")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// The Dockerfile's stages: (target name, the stage's text).
+fn dockerfile_stages() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let mut stages: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        {
+            let target = match words.as_slice() {
+                [_, _, as_, t] if as_.eq_ignore_ascii_case("AS") => t.to_string(),
+                _ => panic!("Dockerfile: a stage without a target name: {line}"),
+            };
+            stages.push((target, String::new()));
+        } else if let Some((_, body)) = stages.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    stages
+}
+
+#[test]
+fn the_images_are_the_dockerfiles_targets() {
+    let version = workspace_version();
+    let chart_yaml: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        chart_yaml["appVersion"],
+        version.as_str(),
+        "Chart.yaml appVersion"
+    );
+    assert_eq!(
+        chart_yaml["version"],
+        version.as_str(),
+        "Chart.yaml version"
+    );
+    let stages = dockerfile_stages();
+    let header = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let d = render(&None);
+    let controller = &containers(get(&d, "Deployment", "quicmesh-controller"))[0];
+    let images = [
+        (
+            "controller",
+            controller["image"].as_str().unwrap().to_string(),
+            "controller",
+        ),
+        (
+            "ztunnel",
+            containers(get(&d, "DaemonSet", "ztunnel"))[0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            "ztunnel",
+        ),
+        (
+            "cni",
+            containers(get(&d, "DaemonSet", "quicmesh-cni"))[0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            "quicmesh-cni",
+        ),
+        (
+            "waypoint",
+            flag(controller, "--waypoint-image").unwrap(),
+            "waypoint",
+        ),
+    ];
+    for (target, image, binary) in &images {
+        assert_eq!(*image, format!("ghcr.io/quicmesh/{target}:{version}"));
+        let (_, body) = stages
+            .iter()
+            .find(|(t, _)| t == target)
+            .unwrap_or_else(|| panic!("the Dockerfile has no target {target} for {image}"));
+        assert!(
+            body.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{binary}\"]")),
+            "the {target} image runs {binary} (the chart passes only args)"
+        );
+        assert!(
+            header.contains(&format!("--target {target} "))
+                && header.contains(&format!("-t ghcr.io/quicmesh/{target}:{version} ")),
+            "the Dockerfile documents how to build {image}"
+        );
+    }
+    // ztunnel runs `nft` (ztunnel/src/inpod/rules.rs).
+    let (_, ztunnel) = stages.iter().find(|(t, _)| t == "ztunnel").unwrap();
+    assert!(ztunnel.contains("nftables"), "the ztunnel image has nft");
+    // The controller's own default is the same image.
+    let main = std::fs::read_to_string(repo().join("controller/src/main.rs")).unwrap();
+    assert!(main.contains(r#"concat!("ghcr.io/quicmesh/waypoint:", env!("CARGO_PKG_VERSION"))"#));
+
+    // Another registry and tag move every image, the controller's waypoint
+    // image included unless it is given.
+    let custom = Some(chart().join("ci/custom-values.yaml"));
+    let d = render(&custom);
+    for (kind, name) in [
+        ("Deployment", "quicmesh-controller"),
+        ("DaemonSet", "ztunnel"),
+        ("DaemonSet", "quicmesh-cni"),
+    ] {
+        let c = &containers(get(&d, kind, name))[0];
+        let image = c["image"].as_str().unwrap();
+        assert!(
+            image.starts_with("registry.example.com/mesh/") && image.ends_with(":1.2.3-rc.1"),
+            "{image}"
+        );
+        assert_eq!(c["imagePullPolicy"], "Always");
+        assert_eq!(
+            get(&d, kind, name)["spec"]["template"]["spec"]["imagePullSecrets"],
+            serde_json::json!([{"name": "registry-example-com"}])
+        );
+    }
+    let c = &containers(get(&d, "Deployment", "quicmesh-controller"))[0];
+    assert_eq!(
+        flag(c, "--waypoint-image").unwrap(),
+        "registry.example.com/mesh/waypoint-debug:1.2.3"
+    );
+}
+
+#[test]
+fn containers_run_with_only_the_capabilities_they_need() {
+    for set in value_sets() {
+        let d = render(&set);
+        let v = values(&set);
+        let mut workloads = vec![
+            (get(&d, "Deployment", "quicmesh-controller"), vec![]),
+            (
+                get(&d, "DaemonSet", "ztunnel"),
+                vec!["NET_ADMIN", "SYS_ADMIN"],
+            ),
+        ];
+        if v["cni"]["enabled"].as_bool().unwrap() {
+            workloads.push((get(&d, "DaemonSet", "quicmesh-cni"), vec!["SYS_PTRACE"]));
+        } else {
+            assert!(
+                find(&d, "DaemonSet", "quicmesh-cni").is_none(),
+                "{}",
+                name(&set)
+            );
+        }
+        for (w, caps) in workloads {
+            let what = format!("{}: {}", name(&set), w["metadata"]["name"]);
+            let pod = &w["spec"]["template"]["spec"];
+            for host in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert!(pod[host].is_null(), "{what}: {host}");
+            }
+            assert_eq!(
+                w["spec"]["template"]["metadata"]["labels"]["quicmesh.io/dataplane-mode"], "none",
+                "{what}: never captured itself"
+            );
+            for c in containers(w) {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+                assert!(
+                    sc["privileged"].is_null() || sc["privileged"] == false,
+                    "{what}"
+                );
+                assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"], "{what}");
+                assert_eq!(strs(&sc["capabilities"]["add"]), caps, "{what}");
+                let seccomp = if pod["securityContext"]["seccompProfile"].is_null() {
+                    &sc["seccompProfile"]
+                } else {
+                    &pod["securityContext"]["seccompProfile"]
+                };
+                assert_eq!(seccomp["type"], "RuntimeDefault", "{what}");
+                assert!(
+                    c["resources"]["requests"]["cpu"].is_string(),
+                    "{what}: cpu request"
+                );
+                assert!(
+                    c["resources"]["requests"]["memory"].is_string(),
+                    "{what}: memory request"
+                );
+                assert!(
+                    c["resources"]["limits"]["memory"].is_string(),
+                    "{what}: memory limit"
+                );
+                assert_eq!(
+                    c["readinessProbe"]["httpGet"]["path"], "/healthz/ready",
+                    "{what}"
+                );
+            }
+        }
+        // Root only where the kernel interfaces need it.
+        let controller = get(&d, "Deployment", "quicmesh-controller");
+        assert_eq!(
+            controller["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        // The node agents' tokens: none by default; ztunnel's is projected
+        // for the controller only.
+        let ztunnel = get(&d, "DaemonSet", "ztunnel");
+        let pod = &ztunnel["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            get(&d, "ServiceAccount", "ztunnel")["automountServiceAccountToken"],
+            false
+        );
+        let token = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"].as_object())
+            .expect("a projected token");
+        assert_eq!(token["audience"], "quicmesh");
+        assert!(token["expirationSeconds"].as_u64().unwrap() <= 3600 * 24);
+    }
+}
+
+/// Runs `<binary> --help` and returns the flags it lists.
+fn help_flags(binary: &str) -> BTreeSet<String> {
+    let path = quicmesh_lab::ztunnels::find_binary(binary).unwrap();
+    let out = Command::new(&path).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{} --help", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_flag_the_chart_passes_exists() {
+    let known = [
+        ("controller", help_flags("controller")),
+        ("ztunnel", help_flags("ztunnel")),
+    ];
+    for set in value_sets() {
+        let d = render(&set);
+        for (binary, workload) in [
+            ("controller", get(&d, "Deployment", "quicmesh-controller")),
+            ("ztunnel", get(&d, "DaemonSet", "ztunnel")),
+        ] {
+            let have = &known.iter().find(|(b, _)| *b == binary).unwrap().1;
+            for (f, _) in flags(&containers(workload)[0]) {
+                assert!(
+                    have.contains(&f),
+                    "{}: the chart passes {f} to {binary}, which has no such flag",
+                    name(&set)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_parts_find_each_other() {
+    for set in value_sets() {
+        let d = render(&set);
+        let v = values(&set);
+        let what = name(&set);
+        let td = v["trustDomain"].as_str().unwrap();
+        let deployment = get(&d, "Deployment", "quicmesh-controller");
+        let controller = &containers(deployment)[0];
+        let pod = &deployment["spec"]["template"]["spec"];
+        let sa = pod["serviceAccountName"].as_str().unwrap();
+        get(&d, "ServiceAccount", sa);
+        assert_eq!(
+            flag(controller, "--controller-service-account").as_deref(),
+            Some(sa)
+        );
+        assert_eq!(
+            flag(controller, "--system-namespace").as_deref(),
+            Some(NAMESPACE)
+        );
+        assert_eq!(flag(controller, "--trust-domain").as_deref(), Some(td));
+        assert_eq!(flag(controller, "--source").as_deref(), Some("kube"));
+
+        // ztunnel reaches the controller's Service and expects its identity.
+        let ds = get(&d, "DaemonSet", "ztunnel");
+        let ztunnel = &containers(ds)[0];
+        let zsa = ds["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            flag(controller, "--ztunnel-service-account").as_deref(),
+            Some(zsa),
+            "{what}"
+        );
+        let svc = get(&d, "Service", "quicmesh-controller");
+        let address = format!("quicmesh-controller.{NAMESPACE}.svc:15012");
+        assert!(svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == 15012));
+        assert_eq!(
+            svc["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"],
+            "{what}: the Service selects the controller"
+        );
+        assert_eq!(
+            flag(ztunnel, "--controller"),
+            Some(address.clone()),
+            "{what}"
+        );
+        assert_eq!(
+            flag(ztunnel, "--controller-identity"),
+            Some(format!("spiffe://{td}/ns/{NAMESPACE}/sa/{sa}")),
+            "{what}"
+        );
+        assert_eq!(flag(ztunnel, "--trust-domain").as_deref(), Some(td));
+        // The trust bundle is the ConfigMap the controller writes.
+        let root = flag(controller, "--ca-root-configmap").unwrap();
+        let bundle = flag(ztunnel, "--trust-bundle").unwrap();
+        let vols = ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap();
+        let mounts = ztunnel["volumeMounts"].as_array().unwrap();
+        let mounted = |file: &str| {
+            mounts.iter().find_map(|m| {
+                let dir = m["mountPath"].as_str().unwrap();
+                file.strip_prefix(dir)
+                    .filter(|rest| rest.starts_with('/'))
+                    .map(|rest| (m["name"].as_str().unwrap(), rest[1..].to_string()))
+            })
+        };
+        let (vol, key) = mounted(&bundle).expect("the trust bundle is mounted");
+        let vol = vols.iter().find(|x| x["name"] == vol).unwrap();
+        assert_eq!(vol["configMap"]["name"], root.as_str(), "{what}");
+        assert_eq!(key, "ca.pem");
+        let (vol, key) = mounted(&flag(ztunnel, "--bootstrap-token").unwrap()).unwrap();
+        let vol = vols.iter().find(|x| x["name"] == vol).unwrap();
+        assert_eq!(
+            vol["projected"]["sources"][0]["serviceAccountToken"]["path"],
+            key.as_str()
+        );
+        // The enrollment socket is on the host, where the CNI agent finds it.
+        let socket = flag(ztunnel, "--enroll-socket").unwrap();
+        let dir = v["ztunnel"]["socketDir"].as_str().unwrap();
+        assert_eq!(socket, format!("{dir}/ztunnel.sock"));
+        let (vol, _) = mounted(&socket).unwrap();
+        let vol = vols.iter().find(|x| x["name"] == vol).unwrap();
+        assert_eq!(vol["hostPath"]["path"], dir);
+        assert_eq!(
+            ztunnel["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "NODE_NAME")
+                .unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+            "spec.nodeName"
+        );
+
+        // Waypoints: provisioned with the controller's address, or not at all.
+        let provision = v["controller"]["waypoints"]["provision"].as_bool().unwrap();
+        assert_eq!(
+            flag(controller, "--no-waypoint-provisioning").is_some(),
+            !provision,
+            "{what}"
+        );
+        assert_eq!(
+            flag(controller, "--waypoint-image").is_some(),
+            provision,
+            "{what}"
+        );
+        if provision {
+            assert_eq!(
+                flag(controller, "--waypoint-controller-address"),
+                Some(address),
+                "{what}"
+            );
+        }
+
+        // Leader election, the Lease's holder and the disruption budget
+        // follow the replica count.
+        let replicas = v["controller"]["replicas"].as_u64().unwrap();
+        assert_eq!(deployment["spec"]["replicas"], replicas);
+        assert_eq!(
+            flag(controller, "--leader-elect").is_some(),
+            replicas > 1,
+            "{what}"
+        );
+        let pod_name = controller["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "POD_NAME");
+        assert_eq!(
+            pod_name.unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.name"
+        );
+        let pdb = find(&d, "PodDisruptionBudget", "quicmesh-controller");
+        let want_pdb = replicas > 1
+            && v["controller"]["podDisruptionBudget"]["enabled"]
+                .as_bool()
+                .unwrap();
+        assert_eq!(pdb.is_some(), want_pdb, "{what}");
+        if let Some(pdb) = pdb {
+            assert_eq!(pdb["spec"]["selector"], deployment["spec"]["selector"]);
+        }
+
+        // The CNI agent shares ztunnel's socket directory.
+        if let Some(cni) = find(&d, "DaemonSet", "quicmesh-cni") {
+            let c = &containers(cni)[0];
+            assert!(
+                strs(&c["args"]).contains(&format!("--ztunnel-socket={socket}")),
+                "{what}"
+            );
+            let host: Vec<&str> = cni["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x["hostPath"]["path"].as_str())
+                .collect();
+            for dir in [
+                dir,
+                v["cni"]["binDir"].as_str().unwrap(),
+                v["cni"]["confDir"].as_str().unwrap(),
+            ] {
+                assert!(host.contains(&dir), "{what}: {dir} not mounted in {host:?}");
+            }
+        }
+    }
+}
