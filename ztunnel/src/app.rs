@@ -197,8 +197,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires one of --workloads and --controller"),
     }
     let enroll = {
-        let (path, pods, stop) = (args.enroll_socket.clone(), pods.clone(), shutdown.clone());
-        tokio::spawn(async move { quicmesh_core::enrollment::serve(&path, pods, stop).await })
+        let listener =
+            quicmesh_core::enrollment::Listener::bind(&args.enroll_socket, args.enroll_access())
+                .with_context(|| {
+                    format!(
+                        "creating the enrollment socket {}",
+                        args.enroll_socket.display()
+                    )
+                })?;
+        tokio::spawn(listener.serve(pods.clone(), shutdown.clone()))
     };
     tracing::info!(node = %args.node, metrics = %args.metrics_addr, "ztunnel started");
 
