@@ -1,60 +1,30 @@
-//! Bytes on the node-local enrollment socket (`ztunnel/src/inpod/enroll.rs`):
-//! 4-byte big-endian length frames of at most `MAX_FRAME`, each a protobuf
-//! `Request`, then what ztunnel checks before enrolling a pod (an
-//! operation, a pod in an add, a uid, a SPIFFE ID from namespace and
-//! service account, IP addresses; `inpod/pods.rs`).
+//! Messages on the node-local enrollment socket (`core/src/enrollment.rs`):
+//! each piece of the input (`quicmesh_fuzz::pieces`) is one seqpacket
+//! message. Its first byte says what came with it: bits 0-1 how many
+//! descriptors (0-3), bit 2 that the kernel had more than fit
+//! (`MSG_CTRUNC`); the rest is the message, cut at `MAX_REQUEST` as
+//! `recvmsg` cuts it (`MSG_TRUNC`). Each is read with
+//! `enrollment::parse`, as the server reads it, then what ztunnel checks
+//! of a pod before touching its namespace (`inpod::pods::check_pod`).
 //!
-//! The codec is built here as `enroll.rs` builds its private one (same
-//! length field and limit); the pod checks are ztunnel's own
-//! (`inpod::pods::check_pod`).
-//!
-//! Holds: no panic; no frame over `MAX_FRAME` is ever handed out; every
-//! decoded request and its answer re-encode and decode to themselves.
+//! Holds: no panic; a message read as a request decodes and re-encodes to
+//! itself, came whole, and carried exactly one descriptor if it is an
+//! `AddPod` and none otherwise; every answer fits `MAX_RESPONSE` and
+//! round-trips.
 #![no_main]
 
-use std::net::IpAddr;
-
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use quicmesh_core::identity::SpiffeId;
-use quicmesh_proto::enrollment::{request, Pod, Request, Response};
-use tokio_util::codec::{Decoder, LengthDelimitedCodec};
-use quicmesh_core::enrollment::MAX_FRAME;
+use quicmesh_core::enrollment::{parse, Incoming, Op, MAX_REQUEST, MAX_RESPONSE};
+use quicmesh_proto::enrollment::{Request, Response};
 
-/// What ztunnel checks of a pod before touching its network namespace.
-fn check_pod(pod: &Pod) -> Result<(SpiffeId, Vec<IpAddr>), String> {
-    ztunnel::inpod::pods::check_pod("cluster.local", pod)
-}
-
-fn answer(frame: &[u8]) -> Response {
-    let req = match Request::decode(frame) {
-        Ok(r) => r,
-        Err(e) => {
-            return Response {
-                id: 0,
-                ok: false,
-                error: format!("malformed request: {e}"),
-                identity_pending: vec![],
-            }
-        }
-    };
-    assert_eq!(Request::decode(&req.encode_to_vec()[..]).as_ref(), Ok(&req));
-    let result = match &req.op {
-        None => Err("request has no operation".to_string()),
-        Some(request::Op::Add(add)) => match &add.pod {
-            Some(pod) => check_pod(pod).map(|_| ()),
-            None => Err("add without a pod".to_string()),
-        },
-        Some(request::Op::Remove(_)) => Ok(()),
-        Some(request::Op::Snapshot(s)) => s.pods.iter().try_for_each(|p| check_pod(p).map(|_| ())),
-    };
+fn answer(id: u64, result: Result<(), String>) -> Response {
     let (ok, error) = match result {
         Ok(()) => (true, String::new()),
         Err(e) => (false, e),
     };
     Response {
-        id: req.id,
+        id,
         ok,
         error,
         identity_pending: vec![],
@@ -64,20 +34,42 @@ fn answer(frame: &[u8]) -> Response {
 fuzz_target!(
     init: quicmesh_fuzz::write_seeds_if_asked("enrollment", quicmesh_fuzz::seeds::enrollment),
     |data: &[u8]| {
-        let mut codec = LengthDelimitedCodec::builder()
-            .length_field_length(4)
-            .max_frame_length(MAX_FRAME)
-            .new_codec();
-        let mut buf = BytesMut::from(data);
-        // A session: frames until the bytes run out or the codec refuses.
-        for _ in 0..64 {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) | Err(_) => break,
+        for piece in quicmesh_fuzz::pieces(data, 64) {
+            let Some((&head, message)) = piece.split_first() else {
+                continue;
             };
-            assert!(frame.len() <= MAX_FRAME);
-            let resp = answer(&frame);
+            let fds = usize::from(head & 3);
+            let fds_truncated = head & 4 != 0;
+            let truncated = message.len() > MAX_REQUEST;
+            let bytes = &message[..message.len().min(MAX_REQUEST)];
+            let parsed = parse(Incoming {
+                bytes,
+                truncated,
+                fds: vec![(); fds],
+                fds_truncated,
+            });
+            let resp = match parsed {
+                Ok(p) => {
+                    assert!(!truncated && !fds_truncated);
+                    let req = Request::decode(bytes).expect("parsed, so it decodes");
+                    assert_eq!(Request::decode(&req.encode_to_vec()[..]).as_ref(), Ok(&req));
+                    assert_eq!(p.id, req.id);
+                    let check = match &p.op {
+                        Op::Add { pod, .. } => {
+                            assert_eq!(fds, 1);
+                            ztunnel::inpod::pods::check_pod("cluster.local", pod).map(|_| ())
+                        }
+                        Op::Remove { .. } | Op::BeginSnapshot | Op::EndSnapshot => {
+                            assert_eq!(fds, 0);
+                            Ok(())
+                        }
+                    };
+                    answer(p.id, check)
+                }
+                Err(r) => answer(r.id, Err(r.error)),
+            };
             let sent = resp.encode_to_vec();
+            assert!(sent.len() <= MAX_RESPONSE);
             assert_eq!(Response::decode(&sent[..]).as_ref(), Ok(&resp));
         }
     }

@@ -174,51 +174,65 @@ pub fn peer_certificate() -> Seeds {
     ])
 }
 
+/// Enrollment messages: each piece a head byte (descriptors that came
+/// with it) and one encoded `Request` (see the target).
 pub fn enrollment() -> Seeds {
     use prost::Message;
-    use quicmesh_proto::enrollment::{request, AddPod, Pod, RemovePod, Request, Snapshot};
+    use quicmesh_proto::enrollment::{request, AddPod, BeginSnapshot, EndSnapshot, Pod};
+    use quicmesh_proto::enrollment::{RemovePod, Request};
     let pod = |uid: &str, ip: &str| Pod {
         uid: uid.into(),
         namespace: "demo-server".into(),
         name: format!("hello-{uid}"),
         service_account: "hello".into(),
         ips: vec![ip.into()],
-        netns_path: format!("/var/run/netns/{uid}"),
     };
-    let framed = |reqs: &[Request]| {
-        let mut out = Vec::new();
-        for r in reqs {
-            let b = r.encode_to_vec();
-            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-            out.extend(b);
-        }
-        out
+    let req = |id, op| Request { id, op: Some(op) };
+    let add = |id, uid, ip| {
+        req(
+            id,
+            request::Op::Add(AddPod {
+                pod: Some(pod(uid, ip)),
+            }),
+        )
     };
-    let snapshot = Request {
-        id: 1,
-        op: Some(request::Op::Snapshot(Snapshot {
-            pods: vec![pod("a", "10.244.1.2"), pod("b", "fd00::2")],
-        })),
+    let remove = req(9, request::Op::Remove(RemovePod { uid: "a".into() }));
+    let begin = req(1, request::Op::BeginSnapshot(BeginSnapshot {}));
+    let end = req(4, request::Op::EndSnapshot(EndSnapshot {}));
+    // A message: its head byte (descriptors), then the request.
+    let msg = |fds: u8, r: &Request| {
+        let mut m = vec![fds];
+        m.extend(r.encode_to_vec());
+        m
     };
-    let add = Request {
-        id: 2,
-        op: Some(request::Op::Add(AddPod {
-            pod: Some(pod("c", "10.244.1.3")),
-        })),
-    };
-    let remove = Request {
-        id: 3,
-        op: Some(request::Op::Remove(RemovePod { uid: "a".into() })),
-    };
+    let messages = |ms: &[Vec<u8>]| crate::join(&ms.iter().map(Vec::as_slice).collect::<Vec<_>>());
     named(vec![
         (
-            "session",
-            framed(&[snapshot.clone(), add.clone(), remove.clone()]),
+            "snapshot_session",
+            messages(&[
+                msg(0, &begin),
+                msg(1, &add(2, "a", "10.244.1.2")),
+                msg(1, &add(3, "b", "fd00::2")),
+                msg(0, &end),
+                msg(0, &remove),
+            ]),
         ),
-        ("add", framed(&[add])),
-        ("snapshot", framed(&[snapshot])),
-        ("no_op", framed(&[Request { id: 9, op: None }])),
-        ("garbage", vec![0, 0, 0, 3, 0xff, 0xff, 0xff]),
+        ("add", messages(&[msg(1, &add(5, "c", "10.244.1.3"))])),
+        (
+            "add_without_fd",
+            messages(&[msg(0, &add(6, "c", "10.244.1.3"))]),
+        ),
+        (
+            "add_two_fds",
+            messages(&[msg(2, &add(7, "c", "10.244.1.3"))]),
+        ),
+        (
+            "add_fds_truncated",
+            messages(&[msg(4 | 3, &add(8, "c", "10.244.1.3"))]),
+        ),
+        ("remove_with_fd", messages(&[msg(1, &remove)])),
+        ("no_op", messages(&[msg(0, &Request { id: 9, op: None })])),
+        ("garbage", messages(&[vec![0, 0xff, 0xff, 0xff]])),
     ])
 }
 

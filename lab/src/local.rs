@@ -552,7 +552,6 @@ impl Cluster {
             name: p.name.clone(),
             service_account: p.service_account.clone(),
             ips: vec![p.ip.to_string()],
-            netns_path: Lab::netns_path(&p.netns).display().to_string(),
         }
     }
 
@@ -560,7 +559,7 @@ impl Cluster {
         let p = &self.pods[k];
         let done = self
             .ztunnels
-            .enroll(p.node, self.enroll_message(p))
+            .enroll(p.node, self.enroll_message(p), &Lab::netns_path(&p.netns))
             .await
             .with_context(|| format!("enrolling {k}"))?;
         let p = self.pods.get_mut(k).expect("present");
@@ -797,11 +796,11 @@ impl Cluster {
     /// Starts node's ztunnel and re-syncs it with a snapshot of the pods
     /// enrolled there, as a node agent does when a ztunnel (re)starts.
     pub async fn start_ztunnel(&mut self, node: usize) -> Result<()> {
-        let pods: Vec<EnrollPod> = self
+        let pods: Vec<(EnrollPod, PathBuf)> = self
             .pods
             .values()
             .filter(|p| p.node == node && p.enrolled)
-            .map(|p| self.enroll_message(p))
+            .map(|p| (self.enroll_message(p), Lab::netns_path(&p.netns)))
             .collect();
         let done = self.ztunnels.restart(&self.lab, node, pods).await?;
         for p in self

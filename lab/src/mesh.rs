@@ -186,13 +186,20 @@ impl Mesh {
             name: name.to_string(),
             service_account: p.service_account.clone(),
             ips: vec![info.ip.to_string()],
-            netns_path: Lab::netns_path(&info.netns).display().to_string(),
         }
+    }
+
+    /// The path of a lab pod's network namespace.
+    fn pod_netns(&self, name: &str) -> PathBuf {
+        Lab::netns_path(&self.lab.pod(name).netns)
     }
 
     pub async fn enroll(&self, name: &str) -> Result<()> {
         let node = self.pod_spec(name).node;
-        self.ztunnels.enroll(node, self.pod_message(name)).await?;
+        let netns = self.pod_netns(name);
+        self.ztunnels
+            .enroll(node, self.pod_message(name), &netns)
+            .await?;
         Ok(())
     }
 
@@ -212,12 +219,12 @@ impl Mesh {
     /// Stops and restarts node's ztunnel, then re-syncs it with a snapshot
     /// of the pods enrolled there, as a node agent does.
     pub async fn restart_ztunnel(&mut self, node: usize) -> Result<()> {
-        let pods: Vec<Pod> = self
+        let pods: Vec<(Pod, PathBuf)> = self
             .spec
             .pods
             .iter()
             .filter(|p| p.enrolled && p.node == node)
-            .map(|p| self.pod_message(&p.name))
+            .map(|p| (self.pod_message(&p.name), self.pod_netns(&p.name)))
             .collect();
         self.ztunnels.restart(&self.lab, node, pods).await?;
         Ok(())

@@ -44,6 +44,11 @@ pub enum Source {
     Controller { addr: SocketAddr, bundle: PathBuf },
 }
 
+fn open_netns(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path)
+        .with_context(|| format!("opening network namespace {}", path.display()))
+}
+
 /// The ztunnel of every node of a lab.
 pub struct Ztunnels {
     dir: PathBuf,
@@ -196,9 +201,19 @@ impl Ztunnels {
     }
 
     /// Restarts node's ztunnel and re-syncs it with a snapshot of `pods`
-    /// (those enrolled there), as a node agent does when a ztunnel starts.
-    pub async fn restart(&mut self, lab: &Lab, node: usize, pods: Vec<Pod>) -> Result<Enrolled> {
+    /// (those enrolled there, each with the path of its network namespace),
+    /// as a node agent does when a ztunnel starts.
+    pub async fn restart(
+        &mut self,
+        lab: &Lab,
+        node: usize,
+        pods: Vec<(Pod, PathBuf)>,
+    ) -> Result<Enrolled> {
         self.start(lab, node).await?;
+        let pods = pods
+            .into_iter()
+            .map(|(pod, netns)| Ok((pod, open_netns(&netns)?)))
+            .collect::<Result<Vec<_>>>()?;
         Client::connect(&self.enroll_socket(node))
             .await?
             .snapshot(pods)
@@ -206,12 +221,15 @@ impl Ztunnels {
             .with_context(|| format!("re-syncing node{node}'s ztunnel"))
     }
 
-    /// Enrolls `pod` in node's ztunnel.
-    pub async fn enroll(&self, node: usize, pod: Pod) -> Result<Enrolled> {
+    /// Enrolls `pod`, whose network namespace is at `netns`, in node's
+    /// ztunnel (the namespace is opened here and sent as a descriptor, as
+    /// the CNI plugin does).
+    pub async fn enroll(&self, node: usize, pod: Pod, netns: &Path) -> Result<Enrolled> {
         let name = pod.name.clone();
+        let ns = open_netns(netns)?;
         Client::connect(&self.enroll_socket(node))
             .await?
-            .add(pod)
+            .add(pod, &ns)
             .await
             .with_context(|| format!("enrolling {name}"))
     }

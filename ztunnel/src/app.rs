@@ -11,14 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quicmesh_core::control::client::{ControllerClient, Token};
-use quicmesh_core::enrollment::{Enrolled, PodRegistry};
 use quicmesh_core::health::{Check, Flag, Readiness};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SharedBundles, SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http};
 use quicmesh_core::tunnel::config::TunnelSettings;
-use quicmesh_proto::enrollment::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, WorkloadFile};
@@ -223,12 +221,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires one of --workloads and --controller"),
     }
     let enroll = {
-        let registry = Arc::new(Enrollment {
-            pods: pods.clone(),
-            listening: enrollment_ready,
-        });
-        let (path, stop) = (args.enroll_socket.clone(), shutdown.clone());
-        tokio::spawn(async move { quicmesh_core::enrollment::serve(&path, registry, stop).await })
+        let listener =
+            quicmesh_core::enrollment::Listener::bind(&args.enroll_socket, args.enroll_access())
+                .with_context(|| {
+                    format!(
+                        "creating the enrollment socket {}",
+                        args.enroll_socket.display()
+                    )
+                })?;
+        // Bound and accepting from here on.
+        enrollment_ready.set_ready();
+        tokio::spawn(listener.serve(pods.clone(), shutdown.clone()))
     };
     tracing::info!(node = %args.node, metrics = %args.metrics_addr, "ztunnel started");
 
@@ -277,31 +280,6 @@ fn readiness(
         .with_flag("config", &shared.config_ready)
         .with("certificates", certificates)
         .with_flag("enrollment", enrollment)
-}
-
-/// The enrollment server's registry: the node's pods, and the readiness
-/// flag the server raises once its socket accepts.
-struct Enrollment {
-    pods: Arc<Pods>,
-    listening: Flag,
-}
-
-impl PodRegistry for Enrollment {
-    async fn add(&self, pod: Pod) -> Result<Enrolled, String> {
-        self.pods.add(pod).await
-    }
-
-    async fn remove(&self, uid: &str) -> Result<(), String> {
-        self.pods.remove(uid).await
-    }
-
-    async fn snapshot(&self, pods: Vec<Pod>) -> Result<Enrolled, String> {
-        self.pods.snapshot(pods).await
-    }
-
-    fn listening(&self) {
-        self.listening.set_ready();
-    }
 }
 
 /// Reloads the workload file when it changes; a bad edit keeps the last good one.

@@ -48,6 +48,15 @@ pub struct Args {
     /// Unix socket on which the node agent enrolls pods.
     #[arg(long, default_value = "/var/run/quicmesh/ztunnel.sock")]
     pub enroll_socket: PathBuf,
+    /// Mode of the enrollment socket (octal). It is created with it, never
+    /// wider.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    #[serde(serialize_with = "octal")]
+    pub enroll_socket_mode: u32,
+    /// A uid allowed to use the enrollment socket (its peer's, from
+    /// SO_PEERCRED); repeat for several. Others are refused and counted.
+    #[arg(long = "enroll-allowed-uid", default_values_t = [0u32], action = clap::ArgAction::Append)]
+    pub enroll_allowed_uids: Vec<u32>,
     /// Directory of SVIDs: <dir>/<namespace>/<service-account>/{cert.pem,key.pem}.
     #[arg(long, conflicts_with = "dev_ca_dir")]
     pub svid_dir: Option<PathBuf>,
@@ -127,6 +136,29 @@ fn parse_nonzero(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
+/// A file mode in octal (`600`, `0660`), permission bits only.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        Ok(_) => Err(format!("{s:?}: only permission bits (at most 777)")),
+        Err(e) => Err(format!("{s:?}: not an octal mode: {e}")),
+    }
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+impl Args {
+    /// Who may use the enrollment socket.
+    pub fn enroll_access(&self) -> quicmesh_core::enrollment::Access {
+        quicmesh_core::enrollment::Access {
+            mode: self.enroll_socket_mode,
+            allowed_uids: self.enroll_allowed_uids.clone(),
+        }
     }
 }
 
@@ -248,6 +280,36 @@ mod tests {
             .into_iter()
             .chain(["--max-handshakes-per-source", "0"]);
         assert!(Args::try_parse_from(zero).is_err());
+    }
+
+    #[test]
+    fn the_enrollment_socket_admits_root_only_by_default() {
+        use clap::Parser;
+        let base = ["ztunnel", "--node", "n1", "--workloads", "w.yaml"];
+        let args = Args::try_parse_from(base).unwrap();
+        assert_eq!(
+            args.enroll_access(),
+            quicmesh_core::enrollment::Access::default()
+        );
+        let more = base.into_iter().chain([
+            "--enroll-allowed-uid",
+            "0",
+            "--enroll-allowed-uid",
+            "1000",
+            "--enroll-socket-mode",
+            "0660",
+        ]);
+        let args = Args::try_parse_from(more).unwrap();
+        assert_eq!(args.enroll_allowed_uids, [0, 1000]);
+        assert_eq!(args.enroll_socket_mode, 0o660);
+        assert_eq!(
+            serde_json::to_value(&args).unwrap()["enroll_socket_mode"],
+            "0660"
+        );
+        for bad in ["1777", "rw", "9"] {
+            let with = base.into_iter().chain(["--enroll-socket-mode", bad]);
+            assert!(Args::try_parse_from(with).is_err(), "{bad}");
+        }
     }
 
     #[test]

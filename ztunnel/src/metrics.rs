@@ -22,6 +22,9 @@ pub struct Metrics {
     /// Enrolled pods still waiting for their first SVID.
     pub identity_pending_pods: Gauge,
     pub enrollment_failures: Counter,
+    /// Enrollment connections and requests refused before they reached a
+    /// pod, by reason.
+    pub enrollment_refusals: Family<ReasonLabel, Counter>,
     pub alive_tasks: Gauge,
     /// 1 while the config stream is up.
     pub config_connected: Gauge,
@@ -44,6 +47,11 @@ pub struct AuthzLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct PolicyLabels {
     pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -90,6 +98,11 @@ impl Metrics {
             self.enrollment_failures.clone(),
         );
         reg.register(
+            "ztunnel_enrollment_refusals",
+            "Enrollment connections (peer uid not allowed) and requests (descriptors, size, malformed, not a network namespace, snapshot order) refused, by reason",
+            self.enrollment_refusals.clone(),
+        );
+        reg.register(
             "ztunnel_config_connected",
             "1 while the config stream to the controller is up",
             self.config_connected.clone(),
@@ -130,6 +143,14 @@ impl Metrics {
         self.config_update_results
             .get_or_create(&ResultLabels {
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn enrollment_refused(&self, reason: &str) {
+        self.enrollment_refusals
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
             })
             .inc();
     }

@@ -2,7 +2,7 @@
 /// A pod as ztunnel needs it to capture and serve its traffic.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Pod {
-    /// Kubernetes UID; the key of every operation.
+    /// Kubernetes UID (at most 64 bytes); the key of every operation.
     #[prost(string, tag = "1")]
     pub uid: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
@@ -14,10 +14,8 @@ pub struct Pod {
     /// The pod's IP addresses (IPv4 or IPv6, textual).
     #[prost(string, repeated, tag = "5")]
     pub ips: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// Path of the pod's network namespace (e.g. /var/run/netns/<name>).
-    #[prost(string, tag = "6")]
-    pub netns_path: ::prost::alloc::string::String,
 }
+/// Carries the pod's network namespace as one SCM_RIGHTS descriptor.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddPod {
     #[prost(message, optional, tag = "1")]
@@ -28,30 +26,32 @@ pub struct RemovePod {
     #[prost(string, tag = "1")]
     pub uid: ::prost::alloc::string::String,
 }
-/// The complete set of pods enrolled on this node.
-#[derive(Clone, PartialEq, ::prost::Message)]
-pub struct Snapshot {
-    #[prost(message, repeated, tag = "1")]
-    pub pods: ::prost::alloc::vec::Vec<Pod>,
-}
-#[derive(Clone, PartialEq, ::prost::Message)]
+/// Starts a snapshot on this session (see above).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BeginSnapshot {}
+/// Ends this session's snapshot: pods not added since it began are removed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EndSnapshot {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Request {
     /// Chosen by the client; echoed in the Response.
     #[prost(uint64, tag = "1")]
     pub id: u64,
-    #[prost(oneof = "request::Op", tags = "2, 3, 4")]
+    #[prost(oneof = "request::Op", tags = "2, 3, 5, 6")]
     pub op: ::core::option::Option<request::Op>,
 }
 /// Nested message and enum types in `Request`.
 pub mod request {
-    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Op {
         #[prost(message, tag = "2")]
         Add(super::AddPod),
         #[prost(message, tag = "3")]
         Remove(super::RemovePod),
-        #[prost(message, tag = "4")]
-        Snapshot(super::Snapshot),
+        #[prost(message, tag = "5")]
+        BeginSnapshot(super::BeginSnapshot),
+        #[prost(message, tag = "6")]
+        EndSnapshot(super::EndSnapshot),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -10,11 +10,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicmesh_core::identity::SpiffeId;
-use quicmesh_core::netns::NetnsWorker;
+use quicmesh_core::netns::{Netns, NetnsWorker};
 use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config as tconfig;
 use quicmesh_core::tunnel::TUNNEL_PORT;
@@ -30,7 +31,7 @@ use crate::ports::{INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
 use crate::proxy::inbound::{plaintext, PodInbound};
 use crate::proxy::outbound::outbound;
 use crate::proxy::socket::listen;
-use quicmesh_core::enrollment::{Enrolled, PodRegistry};
+use quicmesh_core::enrollment::{Enrolled, Grace, Mark, PodRegistry, Refusal};
 
 /// How long an enrollment answer waits for a new pod's SVID before
 /// reporting it identity-pending. Long enough for a CA that answers at
@@ -63,6 +64,12 @@ pub fn check_pod(trust_domain: &str, pod: &Pod) -> Result<(SpiffeId, Vec<IpAddr>
 
 struct Running {
     pod: Pod,
+    /// Its network namespace, as the node agent handed it over: held while
+    /// the pod is enrolled, so it names the same namespace throughout.
+    netns: Netns,
+    /// When it was last added (the registry's order of adds; snapshots
+    /// sweep what was not added since they began).
+    added: u64,
     /// Where its SVID stands.
     svid: watch::Receiver<Phase>,
     endpoint: quinn::Endpoint,
@@ -78,6 +85,8 @@ struct Running {
 pub struct Pods {
     shared: Arc<Shared>,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
+    /// The order of adds and snapshot marks.
+    seq: AtomicU64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -92,7 +101,8 @@ struct PodDump<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     svid_error: Option<String>,
     ips: &'a [String],
-    netns: &'a str,
+    /// `net:[<inode>]`, as `/proc/<pid>/ns/net` shows it.
+    netns: String,
 }
 
 impl Pods {
@@ -100,15 +110,15 @@ impl Pods {
         Arc::new(Pods {
             shared,
             running: tokio::sync::Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
         })
     }
 
-    async fn start(&self, pod: Pod) -> Result<Running, String> {
+    async fn start(&self, pod: Pod, netns: Netns) -> Result<Running, String> {
         let s = &self.shared;
         let state = s.state();
         let (identity, ips) = check_pod(&state.trust_domain, &pod)?;
-        let worker =
-            NetnsWorker::start(std::path::Path::new(&pod.netns_path)).map_err(|e| e.to_string())?;
+        let worker = NetnsWorker::enter(&netns, &pod.name).map_err(|e| e.to_string())?;
 
         let Sockets {
             outbound: out_l,
@@ -174,9 +184,11 @@ impl Pods {
             plaintext,
         );
         let svid = svid::spawn(ctx, endpoint.clone(), &tracker, &drain, span.clone());
-        tracing::info!(parent: &span, ips = ?pod.ips, netns = %pod.netns_path, "pod enrolled");
+        tracing::info!(parent: &span, ips = ?pod.ips, netns = %netns.id(), "pod enrolled");
         Ok(Running {
             pod,
+            netns,
+            added: 0,
             svid,
             endpoint,
             worker,
@@ -236,7 +248,7 @@ impl Pods {
                         Phase::Ready => None,
                     },
                     ips: &r.pod.ips,
-                    netns: &r.pod.netns_path,
+                    netns: r.netns.id().to_string(),
                 })
                 .expect("serializable")
             })
@@ -264,13 +276,20 @@ impl Pods {
 }
 
 impl Pods {
-    /// Enrolls `pod` (idempotent: the same pod again changes nothing; a
-    /// changed one is re-enrolled). Returns its SVID phase and whether it
-    /// was already enrolled as it is.
-    async fn enroll(&self, pod: Pod) -> Result<(watch::Receiver<Phase>, bool), String> {
+    /// Enrolls `pod` in `netns` (idempotent: the same pod in the same
+    /// namespace again changes nothing; a changed one is re-enrolled).
+    /// Returns its SVID phase and whether it was already enrolled as it is.
+    async fn enroll(
+        &self,
+        pod: Pod,
+        netns: Netns,
+    ) -> Result<(watch::Receiver<Phase>, bool), String> {
         let mut running = self.running.lock().await;
-        if let Some(r) = running.get(&pod.uid) {
-            if r.pod == pod {
+        if let Some(r) = running.get_mut(&pod.uid) {
+            if r.pod == pod && r.netns.id() == netns.id() {
+                // The new descriptor names the namespace already held; it
+                // is closed here.
+                r.added = self.seq.fetch_add(1, Ordering::SeqCst);
                 return Ok((r.svid.clone(), true));
             }
             let old = running.remove(&pod.uid).expect("present");
@@ -278,9 +297,10 @@ impl Pods {
             self.count(running.len());
         }
         let uid = pod.uid.clone();
-        match self.start(pod).await {
-            Ok(r) => {
+        match self.start(pod, netns).await {
+            Ok(mut r) => {
                 let phase = r.svid.clone();
+                r.added = self.seq.fetch_add(1, Ordering::SeqCst);
                 running.insert(uid, r);
                 self.count(running.len());
                 Ok((phase, false))
@@ -294,16 +314,14 @@ impl Pods {
 }
 
 impl PodRegistry for Pods {
-    async fn add(&self, pod: Pod) -> Result<Enrolled, String> {
+    async fn add(&self, pod: Pod, netns: Netns, grace: Grace) -> Result<Enrolled, String> {
         let uid = pod.uid.clone();
-        let (mut phase, known) = self.enroll(pod).await?;
-        // A new pod gets the grace; asking about a known one is answered at once.
-        let until = tokio::time::Instant::now()
-            + if known {
-                Duration::ZERO
-            } else {
-                IDENTITY_GRACE
-            };
+        let (mut phase, known) = self.enroll(pod, netns).await?;
+        // A new pod gets the grace; asking about a known one is answered at
+        // once, and so is an add within a snapshot (its end waits once).
+        let wait = !known && grace == Grace::Wait;
+        let until =
+            tokio::time::Instant::now() + if wait { IDENTITY_GRACE } else { Duration::ZERO };
         let pending = svid::pending_at(&mut phase, until).await;
         Ok(Enrolled {
             pending: if pending { vec![uid] } else { vec![] },
@@ -319,40 +337,48 @@ impl PodRegistry for Pods {
         Ok(())
     }
 
-    async fn snapshot(&self, pods: Vec<Pod>) -> Result<Enrolled, String> {
-        let keep: std::collections::HashSet<_> = pods.iter().map(|p| p.uid.clone()).collect();
-        let gone: Vec<String> = self
-            .running
-            .lock()
-            .await
-            .keys()
-            .filter(|k| !keep.contains(*k))
-            .cloned()
-            .collect();
-        for uid in gone {
-            self.remove(&uid).await?;
-        }
-        let mut errors = Vec::new();
-        let mut phases = Vec::new();
-        for pod in pods {
-            let uid = pod.uid.clone();
-            match self.enroll(pod).await {
-                Ok((phase, _)) => phases.push((uid, phase)),
-                Err(e) => errors.push(format!("{uid}: {e}")),
+    fn mark(&self) -> Mark {
+        Mark(self.seq.fetch_add(1, Ordering::SeqCst))
+    }
+
+    async fn sweep(&self, mark: Mark, uids: Vec<String>) -> Result<Enrolled, String> {
+        {
+            // Under one lock, so a pod added meanwhile is not taken for stale.
+            let mut running = self.running.lock().await;
+            let gone: Vec<String> = running
+                .iter()
+                .filter(|(_, r)| r.added < mark.0)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !gone.is_empty() {
+                tracing::info!(pods = ?gone, "removing pods the snapshot did not name");
             }
+            for uid in gone {
+                if let Some(r) = running.remove(&uid) {
+                    self.stop(r).await;
+                }
+            }
+            self.count(running.len());
         }
-        if !errors.is_empty() {
-            return Err(errors.join("; "));
-        }
-        // One grace for all the pods, counted from when the last was set up.
+        let phases: Vec<_> = {
+            let running = self.running.lock().await;
+            uids.into_iter()
+                .filter_map(|uid| Some((running.get(&uid)?.svid.clone(), uid)))
+                .collect()
+        };
+        // One grace for all the snapshot's pods.
         let until = tokio::time::Instant::now() + IDENTITY_GRACE;
         let mut pending = Vec::new();
-        for (uid, mut phase) in phases {
+        for (mut phase, uid) in phases {
             if svid::pending_at(&mut phase, until).await {
                 pending.push(uid);
             }
         }
         Ok(Enrolled { pending })
+    }
+
+    fn refused(&self, reason: Refusal) {
+        self.shared.metrics.enrollment_refused(reason.as_str());
     }
 }
 
@@ -437,3 +463,6 @@ fn accept_loop<F, Fut>(
         span,
     ));
 }
+
+#[cfg(test)]
+mod tests;
