@@ -16,7 +16,6 @@ use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::ca::CaService;
 use crate::push::ConfigService;
@@ -119,37 +118,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "gRPC (CA, config stream) listening");
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(%peer, error = %e, "TLS handshake with a proxy failed")
-                    }
-                    Err(_) => tracing::warn!(%peer, "TLS handshake with a proxy timed out"),
-                }
-            });
-        }
-    });
+    let incoming =
+        quicmesh_core::control::incoming::tls_incoming(listener, acceptor, Duration::from_secs(10));
     tonic::transport::Server::builder()
         .add_service(CertificateAuthorityServer::new(ca))
         .add_service(ConfigStreamServer::new(config))
-        .serve_with_incoming(ReceiverStream::new(rx))
+        .serve_with_incoming(incoming)
         .await?;
     Ok(())
 }

@@ -130,6 +130,33 @@ impl ApiServer {
         send.send_response(respond(status, body));
     }
 
+    /// Answers the next request, which must be `method path`, with `body`.
+    async fn answer_json(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        body: &serde_json::Value,
+    ) {
+        let (_, send) = self.expect(method, path, &[]).await;
+        send.send_response(respond_json(status, body));
+    }
+
+    /// Answers the next request, `method path ?query`, with its own body
+    /// (as an API server answers a create or an update), and returns it.
+    async fn echo(
+        &mut self,
+        method: Method,
+        path: &str,
+        query: &[&str],
+        status: StatusCode,
+    ) -> serde_json::Value {
+        let (req, send) = self.expect(method, path, query).await;
+        let body = json_body(req).await;
+        send.send_response(respond_json(status, &body));
+        body
+    }
+
     async fn list_pods(&mut self, body: &str) {
         self.answer(Method::GET, "/api/v1/pods", &[], StatusCode::OK, body)
             .await;
@@ -1267,10 +1294,13 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
         let (ca, _) = tokio::join!(
             load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
             async {
-                let (_, send) = api
-                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
-                    .await;
-                send.send_response(respond_json(StatusCode::OK, &ca_secret(&stored)));
+                api.answer_json(
+                    Method::GET,
+                    &format!("{CA_SECRET}/quicmesh-ca"),
+                    StatusCode::OK,
+                    &ca_secret(&stored),
+                )
+                .await;
             }
         );
         assert_eq!(ca.unwrap().cert_pem(), stored.cert_pem());
@@ -1288,10 +1318,8 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
                     "status-secret-not-found.json",
                 )
                 .await;
-                let (req, send) = api.expect(Method::POST, CA_SECRET, &[]).await;
-                let body = json_body(req).await;
-                send.send_response(respond_json(StatusCode::CREATED, &body));
-                body
+                api.echo(Method::POST, CA_SECRET, &[], StatusCode::CREATED)
+                    .await
             }
         );
         let ca = ca.unwrap();
@@ -1322,10 +1350,13 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
                     "status-secret-exists.json",
                 )
                 .await;
-                let (_, send) = api
-                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
-                    .await;
-                send.send_response(respond_json(StatusCode::OK, &ca_secret(&winner)));
+                api.answer_json(
+                    Method::GET,
+                    &format!("{CA_SECRET}/quicmesh-ca"),
+                    StatusCode::OK,
+                    &ca_secret(&winner),
+                )
+                .await;
             }
         );
         assert_eq!(ca.unwrap().cert_pem(), winner.cert_pem());
@@ -1337,10 +1368,13 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
         let (ca, _) = tokio::join!(
             load_or_create(&client, "quicmesh-system", "quicmesh-ca", "cluster.local"),
             async {
-                let (_, send) = api
-                    .expect(Method::GET, &format!("{CA_SECRET}/quicmesh-ca"), &[])
-                    .await;
-                send.send_response(respond_json(StatusCode::OK, &broken));
+                api.answer_json(
+                    Method::GET,
+                    &format!("{CA_SECRET}/quicmesh-ca"),
+                    StatusCode::OK,
+                    &broken,
+                )
+                .await;
             }
         );
         let e = format!("{:#}", ca.err().expect("refused"));
@@ -1366,16 +1400,13 @@ async fn the_ca_root_is_published_in_a_configmap() {
                 "-----BEGIN CERTIFICATE-----\n"
             ),
             async {
-                let (req, send) = api
-                    .expect(
-                        Method::PATCH,
-                        "/api/v1/namespaces/quicmesh-system/configmaps/quicmesh-ca-root",
-                        &["fieldManager=quicmesh-controller", "force=true"],
-                    )
-                    .await;
-                let body = json_body(req).await;
-                send.send_response(respond_json(StatusCode::OK, &body));
-                body
+                api.echo(
+                    Method::PATCH,
+                    "/api/v1/namespaces/quicmesh-system/configmaps/quicmesh-ca-root",
+                    &["fieldManager=quicmesh-controller", "force=true"],
+                    StatusCode::OK,
+                )
+                .await
             }
         );
         done.unwrap();
@@ -1435,10 +1466,8 @@ async fn replicas_elect_one_leader_on_a_lease() {
                 "status-not-found.json",
             )
             .await;
-            let (req, send) = api.expect(Method::POST, LEASES, &[]).await;
-            let body = json_body(req).await;
-            send.send_response(respond_json(StatusCode::CREATED, &body));
-            body
+            api.echo(Method::POST, LEASES, &[], StatusCode::CREATED)
+                .await
         });
         assert_eq!(got.unwrap(), Outcome::Leading);
         assert_eq!(created["spec"]["holderIdentity"], "controller-a");
@@ -1448,26 +1477,28 @@ async fn replicas_elect_one_leader_on_a_lease() {
         // mock would fail on any further request).
         let (client, mut api) = mock_client();
         let (got, _) = tokio::join!(me.try_acquire(&client), async {
-            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
-            send.send_response(respond_json(
+            api.answer_json(
+                Method::GET,
+                &lease_path,
                 StatusCode::OK,
                 &lease("controller-b", Duration::from_secs(3), 4),
-            ));
+            )
+            .await;
         });
         assert_eq!(got.unwrap(), Outcome::Following);
 
         // Another's, not renewed for 20 s: taken over.
         let (client, mut api) = mock_client();
         let (got, put) = tokio::join!(me.try_acquire(&client), async {
-            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
-            send.send_response(respond_json(
+            api.answer_json(
+                Method::GET,
+                &lease_path,
                 StatusCode::OK,
                 &lease("controller-b", Duration::from_secs(20), 4),
-            ));
-            let (req, send) = api.expect(Method::PUT, &lease_path, &[]).await;
-            let body = json_body(req).await;
-            send.send_response(respond_json(StatusCode::OK, &body));
-            body
+            )
+            .await;
+            api.echo(Method::PUT, &lease_path, &[], StatusCode::OK)
+                .await
         });
         assert_eq!(got.unwrap(), Outcome::Leading);
         assert_eq!(put["metadata"]["resourceVersion"], "777");
@@ -1477,11 +1508,13 @@ async fn replicas_elect_one_leader_on_a_lease() {
         // The same, but another replica took it first: 409, not leading.
         let (client, mut api) = mock_client();
         let (got, _) = tokio::join!(me.try_acquire(&client), async {
-            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
-            send.send_response(respond_json(
+            api.answer_json(
+                Method::GET,
+                &lease_path,
                 StatusCode::OK,
                 &lease("controller-b", Duration::from_secs(20), 4),
-            ));
+            )
+            .await;
             api.answer(
                 Method::PUT,
                 &lease_path,
@@ -1496,15 +1529,15 @@ async fn replicas_elect_one_leader_on_a_lease() {
         // Ours: renewed, same transitions.
         let (client, mut api) = mock_client();
         let (got, put) = tokio::join!(me.try_acquire(&client), async {
-            let (_, send) = api.expect(Method::GET, &lease_path, &[]).await;
-            send.send_response(respond_json(
+            api.answer_json(
+                Method::GET,
+                &lease_path,
                 StatusCode::OK,
                 &lease("controller-a", Duration::from_secs(3), 5),
-            ));
-            let (req, send) = api.expect(Method::PUT, &lease_path, &[]).await;
-            let body = json_body(req).await;
-            send.send_response(respond_json(StatusCode::OK, &body));
-            body
+            )
+            .await;
+            api.echo(Method::PUT, &lease_path, &[], StatusCode::OK)
+                .await
         });
         assert_eq!(got.unwrap(), Outcome::Leading);
         assert_eq!(put["spec"]["leaseTransitions"], 5);

@@ -77,6 +77,18 @@ impl Inbound for Deliver {
     }
 }
 
+/// Policies that admit nobody (`shop/deny-all`).
+fn deny_all() -> Arc<Access> {
+    Arc::new(Access {
+        policies: vec![Arc::new(Policy {
+            name: "shop/deny-all".into(),
+            action: Action::Deny,
+            rules: vec![AuthzRule::default()],
+            invalid: None,
+        })],
+    })
+}
+
 /// A backend app: answers `<name> <method> <path> host=<host> x-added=<..>`,
 /// after `/slow` waits 5 s.
 async fn app(name: &'static str, addr: SocketAddr) {
@@ -1264,17 +1276,7 @@ async fn a_websocket_upgrade_becomes_a_stream_through_the_waypoint() {
     // A policy change that no longer admits the client cuts the stream,
     // and the cut is counted.
     let mut denying = (*s.directory.tables()).clone();
-    denying.access.insert(
-        "ws".into(),
-        Arc::new(Access {
-            policies: vec![Arc::new(Policy {
-                name: "shop/deny-all".into(),
-                action: Action::Deny,
-                rules: vec![AuthzRule::default()],
-                invalid: None,
-            })],
-        }),
-    );
+    denying.access.insert("ws".into(), deny_all());
     s.directory.set(1, denying);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut rest)).await;
@@ -1560,17 +1562,7 @@ async fn a_policy_change_cuts_a_passed_through_connection_it_no_longer_allows() 
 
     // A config whose policy for the guarded workload admits nobody: cut.
     let mut denying = (*tables).clone();
-    denying.access.insert(
-        "guarded".into(),
-        Arc::new(Access {
-            policies: vec![Arc::new(Policy {
-                name: "shop/deny-all".into(),
-                action: Action::Deny,
-                rules: vec![AuthzRule::default()],
-                invalid: None,
-            })],
-        }),
-    );
+    denying.access.insert("guarded".into(), deny_all());
     s.directory.set(2, denying);
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut buf)).await;

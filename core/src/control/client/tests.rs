@@ -103,21 +103,12 @@ mod ca_bundle {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(tcp).await {
-                        let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
-                    }
-                });
-            }
-        });
+        let incoming =
+            crate::control::incoming::tls_incoming(listener, acceptor, Duration::from_secs(10));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(CertificateAuthorityServer::new(ca))
-                .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx)),
+                .serve_with_incoming(incoming),
         );
         addr
     }
