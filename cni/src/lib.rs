@@ -3,3 +3,4 @@
 //! enrolls the pods that were running before it.
 
 pub mod install;
+pub mod procfs;
