@@ -1,8 +1,9 @@
 //! The Kubernetes source against a mock API server: the client's requests go
 //! to a `tower_test` mock, and each scenario answers them with responses
 //! recorded from a real API server (tests/fixtures/). Every request is
-//! checked against the RBAC rules the chart grants the controller
-//! ([`rbac`]): a call it does not grant fails the scenario that makes it.
+//! checked against the RBAC rules the chart grants the controller (or, for
+//! the CNI node agent's watchers, the agent) ([`rbac`]): a call it does not
+//! grant fails the scenario that makes it.
 
 #[path = "support/rbac.rs"]
 mod rbac;
@@ -18,7 +19,8 @@ use kube::client::Body;
 use kube::Client;
 use quicmesh_controller::model::{Kind, Object};
 use quicmesh_controller::sources::kube::{
-    pod, run, sync_name, token_review, watch_authorization_policies, watch_kind, Caller, KINDS,
+    pod, run, run_for_node, sync_name, token_review, watch_authorization_policies, watch_kind,
+    Caller, KINDS, NODE_KINDS,
 };
 use quicmesh_controller::store::Store;
 use quicmesh_proto::config::{resource, Authorization, AuthorizationAction, AuthorizationScope};
@@ -65,21 +67,37 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The mock API server: the test answers each request the client makes.
-struct ApiServer(mock::Handle<Request<Body>, Response<Body>>);
+/// The mock API server: the test answers each request the client makes,
+/// which the chart must allow `subject`.
+struct ApiServer {
+    handle: mock::Handle<Request<Body>, Response<Body>>,
+    subject: rbac::Subject,
+}
 
 type Responder = SendResponse<Response<Body>>;
 
+/// A client with the controller's rights.
 fn mock_client() -> (Client, ApiServer) {
+    mock_client_as(rbac::Subject::Controller)
+}
+
+fn mock_client_as(subject: rbac::Subject) -> (Client, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), ApiServer(handle))
+    (
+        Client::new(service, "default"),
+        ApiServer { handle, subject },
+    )
 }
 
 impl ApiServer {
     /// The next request, which the chart's RBAC rules must allow.
     async fn next(&mut self) -> (Request<Body>, Responder) {
-        let (req, send) = self.0.next_request().await.expect("the client is gone");
-        rbac::check(&req);
+        let (req, send) = self
+            .handle
+            .next_request()
+            .await
+            .expect("the client is gone");
+        rbac::check_as(self.subject, &req);
         (req, send)
     }
 
@@ -533,6 +551,93 @@ async fn run_watches_every_kind() {
                 .collect()
         });
         assert_eq!(waypoints, ["shop/waypoint:false"]);
+        task.abort();
+    })
+    .await;
+}
+
+/// Whether the store's index puts each of `uids` in the mesh.
+fn in_mesh(store: &Store, uids: &[&str]) -> Vec<bool> {
+    store.with_index(|ix| {
+        uids.iter()
+            .map(|u| ix.in_mesh(ix.pod_by_uid(u).expect("a pod of the node")))
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn the_node_agent_sees_its_pods_join_and_leave_the_mesh_with_their_namespace() {
+    bounded(async {
+        let (client, mut api) = mock_client_as(rbac::Subject::CniAgent);
+        let store = Store::new("cluster.local");
+        let source = run_for_node(client, store.clone(), "kind-worker".into());
+        let mut kinds: Vec<_> = NODE_KINDS.into_iter().map(sync_name).collect();
+        kinds.sort();
+        assert_eq!(store.pending_sources(), kinds);
+        let task = tokio::spawn(source);
+
+        // The pods of the node only, selected by the API server, on the list
+        // and on every watch (kube-rs encodes the `=`).
+        const NODE: &str = "fieldSelector=spec.nodeName%3Dkind-worker";
+        // Two lists, then two watches held open, in whatever order; `shop`
+        // is not ambient yet.
+        let mut namespaces = None;
+        let mut pods_watch = None;
+        while namespaces.is_none() || pods_watch.is_none() {
+            let (req, send) = api.next().await;
+            let q = req.uri().query().unwrap_or_default().to_string();
+            let has = |part: &str| q.split('&').any(|p| p == part);
+            match (req.uri().path(), is_watch(&req)) {
+                ("/api/v1/namespaces", false) => {
+                    assert!(!has(NODE), "{}", req.uri());
+                    send.send_response(respond(StatusCode::OK, "namespaces-list-no-ambient.json"));
+                }
+                ("/api/v1/namespaces", true) => {
+                    assert!(has("resourceVersion=900"), "{}", req.uri());
+                    namespaces = Some(send);
+                }
+                ("/api/v1/pods", false) => {
+                    assert!(has(NODE), "the pod list selects the node: {}", req.uri());
+                    send.send_response(respond(StatusCode::OK, "node-pods-list.json"));
+                }
+                ("/api/v1/pods", true) => {
+                    assert!(has(NODE), "the pod watch selects the node: {}", req.uri());
+                    assert!(has("resourceVersion=1000"), "{}", req.uri());
+                    pods_watch = Some(send);
+                }
+                _ => panic!("the node agent asked for {}", req.uri()),
+            }
+        }
+        synced(&store).await;
+        assert_eq!(
+            pods(&store),
+            [
+                ("db-0".to_string(), true),
+                ("web-7d4b9c6f5d-2xkqp".to_string(), true)
+            ]
+        );
+        let node_pods = [DB_0, WEB_1];
+        assert_eq!(in_mesh(&store, &node_pods), [false, false]);
+
+        // `shop` is labeled ambient: its running pods are in the mesh.
+        namespaces.take().unwrap().send_response(respond(
+            StatusCode::OK,
+            "namespace-shop-ambient-watch.jsonl",
+        ));
+        // The stream ended after the event: the watch resumes from it, so
+        // the event has been applied.
+        let watch = api.watch("/api/v1/namespaces", "905").await;
+        assert_eq!(in_mesh(&store, &node_pods), [true, true]);
+
+        // The label is removed: out of the mesh again.
+        watch.send_response(respond(
+            StatusCode::OK,
+            "namespace-shop-unlabeled-watch.jsonl",
+        ));
+        let _held = api.watch("/api/v1/namespaces", "911").await;
+        assert_eq!(in_mesh(&store, &node_pods), [false, false]);
+        assert!(!task.is_finished());
+        drop(pods_watch);
         task.abort();
     })
     .await;
@@ -1098,7 +1203,7 @@ async fn status_is_written_back_keeping_other_controllers_entries() {
         // Nothing else follows within a settle period.
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(
-            futures::FutureExt::now_or_never(api.0.next_request()).is_none(),
+            futures::FutureExt::now_or_never(api.handle.next_request()).is_none(),
             "an unchanged route is not read again"
         );
     })

@@ -311,8 +311,9 @@ fn accesses(scope: &str, rules: &Value) -> BTreeSet<Access> {
     out
 }
 
-/// The rules of helm/quicmesh/rbac-expected.yaml that hold with `values`.
-fn expected_rbac(values: &Value) -> BTreeSet<Access> {
+/// The rules of helm/quicmesh/rbac-expected.yaml that hold with `values`,
+/// from its lists `keys` (with the scope each is granted in).
+fn expected_rbac(values: &Value, keys: &[(&str, &str)]) -> BTreeSet<Access> {
     let path = chart().join("rbac-expected.yaml");
     let list: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let provision = values["controller"]["waypoints"]["provision"]
@@ -320,7 +321,7 @@ fn expected_rbac(values: &Value) -> BTreeSet<Access> {
         .unwrap();
     let leader = values["controller"]["replicas"].as_u64().unwrap() > 1;
     let mut out = BTreeSet::new();
-    for (key, scope) in [("clusterRole", "cluster"), ("role", "namespace")] {
+    for &(key, scope) in keys {
         let rules: Vec<Value> = list[key]
             .as_array()
             .unwrap()
@@ -338,10 +339,37 @@ fn expected_rbac(values: &Value) -> BTreeSet<Access> {
     out
 }
 
+fn assert_same_rbac(what: &str, rendered: &BTreeSet<Access>, want: &BTreeSet<Access>) {
+    assert!(
+        rendered == want,
+        "{what}: the chart grants {:#?}\nbeyond rbac-expected.yaml, and lacks {:#?}",
+        rendered.difference(want).collect::<Vec<_>>(),
+        want.difference(rendered).collect::<Vec<_>>()
+    );
+}
+
+/// A binding of the role of that name to the ServiceAccount of that name.
+fn assert_bound_to_its_account(d: &[Value], kind: &str, name: &str) {
+    let b = get(d, kind, name);
+    assert_eq!(
+        b["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]),
+        "{kind} {name}"
+    );
+    assert_eq!(b["roleRef"]["name"], name, "{kind} {name}");
+    assert_eq!(
+        b["roleRef"]["kind"],
+        kind.trim_end_matches("Binding"),
+        "{kind} {name}"
+    );
+}
+
 #[test]
-fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_makes() {
+fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_and_the_agent_make() {
     for set in value_sets() {
         let d = render(&set);
+        let v = values(&set);
+        let what = name(&set);
         let mut rendered = accesses(
             "cluster",
             &get(&d, "ClusterRole", "quicmesh-controller")["rules"],
@@ -349,32 +377,40 @@ fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_makes() {
         let role = get(&d, "Role", "quicmesh-controller");
         assert_eq!(role["metadata"]["namespace"], NAMESPACE);
         rendered.extend(accesses("namespace", &role["rules"]));
-        let want = expected_rbac(&values(&set));
-        assert!(
-            rendered == want,
-            "{}: the chart grants {:#?}\nbeyond rbac-expected.yaml, and lacks {:#?}",
-            name(&set),
-            rendered.difference(&want).collect::<Vec<_>>(),
-            want.difference(&rendered).collect::<Vec<_>>()
-        );
-        // The controller's are the only rights the chart grants, to the
-        // controller's service account only.
-        for kind in ["ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"] {
-            let names: Vec<&Value> = d
+        let want = expected_rbac(&v, &[("clusterRole", "cluster"), ("role", "namespace")]);
+        assert_same_rbac(&format!("{what}: controller"), &rendered, &want);
+        // The CNI agent's, when it is installed: a ClusterRole only.
+        let cni = v["cni"]["enabled"].as_bool().unwrap();
+        if cni {
+            let rendered = accesses("cluster", &get(&d, "ClusterRole", "quicmesh-cni")["rules"]);
+            let want = expected_rbac(&v, &[("cniClusterRole", "cluster")]);
+            assert_same_rbac(&format!("{what}: CNI agent"), &rendered, &want);
+        }
+        // Those are the only rights the chart grants, each to its own
+        // service account only.
+        let cluster: &[&str] = if cni {
+            &["quicmesh-cni", "quicmesh-controller"]
+        } else {
+            &["quicmesh-controller"]
+        };
+        for (kind, want) in [
+            ("ClusterRole", cluster),
+            ("ClusterRoleBinding", cluster),
+            ("Role", &["quicmesh-controller"][..]),
+            ("RoleBinding", &["quicmesh-controller"][..]),
+        ] {
+            let mut names: Vec<&str> = d
                 .iter()
                 .filter(|o| o["kind"] == kind)
-                .map(|o| &o["metadata"]["name"])
+                .map(|o| o["metadata"]["name"].as_str().unwrap())
                 .collect();
-            assert_eq!(names, ["quicmesh-controller"], "{}: {kind}", name(&set));
+            names.sort();
+            assert_eq!(names, want, "{what}: {kind}");
         }
-        for kind in ["ClusterRoleBinding", "RoleBinding"] {
-            let b = get(&d, kind, "quicmesh-controller");
-            assert_eq!(
-                b["subjects"],
-                serde_json::json!([{"kind": "ServiceAccount", "name": "quicmesh-controller", "namespace": NAMESPACE}])
-            );
-            assert_eq!(b["roleRef"]["name"], "quicmesh-controller");
+        for name in cluster {
+            assert_bound_to_its_account(&d, "ClusterRoleBinding", name);
         }
+        assert_bound_to_its_account(&d, "RoleBinding", "quicmesh-controller");
     }
 }
 
@@ -580,7 +616,18 @@ fn containers_run_with_only_the_capabilities_they_need() {
             true
         );
         // The node agents' tokens: none by default; ztunnel's is projected
-        // for the controller only.
+        // for the controller only; the CNI agent's pod (alone) mounts its
+        // API server token, for its list and watch.
+        if let Some(cni) = find(&d, "DaemonSet", "quicmesh-cni") {
+            assert_eq!(
+                cni["spec"]["template"]["spec"]["automountServiceAccountToken"],
+                true
+            );
+            assert_eq!(
+                get(&d, "ServiceAccount", "quicmesh-cni")["automountServiceAccountToken"],
+                false
+            );
+        }
         let ztunnel = get(&d, "DaemonSet", "ztunnel");
         let pod = &ztunnel["spec"]["template"]["spec"];
         assert_eq!(pod["automountServiceAccountToken"], false);

@@ -11,6 +11,9 @@
 //! they never stop the source, nor the watchers of other kinds (a cluster
 //! without the AuthorizationPolicy CRD answers 404 for that kind only).
 //!
+//! [`run_for_node`] is the CNI node agent's narrower view: Namespaces, and
+//! only the Pods of its node (`spec.nodeName`), through the same watchers.
+//!
 //! Each kind is a source of its own for the store's sync gate
 //! ([`Store::expect_sync`], named by [`sync_name`]): synced after its first
 //! successful list. Kinds of custom resources (AuthorizationPolicy, the
@@ -41,7 +44,9 @@ use crate::model::{self, Key, Kind, Object};
 use crate::policy;
 use crate::store::Store;
 
+mod node;
 mod tokens;
+pub use node::{node_pods, run_for_node, NODE_KINDS};
 pub use tokens::{
     token_review, Caller, NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA, TOKEN_AUDIENCE,
 };
@@ -112,18 +117,8 @@ pub fn run(
 
 async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
     tokio::try_join!(
-        watch_kind(
-            Api::<core::Namespace>::all(client.clone()),
-            store.clone(),
-            Kind::Namespace,
-            |o| { namespace(o).map(Object::Namespace) }
-        ),
-        watch_kind(
-            Api::<core::Pod>::all(client.clone()),
-            store.clone(),
-            Kind::Pod,
-            |o| pod(o).map(Object::Pod)
-        ),
+        watch_namespaces(client.clone(), store.clone()),
+        watch_pods(client.clone(), store.clone(), watcher::Config::default()),
         watch_kind(
             Api::<core::Service>::all(client.clone()),
             store.clone(),
@@ -165,6 +160,33 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
     Ok(())
 }
 
+/// Watches Namespaces (all of them) and feeds `store`.
+async fn watch_namespaces(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
+    watch_kind(
+        Api::<core::Namespace>::all(client),
+        store,
+        Kind::Namespace,
+        |o| namespace(o).map(Object::Namespace),
+    )
+    .await
+}
+
+/// Watches the Pods `config` selects, in all namespaces, and feeds `store`.
+async fn watch_pods(
+    client: kube::Client,
+    store: Arc<Store>,
+    config: watcher::Config,
+) -> anyhow::Result<()> {
+    watch_kind_with(
+        Api::<core::Pod>::all(client),
+        config,
+        store,
+        Kind::Pod,
+        |o| pod(o).map(Object::Pod),
+    )
+    .await
+}
+
 /// Watches `AuthorizationPolicy` (`quicmesh.io/v1alpha1`) objects in all
 /// namespaces. They are read as [`DynamicObject`]s, not as the typed
 /// [`policy::AuthorizationPolicy`], so that a malformed one is not dropped
@@ -188,9 +210,27 @@ pub async fn watch_authorization_policies(
 /// Watches one kind through `api` and feeds `store`, converting each object
 /// with `convert` (None: skip it). Runs until cancelled. Registers the kind
 /// with the store's sync gate ([`sync_name`]) and marks it synced after its
-/// first list (or, for AuthorizationPolicies, a 404: no CRD).
+/// first list (or, for custom resources, a 404: no CRD).
 pub async fn watch_kind<K, F>(
     api: Api<K>,
+    store: Arc<Store>,
+    kind: Kind,
+    convert: F,
+) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: Fn(&K) -> Option<Object>,
+{
+    watch_kind_with(api, watcher::Config::default(), store, kind, convert).await
+}
+
+/// [`watch_kind`] of only the objects `config` selects (a field or label
+/// selector, sent with the list and every watch). The list replaces every
+/// object of `kind` in `store`, so the store must hold no others of that
+/// kind (one watcher per kind and store).
+pub async fn watch_kind_with<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
     store: Arc<Store>,
     kind: Kind,
     convert: F,
@@ -204,8 +244,7 @@ where
     // Whether this kind has given the store its first full view.
     let mut synced = false;
     loop {
-        let mut events =
-            std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
+        let mut events = std::pin::pin!(watcher(api.clone(), config.clone()).default_backoff());
         // Objects of an ongoing list; None when not listing.
         let mut listing: Option<Vec<Object>> = None;
         let gone = loop {

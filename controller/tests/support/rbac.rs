@@ -1,11 +1,13 @@
-//! The RBAC rules the chart grants the controller
-//! (`helm/quicmesh/rbac-expected.yaml`, the one list of the API calls it
+//! The RBAC rules the chart grants the controller and the CNI node agent
+//! (`helm/quicmesh/rbac-expected.yaml`, the one list of the API calls each
 //! makes), and whether a request to the API server is allowed by them: the
 //! verb from the HTTP method (and `watch=true`, and whether the path names
 //! an object), the group and resource (with its subresource) and the
 //! namespace and name from the path, as the API server's authorizer sees
 //! them. A mock API server checks every request of its scenarios with
-//! [`check`], so a call the chart does not grant fails the test that makes it.
+//! [`check_as`] (the caller's own rules: the agent's requests are held to the
+//! agent's rules, not the controller's), so a call the chart does not grant
+//! fails the test that makes it.
 //!
 //! Include it in a test file with
 //! `#[path = "support/rbac.rs"] mod rbac;`.
@@ -32,8 +34,30 @@ pub struct Rule {
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rules {
+    /// The controller's, in every namespace.
     pub cluster_role: Vec<Rule>,
+    /// The controller's, in [`SYSTEM_NAMESPACE`].
     pub role: Vec<Rule>,
+    /// The CNI node agent's, in every namespace.
+    pub cni_cluster_role: Vec<Rule>,
+}
+
+/// Who makes a request: each has its ServiceAccount and rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// ServiceAccount `quicmesh-controller` (templates/controller-rbac.yaml).
+    Controller,
+    /// ServiceAccount `quicmesh-cni`, the CNI node agent (templates/cni.yaml).
+    CniAgent,
+}
+
+impl Subject {
+    fn template(self) -> &'static str {
+        match self {
+            Subject::Controller => "templates/controller-rbac.yaml",
+            Subject::CniAgent => "templates/cni.yaml",
+        }
+    }
 }
 
 /// The rules, read once.
@@ -135,12 +159,16 @@ fn grants(rule: &Rule, a: &Access) -> bool {
 }
 
 impl Rules {
-    /// The rule that allows `a`, if any (every rule, whatever its `when`:
-    /// the scenarios run with every feature on).
-    pub fn allowing(&self, a: &Access) -> Option<&Rule> {
-        self.cluster_role.iter().find(|r| grants(r, a)).or_else(|| {
+    /// The rule of `subject` that allows `a`, if any (every rule, whatever
+    /// its `when`: the scenarios run with every feature on).
+    pub fn allowing_as(&self, subject: Subject, a: &Access) -> Option<&Rule> {
+        let (cluster, role): (&[Rule], &[Rule]) = match subject {
+            Subject::Controller => (&self.cluster_role, &self.role),
+            Subject::CniAgent => (&self.cni_cluster_role, &[]),
+        };
+        cluster.iter().find(|r| grants(r, a)).or_else(|| {
             if a.namespace.as_deref() == Some(SYSTEM_NAMESPACE) {
-                self.role.iter().find(|r| grants(r, a))
+                role.iter().find(|r| grants(r, a))
             } else {
                 None
             }
@@ -148,17 +176,18 @@ impl Rules {
     }
 }
 
-/// Panics unless the chart's rules allow the request.
-pub fn check<B>(req: &http::Request<B>) {
+/// Panics unless the chart's rules for `subject` allow the request.
+pub fn check_as<B>(subject: Subject, req: &http::Request<B>) {
     let uri = req.uri();
     let Some(a) = access(req.method(), uri.path(), uri.query()) else {
         return;
     };
     assert!(
-        rules().allowing(&a).is_some(),
-        "the controller made a request the chart's RBAC does not allow: {} {uri} ({a}); \
-         grant it in helm/quicmesh/rbac-expected.yaml and templates/controller-rbac.yaml",
-        req.method()
+        rules().allowing_as(subject, &a).is_some(),
+        "{subject:?} made a request the chart's RBAC does not allow it: {} {uri} ({a}); \
+         grant it in helm/quicmesh/rbac-expected.yaml and {}",
+        req.method(),
+        subject.template()
     );
 }
 
@@ -168,9 +197,13 @@ mod tests {
     use http::Method;
 
     fn allowed(method: Method, uri: &str) -> bool {
+        allowed_as(Subject::Controller, method, uri)
+    }
+
+    fn allowed_as(subject: Subject, method: Method, uri: &str) -> bool {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let a = access(&method, path, Some(query)).expect("a resource path");
-        rules().allowing(&a).is_some()
+        rules().allowing_as(subject, &a).is_some()
     }
 
     #[test]
@@ -218,7 +251,12 @@ mod tests {
     #[test]
     fn every_rule_says_which_code_needs_it() {
         let r = rules();
-        for rule in r.cluster_role.iter().chain(&r.role) {
+        for rule in r
+            .cluster_role
+            .iter()
+            .chain(&r.role)
+            .chain(&r.cni_cluster_role)
+        {
             assert!(!rule.by.trim().is_empty(), "{rule:?}");
             assert!(
                 matches!(
@@ -279,6 +317,31 @@ mod tests {
         assert!(!allowed(
             Method::PUT,
             "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/quicmesh-controller"
+        ));
+    }
+
+    #[test]
+    fn the_node_agent_may_only_list_and_watch_pods_and_namespaces() {
+        let agent = |m: Method, uri: &str| allowed_as(Subject::CniAgent, m, uri);
+        assert!(agent(
+            Method::GET,
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dkind-worker&watch=true"
+        ));
+        assert!(agent(Method::GET, "/api/v1/namespaces"));
+        assert!(!agent(Method::GET, "/api/v1/namespaces/shop/pods/web-0"));
+        assert!(!agent(Method::GET, "/api/v1/services"));
+        assert!(!agent(
+            Method::POST,
+            "/apis/authentication.k8s.io/v1/tokenreviews"
+        ));
+        // None of the controller's Role in the system namespace either.
+        assert!(!agent(
+            Method::GET,
+            "/api/v1/namespaces/quicmesh-system/secrets/quicmesh-ca"
+        ));
+        assert!(!agent(
+            Method::GET,
+            "/api/v1/namespaces/quicmesh-system/configmaps/quicmesh-ca-root"
         ));
     }
 }
