@@ -12,7 +12,7 @@
 //! yet would let through what it denies), so the config stream waits for
 //! [`Store::synced`] before sending a proxy its first snapshot.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -105,6 +105,8 @@ pub struct Passes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     Changed,
+    /// A failed object's retry is due ([`Retries`]).
+    Retry,
     /// Everything again, changed or not (what someone changed by hand is
     /// put back).
     Resync,
@@ -126,8 +128,15 @@ impl Passes {
         }
     }
 
-    /// Waits for the next pass; None when the store is gone.
-    pub async fn next(&mut self) -> Option<Pass> {
+    /// Waits for the next pass (a change, a resync, or the earliest retry
+    /// `retries` has due); None when the store is gone.
+    pub async fn next(&mut self, retries: &Retries) -> Option<Pass> {
+        let retry = async {
+            match retries.next_due() {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = self.changes.changed() => {
                 r.ok()?;
@@ -136,7 +145,52 @@ impl Passes {
                 Some(Pass::Changed)
             }
             _ = self.resync.tick() => Some(Pass::Resync),
+            _ = retry => Some(Pass::Retry),
         }
+    }
+}
+
+/// The objects a loop failed to write, each retried after a delay that
+/// doubles from [`Retries::FIRST`] to [`Retries::MAX`], not on every pass:
+/// an object the API server keeps refusing costs a request now and then,
+/// however busy the store. A success forgets the object.
+#[derive(Debug, Default)]
+pub struct Retries {
+    due: HashMap<String, (std::time::Instant, std::time::Duration)>,
+}
+
+impl Retries {
+    pub const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// Whether `key` may be tried at `now`: it has not failed, or its
+    /// delay is over.
+    pub fn ready(&self, key: &str, now: std::time::Instant) -> bool {
+        self.due.get(key).is_none_or(|(at, _)| *at <= now)
+    }
+
+    /// `key` failed at `now`: the delay before it is tried again.
+    pub fn failed(&mut self, key: &str, now: std::time::Instant) -> std::time::Duration {
+        let delay = match self.due.get(key) {
+            Some((_, d)) => (*d * 2).min(Self::MAX),
+            None => Self::FIRST,
+        };
+        self.due.insert(key.to_string(), (now + delay, delay));
+        delay
+    }
+
+    pub fn succeeded(&mut self, key: &str) {
+        self.due.remove(key);
+    }
+
+    /// Forgets the objects that are no longer to be written.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.due.retain(|k, _| keep(k));
+    }
+
+    /// When the earliest retry is due.
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        self.due.values().map(|(at, _)| *at).min()
     }
 }
 
@@ -328,6 +382,43 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_object_waits_longer_each_time_and_a_success_forgets_it() {
+        let mut r = Retries::default();
+        let t0 = std::time::Instant::now();
+        assert!(r.ready("a", t0));
+        assert_eq!(r.next_due(), None);
+        assert_eq!(r.failed("a", t0), Retries::FIRST);
+        assert!(!r.ready("a", t0));
+        assert!(r.ready("b", t0), "others are not held back");
+        assert!(r.ready("a", t0 + Retries::FIRST));
+        assert_eq!(r.next_due(), Some(t0 + Retries::FIRST));
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            delays.push(r.failed("a", t0).as_secs());
+        }
+        assert_eq!(&delays[..4], [2, 4, 8, 16]);
+        assert_eq!(*delays.last().unwrap(), Retries::MAX.as_secs());
+        r.succeeded("a");
+        assert!(r.ready("a", t0));
+        assert_eq!(r.failed("a", t0), Retries::FIRST, "starts over");
+        r.retain(|k| k != "a");
+        assert_eq!(r.next_due(), None);
+    }
+
+    /// A retry due wakes the loop even when nothing changes.
+    #[tokio::test(start_paused = true)]
+    async fn a_due_retry_is_a_pass_of_its_own() {
+        let store = Store::new("cluster.local");
+        let mut passes = Passes::start(&store, std::time::Duration::from_secs(300)).await;
+        let mut r = Retries::default();
+        r.failed("a", std::time::Instant::now());
+        let pass = tokio::time::timeout(std::time::Duration::from_secs(5), passes.next(&r))
+            .await
+            .expect("woken by the retry");
+        assert_eq!(pass, Some(Pass::Retry));
+    }
     use crate::model::*;
 
     fn pod(name: &str, ip: &str) -> Object {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 
 use super::{plan, Settings, FIELD_MANAGER};
-use crate::store::{Pass, Passes, Store};
+use crate::store::{Pass, Passes, Retries, Store};
 
 /// Everything is applied again this often, changed or not.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -130,11 +130,15 @@ pub async fn run(
     let mut passes = Passes::start(&store, RESYNC).await;
     // What was applied, by object, so that an unchanged plan costs nothing.
     let mut applied: HashMap<String, Value> = HashMap::new();
+    let mut retries = Retries::default();
     loop {
         let p = store.with_index(|ix| plan(ix, &settings));
+        let now = std::time::Instant::now();
+        let planned: std::collections::HashSet<String> = p.apply.iter().map(describe).collect();
+        retries.retain(|k| planned.contains(k));
         for o in &p.apply {
             let what = describe(o);
-            if applied.get(&what) == Some(o) {
+            if applied.get(&what) == Some(o) || !retries.ready(&what, now) {
                 continue;
             }
             let kind = o["kind"].as_str().unwrap_or("?");
@@ -142,15 +146,18 @@ pub async fn run(
                 Ok(()) => {
                     tracing::info!(object = %what, "waypoint object applied");
                     count(&metrics, kind, "applied");
+                    retries.succeeded(&what);
                     applied.insert(what, o.clone());
                 }
                 Err(e @ ApplyError::NotOurs(_)) => {
-                    tracing::warn!(object = %what, error = %e, "waypoint object not applied; checked again on the next pass");
+                    let after = retries.failed(&what, now);
+                    tracing::warn!(object = %what, error = %e, retry_in_s = after.as_secs(), "waypoint object not applied; checked again later");
                     count(&metrics, kind, "not_ours");
                     applied.remove(&what);
                 }
                 Err(e) => {
-                    tracing::warn!(object = %what, error = %e, "waypoint object refused by the API server; retried on the next pass");
+                    let after = retries.failed(&what, now);
+                    tracing::warn!(object = %what, error = %e, retry_in_s = after.as_secs(), "waypoint object refused by the API server; retried later");
                     count(&metrics, kind, "error");
                     applied.remove(&what);
                 }
@@ -176,10 +183,10 @@ pub async fn run(
             }
             applied.retain(|k, _| !k.starts_with(&format!("Gateway {ns}/{name}")));
         }
-        match passes.next().await {
+        match passes.next(&retries).await {
             None => return,
             Some(Pass::Resync) => applied.clear(),
-            Some(Pass::Changed) => {}
+            Some(Pass::Changed | Pass::Retry) => {}
         }
     }
 }

@@ -28,7 +28,7 @@ use super::{api_condition, gateways, merge_parents, routes, since, GatewayStatus
 use crate::provision::kube::count;
 use crate::provision::FIELD_MANAGER;
 use crate::sources::kube::gateway_api;
-use crate::store::{Pass, Passes, Store};
+use crate::store::{Pass, Passes, Retries, Store};
 
 /// Everything is checked again this often.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -126,21 +126,25 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
     let mut passes = Passes::start(&store, RESYNC).await;
     let mut written: HashMap<String, Value> = HashMap::new();
     let mut times = HashMap::new();
+    let mut retries = Retries::default();
     loop {
         let (gs, rs) = store.with_index(|ix| (gateways(ix), routes(ix)));
+        let now = std::time::Instant::now();
         for g in &gs {
             let key = format!("Gateway {}/{}", g.namespace, g.name);
             let gist = gist_of_gateway(g);
-            if written.get(&key) == Some(&gist) {
+            if written.get(&key) == Some(&gist) || !retries.ready(&key, now) {
                 continue;
             }
             match write_gateway(&client, g, &mut times).await {
                 Ok(()) => {
                     count(&metrics, "Gateway", "written");
+                    retries.succeeded(&key);
                     written.insert(key, gist);
                 }
                 Err(e) => {
-                    tracing::warn!(gateway = %key, error = %format!("{e:#}"), "could not write a Gateway's status; retried on the next pass");
+                    let after = retries.failed(&key, now);
+                    tracing::warn!(gateway = %key, error = %format!("{e:#}"), retry_in_s = after.as_secs(), "could not write a Gateway's status; retried later");
                     count(&metrics, "Gateway", "error");
                     written.remove(&key);
                 }
@@ -155,6 +159,7 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
             // not read one by one).
             if written.get(&key) == Some(&gist)
                 || (r.parents.is_empty() && !written.contains_key(&key))
+                || !retries.ready(&key, now)
             {
                 continue;
             }
@@ -165,21 +170,32 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
                         kind,
                         if changed { "written" } else { "unchanged" },
                     );
+                    retries.succeeded(&key);
                     written.insert(key, gist);
                 }
                 // Gone meanwhile: its watch event will follow.
-                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_not_found(&e) => retries.succeeded(&key),
                 Err(e) => {
-                    tracing::warn!(route = %key, error = %format!("{e:#}"), "could not write a route's status; retried on the next pass");
+                    let after = retries.failed(&key, now);
+                    tracing::warn!(route = %key, error = %format!("{e:#}"), retry_in_s = after.as_secs(), "could not write a route's status; retried later");
                     count(&metrics, kind, "error");
                     written.remove(&key);
                 }
             }
         }
-        match passes.next().await {
+        let live: std::collections::HashSet<String> = gs
+            .iter()
+            .map(|g| format!("Gateway {}/{}", g.namespace, g.name))
+            .chain(
+                rs.iter()
+                    .map(|r| format!("{} {}/{}", r.kind.api_kind(), r.namespace, r.name)),
+            )
+            .collect();
+        retries.retain(|k| live.contains(k));
+        match passes.next(&retries).await {
             None => return,
             Some(Pass::Resync) => written.clear(),
-            Some(Pass::Changed) => {}
+            Some(Pass::Changed | Pass::Retry) => {}
         }
     }
 }
