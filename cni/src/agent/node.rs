@@ -70,7 +70,7 @@ pub enum Call {
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Reconnect backoff.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often pods whose SVID is pending are asked about.
 const PENDING_POLL: Duration = Duration::from_secs(1);
 /// How often a pod whose namespace is not held is looked for.
