@@ -12,8 +12,6 @@
 #   docker build --target cni        -t ghcr.io/quicmesh/cni:0.1.0 .
 #   docker build --target quicmesh   -t ghcr.io/quicmesh/quicmesh:0.1.0 .
 #
-# `cni` (the CNI plugin and node agent) is under construction: its binary
-# does not exist yet, so that target fails to build until it lands.
 # tests/tests/helm.rs checks that the chart's images are these targets.
 # See docs/install.md.
 
@@ -25,10 +23,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --profile dist \
-        -p quicmesh-controller -p ztunnel -p waypoint -p quicmesh-cli --bins \
+        -p quicmesh-controller -p ztunnel -p waypoint -p quicmesh-cni -p quicmesh-cli --bins \
  && mkdir -p /out \
- && cp target/dist/controller target/dist/ztunnel target/dist/waypoint target/dist/quicmesh /out/ \
- && if [ -f target/dist/quicmesh-cni ]; then cp target/dist/quicmesh-cni /out/; fi
+ && cp target/dist/controller target/dist/ztunnel target/dist/waypoint target/dist/quicmesh-cni \
+       target/dist/quicmesh /out/
 
 # The controller: no shell, no package manager, non-root.
 FROM gcr.io/distroless/cc-debian12:nonroot AS controller
@@ -53,8 +51,9 @@ COPY --from=build /out/waypoint /usr/local/bin/waypoint
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/waypoint"]
 
-# The CNI plugin and its node agent (under construction). The agent copies
-# the plugin onto the host, where the container runtime runs it.
+# The CNI plugin and its node agent, one binary (docs/cni.md): the agent
+# copies itself onto the host as the plugin, where the container runtime
+# runs it.
 FROM gcr.io/distroless/cc-debian12 AS cni
 COPY --from=build /out/quicmesh-cni /usr/local/bin/quicmesh-cni
 ENTRYPOINT ["/usr/local/bin/quicmesh-cni"]

@@ -23,7 +23,7 @@ export CARGO_TERM_COLOR=never
 # The `dist` profile (release + whole-program LTO) is what a deployment
 # runs; the first build takes a few minutes longer than `--release`.
 echo "bench.sh: building (profile dist) into $CARGO_TARGET_DIR" >&2
-# The lab runs the ztunnel, controller and waypoint binaries found beside
+# The lab runs the ztunnel, controller, waypoint and quicmesh-cni binaries found beside
 # quicmesh-bench, so all of them come from the same build.
-cargo build --profile dist --locked --bins -p ztunnel -p quicmesh-controller -p waypoint -p quicmesh-bench >&2
+cargo build --profile dist --locked --bins -p ztunnel -p quicmesh-controller -p waypoint -p quicmesh-cni -p quicmesh-bench >&2
 exec "$CARGO_TARGET_DIR/dist/quicmesh-bench" "$@"

@@ -48,13 +48,12 @@ use tokio_util::sync::CancellationToken;
 use crate::netns::Netns;
 
 mod client;
-mod socket;
 #[cfg(test)]
 mod tests;
 
+pub use crate::seqpacket::PeerCred;
+use crate::seqpacket::{self, Received, Seqpacket};
 pub use client::{Client, ClientError};
-pub use socket::PeerCred;
-use socket::{Received, Seqpacket};
 
 /// Largest request message: one pod with room to spare.
 pub const MAX_REQUEST: usize = 16 << 10;
@@ -287,7 +286,7 @@ impl Listener {
     /// When this returns, the socket is in place and accepting. Needs a
     /// tokio runtime.
     pub fn bind(path: &Path, access: Access) -> std::io::Result<Self> {
-        let sock = Seqpacket::new(socket::bind(path, access.mode)?)?;
+        let sock = Seqpacket::new(seqpacket::bind(path, access.mode)?)?;
         Ok(Listener {
             sock,
             path: path.to_path_buf(),

@@ -1,6 +1,7 @@
 //! What every quicmesh proxy shares, written once: SPIFFE identity and TLS
 //! verification ([`identity`]), the QUIC/HTTP3 CONNECT tunnel ([`tunnel`]),
-//! network-namespace plumbing ([`netns`]), L4 authorization evaluation
+//! network-namespace plumbing ([`netns`]), node-local seqpacket sockets
+//! with descriptors ([`seqpacket`]), L4 authorization evaluation
 //! ([`authz`], pure), readiness ([`health`]), metrics and logging.
 //!
 //! Nothing here knows about pods, nodes or config sources; those belong to
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod netns;
 pub mod route;
 pub mod runtime;
+pub mod seqpacket;
 pub mod telemetry;
 pub mod tunnel;
 

@@ -4,6 +4,8 @@
 //!   a fabric bridge, nftables counters and tc on the node links;
 //! - [`ztunnels`]: the node proxies — a real ztunnel process per node,
 //!   started, stopped and re-synced in one place;
+//! - [`cni`]: the container runtime's side of CNI — a real node agent per
+//!   node, and the real plugin run for each pod as a kubelet runs it;
 //! - [`mesh`]: quicmesh on a static config — a development CA, pods
 //!   enrolled — and helpers to act as an app inside a pod;
 //! - [`local`]: quicmesh driven by the real controller from manifests
@@ -11,6 +13,7 @@
 //!
 //! The e2e tests, `quicmesh local up` and the benchmarks all use this crate.
 
+pub mod cni;
 pub mod local;
 pub mod mesh;
 pub mod net;

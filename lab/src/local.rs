@@ -10,11 +10,15 @@
 //! readiness; services with cluster IPs — as manifests into a state
 //! directory. The real controller reads that directory (`--source
 //! files:STATE`), issues SVIDs and streams config to a real ztunnel per
-//! node. Pods of namespaces labeled `quicmesh.io/dataplane-mode=ambient`
-//! are enrolled in their node's ztunnel. An enrolled pod is reported ready
-//! only once its ztunnel has its SVID (a readiness gate, as a node agent
-//! would set one): a pod enrolled while the CA is unreachable is captured
-//! but gets no traffic until then.
+//! node. Each pod's network is set up as a kubelet does it: the real CNI
+//! plugin (`quicmesh-cni`) is run for it (ADD, and DEL when it goes), and
+//! the real node agent of its node (`quicmesh-cni agent`, reading the same
+//! state) enrolls it in ztunnel if its namespace is labeled
+//! `quicmesh.io/dataplane-mode=ambient`, follows label changes, and
+//! replays its pods when ztunnel restarts ([`crate::cni`]). An enrolled pod
+//! is reported ready only once its ztunnel has its SVID (a readiness gate,
+//! the agent's identity-pending state): a pod enrolled while the CA is
+//! unreachable is captured but gets no traffic until then.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,9 +31,9 @@ use quicmesh_controller::model::{Container, Object};
 use quicmesh_controller::sources::files::FileSource;
 use quicmesh_controller::waypoint::{self, Provision};
 use quicmesh_core::identity::ca::Ca;
-use quicmesh_proto::enrollment::Pod as EnrollPod;
 use serde_json::json;
 
+use crate::cni::{Cni, Sandbox};
 use crate::mesh::{file_tail, netns_http_get, TRUST_DOMAIN};
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
 use crate::ztunnels::{find_binary, Source, Ztunnels};
@@ -78,10 +82,13 @@ pub struct LocalPod {
     pub netns: String,
     pub ip: Ipv4Addr,
     pub containers: Vec<Container>,
+    /// Enrolled in its node's ztunnel, as its node's CNI agent reports.
     pub enrolled: bool,
     /// Enrolled, but its ztunnel has no SVID for it yet (the CA has not
     /// issued one): not ready, whatever its probe says.
     pub identity_pending: bool,
+    /// The CNI plugin's ADD succeeded (its containers may start).
+    pub network_ready: bool,
     /// Set when the pod is going away: not ready from then on.
     pub terminating_since: Option<Instant>,
     /// Its readiness probe passes.
@@ -109,6 +116,8 @@ pub struct Cluster {
     objects: Vec<Object>,
     controller: Option<ProcHandle>,
     pub ztunnels: Ztunnels,
+    /// The CNI node agents, and the plugin runs.
+    pub cni: Cni,
     pub pods: BTreeMap<String, LocalPod>,
     /// (namespace, name) -> VIP
     pub vips: BTreeMap<(String, String), Ipv4Addr>,
@@ -160,6 +169,7 @@ impl Cluster {
             },
             spec.nodes,
         );
+        let cni = Cni::new(&dir, &dir.join("state"), spec.nodes);
         let mut c = Cluster {
             lab,
             dir,
@@ -167,6 +177,7 @@ impl Cluster {
             objects: Vec::new(),
             controller: None,
             ztunnels,
+            cni,
             pods: BTreeMap::new(),
             vips: BTreeMap::new(),
             next_vip: 10,
@@ -187,6 +198,9 @@ impl Cluster {
         c.write_state()?;
         c.start_controller()?;
         c.ztunnels.start_all(&c.lab).await?;
+        for n in 1..=c.spec.nodes {
+            c.cni.start(&c.lab, n, &c.ztunnels.enroll_socket(n)).await?;
+        }
         c.reconcile().await?;
         // Pods turn ready as their servers start listening: wait for that
         // (bounded), reconciling so the mesh learns it.
@@ -204,6 +218,11 @@ impl Cluster {
 
     pub fn ztunnel_log(&self, node: usize) -> PathBuf {
         self.ztunnels.log_path(node)
+    }
+
+    /// The log of node's CNI agent.
+    pub fn cni_agent_log(&self, node: usize) -> PathBuf {
+        self.cni.log_path(node)
     }
 
     pub fn start_controller(&mut self) -> Result<()> {
@@ -249,15 +268,6 @@ impl Cluster {
             }
             self.objects = objects;
         }
-        let ambient: BTreeMap<String, bool> = self
-            .objects
-            .iter()
-            .filter_map(|o| match o {
-                Object::Namespace(n) => Some((n.name.clone(), n.ambient())),
-                _ => None,
-            })
-            .collect();
-
         // Desired pods: bare pods and each deployment's replicas.
         let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
         for o in &self.objects {
@@ -402,6 +412,7 @@ impl Cluster {
                     containers,
                     enrolled: false,
                     identity_pending: false,
+                    network_ready: false,
                     terminating_since: None,
                     ready: false,
                     probe,
@@ -410,31 +421,28 @@ impl Cluster {
             );
         }
         self.probe_readiness().await;
-        self.poll_identities().await?;
+        self.refresh_enrollment().await?;
+        // What the API server has: the agents read it (new pods included)
+        // before their plugin runs.
         self.write_state()?;
         self.write_hosts()?;
-        // Enrollment follows the namespace label; processes start once.
+        // A pod's network, then its containers, as a kubelet does: the CNI
+        // plugin's ADD for each new pod (its node's agent enrolls it if it
+        // is in the mesh, and follows label changes from then on).
         let keys: Vec<String> = self.pods.keys().cloned().collect();
         for k in keys {
-            let want = {
-                let p = &self.pods[&k];
-                p.terminating_since.is_none()
-                    && ambient.get(&p.namespace).copied().unwrap_or(false)
-                    && p.labels
-                        .get(quicmesh_controller::model::DATAPLANE_MODE_LABEL)
-                        .map(String::as_str)
-                        != Some(quicmesh_controller::model::DATAPLANE_MODE_NONE)
-            };
-            let is = self.pods[&k].enrolled;
-            if want && !is {
-                self.enroll(&k).await?;
-            } else if !want && is && self.pods[&k].terminating_since.is_none() {
-                self.unenroll(&k).await?;
+            let p = &self.pods[&k];
+            if p.terminating_since.is_some() {
+                continue;
             }
-            if self.pods[&k].proc.is_none() && self.pods[&k].terminating_since.is_none() {
+            if !p.network_ready {
+                self.add_network(&k).await?;
+            }
+            if self.pods[&k].proc.is_none() {
                 self.start_process(&k)?;
             }
         }
+        self.refresh_enrollment().await?;
         Ok(self.errors.clone())
     }
 
@@ -530,60 +538,62 @@ impl Cluster {
         Ok(())
     }
 
-    /// Asks ztunnel again about pods enrolled without an SVID (the same
-    /// AddPod: idempotent, answered at once).
-    async fn poll_identities(&mut self) -> Result<()> {
-        let waiting: Vec<String> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| p.enrolled && p.identity_pending && p.terminating_since.is_none())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in waiting {
-            self.enroll(&k).await?;
+    fn sandbox(p: &LocalPod) -> Sandbox<'_> {
+        Sandbox {
+            namespace: &p.namespace,
+            name: &p.name,
+            uid: &p.uid,
+            netns: &p.netns,
+            ip: p.ip,
         }
+    }
+
+    /// The CNI plugin's ADD for the pod `k`. A failure is cleaned up with
+    /// a DEL, as a runtime does, and the ADD retried at the next reconcile.
+    async fn add_network(&mut self, k: &str) -> Result<()> {
+        let p = &self.pods[k];
+        let added = self.cni.add(&self.lab, p.node, &Self::sandbox(p)).await;
+        if let Err(e) = added {
+            let _ = self.cni.del(&self.lab, p.node, &Self::sandbox(p)).await;
+            return Err(e.context(format!("setting up the network of {k}")));
+        }
+        self.pods.get_mut(k).expect("present").network_ready = true;
         Ok(())
     }
 
-    fn enroll_message(&self, p: &LocalPod) -> EnrollPod {
-        EnrollPod {
-            uid: p.uid.clone(),
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            service_account: p.service_account.clone(),
-            ips: vec![p.ip.to_string()],
+    /// Reads each node agent's view of its pods: enrolled, identity-pending.
+    async fn refresh_enrollment(&mut self) -> Result<()> {
+        for node in 1..=self.spec.nodes {
+            if !self.pods.values().any(|p| p.node == node) {
+                continue;
+            }
+            let held: BTreeMap<String, crate::cni::Held> = self
+                .cni
+                .held(&self.lab, node)
+                .await
+                .with_context(|| format!("asking node{node}'s CNI agent about its pods"))?
+                .into_iter()
+                .collect();
+            for (k, p) in self.pods.iter_mut().filter(|(_, p)| p.node == node) {
+                let h = held.get(&p.uid).cloned().unwrap_or_default();
+                if h.enrolled != p.enrolled || h.identity_pending != p.identity_pending {
+                    tracing::info!(pod = %k, enrolled = h.enrolled, identity_pending = h.identity_pending, "enrollment changed");
+                }
+                p.enrolled = h.enrolled;
+                p.identity_pending = h.identity_pending;
+            }
         }
-    }
-
-    async fn enroll(&mut self, k: &str) -> Result<()> {
-        let p = &self.pods[k];
-        let done = self
-            .ztunnels
-            .enroll(p.node, self.enroll_message(p), &Lab::netns_path(&p.netns))
-            .await
-            .with_context(|| format!("enrolling {k}"))?;
-        let p = self.pods.get_mut(k).expect("present");
-        let pending = done.pending.contains(&p.uid);
-        if pending != p.identity_pending || !p.enrolled {
-            tracing::info!(pod = %k, identity_pending = pending, "enrolled");
-        }
-        p.enrolled = true;
-        p.identity_pending = pending;
-        Ok(())
-    }
-
-    async fn unenroll(&mut self, k: &str) -> Result<()> {
-        let p = &self.pods[k];
-        self.ztunnels.unenroll(p.node, &p.uid).await?;
-        let p = self.pods.get_mut(k).expect("present");
-        p.enrolled = false;
-        p.identity_pending = false;
         Ok(())
     }
 
     async fn stop_pod(&mut self, p: LocalPod) -> Result<()> {
-        if p.enrolled {
-            self.ztunnels.unenroll(p.node, &p.uid).await?;
+        if p.network_ready {
+            self.cni
+                .del(&self.lab, p.node, &Self::sandbox(&p))
+                .await
+                .with_context(|| {
+                    format!("tearing down the network of {}/{}", p.namespace, p.name)
+                })?;
         }
         if let Some(proc) = &p.proc {
             proc.kill()?;
@@ -793,24 +803,14 @@ impl Cluster {
         self.ztunnels.stop(node)
     }
 
-    /// Starts node's ztunnel and re-syncs it with a snapshot of the pods
-    /// enrolled there, as a node agent does when a ztunnel (re)starts.
+    /// Starts node's ztunnel and waits until its CNI agent has re-synced
+    /// it (a snapshot of the pods it holds, replayed by the agent on its
+    /// own when the new ztunnel's socket answers).
     pub async fn start_ztunnel(&mut self, node: usize) -> Result<()> {
-        let pods: Vec<(EnrollPod, PathBuf)> = self
-            .pods
-            .values()
-            .filter(|p| p.node == node && p.enrolled)
-            .map(|p| (self.enroll_message(p), Lab::netns_path(&p.netns)))
-            .collect();
-        let done = self.ztunnels.restart(&self.lab, node, pods).await?;
-        for p in self
-            .pods
-            .values_mut()
-            .filter(|p| p.node == node && p.enrolled)
-        {
-            p.identity_pending = done.pending.contains(&p.uid);
-        }
-        Ok(())
+        let (before, _) = self.cni.syncs(&self.lab, node).await?;
+        self.ztunnels.start(&self.lab, node).await?;
+        self.cni.wait_resync(&self.lab, node, before).await?;
+        self.refresh_enrollment().await
     }
 
     /// [`stop_ztunnel`](Self::stop_ztunnel), then [`start_ztunnel`](Self::start_ztunnel).
@@ -873,12 +873,14 @@ impl Drop for Cluster {
                 tail(&self.controller_log())
             );
             self.ztunnels.print_tails(40);
+            self.cni.print_tails(40);
         }
         for p in self.pods.values() {
             if let Some(proc) = &p.proc {
                 let _ = proc.kill();
             }
         }
+        self.cni.stop_all();
         self.ztunnels.stop_all();
         if let Some(c) = &self.controller {
             let _ = c.kill();

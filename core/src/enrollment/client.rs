@@ -9,8 +9,8 @@ use prost::Message;
 use quicmesh_proto::enrollment::{request, AddPod, BeginSnapshot, EndSnapshot, Pod, RemovePod};
 use quicmesh_proto::enrollment::{Request, Response};
 
-use super::socket::Seqpacket;
 use super::{Enrolled, MAX_REQUEST, MAX_RESPONSE};
+use crate::seqpacket::Seqpacket;
 
 /// A connection to ztunnel's enrollment socket. One request at a time.
 pub struct Client {
@@ -89,6 +89,13 @@ impl Client {
         Ok(Enrolled {
             pending: resp.identity_pending,
         })
+    }
+
+    /// Waits until ztunnel closes the connection (it exited, or restarted:
+    /// a new one is at the socket's path). Cancel-safe; call it only
+    /// between requests.
+    pub async fn closed(&self) {
+        self.conn.closed().await
     }
 
     /// Enrolls `pod`, whose network namespace is `netns` (an open

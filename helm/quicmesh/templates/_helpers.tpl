@@ -71,9 +71,8 @@ imagePullSecrets:
 {{- end }}
 
 {{/*
-The CNI node agent's command line: the one place to change when the agent
-lands (it is under construction; see docs/install.md). The host's CNI
-directories are mounted at /host/<dir>, host /proc at /host/proc.
+The CNI node agent's command line, in one place (docs/cni.md). The host's
+CNI directories are mounted at /host/<dir>, host /proc at /host/proc.
 */}}
 {{- define "quicmesh.cniArgs" -}}
 - agent

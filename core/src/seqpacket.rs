@@ -1,6 +1,10 @@
-//! The enrollment socket at the system-call level: a Unix `SOCK_SEQPACKET`
-//! socket created in place with its mode, its peer's credentials, and
-//! messages with file descriptors attached (`SCM_RIGHTS`).
+//! Node-local Unix `SOCK_SEQPACKET` sockets at the system-call level, as
+//! the enrollment socket (ztunnel's) and the CNI agent's socket use them: a
+//! listening socket created in place with its mode ([`bind`]), its peer's
+//! credentials ([`PeerCred`]), and messages with file descriptors attached
+//! (`SCM_RIGHTS`), on the tokio runtime ([`Seqpacket`]) or blocking with a
+//! deadline ([`Blocking`], for a short-lived process such as the CNI
+//! plugin, which has no runtime).
 //!
 //! Every descriptor that arrives is owned ([`OwnedFd`]) before anything
 //! else looks at the message, so none can leak, whatever the message turns
@@ -11,6 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -40,7 +45,7 @@ pub struct PeerCred {
 
 /// One message as it arrived.
 #[derive(Debug)]
-pub(crate) struct Received {
+pub struct Received {
     /// Bytes of it in the buffer (all of it unless `truncated`).
     pub len: usize,
     /// It was larger than the buffer; the rest is gone.
@@ -51,8 +56,9 @@ pub(crate) struct Received {
     pub fds_truncated: bool,
 }
 
-/// A connected (or listening) seqpacket socket on the runtime.
-pub(crate) struct Seqpacket(AsyncFd<Socket>);
+/// A connected (or listening) seqpacket socket on the runtime. Needs a
+/// tokio runtime.
+pub struct Seqpacket(AsyncFd<Socket>);
 
 impl Seqpacket {
     pub fn new(sock: Socket) -> io::Result<Self> {
@@ -96,6 +102,37 @@ impl Seqpacket {
             .await
     }
 
+    /// Waits until the peer has closed its end, for a client whose server
+    /// never speaks unasked (the enrollment API, the CNI agent's): while no
+    /// request is outstanding, the socket turning readable means the peer
+    /// hung up (or broke the protocol, which ends the session as well).
+    /// Cancel-safe; do not call it while a request is outstanding.
+    pub async fn closed(&self) {
+        loop {
+            match self.0.readable().await {
+                Ok(mut ready) => {
+                    let mut byte = [0u8; 1];
+                    // SAFETY: recv into a 1-byte buffer we own; MSG_PEEK
+                    // leaves the message (and any descriptors) queued.
+                    let n = unsafe {
+                        libc::recv(
+                            self.0.get_ref().as_raw_fd(),
+                            byte.as_mut_ptr().cast(),
+                            1,
+                            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                        ready.clear_ready();
+                        continue;
+                    }
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Receives one message into `buf`. `None`: the peer closed (or sent
     /// an empty message, which ends a session too).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
@@ -106,6 +143,85 @@ impl Seqpacket {
         // Descriptors sent with an empty message are closed here.
         Ok((got.len > 0 || got.truncated).then_some(got))
     }
+}
+
+/// A connected seqpacket socket used from blocking code: every call takes
+/// the deadline of the whole exchange and fails with
+/// [`io::ErrorKind::TimedOut`] past it.
+pub struct Blocking(Socket);
+
+impl Blocking {
+    /// Connects to the socket at `path` by `deadline` (a full backlog is
+    /// waited for until then).
+    pub fn connect(path: &Path, deadline: Instant) -> io::Result<Self> {
+        let sock = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
+        // A Unix connect waits for room in the backlog up to the send
+        // timeout.
+        sock.set_write_timeout(Some(remaining(deadline)?))?;
+        sock.connect(&SockAddr::unix(path)?)?;
+        let _ = sock.set_send_buffer_size(SEND_BUFFER);
+        Ok(Blocking(sock))
+    }
+
+    pub fn peer_cred(&self) -> io::Result<PeerCred> {
+        peer_cred(self.0.as_raw_fd())
+    }
+
+    /// Sends `bytes` as one message with `fds` attached, by `deadline`.
+    pub fn send(&self, bytes: &[u8], fds: &[BorrowedFd<'_>], deadline: Instant) -> io::Result<()> {
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        self.retry(libc::POLLOUT, deadline, || {
+            send(self.0.as_raw_fd(), bytes, &raw)
+        })
+    }
+
+    /// Receives one message into `buf` by `deadline`. `None`: the peer
+    /// closed.
+    pub fn recv(&self, buf: &mut [u8], deadline: Instant) -> io::Result<Option<Received>> {
+        let got = self.retry(libc::POLLIN, deadline, || recv(self.0.as_raw_fd(), buf))?;
+        Ok((got.len > 0 || got.truncated).then_some(got))
+    }
+
+    /// Runs the non-blocking `op` until it does not block, waiting for
+    /// `events` in between, until `deadline`.
+    fn retry<T>(
+        &self,
+        events: libc::c_short,
+        deadline: Instant,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            let wait = remaining(deadline)?;
+            let mut pfd = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events,
+                revents: 0,
+            };
+            let ms = wait.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: poll on one pollfd we own, for the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Time left until `deadline`, or a timeout error if none is.
+fn remaining(deadline: Instant) -> io::Result<std::time::Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+    }
+    Ok(left)
 }
 
 fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
@@ -223,7 +339,7 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
 /// previous ztunnel's) is replaced; anything else there is refused. The
 /// parent directory is created if missing; it must be writable only by
 /// ztunnel's user (the check before the rename is not atomic with it).
-pub(crate) fn bind(path: &Path, mode: u32) -> io::Result<Socket> {
+pub fn bind(path: &Path, mode: u32) -> io::Result<Socket> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
