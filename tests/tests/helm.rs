@@ -646,10 +646,14 @@ fn containers_run_with_only_the_capabilities_they_need() {
     }
 }
 
-/// Runs `<binary> --help` and returns the flags it lists.
-fn help_flags(binary: &str) -> BTreeSet<String> {
+/// Runs `<binary> [subcommand] --help` and returns the flags it lists.
+fn help_flags(binary: &str, subcommand: Option<&str>) -> BTreeSet<String> {
     let path = quicmesh_lab::ztunnels::find_binary(binary).unwrap();
-    let out = Command::new(&path).arg("--help").output().unwrap();
+    let out = Command::new(&path)
+        .args(subcommand)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{} --help", path.display());
     String::from_utf8_lossy(&out.stdout)
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
@@ -661,15 +665,27 @@ fn help_flags(binary: &str) -> BTreeSet<String> {
 #[test]
 fn every_flag_the_chart_passes_exists() {
     let known = [
-        ("controller", help_flags("controller")),
-        ("ztunnel", help_flags("ztunnel")),
+        ("controller", help_flags("controller", None)),
+        ("ztunnel", help_flags("ztunnel", None)),
+        ("quicmesh-cni", help_flags("quicmesh-cni", Some("agent"))),
     ];
     for set in value_sets() {
         let d = render(&set);
-        for (binary, workload) in [
+        let mut workloads = vec![
             ("controller", get(&d, "Deployment", "quicmesh-controller")),
             ("ztunnel", get(&d, "DaemonSet", "ztunnel")),
-        ] {
+        ];
+        if let Some(cni) = find(&d, "DaemonSet", "quicmesh-cni") {
+            let args = strs(&containers(cni)[0]["args"]);
+            assert_eq!(
+                args.first().map(String::as_str),
+                Some("agent"),
+                "{}",
+                name(&set)
+            );
+            workloads.push(("quicmesh-cni", cni));
+        }
+        for (binary, workload) in workloads {
             let have = &known.iter().find(|(b, _)| *b == binary).unwrap().1;
             for (f, _) in flags(&containers(workload)[0]) {
                 assert!(
