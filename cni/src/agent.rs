@@ -85,6 +85,15 @@ pub struct Args {
     /// namespaces of pods that were running before it.
     #[arg(long)]
     pub host_proc: Option<PathBuf>,
+    /// Kubernetes: the agent's own DaemonSet (in `--namespace`). On stop,
+    /// if it is gone or being deleted (quicmesh is being uninstalled), the
+    /// agent takes the plugin out of the node's CNI config; otherwise (a
+    /// restart, an upgrade) it leaves it, so no pod starts uncaptured.
+    #[arg(long)]
+    pub daemonset: Option<String>,
+    /// Kubernetes: the agent's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// Where pods and namespaces come from.
@@ -117,9 +126,9 @@ const CHAIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The Kubernetes-only parts: the node-scoped watch
 /// (`quicmesh_controller::sources::kube::run_for_node`), installing and
-/// chaining the plugin ([`crate::install`]) and finding running pods'
-/// namespaces ([`crate::procfs`]).
-mod kube_parts {
+/// chaining the plugin ([`crate::install`]) and taking it out on
+/// uninstall, and finding running pods' namespaces ([`crate::procfs`]).
+pub mod kube_parts {
     use super::*;
 
     /// Starts feeding `store` from the API server (this node's pods, all
@@ -183,6 +192,60 @@ mod kube_parts {
             }
         });
         Ok(())
+    }
+
+    /// Whether the DaemonSet `namespace/name` is gone or being deleted:
+    /// quicmesh is being uninstalled, not restarted or upgraded.
+    pub async fn uninstalling(
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+    ) -> kube::Result<bool> {
+        let api: kube::Api<k8s_openapi::api::apps::v1::DaemonSet> =
+            kube::Api::namespaced(client.clone(), namespace);
+        Ok(api
+            .get_opt(name)
+            .await?
+            .is_none_or(|ds| ds.metadata.deletion_timestamp.is_some()))
+    }
+
+    /// On stop: takes the plugin out of the node's CNI config and removes
+    /// its binary when quicmesh is being uninstalled; keeps both (a pod
+    /// then waits for the agent: CNI code 11) when the API cannot say.
+    pub async fn on_stop(args: &Args) {
+        let (Some(conf), Some(ds), Some(ns)) =
+            (&args.cni_conf_dir, &args.daemonset, &args.namespace)
+        else {
+            return;
+        };
+        let asked = async {
+            let client = kube::Client::try_default().await?;
+            uninstalling(&client, ns, ds).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), asked).await {
+            Ok(Ok(true)) => {
+                match crate::install::unchain(conf, crate::install::PLUGIN_TYPE) {
+                    Ok(changed) => {
+                        tracing::info!(config = ?changed, "uninstalling: plugin taken out of the node's CNI config")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "uninstalling: could not take the plugin out of the node's CNI config")
+                    }
+                }
+                if let Some(bin) = &args.cni_bin_dir {
+                    let _ = std::fs::remove_file(bin.join(crate::install::PLUGIN_TYPE));
+                }
+            }
+            Ok(Ok(false)) => {
+                tracing::info!("stopping for a restart or an upgrade: the plugin stays chained")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot tell an uninstall from a restart: the plugin stays chained")
+            }
+            Err(_) => {
+                tracing::warn!("the API server did not answer within 5 s: the plugin stays chained")
+            }
+        }
     }
 
     /// How the agent finds running pods' namespaces: in the host's `/proc`.
@@ -327,6 +390,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    if src == Source::Kube {
+        kube_parts::on_stop(&args).await;
+    }
     Ok(())
 }
 

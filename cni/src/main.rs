@@ -21,9 +21,8 @@ enum Cmd {
     Agent(Box<quicmesh_cni::agent::Args>),
     /// Takes the plugin out of the node's CNI config (every config file of
     /// the directory) and, given its directory, removes the plugin binary:
-    /// what to run on a node after uninstalling (the agent never does it
-    /// when it stops, so that a restart or upgrade never lets a pod start
-    /// uncaptured).
+    /// what to run on a node the agent could not clean up when quicmesh
+    /// was uninstalled (it was down, or the API did not answer).
     Uninstall {
         #[arg(long, default_value = "/etc/cni/net.d")]
         cni_conf_dir: std::path::PathBuf,

@@ -379,11 +379,18 @@ fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_and_the_agent_make(
         rendered.extend(accesses("namespace", &role["rules"]));
         let want = expected_rbac(&v, &[("clusterRole", "cluster"), ("role", "namespace")]);
         assert_same_rbac(&format!("{what}: controller"), &rendered, &want);
-        // The CNI agent's, when it is installed: a ClusterRole only.
+        // The CNI agent's, when it is installed.
         let cni = v["cni"]["enabled"].as_bool().unwrap();
         if cni {
-            let rendered = accesses("cluster", &get(&d, "ClusterRole", "quicmesh-cni")["rules"]);
-            let want = expected_rbac(&v, &[("cniClusterRole", "cluster")]);
+            let mut rendered =
+                accesses("cluster", &get(&d, "ClusterRole", "quicmesh-cni")["rules"]);
+            let role = get(&d, "Role", "quicmesh-cni");
+            assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+            rendered.extend(accesses("namespace", &role["rules"]));
+            let want = expected_rbac(
+                &v,
+                &[("cniClusterRole", "cluster"), ("cniRole", "namespace")],
+            );
             assert_same_rbac(&format!("{what}: CNI agent"), &rendered, &want);
         }
         // Those are the only rights the chart grants, each to its own
@@ -396,8 +403,8 @@ fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_and_the_agent_make(
         for (kind, want) in [
             ("ClusterRole", cluster),
             ("ClusterRoleBinding", cluster),
-            ("Role", &["quicmesh-controller"][..]),
-            ("RoleBinding", &["quicmesh-controller"][..]),
+            ("Role", cluster),
+            ("RoleBinding", cluster),
         ] {
             let mut names: Vec<&str> = d
                 .iter()
@@ -409,8 +416,8 @@ fn the_rendered_rbac_is_exactly_the_api_calls_the_controller_and_the_agent_make(
         }
         for name in cluster {
             assert_bound_to_its_account(&d, "ClusterRoleBinding", name);
+            assert_bound_to_its_account(&d, "RoleBinding", name);
         }
-        assert_bound_to_its_account(&d, "RoleBinding", "quicmesh-controller");
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Rules {
     pub role: Vec<Rule>,
     /// The CNI node agent's, in every namespace.
     pub cni_cluster_role: Vec<Rule>,
+    /// The CNI node agent's, in [`SYSTEM_NAMESPACE`].
+    pub cni_role: Vec<Rule>,
 }
 
 /// Who makes a request: each has its ServiceAccount and rules.
@@ -164,7 +166,7 @@ impl Rules {
     pub fn allowing_as(&self, subject: Subject, a: &Access) -> Option<&Rule> {
         let (cluster, role): (&[Rule], &[Rule]) = match subject {
             Subject::Controller => (&self.cluster_role, &self.role),
-            Subject::CniAgent => (&self.cni_cluster_role, &[]),
+            Subject::CniAgent => (&self.cni_cluster_role, &self.cni_role),
         };
         cluster.iter().find(|r| grants(r, a)).or_else(|| {
             if a.namespace.as_deref() == Some(SYSTEM_NAMESPACE) {
@@ -256,6 +258,7 @@ mod tests {
             .iter()
             .chain(&r.role)
             .chain(&r.cni_cluster_role)
+            .chain(&r.cni_role)
         {
             assert!(!rule.by.trim().is_empty(), "{rule:?}");
             assert!(

@@ -81,4 +81,5 @@ CNI directories are mounted at /host/<dir>, host /proc at /host/proc.
 - --ztunnel-socket={{ .Values.ztunnel.socketDir }}/ztunnel.sock
 - --host-proc=/host/proc
 - --health-addr=0.0.0.0:15021
+- --daemonset={{ include "quicmesh.cniName" . }}
 {{- end }}
