@@ -254,21 +254,7 @@ impl Cluster {
         )
         .await
         .unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap();
-        let mut out: Vec<String> = v["enrolledPods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    p["namespace"].as_str().unwrap(),
-                    p["name"].as_str().unwrap()
-                )
-            })
-            .collect();
-        out.sort();
-        out
+        quicmesh_lab::ztunnels::enrolled_pods(&serde_json::from_str(&text).unwrap())
     }
 
     /// Whether ztunnel's capture rules are in the pod's namespace.

@@ -128,18 +128,7 @@ impl Cni {
             AGENT_ADMIN.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
-        let proc = lab.spawn(
-            &lab.node(node).netns,
-            bin.to_str().context("binary path is not UTF-8")?,
-            &args,
-            &[
-                ("RUST_LOG", &level),
-                ("LOG_FORMAT", "plain"),
-                ("NO_COLOR", "1"),
-            ],
-            Some(&self.log_path(node)),
-        )?;
+        let proc = lab.spawn_quicmesh(&lab.node(node).netns, &bin, &args, &self.log_path(node))?;
         self.procs[node - 1] = Some(proc);
         let deadline = Instant::now() + START_WITHIN;
         let netns = lab.node(node).netns.clone();

@@ -650,6 +650,29 @@ impl Lab {
         self.spawn_in_dir(netns, cmd, args, env, log_file, None)
     }
 
+    /// Starts one of quicmesh's own binaries in `netns`, logging plain text
+    /// to `log_file` at the lab's level (`QUICMESH_LAB_LOG`, default info).
+    pub fn spawn_quicmesh(
+        &self,
+        netns: &str,
+        bin: &Path,
+        args: &[&str],
+        log_file: &Path,
+    ) -> Result<ProcHandle> {
+        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
+        self.spawn(
+            netns,
+            bin.to_str().context("binary path is not UTF-8")?,
+            args,
+            &[
+                ("RUST_LOG", &level),
+                ("LOG_FORMAT", "plain"),
+                ("NO_COLOR", "1"),
+            ],
+            Some(log_file),
+        )
+    }
+
     /// [`spawn`](Self::spawn) with a working directory.
     pub fn spawn_in_dir(
         &self,

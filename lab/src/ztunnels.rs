@@ -155,18 +155,7 @@ impl Ztunnels {
         let bin = find_binary("ztunnel")?;
         let args = self.args(node);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
-        let proc = lab.spawn(
-            &lab.node(node).netns,
-            bin.to_str().context("binary path is not UTF-8")?,
-            &args,
-            &[
-                ("RUST_LOG", &level),
-                ("LOG_FORMAT", "plain"),
-                ("NO_COLOR", "1"),
-            ],
-            Some(&self.log_path(node)),
-        )?;
+        let proc = lab.spawn_quicmesh(&lab.node(node).netns, &bin, &args, &self.log_path(node))?;
         self.procs[node - 1] = Some(proc);
         Ok(())
     }
@@ -267,4 +256,23 @@ impl Drop for Ztunnels {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The pods a ztunnel's `/config_dump` lists as enrolled, as
+/// `namespace/name`, sorted.
+pub fn enrolled_pods(dump: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = dump["enrolledPods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["namespace"].as_str().unwrap_or_default(),
+                p["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -38,22 +38,8 @@ fn manifests(dir: &Path, plain_ambient: bool, with_a: bool) {
 
 /// Pods enrolled in node1's ztunnel, as `namespace/name`.
 async fn dumped(c: &Cluster) -> Vec<String> {
-    let dump: serde_json::Value =
-        serde_json::from_str(&c.ztunnel_http(1, 15000, "/config_dump").await.unwrap()).unwrap();
-    let mut out: Vec<String> = dump["enrolledPods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p["namespace"].as_str().unwrap(),
-                p["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    let dump = c.ztunnel_http(1, 15000, "/config_dump").await.unwrap();
+    quicmesh_lab::ztunnels::enrolled_pods(&serde_json::from_str(&dump).unwrap())
 }
 
 /// Reconciles until `done` holds (at most 30 s).
