@@ -4,6 +4,7 @@
 //! half-open QUIC handshake flood for the tunnel server's limits.
 
 pub mod flood;
+pub mod waypoint;
 
 use std::net::SocketAddr;
 use std::time::Duration;
