@@ -77,7 +77,7 @@ impl Index {
     /// policies reach their workloads by scope, in the proxy).
     pub fn selects_pod(&self, policy: &AuthorizationPolicy, pod: &Pod) -> bool {
         match &policy.target {
-            PolicyTarget::Namespace => false,
+            PolicyTarget::Namespace | PolicyTarget::Attached(_) => false,
             PolicyTarget::Selector(sel) => {
                 (policy.namespace == pod.namespace || policy.namespace == self.root_namespace)
                     && selects(sel, &pod.labels)

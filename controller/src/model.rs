@@ -72,6 +72,9 @@ pub enum PolicyTarget {
     Namespace,
     /// Workloads whose labels match (in the root namespace: of any namespace).
     Selector(Labels),
+    /// `targetRefs`: decided by waypoints only, for the requests of these
+    /// (in the policy's namespace).
+    Attached(Vec<quicmesh_core::authz::set::Target>),
 }
 
 /// An `AuthorizationPolicy`, compiled ([`crate::policy::compile`]).

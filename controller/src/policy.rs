@@ -15,14 +15,20 @@
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use quicmesh_core::authz::{self, parse_namespace, parse_principal, Action, IpNet, StringMatch};
+use quicmesh_core::authz::l7::{parse_host, parse_method, parse_path, parse_request_principal};
+use quicmesh_core::authz::set::Target;
+use quicmesh_core::authz::{
+    self, parse_namespace, parse_principal, Action, Condition, IpNet, StringMatch,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{self, Labels, PolicyTarget};
 
 /// Authorization for workloads in the mesh. Without a selector it applies to
-/// every workload of its namespace (of the mesh, in the root namespace).
+/// every workload of its namespace (of the mesh, in the root namespace);
+/// with `targetRefs` it is attached to waypoints instead, for the requests
+/// they serve.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[kube(
     group = "quicmesh.io",
@@ -38,6 +44,12 @@ pub struct AuthorizationPolicySpec {
     /// The workloads (pods) it applies to; absent: all of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<WorkloadSelector>,
+    /// Attaches the policy to waypoints instead of workloads: a waypoint
+    /// `Gateway` (all its requests), a `Service` (the requests a waypoint
+    /// serves for it), or, in the root namespace only, the `GatewayClass`
+    /// `quicmesh-waypoint` (every waypoint). Not with `selector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRefSpec>,
     /// ALLOW (default), DENY or AUDIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ActionSpec>,
@@ -57,6 +69,18 @@ pub enum ActionSpec {
     Audit,
 }
 
+/// A Gateway API policy target reference (in the policy's namespace).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct TargetRefSpec {
+    /// `gateway.networking.k8s.io` for Gateway and GatewayClass, `""` for Service.
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -74,7 +98,8 @@ pub struct RuleSpec {
     pub from: Vec<FromSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<ToSpec>,
-    /// L7 conditions (e.g. `request.headers[x-user]`): left to the waypoint.
+    /// Conditions (e.g. `request.headers[x-user]`,
+    /// `request.auth.claims[groups]`, `source.ip`), all of which must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub when: Vec<ConditionSpec>,
 }
@@ -112,7 +137,8 @@ pub struct SourceSpec {
     /// pod IP dialled directly, around the namespace's waypoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via_waypoint: Option<bool>,
-    /// JWT principals (L7): left to the waypoint.
+    /// JWT principals, `<iss>/<sub>` (L7: decided by a waypoint):
+    /// exact, `prefix*`, `*suffix`, `*` (any valid JWT).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_principals: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -135,7 +161,9 @@ pub struct OperationSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ports: Vec<PortSpec>,
-    /// L7 (HTTP) conditions: left to the waypoint.
+    /// L7 (decided by a waypoint): HTTP methods (case-sensitive), paths
+    /// (canonical, without the query) and hosts (case-insensitive, with
+    /// or without a port); exact, `prefix*`, `*suffix` or `*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -242,33 +270,84 @@ pub fn compile(
         }
     };
     let action = parsed_spec.action.map_or(Action::Allow, action);
+    let selected = parsed_spec
+        .selector
+        .as_ref()
+        .map_or(PolicyTarget::Namespace, target);
+    let (target, attached) = match targets(&parsed_spec.target_refs) {
+        Ok(None) => (Ok(selected.clone()), false),
+        Ok(Some(_)) if parsed_spec.selector.is_some() => (
+            Err("spec: selector and targetRefs cannot both be set".to_string()),
+            false,
+        ),
+        Ok(Some(ts)) => (Ok(PolicyTarget::Attached(ts)), true),
+        Err(e) => (Err(e), false),
+    };
+    // A policy whose targets cannot be read fails closed on its
+    // namespace's workloads.
+    let (target, target_error) = match target {
+        Ok(t) => (t, None),
+        Err(e) => (selected, Some(e)),
+    };
     let mut warnings = Vec::new();
+    // At a waypoint every part is decided: nothing to warn about.
+    let mut sink = Vec::new();
+    let w = if attached { &mut sink } else { &mut warnings };
     let rules = parsed_spec
         .rules
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(r, &format!("spec.rules[{i}]"), action, &mut warnings))
+        .map(|(i, r)| rule(r, &format!("spec.rules[{i}]"), action, w))
         .collect::<Result<Vec<_>, String>>();
-    let policy = match rules {
-        Ok(rules) => authz::Policy {
+    let policy = match (rules, target_error) {
+        (_, Some(reason)) | (Err(reason), None) => authz::Policy::invalid(full, action, reason),
+        (Ok(rules), None) => authz::Policy {
             name: full,
             action,
             rules,
             invalid: None,
         },
-        Err(reason) => authz::Policy::invalid(full, action, reason),
     };
     model::AuthorizationPolicy {
         name: name.to_string(),
         namespace: namespace.to_string(),
-        target: parsed_spec
-            .selector
-            .as_ref()
-            .map_or(PolicyTarget::Namespace, target),
+        target,
         policy,
         warnings,
         spec: spec.clone(),
     }
+}
+
+/// The waypoint attachments of `targetRefs`; None when it is empty.
+fn targets(refs: &[TargetRefSpec]) -> Result<Option<Vec<Target>>, String> {
+    const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+    if refs.is_empty() {
+        return Ok(None);
+    }
+    refs.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("spec.targetRefs[{i}]");
+            if r.name.is_empty() {
+                return Err(format!("{at}.name: required"));
+            }
+            match (r.group.as_str(), r.kind.as_str()) {
+                (GATEWAY_GROUP, "Gateway") => Ok(Target::Gateway(r.name.clone())),
+                ("" | "core", "Service") => Ok(Target::Service(r.name.clone())),
+                (GATEWAY_GROUP, "GatewayClass") if r.name == crate::waypoint::WAYPOINT_CLASS => {
+                    Ok(Target::GatewayClass)
+                }
+                (GATEWAY_GROUP, "GatewayClass") => Err(format!(
+                    "{at}.name: only the GatewayClass {:?} can be targeted",
+                    crate::waypoint::WAYPOINT_CLASS
+                )),
+                (g, k) => Err(format!(
+                    "{at}: {k:?} of group {g:?} cannot be targeted (Gateway or GatewayClass of {GATEWAY_GROUP:?}, Service of \"\")"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// A policy whose spec could not even be read: denies its whole namespace.
@@ -308,10 +387,12 @@ fn target(s: &WorkloadSelector) -> PolicyTarget {
 
 fn l7_warning(path: &str, action: Action) -> String {
     let effect = match action {
-        Action::Deny => "taken as matched at L4 (the rest of the rule decides)",
-        Action::Allow | Action::Audit => "never matched at L4 (this part allows nothing)",
+        Action::Deny => "taken as matched (the rest of the rule decides)",
+        Action::Allow | Action::Audit => "never matched (this part allows nothing)",
     };
-    format!("{path}: L7 conditions are enforced by a waypoint; {effect}")
+    format!(
+        "{path}: L7 conditions are decided by a waypoint for traffic that goes through one; at a ztunnel they are {effect}"
+    )
 }
 
 fn rule(
@@ -345,11 +426,20 @@ fn rule(
                 )
             })
             .collect::<Result<_, _>>()?;
-    let l7 = !r.when.is_empty();
+    let when = r
+        .when
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Condition::parse(&c.key, &c.values, &c.not_values)
+                .map_err(|e| format!("{path}.when[{i}]: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let l7 = when.iter().any(|c| c.key.l7());
     if l7 {
         warnings.push(l7_warning(&format!("{path}.when"), action));
     }
-    Ok(authz::Rule { from, to, l7 })
+    Ok(authz::Rule { from, to, when, l7 })
 }
 
 fn patterns(
@@ -406,6 +496,16 @@ fn source(
         ip_blocks: nets(&s.ip_blocks, &format!("{path}.ipBlocks"))?,
         not_ip_blocks: nets(&s.not_ip_blocks, &format!("{path}.notIpBlocks"))?,
         via_waypoint: s.via_waypoint,
+        request_principals: patterns(
+            &s.request_principals,
+            &format!("{path}.requestPrincipals"),
+            parse_request_principal,
+        )?,
+        not_request_principals: patterns(
+            &s.not_request_principals,
+            &format!("{path}.notRequestPrincipals"),
+            parse_request_principal,
+        )?,
         l7,
     })
 }
@@ -440,6 +540,12 @@ fn operation(
     Ok(authz::Operation {
         ports: ports(&o.ports, &format!("{path}.ports"))?,
         not_ports: ports(&o.not_ports, &format!("{path}.notPorts"))?,
+        methods: patterns(&o.methods, &format!("{path}.methods"), parse_method)?,
+        not_methods: patterns(&o.not_methods, &format!("{path}.notMethods"), parse_method)?,
+        paths: patterns(&o.paths, &format!("{path}.paths"), parse_path)?,
+        not_paths: patterns(&o.not_paths, &format!("{path}.notPaths"), parse_path)?,
+        hosts: patterns(&o.hosts, &format!("{path}.hosts"), parse_host)?,
+        not_hosts: patterns(&o.not_hosts, &format!("{path}.notHosts"), parse_host)?,
         l7,
     })
 }
@@ -556,6 +662,115 @@ rules:
     }
 
     #[test]
+    fn l7_parts_compile_with_the_proxies_parsers() {
+        let p = compile_yaml(
+            r#"
+rules:
+- from: [{source: {requestPrincipals: ["https://issuer.example/*"], notRequestPrincipals: ["https://issuer.example/bot"]}}]
+  to: [{operation: {methods: [GET, HEAD], notPaths: ["/admin/*"], hosts: ["Web.Shop"], paths: ["/api/*", "*.png"]}}]
+  when:
+  - {key: "request.headers[X-User]", values: ["alice"]}
+  - {key: "request.auth.claims[groups]", notValues: ["banned"]}
+  - {key: "source.ip", values: ["10.0.0.0/8"]}
+"#,
+        );
+        assert_eq!(p.policy.invalid, None);
+        let r = &p.policy.rules[0];
+        assert_eq!(r.to[0].methods.len(), 2);
+        assert_eq!(r.to[0].hosts[0].to_string(), "web.shop");
+        assert_eq!(
+            r.from[0].request_principals[0].to_string(),
+            "https://issuer.example/*"
+        );
+        assert_eq!(r.when.len(), 3);
+        assert_eq!(r.when[0].key.to_string(), "request.headers[x-user]");
+        assert!(r.l7 && r.to[0].l7 && r.from[0].l7);
+        // Only L4 conditions: decided by ztunnels too, no warning.
+        let p = compile_yaml(
+            r#"
+rules:
+- when: [{key: destination.port, values: ["8080"]}, {key: source.namespace, values: [front]}]
+"#,
+        );
+        assert!(!p.policy.rules[0].l7);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // Each malformed L7 part names its path.
+        for (yaml, want) in [
+            (
+                "rules: [{to: [{operation: {methods: [get]}}]}]",
+                "spec.rules[0].to[0].operation.methods[0]",
+            ),
+            (
+                "rules: [{to: [{operation: {paths: [\"/a/../b\"]}}]}]",
+                "spec.rules[0].to[0].operation.paths[0]",
+            ),
+            (
+                "rules: [{to: [{operation: {notHosts: [\"a b\"]}}]}]",
+                "spec.rules[0].to[0].operation.notHosts[0]",
+            ),
+            (
+                "rules: [{when: [{key: request.method, values: [GET]}]}]",
+                "spec.rules[0].when[0]",
+            ),
+            (
+                "rules: [{when: [{key: \"request.headers[x]\"}]}]",
+                "needs values or notValues",
+            ),
+            (
+                "rules: [{when: [{key: source.ip, values: [nope]}]}]",
+                "spec.rules[0].when[0]: values[0]",
+            ),
+        ] {
+            let p = compile_yaml(yaml);
+            let why = p.policy.invalid.as_deref().unwrap_or_default();
+            assert!(why.contains(want), "{yaml}: {why:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn target_refs_attach_a_policy_to_waypoints() {
+        let p = compile_yaml(
+            r#"
+targetRefs:
+- {group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}
+- {kind: Service, name: web}
+- {group: gateway.networking.k8s.io, kind: GatewayClass, name: quicmesh-waypoint}
+rules: [{to: [{operation: {methods: [GET]}}]}]
+"#,
+        );
+        assert_eq!(p.policy.invalid, None);
+        assert_eq!(
+            p.target,
+            PolicyTarget::Attached(vec![
+                Target::Gateway("waypoint".into()),
+                Target::Service("web".into()),
+                Target::GatewayClass,
+            ])
+        );
+        // At a waypoint every part is decided: no L4 warning.
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        for (yaml, want) in [
+            (
+                "{selector: {matchLabels: {app: web}}, targetRefs: [{kind: Service, name: web}]}",
+                "selector and targetRefs cannot both be set",
+            ),
+            ("{targetRefs: [{kind: Deployment, group: apps, name: web}]}", "spec.targetRefs[0]: \"Deployment\""),
+            ("{targetRefs: [{kind: Gateway, name: waypoint}]}", "spec.targetRefs[0]: \"Gateway\" of group \"\""),
+            ("{targetRefs: [{kind: Service, name: \"\"}]}", "spec.targetRefs[0].name: required"),
+            (
+                "{targetRefs: [{group: gateway.networking.k8s.io, kind: GatewayClass, name: istio-waypoint}]}",
+                "only the GatewayClass",
+            ),
+        ] {
+            let p = compile_yaml(yaml);
+            let why = p.policy.invalid.as_deref().unwrap_or_default();
+            assert!(why.contains(want), "{yaml}: {why:?} lacks {want:?}");
+            // Unreadable targets fail closed on what it could target.
+            assert!(!matches!(p.target, PolicyTarget::Attached(_)), "{yaml}");
+        }
+    }
+
+    #[test]
     fn crd_yaml_names_the_group_and_kind() {
         let y = crd_yaml();
         assert!(y.contains("name: authorizationpolicies.quicmesh.io"), "{y}");
@@ -564,7 +779,7 @@ rules:
         assert_eq!(
             y.matches("x-kubernetes-preserve-unknown-fields: true")
                 .count(),
-            8,
+            9,
             "{y}"
         );
     }

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use quicmesh_core::authz;
+use quicmesh_core::authz::set::Target;
 use quicmesh_proto::config::{
-    resource, Authorization, AuthorizationAction, AuthorizationOperation, AuthorizationRule,
-    AuthorizationScope, AuthorizationSource, Endpoint, MtlsMode, Resource, Service, ServicePort,
-    Waypoint, Workload,
+    resource, Authorization, AuthorizationAction, AuthorizationCondition, AuthorizationOperation,
+    AuthorizationRule, AuthorizationScope, AuthorizationSource, AuthorizationTarget, Endpoint,
+    MtlsMode, Resource, Service, ServicePort, Waypoint, Workload,
 };
 
 use crate::index::{authorization_name, service_name, workload_name, Index};
@@ -202,6 +203,31 @@ fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorizatio
             AuthorizationScope::Mesh
         }
         PolicyTarget::Namespace => AuthorizationScope::Namespace,
+        PolicyTarget::Attached(_) => AuthorizationScope::Waypoint,
+    };
+    let targets = match &ap.target {
+        PolicyTarget::Attached(ts) => ts
+            .iter()
+            .map(|t| {
+                let (kind, name) = match t {
+                    Target::Gateway(n) => ("Gateway", n.as_str()),
+                    Target::Service(n) => ("Service", n.as_str()),
+                    // Every waypoint: only the mesh's root namespace may
+                    // say so. From elsewhere the proxies read an unknown
+                    // kind, which fails closed on the namespace's own.
+                    Target::GatewayClass if ap.namespace != index.root_namespace() => {
+                        ("GatewayClass outside the root namespace", "")
+                    }
+                    Target::GatewayClass => ("GatewayClass", crate::waypoint::WAYPOINT_CLASS),
+                    Target::Unknown(k) => (k.as_str(), ""),
+                };
+                AuthorizationTarget {
+                    kind: kind.into(),
+                    name: name.into(),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
     };
     let p = &ap.policy;
     let action = match p.action {
@@ -232,6 +258,8 @@ fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorizatio
                         ip_blocks: nets(&s.ip_blocks),
                         not_ip_blocks: nets(&s.not_ip_blocks),
                         via_waypoint: s.via_waypoint,
+                        request_principals: strings(&s.request_principals),
+                        not_request_principals: strings(&s.not_request_principals),
                         l7: s.l7,
                     })
                     .collect(),
@@ -241,14 +269,44 @@ fn authorization(index: &Index, ap: &model::AuthorizationPolicy) -> Authorizatio
                     .map(|o| AuthorizationOperation {
                         ports: ports(&o.ports),
                         not_ports: ports(&o.not_ports),
+                        methods: strings(&o.methods),
+                        not_methods: strings(&o.not_methods),
+                        paths: strings(&o.paths),
+                        not_paths: strings(&o.not_paths),
+                        hosts: strings(&o.hosts),
+                        not_hosts: strings(&o.not_hosts),
                         l7: o.l7,
+                    })
+                    .collect(),
+                when: r
+                    .when
+                    .iter()
+                    .map(|c| {
+                        let texts =
+                            |v: &[authz::l7::Value]| v.iter().map(ToString::to_string).collect();
+                        AuthorizationCondition {
+                            key: c.key.to_string(),
+                            values: texts(&c.values),
+                            not_values: texts(&c.not_values),
+                        }
                     })
                     .collect(),
                 l7: r.l7,
             })
             .collect(),
-        invalid: p.invalid.clone().unwrap_or_default(),
+        invalid: match &ap.target {
+            PolicyTarget::Attached(ts)
+                if ap.namespace != index.root_namespace() && ts.contains(&Target::GatewayClass) =>
+            {
+                format!(
+                    "spec.targetRefs: the GatewayClass is targeted only from the root namespace {:?}",
+                    index.root_namespace()
+                )
+            }
+            _ => p.invalid.clone().unwrap_or_default(),
+        },
         warnings: ap.warnings.clone(),
+        targets,
     }
 }
 

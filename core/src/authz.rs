@@ -1,8 +1,10 @@
-//! L4 authorization: policies as the proxies enforce them, and their
+//! Authorization: policies as the proxies enforce them, and their
 //! evaluation. Pure: no I/O, no clock, no config source. The controller
 //! compiles `AuthorizationPolicy` objects into [`Policy`] (with the same
-//! parsers, so what it accepts the proxies accept), proxies evaluate them
-//! for every inbound connection and again for live ones when policy changes.
+//! parsers, so what it accepts the proxies accept); ztunnels evaluate them
+//! for every inbound connection ([`evaluate`], and again for live ones when
+//! policy changes), waypoints for every request ([`evaluate_request`],
+//! with the request's method, path, host, headers and JWT identity).
 //!
 //! Semantics (docs/policy.md is the user-facing reference):
 //! 1. An invalid ALLOW or DENY policy denies everything it targets.
@@ -11,17 +13,20 @@
 //!    none applying, the connection is allowed.
 //! 4. AUDIT policies never change the decision; matches are reported.
 //!
-//! L7 conditions (methods, paths, hosts, headers, request principals) cannot
-//! be decided from a TCP connection: in an ALLOW or AUDIT policy the part that
-//! carries them never matches; in a DENY policy they are taken as matched, so
-//! the rest of the rule decides. Both directions fail closed.
+//! L7 conditions (methods, paths, hosts, headers, request principals,
+//! claims) cannot be decided from a TCP connection: at a ztunnel, in an
+//! ALLOW or AUDIT policy the part that carries them never matches; in a
+//! DENY policy they are taken as matched, so the rest of the rule decides.
+//! Both directions fail closed. A waypoint decides all of them.
 
+pub mod l7;
 pub mod matcher;
 pub mod set;
 
 use std::fmt;
 use std::net::IpAddr;
 
+pub use l7::{Authenticated, Condition, Request};
 pub use matcher::{parse_namespace, parse_principal, principal_key, IpNet, StringMatch};
 
 use crate::identity::SpiffeId;
@@ -55,7 +60,9 @@ pub struct Rule {
     pub from: Vec<Source>,
     /// OR: any operation matches.
     pub to: Vec<Operation>,
-    /// The rule has L7 conditions (`when`).
+    /// AND: every condition holds.
+    pub when: Vec<Condition>,
+    /// Some condition of `when` needs a request (see [`l7::Key::l7`]).
     pub l7: bool,
 }
 
@@ -73,6 +80,9 @@ pub struct Source {
     /// serving the destination; Some(false): only those that did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via_waypoint: Option<bool>,
+    /// `<iss>/<sub>` of the request's JWT (L7).
+    pub request_principals: Vec<StringMatch>,
+    pub not_request_principals: Vec<StringMatch>,
     /// The source has L7 conditions (request principals).
     pub l7: bool,
 }
@@ -82,6 +92,15 @@ pub struct Source {
 pub struct Operation {
     pub ports: Vec<u16>,
     pub not_ports: Vec<u16>,
+    /// L7: the request's method (case-sensitive).
+    pub methods: Vec<StringMatch>,
+    pub not_methods: Vec<StringMatch>,
+    /// L7: the canonical path, without the query.
+    pub paths: Vec<StringMatch>,
+    pub not_paths: Vec<StringMatch>,
+    /// L7: the authority, with or without its port, case-insensitive.
+    pub hosts: Vec<StringMatch>,
+    pub not_hosts: Vec<StringMatch>,
     /// The operation has L7 conditions (methods, paths, hosts).
     pub l7: bool,
 }
@@ -216,12 +235,31 @@ impl fmt::Display for Decision {
     }
 }
 
-/// Decides `conn` against the policies that apply to its destination.
+/// Decides `conn` against the policies that apply to its destination, as
+/// a ztunnel does: without a request (L7 parts as the module says).
 pub fn evaluate<'p>(policies: impl IntoIterator<Item = &'p Policy>, conn: &Connection) -> Decision {
+    evaluate_with(policies, conn, None)
+}
+
+/// Decides a request of `conn`'s client, as a waypoint does: every part
+/// of every rule is decided.
+pub fn evaluate_request<'p>(
+    policies: impl IntoIterator<Item = &'p Policy>,
+    conn: &Connection,
+    req: &Request<'_>,
+) -> Decision {
+    evaluate_with(policies, conn, Some(req))
+}
+
+fn evaluate_with<'p>(
+    policies: impl IntoIterator<Item = &'p Policy>,
+    conn: &Connection,
+    req: Option<&Request<'_>>,
+) -> Decision {
     let policies: Vec<&Policy> = policies.into_iter().collect();
     let audited = policies
         .iter()
-        .filter(|p| p.action == Action::Audit && p.invalid.is_none() && p.matches(conn))
+        .filter(|p| p.action == Action::Audit && p.invalid.is_none() && p.matches(conn, req))
         .map(|p| p.name.clone())
         .collect();
     let deny = |reason, policy: &str| Decision::deny(reason, policy);
@@ -232,7 +270,7 @@ pub fn evaluate<'p>(policies: impl IntoIterator<Item = &'p Policy>, conn: &Conne
         deny(DenyReason::InvalidPolicy, &p.name)
     } else if let Some(p) = policies
         .iter()
-        .find(|p| p.action == Action::Deny && p.matches(conn))
+        .find(|p| p.action == Action::Deny && p.matches(conn, req))
     {
         deny(DenyReason::DenyPolicy, &p.name)
     } else {
@@ -247,7 +285,7 @@ pub fn evaluate<'p>(policies: impl IntoIterator<Item = &'p Policy>, conn: &Conne
             }
         } else {
             let all: Vec<&&Policy> = allows.collect();
-            match all.iter().find(|p| p.matches(conn)) {
+            match all.iter().find(|p| p.matches(conn, req)) {
                 Some(p) => Decision {
                     verdict: Verdict::Allow {
                         policy: Some(p.name.clone()),
@@ -276,18 +314,25 @@ impl Policy {
         }
     }
 
-    fn matches(&self, conn: &Connection) -> bool {
+    fn matches(&self, conn: &Connection, req: Option<&Request<'_>>) -> bool {
         let deny = self.action == Action::Deny;
-        self.rules.iter().any(|r| r.matches(conn, deny))
+        self.rules.iter().any(|r| r.matches(conn, req, deny))
     }
 }
 
 impl Rule {
-    /// `deny`: L7 conditions count as matched (DENY) rather than unmatched.
-    fn matches(&self, conn: &Connection, deny: bool) -> bool {
-        (deny || !self.l7)
-            && (self.from.is_empty() || self.from.iter().any(|s| s.matches(conn, deny)))
-            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(conn, deny)))
+    /// Without a request, `deny`: L7 conditions count as matched (DENY)
+    /// rather than unmatched.
+    fn matches(&self, conn: &Connection, req: Option<&Request<'_>>, deny: bool) -> bool {
+        let decided = |c: &&Condition| req.is_some() || !c.key.l7();
+        (req.is_some() || deny || !self.l7)
+            && (self.from.is_empty() || self.from.iter().any(|s| s.matches(conn, req, deny)))
+            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(conn, req, deny)))
+            && self
+                .when
+                .iter()
+                .filter(decided)
+                .all(|c| c.matches(conn, req))
     }
 }
 
@@ -302,11 +347,17 @@ fn none_of(values: &[StringMatch], value: Option<&str>) -> bool {
 }
 
 impl Source {
-    fn matches(&self, conn: &Connection, deny: bool) -> bool {
+    fn matches(&self, conn: &Connection, req: Option<&Request<'_>>, deny: bool) -> bool {
         let principal = conn.principal.as_ref().map(|p| principal_key(p.as_str()));
         let namespace = conn.namespace.as_deref();
-        (deny || !self.l7)
-            && any_of(&self.principals, principal)
+        let l7 = match req {
+            None => deny || !self.l7,
+            Some(r) => {
+                let rp = r.auth.map(|a| a.principal.as_str());
+                any_of(&self.request_principals, rp) && none_of(&self.not_request_principals, rp)
+            }
+        };
+        l7 && any_of(&self.principals, principal)
             && none_of(&self.not_principals, principal)
             && any_of(&self.namespaces, namespace)
             && none_of(&self.not_namespaces, namespace)
@@ -317,12 +368,39 @@ impl Source {
 }
 
 impl Operation {
-    fn matches(&self, conn: &Connection, deny: bool) -> bool {
-        (deny || !self.l7)
-            && (self.ports.is_empty() || self.ports.contains(&conn.dst_port))
+    /// Whether it has L7 patterns (methods, paths, hosts).
+    pub fn has_l7(&self) -> bool {
+        [
+            &self.methods,
+            &self.not_methods,
+            &self.paths,
+            &self.not_paths,
+            &self.hosts,
+            &self.not_hosts,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
+    }
+
+    fn matches(&self, conn: &Connection, req: Option<&Request<'_>>, deny: bool) -> bool {
+        let l7 = match req {
+            None => deny || !self.l7,
+            Some(r) => {
+                let hosts = |ps: &[StringMatch]| l7::host_matches(ps, r.host);
+                any_of(&self.methods, Some(r.method))
+                    && none_of(&self.not_methods, Some(r.method))
+                    && any_of(&self.paths, Some(r.path))
+                    && none_of(&self.not_paths, Some(r.path))
+                    && (self.hosts.is_empty() || hosts(&self.hosts))
+                    && (self.not_hosts.is_empty() || !hosts(&self.not_hosts))
+            }
+        };
+        l7 && (self.ports.is_empty() || self.ports.contains(&conn.dst_port))
             && !self.not_ports.contains(&conn.dst_port)
     }
 }
 
+#[cfg(test)]
+mod l7_tests;
 #[cfg(test)]
 mod tests;

@@ -8,13 +8,66 @@
 //! So a policy means the same with or without a waypoint in the path.
 //!
 //! Evaluation is [`quicmesh_core::authz`], the same code the ztunnels run;
-//! what differs is the connection: `via_waypoint` is true here.
+//! what differs is the connection (`via_waypoint` is true here) and that
+//! a request is known: its method, path, host, headers and JWT identity
+//! decide the L7 parts that a ztunnel cannot.
+//!
+//! Two layers decide each request, and both must allow it: the policies
+//! attached to the waypoint (`targetRefs`: its Gateway, the Service the
+//! request is for, the waypoint GatewayClass), before routing; then the
+//! destination workload's own, once the endpoint is chosen.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quicmesh_core::authz::{self, Connection, Decision, DenyReason, Policy, Verdict};
+use quicmesh_core::authz::{
+    self, Authenticated, Connection, Decision, DenyReason, Policy, Verdict,
+};
 use quicmesh_core::identity::SpiffeId;
+
+/// A request's facts as policies read them, taken before the route's
+/// filters change the request: the client's method, canonical path, host,
+/// headers, and what its JWT proved.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    method: http::Method,
+    path: String,
+    host: Option<String>,
+    headers: http::HeaderMap,
+    pub auth: Option<Authenticated>,
+}
+
+impl RequestFacts {
+    pub fn of<B>(req: &http::Request<B>) -> Self {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        RequestFacts {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            host,
+            headers: req.headers().clone(),
+            auth: None,
+        }
+    }
+
+    pub fn view(&self) -> authz::Request<'_> {
+        authz::Request {
+            method: self.method.as_str(),
+            path: &self.path,
+            host: self.host.as_deref(),
+            headers: &self.headers,
+            auth: self.auth.as_ref(),
+        }
+    }
+}
 
 /// What applies to one destination workload.
 #[derive(Debug, Default)]
@@ -39,25 +92,54 @@ impl Client {
         self.0.namespace.as_deref()
     }
 
-    /// The decision for a request (or TCP connection) of this client to
-    /// the workload port `dst_port`. A workload the waypoint has no record
-    /// of is refused: it cannot know what applies.
-    pub fn decide(&self, access: Option<&Access>, dst_port: u16) -> Decision {
+    /// The decision for a request (`req`; None for a TCP connection) of
+    /// this client to the workload port `dst_port`. A workload the
+    /// waypoint has no record of is refused: it cannot know what applies.
+    pub fn decide(
+        &self,
+        access: Option<&Access>,
+        dst_port: u16,
+        req: Option<&RequestFacts>,
+    ) -> Decision {
         match access {
             None => Decision::deny(DenyReason::UnknownWorkload, "-"),
-            // The common case, decided without building a connection per
-            // request: no policy applies, so it is allowed.
-            Some(a) if a.policies.is_empty() => Decision {
+            Some(a) => self.evaluate(&a.policies, dst_port, req),
+        }
+    }
+
+    /// The decision of the policies attached to the waypoint for a request
+    /// (or TCP connection) to the destination port `port`.
+    pub fn decide_attached(
+        &self,
+        policies: &[Arc<Policy>],
+        port: u16,
+        req: Option<&RequestFacts>,
+    ) -> Decision {
+        self.evaluate(policies, port, req)
+    }
+
+    fn evaluate(
+        &self,
+        policies: &[Arc<Policy>],
+        port: u16,
+        req: Option<&RequestFacts>,
+    ) -> Decision {
+        // The common case, decided without building a connection per
+        // request: no policy applies, so it is allowed.
+        if policies.is_empty() {
+            return Decision {
                 verdict: Verdict::Allow { policy: None },
                 audited: Vec::new(),
-            },
-            Some(a) => {
-                let conn = Connection {
-                    dst_port,
-                    ..self.0.clone()
-                };
-                authz::evaluate(a.policies.iter().map(|p| &**p), &conn)
-            }
+            };
+        }
+        let conn = Connection {
+            dst_port: port,
+            ..self.0.clone()
+        };
+        let ps = policies.iter().map(|p| &**p);
+        match req {
+            Some(r) => authz::evaluate_request(ps, &conn, &r.view()),
+            None => authz::evaluate(ps, &conn),
         }
     }
 }
@@ -95,7 +177,7 @@ mod tests {
                 },
             )],
         };
-        assert!(client.decide(Some(&allow), 8080).allowed());
+        assert!(client.decide(Some(&allow), 8080, None).allowed());
         // "Only around a waypoint" never matches here; "only through one" does.
         let direct_only = |v| Access {
             policies: vec![policy(
@@ -106,12 +188,16 @@ mod tests {
                 },
             )],
         };
-        assert!(client.decide(Some(&direct_only(false)), 8080).allowed());
-        assert!(!client.decide(Some(&direct_only(true)), 8080).allowed());
+        assert!(client
+            .decide(Some(&direct_only(false)), 8080, None)
+            .allowed());
+        assert!(!client
+            .decide(Some(&direct_only(true)), 8080, None)
+            .allowed());
         // No policy: allowed, as core evaluation decides it.
         let none = Access::default();
         assert_eq!(
-            client.decide(Some(&none), 8080),
+            client.decide(Some(&none), 8080, None),
             authz::evaluate(
                 std::iter::empty(),
                 &Connection::new(None, "cluster.local", "10.0.0.1".parse().unwrap(), 1)
@@ -119,7 +205,7 @@ mod tests {
         );
         // A workload the waypoint has no record of: refused.
         assert_eq!(
-            client.decide(None, 8080).to_string(),
+            client.decide(None, 8080, None).to_string(),
             "deny (unknown_workload) by -"
         );
     }

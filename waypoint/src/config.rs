@@ -90,6 +90,11 @@ pub fn tables(
         }
     }
     let mut t = Tables::default();
+    // Attached policies name the waypoint by its Gateway; without a scope
+    // (a waypoint fed by hand) only Service and GatewayClass ones apply.
+    let gateway = scope.map_or(("", ""), |s| (s.namespace.as_str(), s.name.as_str()));
+    t.waypoint_policies = policies.for_waypoint(gateway, None);
+    t.policy_free = policies.by_name.is_empty() && policies.attached.is_empty();
     // Each workload's policies, once every policy is known.
     for w in &workloads {
         let access = Arc::new(Access {
@@ -161,6 +166,8 @@ pub fn tables(
             }
             if Scope::serves(scope, svc) {
                 let parent = Arc::new(Parent {
+                    policies: policies
+                        .for_waypoint(gateway, Some((svc.namespace.as_str(), svc.name.as_str()))),
                     protocol: Protocol::of(&sp.app_protocol),
                     service: service.clone(),
                     host: format!("{}.{}.svc.{cluster_domain}", svc.name, svc.namespace),
@@ -327,9 +334,10 @@ impl Live {
                     .flat_map(|t| t.routes())
                     .map(|r| format!("{}/{}", r.namespace, r.name))
                     .collect();
+                let policies: Vec<&str> = p.policies.iter().map(|p| p.name.as_str()).collect();
                 (
                     addr.to_string(),
-                    serde_json::json!({"service": name(&p.service), "host": p.host, "routes": routes}),
+                    serde_json::json!({"service": name(&p.service), "host": p.host, "routes": routes, "policies": policies}),
                 )
             })
             .collect();
@@ -373,8 +381,14 @@ impl Live {
                 )
             })
             .collect();
+        let waypoint_policies: Vec<&str> = t
+            .waypoint_policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
-            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies})
+            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies,
+            "waypointPolicies": waypoint_policies})
     }
 }
 

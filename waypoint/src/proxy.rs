@@ -15,6 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use quicmesh_core::authz::{Decision, DenyReason, Policy, Verdict};
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::lb::ewma::{Params, PeakEwma};
 use quicmesh_core::tunnel::pump::Outcome;
@@ -23,7 +24,7 @@ use quicmesh_core::tunnel::server::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::authz::{Access, Client};
+use crate::authz::{Access, Client, RequestFacts};
 use crate::metrics::RequestMetrics;
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
@@ -76,6 +77,9 @@ pub struct Parent {
     /// What the port speaks: HTTP (routed), opaque TCP (passed through to
     /// an endpoint), or undeclared (detected per connection).
     pub protocol: Protocol,
+    /// The authorization policies attached to this waypoint that apply to
+    /// its requests (its Gateway's, the Service's, the GatewayClass's).
+    pub policies: Vec<Arc<Policy>>,
 }
 
 impl Parent {
@@ -115,6 +119,17 @@ pub trait Directory: Send + Sync + 'static {
     /// The policies of the workload with uid `workload` (an endpoint's);
     /// None for a workload the waypoint has no record of.
     fn access(&self, workload: &str) -> Option<Arc<Access>>;
+    /// The policies attached to the waypoint for requests to `authority`
+    /// now (a long-lived connection's requests see policy changes); None
+    /// when it is no longer a destination the waypoint serves.
+    fn attached(&self, authority: SocketAddr) -> Option<Vec<Arc<Policy>>> {
+        self.parent(authority).map(|p| p.policies.clone())
+    }
+    /// Whether any policy could apply to a request (else its facts are
+    /// not collected for them).
+    fn any_policy(&self) -> bool {
+        true
+    }
     /// Told of every change of what it knows (the value is the config's
     /// version): a TCP connection passed through decides its policies
     /// again then. A directory that never changes (the default) hands out
@@ -134,13 +149,19 @@ pub struct Tables {
     pub workloads: workload::Addressed,
     /// By workload uid.
     pub access: HashMap<String, Arc<Access>>,
+    /// Attached to the waypoint itself (its Gateway, the GatewayClass):
+    /// what applies to traffic addressed to workloads.
+    pub waypoint_policies: Vec<Arc<Policy>>,
+    /// No policy reaches any destination, so a request's facts need not
+    /// be collected for them (false, the default, collects them).
+    pub policy_free: bool,
 }
 
 impl Directory for Tables {
     fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
         match self.parents.get(&authority) {
             Some(p) => Some(p.clone()),
-            None => self.workloads.parent(authority),
+            None => self.workloads.parent(authority, &self.waypoint_policies),
         }
     }
     fn endpoints(&self, backend: &BackendRef) -> Vec<Endpoint> {
@@ -151,6 +172,9 @@ impl Directory for Tables {
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.access.get(workload).cloned()
+    }
+    fn any_policy(&self) -> bool {
+        !self.policy_free
     }
 }
 
@@ -213,6 +237,12 @@ impl Directory for Versioned {
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.tables().access(workload)
+    }
+    fn attached(&self, authority: SocketAddr) -> Option<Vec<Arc<Policy>>> {
+        self.tables().attached(authority)
+    }
+    fn any_policy(&self) -> bool {
+        self.tables().any_policy()
     }
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
@@ -362,6 +392,9 @@ impl<D: Directory> Waypoint<D> {
                     "request failed at the waypoint"
                 );
                 log.flag = f.flag();
+                if let Failure::Denied(decision) = &f {
+                    log.authz = decision.clone();
+                }
                 f.response()
             }
         };
@@ -380,6 +413,7 @@ impl<D: Directory> Waypoint<D> {
             route = log.route,
             upstream = log.upstream,
             flag = log.flag,
+            authz = log.authz,
             retries = log.retries,
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
@@ -403,6 +437,10 @@ impl<D: Directory> Waypoint<D> {
         // Routes match the canonical path, and the backend gets that path:
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
+        // What policies read, before the route's filters change it; then
+        // the policies attached to the waypoint decide, before routing.
+        let facts = self.directory.any_policy().then(|| RequestFacts::of(&req));
+        self.authorize_attached(conn, facts.as_ref())?;
         let parent = &conn.parent;
         let routes = parent.routes_for(conn.client.namespace());
         let implicit;
@@ -473,7 +511,12 @@ impl<D: Directory> Waypoint<D> {
                 (a, b) => a.or(b),
             };
             let req = req.map(|b| b.boxed());
-            let mut resp = self.upgrade(conn, backend, req, value, bound, log).await?;
+            let asked = upgrade::Asked {
+                value,
+                bound,
+                facts: facts.as_ref(),
+            };
+            let mut resp = self.upgrade(conn, backend, req, asked, log).await?;
             for m in &response_headers {
                 m.apply(resp.headers_mut());
             }
@@ -532,7 +575,7 @@ impl<D: Directory> Waypoint<D> {
         if let Some(head) = &mirror_head {
             for m in mirrors {
                 let bytes = kept.clone().unwrap_or_default();
-                self.mirror(conn, m, copy_of(head, bytes));
+                self.mirror(conn, m, copy_of(head, bytes), facts.as_ref());
             }
         }
         let _room = room;
@@ -548,7 +591,7 @@ impl<D: Directory> Waypoint<D> {
         }
         let mut attempt = 0u32;
         loop {
-            let (ep, pending) = self.pick(conn, &backend.target, log)?;
+            let (ep, pending) = self.pick(conn, &backend.target, log, facts.as_ref())?;
             let ep = &ep;
             let version = ep.protocol.version(version_in);
             prepare_upstream(&mut req, version);
@@ -631,6 +674,7 @@ impl<D: Directory> Waypoint<D> {
         conn: &Conn,
         backend: &BackendRef,
         log: &mut RequestLog,
+        facts: Option<&RequestFacts>,
     ) -> Result<(Endpoint, quicmesh_core::lb::ewma::Pending<SocketAddr>), Failure> {
         let endpoints = self.directory.endpoints(backend);
         let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
@@ -642,15 +686,43 @@ impl<D: Directory> Waypoint<D> {
         })?;
         let ep = endpoints[i].clone();
         log.upstream = ep.addr.to_string();
-        self.authorize(conn, &ep)?;
+        self.authorize(conn, &ep, facts)?;
         Ok((ep, pending))
     }
 
-    /// Decides the endpoint's policies for the connection's client; audits
-    /// and denials are logged and counted here.
-    fn authorize(&self, conn: &Conn, ep: &Endpoint) -> Result<(), Failure> {
+    /// Decides the policies attached to the waypoint for the connection's
+    /// client (a request's `facts`; None for a TCP connection).
+    fn authorize_attached(&self, conn: &Conn, facts: Option<&RequestFacts>) -> Result<(), Failure> {
+        let decision = match self.directory.attached(conn.authority) {
+            Some(ps) => conn
+                .client
+                .decide_attached(&ps, conn.authority.port(), facts),
+            // No longer served: nothing says what applies.
+            None => Decision::deny(DenyReason::UnknownWorkload, "-"),
+        };
+        self.enforce(conn, None, decision)
+    }
+
+    /// Decides the endpoint's policies for the connection's client.
+    fn authorize(
+        &self,
+        conn: &Conn,
+        ep: &Endpoint,
+        facts: Option<&RequestFacts>,
+    ) -> Result<(), Failure> {
         let access = self.directory.access(&ep.workload);
-        let decision = conn.client.decide(access.as_deref(), ep.addr.port());
+        let decision = conn.client.decide(access.as_deref(), ep.addr.port(), facts);
+        self.enforce(conn, Some(ep), decision)
+    }
+
+    /// Counts and logs a decision's audits and denial.
+    fn enforce(
+        &self,
+        conn: &Conn,
+        ep: Option<&Endpoint>,
+        decision: Decision,
+    ) -> Result<(), Failure> {
+        let upstream = ep.map_or_else(|| "-".to_string(), |e| e.addr.to_string());
         for policy in &decision.audited {
             self.metrics
                 .authz_audits
@@ -658,10 +730,10 @@ impl<D: Directory> Waypoint<D> {
                     policy: policy.clone(),
                 })
                 .inc();
-            tracing::info!(%policy, src.identity = %conn.peer, upstream = %ep.addr, authz = %decision, "authorization audit");
+            tracing::info!(%policy, src.identity = %conn.peer, dst.addr = %conn.authority, %upstream, authz = %decision, "authorization audit");
         }
         match &decision.verdict {
-            quicmesh_core::authz::Verdict::Deny { reason, policy } => {
+            Verdict::Deny { reason, policy } => {
                 self.metrics
                     .authz_denials
                     .get_or_create(&crate::metrics::DenialLabels {
@@ -700,6 +772,9 @@ struct RequestLog {
     grpc_route: bool,
     upstream: String,
     flag: &'static str,
+    /// A denial's decision (`deny (no_allow_match) by shop/p`): the
+    /// policy is named here, never in the answer.
+    authz: String,
     /// Attempts after the first.
     retries: u32,
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use quicmesh_core::authz::{parse_principal, Action, Policy, Rule as AuthzRule, Source};
+use quicmesh_core::authz::l7::{parse_method, parse_path};
+use quicmesh_core::authz::{
+    parse_principal, Action, Condition, Operation, Policy, Rule as AuthzRule, Source,
+};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
@@ -43,6 +46,8 @@ const GUARDED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 
 const GUARDED_TCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 14)), 80);
 /// A Service whose backend upgrades to WebSocket.
 const WEBSOCKET: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 15)), 80);
+/// A Service port with L7 policies attached at the waypoint (its endpoints v1's).
+const ATTACHED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 16)), 80);
 
 fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
@@ -565,6 +570,7 @@ async fn setup(test: u8) -> Setup {
             routes: routes(),
             protocol: waypoint::upstream::Protocol::Http1,
             consumers: Default::default(),
+            policies: Vec::new(),
         }),
     );
     let unrouted: SocketAddr = "10.96.0.11:80".parse().unwrap();
@@ -576,6 +582,50 @@ async fn setup(test: u8) -> Setup {
             routes: RouteTable::default(),
             protocol: waypoint::upstream::Protocol::Http1,
             consumers: Default::default(),
+            policies: Vec::new(),
+        }),
+    );
+    // L7 policies attached to the waypoint for a Service: no DELETE; a
+    // public prefix, or a token header, or nothing.
+    let op = |f: &dyn Fn(&mut Operation)| {
+        let mut o = Operation::default();
+        f(&mut o);
+        o.l7 = true;
+        AuthzRule {
+            to: vec![o],
+            ..AuthzRule::default()
+        }
+    };
+    let no_delete = Policy {
+        name: "shop/no-delete".into(),
+        action: Action::Deny,
+        rules: vec![op(&|o| o.methods = vec![parse_method("DELETE").unwrap()])],
+        invalid: None,
+    };
+    let public_or_token = Policy {
+        name: "shop/public-or-token".into(),
+        action: Action::Allow,
+        rules: vec![
+            op(&|o| o.paths = vec![parse_path("/public/*").unwrap()]),
+            AuthzRule {
+                when: vec![
+                    Condition::parse("request.headers[x-token]", &["s3cret".into()], &[]).unwrap(),
+                ],
+                l7: true,
+                ..AuthzRule::default()
+            },
+        ],
+        invalid: None,
+    };
+    parents.insert(
+        ATTACHED,
+        Arc::new(Parent {
+            service: backend_ref("v1"),
+            host: "v1.shop.svc.cluster.local".into(),
+            routes: RouteTable::default(),
+            protocol: waypoint::upstream::Protocol::Http1,
+            consumers: Default::default(),
+            policies: vec![Arc::new(no_delete), Arc::new(public_or_token)],
         }),
     );
     // A port that does not say what it speaks: HTTP or TCP, detected.
@@ -587,6 +637,7 @@ async fn setup(test: u8) -> Setup {
             routes: RouteTable::default(),
             protocol: waypoint::upstream::Protocol::Auto,
             consumers: Default::default(),
+            policies: Vec::new(),
         }),
     );
     for (addr, name, protocol) in [
@@ -602,6 +653,7 @@ async fn setup(test: u8) -> Setup {
                 routes: RouteTable::default(),
                 protocol,
                 consumers: Default::default(),
+                policies: Vec::new(),
             }),
         );
     }
@@ -716,8 +768,20 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    request(c, "GET", path, headers).await
+}
+
+async fn request(
+    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     c.ready().await.unwrap();
-    let mut req = http::Request::get(path).header("host", "shop.shop.svc.cluster.local");
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "shop.shop.svc.cluster.local");
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
@@ -1229,6 +1293,51 @@ async fn the_destinations_policies_are_decided_for_each_client() {
     assert!(
         text.contains("waypoint_mirrored_requests_total{result=\"denied\"} 1")
             && text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_attached_to_the_waypoint_decide_by_method_path_and_header() {
+    let s = setup(20).await;
+    let (mut c, conn) = hyper::client::conn::http1::handshake(s.open(ATTACHED).await.unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (method, path, headers, want) in [
+        ("GET", "/public/a", &[][..], 200),
+        // Canonical before it is decided: not a way around the prefix,
+        // nor into it.
+        ("GET", "/public/../private", &[][..], 403),
+        ("GET", "/private", &[][..], 403),
+        ("GET", "/private", &[("x-token", "s3cret")][..], 200),
+        ("GET", "/private", &[("x-token", "guess")][..], 403),
+        ("DELETE", "/public/a", &[][..], 403),
+        ("DELETE", "/private", &[("x-token", "s3cret")][..], 403),
+    ] {
+        let (status, _, body) = request(&mut c, method, path, headers).await;
+        assert_eq!(status, want, "{method} {path} {headers:?}: {body}");
+        if want == 403 {
+            // The policy is never in the answer.
+            assert_eq!(body, "authz_denied\n");
+        } else {
+            assert!(body.starts_with(&format!("v1 {method} {path}")), "{body}");
+        }
+    }
+    let text = s.metrics();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        value("waypoint_authz_denials_total{policy=\"shop/no-delete\",reason=\"deny_policy\"}"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        value("waypoint_authz_denials_total{policy=\"shop/public-or-token\",reason=\"no_allow_match\"}"),
+        3,
         "{text}"
     );
 }

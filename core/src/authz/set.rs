@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::authz::l7::{parse_host, parse_method, parse_path, parse_request_principal};
 use crate::authz::{
-    self, parse_namespace, parse_principal, Action, Connection, Decision, DenyReason, IpNet,
-    Policy, StringMatch, Verdict,
+    self, parse_namespace, parse_principal, Action, Condition, Connection, Decision, DenyReason,
+    IpNet, Policy, StringMatch, Verdict,
 };
 use crate::identity::SpiffeId;
 use quicmesh_proto::config::{
@@ -50,21 +51,94 @@ pub struct PolicySet {
     /// Whether any policy reaches workloads by selector.
     #[serde(skip)]
     any_selector: bool,
+    /// Attached to waypoints (`targetRefs`), by `<namespace>/<name>`:
+    /// decided by waypoints only.
+    pub attached: HashMap<String, Attached>,
+}
+
+/// A policy attached to waypoints, and to what.
+#[derive(Debug, serde::Serialize)]
+pub struct Attached {
+    #[serde(skip)]
+    pub policy: Arc<Policy>,
+    pub namespace: String,
+    pub targets: Vec<Target>,
+}
+
+/// What a policy is attached to (in its namespace).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Target {
+    /// A waypoint, by its Gateway's name.
+    Gateway(String),
+    /// The requests a waypoint serves for a Service.
+    Service(String),
+    /// Every waypoint (the controller allows it in the root namespace).
+    GatewayClass,
+    /// A kind this proxy does not know: the policy is invalid and reaches
+    /// every waypoint of its namespace, so it fails closed.
+    Unknown(String),
+}
+
+impl Attached {
+    /// Whether it applies to a request at the waypoint `gateway`
+    /// (`namespace`, `name`) for `service` (`namespace`, `name`), if any.
+    pub fn applies(&self, gateway: (&str, &str), service: Option<(&str, &str)>) -> bool {
+        self.targets.iter().any(|t| match t {
+            Target::GatewayClass => true,
+            Target::Gateway(n) => (self.namespace.as_str(), n.as_str()) == gateway,
+            Target::Service(n) => service == Some((self.namespace.as_str(), n.as_str())),
+            Target::Unknown(_) => self.namespace == gateway.0,
+        })
+    }
 }
 
 impl PolicySet {
     /// Adds a policy from the controller. Never fails: what cannot be
     /// understood becomes an invalid policy, which fails closed.
     pub fn insert(&mut self, a: &Authorization) {
-        let policy = Arc::new(compile(a));
+        let mut policy = compile(a);
         let scope =
             AuthorizationScope::try_from(a.scope).unwrap_or(AuthorizationScope::Unspecified);
+        if scope == AuthorizationScope::Waypoint {
+            let targets: Vec<Target> = a
+                .targets
+                .iter()
+                .map(|t| match t.kind.as_str() {
+                    "Gateway" => Target::Gateway(t.name.clone()),
+                    "Service" => Target::Service(t.name.clone()),
+                    "GatewayClass" => Target::GatewayClass,
+                    other => Target::Unknown(other.to_string()),
+                })
+                .collect();
+            if let Some(Target::Unknown(kind)) =
+                targets.iter().find(|t| matches!(t, Target::Unknown(_)))
+            {
+                policy = Policy::invalid(
+                    policy.name,
+                    policy.action,
+                    format!("targetRefs: unknown kind {kind:?}"),
+                );
+            }
+            let policy = Arc::new(policy);
+            self.attached.insert(
+                policy.name.clone(),
+                Attached {
+                    policy,
+                    namespace: a.namespace.clone(),
+                    targets,
+                },
+            );
+            return;
+        }
+        let policy = Arc::new(policy);
         match scope {
             AuthorizationScope::Mesh => self.mesh.push(policy.clone()),
             AuthorizationScope::Workload => self.any_selector = true,
             // Unknown scope: its own namespace, the narrowest safe reading
             // that still enforces it.
-            AuthorizationScope::Namespace | AuthorizationScope::Unspecified => self
+            AuthorizationScope::Namespace
+            | AuthorizationScope::Unspecified
+            | AuthorizationScope::Waypoint => self
                 .namespace
                 .entry(a.namespace.clone())
                 .or_default()
@@ -96,6 +170,24 @@ impl PolicySet {
     /// exist, one might target it, so nothing can be decided (None).
     pub fn for_unknown(&self, namespace: &str) -> Option<Vec<Arc<Policy>>> {
         (!self.any_selector).then(|| self.for_workload(namespace, &[]))
+    }
+
+    /// The policies attached to the waypoint `gateway` that apply to its
+    /// requests for `service` (None: traffic addressed to a workload).
+    pub fn for_waypoint(
+        &self,
+        gateway: (&str, &str),
+        service: Option<(&str, &str)>,
+    ) -> Vec<Arc<Policy>> {
+        let mut out: Vec<_> = self
+            .attached
+            .values()
+            .filter(|a| a.applies(gateway, service))
+            .map(|a| a.policy.clone())
+            .collect();
+        // Deterministic: the first match names the decision.
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 }
 
@@ -141,11 +233,20 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
     a.rules
         .iter()
         .map(|r| {
+            let when = r
+                .when
+                .iter()
+                .map(|c| Condition::parse(&c.key, &c.values, &c.not_values))
+                .collect::<Result<Vec<_>, String>>()?;
             Ok(authz::Rule {
                 from: r
                     .from
                     .iter()
                     .map(|s| {
+                        let request_principals =
+                            matches(&s.request_principals, parse_request_principal)?;
+                        let not_request_principals =
+                            matches(&s.not_request_principals, parse_request_principal)?;
                         Ok(authz::Source {
                             principals: matches(&s.principals, parse_principal)?,
                             not_principals: matches(&s.not_principals, parse_principal)?,
@@ -154,7 +255,13 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
                             ip_blocks: nets(&s.ip_blocks)?,
                             not_ip_blocks: nets(&s.not_ip_blocks)?,
                             via_waypoint: s.via_waypoint,
-                            l7: s.l7,
+                            // What the controller flags, and what this
+                            // proxy sees: either makes it L7.
+                            l7: s.l7
+                                || !request_principals.is_empty()
+                                || !not_request_principals.is_empty(),
+                            request_principals,
+                            not_request_principals,
                         })
                     })
                     .collect::<Result<_, String>>()?,
@@ -162,14 +269,25 @@ fn rules(a: &Authorization) -> Result<Vec<authz::Rule>, String> {
                     .to
                     .iter()
                     .map(|o| {
-                        Ok(authz::Operation {
+                        let op = authz::Operation {
                             ports: ports(&o.ports)?,
                             not_ports: ports(&o.not_ports)?,
+                            methods: matches(&o.methods, parse_method)?,
+                            not_methods: matches(&o.not_methods, parse_method)?,
+                            paths: matches(&o.paths, parse_path)?,
+                            not_paths: matches(&o.not_paths, parse_path)?,
+                            hosts: matches(&o.hosts, parse_host)?,
+                            not_hosts: matches(&o.not_hosts, parse_host)?,
                             l7: o.l7,
+                        };
+                        Ok(authz::Operation {
+                            l7: op.l7 || op.has_l7(),
+                            ..op
                         })
                     })
                     .collect::<Result<_, String>>()?,
-                l7: r.l7,
+                l7: r.l7 || when.iter().any(|c| c.key.l7()),
+                when,
             })
         })
         .collect()
@@ -294,6 +412,55 @@ mod tests {
         // A name the controller did not send fails closed.
         let ps = set.for_workload("other", &["x/missing".into()]);
         assert!(ps[1].invalid.is_some());
+    }
+
+    #[test]
+    fn attached_policies_reach_waypoints_only() {
+        use quicmesh_proto::config::AuthorizationTarget;
+        let attached = |name: &str, ns: &str, targets: &[(&str, &str)]| Authorization {
+            targets: targets
+                .iter()
+                .map(|(kind, name)| AuthorizationTarget {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                })
+                .collect(),
+            ..auth(
+                ns,
+                name,
+                AuthorizationScope::Waypoint,
+                AuthorizationAction::Deny,
+            )
+        };
+        let mut set = PolicySet::default();
+        set.insert(&attached("gw", "shop", &[("Gateway", "waypoint")]));
+        set.insert(&attached("svc", "shop", &[("Service", "web")]));
+        set.insert(&attached(
+            "all",
+            "root",
+            &[("GatewayClass", "quicmesh-waypoint")],
+        ));
+        set.insert(&attached("odd", "ops", &[("Deployment", "x")]));
+        let names = |ps: Vec<Arc<Policy>>| ps.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        // No workload (no ztunnel) ever gets one.
+        assert_eq!(names(set.for_workload("shop", &[])), Vec::<String>::new());
+        assert!(set.by_name.is_empty());
+        assert_eq!(
+            names(set.for_waypoint(("shop", "waypoint"), Some(("shop", "web")))),
+            ["root/all", "shop/gw", "shop/svc"]
+        );
+        assert_eq!(
+            names(set.for_waypoint(("shop", "waypoint"), Some(("shop", "db")))),
+            ["root/all", "shop/gw"]
+        );
+        assert_eq!(
+            names(set.for_waypoint(("shop", "other"), None)),
+            ["root/all"]
+        );
+        // A kind this proxy does not know: invalid, on its namespace's waypoints.
+        let odd = set.for_waypoint(("ops", "waypoint"), None);
+        assert_eq!(names(odd.clone()), ["ops/odd", "root/all"]);
+        assert!(odd[0].invalid.as_deref().unwrap().contains("Deployment"));
     }
 
     #[test]

@@ -520,6 +520,7 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
             not_ip_blocks: nip,
             via_waypoint: via,
             l7,
+            ..Source::default()
         });
     let ports = prop::collection::vec(prop::sample::select(vec![80u16, 8080, 9090]), 0..2);
     let op =
@@ -528,6 +529,7 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
                 ports,
                 not_ports,
                 l7,
+                ..Operation::default()
             }
         });
     (
@@ -535,7 +537,12 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::collection::vec(op, 0..2),
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(from, to, l7)| Rule { from, to, l7 })
+        .prop_map(|(from, to, l7)| Rule {
+            from,
+            to,
+            l7,
+            ..Rule::default()
+        })
 }
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
@@ -574,7 +581,7 @@ proptest! {
         let deny = Rule {
             from: vec![source],
             to: vec![Operation { ports: vec![c.dst_port], ..Operation::default() }],
-            l7: false,
+            ..Rule::default()
         };
         let mut ps = policies;
         ps.push(policy("ns/deny-this", Action::Deny, vec![deny]));
@@ -596,9 +603,9 @@ proptest! {
     #[test]
     fn allow_set_semantics(policies in prop::collection::vec(arb_policy(), 0..5), c in arb_conn()) {
         let ps: Vec<Policy> = policies.into_iter().filter(valid).collect();
-        let deny_matches = ps.iter().any(|p| p.action == Action::Deny && p.matches(&c));
+        let deny_matches = ps.iter().any(|p| p.action == Action::Deny && p.matches(&c, None));
         let allows: Vec<&Policy> = ps.iter().filter(|p| p.action == Action::Allow).collect();
-        let expect = !deny_matches && (allows.is_empty() || allows.iter().any(|p| p.matches(&c)));
+        let expect = !deny_matches && (allows.is_empty() || allows.iter().any(|p| p.matches(&c, None)));
         prop_assert_eq!(evaluate(&ps, &c).allowed(), expect);
     }
 
@@ -637,7 +644,7 @@ proptest! {
         prop_assume!(!pats.is_empty() && c.principal.is_some());
         let with = Source { principals: pats.clone(), ..Source::default() };
         let without = Source { not_principals: pats, ..Source::default() };
-        prop_assert_ne!(with.matches(&c, false), without.matches(&c, false));
+        prop_assert_ne!(with.matches(&c, None, false), without.matches(&c, None, false));
     }
 
     #[test]
@@ -645,7 +652,7 @@ proptest! {
         prop_assume!(!nets.is_empty());
         let with = Source { ip_blocks: nets.clone(), ..Source::default() };
         let without = Source { not_ip_blocks: nets, ..Source::default() };
-        prop_assert_ne!(with.matches(&c, false), without.matches(&c, false));
+        prop_assert_ne!(with.matches(&c, None, false), without.matches(&c, None, false));
     }
 
     #[test]
@@ -656,9 +663,9 @@ proptest! {
             let base = Source { via_waypoint: None, ..s };
             let via = Source { via_waypoint: Some(true), ..base.clone() };
             let direct = Source { via_waypoint: Some(false), ..base.clone() };
-            let m = base.matches(&c, false);
-            prop_assert_eq!(via.matches(&c, false), m && c.via_waypoint);
-            prop_assert_eq!(direct.matches(&c, false), m && !c.via_waypoint);
+            let m = base.matches(&c, None, false);
+            prop_assert_eq!(via.matches(&c, None, false), m && c.via_waypoint);
+            prop_assert_eq!(direct.matches(&c, None, false), m && !c.via_waypoint);
         }
     }
 
@@ -674,14 +681,14 @@ proptest! {
         for (i, o) in l7.to.iter_mut().enumerate() {
             o.l7 |= flags[4 + i % 3];
         }
-        if l7.matches(&c, false) {
-            prop_assert!(rule.matches(&c, false));
+        if l7.matches(&c, None, false) {
+            prop_assert!(rule.matches(&c, None, false));
         }
-        if rule.matches(&c, true) {
-            prop_assert!(l7.matches(&c, true));
+        if rule.matches(&c, None, true) {
+            prop_assert!(l7.matches(&c, None, true));
         }
         // And with the rule itself L7, ALLOW never matches.
         l7.l7 = true;
-        prop_assert!(!l7.matches(&c, false));
+        prop_assert!(!l7.matches(&c, None, false));
     }
 }

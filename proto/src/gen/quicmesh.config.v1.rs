@@ -121,6 +121,20 @@ pub struct Authorization {
     /// waypoint); informational.
     #[prost(string, repeated, tag = "7")]
     pub warnings: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// With scope WAYPOINT: what it is attached to (`targetRefs`), all in
+    /// the policy's namespace.
+    #[prost(message, repeated, tag = "8")]
+    pub targets: ::prost::alloc::vec::Vec<AuthorizationTarget>,
+}
+/// A policy's attachment at a waypoint.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationTarget {
+    /// `Gateway` (a waypoint), `Service` (requests a waypoint serves for it),
+    /// or `GatewayClass` (every waypoint; root namespace only).
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
 }
 /// AND of its parts; an empty list matches anything.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -129,9 +143,23 @@ pub struct AuthorizationRule {
     pub from: ::prost::alloc::vec::Vec<AuthorizationSource>,
     #[prost(message, repeated, tag = "2")]
     pub to: ::prost::alloc::vec::Vec<AuthorizationOperation>,
-    /// The rule has L7 conditions (`when`).
+    /// The rule has L7 conditions (`when` keys only a request has).
     #[prost(bool, tag = "3")]
     pub l7: bool,
+    /// AND of conditions.
+    #[prost(message, repeated, tag = "4")]
+    pub when: ::prost::alloc::vec::Vec<AuthorizationCondition>,
+}
+/// `key` (e.g. `request.headers\[x-user\]`, `request.auth.claims\[groups\]`,
+/// `source.ip`) has one of `values` (when set) and none of `not_values`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthorizationCondition {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub values: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "3")]
+    pub not_values: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// AND of the set fields. Principal and namespace patterns: exact, "prefix\*",
 /// "*suffix" or "*"; principals without the "spiffe://" scheme. IP blocks: CIDR.
@@ -157,6 +185,11 @@ pub struct AuthorizationSource {
     /// without one.
     #[prost(bool, optional, tag = "8")]
     pub via_waypoint: ::core::option::Option<bool>,
+    /// `<iss>/<sub>` of the request's JWT patterns (L7).
+    #[prost(string, repeated, tag = "9")]
+    pub request_principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "10")]
+    pub not_request_principals: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AuthorizationOperation {
@@ -167,6 +200,19 @@ pub struct AuthorizationOperation {
     /// The operation has L7 conditions (methods, paths, hosts).
     #[prost(bool, tag = "3")]
     pub l7: bool,
+    /// L7 patterns: exact, "prefix\*", "*suffix" or "*".
+    #[prost(string, repeated, tag = "4")]
+    pub methods: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "5")]
+    pub not_methods: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "6")]
+    pub paths: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "7")]
+    pub not_paths: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "8")]
+    pub hosts: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "9")]
+    pub not_hosts: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Service {
@@ -452,6 +498,9 @@ pub enum AuthorizationScope {
     Namespace = 2,
     /// Selector: the workloads that list it in authorization_policies.
     Workload = 3,
+    /// `targetRefs`: decided by waypoints only, for the requests of its
+    /// targets; node proxies skip it.
+    Waypoint = 4,
 }
 impl AuthorizationScope {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -464,6 +513,7 @@ impl AuthorizationScope {
             Self::Mesh => "AUTHORIZATION_SCOPE_MESH",
             Self::Namespace => "AUTHORIZATION_SCOPE_NAMESPACE",
             Self::Workload => "AUTHORIZATION_SCOPE_WORKLOAD",
+            Self::Waypoint => "AUTHORIZATION_SCOPE_WAYPOINT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -473,6 +523,7 @@ impl AuthorizationScope {
             "AUTHORIZATION_SCOPE_MESH" => Some(Self::Mesh),
             "AUTHORIZATION_SCOPE_NAMESPACE" => Some(Self::Namespace),
             "AUTHORIZATION_SCOPE_WORKLOAD" => Some(Self::Workload),
+            "AUTHORIZATION_SCOPE_WAYPOINT" => Some(Self::Waypoint),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ impl<D: Directory> Waypoint<D> {
         conn: &Conn,
         m: &quicmesh_core::route::Mirror,
         mut req: Request<Body>,
+        facts: Option<&crate::authz::RequestFacts>,
     ) {
         let Ok(permit) = self.mirror_slots.clone().try_acquire_owned() else {
             self.metrics.mirrored("dropped", 1);
@@ -42,7 +43,7 @@ impl<D: Directory> Waypoint<D> {
         let ep = endpoints[i].clone();
         // A copy is a request of the client's to the mirror's workload: its
         // policies decide it as they would the original.
-        if self.authorize(conn, &ep).is_err() {
+        if self.authorize(conn, &ep, facts).is_err() {
             self.metrics.mirrored("denied", 1);
             return;
         }

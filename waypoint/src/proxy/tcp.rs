@@ -51,6 +51,11 @@ impl<D: Directory> Waypoint<D> {
         let changes = self.directory.changes();
         let svc = &conn.parent.service;
         let service = conn.parent.metric_label();
+        if let Err(f) = self.authorize_attached(&conn, None) {
+            tracing::warn!(src.identity = %conn.peer, dst.service = %service, error = %f, "TCP connection refused at the waypoint");
+            self.metrics.tcp(service, f.flag());
+            return Outcome::StreamReset;
+        }
         let endpoints = self.directory.endpoints(svc);
         let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
         let Some((i, pending)) = self.balancer.choose(&addrs) else {
@@ -59,7 +64,7 @@ impl<D: Directory> Waypoint<D> {
             return Outcome::StreamReset;
         };
         let ep = endpoints[i].clone();
-        if let Err(f) = self.authorize(&conn, &ep) {
+        if let Err(f) = self.authorize(&conn, &ep, None) {
             drop(pending);
             tracing::warn!(src.identity = %conn.peer, dst.service = %service, upstream = %ep.addr, error = %f, "TCP connection refused at the waypoint");
             self.metrics.tcp(service, f.flag());
@@ -79,15 +84,13 @@ impl<D: Directory> Waypoint<D> {
         // to finish, so it runs on until the tunnel server's drain
         // deadline closes the endpoint.
         let _ = stop;
-        let spliced = splice(
-            &*self.directory,
-            &conn.client,
-            &ep,
-            changes,
-            &mut io,
-            &mut up,
-        )
-        .await;
+        let decided = Decided {
+            client: &conn.client,
+            authority: conn.authority,
+            endpoint: &ep,
+            facts: None,
+        };
+        let spliced = splice(&*self.directory, decided, changes, &mut io, &mut up).await;
         let (outcome, (sent, received), result) = match spliced {
             Spliced::Ended(Ok(n)) => (Outcome::Closed, n, Outcome::Closed.label()),
             Spliced::Ended(Err(_)) => (Outcome::StreamReset, (0, 0), Outcome::StreamReset.label()),
@@ -121,17 +124,45 @@ pub(super) enum Spliced {
     Revoked(String),
 }
 
+/// What a spliced stream was decided for: the client, the destination it
+/// asked for, the endpoint, and the request that opened it (an upgrade's).
+pub(super) struct Decided<'a> {
+    pub client: &'a crate::authz::Client,
+    pub authority: std::net::SocketAddr,
+    pub endpoint: &'a crate::upstream::Endpoint,
+    pub facts: Option<&'a crate::authz::RequestFacts>,
+}
+
+impl Decided<'_> {
+    /// Both layers again, with the directory's current policies: the
+    /// waypoint's attached ones, then the endpoint's.
+    fn decide<D: Directory + ?Sized>(&self, directory: &D) -> quicmesh_core::authz::Decision {
+        use quicmesh_core::authz::{Decision, DenyReason, Verdict};
+        let attached = match directory.attached(self.authority) {
+            Some(ps) => self
+                .client
+                .decide_attached(&ps, self.authority.port(), self.facts),
+            None => Decision::deny(DenyReason::UnknownWorkload, "-"),
+        };
+        if let Verdict::Deny { .. } = attached.verdict {
+            return attached;
+        }
+        let access = directory.access(&self.endpoint.workload);
+        self.client
+            .decide(access.as_deref(), self.endpoint.addr.port(), self.facts)
+    }
+}
+
 /// Copies both ways between `a` (the client's side) and `b` (the
 /// endpoint's) until either ends. Each new config `changes` announces
-/// decides the endpoint's policies again for `client` (quietly: audits
-/// and denials were counted when the connection was decided, a revocation
-/// is its caller's to count), and the copy is cut when they no longer
-/// allow it, as ztunnel does for the connections it admits. `changes`
-/// must have been taken before the first decision.
+/// decides the stream's policies again (quietly: audits and denials were
+/// counted when the connection was decided, a revocation is its caller's
+/// to count), and the copy is cut when they no longer allow it, as
+/// ztunnel does for the connections it admits. `changes` must have been
+/// taken before the first decision.
 pub(super) async fn splice<D, A, B>(
     directory: &D,
-    client: &crate::authz::Client,
-    ep: &crate::upstream::Endpoint,
+    decided: Decided<'_>,
     mut changes: tokio::sync::watch::Receiver<u64>,
     a: &mut A,
     b: &mut B,
@@ -152,8 +183,7 @@ where
                     watching = false;
                     continue;
                 }
-                let access = directory.access(&ep.workload);
-                let decision = client.decide(access.as_deref(), ep.addr.port());
+                let decision = decided.decide(directory);
                 if let quicmesh_core::authz::Verdict::Deny { .. } = decision.verdict {
                     return Spliced::Revoked(decision.to_string());
                 }

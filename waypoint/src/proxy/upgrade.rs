@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use quicmesh_core::route::Backend;
 
 use super::{prepare_upstream, strip_hop_by_hop, Conn, Directory, RequestLog, Waypoint};
+use crate::authz::RequestFacts;
 use crate::response::{text, Body, Failure};
 use crate::upstream::Version;
 
@@ -39,22 +40,35 @@ fn mark_upgrade(headers: &mut http::HeaderMap, value: &HeaderValue) {
     headers.insert(http::header::UPGRADE, value.clone());
 }
 
+/// An upgrade as the client asked for it.
+pub(super) struct Asked<'a> {
+    /// The `Upgrade` header's value.
+    pub value: HeaderValue,
+    /// Limits the wait for the backend's answer (not the stream after it).
+    pub bound: Option<std::time::Duration>,
+    /// What policies read of the request.
+    pub facts: Option<&'a RequestFacts>,
+}
+
 impl<D: Directory> Waypoint<D> {
-    /// Forwards a WebSocket upgrade to an endpoint of `backend`; `bound`
-    /// limits the wait for the backend's answer (not the stream after it).
+    /// Forwards a WebSocket upgrade to an endpoint of `backend`.
     pub(super) async fn upgrade(
         &self,
         conn: &Conn,
         backend: &Backend,
         mut req: Request<Body>,
-        value: HeaderValue,
-        bound: Option<std::time::Duration>,
+        asked: Asked<'_>,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Failure> {
+        let Asked {
+            value,
+            bound,
+            facts,
+        } = asked;
         // Told of every config from before the endpoint is decided on: the
         // stream is decided again on each (see `tcp::splice`).
         let changes = self.directory.changes();
-        let (ep, pending) = self.pick(conn, &backend.target, log)?;
+        let (ep, pending) = self.pick(conn, &backend.target, log, facts)?;
         let ep = &ep;
         // The client's side of the upgrade, taken before the request goes.
         let client = hyper::upgrade::on(&mut req);
@@ -86,6 +100,7 @@ impl<D: Directory> Waypoint<D> {
         let peer = conn.peer.clone();
         let addr = ep.addr;
         let (directory, who, ep) = (self.directory.clone(), conn.client.clone(), ep.clone());
+        let (authority, facts) = (conn.authority, facts.cloned());
         let (metrics, service) = (self.metrics.clone(), conn.parent.metric_label());
         tokio::spawn(async move {
             let (client, upstream) = match tokio::join!(client, upstream) {
@@ -99,7 +114,13 @@ impl<D: Directory> Waypoint<D> {
             let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
             // Like TCP passthrough: no timeout, not cut by a drain (the
             // tunnel server's drain deadline closes it).
-            match super::tcp::splice(&*directory, &who, &ep, changes, &mut c, &mut u).await {
+            let decided = super::tcp::Decided {
+                client: &who,
+                authority,
+                endpoint: &ep,
+                facts: facts.as_ref(),
+            };
+            match super::tcp::splice(&*directory, decided, changes, &mut c, &mut u).await {
                 super::tcp::Spliced::Ended(copied) => {
                     tracing::debug!(src.identity = %peer, upstream = %addr, ?copied, "upgraded stream ended");
                     metrics.upgraded(service, "ended");

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use quicmesh_core::authz::Policy;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::route::{BackendRef, RouteTable};
 
@@ -50,8 +51,9 @@ impl AddressedWorkload {
     }
 
     /// `addr` as a destination: no routes, straight to the pod.
-    pub fn parent(&self, addr: SocketAddr) -> Parent {
+    pub fn parent(&self, addr: SocketAddr, policies: &[Arc<Policy>]) -> Parent {
         Parent {
+            policies: policies.to_vec(),
             service: self.backend(addr),
             // No route, so no redirect needs a host name: the address is
             // the nearest thing the client used.
@@ -99,12 +101,13 @@ pub struct Addressed(pub HashMap<IpAddr, Arc<AddressedWorkload>>);
 impl Addressed {
     /// The destination an authority addresses, if it is a served
     /// workload's IP (port 0 is no destination).
-    pub fn parent(&self, authority: SocketAddr) -> Option<Arc<Parent>> {
+    /// `policies`: those attached to the waypoint itself.
+    pub fn parent(&self, authority: SocketAddr, policies: &[Arc<Policy>]) -> Option<Arc<Parent>> {
         if authority.port() == 0 {
             return None;
         }
         let w = self.0.get(&authority.ip())?;
-        Some(Arc::new(w.parent(authority)))
+        Some(Arc::new(w.parent(authority, policies)))
     }
 
     /// The endpoint a workload backend (see [`AddressedWorkload::backend`])
@@ -166,7 +169,7 @@ mod tests {
     fn an_address_is_a_parent_without_routes_whose_endpoint_is_the_pod() {
         let a = addressed();
         let authority: SocketAddr = "10.244.1.2:8080".parse().unwrap();
-        let p = a.parent(authority).unwrap();
+        let p = a.parent(authority, &[]).unwrap();
         assert!(p.routes.is_empty() && p.consumers.is_empty());
         assert_eq!(p.protocol, Protocol::Http1, "from the Service port");
         assert_eq!(
@@ -185,22 +188,22 @@ mod tests {
             "spiffe://cluster.local/ns/shop/sa/web"
         );
         // Any other port: detected.
-        let p = a.parent("10.244.1.2:9999".parse().unwrap()).unwrap();
+        let p = a.parent("10.244.1.2:9999".parse().unwrap(), &[]).unwrap();
         assert_eq!(p.protocol, Protocol::Auto);
         assert_eq!(
-            a.parent("[fd00::2]:5432".parse().unwrap())
+            a.parent("[fd00::2]:5432".parse().unwrap(), &[])
                 .unwrap()
                 .protocol,
             Protocol::Tcp
         );
-        let v6 = a.parent("[fd00::2]:80".parse().unwrap()).unwrap();
+        let v6 = a.parent("[fd00::2]:80".parse().unwrap(), &[]).unwrap();
         assert_eq!(
             a.endpoint(&v6.service).unwrap().addr,
             "[fd00::2]:80".parse().unwrap()
         );
         // Not served: another address, port 0, another namespace's name.
-        assert!(a.parent("10.244.1.3:8080".parse().unwrap()).is_none());
-        assert!(a.parent("10.244.1.2:0".parse().unwrap()).is_none());
+        assert!(a.parent("10.244.1.3:8080".parse().unwrap(), &[]).is_none());
+        assert!(a.parent("10.244.1.2:0".parse().unwrap(), &[]).is_none());
         let elsewhere = BackendRef {
             namespace: "front".into(),
             ..p.service.clone()
