@@ -2,6 +2,8 @@
 //! (on the loopback admin port) and the state gauges of /metrics. Pure over
 //! the index.
 
+use quicmesh_core::authz::set::Target;
+
 use crate::index::Index;
 
 /// One line per AuthorizationPolicy for /status and the metrics.
@@ -13,6 +15,9 @@ pub struct PolicyReport {
     pub invalid: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What `targetRefs` attach it to (decided by waypoints only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attached_to: Vec<String>,
 }
 
 pub fn policy_report(ix: &Index) -> Vec<PolicyReport> {
@@ -21,11 +26,25 @@ pub fn policy_report(ix: &Index) -> Vec<PolicyReport> {
             name: p.policy.name.clone(),
             state: match (&p.policy.invalid, p.warnings.is_empty()) {
                 (Some(_), _) => "invalid",
-                (None, false) => "l7_ignored",
+                (None, false) => "l7_at_waypoint",
                 (None, true) => "valid",
             },
             invalid: p.policy.invalid.clone(),
             warnings: p.warnings.clone(),
+            attached_to: match &p.target {
+                crate::model::PolicyTarget::Attached(ts) => ts
+                    .iter()
+                    .map(|t| match t {
+                        Target::Gateway(n) => format!("Gateway {}/{n}", p.namespace),
+                        Target::Service(n) => format!("Service {}/{n}", p.namespace),
+                        Target::GatewayClass => {
+                            format!("GatewayClass {}", crate::waypoint::WAYPOINT_CLASS)
+                        }
+                        Target::Unknown(k) => k.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
         .collect()
 }

@@ -165,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     >::default();
     registry.register(
         "quicmesh_controller_authorization_policies",
-        "AuthorizationPolicies known, by state (valid, invalid: failing closed, l7_ignored: has L7 parts L4 cannot enforce)",
+        "AuthorizationPolicies known, by state (valid, invalid: failing closed, l7_at_waypoint: has L7 parts, decided by waypoints and failing closed at ztunnels)",
         policy_states.clone(),
     );
 
@@ -392,7 +392,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             .set(n);
                     }
                     let report = st3.with_index(policy_report);
-                    for state in ["valid", "invalid", "l7_ignored"] {
+                    for state in ["valid", "invalid", "l7_at_waypoint"] {
                         let n = report.iter().filter(|p| p.state == state).count();
                         policy_states
                             .get_or_create(&vec![("state".into(), state.into())])

@@ -29,10 +29,10 @@ fn report_policy(r: &Resource) {
     };
     let policy = format!("{}/{}", a.namespace, a.name);
     if !a.invalid.is_empty() {
-        tracing::warn!(%policy, reason = %a.invalid, "AuthorizationPolicy is invalid: it denies all traffic to the workloads it targets");
+        tracing::warn!(%policy, reason = %a.invalid, "AuthorizationPolicy is invalid: it denies all traffic it targets");
     }
     for w in &a.warnings {
-        tracing::warn!(%policy, warning = %w, "AuthorizationPolicy has parts L4 cannot enforce");
+        tracing::warn!(%policy, warning = %w, "AuthorizationPolicy has L7 parts a ztunnel cannot decide");
     }
 }
 

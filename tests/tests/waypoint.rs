@@ -319,6 +319,15 @@ async fn the_waypoint_example_routes_as_documented() {
     let conditions = &status["httpRoutes"][0]["parents"][0]["conditions"];
     assert_eq!(conditions[0]["status"], true, "{status}");
     assert_eq!(conditions[1]["status"], true, "{status}");
+    // Its L7 policy (policy.yaml): reads only, nothing under /admin/.
+    let code = |args: &[&str]| {
+        let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        a.extend_from_slice(args);
+        curl_from(&cluster, "client-0", &a).unwrap_or_default()
+    };
+    assert_eq!(code(&["-X", "POST", "http://web.shop/"]), "403");
+    assert_eq!(code(&["http://web.shop/admin/users"]), "403");
+    assert_eq!(code(&["http://web.shop/shop"]), "200");
 }
 
 /// Only front/client may call shop's web pods; front/stranger may not.
