@@ -82,6 +82,8 @@ pub enum PolicyTarget {
 pub struct AuthorizationPolicy {
     pub name: String,
     pub namespace: String,
+    /// `metadata.generation` (its status conditions say which they saw).
+    pub generation: i64,
     pub target: PolicyTarget,
     /// The compiled policy; `invalid` says why it denies all it targets.
     pub policy: quicmesh_core::authz::Policy,

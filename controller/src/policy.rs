@@ -36,7 +36,9 @@ use crate::model::{self, Labels, PolicyTarget};
     kind = "AuthorizationPolicy",
     namespaced,
     shortname = "authz",
-    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#
+    status = "AuthorizationPolicyStatus",
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -57,6 +59,35 @@ pub struct AuthorizationPolicySpec {
     /// denies nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleSpec>,
+}
+
+/// What the controller says of a policy (written by it, not by users).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationPolicyStatus {
+    /// `Accepted`: True when the policy is understood (its message lists
+    /// parts a ztunnel decides failing closed); False, reason `Invalid`,
+    /// when it is not (it then denies what it targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<StatusCondition>,
+}
+
+/// A condition as Kubernetes APIs write them (`metav1.Condition`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub observed_generation: i64,
+    #[serde(default)]
+    pub last_transition_time: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -262,6 +293,7 @@ pub fn compile(
             return model::AuthorizationPolicy {
                 name: name.to_string(),
                 namespace: namespace.to_string(),
+                generation: 0,
                 target,
                 policy: authz::Policy::invalid(full, action, reason),
                 warnings: Vec::new(),
@@ -311,6 +343,7 @@ pub fn compile(
     model::AuthorizationPolicy {
         name: name.to_string(),
         namespace: namespace.to_string(),
+        generation: 0,
         target,
         policy,
         warnings,
@@ -357,6 +390,7 @@ pub fn compile_failed(namespace: &str, name: &str, reason: String) -> model::Aut
     model::AuthorizationPolicy {
         name: name.to_string(),
         namespace: namespace.to_string(),
+        generation: 0,
         target: PolicyTarget::Namespace,
         policy: authz::Policy::invalid(
             format!("{namespace}/{name}"),

@@ -1,9 +1,10 @@
 //! The status the controller reports for what it serves, as Gateway API
 //! controllers write it: each waypoint Gateway's conditions (`Accepted`,
-//! `Programmed`) and, for each HTTPRoute and GRPCRoute, one
-//! `status.parents[]` entry per Service parent (controller
-//! [`CONTROLLER_NAME`]) with `Accepted` and `ResolvedRefs`. Pure, from the
-//! index: `/status` serves it, and in Kubernetes [`kube`] writes it back.
+//! `Programmed`); for each HTTPRoute and GRPCRoute, one `status.parents[]`
+//! entry per Service parent (controller [`CONTROLLER_NAME`]) with
+//! `Accepted` and `ResolvedRefs`; and quicmesh's own policies'
+//! `status.conditions` ([`PolicyStatus`]). Pure, from the index: `/status`
+//! serves it, and in Kubernetes [`kube`] writes it back.
 
 use serde_json::{json, Value};
 
@@ -35,6 +36,52 @@ pub struct RouteStatus {
     pub generation: i64,
     /// `{parentRef, controllerName, conditions}` without timestamps.
     pub parents: Vec<(Value, Vec<Condition>)>,
+}
+
+/// The conditions of one of quicmesh's own objects (group `quicmesh.io`),
+/// written to its `status.conditions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyStatus {
+    /// The API kind and plural (`AuthorizationPolicy`, `authorizationpolicies`).
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub conditions: Vec<Condition>,
+}
+
+/// Every AuthorizationPolicy: `Accepted` True (the message names the parts
+/// a ztunnel decides failing closed, if any), or False with reason
+/// `Invalid` and why (it then denies what it targets).
+pub fn authorization_policies(index: &Index) -> Vec<PolicyStatus> {
+    index
+        .policies()
+        .map(|p| {
+            let accepted = match &p.policy.invalid {
+                Some(why) => Condition {
+                    kind: "Accepted",
+                    status: false,
+                    reason: "Invalid",
+                    message: format!("{why}; it denies all traffic it targets"),
+                },
+                None => Condition {
+                    kind: "Accepted",
+                    status: true,
+                    reason: "Accepted",
+                    message: p.warnings.join("; "),
+                },
+            };
+            PolicyStatus {
+                kind: "AuthorizationPolicy",
+                plural: "authorizationpolicies",
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                generation: p.generation,
+                conditions: vec![accepted],
+            }
+        })
+        .collect()
 }
 
 /// Every waypoint Gateway that exists (an implied one has no object yet).

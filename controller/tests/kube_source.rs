@@ -1210,6 +1210,80 @@ async fn status_is_written_back_keeping_other_controllers_entries() {
     .await;
 }
 
+#[tokio::test]
+async fn a_policys_conditions_are_written_to_its_status() {
+    use quicmesh_controller::status::kube::{run, StatusMetrics};
+    let (client, mut api) = mock_client();
+    let store = Store::new("cluster.local");
+    store.apply(|ix| {
+        let broken = quicmesh_controller::model::AuthorizationPolicy {
+            generation: 3,
+            ..quicmesh_controller::policy::compile(
+                "shop",
+                "broken",
+                &serde_json::json!({"rules": [{"to": [{"operation": {"methods": ["get"]}}]}]}),
+            )
+        };
+        ix.upsert(Object::AuthorizationPolicy(broken))
+    });
+    tokio::spawn(run(client, store.clone(), StatusMetrics::default()));
+    let path = "/apis/quicmesh.io/v1alpha1/namespaces/shop/authorizationpolicies/broken/status";
+    bounded(async {
+        // Server-side apply of ours: Accepted False, Invalid, the field named.
+        let body = api
+            .echo(
+                Method::PATCH,
+                path,
+                &["fieldManager=quicmesh-controller", "force=true"],
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(body["apiVersion"], "quicmesh.io/v1alpha1");
+        assert_eq!(body["kind"], "AuthorizationPolicy");
+        let c = &body["status"]["conditions"][0];
+        assert_eq!(
+            (c["type"].as_str(), c["status"].as_str()),
+            (Some("Accepted"), Some("False"))
+        );
+        assert_eq!(c["reason"], "Invalid");
+        assert!(
+            c["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.rules[0].to[0].operation.methods[0]"),
+            "{c}"
+        );
+        assert_eq!(c["observedGeneration"], 3);
+        // Fixed: written again, now accepted.
+        store.apply(|ix| {
+            let fixed = quicmesh_controller::model::AuthorizationPolicy {
+                generation: 4,
+                ..quicmesh_controller::policy::compile(
+                    "shop",
+                    "broken",
+                    &serde_json::json!({"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}),
+                )
+            };
+            ix.upsert(Object::AuthorizationPolicy(fixed))
+        });
+        let body = api
+            .echo(
+                Method::PATCH,
+                path,
+                &["fieldManager=quicmesh-controller", "force=true"],
+                StatusCode::OK,
+            )
+            .await;
+        let c = &body["status"]["conditions"][0];
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("True"), Some("Accepted"))
+        );
+        assert_eq!(c["observedGeneration"], 4);
+    })
+    .await;
+}
+
 /// The uid of the ztunnel pod the recorded ztunnel token is bound to.
 const ZTUNNEL_POD: &str = "7b2e4f10-3c5d-4e6f-8a9b-0c1d2e3f4a11";
 

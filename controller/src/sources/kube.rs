@@ -438,7 +438,10 @@ pub fn authorization_policy(o: &DynamicObject) -> Option<model::AuthorizationPol
         None | Some(Value::Null) => &empty,
         Some(spec) => spec,
     };
-    Some(policy::compile(namespace, name, spec))
+    Some(model::AuthorizationPolicy {
+        generation: o.metadata.generation.unwrap_or(0),
+        ..policy::compile(namespace, name, spec)
+    })
 }
 
 /// `metadata.name` and `metadata.namespace` of a custom resource, or a

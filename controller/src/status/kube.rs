@@ -4,6 +4,8 @@
 //! - a waypoint Gateway's `status.conditions`: server-side apply on the
 //!   `status` subresource (conditions are a map by `type`, so only ours are
 //!   touched);
+//! - a quicmesh policy's `status.conditions` (AuthorizationPolicy): the
+//!   same, on its own group's `status` subresource;
 //! - a route's `status.parents`: a list other controllers write too (a
 //!   route may also have Gateway parents), so it is read, our entries
 //!   replaced and the others kept, and written back with a merge patch that
@@ -24,7 +26,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
-use super::{api_condition, gateways, merge_parents, routes, since, GatewayStatus, RouteStatus};
+use super::{
+    api_condition, authorization_policies, gateways, merge_parents, routes, since, GatewayStatus,
+    PolicyStatus, RouteStatus,
+};
+use crate::gamma::Condition;
 use crate::provision::kube::count;
 use crate::provision::FIELD_MANAGER;
 use crate::sources::kube::gateway_api;
@@ -53,44 +59,104 @@ fn gist_of_route(r: &RouteStatus) -> Value {
     json!([r.generation, r.parents])
 }
 
-/// Writes a Gateway's conditions; `times` holds each condition's last
-/// transition (kept across writes while its status holds).
-async fn write_gateway(
+/// The last transition of each condition written, by (kind, namespace,
+/// name, condition): kept across writes while a condition's status holds.
+type Times = HashMap<(String, String, String, &'static str), Value>;
+
+/// One object whose `status.conditions` the controller owns: applied
+/// server-side on its `status` subresource (conditions are a map by
+/// `type`, so only ours are touched).
+struct Conditions<'a> {
+    api_version: &'static str,
+    resource: kube::api::ApiResource,
+    namespace: &'a str,
+    name: &'a str,
+    generation: i64,
+    conditions: &'a [Condition],
+}
+
+async fn write_conditions(
     client: &kube::Client,
-    g: &GatewayStatus,
-    times: &mut HashMap<(String, String, &'static str), Value>,
+    o: Conditions<'_>,
+    times: &mut Times,
 ) -> anyhow::Result<()> {
     let now = now();
-    let conditions: Vec<Value> = g
+    let key = |c: &Condition| {
+        (
+            o.resource.kind.clone(),
+            o.namespace.to_string(),
+            o.name.to_string(),
+            c.kind,
+        )
+    };
+    let conditions: Vec<Value> = o
         .conditions
         .iter()
-        .map(|c| {
-            let key = (g.namespace.clone(), g.name.clone(), c.kind);
-            api_condition(c, g.generation, since(c, times.get(&key), &now))
-        })
+        .map(|c| api_condition(c, o.generation, since(c, times.get(&key(c)), &now)))
         .collect();
     let body = json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "Gateway",
-        "metadata": {"name": g.name, "namespace": g.namespace},
+        "apiVersion": o.api_version,
+        "kind": o.resource.kind,
+        "metadata": {"name": o.name, "namespace": o.namespace},
         "status": {"conditions": conditions},
     });
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &g.namespace,
-        &gateway_api("Gateway", "gateways"),
-    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), o.namespace, &o.resource);
     api.patch_status(
-        &g.name,
+        o.name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await?;
     // What was written is what later writes compare with.
-    for (c, v) in g.conditions.iter().zip(conditions) {
-        times.insert((g.namespace.clone(), g.name.clone(), c.kind), v);
+    for (c, v) in o.conditions.iter().zip(conditions) {
+        times.insert(key(c), v);
     }
     Ok(())
+}
+
+/// Writes a Gateway's conditions.
+async fn write_gateway(
+    client: &kube::Client,
+    g: &GatewayStatus,
+    times: &mut Times,
+) -> anyhow::Result<()> {
+    let o = Conditions {
+        api_version: "gateway.networking.k8s.io/v1",
+        resource: gateway_api("Gateway", "gateways"),
+        namespace: &g.namespace,
+        name: &g.name,
+        generation: g.generation,
+        conditions: &g.conditions,
+    };
+    write_conditions(client, o, times).await
+}
+
+/// Writes a quicmesh policy's conditions.
+async fn write_policy(
+    client: &kube::Client,
+    p: &PolicyStatus,
+    times: &mut Times,
+) -> anyhow::Result<()> {
+    let o = Conditions {
+        api_version: "quicmesh.io/v1alpha1",
+        resource: quicmesh_api(p.kind, p.plural),
+        namespace: &p.namespace,
+        name: &p.name,
+        generation: p.generation,
+        conditions: &p.conditions,
+    };
+    write_conditions(client, o, times).await
+}
+
+/// A kind of quicmesh.io/v1alpha1.
+fn quicmesh_api(kind: &str, plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "quicmesh.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "quicmesh.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
 }
 
 /// Reads a route, merges our parent statuses into it and writes them back
@@ -128,7 +194,8 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
     let mut times = HashMap::new();
     let mut retries = Retries::default();
     loop {
-        let (gs, rs) = store.with_index(|ix| (gateways(ix), routes(ix)));
+        let (gs, rs, ps) =
+            store.with_index(|ix| (gateways(ix), routes(ix), authorization_policies(ix)));
         let now = std::time::Instant::now();
         for g in &gs {
             let key = format!("Gateway {}/{}", g.namespace, g.name);
@@ -183,9 +250,35 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
                 }
             }
         }
+        for p in &ps {
+            let key = format!("{} {}/{}", p.kind, p.namespace, p.name);
+            let gist = json!([p.generation, p.conditions]);
+            if written.get(&key) == Some(&gist) || !retries.ready(&key, now) {
+                continue;
+            }
+            match write_policy(&client, p, &mut times).await {
+                Ok(()) => {
+                    count(&metrics, p.kind, "written");
+                    retries.succeeded(&key);
+                    written.insert(key, gist);
+                }
+                // Gone meanwhile: its watch event will follow.
+                Err(e) if is_not_found(&e) => retries.succeeded(&key),
+                Err(e) => {
+                    let after = retries.failed(&key, now);
+                    tracing::warn!(policy = %key, error = %format!("{e:#}"), retry_in_s = after.as_secs(), "could not write a policy's status; retried later");
+                    count(&metrics, p.kind, "error");
+                    written.remove(&key);
+                }
+            }
+        }
         let live: std::collections::HashSet<String> = gs
             .iter()
             .map(|g| format!("Gateway {}/{}", g.namespace, g.name))
+            .chain(
+                ps.iter()
+                    .map(|p| format!("{} {}/{}", p.kind, p.namespace, p.name)),
+            )
             .chain(
                 rs.iter()
                     .map(|r| format!("{} {}/{}", r.kind.api_kind(), r.namespace, r.name)),
