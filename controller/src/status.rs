@@ -2,7 +2,9 @@
 //! controllers write it: each waypoint Gateway's conditions (`Accepted`,
 //! `Programmed`) and, for each HTTPRoute and GRPCRoute, one
 //! `status.parents[]` entry per Service parent (controller
-//! [`CONTROLLER_NAME`]) with `Accepted` and `ResolvedRefs`. Pure, from the
+//! [`CONTROLLER_NAME`]) with `Accepted` and `ResolvedRefs`; each
+//! RequestAuthentication's `Accepted` (False with the reason when it is
+//! invalid). Pure, from the
 //! index: `/status` serves it, and in Kubernetes [`kube`] writes it back.
 
 use serde_json::{json, Value};
@@ -35,6 +37,34 @@ pub struct RouteStatus {
     pub generation: i64,
     /// `{parentRef, controllerName, conditions}` without timestamps.
     pub parents: Vec<(Value, Vec<Condition>)>,
+}
+
+/// A RequestAuthentication's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticationStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub compiled: crate::authn::Compiled,
+}
+
+impl AuthenticationStatus {
+    pub fn conditions(&self) -> Vec<Condition> {
+        vec![self.compiled.condition()]
+    }
+}
+
+/// Every RequestAuthentication, compiled against the index.
+pub fn authentications(index: &Index) -> Vec<AuthenticationStatus> {
+    index
+        .request_authentications()
+        .map(|ra| AuthenticationStatus {
+            namespace: ra.namespace.clone(),
+            name: ra.name.clone(),
+            generation: ra.generation,
+            compiled: index.compiled_authentication(ra),
+        })
+        .collect()
 }
 
 /// Every waypoint Gateway that exists (an implied one has no object yet).

@@ -11,25 +11,42 @@ fn crd_dirs() -> [PathBuf; 2] {
     [root.join("crds"), root.join("../helm/quicmesh/crds")]
 }
 
+/// Each CRD: its file name, the Rust source it is generated from, and the YAML.
+fn crds() -> [(&'static str, &'static str, String); 2] {
+    [
+        (
+            "authorizationpolicies.quicmesh.io.yaml",
+            "controller/src/policy.rs",
+            quicmesh_controller::policy::crd_yaml(),
+        ),
+        (
+            "requestauthentications.quicmesh.io.yaml",
+            "controller/src/authn.rs",
+            quicmesh_controller::authn::crd_yaml(),
+        ),
+    ]
+}
+
 #[test]
 fn checked_in_crd_matches_the_types() {
-    let want = format!(
-        "# Generated from controller/src/policy.rs; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{}",
-        quicmesh_controller::policy::crd_yaml()
-    );
-    for dir in crd_dirs() {
-        let path = dir.join("authorizationpolicies.quicmesh.io.yaml");
-        if std::env::var_os("QUICMESH_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-            continue;
-        }
-        let have = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
-        assert!(
-            have == want,
-            "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
-            path.display()
+    for (file, source, yaml) in crds() {
+        let want = format!(
+            "# Generated from {source}; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{yaml}"
         );
+        for dir in crd_dirs() {
+            let path = dir.join(file);
+            if std::env::var_os("QUICMESH_BLESS").is_some() {
+                std::fs::write(&path, &want).unwrap();
+                continue;
+            }
+            let have = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
+            assert!(
+                have == want,
+                "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
+                path.display()
+            );
+        }
     }
 }
 

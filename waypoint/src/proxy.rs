@@ -115,6 +115,10 @@ pub trait Directory: Send + Sync + 'static {
     /// The policies of the workload with uid `workload` (an endpoint's);
     /// None for a workload the waypoint has no record of.
     fn access(&self, workload: &str) -> Option<Arc<Access>>;
+    /// The RequestAuthentications in effect (none by default).
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        Arc::default()
+    }
     /// Told of every change of what it knows (the value is the config's
     /// version): a TCP connection passed through decides its policies
     /// again then. A directory that never changes (the default) hands out
@@ -134,6 +138,8 @@ pub struct Tables {
     pub workloads: workload::Addressed,
     /// By workload uid.
     pub access: HashMap<String, Arc<Access>>,
+    /// RequestAuthentications.
+    pub authn: Arc<crate::authn::Table>,
 }
 
 impl Directory for Tables {
@@ -151,6 +157,9 @@ impl Directory for Tables {
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.access.get(workload).cloned()
+    }
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        self.authn.clone()
     }
 }
 
@@ -213,6 +222,9 @@ impl Directory for Versioned {
     }
     fn access(&self, workload: &str) -> Option<Arc<Access>> {
         self.tables().access(workload)
+    }
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        self.tables().authn.clone()
     }
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
@@ -379,6 +391,7 @@ impl<D: Directory> Waypoint<D> {
             status = resp.status().as_u16(),
             route = log.route,
             upstream = log.upstream,
+            principal = log.principal,
             flag = log.flag,
             retries = log.retries,
             duration_ms = started.elapsed().as_millis() as u64,
@@ -404,6 +417,13 @@ impl<D: Directory> Waypoint<D> {
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
         let parent = &conn.parent;
+        // JWT authentication, before routing (routes may match the claims'
+        // headers). The verified token, if any, goes on with the request
+        // (authorization's requestPrincipals).
+        let verified = self.authenticate(conn, &mut req).await?;
+        if let Some(v) = &verified {
+            log.principal = v.principal();
+        }
         let routes = parent.routes_for(conn.client.namespace());
         let implicit;
         let (rule, matched) = if routes.is_empty() {
@@ -623,6 +643,42 @@ impl<D: Directory> Waypoint<D> {
         }
     }
 
+    /// RequestAuthentication for one request ([`crate::authn`]): counted,
+    /// and refusals turned into [`Failure::Unauthenticated`] (logged with
+    /// their reason where every failure is).
+    async fn authenticate(
+        &self,
+        conn: &Conn,
+        req: &mut Request<Incoming>,
+    ) -> Result<Option<Arc<quicmesh_core::jwt::Verified>>, Failure> {
+        let table = self.directory.authentication();
+        if table.authentications.is_empty() {
+            return Ok(None);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match table.authenticate(&conn.parent.service, req, now).await {
+            Ok(crate::authn::Outcome::NotApplicable) => Ok(None),
+            Ok(crate::authn::Outcome::Unauthenticated) => {
+                self.metrics.jwt("no_token", "");
+                Ok(None)
+            }
+            Ok(crate::authn::Outcome::Authenticated(v)) => {
+                self.metrics.jwt("authenticated", "");
+                Ok(Some(v))
+            }
+            Err(r) => {
+                self.metrics.jwt("refused", r.reason);
+                Err(Failure::Unauthenticated {
+                    realm: request_host(req).unwrap_or_else(|| conn.parent.host.clone()),
+                    reason: r.reason,
+                    detail: r.detail,
+                })
+            }
+        }
+    }
+
     /// An endpoint of `backend` for a request of `conn`'s client: chosen by
     /// load, then authorized (refused: no latency sample, `pending` is
     /// dropped). The access log names it.
@@ -695,6 +751,8 @@ impl<D: Directory> Waypoint<D> {
 #[derive(Default)]
 struct RequestLog {
     route: String,
+    /// The verified JWT's principal (`<iss>/<sub>`), when one was.
+    principal: String,
     /// The route is a GRPCRoute (its own retry budget, apart from an
     /// HTTPRoute of the same name).
     grpc_route: bool,
