@@ -110,3 +110,35 @@ fn example_policies_are_valid() {
     }
     assert!(seen >= 2, "no example policies found in {}", dir.display());
 }
+
+/// The RequestAuthentication example (examples/waypoint/) is valid as the
+/// file source reads it: its jwksFrom.file found beside it, its keys usable.
+#[test]
+fn the_request_authentication_example_is_valid() {
+    use quicmesh_controller::model::Object;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint");
+    let mut source = quicmesh_controller::sources::files::FileSource::new(vec![dir.clone()]);
+    let (objects, errors) = source.poll().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let ras: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::RequestAuthentication(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ras.len(), 1, "{}", dir.display());
+    let c =
+        quicmesh_controller::authn::compile(
+            ras[0],
+            "quicmesh-system",
+            &std::collections::BTreeMap::<
+                (String, String),
+                std::collections::BTreeMap<String, Vec<u8>>,
+            >::new(),
+        );
+    assert_eq!(c.invalid(), None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.resource.rules[0].output_claim_to_headers.len(), 2);
+    assert!(c.resource.rules[0].jwks.contains("demo-2026"));
+}
