@@ -4,6 +4,8 @@
 //! - a waypoint Gateway's `status.conditions`: server-side apply on the
 //!   `status` subresource (conditions are a map by `type`, so only ours are
 //!   touched);
+//! - a RequestAuthentication's `status.conditions` (`Accepted`): the same,
+//!   on its own `status` subresource;
 //! - a route's `status.parents`: a list other controllers write too (a
 //!   route may also have Gateway parents), so it is read, our entries
 //!   replaced and the others kept, and written back with a merge patch that
@@ -24,7 +26,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
-use super::{api_condition, gateways, merge_parents, routes, since, GatewayStatus, RouteStatus};
+use super::{
+    api_condition, authentications, gateways, merge_parents, routes, since, AuthenticationStatus,
+    GatewayStatus, RouteStatus,
+};
 use crate::provision::kube::count;
 use crate::provision::FIELD_MANAGER;
 use crate::sources::kube::gateway_api;
@@ -93,6 +98,57 @@ async fn write_gateway(
     Ok(())
 }
 
+fn gist_of_authentication(a: &AuthenticationStatus) -> Value {
+    json!([a.generation, a.conditions()])
+}
+
+/// Writes a RequestAuthentication's conditions by server-side apply, as
+/// for a Gateway.
+async fn write_authentication(
+    client: &kube::Client,
+    a: &AuthenticationStatus,
+    times: &mut HashMap<(String, String, &'static str), Value>,
+) -> anyhow::Result<()> {
+    let now = now();
+    let kinds = a.conditions();
+    let conditions: Vec<Value> = kinds
+        .iter()
+        .map(|c| {
+            let key = (
+                a.namespace.clone(),
+                format!("RequestAuthentication {}", a.name),
+                c.kind,
+            );
+            api_condition(c, a.generation, since(c, times.get(&key), &now))
+        })
+        .collect();
+    let body = json!({
+        "apiVersion": crate::sources::manifest::QUICMESH_API_VERSION,
+        "kind": "RequestAuthentication",
+        "metadata": {"name": a.name, "namespace": a.namespace},
+        "status": {"conditions": conditions},
+    });
+    let resource = kube::api::ApiResource::erase::<crate::authn::RequestAuthentication>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &a.namespace, &resource);
+    api.patch_status(
+        &a.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    for (c, v) in kinds.iter().zip(conditions) {
+        times.insert(
+            (
+                a.namespace.clone(),
+                format!("RequestAuthentication {}", a.name),
+                c.kind,
+            ),
+            v,
+        );
+    }
+    Ok(())
+}
+
 /// Reads a route, merges our parent statuses into it and writes them back
 /// if they differ.
 async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<bool> {
@@ -128,7 +184,8 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
     let mut times = HashMap::new();
     let mut retries = Retries::default();
     loop {
-        let (gs, rs) = store.with_index(|ix| (gateways(ix), routes(ix)));
+        let (gs, rs, auths) =
+            store.with_index(|ix| (gateways(ix), routes(ix), authentications(ix)));
         let now = std::time::Instant::now();
         for g in &gs {
             let key = format!("Gateway {}/{}", g.namespace, g.name);
@@ -183,12 +240,38 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
                 }
             }
         }
+        for a in &auths {
+            let key = format!("RequestAuthentication {}/{}", a.namespace, a.name);
+            let gist = gist_of_authentication(a);
+            if written.get(&key) == Some(&gist) || !retries.ready(&key, now) {
+                continue;
+            }
+            match write_authentication(&client, a, &mut times).await {
+                Ok(()) => {
+                    count(&metrics, "RequestAuthentication", "written");
+                    retries.succeeded(&key);
+                    written.insert(key, gist);
+                }
+                Err(e) if is_not_found(&e) => retries.succeeded(&key),
+                Err(e) => {
+                    let after = retries.failed(&key, now);
+                    tracing::warn!(object = %key, error = %format!("{e:#}"), retry_in_s = after.as_secs(), "could not write a RequestAuthentication's status; retried later");
+                    count(&metrics, "RequestAuthentication", "error");
+                    written.remove(&key);
+                }
+            }
+        }
         let live: std::collections::HashSet<String> = gs
             .iter()
             .map(|g| format!("Gateway {}/{}", g.namespace, g.name))
             .chain(
                 rs.iter()
                     .map(|r| format!("{} {}/{}", r.kind.api_kind(), r.namespace, r.name)),
+            )
+            .chain(
+                auths
+                    .iter()
+                    .map(|a| format!("RequestAuthentication {}/{}", a.namespace, a.name)),
             )
             .collect();
         retries.retain(|k| live.contains(k));
