@@ -210,15 +210,18 @@ async fn request_authentication_at_the_waypoint() {
 
     let whoami = "http://whoami.shop/";
     let a = token(keys.path(), "a", "a", "shop", 600);
-    // Valid: 200, the claims reach the backend, the token does not.
+    // Valid: 200, the claims reach the backend (once the object is in
+    // effect at the waypoint), the token does not.
     let ok = eventually(Duration::from_secs(60), || async {
-        get(&cluster, whoami, Some(&a)).0 == 200
+        let (code, body) = get(&cluster, whoami, Some(&a));
+        code == 200 && body.contains("x-jwt-sub: alice")
     })
     .await;
     assert!(
         ok,
-        "a valid token was never accepted: {:?}",
-        get(&cluster, whoami, Some(&a))
+        "a valid token was never accepted: {:?}\n{}",
+        get(&cluster, whoami, Some(&a)),
+        cluster.pod_log("shop", "waypoint-0")
     );
     let (_, body) = get(&cluster, whoami, Some(&a));
     assert!(body.contains("x-jwt-sub: alice"), "{body}");
