@@ -2,7 +2,8 @@
 # Installs what quicmesh's lab, tests and demo need on a Debian machine, as
 # root: nftables, iproute2 (ip, ss), curl, iperf3, ethtool, HAProxy (the
 # benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
-# client of the tests), grpcio (gRPC through the waypoint) and
+# client of the tests), grpcio (gRPC through the waypoint), PyJWT and
+# cryptography (the JWTs of the RequestAuthentication tests) and
 # kubernetes-validate (the controller's Kubernetes manifests). Idempotent;
 # quiet when all is there.
 set -euo pipefail
@@ -35,6 +36,12 @@ if ! "$PY" -c 'import grpc' 2>/dev/null; then
   echo "setup.sh: installing grpcio for $PY (the waypoint's gRPC tests)"
   "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'grpcio==1.68.1' \
     || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio==1.68.1'
+fi
+
+if ! "$PY" -c 'import jwt, cryptography' 2>/dev/null; then
+  echo "setup.sh: installing PyJWT and cryptography for $PY (the RequestAuthentication tests sign tokens)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'pyjwt[crypto]==2.10.1' \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'pyjwt[crypto]==2.10.1'
 fi
 
 # 1.33.1 ships the OpenAPI schemas of Kubernetes 1.22 to 1.33 (the chart is

@@ -105,3 +105,29 @@ pub fn waypoint_report(ix: &Index) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Each RequestAuthentication with its `Accepted` condition (as written
+/// back in Kubernetes) and, per rule, where its keys come from, for /status.
+pub fn authentication_report(ix: &Index) -> Vec<serde_json::Value> {
+    crate::status::authentications(ix)
+        .into_iter()
+        .map(|a| {
+            let rules: Vec<_> = a
+                .compiled
+                .resource
+                .rules
+                .iter()
+                .map(|r| {
+                    let keys = if r.jwks_uri.is_empty() {
+                        "inline"
+                    } else {
+                        r.jwks_uri.as_str()
+                    };
+                    serde_json::json!({"issuer": r.issuer, "keys": keys})
+                })
+                .collect();
+            serde_json::json!({"namespace": a.namespace, "name": a.name,
+                "conditions": [a.compiled.condition()], "rules": rules})
+        })
+        .collect()
+}

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
-    PolicyTarget, Route, RouteKind, Service,
+    PolicyTarget, RequestAuthentication, Route, RouteKind, Service,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
-/// `authorization/<namespace>/<name>`.
+/// `authorization/<namespace>/<name>`, `authentication/<namespace>/<name>`.
 pub type Dirty = BTreeSet<String>;
 
 /// The namespace whose policies and mTLS label apply mesh-wide, unless configured.
@@ -25,6 +25,10 @@ pub fn service_name(namespace: &str, name: &str) -> String {
 
 pub fn authorization_name(namespace: &str, name: &str) -> String {
     format!("authorization/{namespace}/{name}")
+}
+
+pub fn authentication_name(namespace: &str, name: &str) -> String {
+    format!("authentication/{namespace}/{name}")
 }
 
 #[derive(Debug)]
@@ -203,6 +207,15 @@ impl Index {
             Object::Route(r) => {
                 dirty.insert(r.resource_name());
             }
+            Object::RequestAuthentication(ra) => {
+                dirty.insert(authentication_name(&ra.namespace, &ra.name));
+            }
+            // Its namespace's RequestAuthentications may read it.
+            Object::Secret(s) => dirty.extend(
+                self.request_authentications()
+                    .filter(|ra| ra.namespace == s.namespace)
+                    .map(|ra| authentication_name(&ra.namespace, &ra.name)),
+            ),
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
                 dirty.extend(self.pods_in(&es.namespace).map(|p| workload_name(&p.uid)));
@@ -366,6 +379,30 @@ impl Index {
         }
     }
 
+    pub fn request_authentications(&self) -> impl Iterator<Item = &RequestAuthentication> {
+        self.of_kind(Kind::RequestAuthentication)
+            .filter_map(|o| match o {
+                Object::RequestAuthentication(r) => Some(r),
+                _ => None,
+            })
+    }
+
+    pub fn request_authentication(&self, ns: &str, name: &str) -> Option<&RequestAuthentication> {
+        match self.objects.get(&Key {
+            kind: Kind::RequestAuthentication,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::RequestAuthentication(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A RequestAuthentication read against the index (its Secrets).
+    pub fn compiled_authentication(&self, ra: &RequestAuthentication) -> crate::authn::Compiled {
+        crate::authn::compile(ra, &self.root_namespace, self)
+    }
+
     pub fn slices_for<'a>(
         &'a self,
         ns: &'a str,
@@ -388,6 +425,19 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+}
+
+impl crate::authn::Sources for Index {
+    fn secret_key(&self, namespace: &str, name: &str, key: &str) -> Option<Option<Vec<u8>>> {
+        match self.objects.get(&Key {
+            kind: Kind::Secret,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::Secret(s)) => Some(s.data.get(key).cloned()),
+            _ => None,
+        }
     }
 }
 

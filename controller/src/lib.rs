@@ -5,6 +5,7 @@
 //!   Kubernetes API;
 //! - [`index`] and [`store`]: what is known, and what changed;
 //! - [`policy`]: the `AuthorizationPolicy` CRD and its compilation;
+//! - [`authn`]: the `RequestAuthentication` CRD (JWT at waypoints) and its compilation;
 //! - [`gamma`]: Gateway API routes attached to Services, and their status;
 //! - [`waypoint`]: which Services go through which waypoint, and what runs one;
 //! - [`translate`]: index → proxy config (pure);
@@ -14,6 +15,7 @@
 //! - [`admin`]: the reports of /status and the state gauges.
 
 pub mod admin;
+pub mod authn;
 pub mod ca;
 pub mod gamma;
 pub mod index;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use quicmesh_controller::admin::{policy_report, route_report, route_states, waypoint_report};
+use quicmesh_controller::admin::{
+    authentication_report, policy_report, route_report, route_states, waypoint_report,
+};
 use quicmesh_controller::ca::{self, CaMetrics, CaService, NodeAgent, TokenFile};
 use quicmesh_controller::leader::{self, Election};
 use quicmesh_controller::model::MtlsMode;
@@ -420,6 +422,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "proxies": &*px.lock().expect("not poisoned"),
                         "authorizationPolicies": st.with_index(policy_report),
                         "httpRoutes": st.with_index(route_report),
+                        "requestAuthentications": st.with_index(authentication_report),
                         "waypoints": st.with_index(waypoint_report),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),

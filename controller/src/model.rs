@@ -94,6 +94,43 @@ pub struct AuthorizationPolicy {
     pub spec: serde_json::Value,
 }
 
+/// A `RequestAuthentication`, as written: compiled against the index when
+/// config and status are made ([`crate::authn::compile`]), since it may
+/// name a Secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestAuthentication {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.generation` (its status says which it saw).
+    pub generation: i64,
+    /// The spec (JSON form); the file source makes `jwksFrom.file` paths
+    /// absolute.
+    pub spec: serde_json::Value,
+    /// The `jwksFrom.file` documents as the file source read them (path →
+    /// text, or why not); None from a source that reads no files.
+    pub files: Option<BTreeMap<String, Result<String, String>>>,
+}
+
+/// A Secret labeled [`crate::authn::JWKS_SECRET_LABEL`]: JWKS documents
+/// for `jwksFrom.secretKeyRef` (no other Secret is read).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Secret {
+    pub name: String,
+    pub namespace: String,
+    #[serde(skip)]
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceAccount {
     pub name: String,
@@ -336,6 +373,8 @@ pub enum Object {
     AuthorizationPolicy(AuthorizationPolicy),
     Route(Route),
     Gateway(Gateway),
+    RequestAuthentication(RequestAuthentication),
+    Secret(Secret),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -350,6 +389,8 @@ pub enum Kind {
     HttpRoute,
     GrpcRoute,
     Gateway,
+    RequestAuthentication,
+    Secret,
 }
 
 impl From<RouteKind> for Kind {
@@ -383,6 +424,10 @@ impl Object {
             }
             Object::Route(o) => (o.kind.into(), o.namespace.as_str(), &o.name),
             Object::Gateway(o) => (Kind::Gateway, o.namespace.as_str(), &o.name),
+            Object::RequestAuthentication(o) => {
+                (Kind::RequestAuthentication, o.namespace.as_str(), &o.name)
+            }
+            Object::Secret(o) => (Kind::Secret, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

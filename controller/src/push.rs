@@ -108,7 +108,8 @@ impl Subscriber {
     /// policies, and the mesh's (in `root`, the root namespace).
     pub fn sees(&self, r: &Resource, root: &str) -> bool {
         let Subscriber::Waypoint { namespace, .. } = self else {
-            return true;
+            // JWT checks are a waypoint's: nodes are not sent them.
+            return !matches!(&r.kind, Some(resource::Kind::Authentication(_)));
         };
         match &r.kind {
             Some(resource::Kind::Service(s)) => &s.namespace == namespace,
@@ -119,6 +120,9 @@ impl Subscriber {
             }
             Some(resource::Kind::Workload(w)) => &w.namespace == namespace,
             Some(resource::Kind::Authorization(a)) => {
+                &a.namespace == namespace || a.namespace == root
+            }
+            Some(resource::Kind::Authentication(a)) => {
                 &a.namespace == namespace || a.namespace == root
             }
             None => false,

@@ -3,8 +3,10 @@
 //! `Programmed`); for each HTTPRoute and GRPCRoute, one `status.parents[]`
 //! entry per Service parent (controller [`CONTROLLER_NAME`]) with
 //! `Accepted` and `ResolvedRefs`; and quicmesh's own policies'
-//! `status.conditions` ([`PolicyStatus`]). Pure, from the index: `/status`
-//! serves it, and in Kubernetes [`kube`] writes it back.
+//! `status.conditions` ([`PolicyStatus`]: AuthorizationPolicy's and
+//! RequestAuthentication's `Accepted`, False with the reason when it is
+//! invalid). Pure, from the index: `/status` serves it, and in Kubernetes
+//! [`kube`] writes it back.
 
 use serde_json::{json, Value};
 
@@ -82,6 +84,48 @@ pub fn authorization_policies(index: &Index) -> Vec<PolicyStatus> {
             }
         })
         .collect()
+}
+
+/// A RequestAuthentication's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticationStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub compiled: crate::authn::Compiled,
+}
+
+impl AuthenticationStatus {
+    pub fn conditions(&self) -> Vec<Condition> {
+        vec![self.compiled.condition()]
+    }
+}
+
+/// Every RequestAuthentication, compiled against the index.
+pub fn authentications(index: &Index) -> Vec<AuthenticationStatus> {
+    index
+        .request_authentications()
+        .map(|ra| AuthenticationStatus {
+            namespace: ra.namespace.clone(),
+            name: ra.name.clone(),
+            generation: ra.generation,
+            compiled: index.compiled_authentication(ra),
+        })
+        .collect()
+}
+
+impl AuthenticationStatus {
+    /// What the status writer applies.
+    pub fn policy_status(&self) -> PolicyStatus {
+        PolicyStatus {
+            kind: "RequestAuthentication",
+            plural: "requestauthentications",
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            generation: self.generation,
+            conditions: self.conditions(),
+        }
+    }
 }
 
 /// Every waypoint Gateway that exists (an implied one has no object yet).

@@ -24,6 +24,13 @@ use crate::translate::{self, Mesh};
 
 /// Says, once per change, what is wrong with a policy the sources handed in.
 fn report_policy(r: &Resource) {
+    if let Some(quicmesh_proto::config::resource::Kind::Authentication(a)) = &r.kind {
+        if !a.invalid.is_empty() {
+            let object = format!("{}/{}", a.namespace, a.name);
+            tracing::warn!(%object, reason = %a.invalid, "RequestAuthentication is invalid: waypoints refuse (401) every request it targets");
+        }
+        return;
+    }
     let Some(quicmesh_proto::config::resource::Kind::Authorization(a)) = &r.kind else {
         return;
     };

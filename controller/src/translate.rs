@@ -43,6 +43,10 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     } else if let Some(rest) = name.strip_prefix("authorization/") {
         let (ns, policy) = rest.split_once('/')?;
         resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
+    } else if let Some(rest) = name.strip_prefix("authentication/") {
+        let (ns, ra) = rest.split_once('/')?;
+        let ra = index.request_authentication(ns, ra)?;
+        resource::Kind::Authentication(index.compiled_authentication(ra).resource)
     } else if let Some(route) = index.route_by_resource(name) {
         resource::Kind::HttpRoute(http_route(index, route)?)
     } else {
@@ -70,7 +74,12 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
                 .policies()
                 .map(|p| authorization_name(&p.namespace, &p.name)),
         )
-        .chain(index.routes().map(model::Route::resource_name));
+        .chain(index.routes().map(model::Route::resource_name))
+        .chain(
+            index
+                .request_authentications()
+                .map(|r| crate::index::authentication_name(&r.namespace, &r.name)),
+        );
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()

@@ -11,25 +11,42 @@ fn crd_dirs() -> [PathBuf; 2] {
     [root.join("crds"), root.join("../helm/quicmesh/crds")]
 }
 
+/// Each CRD: its file name, the Rust source it is generated from, and the YAML.
+fn crds() -> [(&'static str, &'static str, String); 2] {
+    [
+        (
+            "authorizationpolicies.quicmesh.io.yaml",
+            "controller/src/policy.rs",
+            quicmesh_controller::policy::crd_yaml(),
+        ),
+        (
+            "requestauthentications.quicmesh.io.yaml",
+            "controller/src/authn.rs",
+            quicmesh_controller::authn::crd_yaml(),
+        ),
+    ]
+}
+
 #[test]
 fn checked_in_crd_matches_the_types() {
-    let want = format!(
-        "# Generated from controller/src/policy.rs; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{}",
-        quicmesh_controller::policy::crd_yaml()
-    );
-    for dir in crd_dirs() {
-        let path = dir.join("authorizationpolicies.quicmesh.io.yaml");
-        if std::env::var_os("QUICMESH_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-            continue;
-        }
-        let have = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
-        assert!(
-            have == want,
-            "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
-            path.display()
+    for (file, source, yaml) in crds() {
+        let want = format!(
+            "# Generated from {source}; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{yaml}"
         );
+        for dir in crd_dirs() {
+            let path = dir.join(file);
+            if std::env::var_os("QUICMESH_BLESS").is_some() {
+                std::fs::write(&path, &want).unwrap();
+                continue;
+            }
+            let have = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}; run with QUICMESH_BLESS=1", path.display()));
+            assert!(
+                have == want,
+                "{} is stale; regenerate with QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd",
+                path.display()
+            );
+        }
     }
 }
 
@@ -92,4 +109,36 @@ fn example_policies_are_valid() {
         }
     }
     assert!(seen >= 2, "no example policies found in {}", dir.display());
+}
+
+/// The RequestAuthentication example (examples/waypoint/) is valid as the
+/// file source reads it: its jwksFrom.file found beside it, its keys usable.
+#[test]
+fn the_request_authentication_example_is_valid() {
+    use quicmesh_controller::model::Object;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint");
+    let mut source = quicmesh_controller::sources::files::FileSource::new(vec![dir.clone()]);
+    let (objects, errors) = source.poll().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let ras: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::RequestAuthentication(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ras.len(), 1, "{}", dir.display());
+    let c =
+        quicmesh_controller::authn::compile(
+            ras[0],
+            "quicmesh-system",
+            &std::collections::BTreeMap::<
+                (String, String),
+                std::collections::BTreeMap<String, Vec<u8>>,
+            >::new(),
+        );
+    assert_eq!(c.invalid(), None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.resource.rules[0].output_claim_to_headers.len(), 2);
+    assert!(c.resource.rules[0].jwks.contains("demo-2026"));
 }

@@ -47,7 +47,7 @@ const GATEWAY_API: [&str; 3] = [
 
 /// What `run` lists, by path, and the answers (in a real API server's
 /// format; the Gateway API ones written by hand in that format).
-const LISTS: [(&str, &str); 9] = [
+const LISTS: [(&str, &str); 11] = [
     ("/api/v1/namespaces", "namespaces-list.json"),
     ("/api/v1/pods", "pods-list.json"),
     ("/api/v1/services", "services-list.json"),
@@ -60,7 +60,12 @@ const LISTS: [(&str, &str); 9] = [
     (GATEWAY_API[0], "gateways-list.json"),
     (GATEWAY_API[1], "httproutes-list.json"),
     (GATEWAY_API[2], "grpcroutes-list.json"),
+    (REQUEST_AUTHENTICATIONS, "requestauthentications-list.json"),
+    ("/api/v1/secrets", "secrets-list.json"),
 ];
+
+/// Where RequestAuthentications are listed and watched (all namespaces).
+const REQUEST_AUTHENTICATIONS: &str = "/apis/quicmesh.io/v1alpha1/requestauthentications";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -536,13 +541,15 @@ async fn run_watches_every_kind() {
             "authorization/shop/web-allow-frontend",
             "httproute/shop/web-split",
             "grpcroute/shop/db-methods",
+            "authentication/shop/web-jwt",
+            "authentication/shop/broken",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
                 "{want} missing from {names:?}"
             );
         }
-        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(names.len(), 12, "{names:?}");
         // The waypoint Gateway is ours; another class's is not.
         let waypoints: Vec<String> = store.with_index(|ix| {
             quicmesh_controller::waypoint::all(ix)
@@ -552,6 +559,88 @@ async fn run_watches_every_kind() {
         });
         assert_eq!(waypoints, ["shop/waypoint:false"]);
         task.abort();
+    })
+    .await;
+}
+
+/// The compiled RequestAuthentication `namespace/name` the store publishes.
+fn authentication(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+) -> Option<quicmesh_proto::config::Authentication> {
+    let r = store
+        .resources()
+        .remove(&format!("authentication/{namespace}/{name}"))?;
+    match r.kind {
+        Some(resource::Kind::Authentication(a)) => Some(a),
+        other => panic!("authentication/{namespace}/{name} is {other:?}"),
+    }
+}
+
+/// RequestAuthentications are read raw (a malformed one is kept, invalid);
+/// only Secrets labeled quicmesh.io/jwks are listed (a label selector on
+/// the list and the watch), and a secretKeyRef resolves to one.
+#[tokio::test]
+async fn request_authentications_resolve_jwks_secrets_selected_by_label() {
+    use quicmesh_controller::sources::kube::{watch_jwks_secrets, watch_request_authentications};
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let secrets = tokio::spawn(watch_jwks_secrets(client.clone(), store.clone()));
+        let (_, send) = api
+            .expect(
+                Method::GET,
+                "/api/v1/secrets",
+                &["labelSelector=quicmesh.io%2Fjwks%3Dtrue"],
+            )
+            .await;
+        send.send_response(respond(StatusCode::OK, "secrets-list.json"));
+        let _secret_watch = api
+            .expect(
+                Method::GET,
+                "/api/v1/secrets",
+                &[
+                    "watch=true",
+                    "labelSelector=quicmesh.io%2Fjwks%3Dtrue",
+                    "resourceVersion=3102",
+                ],
+            )
+            .await;
+        let ras = tokio::spawn(watch_request_authentications(client, store.clone()));
+        api.answer(
+            Method::GET,
+            REQUEST_AUTHENTICATIONS,
+            &[],
+            StatusCode::OK,
+            "requestauthentications-list.json",
+        )
+        .await;
+        let _ra_watch = api.watch(REQUEST_AUTHENTICATIONS, "3101").await;
+        synced(&store).await;
+        let web = authentication(&store, "shop", "web-jwt").unwrap();
+        assert_eq!(web.invalid, "", "valid");
+        assert!(
+            web.rules[0].jwks.contains("\"kid\": \"k1\""),
+            "the Secret's JWKS: {:?}",
+            web.rules[0]
+        );
+        assert_eq!(web.targets[0].name, "web");
+        let broken = authentication(&store, "shop", "broken").unwrap();
+        assert!(
+            broken.invalid.contains("spec.jwtRules[0].issuerr"),
+            "{:?}",
+            broken.invalid
+        );
+        assert_eq!(broken.targets[0].name, "db", "still targets what it names");
+        let status = store.with_index(quicmesh_controller::status::authentications);
+        let generation: Vec<_> = status
+            .iter()
+            .map(|a| (a.name.as_str(), a.generation, a.conditions()[0].status))
+            .collect();
+        assert_eq!(generation, [("broken", 1, false), ("web-jwt", 2, true)]);
+        secrets.abort();
+        ras.abort();
     })
     .await;
 }

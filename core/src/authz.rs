@@ -353,7 +353,7 @@ impl Source {
         let l7 = match req {
             None => deny || !self.l7,
             Some(r) => {
-                let rp = r.auth.map(|a| a.principal.as_str());
+                let rp = r.auth.map(|a| a.principal);
                 any_of(&self.request_principals, rp) && none_of(&self.not_request_principals, rp)
             }
         };

@@ -13,6 +13,7 @@ pub mod duration;
 pub mod enrollment;
 pub mod health;
 pub mod identity;
+pub mod jwt;
 pub mod lb;
 pub mod memory;
 pub mod metrics;

@@ -726,6 +726,9 @@ impl Cluster {
                 // Custom resources are stored as written, as an API server does.
                 Object::AuthorizationPolicy(p) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "AuthorizationPolicy",
                     "metadata": {"name": p.name, "namespace": p.namespace}, "spec": p.spec})),
+                // Its jwksFrom.file paths were made absolute when read.
+                Object::RequestAuthentication(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "RequestAuthentication",
+                    "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 Object::Gateway(g) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "Gateway",
                     "metadata": {"name": g.name, "namespace": g.namespace, "labels": g.labels}, "spec": {"gatewayClassName": g.class}})),
                 Object::Route(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": r.kind.api_kind(),

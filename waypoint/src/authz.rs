@@ -24,21 +24,24 @@ use quicmesh_core::authz::{
     self, Authenticated, Connection, Decision, DenyReason, Policy, Verdict,
 };
 use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::jwt::Verified;
 
-/// A request's facts as policies read them, taken before the route's
-/// filters change the request: the client's method, canonical path, host,
-/// headers, and what its JWT proved.
+/// A request's facts as policies read them, taken after authentication
+/// (the token removed unless forwarded, claims copied to headers) and
+/// before the route's filters change the request: the client's method,
+/// canonical path, host, headers, and what its JWT proved.
 #[derive(Debug, Clone)]
 pub struct RequestFacts {
     method: http::Method,
     path: String,
     host: Option<String>,
     headers: http::HeaderMap,
-    pub auth: Option<Authenticated>,
+    /// The verified JWT and its `<iss>/<sub>`.
+    jwt: Option<(Arc<Verified>, String)>,
 }
 
 impl RequestFacts {
-    pub fn of<B>(req: &http::Request<B>) -> Self {
+    pub fn of<B>(req: &http::Request<B>, jwt: Option<Arc<Verified>>) -> Self {
         let host = req
             .uri()
             .authority()
@@ -54,7 +57,10 @@ impl RequestFacts {
             path: req.uri().path().to_string(),
             host,
             headers: req.headers().clone(),
-            auth: None,
+            jwt: jwt.map(|v| {
+                let principal = v.principal();
+                (v, principal)
+            }),
         }
     }
 
@@ -64,7 +70,12 @@ impl RequestFacts {
             path: &self.path,
             host: self.host.as_deref(),
             headers: &self.headers,
-            auth: self.auth.as_ref(),
+            auth: self.jwt.as_ref().map(|(v, principal)| Authenticated {
+                principal,
+                audiences: &v.audiences,
+                presenter: v.presenter.as_deref(),
+                claims: &v.claims,
+            }),
         }
     }
 }

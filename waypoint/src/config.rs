@@ -71,6 +71,7 @@ pub fn tables(
     let mut routes: Vec<(Arc<HttpRoute>, Vec<RouteParent>)> = Vec::new();
     let mut policies = PolicySet::default();
     let mut workloads = Vec::new();
+    let mut authentications = Vec::new();
     for (name, r) in resources {
         match &r.kind {
             Some(resource::Kind::Workload(w)) => {
@@ -85,11 +86,22 @@ pub fn tables(
             }
             // Never fails: what cannot be understood denies what it targets.
             Some(resource::Kind::Authorization(a)) => policies.insert(a),
+            // Never fails either: what cannot be used refuses what it targets.
+            Some(resource::Kind::Authentication(a)) => {
+                authentications.push(Arc::new(crate::authn::Authentication::from_proto(a)))
+            }
             Some(resource::Kind::Service(_)) => {}
             None => return Err(format!("{name}: resource without a kind")),
         }
     }
-    let mut t = Tables::default();
+    let mut t = Tables {
+        authn: Arc::new(crate::authn::Table {
+            authentications,
+            waypoint: scope.map(|s| (s.namespace.clone(), s.name.clone())),
+            ..crate::authn::Table::default()
+        }),
+        ..Tables::default()
+    };
     // Attached policies name the waypoint by its Gateway; without a scope
     // (a waypoint fed by hand) only Service and GatewayClass ones apply.
     let gateway = scope.map_or(("", ""), |s| (s.namespace.as_str(), s.name.as_str()));
@@ -279,11 +291,23 @@ pub struct Live {
     connected: Gauge,
     /// A config has been applied since start.
     configured: std::sync::atomic::AtomicBool,
+    /// The key sets of `jwksUri` rules.
+    jwks: Arc<crate::jwks::Fetcher>,
 }
 
 impl Live {
     pub fn new(cluster_domain: &str, scope: Option<Scope>) -> Arc<Self> {
+        Self::with_fetcher(cluster_domain, scope, crate::jwks::Fetcher::new())
+    }
+
+    /// With the fetcher of `jwksUri` key sets given (tests: other roots).
+    pub fn with_fetcher(
+        cluster_domain: &str,
+        scope: Option<Scope>,
+        jwks: Arc<crate::jwks::Fetcher>,
+    ) -> Arc<Self> {
         Arc::new(Live {
+            jwks,
             cluster_domain: cluster_domain.to_string(),
             scope,
             current: Arc::default(),
@@ -319,6 +343,7 @@ impl Live {
             "1 while the config stream to the controller is up",
             self.connected.clone(),
         );
+        self.jwks.register(reg);
     }
 
     /// What the waypoint serves, for the admin endpoint.
@@ -388,7 +413,7 @@ impl Live {
             .collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
             "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies,
-            "waypointPolicies": waypoint_policies})
+            "waypointPolicies": waypoint_policies, "authentication": t.authn.dump(), "jwks": self.jwks.dump()})
     }
 }
 
@@ -398,7 +423,13 @@ impl ConfigSink for Live {
     }
 
     fn apply(&self, version: u64, resources: &BTreeMap<String, Resource>) -> Result<(), String> {
-        let t = tables(resources, &self.cluster_domain, self.scope.as_ref())?;
+        let mut t = tables(resources, &self.cluster_domain, self.scope.as_ref())?;
+        // Fetched keys: the URIs the rules name are fetched from now on.
+        let mut authn = (*t.authn).clone();
+        self.jwks
+            .sync(&crate::authn::Table::remote_uris(&authn.authentications));
+        authn.keys = self.jwks.clone();
+        t.authn = Arc::new(authn);
         self.current.set(version, t);
         self.configured
             .store(true, std::sync::atomic::Ordering::Relaxed);

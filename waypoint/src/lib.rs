@@ -8,6 +8,10 @@
 //! is [`quicmesh_core::route`], shared with the controller, which checks
 //! routes with the same code before it sends them.
 //!
+//! - [`authn`]: RequestAuthentication: each request's JWT checked before
+//!   routing (401 when invalid), the verified result kept for the request;
+//! - [`jwks`]: the key sets of `jwksUri` rules, fetched and refreshed off
+//!   the request path;
 //! - [`authz`]: the destination's AuthorizationPolicies, decided for each
 //!   request's client;
 //! - [`config`]: the mesh as the waypoint sees it, built from the
@@ -24,8 +28,10 @@
 //!   metrics and admin endpoints, drain).
 
 pub mod app;
+pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod jwks;
 pub mod metrics;
 pub mod proxy;
 pub mod response;

@@ -54,8 +54,18 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JwtLabels {
+    /// `authenticated`, `no_token` or `refused`.
+    pub result: String,
+    /// Why refused (a fixed word: `expired`, `bad_signature`, ...); empty otherwise.
+    pub reason: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
+    /// Requests a RequestAuthentication applied to, by outcome.
+    pub jwt: Family<JwtLabels, Counter>,
     pub authz_denials: Family<DenialLabels, Counter>,
     pub authz_audits: Family<PolicyLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
@@ -106,6 +116,11 @@ impl RequestMetrics {
             self.authz_audits.clone(),
         );
         reg.register(
+            "waypoint_jwt_requests",
+            "Requests a RequestAuthentication applied to, by result (authenticated, no_token, refused) and the reason of a refusal",
+            self.jwt.clone(),
+        );
+        reg.register(
             "waypoint_downstream_connections",
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
@@ -143,6 +158,15 @@ impl RequestMetrics {
             .get_or_create(&RetryLabels {
                 route: route.to_string(),
                 result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn jwt(&self, result: &str, reason: &str) {
+        self.jwt
+            .get_or_create(&JwtLabels {
+                result: result.to_string(),
+                reason: reason.to_string(),
             })
             .inc();
     }

@@ -130,6 +130,10 @@ pub trait Directory: Send + Sync + 'static {
     fn any_policy(&self) -> bool {
         true
     }
+    /// The RequestAuthentications in effect (none by default).
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        Arc::default()
+    }
     /// Told of every change of what it knows (the value is the config's
     /// version): a TCP connection passed through decides its policies
     /// again then. A directory that never changes (the default) hands out
@@ -155,6 +159,8 @@ pub struct Tables {
     /// No policy reaches any destination, so a request's facts need not
     /// be collected for them (false, the default, collects them).
     pub policy_free: bool,
+    /// RequestAuthentications.
+    pub authn: Arc<crate::authn::Table>,
 }
 
 impl Directory for Tables {
@@ -175,6 +181,9 @@ impl Directory for Tables {
     }
     fn any_policy(&self) -> bool {
         !self.policy_free
+    }
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        self.authn.clone()
     }
 }
 
@@ -243,6 +252,9 @@ impl Directory for Versioned {
     }
     fn any_policy(&self) -> bool {
         self.tables().any_policy()
+    }
+    fn authentication(&self) -> Arc<crate::authn::Table> {
+        self.tables().authn.clone()
     }
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
@@ -412,6 +424,7 @@ impl<D: Directory> Waypoint<D> {
             status = resp.status().as_u16(),
             route = log.route,
             upstream = log.upstream,
+            principal = log.principal,
             flag = log.flag,
             authz = log.authz,
             retries = log.retries,
@@ -437,9 +450,20 @@ impl<D: Directory> Waypoint<D> {
         // Routes match the canonical path, and the backend gets that path:
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
-        // What policies read, before the route's filters change it; then
-        // the policies attached to the waypoint decide, before routing.
-        let facts = self.directory.any_policy().then(|| RequestFacts::of(&req));
+        // JWT authentication, before routing (routes may match the claims'
+        // headers). The verified token, if any, goes on with the request
+        // (authorization's requestPrincipals).
+        let verified = self.authenticate(conn, &mut req).await?;
+        if let Some(v) = &verified {
+            log.principal = v.principal();
+        }
+        // What policies read, as authentication left the request and
+        // before the route's filters change it; then the policies attached
+        // to the waypoint decide, before routing.
+        let facts = self
+            .directory
+            .any_policy()
+            .then(|| RequestFacts::of(&req, verified));
         self.authorize_attached(conn, facts.as_ref())?;
         let parent = &conn.parent;
         let routes = parent.routes_for(conn.client.namespace());
@@ -666,6 +690,42 @@ impl<D: Directory> Waypoint<D> {
         }
     }
 
+    /// RequestAuthentication for one request ([`crate::authn`]): counted,
+    /// and refusals turned into [`Failure::Unauthenticated`] (logged with
+    /// their reason where every failure is).
+    async fn authenticate(
+        &self,
+        conn: &Conn,
+        req: &mut Request<Incoming>,
+    ) -> Result<Option<Arc<quicmesh_core::jwt::Verified>>, Failure> {
+        let table = self.directory.authentication();
+        if table.authentications.is_empty() {
+            return Ok(None);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match table.authenticate(&conn.parent.service, req, now).await {
+            Ok(crate::authn::Outcome::NotApplicable) => Ok(None),
+            Ok(crate::authn::Outcome::Unauthenticated) => {
+                self.metrics.jwt("no_token", "");
+                Ok(None)
+            }
+            Ok(crate::authn::Outcome::Authenticated(v)) => {
+                self.metrics.jwt("authenticated", "");
+                Ok(Some(v))
+            }
+            Err(r) => {
+                self.metrics.jwt("refused", r.reason);
+                Err(Failure::Unauthenticated {
+                    realm: request_host(req).unwrap_or_else(|| conn.parent.host.clone()),
+                    reason: r.reason,
+                    detail: r.detail,
+                })
+            }
+        }
+    }
+
     /// An endpoint of `backend` for a request of `conn`'s client: chosen by
     /// load, then authorized (refused: no latency sample, `pending` is
     /// dropped). The access log names it.
@@ -767,6 +827,8 @@ impl<D: Directory> Waypoint<D> {
 #[derive(Default)]
 struct RequestLog {
     route: String,
+    /// The verified JWT's principal (`<iss>/<sub>`), when one was.
+    principal: String,
     /// The route is a GRPCRoute (its own retry budget, apart from an
     /// HTTPRoute of the same name).
     grpc_route: bool,

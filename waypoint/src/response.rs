@@ -52,6 +52,16 @@ pub enum Failure {
     /// goes to the access log only).
     #[error("authorization: {0}")]
     Denied(String),
+    /// A RequestAuthentication refuses the request: its token is invalid
+    /// (or missing where an invalid RequestAuthentication applies). The
+    /// reason goes to the log; the client learns only `invalid_token`.
+    #[error("authentication: {reason}: {detail}")]
+    Unauthenticated {
+        /// The host the client asked for (the challenge's realm).
+        realm: String,
+        reason: &'static str,
+        detail: String,
+    },
     /// The waypoint has no SVID to present.
     #[error("no SVID for the waypoint: {0}")]
     Identity(String),
@@ -67,6 +77,7 @@ impl Failure {
         match self {
             Failure::BadPath(_) => StatusCode::BAD_REQUEST,
             Failure::Denied(_) => StatusCode::FORBIDDEN,
+            Failure::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoBackend | Failure::InvalidBackend(_) | Failure::BadRedirect(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -95,6 +106,7 @@ impl Failure {
             Failure::UpstreamReset(_) => "upstream_reset",
             Failure::Identity(_) => "no_identity",
             Failure::Denied(_) => "authz_denied",
+            Failure::Unauthenticated { .. } => "jwt_invalid",
         }
     }
 
@@ -107,6 +119,18 @@ impl Failure {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain"),
         );
+        if let Failure::Unauthenticated { realm, .. } = self {
+            // RFC 6750 §3: the challenge, without the reason.
+            let realm: String = realm
+                .chars()
+                .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+                .collect();
+            let challenge = format!("Bearer realm=\"{realm}\", error=\"invalid_token\"");
+            if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+            *r.body_mut() = text("invalid_token\n");
+        }
         r
     }
 }

@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 10] = [
+pub const KINDS: [Kind; 11] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -28,6 +28,7 @@ pub const KINDS: [Kind; 10] = [
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::Gateway,
+    Kind::RequestAuthentication,
 ];
 
 /// Reads directories and remembers the last good parse of each document.
@@ -40,6 +41,9 @@ pub struct FileSource {
     /// Files that could never be read or parsed: what they hold is unknown
     /// (maybe a policy), so the view is not complete.
     unread: Vec<PathBuf>,
+    /// The JWKS files RequestAuthentications name (`jwksFrom.file`): a
+    /// change to one is a change too.
+    referenced: Vec<PathBuf>,
     pub errors: Counter,
 }
 
@@ -71,6 +75,7 @@ impl FileSource {
         let files = self.files();
         let fp: Vec<_> = files
             .iter()
+            .chain(&self.referenced)
             .map(|f| {
                 let m = std::fs::metadata(f).ok();
                 (
@@ -134,6 +139,21 @@ impl FileSource {
             .filter(|f| !current.contains_key(*f))
             .cloned()
             .collect();
+        // JWKS files are read on every re-read, relative to the directory
+        // of the manifest that names them.
+        let mut referenced = Vec::new();
+        for (f, docs) in current.iter_mut() {
+            for o in docs.iter_mut().flatten() {
+                if let Object::RequestAuthentication(ra) = o {
+                    read_jwks_files(ra, f, &mut referenced);
+                }
+            }
+        }
+        if referenced != self.referenced {
+            self.referenced = referenced;
+            // Fingerprinted from the next poll on.
+            self.fingerprint.clear();
+        }
         self.last_good = current;
         self.errors.inc_by(errors.len() as u64);
         let mut objects: BTreeMap<_, Object> = BTreeMap::new();
@@ -143,6 +163,52 @@ impl FileSource {
         }
         Some((objects.into_values().collect(), errors))
     }
+}
+
+/// Makes each `jwksFrom.file` of `ra` absolute (relative to `manifest`'s
+/// directory) and reads it, at most [`quicmesh_core::jwt::MAX_JWKS_BYTES`].
+fn read_jwks_files(
+    ra: &mut crate::model::RequestAuthentication,
+    manifest: &Path,
+    referenced: &mut Vec<PathBuf>,
+) {
+    let base = manifest.parent().unwrap_or(Path::new(""));
+    let mut files = BTreeMap::new();
+    for rule in ra
+        .spec
+        .get_mut("jwtRules")
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(file) = rule.pointer_mut("/jwksFrom/file") else {
+            continue;
+        };
+        let Some(name) = file.as_str() else {
+            continue;
+        };
+        let path = std::path::absolute(base.join(name)).unwrap_or_else(|_| base.join(name));
+        let text = read_bounded(&path, quicmesh_core::jwt::MAX_JWKS_BYTES);
+        let key = path.display().to_string();
+        *file = serde_json::Value::String(key.clone());
+        referenced.push(path);
+        files.insert(key, text);
+    }
+    ra.files = Some(files);
+}
+
+fn read_bounded(path: &Path, max: usize) -> Result<String, String> {
+    use std::io::Read;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = String::new();
+    f.take(max as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    Ok(text)
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,6 +1,7 @@
 //! The Kubernetes source: one watcher per kind (Namespace, Pod, Service,
-//! EndpointSlice, ServiceAccount, quicmesh's own AuthorizationPolicy, and
-//! the Gateway API's Gateway, HTTPRoute and GRPCRoute), across all
+//! EndpointSlice, ServiceAccount, quicmesh's own AuthorizationPolicy and
+//! RequestAuthentication with the Secrets labeled `quicmesh.io/jwks`
+//! ([`authn`]), and the Gateway API's Gateway, HTTPRoute and GRPCRoute), across all
 //! namespaces, feeding the [`Store`]; and TokenReview, to learn who a
 //! caller's token belongs to.
 //!
@@ -44,8 +45,13 @@ use crate::model::{self, Key, Kind, Object};
 use crate::policy;
 use crate::store::Store;
 
+mod authn;
 mod node;
 mod tokens;
+pub use authn::{
+    jwks_secret, jwks_secrets, request_authentication, watch_jwks_secrets,
+    watch_request_authentications,
+};
 pub use node::{node_pods, run_for_node, NODE_KINDS};
 pub use tokens::{
     token_review, Caller, NODE_NAME_EXTRA, POD_NAME_EXTRA, POD_UID_EXTRA, TOKEN_AUDIENCE,
@@ -62,7 +68,7 @@ const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
 pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmesh.io.yaml";
 
 /// The kinds [`run`] watches.
-pub const KINDS: [Kind; 9] = [
+pub const KINDS: [Kind; 11] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
@@ -72,13 +78,19 @@ pub const KINDS: [Kind; 9] = [
     Kind::Gateway,
     Kind::HttpRoute,
     Kind::GrpcRoute,
+    Kind::RequestAuthentication,
+    Kind::Secret,
 ];
 
 /// Kinds defined by a CRD: a 404 to their list means none can exist.
 fn custom(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::AuthorizationPolicy | Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute
+        Kind::AuthorizationPolicy
+            | Kind::RequestAuthentication
+            | Kind::Gateway
+            | Kind::HttpRoute
+            | Kind::GrpcRoute
     )
 }
 
@@ -138,6 +150,8 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
             |o| { service_account(o).map(Object::ServiceAccount) }
         ),
         watch_authorization_policies(client.clone(), store.clone()),
+        watch_request_authentications(client.clone(), store.clone()),
+        watch_jwks_secrets(client.clone(), store.clone()),
         watch_kind(
             Api::<DynamicObject>::all_with(client.clone(), &gateway_api("Gateway", "gateways")),
             store.clone(),
@@ -344,6 +358,12 @@ fn consequence(kind: Kind, e: &watcher::Error, synced: bool) -> Option<String> {
             "the controller may not read authorizationpolicies.quicmesh.io: new and \
              changed AuthorizationPolicies are not enforced until its ClusterRole grants \
              get, list and watch on them"
+                .to_string(),
+        ),
+        (Kind::RequestAuthentication, 404, _) => Some(
+            "the RequestAuthentication CRD (requestauthentications.quicmesh.io/v1alpha1) is \
+             not installed: no JWT is checked until it is (kubectl apply -f \
+             controller/crds/requestauthentications.quicmesh.io.yaml)"
                 .to_string(),
         ),
         (Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute, 404, _) => Some(format!(

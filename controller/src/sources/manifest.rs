@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -58,6 +58,7 @@ pub const KINDS: [&str; 10] = [
     "HTTPRoute",
     "GRPCRoute",
     "Gateway",
+    "RequestAuthentication",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -274,7 +275,7 @@ impl Doc<'_> {
         }
         // A policy of an unserved version still fails closed (below).
         let mut unserved = None;
-        if kind == "AuthorizationPolicy" {
+        if kind == "AuthorizationPolicy" || kind == "RequestAuthentication" {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
                 return Ok(None);
@@ -338,6 +339,21 @@ impl Doc<'_> {
                         serde_json::to_value(spec).map_err(|e| self.err("spec", e.to_string()))?
                     }
                 },
+            }),
+            "RequestAuthentication" => Object::RequestAuthentication(RequestAuthentication {
+                name,
+                namespace,
+                generation: 0,
+                // Never an error: what cannot be understood makes it
+                // invalid, and an invalid one fails closed (see
+                // [`crate::authn::compile`]); so does an unserved version.
+                spec: match (unserved, self.get(v, "spec")) {
+                    (Some(reason), _) => serde_json::Value::String(reason),
+                    (None, None) => serde_json::json!({}),
+                    (None, Some(spec)) => serde_json::to_value(spec)
+                        .unwrap_or_else(|e| serde_json::Value::String(format!("spec: {e}"))),
+                },
+                files: None,
             }),
             "Gateway" => Object::Gateway(Gateway {
                 name,

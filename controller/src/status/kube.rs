@@ -4,8 +4,9 @@
 //! - a waypoint Gateway's `status.conditions`: server-side apply on the
 //!   `status` subresource (conditions are a map by `type`, so only ours are
 //!   touched);
-//! - a quicmesh policy's `status.conditions` (AuthorizationPolicy): the
-//!   same, on its own group's `status` subresource;
+//! - a quicmesh policy's `status.conditions` (AuthorizationPolicy,
+//!   RequestAuthentication): the same, on its own group's `status`
+//!   subresource;
 //! - a route's `status.parents`: a list other controllers write too (a
 //!   route may also have Gateway parents), so it is read, our entries
 //!   replaced and the others kept, and written back with a merge patch that
@@ -27,8 +28,8 @@ use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
 use super::{
-    api_condition, authorization_policies, gateways, merge_parents, routes, since, GatewayStatus,
-    PolicyStatus, RouteStatus,
+    api_condition, authentications, authorization_policies, gateways, merge_parents, routes, since,
+    GatewayStatus, PolicyStatus, RouteStatus,
 };
 use crate::gamma::Condition;
 use crate::provision::kube::count;
@@ -194,8 +195,11 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
     let mut times = HashMap::new();
     let mut retries = Retries::default();
     loop {
-        let (gs, rs, ps) =
-            store.with_index(|ix| (gateways(ix), routes(ix), authorization_policies(ix)));
+        let (gs, rs, ps) = store.with_index(|ix| {
+            let mut ps = authorization_policies(ix);
+            ps.extend(authentications(ix).iter().map(|a| a.policy_status()));
+            (gateways(ix), routes(ix), ps)
+        });
         let now = std::time::Instant::now();
         for g in &gs {
             let key = format!("Gateway {}/{}", g.namespace, g.name);

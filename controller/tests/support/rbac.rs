@@ -293,7 +293,16 @@ mod tests {
             Method::GET,
             "/api/v1/namespaces/shop/secrets/quicmesh-ca"
         ));
-        assert!(!allowed(Method::GET, "/api/v1/secrets"));
+        // Secrets are listed and watched (the JWKS ones, by a label
+        // selector RBAC cannot narrow), never read one by one but the CA's.
+        assert!(allowed(
+            Method::GET,
+            "/api/v1/secrets?labelSelector=quicmesh.io%2Fjwks%3Dtrue"
+        ));
+        assert!(!allowed(
+            Method::GET,
+            "/api/v1/namespaces/shop/secrets/keys"
+        ));
         assert!(!allowed(
             Method::PATCH,
             "/api/v1/namespaces/quicmesh-system/secrets/quicmesh-ca"

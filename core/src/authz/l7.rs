@@ -25,19 +25,20 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     pub headers: &'a http::HeaderMap,
     /// What a valid JWT proved; None for a request without one.
-    pub auth: Option<&'a Authenticated>,
+    pub auth: Option<Authenticated<'a>>,
 }
 
-/// The identity a request's JWT proved (RequestAuthentication).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Authenticated {
+/// The identity a request's JWT proved (RequestAuthentication, see
+/// [`crate::jwt::Verified`]), as policies read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated<'a> {
     /// `<iss>/<sub>`: what `requestPrincipals` match.
-    pub principal: String,
-    pub audiences: Vec<String>,
+    pub principal: &'a str,
+    pub audiences: &'a [String],
     /// The `azp` claim.
-    pub presenter: Option<String>,
+    pub presenter: Option<&'a str>,
     /// Every claim of the token.
-    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub claims: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// The request facts one condition key names.
@@ -281,7 +282,7 @@ impl<'a> Facts<'a> {
                     .collect(),
             ),
             Key::RequestPrincipal => texts(
-                auth.map(|a| Cow::Borrowed(a.principal.as_str()))
+                auth.map(|a| Cow::Borrowed(a.principal))
                     .into_iter()
                     .collect(),
             ),
@@ -291,13 +292,13 @@ impl<'a> Facts<'a> {
                     .collect(),
             ),
             Key::Presenter => texts(
-                auth.and_then(|a| a.presenter.as_deref())
+                auth.and_then(|a| a.presenter)
                     .map(Cow::Borrowed)
                     .into_iter()
                     .collect(),
             ),
             Key::Claim(path) => texts(
-                auth.map(|a| claim_values(&a.claims, path))
+                auth.map(|a| claim_values(a.claims, path))
                     .unwrap_or_default(),
             ),
         }

@@ -27,7 +27,16 @@ struct Req {
     path: String,
     host: Option<String>,
     headers: http::HeaderMap,
-    auth: Option<Authenticated>,
+    /// principal, audiences, presenter, claims
+    auth: Option<Jwt>,
+}
+
+#[derive(Debug, Clone)]
+struct Jwt {
+    principal: String,
+    audiences: Vec<String>,
+    presenter: Option<String>,
+    claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Req {
@@ -53,7 +62,7 @@ impl Req {
     }
 
     fn jwt(mut self, principal: &str, claims: serde_json::Value) -> Self {
-        self.auth = Some(Authenticated {
+        self.auth = Some(Jwt {
             principal: principal.into(),
             audiences: vec!["shop".into()],
             presenter: Some("cli".into()),
@@ -68,7 +77,12 @@ impl Req {
             path: &self.path,
             host: self.host.as_deref(),
             headers: &self.headers,
-            auth: self.auth.as_ref(),
+            auth: self.auth.as_ref().map(|j| Authenticated {
+                principal: &j.principal,
+                audiences: &j.audiences,
+                presenter: j.presenter.as_deref(),
+                claims: &j.claims,
+            }),
         }
     }
 }

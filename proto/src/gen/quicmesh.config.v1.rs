@@ -25,14 +25,14 @@ pub struct Update {
     pub removed: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// A named resource. Names: "workload/<uid>", "service/<namespace>/<name>",
-/// "authorization/<namespace>/<name>".
+/// "authorization/<namespace>/<name>", "authentication/<namespace>/<name>".
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Resource {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub version: u64,
-    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6")]
+    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6, 7")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -49,6 +49,10 @@ pub mod resource {
         /// controller. Node proxies ignore it.
         #[prost(message, tag = "6")]
         HttpRoute(super::HttpRoute),
+        /// For waypoints: a RequestAuthentication (JWT), compiled by the
+        /// controller. Node proxies ignore it.
+        #[prost(message, tag = "7")]
+        Authentication(super::Authentication),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -457,6 +461,82 @@ pub struct RouteRetry {
     #[prost(uint64, tag = "3")]
     pub backoff_ms: u64,
 }
+/// A RequestAuthentication (docs/authentication.md), compiled by the
+/// controller, for waypoints: which requests' JWTs are checked, and how.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Authentication {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(enumeration = "AuthenticationScope", tag = "3")]
+    pub scope: i32,
+    /// With scope TARGETS: the waypoint Gateways and Services (of
+    /// `namespace`) it applies to.
+    #[prost(message, repeated, tag = "4")]
+    pub targets: ::prost::alloc::vec::Vec<AuthenticationTarget>,
+    #[prost(message, repeated, tag = "5")]
+    pub rules: ::prost::alloc::vec::Vec<JwtRule>,
+    /// Non-empty: why it is invalid. An invalid RequestAuthentication refuses
+    /// (401) every request it targets.
+    #[prost(string, tag = "6")]
+    pub invalid: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuthenticationTarget {
+    /// "Gateway" (a waypoint) or "Service".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+}
+/// One issuer's tokens.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct JwtRule {
+    #[prost(string, tag = "1")]
+    pub issuer: ::prost::alloc::string::String,
+    /// Empty: any audience.
+    #[prost(string, repeated, tag = "2")]
+    pub audiences: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The JWKS document, when the controller has it (inline, or read from a
+    /// Secret or a file); otherwise `jwks_uri` is fetched by the waypoint.
+    #[prost(string, tag = "3")]
+    pub jwks: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub jwks_uri: ::prost::alloc::string::String,
+    /// How often the waypoint fetches `jwks_uri` again, in seconds.
+    #[prost(uint32, tag = "5")]
+    pub jwks_refresh_seconds: u32,
+    /// Where tokens are looked for: headers (with a value prefix) and query
+    /// parameters. The controller fills in the default (Authorization,
+    /// "Bearer ") when neither is given.
+    #[prost(message, repeated, tag = "6")]
+    pub from_headers: ::prost::alloc::vec::Vec<JwtHeader>,
+    #[prost(string, repeated, tag = "7")]
+    pub from_params: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, repeated, tag = "8")]
+    pub output_claim_to_headers: ::prost::alloc::vec::Vec<ClaimToHeader>,
+    /// Keep the token in the request forwarded (default: removed).
+    #[prost(bool, tag = "9")]
+    pub forward_original_token: bool,
+    #[prost(uint32, tag = "10")]
+    pub clock_skew_seconds: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JwtHeader {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub prefix: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ClaimToHeader {
+    #[prost(string, tag = "1")]
+    pub header: ::prost::alloc::string::String,
+    /// A claim name, or names joined by "." for nested objects.
+    #[prost(string, tag = "2")]
+    pub claim: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum MtlsMode {
@@ -589,6 +669,42 @@ impl PathMatchType {
             "PATH_MATCH_TYPE_PREFIX" => Some(Self::Prefix),
             "PATH_MATCH_TYPE_EXACT" => Some(Self::Exact),
             "PATH_MATCH_TYPE_REGULAR_EXPRESSION" => Some(Self::RegularExpression),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AuthenticationScope {
+    /// Treated as NAMESPACE (fails closed to its own namespace).
+    Unspecified = 0,
+    /// In the root namespace, no targetRefs: every waypoint of the mesh.
+    Mesh = 1,
+    /// No targetRefs: every waypoint of its namespace.
+    Namespace = 2,
+    /// targetRefs: the waypoints and Services in `targets`.
+    Targets = 3,
+}
+impl AuthenticationScope {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "AUTHENTICATION_SCOPE_UNSPECIFIED",
+            Self::Mesh => "AUTHENTICATION_SCOPE_MESH",
+            Self::Namespace => "AUTHENTICATION_SCOPE_NAMESPACE",
+            Self::Targets => "AUTHENTICATION_SCOPE_TARGETS",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "AUTHENTICATION_SCOPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "AUTHENTICATION_SCOPE_MESH" => Some(Self::Mesh),
+            "AUTHENTICATION_SCOPE_NAMESPACE" => Some(Self::Namespace),
+            "AUTHENTICATION_SCOPE_TARGETS" => Some(Self::Targets),
             _ => None,
         }
     }
