@@ -108,9 +108,21 @@ fn now() -> i64 {
 
 /// A token of `key` (kid `kid`) for `aud`, expiring in `exp_in` seconds.
 fn token(keys: &Path, key: &str, kid: &str, aud: &str, exp_in: i64) -> String {
+    token_of(keys, key, kid, aud, exp_in, ("alice", &["shop", "admin"]))
+}
+
+/// The same for subject `who` in `groups`.
+fn token_of(
+    keys: &Path,
+    key: &str,
+    kid: &str,
+    aud: &str,
+    exp_in: i64,
+    (who, groups): (&str, &[&str]),
+) -> String {
     let alg = if key == "b" { "ES256" } else { "RS256" };
-    let claims = serde_json::json!({"iss": ISSUER, "sub": "alice", "aud": aud,
-        "exp": now() + exp_in, "iat": now(), "groups": ["shop", "admin"]});
+    let claims = serde_json::json!({"iss": ISSUER, "sub": who, "aud": aud,
+        "exp": now() + exp_in, "iat": now(), "groups": groups});
     tool(
         keys,
         &[
@@ -123,6 +135,18 @@ fn token(keys: &Path, key: &str, kid: &str, aud: &str, exp_in: i64) -> String {
         ],
     )
 }
+
+/// Requests to whoami need a token of the issuer with the `admin` group.
+const ADMINS_ONLY: &str = r#"
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: whoami-admins, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: whoami}]
+  rules:
+  - from: [{source: {requestPrincipals: ["https://issuer.example/*"]}}]
+    when: [{key: "request.auth.claims[groups]", values: ["admin"]}]
+"#;
 
 fn authn_yaml() -> String {
     format!(
@@ -236,6 +260,32 @@ async fn request_authentication_at_the_waypoint() {
     // A client's own claim header never reaches the backend.
     let (_, body) = get(&cluster, whoami, None);
     assert!(!body.contains("x-jwt-sub"), "{body}");
+
+    // Authorization on what the token proved: a policy that wants the
+    // issuer's tokens with the admin group refuses (403) a request
+    // without one, and a valid token of another group.
+    std::fs::write(dir.path().join("admins.yaml"), ADMINS_ONLY).unwrap();
+    cluster.reconcile().await.unwrap();
+    let enforced = eventually(Duration::from_secs(30), || async {
+        get(&cluster, whoami, None).0 == 403
+    })
+    .await;
+    assert!(enforced, "{}", cluster.pod_log("shop", "waypoint-0"));
+    assert_eq!(get(&cluster, whoami, Some(&a)).0, 200);
+    let bob = token_of(keys.path(), "a", "a", "shop", 600, ("bob", &["shop"]));
+    let (code, out) = get(&cluster, whoami, Some(&bob));
+    assert_eq!(code, 403, "{out}");
+    assert!(out.trim_end().ends_with("authz_denied"), "{out}");
+    assert!(
+        sum_metric(
+            &waypoint_metrics(&cluster).await,
+            "waypoint_authz_denials_total",
+            &[
+                ("policy", "shop/whoami-admins"),
+                ("reason", "no_allow_match")
+            ]
+        ) >= 2.0
+    );
 
     // Refusals: 401 with the challenge, and nothing of why in the body.
     let refused = [

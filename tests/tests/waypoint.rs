@@ -328,6 +328,18 @@ async fn the_waypoint_example_routes_as_documented() {
     assert_eq!(code(&["-X", "POST", "http://web.shop/"]), "403");
     assert_eq!(code(&["http://web.shop/admin/users"]), "403");
     assert_eq!(code(&["http://web.shop/shop"]), "200");
+    // /admin/ with the demo token of request-authentication.yaml (its
+    // shop-admins group): allowed; a broken token: 401.
+    let example = std::fs::read_to_string(dir.join("request-authentication.yaml")).unwrap();
+    let demo = example
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap();
+    let bearer = format!("Authorization: Bearer {demo}");
+    assert_eq!(code(&["-H", &bearer, "http://web.shop/admin/users"]), "200");
+    let broken = format!("Authorization: Bearer {demo}x");
+    assert_eq!(code(&["-H", &broken, "http://web.shop/admin/users"]), "401");
 }
 
 /// Only front/client may call shop's web pods; front/stranger may not.
