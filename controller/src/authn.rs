@@ -23,6 +23,7 @@ use quicmesh_proto::config::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::attach::{PolicyStatus, TargetRef};
 use crate::gamma::Condition;
 
 /// JWT authentication of requests at waypoints. Without targetRefs it
@@ -35,7 +36,7 @@ use crate::gamma::Condition;
     kind = "RequestAuthentication",
     namespaced,
     shortname = "reqauthn",
-    status = "RequestAuthenticationStatus"
+    status = "PolicyStatus"
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -48,16 +49,6 @@ pub struct RequestAuthenticationSpec {
     /// The issuers whose tokens are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_rules: Vec<JwtRuleSpec>,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
-pub struct TargetRef {
-    #[serde(default)]
-    pub group: String,
-    pub kind: String,
-    pub name: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -136,14 +127,6 @@ pub struct ClaimToHeaderSpec {
     pub header: String,
     /// A claim name, or names joined by `.` for nested objects.
     pub claim: String,
-}
-
-/// Written by the controller: `Accepted`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
-pub struct RequestAuthenticationStatus {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<serde_json::Value>,
 }
 
 /// The label a Secret needs for `jwksFrom.secretKeyRef` to read it (the

@@ -15,6 +15,7 @@
 //! - [`admin`]: the reports of /status and the state gauges.
 
 pub mod admin;
+pub mod attach;
 pub mod authn;
 pub mod ca;
 pub mod gamma;

@@ -23,6 +23,7 @@ use quicmesh_core::authz::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::attach::{PolicyStatus, TargetRef};
 use crate::model::{self, Labels, PolicyTarget};
 
 /// Authorization for workloads in the mesh. Without a selector it applies to
@@ -36,7 +37,7 @@ use crate::model::{self, Labels, PolicyTarget};
     kind = "AuthorizationPolicy",
     namespaced,
     shortname = "authz",
-    status = "AuthorizationPolicyStatus",
+    status = "PolicyStatus",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#
 )]
@@ -51,7 +52,7 @@ pub struct AuthorizationPolicySpec {
     /// serves for it), or, in the root namespace only, the `GatewayClass`
     /// `quicmesh-waypoint` (every waypoint). Not with `selector`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_refs: Vec<TargetRefSpec>,
+    pub target_refs: Vec<TargetRef>,
     /// ALLOW (default), DENY or AUDIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ActionSpec>,
@@ -59,35 +60,6 @@ pub struct AuthorizationPolicySpec {
     /// denies nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleSpec>,
-}
-
-/// What the controller says of a policy (written by it, not by users).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizationPolicyStatus {
-    /// `Accepted`: True when the policy is understood (its message lists
-    /// parts a ztunnel decides failing closed); False, reason `Invalid`,
-    /// when it is not (it then denies what it targets).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<StatusCondition>,
-}
-
-/// A condition as Kubernetes APIs write them (`metav1.Condition`).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusCondition {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub observed_generation: i64,
-    #[serde(default)]
-    pub last_transition_time: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -100,7 +72,6 @@ pub enum ActionSpec {
     Audit,
 }
 
-/// A Gateway API policy target reference (in the policy's namespace).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -352,7 +323,7 @@ pub fn compile(
 }
 
 /// The waypoint attachments of `targetRefs`; None when it is empty.
-fn targets(refs: &[TargetRefSpec]) -> Result<Option<Vec<Target>>, String> {
+fn targets(refs: &[TargetRef]) -> Result<Option<Vec<Target>>, String> {
     const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
     if refs.is_empty() {
         return Ok(None);
