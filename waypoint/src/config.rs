@@ -86,6 +86,8 @@ pub fn tables(
             // Never fails: what cannot be understood denies what it targets.
             Some(resource::Kind::Authorization(a)) => policies.insert(a),
             Some(resource::Kind::Service(_)) => {}
+            // Enforced once the waypoint has TrafficPolicy support.
+            Some(resource::Kind::TrafficPolicy(_)) => {}
             None => return Err(format!("{name}: resource without a kind")),
         }
     }

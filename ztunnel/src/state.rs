@@ -196,9 +196,13 @@ impl State {
         }
         for (name, r) in resources {
             match &r.kind {
-                // Routes are for waypoints: a node proxy has nothing to do
-                // with them.
-                Some(resource::Kind::Authorization(_) | resource::Kind::HttpRoute(_)) => {}
+                // Routes and traffic policies are for waypoints: a node
+                // proxy has nothing to do with them.
+                Some(
+                    resource::Kind::Authorization(_)
+                    | resource::Kind::HttpRoute(_)
+                    | resource::Kind::TrafficPolicy(_),
+                ) => {}
                 Some(resource::Kind::Workload(w)) => {
                     let identity = SpiffeId::parse(&w.identity)
                         .map_err(|e| format!("{name}: identity: {e}"))?;
