@@ -71,6 +71,7 @@ pub fn tables(
     let mut routes: Vec<(Arc<HttpRoute>, Vec<RouteParent>)> = Vec::new();
     let mut policies = PolicySet::default();
     let mut workloads = Vec::new();
+    let mut traffic = Vec::new();
     for (name, r) in resources {
         match &r.kind {
             Some(resource::Kind::Workload(w)) => {
@@ -86,8 +87,12 @@ pub fn tables(
             // Never fails: what cannot be understood denies what it targets.
             Some(resource::Kind::Authorization(a)) => policies.insert(a),
             Some(resource::Kind::Service(_)) => {}
-            // Enforced once the waypoint has TrafficPolicy support.
-            Some(resource::Kind::TrafficPolicy(_)) => {}
+            // Checked by the controller with the same code: one that does
+            // not read is a controller of another version; refused whole.
+            Some(resource::Kind::TrafficPolicy(p)) => traffic.push(
+                quicmesh_core::traffic::Policy::from_proto(p)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            ),
             None => return Err(format!("{name}: resource without a kind")),
         }
     }
@@ -176,6 +181,11 @@ pub fn tables(
                     t.parents
                         .insert(SocketAddr::new(*vip, port), parent.clone());
                 }
+            }
+            if let Some(e) =
+                quicmesh_core::traffic::effective(&traffic, &svc.namespace, &svc.name, port)
+            {
+                t.traffic.insert(service.clone(), Arc::new(e));
             }
             t.endpoints.insert(service, endpoints);
         }
@@ -375,8 +385,13 @@ impl Live {
                 )
             })
             .collect();
+        // Each Service port's effective TrafficPolicy settings, each part
+        // with the policy it comes from.
+        let traffic: BTreeMap<String, &quicmesh_core::traffic::Effective> =
+            t.traffic.iter().map(|(b, e)| (name(b), &**e)).collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
-            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies})
+            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies,
+            "trafficPolicies": traffic})
     }
 }
 
