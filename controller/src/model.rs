@@ -89,6 +89,34 @@ pub struct AuthorizationPolicy {
     pub spec: serde_json::Value,
 }
 
+/// A `TrafficPolicy`, compiled ([`crate::traffic::compile`]); read
+/// against the index (its targets' existence, conflicts) when config and
+/// status are made ([`crate::traffic::resolve_namespace`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficPolicy {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.creationTimestamp`, seconds since the epoch (0 when
+    /// absent): the older policy wins a conflict.
+    pub created: i64,
+    /// `metadata.generation` (status conditions say which they saw).
+    pub generation: i64,
+    pub targets: Vec<TrafficTarget>,
+    /// What it sets, or why it is invalid (the field named).
+    pub parts: Result<quicmesh_core::traffic::Parts, String>,
+    /// The spec as written, for `quicmesh local` to hand on.
+    pub spec: serde_json::Value,
+}
+
+/// One of a TrafficPolicy's `targetRefs`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficTarget {
+    /// As the status names it (`ancestorRef`).
+    pub ancestor: serde_json::Value,
+    /// The Service and port name, or why it cannot be one.
+    pub target: Result<(String, Option<String>), String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceAccount {
     pub name: String,
@@ -331,6 +359,7 @@ pub enum Object {
     AuthorizationPolicy(AuthorizationPolicy),
     Route(Route),
     Gateway(Gateway),
+    TrafficPolicy(TrafficPolicy),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -345,6 +374,7 @@ pub enum Kind {
     HttpRoute,
     GrpcRoute,
     Gateway,
+    TrafficPolicy,
 }
 
 impl From<RouteKind> for Kind {
@@ -378,6 +408,7 @@ impl Object {
             }
             Object::Route(o) => (o.kind.into(), o.namespace.as_str(), &o.name),
             Object::Gateway(o) => (Kind::Gateway, o.namespace.as_str(), &o.name),
+            Object::TrafficPolicy(o) => (Kind::TrafficPolicy, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

@@ -10,7 +10,7 @@ use quicmesh_proto::config::{
     Waypoint, Workload,
 };
 
-use crate::index::{authorization_name, service_name, workload_name, Index};
+use crate::index::{authorization_name, service_name, traffic_policy_name, workload_name, Index};
 use crate::model::{self, selects, PolicyTarget, TargetPort};
 
 /// Mesh-wide settings translation needs.
@@ -42,6 +42,12 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     } else if let Some(rest) = name.strip_prefix("authorization/") {
         let (ns, policy) = rest.split_once('/')?;
         resource::Kind::Authorization(authorization(index, index.policy(ns, policy)?))
+    } else if let Some(rest) = name.strip_prefix("trafficpolicy/") {
+        let (ns, policy) = rest.split_once('/')?;
+        resource::Kind::TrafficPolicy(crate::traffic::translate(
+            index,
+            index.traffic_policy(ns, policy)?,
+        )?)
     } else if let Some(route) = index.route_by_resource(name) {
         resource::Kind::HttpRoute(http_route(index, route)?)
     } else {
@@ -69,7 +75,12 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
                 .policies()
                 .map(|p| authorization_name(&p.namespace, &p.name)),
         )
-        .chain(index.routes().map(model::Route::resource_name));
+        .chain(index.routes().map(model::Route::resource_name))
+        .chain(
+            index
+                .traffic_policies()
+                .map(|p| traffic_policy_name(&p.namespace, &p.name)),
+        );
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()

@@ -13,12 +13,29 @@ fn crd_dirs() -> [PathBuf; 2] {
 
 #[test]
 fn checked_in_crd_matches_the_types() {
+    check_crd(
+        "authorizationpolicies.quicmesh.io.yaml",
+        "controller/src/policy.rs",
+        &quicmesh_controller::policy::crd_yaml(),
+    );
+}
+
+#[test]
+fn checked_in_traffic_policy_crd_matches_the_types() {
+    check_crd(
+        "trafficpolicies.quicmesh.io.yaml",
+        "controller/src/traffic.rs",
+        &quicmesh_controller::traffic::crd_yaml(),
+    );
+}
+
+/// `file` in both CRD directories is `yaml`, generated from `source`.
+fn check_crd(file: &str, source: &str, yaml: &str) {
     let want = format!(
-        "# Generated from controller/src/policy.rs; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{}",
-        quicmesh_controller::policy::crd_yaml()
+        "# Generated from {source}; do not edit.\n# Regenerate: QUICMESH_BLESS=1 cargo test -p quicmesh-controller --test crd\n{yaml}"
     );
     for dir in crd_dirs() {
-        let path = dir.join("authorizationpolicies.quicmesh.io.yaml");
+        let path = dir.join(file);
         if std::env::var_os("QUICMESH_BLESS").is_some() {
             std::fs::write(&path, &want).unwrap();
             continue;
@@ -92,4 +109,29 @@ fn example_policies_are_valid() {
         }
     }
     assert!(seen >= 2, "no example policies found in {}", dir.display());
+}
+
+/// The example TrafficPolicy users copy (examples/waypoint/) is valid.
+#[test]
+fn the_example_traffic_policy_is_valid() {
+    use quicmesh_controller::model::Object;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/waypoint/traffic-policy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed =
+        quicmesh_controller::sources::manifest::parse_file(&text, &path.display().to_string())
+            .unwrap();
+    let mut seen = 0;
+    for doc in parsed.docs {
+        if let Some(Object::TrafficPolicy(p)) = doc.unwrap() {
+            assert!(p.parts.is_ok(), "{}: {:?}", p.name, p.parts);
+            assert!(
+                p.targets.iter().all(|t| t.target.is_ok()),
+                "{:?}",
+                p.targets
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no TrafficPolicy in {}", path.display());
 }

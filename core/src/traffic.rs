@@ -62,7 +62,7 @@ pub const DEFAULT_MINIMUM_HOSTS: u32 = 5;
 pub const DEFAULT_REQUEST_VOLUME: u32 = 100;
 
 /// A policy, checked.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub namespace: String,
     pub name: String,
@@ -81,7 +81,7 @@ pub struct Target {
 }
 
 /// What a policy sets; None: not set by it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Parts {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 10] = [
+pub const KINDS: [Kind; 11] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -28,6 +28,7 @@ pub const KINDS: [Kind; 10] = [
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::Gateway,
+    Kind::TrafficPolicy,
 ];
 
 /// Reads directories and remembers the last good parse of each document.
