@@ -111,7 +111,10 @@ impl Resilience {
         let config = config?;
         let mut m = self.services.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(service) {
-            Some(s) if Arc::ptr_eq(&s.config, &config) || *s.config == *config => Some(s.clone()),
+            Some(s) if Arc::ptr_eq(&s.config, &config) => Some(s.clone()),
+            // A new config (every update rebuilds them): the parts that
+            // stayed the same keep their state; the new config is kept,
+            // so the next request finds it by pointer.
             old => {
                 let s = Arc::new(ServiceState::new(config, old.map(|o| &**o), Instant::now()));
                 m.insert(service.clone(), s.clone());
@@ -325,4 +328,80 @@ pub fn limit_body(b: Incoming, limit: Option<u64>) -> (Body, Option<Arc<AtomicBo
 pub fn tripped(flag: &Option<Arc<AtomicBool>>) -> bool {
     flag.as_ref()
         .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quicmesh_core::traffic::{Parts, Policy, Target};
+    use std::time::Duration;
+
+    fn settings(requests: u32, outlier: bool) -> Arc<Effective> {
+        let parts = Parts {
+            rate_limit: Some(quicmesh_core::traffic::RateLimit {
+                requests,
+                per: Duration::from_secs(1),
+                burst: requests,
+                key: RateKey::Service,
+            }),
+            outlier_detection: outlier.then(|| quicmesh_core::traffic::Outlier {
+                consecutive_5xx_errors: Some(1),
+                consecutive_gateway_errors: None,
+                success_rate: None,
+                interval: Duration::from_secs(10),
+                base_ejection_time: Duration::from_secs(30),
+                max_ejection_percent: 50,
+            }),
+            ..Parts::default()
+        };
+        let p = Policy {
+            namespace: "shop".into(),
+            name: "p".into(),
+            created: 0,
+            targets: vec![Target {
+                service: "web".into(),
+                port: None,
+            }],
+            parts,
+        };
+        Arc::new(quicmesh_core::traffic::effective([&p], "shop", "web", 80).unwrap())
+    }
+
+    /// A config update that leaves a part as it was keeps its state (the
+    /// bucket stays drained); a changed part starts afresh; a Service
+    /// that loses its settings is forgotten.
+    #[test]
+    fn state_survives_updates_that_keep_its_part() {
+        let r = Resilience::default();
+        let web = BackendRef {
+            namespace: "shop".into(),
+            name: "web".into(),
+            port: 80,
+        };
+        let s1 = r.of(&web, Some(settings(1, true))).unwrap();
+        let now = Instant::now();
+        assert!(s1.limiter.as_ref().unwrap().check(Some(b""), now).is_ok());
+        assert!(s1.limiter.as_ref().unwrap().check(Some(b""), now).is_err());
+        // The same settings, rebuilt (a new Arc): the same bucket.
+        let s2 = r.of(&web, Some(settings(1, true))).unwrap();
+        assert!(Arc::ptr_eq(
+            s1.limiter.as_ref().unwrap(),
+            s2.limiter.as_ref().unwrap()
+        ));
+        let again = r.of(&web, Some(s2.config.clone())).unwrap();
+        assert!(Arc::ptr_eq(&again, &s2), "found by pointer afterwards");
+        // The rate changes: a new bucket; outlier detection is kept.
+        let s3 = r.of(&web, Some(settings(5, true))).unwrap();
+        assert!(!Arc::ptr_eq(
+            s1.limiter.as_ref().unwrap(),
+            s3.limiter.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            s1.outlier.as_ref().unwrap(),
+            s3.outlier.as_ref().unwrap()
+        ));
+        assert!(r.of(&web, None).is_none());
+        r.forget(|_| false);
+        assert_eq!(r.dump(), serde_json::json!({}));
+    }
 }
