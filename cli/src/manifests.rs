@@ -237,6 +237,34 @@ pub async fn print_status() -> Result<bool> {
             );
         }
     }
+    let policies = v["controller"]["trafficPolicies"].as_array();
+    if policies.is_some_and(|p| !p.is_empty()) {
+        println!("TrafficPolicies:");
+    }
+    for p in policies.into_iter().flatten() {
+        let name = format!(
+            "{}/{}",
+            p["namespace"].as_str().unwrap_or("?"),
+            p["name"].as_str().unwrap_or("?")
+        );
+        if let Some(why) = p["invalid"].as_str() {
+            println!("  {name:<28} invalid: {why}");
+        }
+        for a in p["ancestors"].as_array().into_iter().flatten() {
+            let t = &a["ancestorRef"];
+            println!(
+                "  {:<28} -> Service {}/{}{}  {}",
+                name,
+                t["namespace"].as_str().unwrap_or("?"),
+                t["name"].as_str().unwrap_or("?"),
+                t["sectionName"]
+                    .as_str()
+                    .map(|s| format!(" (port {s})"))
+                    .unwrap_or_default(),
+                conditions(&a["conditions"])
+            );
+        }
+    }
     for e in v["errors"].as_array().into_iter().flatten() {
         println!("manifest error: {}", e.as_str().unwrap_or("?"));
     }

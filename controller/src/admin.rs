@@ -131,3 +131,52 @@ pub fn authentication_report(ix: &Index) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Each TrafficPolicy's status per target, as Gateway API policies carry
+/// it (`status.ancestors[].conditions`), for /status; an invalid one also
+/// says why at the top (it may name no readable target).
+pub fn traffic_policy_report(ix: &Index) -> Vec<serde_json::Value> {
+    crate::status::traffic_policies(ix)
+        .into_iter()
+        .map(|p| {
+            let ancestors: Vec<_> = p
+                .ancestors
+                .iter()
+                .map(|(target, conditions)| {
+                    serde_json::json!({
+                        "ancestorRef": target,
+                        "controllerName": crate::status::CONTROLLER_NAME,
+                        "conditions": conditions,
+                    })
+                })
+                .collect();
+            let mut v = serde_json::json!({"namespace": p.namespace, "name": p.name, "ancestors": ancestors});
+            if let Some(Err(why)) = ix.traffic_policy(&p.namespace, &p.name).map(|t| &t.parts) {
+                v["invalid"] = why.clone().into();
+            }
+            v
+        })
+        .collect()
+}
+
+/// TrafficPolicy targets by the reason of their `Accepted` condition
+/// (`Accepted`, `Invalid`, `TargetNotFound`, `Conflicted`), for the metric.
+pub fn traffic_policy_targets(ix: &Index) -> Vec<(&'static str, i64)> {
+    use crate::traffic::reason;
+    let mut n = [
+        (reason::ACCEPTED, 0),
+        (reason::INVALID, 0),
+        (reason::TARGET_NOT_FOUND, 0),
+        (reason::CONFLICTED, 0),
+    ];
+    for p in crate::status::traffic_policies(ix) {
+        for (_, conditions) in &p.ancestors {
+            for c in conditions {
+                if let Some(slot) = n.iter_mut().find(|(r, _)| *r == c.reason) {
+                    slot.1 += 1;
+                }
+            }
+        }
+    }
+    n.to_vec()
+}

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
-    PolicyTarget, RequestAuthentication, Route, RouteKind, Service,
+    PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
-/// `authorization/<namespace>/<name>`, `authentication/<namespace>/<name>`.
+/// `authorization/<namespace>/<name>`, `authentication/<namespace>/<name>`,
+/// `httproute/...`, `grpcroute/...`, `trafficpolicy/<namespace>/<name>`.
 pub type Dirty = BTreeSet<String>;
 
 /// The namespace whose policies and mTLS label apply mesh-wide, unless configured.
@@ -29,6 +30,10 @@ pub fn authorization_name(namespace: &str, name: &str) -> String {
 
 pub fn authentication_name(namespace: &str, name: &str) -> String {
     format!("authentication/{namespace}/{name}")
+}
+
+pub fn traffic_policy_name(namespace: &str, name: &str) -> String {
+    format!("trafficpolicy/{namespace}/{name}")
 }
 
 #[derive(Debug)]
@@ -203,6 +208,8 @@ impl Index {
                         })
                         .map(Route::resource_name),
                 );
+                // Policies targeting it (or a port of it, by name).
+                dirty.extend(self.traffic_policy_names_in(&s.namespace));
             }
             Object::Route(r) => {
                 dirty.insert(r.resource_name());
@@ -216,6 +223,12 @@ impl Index {
                     .filter(|ra| ra.namespace == s.namespace)
                     .map(|ra| authentication_name(&ra.namespace, &ra.name)),
             ),
+            // Which targets a policy gets depends on the older policies of
+            // its namespace (conflicts): they are read together.
+            Object::TrafficPolicy(p) => {
+                dirty.insert(traffic_policy_name(&p.namespace, &p.name));
+                dirty.extend(self.traffic_policy_names_in(&p.namespace));
+            }
             Object::EndpointSlice(es) => {
                 dirty.insert(service_name(&es.namespace, &es.service));
                 dirty.extend(self.pods_in(&es.namespace).map(|p| workload_name(&p.uid)));
@@ -394,6 +407,36 @@ impl Index {
             name: name.to_string(),
         }) {
             Some(Object::RequestAuthentication(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn traffic_policies(&self) -> impl Iterator<Item = &TrafficPolicy> {
+        self.of_kind(Kind::TrafficPolicy).filter_map(|o| match o {
+            Object::TrafficPolicy(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    pub fn traffic_policies_in<'a>(
+        &'a self,
+        ns: &'a str,
+    ) -> impl Iterator<Item = &'a TrafficPolicy> + 'a {
+        self.traffic_policies().filter(move |p| p.namespace == ns)
+    }
+
+    fn traffic_policy_names_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.traffic_policies_in(ns)
+            .map(|p| traffic_policy_name(&p.namespace, &p.name))
+    }
+
+    pub fn traffic_policy(&self, ns: &str, name: &str) -> Option<&TrafficPolicy> {
+        match self.objects.get(&Key {
+            kind: Kind::TrafficPolicy,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::TrafficPolicy(p)) => Some(p),
             _ => None,
         }
     }

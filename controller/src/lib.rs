@@ -7,6 +7,8 @@
 //! - [`policy`]: the `AuthorizationPolicy` CRD and its compilation;
 //! - [`authn`]: the `RequestAuthentication` CRD (JWT at waypoints) and its compilation;
 //! - [`gamma`]: Gateway API routes attached to Services, and their status;
+//! - [`traffic`]: the `TrafficPolicy` CRD (resilience), its compilation,
+//!   targets and conflicts;
 //! - [`waypoint`]: which Services go through which waypoint, and what runs one;
 //! - [`translate`]: index → proxy config (pure);
 //! - [`push`]: the config stream server;
@@ -29,5 +31,6 @@ pub mod server;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod traffic;
 pub mod translate;
 pub mod waypoint;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use quicmesh_controller::admin::{
-    authentication_report, policy_report, route_report, route_states, waypoint_report,
+    authentication_report, policy_report, route_report, route_states, traffic_policy_report,
+    traffic_policy_targets, waypoint_report,
 };
 use quicmesh_controller::ca::{self, CaMetrics, CaService, NodeAgent, TokenFile};
 use quicmesh_controller::leader::{self, Election};
@@ -362,6 +363,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "HTTPRoutes with Service parents by state: accepted (every backend resolves), unresolved_refs (accepted, some backends answered 500), not_accepted",
         route_gauge.clone(),
     );
+    let traffic_gauge = prometheus_client::metrics::family::Family::<
+        Vec<(String, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >::default();
+    registry.register(
+        "quicmesh_controller_traffic_policy_targets",
+        "TrafficPolicy targets by the reason of their Accepted condition: Accepted, Invalid, TargetNotFound, Conflicted (only Accepted ones apply)",
+        traffic_gauge.clone(),
+    );
     let proxies = Arc::new(Mutex::new(BTreeMap::new()));
 
     let metrics_l = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -391,6 +401,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     for (state, n) in st3.with_index(route_states) {
                         route_gauge
                             .get_or_create(&vec![("state".into(), state.into())])
+                            .set(n);
+                    }
+                    for (reason, n) in st3.with_index(traffic_policy_targets) {
+                        traffic_gauge
+                            .get_or_create(&vec![("reason".into(), reason.into())])
                             .set(n);
                     }
                     let report = st3.with_index(policy_report);
@@ -423,6 +438,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "authorizationPolicies": st.with_index(policy_report),
                         "httpRoutes": st.with_index(route_report),
                         "requestAuthentications": st.with_index(authentication_report),
+                        "trafficPolicies": st.with_index(traffic_policy_report),
                         "waypoints": st.with_index(waypoint_report),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),

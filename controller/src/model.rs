@@ -131,6 +131,34 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A `TrafficPolicy`, compiled ([`crate::traffic::compile`]); read
+/// against the index (its targets' existence, conflicts) when config and
+/// status are made ([`crate::traffic::resolve_namespace`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficPolicy {
+    pub name: String,
+    pub namespace: String,
+    /// `metadata.creationTimestamp`, seconds since the epoch (0 when
+    /// absent): the older policy wins a conflict.
+    pub created: i64,
+    /// `metadata.generation` (status conditions say which they saw).
+    pub generation: i64,
+    pub targets: Vec<TrafficTarget>,
+    /// What it sets, or why it is invalid (the field named).
+    pub parts: Result<quicmesh_core::traffic::Parts, String>,
+    /// The spec as written, for `quicmesh local` to hand on.
+    pub spec: serde_json::Value,
+}
+
+/// One of a TrafficPolicy's `targetRefs`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficTarget {
+    /// As the status names it (`ancestorRef`).
+    pub ancestor: serde_json::Value,
+    /// The Service and port name, or why it cannot be one.
+    pub target: Result<(String, Option<String>), String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceAccount {
     pub name: String,
@@ -375,6 +403,7 @@ pub enum Object {
     Gateway(Gateway),
     RequestAuthentication(RequestAuthentication),
     Secret(Secret),
+    TrafficPolicy(TrafficPolicy),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -391,6 +420,7 @@ pub enum Kind {
     Gateway,
     RequestAuthentication,
     Secret,
+    TrafficPolicy,
 }
 
 impl From<RouteKind> for Kind {
@@ -428,6 +458,7 @@ impl Object {
                 (Kind::RequestAuthentication, o.namespace.as_str(), &o.name)
             }
             Object::Secret(o) => (Kind::Secret, o.namespace.as_str(), &o.name),
+            Object::TrafficPolicy(o) => (Kind::TrafficPolicy, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

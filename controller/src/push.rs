@@ -119,6 +119,8 @@ impl Subscriber {
                 &h.namespace == namespace || h.parents.iter().any(|p| &p.namespace == namespace)
             }
             Some(resource::Kind::Workload(w)) => &w.namespace == namespace,
+            // TrafficPolicies attach to Services of their own namespace.
+            Some(resource::Kind::TrafficPolicy(t)) => &t.namespace == namespace,
             Some(resource::Kind::Authorization(a)) => {
                 &a.namespace == namespace || a.namespace == root
             }

@@ -2,11 +2,12 @@
 //! controllers write it: each waypoint Gateway's conditions (`Accepted`,
 //! `Programmed`); for each HTTPRoute and GRPCRoute, one `status.parents[]`
 //! entry per Service parent (controller [`CONTROLLER_NAME`]) with
-//! `Accepted` and `ResolvedRefs`; and quicmesh's own policies'
+//! `Accepted` and `ResolvedRefs`; quicmesh's own policies'
 //! `status.conditions` ([`PolicyStatus`]: AuthorizationPolicy's and
 //! RequestAuthentication's `Accepted`, False with the reason when it is
-//! invalid). Pure, from the index: `/status` serves it, and in Kubernetes
-//! [`kube`] writes it back.
+//! invalid); and for each TrafficPolicy, one `status.ancestors[]` entry
+//! per target with `Accepted` (policy attachment, GEP-713). Pure, from the
+//! index: `/status` serves it, and in Kubernetes [`kube`] writes it back.
 
 use serde_json::{json, Value};
 
@@ -128,6 +129,37 @@ impl AuthenticationStatus {
     }
 }
 
+/// A TrafficPolicy's ancestor statuses (ours only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficPolicyStatus {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    /// `{ancestorRef, controllerName, conditions}` without timestamps.
+    pub ancestors: Vec<(Value, Vec<Condition>)>,
+}
+
+/// Every TrafficPolicy, with its targets.
+pub fn traffic_policies(index: &Index) -> Vec<TrafficPolicyStatus> {
+    let namespaces: std::collections::BTreeSet<&str> = index
+        .traffic_policies()
+        .map(|p| p.namespace.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for ns in namespaces {
+        for (name, r) in crate::traffic::resolve_namespace(index, ns) {
+            let generation = index.traffic_policy(ns, &name).map_or(0, |p| p.generation);
+            out.push(TrafficPolicyStatus {
+                namespace: ns.to_string(),
+                name,
+                generation,
+                ancestors: r.ancestors,
+            });
+        }
+    }
+    out
+}
+
 /// Every waypoint Gateway that exists (an implied one has no object yet).
 pub fn gateways(index: &Index) -> Vec<GatewayStatus> {
     waypoint::all(index)
@@ -200,17 +232,41 @@ pub fn since<'a>(c: &Condition, previous: Option<&'a Value>, now: &'a str) -> &'
 /// controllers are kept as they are, ours keep their transition times where
 /// a condition's status did not change.
 pub fn merge_parents(current: &[Value], ours: &RouteStatus, now: &str) -> Vec<Value> {
+    merge(current, "parentRef", &ours.parents, ours.generation, now)
+}
+
+/// A TrafficPolicy's `status.ancestors`, merged as [`merge_parents`] does.
+pub fn merge_ancestors(current: &[Value], ours: &TrafficPolicyStatus, now: &str) -> Vec<Value> {
+    merge(
+        current,
+        "ancestorRef",
+        &ours.ancestors,
+        ours.generation,
+        now,
+    )
+}
+
+/// Entries of other controllers kept, ours (`key`: the field naming what
+/// an entry is for) replaced, with their transition times where a
+/// condition's status held.
+fn merge(
+    current: &[Value],
+    key: &str,
+    ours: &[(Value, Vec<Condition>)],
+    generation: i64,
+    now: &str,
+) -> Vec<Value> {
     let mut out: Vec<Value> = current
         .iter()
         .filter(|p| p["controllerName"] != CONTROLLER_NAME)
         .cloned()
         .collect();
-    for (parent, conditions) in &ours.parents {
+    for (parent, conditions) in ours {
         let before = current
             .iter()
-            // We write every field of our parentRefs, so the stored one is
+            // We write every field of our references, so the stored one is
             // the same value (no API defaults fill it in).
-            .find(|p| p["controllerName"] == CONTROLLER_NAME && &p["parentRef"] == parent);
+            .find(|p| p["controllerName"] == CONTROLLER_NAME && &p[key] == parent);
         let conditions: Vec<Value> = conditions
             .iter()
             .map(|c| {
@@ -220,11 +276,11 @@ pub fn merge_parents(current: &[Value], ours: &RouteStatus, now: &str) -> Vec<Va
                         .iter()
                         .find(|p| p["type"] == c.kind)
                 });
-                api_condition(c, ours.generation, since(c, previous, now))
+                api_condition(c, generation, since(c, previous, now))
             })
             .collect();
         out.push(json!({
-            "parentRef": parent,
+            key: parent,
             "controllerName": CONTROLLER_NAME,
             "conditions": conditions,
         }));
@@ -286,6 +342,30 @@ mod tests {
         // Once written, writing again changes nothing.
         assert_eq!(
             merge_parents(&merged, &ours, "2027-01-01T00:00:00Z"),
+            merged
+        );
+    }
+
+    #[test]
+    fn a_policys_ancestors_are_merged_as_route_parents_are() {
+        let target = crate::traffic::ancestor_ref("shop", "web", None);
+        let ours = TrafficPolicyStatus {
+            namespace: "shop".into(),
+            name: "p".into(),
+            generation: 4,
+            ancestors: vec![(target.clone(), vec![cond("Accepted", true)])],
+        };
+        let theirs = json!({"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"},
+            "controllerName": "example.com/edge", "conditions": []});
+        let stale = json!({"ancestorRef": crate::traffic::ancestor_ref("shop", "gone", None),
+            "controllerName": CONTROLLER_NAME, "conditions": []});
+        let merged = merge_ancestors(&[theirs.clone(), stale], &ours, "2026-12-01T00:00:00Z");
+        assert_eq!(merged.len(), 2, "ours for a target no longer named goes");
+        assert_eq!(merged[0], theirs);
+        assert_eq!(merged[1]["ancestorRef"], target);
+        assert_eq!(merged[1]["conditions"][0]["observedGeneration"], 4);
+        assert_eq!(
+            merge_ancestors(&merged, &ours, "2027-01-01T00:00:00Z"),
             merged
         );
     }

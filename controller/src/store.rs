@@ -312,6 +312,7 @@ impl Store {
         let version = inner.version + 1;
         for name in dirty {
             report_route(&inner.index, &name);
+            crate::traffic::report(&inner.index, &name);
             match translate::resource(&inner.index, &name, &self.mesh) {
                 Some(mut r) => {
                     let same = inner.resources.get(&name).is_some_and(|old| {

@@ -11,7 +11,7 @@ use quicmesh_proto::config::{
     MtlsMode, Resource, Service, ServicePort, Waypoint, Workload,
 };
 
-use crate::index::{authorization_name, service_name, workload_name, Index};
+use crate::index::{authorization_name, service_name, traffic_policy_name, workload_name, Index};
 use crate::model::{self, selects, PolicyTarget, TargetPort};
 
 /// Mesh-wide settings translation needs.
@@ -47,6 +47,12 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
         let (ns, ra) = rest.split_once('/')?;
         let ra = index.request_authentication(ns, ra)?;
         resource::Kind::Authentication(index.compiled_authentication(ra).resource)
+    } else if let Some(rest) = name.strip_prefix("trafficpolicy/") {
+        let (ns, policy) = rest.split_once('/')?;
+        resource::Kind::TrafficPolicy(crate::traffic::translate(
+            index,
+            index.traffic_policy(ns, policy)?,
+        )?)
     } else if let Some(route) = index.route_by_resource(name) {
         resource::Kind::HttpRoute(http_route(index, route)?)
     } else {
@@ -79,6 +85,11 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
             index
                 .request_authentications()
                 .map(|r| crate::index::authentication_name(&r.namespace, &r.name)),
+        )
+        .chain(
+            index
+                .traffic_policies()
+                .map(|p| traffic_policy_name(&p.namespace, &p.name)),
         );
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))

@@ -12,7 +12,7 @@ fn crd_dirs() -> [PathBuf; 2] {
 }
 
 /// Each CRD: its file name, the Rust source it is generated from, and the YAML.
-fn crds() -> [(&'static str, &'static str, String); 2] {
+fn crds() -> [(&'static str, &'static str, String); 3] {
     [
         (
             "authorizationpolicies.quicmesh.io.yaml",
@@ -23,6 +23,11 @@ fn crds() -> [(&'static str, &'static str, String); 2] {
             "requestauthentications.quicmesh.io.yaml",
             "controller/src/authn.rs",
             quicmesh_controller::authn::crd_yaml(),
+        ),
+        (
+            "trafficpolicies.quicmesh.io.yaml",
+            "controller/src/traffic.rs",
+            quicmesh_controller::traffic::crd_yaml(),
         ),
     ]
 }
@@ -141,4 +146,29 @@ fn the_request_authentication_example_is_valid() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.resource.rules[0].output_claim_to_headers.len(), 2);
     assert!(c.resource.rules[0].jwks.contains("demo-2026"));
+}
+
+/// The example TrafficPolicy users copy (examples/waypoint/) is valid.
+#[test]
+fn the_example_traffic_policy_is_valid() {
+    use quicmesh_controller::model::Object;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/waypoint/traffic-policy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed =
+        quicmesh_controller::sources::manifest::parse_file(&text, &path.display().to_string())
+            .unwrap();
+    let mut seen = 0;
+    for doc in parsed.docs {
+        if let Some(Object::TrafficPolicy(p)) = doc.unwrap() {
+            assert!(p.parts.is_ok(), "{}: {:?}", p.name, p.parts);
+            assert!(
+                p.targets.iter().all(|t| t.target.is_ok()),
+                "{:?}",
+                p.targets
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no TrafficPolicy in {}", path.display());
 }

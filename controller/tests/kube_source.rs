@@ -20,7 +20,7 @@ use kube::Client;
 use quicmesh_controller::model::{Kind, Object};
 use quicmesh_controller::sources::kube::{
     pod, run, run_for_node, sync_name, token_review, watch_authorization_policies, watch_kind,
-    Caller, KINDS, NODE_KINDS,
+    watch_traffic_policies, Caller, KINDS, NODE_KINDS,
 };
 use quicmesh_controller::store::Store;
 use quicmesh_proto::config::{resource, Authorization, AuthorizationAction, AuthorizationScope};
@@ -38,6 +38,9 @@ const DB_0: &str = "c4d5e6f7-0819-4a2b-bc3d-4e5f60718203";
 /// Where AuthorizationPolicies are listed and watched (all namespaces).
 const POLICIES: &str = "/apis/quicmesh.io/v1alpha1/authorizationpolicies";
 
+/// Where TrafficPolicies are listed and watched (all namespaces).
+const TRAFFIC: &str = "/apis/quicmesh.io/v1alpha1/trafficpolicies";
+
 /// Where the Gateway API kinds are listed and watched.
 const GATEWAY_API: [&str; 3] = [
     "/apis/gateway.networking.k8s.io/v1/gateways",
@@ -47,7 +50,7 @@ const GATEWAY_API: [&str; 3] = [
 
 /// What `run` lists, by path, and the answers (in a real API server's
 /// format; the Gateway API ones written by hand in that format).
-const LISTS: [(&str, &str); 11] = [
+const LISTS: [(&str, &str); 12] = [
     ("/api/v1/namespaces", "namespaces-list.json"),
     ("/api/v1/pods", "pods-list.json"),
     ("/api/v1/services", "services-list.json"),
@@ -62,6 +65,7 @@ const LISTS: [(&str, &str); 11] = [
     (GATEWAY_API[2], "grpcroutes-list.json"),
     (REQUEST_AUTHENTICATIONS, "requestauthentications-list.json"),
     ("/api/v1/secrets", "secrets-list.json"),
+    (TRAFFIC, "trafficpolicies-list.json"),
 ];
 
 /// Where RequestAuthentications are listed and watched (all namespaces).
@@ -543,13 +547,15 @@ async fn run_watches_every_kind() {
             "grpcroute/shop/db-methods",
             "authentication/shop/web-jwt",
             "authentication/shop/broken",
+            "trafficpolicy/shop/web-resilience",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
                 "{want} missing from {names:?}"
             );
         }
-        assert_eq!(names.len(), 12, "{names:?}");
+        // db-typo (a TrafficPolicy) is invalid: not sent.
+        assert_eq!(names.len(), 13, "{names:?}");
         // The waypoint Gateway is ours; another class's is not.
         let waypoints: Vec<String> = store.with_index(|ix| {
             quicmesh_controller::waypoint::all(ix)
@@ -1853,6 +1859,185 @@ async fn writers_run_only_while_leading() {
         tx.send(true).unwrap();
         wait(1).await;
         assert_eq!(started.load(SeqCst), 2);
+    })
+    .await;
+}
+
+/// The TrafficPolicy the store publishes for `name`, if any.
+fn traffic_policy(store: &Store, name: &str) -> Option<quicmesh_proto::config::TrafficPolicy> {
+    match store
+        .resources()
+        .remove(&format!("trafficpolicy/shop/{name}"))?
+        .kind
+    {
+        Some(resource::Kind::TrafficPolicy(p)) => Some(p),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Services shop/web (ports http, metrics) and shop/db, as the recorded
+/// list has them.
+fn store_with_services() -> Arc<Store> {
+    let store = Store::new("cluster.local");
+    let services: serde_json::Value =
+        serde_json::from_slice(&fixture("services-list.json")).unwrap();
+    store.apply(|ix| {
+        let mut d = quicmesh_controller::index::Dirty::new();
+        for item in services["items"].as_array().unwrap() {
+            let s: k8s_openapi::api::core::v1::Service =
+                serde_json::from_value(item.clone()).unwrap();
+            let s = quicmesh_controller::sources::kube::service(&s).unwrap();
+            d.extend(ix.upsert(Object::Service(s)));
+        }
+        d
+    });
+    store
+}
+
+/// Listed: the valid policy is sent with both its targets (the Service,
+/// and its port `metrics`); the one with a typo is kept, invalid, and not
+/// sent. Watched: the typo fixed, it is sent; the other deleted, it goes.
+#[tokio::test]
+async fn traffic_policies_are_listed_watched_and_compiled() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = store_with_services();
+        let task = tokio::spawn(watch_traffic_policies(client, store.clone()));
+        api.answer(
+            Method::GET,
+            TRAFFIC,
+            &[],
+            StatusCode::OK,
+            "trafficpolicies-list.json",
+        )
+        .await;
+        let watch = api.watch(TRAFFIC, "48510").await;
+        let web = traffic_policy(&store, "web-resilience").expect("sent");
+        let ports: Vec<u32> = web.targets.iter().map(|t| t.port).collect();
+        assert_eq!(ports, [0, 9090], "the Service, and its port named metrics");
+        assert_eq!(web.rate_limit.unwrap().requests, 100);
+        assert_eq!(web.outlier_detection.unwrap().base_ejection_time_ms, 30_000);
+        assert_eq!(web.created, 1_747_042_731);
+        assert!(traffic_policy(&store, "db-typo").is_none());
+        let why =
+            store.with_index(|ix| ix.traffic_policy("shop", "db-typo").unwrap().parts.clone());
+        assert!(why
+            .unwrap_err()
+            .contains("spec.connectionPool.maxConections: unknown field"));
+
+        watch.send_response(respond(StatusCode::OK, "trafficpolicies-watch.jsonl"));
+        let _held = api.watch(TRAFFIC, "48540").await;
+        let db = traffic_policy(&store, "db-typo").expect("fixed, sent");
+        assert_eq!(db.connection_pool.unwrap().max_connections, 10);
+        assert!(
+            traffic_policy(&store, "web-resilience").is_none(),
+            "deleted"
+        );
+        task.abort();
+    })
+    .await;
+}
+
+/// A controller that may not list TrafficPolicies serves config all the
+/// same (they only take resilience away); one without the CRD too.
+#[tokio::test]
+async fn traffic_policies_that_cannot_be_listed_do_not_hold_the_config() {
+    for (status, body) in [
+        (
+            StatusCode::FORBIDDEN,
+            "status-forbidden-trafficpolicies.json",
+        ),
+        (StatusCode::NOT_FOUND, "not-found.txt"),
+    ] {
+        bounded(async {
+            let (client, mut api) = mock_client();
+            let store = Store::new("cluster.local");
+            let task = tokio::spawn(run(client, store.clone()));
+            let refused = Cell::new(0);
+            let _held = api
+                .serve_run(
+                    |path| {
+                        if path == TRAFFIC {
+                            refused.set(refused.get() + 1);
+                            (status, body)
+                        } else {
+                            recorded_list(path)
+                        }
+                    },
+                    |watched| watched.len() == LISTS.len() - 1 && refused.get() > 0,
+                )
+                .await;
+            synced(&store).await;
+            assert!(store.with_index(|ix| ix.traffic_policies().next().is_none()));
+            task.abort();
+        })
+        .await;
+    }
+}
+
+/// A TrafficPolicy's status: read, ours (one entry per target: web
+/// accepted, api not found) merged beside another controller's entry, and
+/// written with the resourceVersion read.
+#[tokio::test]
+async fn traffic_policy_status_is_written_back_keeping_other_controllers_entries() {
+    use quicmesh_controller::status::kube::{run, StatusMetrics};
+    let (client, mut api) = mock_client();
+    let store = store_with_services();
+    let object: kube::api::DynamicObject =
+        serde_json::from_slice(&fixture("trafficpolicy-with-status.json")).unwrap();
+    store.apply(|ix| {
+        ix.upsert(Object::TrafficPolicy(
+            quicmesh_controller::sources::kube::traffic_policy(&object).unwrap(),
+        ))
+    });
+    tokio::spawn(run(client, store.clone(), StatusMetrics::default()));
+    bounded(async {
+        let path = "/apis/quicmesh.io/v1alpha1/namespaces/shop/trafficpolicies/web-resilience";
+        api.answer(
+            Method::GET,
+            path,
+            &[],
+            StatusCode::OK,
+            "trafficpolicy-with-status.json",
+        )
+        .await;
+        let (req, send) = api
+            .expect(Method::PATCH, &format!("{path}/status"), &[])
+            .await;
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        let body = json_body(req).await;
+        assert_eq!(body["metadata"]["resourceVersion"], "5151");
+        let ancestors = body["status"]["ancestors"].as_array().unwrap();
+        assert_eq!(ancestors.len(), 3, "{body}");
+        assert_eq!(
+            ancestors[0]["controllerName"],
+            "example.com/edge-controller"
+        );
+        let ours = |i: usize, name: &str, status: &str, reason: &str| {
+            let a = &ancestors[i];
+            assert_eq!(
+                a["controllerName"],
+                quicmesh_controller::status::CONTROLLER_NAME
+            );
+            assert_eq!(a["ancestorRef"]["kind"], "Service");
+            assert_eq!(a["ancestorRef"]["name"], name);
+            assert_eq!(a["conditions"][0]["type"], "Accepted");
+            assert_eq!(a["conditions"][0]["status"], status, "{a}");
+            assert_eq!(a["conditions"][0]["reason"], reason, "{a}");
+            assert_eq!(a["conditions"][0]["observedGeneration"], 3);
+        };
+        ours(1, "web", "True", "Accepted");
+        ours(2, "api", "False", "TargetNotFound");
+        send.send_response(respond(StatusCode::OK, "trafficpolicy-with-status.json"));
+        // Unchanged: not written again within a settle period.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            futures::FutureExt::now_or_never(api.handle.next_request()).is_none(),
+            "an unchanged policy is not read again"
+        );
     })
     .await;
 }

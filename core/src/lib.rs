@@ -2,7 +2,9 @@
 //! verification ([`identity`]), the QUIC/HTTP3 CONNECT tunnel ([`tunnel`]),
 //! network-namespace plumbing ([`netns`]), node-local seqpacket sockets
 //! with descriptors ([`seqpacket`]), L4 authorization evaluation
-//! ([`authz`], pure), readiness ([`health`]), metrics and logging.
+//! ([`authz`], pure), route matching ([`route`], pure), TrafficPolicy
+//! settings ([`traffic`], pure), readiness ([`health`]), metrics and
+//! logging.
 //!
 //! Nothing here knows about pods, nodes or config sources; those belong to
 //! the proxies and the controller.
@@ -22,6 +24,7 @@ pub mod route;
 pub mod runtime;
 pub mod seqpacket;
 pub mod telemetry;
+pub mod traffic;
 pub mod tunnel;
 
 /// The crypto provider every TLS config in quicmesh uses (ring).

@@ -731,6 +731,15 @@ impl Cluster {
                     "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 Object::Gateway(g) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": "Gateway",
                     "metadata": {"name": g.name, "namespace": g.namespace, "labels": g.labels}, "spec": {"gatewayClassName": g.class}})),
+                Object::TrafficPolicy(p) => {
+                    let mut metadata = json!({"name": p.name, "namespace": p.namespace});
+                    // Its age decides conflicts between policies.
+                    if let Some(t) = quicmesh_controller::sources::manifest::timestamp_text(p.created) {
+                        metadata["creationTimestamp"] = json!(t);
+                    }
+                    docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "TrafficPolicy",
+                        "metadata": metadata, "spec": p.spec}));
+                }
                 Object::Route(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": r.kind.api_kind(),
                     "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
                 _ => {}

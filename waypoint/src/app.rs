@@ -175,13 +175,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let admin_l = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding admin on {}", args.admin_addr))?;
-    let (a2, l3) = (args.clone(), live.clone());
+    let (a2, l3, w3) = (args.clone(), live.clone(), waypoint.clone());
     tokio::spawn(serve_http(
         admin_l,
         vec![(
             "/config_dump",
             handler(move || {
-                let v = serde_json::json!({"args": &a2, "config": l3.dump()});
+                let v = serde_json::json!({"args": &a2, "config": l3.dump(), "resilience": w3.resilience_dump()});
                 std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
             }),
         )],

@@ -72,6 +72,7 @@ pub fn tables(
     let mut policies = PolicySet::default();
     let mut workloads = Vec::new();
     let mut authentications = Vec::new();
+    let mut traffic = Vec::new();
     for (name, r) in resources {
         match &r.kind {
             Some(resource::Kind::Workload(w)) => {
@@ -91,6 +92,12 @@ pub fn tables(
                 authentications.push(Arc::new(crate::authn::Authentication::from_proto(a)))
             }
             Some(resource::Kind::Service(_)) => {}
+            // Checked by the controller with the same code: one that does
+            // not read is a controller of another version; refused whole.
+            Some(resource::Kind::TrafficPolicy(p)) => traffic.push(
+                quicmesh_core::traffic::Policy::from_proto(p)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            ),
             None => return Err(format!("{name}: resource without a kind")),
         }
     }
@@ -193,6 +200,11 @@ pub fn tables(
                     t.parents
                         .insert(SocketAddr::new(*vip, port), parent.clone());
                 }
+            }
+            if let Some(e) =
+                quicmesh_core::traffic::effective(&traffic, &svc.namespace, &svc.name, port)
+            {
+                t.traffic.insert(service.clone(), Arc::new(e));
             }
             t.endpoints.insert(service, endpoints);
         }
@@ -411,9 +423,14 @@ impl Live {
             .iter()
             .map(|p| p.name.as_str())
             .collect();
+        // Each Service port's effective TrafficPolicy settings, each part
+        // with the policy it comes from.
+        let traffic: BTreeMap<String, &quicmesh_core::traffic::Effective> =
+            t.traffic.iter().map(|(b, e)| (name(b), &**e)).collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
             "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies,
-            "waypointPolicies": waypoint_policies, "authentication": t.authn.dump(), "jwks": self.jwks.dump()})
+            "waypointPolicies": waypoint_policies, "authentication": t.authn.dump(), "jwks": self.jwks.dump(),
+            "trafficPolicies": traffic})
     }
 }
 

@@ -23,6 +23,8 @@
 //! - [`response`]: every failure turned into a status and a response flag;
 //! - [`sniff`]: HTTP or opaque TCP, from a connection's first bytes;
 //! - [`retry`]: retry budgets, so retries cannot multiply a route's load;
+//! - [`resilience`]: TrafficPolicy enforcement (rate limits, faults,
+//!   circuit breaking, outlier detection, body limits);
 //! - [`metrics`]: requests by Service, status and flag; retries;
 //! - [`app`]: the binary's wiring (identity, tunnel server, config stream,
 //!   metrics and admin endpoints, drain).
@@ -34,6 +36,7 @@ pub mod config;
 pub mod jwks;
 pub mod metrics;
 pub mod proxy;
+pub mod resilience;
 pub mod response;
 pub mod retry;
 pub mod sniff;

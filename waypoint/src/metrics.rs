@@ -62,8 +62,33 @@ pub struct JwtLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// The Service port (`namespace/name:port`, bounded by the config).
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceReasonLabels {
+    pub service: String,
+    /// A fixed word (the overflow's, the ejection's).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub service: String,
+    /// `delay` or `abort`.
+    pub fault: String,
+}
+
 #[derive(Default)]
 pub struct RequestMetrics {
+    /// TrafficPolicy: refusals and faults, by Service port.
+    pub rate_limited: Family<ServiceLabels, Counter>,
+    pub overflows: Family<ServiceReasonLabels, Counter>,
+    pub faults: Family<FaultLabels, Counter>,
+    pub ejections: Family<ServiceReasonLabels, Counter>,
     /// Requests a RequestAuthentication applied to, by outcome.
     pub jwt: Family<JwtLabels, Counter>,
     pub authz_denials: Family<DenialLabels, Counter>,
@@ -121,6 +146,26 @@ impl RequestMetrics {
             self.jwt.clone(),
         );
         reg.register(
+            "waypoint_rate_limited",
+            "Requests refused (429) by the rate limit of the TrafficPolicy of the Service they were addressed to",
+            self.rate_limited.clone(),
+        );
+        reg.register(
+            "waypoint_overflows",
+            "Requests refused (503) by the circuit breaker (connectionPool) of their backend's TrafficPolicy, by reason: max_concurrent_requests, max_pending_requests, pending_timeout",
+            self.overflows.clone(),
+        );
+        reg.register(
+            "waypoint_faults",
+            "Faults injected by the TrafficPolicy of the Service requests were addressed to: delay, abort",
+            self.faults.clone(),
+        );
+        reg.register(
+            "waypoint_outlier_ejections",
+            "Endpoints ejected by outlier detection, by backend Service port and reason: consecutive_5xx, consecutive_gateway_errors, success_rate",
+            self.ejections.clone(),
+        );
+        reg.register(
             "waypoint_downstream_connections",
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
@@ -166,6 +211,41 @@ impl RequestMetrics {
         self.jwt
             .get_or_create(&JwtLabels {
                 result: result.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn rate_limited(&self, service: &str) {
+        self.rate_limited
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn overflow(&self, service: &str, reason: &str) {
+        self.overflows
+            .get_or_create(&ServiceReasonLabels {
+                service: service.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn fault(&self, service: &str, fault: &str) {
+        self.faults
+            .get_or_create(&FaultLabels {
+                service: service.to_string(),
+                fault: fault.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn ejected(&self, service: &str, reason: &str) {
+        self.ejections
+            .get_or_create(&ServiceReasonLabels {
+                service: service.to_string(),
                 reason: reason.to_string(),
             })
             .inc();

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authz::{Access, Client, RequestFacts};
 use crate::metrics::RequestMetrics;
+use crate::resilience::{self, Resilience};
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
 
@@ -42,6 +43,7 @@ pub use mirror::{MAX_MIRRORS_IN_FLIGHT, MIRROR_TIMEOUT};
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, Origin, RequestMatch, RequestView, RouteTable,
 };
+use quicmesh_core::traffic::Effective;
 pub use request::{FORWARDED_CLIENT_CERT, MAX_KEPT_BYTES, MAX_RETRY_BODY};
 
 /// Bounds on what a client can make the waypoint hold, per connection.
@@ -141,6 +143,10 @@ pub trait Directory: Send + Sync + 'static {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         tokio::sync::watch::channel(0).1
     }
+    /// The TrafficPolicy settings of a Service port, if any.
+    fn traffic(&self, _service: &BackendRef) -> Option<Arc<Effective>> {
+        None
+    }
 }
 
 /// A [`Directory`] from explicit tables (what the waypoint's config builds).
@@ -161,6 +167,8 @@ pub struct Tables {
     pub policy_free: bool,
     /// RequestAuthentications.
     pub authn: Arc<crate::authn::Table>,
+    /// TrafficPolicy settings, by Service port.
+    pub traffic: HashMap<BackendRef, Arc<Effective>>,
 }
 
 impl Directory for Tables {
@@ -184,6 +192,9 @@ impl Directory for Tables {
     }
     fn authentication(&self) -> Arc<crate::authn::Table> {
         self.authn.clone()
+    }
+    fn traffic(&self, service: &BackendRef) -> Option<Arc<Effective>> {
+        self.traffic.get(service).cloned()
     }
 }
 
@@ -259,6 +270,9 @@ impl Directory for Versioned {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
     }
+    fn traffic(&self, service: &BackendRef) -> Option<Arc<Effective>> {
+        self.tables().traffic(service)
+    }
 }
 
 /// The waypoint.
@@ -277,6 +291,8 @@ pub struct Waypoint<D> {
     mirror_slots: Arc<tokio::sync::Semaphore>,
     /// [`MAX_KEPT_BYTES`] in KiB units.
     kept_bytes: Arc<tokio::sync::Semaphore>,
+    /// TrafficPolicy state (buckets, ejections, breakers) per Service port.
+    resilience: Resilience,
 }
 
 /// How often the balancer forgets endpoints no longer in use.
@@ -304,7 +320,14 @@ impl<D: Directory> Waypoint<D> {
             budgets: Budgets::default(),
             mirror_slots: Arc::new(tokio::sync::Semaphore::new(MAX_MIRRORS_IN_FLIGHT)),
             kept_bytes: Arc::new(tokio::sync::Semaphore::new(MAX_KEPT_BYTES / 1024)),
+            resilience: Resilience::default(),
         })
+    }
+
+    /// The TrafficPolicy state being enforced (ejected endpoints,
+    /// requests in flight and pending, buckets), for the admin dump.
+    pub fn resilience_dump(&self) -> serde_json::Value {
+        self.resilience.dump()
     }
 
     /// Stops taking requests: every connection finishes those in flight
@@ -392,6 +415,11 @@ impl<D: Directory> Waypoint<D> {
         let mut log = RequestLog::default();
         let resp = match self.forward(conn, req, &mut log).await {
             Ok(r) => r,
+            // Refusals a TrafficPolicy asks for are in the access log.
+            Err(f @ (Failure::RateLimited(_) | Failure::FaultAbort(_))) => {
+                log.flag = f.flag();
+                f.response()
+            }
             Err(f) => {
                 tracing::warn!(
                     src.identity = %conn.peer,
@@ -410,6 +438,14 @@ impl<D: Directory> Waypoint<D> {
                 f.response()
             }
         };
+        // A request counts against its backend's breaker until its
+        // answer is through.
+        let resp = match log.hold.take() {
+            Some(slot) => {
+                resp.map(|b| BodyExt::boxed(crate::resilience::breaker::Guarded::new(b, slot)))
+            }
+            None => resp,
+        };
         self.metrics
             .request(conn.parent.metric_label(), resp.status().as_u16(), log.flag);
         // The access log: its own target, so that `RUST_LOG=info,waypoint::access=off`
@@ -427,6 +463,7 @@ impl<D: Directory> Waypoint<D> {
             principal = log.principal,
             flag = log.flag,
             authz = log.authz,
+            fault = log.fault,
             retries = log.retries,
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
@@ -478,6 +515,28 @@ impl<D: Directory> Waypoint<D> {
             log.grpc_route = sel.route.grpc;
             (sel.rule, sel.matched)
         };
+        // The addressed Service's TrafficPolicy: body length, rate limit,
+        // faults; its request timeout for a route without one.
+        let policy = self
+            .resilience
+            .of(&parent.service, self.directory.traffic(&parent.service));
+        let body_limit = match &policy {
+            Some(p) => {
+                let service = parent.metric_label();
+                resilience::admit_request(
+                    p,
+                    &service,
+                    &log.route,
+                    &conn.peer,
+                    &req,
+                    &self.metrics,
+                    &mut log.fault,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let timeouts = resilience::timeouts(&rule.timeouts, policy.as_deref());
         // The rule's filters, in order; the response's after the answer.
         let mut response_headers = Vec::new();
         let mut mirrors = Vec::new();
@@ -530,11 +589,11 @@ impl<D: Directory> Waypoint<D> {
         }
         if let Some(value) = websocket {
             // One try, no mirrors; the timeouts bound the backend's answer.
-            let bound = match (rule.timeouts.request, rule.timeouts.backend_request) {
+            let bound = match (timeouts.request, timeouts.backend_request) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let req = req.map(|b| b.boxed());
+            let req = req.map(crate::response::boxed);
             let asked = upgrade::Asked {
                 value,
                 bound,
@@ -547,17 +606,27 @@ impl<D: Directory> Waypoint<D> {
             return Ok(resp);
         }
         let version_in = req.version();
+        // The backend's TrafficPolicy: its circuit breaker, connection
+        // limits and timeouts, outlier detection (in `pick`).
+        let target = self
+            .resilience
+            .of(&backend.target, self.directory.traffic(&backend.target));
+        let target_label = resilience::label(&backend.target);
+        let limits = resilience::limits(target.as_deref());
+        log.hold = resilience::admit_backend(target.as_deref(), &target_label, &self.metrics)?;
         let n = self
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % FORGET_EVERY == FORGET_EVERY - 1 {
             self.balancer.forget_idle(Instant::now());
             self.budgets.forget_idle(Instant::now());
+            self.resilience
+                .forget(|s| self.directory.traffic(s).is_some());
         }
         // `timeouts.request` bounds every attempt together (and reading
         // a body kept for them); each attempt is bounded by
         // `backendRequest` too.
-        let deadline = rule.timeouts.request.map(|t| (Instant::now() + t, t));
+        let deadline = timeouts.request.map(|t| (Instant::now() + t, t));
         // For retries and mirrors, a request whose body is small and
         // complete is kept to be sent again; any other is sent once, and
         // not mirrored.
@@ -580,6 +649,7 @@ impl<D: Directory> Waypoint<D> {
         }
         let retry = rule.retry.as_ref().filter(|_| can_keep);
         let (parts, body) = req.into_parts();
+        let mut cut_off = None;
         let (body, kept) = if can_keep {
             // Bounded in time like a request head when no request
             // timeout says otherwise: a client trickling a body it
@@ -593,7 +663,9 @@ impl<D: Directory> Waypoint<D> {
                 .to_bytes();
             (text(bytes.clone()), Some(bytes))
         } else {
-            (body.boxed(), None)
+            let (body, flag) = resilience::limit_body(body, body_limit);
+            cut_off = flag;
+            (body, None)
         };
         let mut req = Request::from_parts(parts, body);
         if let Some(head) = &mirror_head {
@@ -624,7 +696,7 @@ impl<D: Directory> Waypoint<D> {
                 .as_ref()
                 .filter(|_| retry.is_some())
                 .map(|bytes| copy_of(&req, bytes.clone()));
-            let bound = match (deadline, rule.timeouts.backend_request) {
+            let bound = match (deadline, timeouts.backend_request) {
                 (Some((at, whole)), Some(b)) => Some(
                     b.min(at.saturating_duration_since(Instant::now()))
                         .min(whole),
@@ -632,12 +704,27 @@ impl<D: Directory> Waypoint<D> {
                 (Some((at, _)), None) => Some(at.saturating_duration_since(Instant::now())),
                 (None, b) => b,
             };
-            let send = self.upstreams.send(ep, version, req);
+            let send = self.upstreams.send_with(ep, version, req, &limits);
             let sent = match bound {
                 Some(t) => tokio::time::timeout(t, send)
                     .await
-                    .unwrap_or(Err(Failure::Timeout(rule.timeouts.request.unwrap_or(t)))),
+                    .unwrap_or(Err(Failure::Timeout(timeouts.request.unwrap_or(t)))),
                 None => send.await,
+            };
+            let cut = resilience::tripped(&cut_off);
+            resilience::record(
+                target.as_deref(),
+                &target_label,
+                ep.addr,
+                &sent,
+                cut,
+                &self.metrics,
+            );
+            // The body crossed `maxRequestBodyBytes`: the request was
+            // aborted upstream.
+            let sent = match (cut, body_limit) {
+                (true, Some(limit)) if sent.is_err() => Err(Failure::BodyTooLarge(limit)),
+                _ => sent,
             };
             // The response head is the latency sample; a 5xx or a failure
             // is charged as a slow answer (a cancelled request, dropped
@@ -737,13 +824,20 @@ impl<D: Directory> Waypoint<D> {
         facts: Option<&RequestFacts>,
     ) -> Result<(Endpoint, quicmesh_core::lb::ewma::Pending<SocketAddr>), Failure> {
         let endpoints = self.directory.endpoints(backend);
-        let addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        let mut addrs: Vec<_> = endpoints.iter().map(|e| e.addr).collect();
+        // Outlier detection's ejected endpoints are not chosen.
+        let state = self.resilience.of(backend, self.directory.traffic(backend));
+        let open = resilience::available(state.as_deref(), &addrs);
+        if let Some(open) = &open {
+            addrs = open.iter().map(|i| addrs[*i]).collect();
+        }
         let (i, pending) = self.balancer.choose(&addrs).ok_or_else(|| {
             Failure::NoHealthyEndpoint(format!(
                 "{}/{}:{}",
                 backend.namespace, backend.name, backend.port
             ))
         })?;
+        let i = open.map_or(i, |open| open[i]);
         let ep = endpoints[i].clone();
         log.upstream = ep.addr.to_string();
         self.authorize(conn, &ep, facts)?;
@@ -814,7 +908,7 @@ impl<D: Directory> Waypoint<D> {
         sent: Result<Response<Incoming>, Failure>,
         response_headers: &[&quicmesh_core::route::HeaderModifier],
     ) -> Result<Response<Body>, Failure> {
-        let mut resp = sent?.map(|b| b.boxed());
+        let mut resp = sent?.map(crate::response::boxed);
         strip_hop_by_hop(resp.headers_mut());
         for m in response_headers {
             m.apply(resp.headers_mut());
@@ -839,6 +933,11 @@ struct RequestLog {
     authz: String,
     /// Attempts after the first.
     retries: u32,
+    /// A fault injected (`delay`, `abort`).
+    fault: &'static str,
+    /// The request's place among its backend's requests in flight, held
+    /// by its answer's body.
+    hold: Option<crate::resilience::breaker::Slot>,
 }
 
 /// Counts a served connection while it lives.

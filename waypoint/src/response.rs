@@ -6,10 +6,19 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use quicmesh_core::traffic::AbortWith;
 
 /// The body type the waypoint answers with: a backend's streamed body, or
-/// one of its own.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// one of its own. Its error is any error (a request body over its
+/// `maxRequestBodyBytes` ends with one of ours, which aborts it upstream).
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A hyper body (a client's or a backend's) as a [`Body`].
+pub fn boxed(b: hyper::body::Incoming) -> Body {
+    b.map_err(BoxError::from).boxed()
+}
 
 /// Why the waypoint answered a request itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +74,19 @@ pub enum Failure {
     /// The waypoint has no SVID to present.
     #[error("no SVID for the waypoint: {0}")]
     Identity(String),
+    /// The Service's TrafficPolicy rate limit refused it; a token comes
+    /// in this many seconds (`Retry-After`).
+    #[error("rate limited; a token in {0} s")]
+    RateLimited(u64),
+    /// The backend's circuit breaker refused it (`connectionPool`).
+    #[error("circuit breaker overflow: {}", .0.label())]
+    Overflow(crate::resilience::breaker::Overflow),
+    /// Fault injection aborted it (`faultInjection.abort`).
+    #[error("fault injected: {0:?}")]
+    FaultAbort(quicmesh_core::traffic::AbortWith),
+    /// The request body is over the Service's `maxRequestBodyBytes`.
+    #[error("request body over {0} bytes")]
+    BodyTooLarge(u64),
 }
 
 impl Failure {
@@ -88,6 +110,14 @@ impl Failure {
             | Failure::Identity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Failure::UpstreamReset(_) => StatusCode::BAD_GATEWAY,
+            Failure::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Failure::Overflow(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::FaultAbort(AbortWith::Http(s)) => {
+                StatusCode::from_u16(*s).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            // gRPC: the status is in `grpc-status`.
+            Failure::FaultAbort(AbortWith::Grpc(_)) => StatusCode::OK,
+            Failure::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -107,33 +137,65 @@ impl Failure {
             Failure::Identity(_) => "no_identity",
             Failure::Denied(_) => "authz_denied",
             Failure::Unauthenticated { .. } => "jwt_invalid",
+            Failure::RateLimited(_) => "rate_limited",
+            Failure::Overflow(_) => "overflow",
+            Failure::FaultAbort(_) => "fault_abort",
+            Failure::BodyTooLarge(_) => "body_too_large",
         }
     }
 
     /// The answer: the status and a short text naming the flag (never the
     /// detail, which may name internal addresses; that goes to the log).
     pub fn response(&self) -> Response<Body> {
+        if let Failure::FaultAbort(AbortWith::Grpc(code)) = self {
+            // A trailers-only gRPC answer: the status in the head.
+            let mut r = Response::new(text(""));
+            let h = r.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            h.insert("grpc-status", http::HeaderValue::from(*code));
+            h.insert(
+                "grpc-message",
+                http::HeaderValue::from_static("fault%20injected"),
+            );
+            return r;
+        }
         let mut r = Response::new(text(format!("{}\n", self.flag())));
         *r.status_mut() = self.status();
-        r.headers_mut().insert(
+        let h = r.headers_mut();
+        h.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain"),
         );
-        if let Failure::Unauthenticated { realm, .. } = self {
-            // RFC 6750 §3: the challenge, without the reason.
-            let realm: String = realm
-                .chars()
-                .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
-                .collect();
-            let challenge = format!("Bearer realm=\"{realm}\", error=\"invalid_token\"");
-            if let Ok(v) = http::HeaderValue::from_str(&challenge) {
-                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        match self {
+            Failure::RateLimited(secs) => {
+                h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*secs));
             }
-            *r.body_mut() = text("invalid_token\n");
+            Failure::Overflow(o) => {
+                h.insert(OVERFLOW_HEADER, http::HeaderValue::from_static(o.label()));
+            }
+            Failure::Unauthenticated { realm, .. } => {
+                // RFC 6750 §3: the challenge, without the reason.
+                let realm: String = realm
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+                    .collect();
+                let challenge = format!("Bearer realm=\"{realm}\", error=\"invalid_token\"");
+                if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+                    h.insert(http::header::WWW_AUTHENTICATE, v);
+                }
+                *r.body_mut() = text("invalid_token\n");
+            }
+            _ => {}
         }
         r
     }
 }
+
+/// The header naming why the circuit breaker refused a request.
+pub const OVERFLOW_HEADER: &str = "x-quicmesh-overflow";
 
 /// A body the waypoint writes itself.
 pub fn text(s: impl Into<Bytes>) -> Body {

@@ -196,12 +196,13 @@ impl State {
         }
         for (name, r) in resources {
             match &r.kind {
-                // Routes and JWT authentication are for waypoints: a node
+                // Routes, JWT authentication and traffic policies are for waypoints: a node
                 // proxy has nothing to do with them.
                 Some(
                     resource::Kind::Authorization(_)
                     | resource::Kind::HttpRoute(_)
-                    | resource::Kind::Authentication(_),
+                    | resource::Kind::Authentication(_)
+                    | resource::Kind::TrafficPolicy(_),
                 ) => {}
                 Some(resource::Kind::Workload(w)) => {
                     let identity = SpiffeId::parse(&w.identity)

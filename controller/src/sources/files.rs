@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 11] = [
+pub const KINDS: [Kind; 12] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -29,6 +29,7 @@ pub const KINDS: [Kind; 11] = [
     Kind::GrpcRoute,
     Kind::Gateway,
     Kind::RequestAuthentication,
+    Kind::TrafficPolicy,
 ];
 
 /// Reads directories and remembers the last good parse of each document.

@@ -1,8 +1,9 @@
 //! The Kubernetes source: one watcher per kind (Namespace, Pod, Service,
 //! EndpointSlice, ServiceAccount, quicmesh's own AuthorizationPolicy and
 //! RequestAuthentication with the Secrets labeled `quicmesh.io/jwks`
-//! ([`authn`]), and the Gateway API's Gateway, HTTPRoute and GRPCRoute), across all
-//! namespaces, feeding the [`Store`]; and TokenReview, to learn who a
+//! ([`authn`]), TrafficPolicy, and the Gateway API's Gateway, HTTPRoute and
+//! GRPCRoute), across all namespaces, feeding the [`Store`]; and
+//! TokenReview, to learn who a
 //! caller's token belongs to.
 //!
 //! Each watcher lists, then watches from the list's resourceVersion. A list
@@ -66,9 +67,11 @@ const GONE_RELIST_DELAY: Duration = Duration::from_secs(1);
 
 /// The CRD to apply for AuthorizationPolicies to be read (and enforced).
 pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmesh.io.yaml";
+/// The CRD to apply for TrafficPolicies to be read.
+pub const TRAFFIC_CRD_FILE: &str = "controller/crds/trafficpolicies.quicmesh.io.yaml";
 
 /// The kinds [`run`] watches.
-pub const KINDS: [Kind; 11] = [
+pub const KINDS: [Kind; 12] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
@@ -80,6 +83,7 @@ pub const KINDS: [Kind; 11] = [
     Kind::GrpcRoute,
     Kind::RequestAuthentication,
     Kind::Secret,
+    Kind::TrafficPolicy,
 ];
 
 /// Kinds defined by a CRD: a 404 to their list means none can exist.
@@ -91,7 +95,15 @@ fn custom(kind: Kind) -> bool {
             | Kind::Gateway
             | Kind::HttpRoute
             | Kind::GrpcRoute
+            | Kind::TrafficPolicy
     )
+}
+
+/// Kinds whose objects, unseen, only take settings away that fail open
+/// (TrafficPolicy: resilience): the config stream does not wait for them
+/// when the controller may not list them.
+fn optional(kind: Kind) -> bool {
+    kind == Kind::TrafficPolicy
 }
 
 /// The Gateway API resource of `kind` (gateway.networking.k8s.io/v1).
@@ -152,6 +164,7 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
         watch_authorization_policies(client.clone(), store.clone()),
         watch_request_authentications(client.clone(), store.clone()),
         watch_jwks_secrets(client.clone(), store.clone()),
+        watch_traffic_policies(client.clone(), store.clone()),
         watch_kind(
             Api::<DynamicObject>::all_with(client.clone(), &gateway_api("Gateway", "gateways")),
             store.clone(),
@@ -217,6 +230,21 @@ pub async fn watch_authorization_policies(
         store,
         Kind::AuthorizationPolicy,
         |o| authorization_policy(o).map(Object::AuthorizationPolicy),
+    )
+    .await
+}
+
+/// Watches `TrafficPolicy` (`quicmesh.io/v1alpha1`) objects in all
+/// namespaces, as [`DynamicObject`]s: a malformed one is compiled into an
+/// invalid policy that says why in its status, not dropped as a decoding
+/// error.
+pub async fn watch_traffic_policies(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
+    let resource = ApiResource::erase::<crate::traffic::TrafficPolicy>(&());
+    watch_kind(
+        Api::<DynamicObject>::all_with(client, &resource),
+        store,
+        Kind::TrafficPolicy,
+        |o| traffic_policy(o).map(Object::TrafficPolicy),
     )
     .await
 }
@@ -302,9 +330,15 @@ where
                         Some(what) => tracing::warn!(?kind, error = %e, "{what}; retrying"),
                         None => tracing::warn!(?kind, error = %e, "watch error; retrying"),
                     }
-                    if !synced && custom(kind) && api_status(&e) == Some(404) {
+                    let status = api_status(&e);
+                    if !synced
+                        && custom(kind)
+                        && (status == Some(404) || (optional(kind) && status == Some(403)))
+                    {
                         // No CRD, so there is no such object: a full view
-                        // of none. (A 403 is not: some may exist unseen.)
+                        // of none. (A 403 is not: some may exist unseen;
+                        // but of a kind whose absence only loses
+                        // resilience settings, config is not held back.)
                         synced = true;
                         store.mark_synced(&source);
                     }
@@ -364,6 +398,16 @@ fn consequence(kind: Kind, e: &watcher::Error, synced: bool) -> Option<String> {
             "the RequestAuthentication CRD (requestauthentications.quicmesh.io/v1alpha1) is \
              not installed: no JWT is checked until it is (kubectl apply -f \
              controller/crds/requestauthentications.quicmesh.io.yaml)"
+                .to_string(),
+        ),
+        (Kind::TrafficPolicy, 404, _) => Some(format!(
+            "the TrafficPolicy CRD (trafficpolicies.quicmesh.io/v1alpha1) is not installed: \
+             no TrafficPolicies are read until it is (kubectl apply -f {TRAFFIC_CRD_FILE})"
+        )),
+        (Kind::TrafficPolicy, 403, _) => Some(
+            "the controller may not read trafficpolicies.quicmesh.io: TrafficPolicies are \
+             not applied (config is served without them) until its ClusterRole grants list \
+             and watch on them"
                 .to_string(),
         ),
         (Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute, 404, _) => Some(format!(
@@ -462,6 +506,27 @@ pub fn authorization_policy(o: &DynamicObject) -> Option<model::AuthorizationPol
         generation: o.metadata.generation.unwrap_or(0),
         ..policy::compile(namespace, name, spec)
     })
+}
+
+/// A TrafficPolicy, compiled from its raw `spec` (a missing or null spec
+/// is `{}`, which is invalid: it targets nothing).
+pub fn traffic_policy(o: &DynamicObject) -> Option<model::TrafficPolicy> {
+    let (name, namespace) = dynamic_name("TrafficPolicy", o)?;
+    let empty = json!({});
+    let spec = match o.data.get("spec") {
+        None | Some(Value::Null) => &empty,
+        Some(spec) => spec,
+    };
+    Some(crate::traffic::compile(
+        &namespace,
+        &name,
+        o.metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+        o.metadata.generation.unwrap_or(0),
+        spec,
+    ))
 }
 
 /// `metadata.name` and `metadata.namespace` of a custom resource, or a

@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -59,6 +59,7 @@ pub const KINDS: [&str; 11] = [
     "GRPCRoute",
     "Gateway",
     "RequestAuthentication",
+    "TrafficPolicy",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -69,6 +70,17 @@ pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
 /// another group (e.g. Istio's) is not ours and is ignored.
 pub const QUICMESH_GROUP: &str = "quicmesh.io";
 pub const QUICMESH_API_VERSION: &str = "quicmesh.io/v1alpha1";
+
+/// Seconds since the epoch as `metadata.creationTimestamp` writes them
+/// (RFC 3339, UTC); None for 0 (unknown).
+pub fn timestamp_text(secs: i64) -> Option<String> {
+    if secs == 0 {
+        return None;
+    }
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
 
 /// Parses a multi-document YAML text. A YAML syntax error fails the whole
 /// file; a bad field fails only its document.
@@ -273,9 +285,13 @@ impl Doc<'_> {
         if !KINDS.contains(&kind.as_str()) {
             return Ok(None);
         }
-        // A policy of an unserved version still fails closed (below).
+        // A policy of an unserved version is still known (below): an
+        // AuthorizationPolicy fails closed, a TrafficPolicy is invalid.
         let mut unserved = None;
-        if kind == "AuthorizationPolicy" || kind == "RequestAuthentication" {
+        if kind == "AuthorizationPolicy"
+            || kind == "RequestAuthentication"
+            || kind == "TrafficPolicy"
+        {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
                 return Ok(None);
@@ -355,6 +371,30 @@ impl Doc<'_> {
                 },
                 files: None,
             }),
+            "TrafficPolicy" => {
+                let created = self.timestamp(v, "metadata.creationTimestamp")?;
+                let spec = match self.get(v, "spec") {
+                    None => Ok(serde_json::json!({})),
+                    Some(spec) => serde_json::to_value(spec).map_err(|e| format!("spec: {e}")),
+                };
+                // Never an error: what cannot be read is an invalid
+                // policy, reported in its status (see crate::traffic).
+                Object::TrafficPolicy(match (spec, unserved) {
+                    (Ok(spec), None) => {
+                        crate::traffic::compile(&namespace, &name, created, 0, &spec)
+                    }
+                    (Ok(spec), Some(reason)) => {
+                        crate::traffic::compile_failed(&namespace, &name, created, &spec, reason)
+                    }
+                    (Err(reason), _) => crate::traffic::compile_failed(
+                        &namespace,
+                        &name,
+                        created,
+                        &serde_json::json!({}),
+                        reason,
+                    ),
+                })
+            }
             "Gateway" => Object::Gateway(Gateway {
                 name,
                 namespace,
@@ -738,6 +778,59 @@ metadata: {name: r2, namespace: shop, creationTimestamp: yesterday}
         );
         let e = f.docs[3].as_ref().unwrap_err();
         assert_eq!(e.field, "metadata.creationTimestamp", "{e}");
+    }
+
+    #[test]
+    fn traffic_policies_are_ours_only_and_never_an_error() {
+        let docs = r#"
+apiVersion: quicmesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: ok, namespace: shop, creationTimestamp: "2024-05-01T10:00:00Z"}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web}]
+  rateLimit: {requests: 10, per: 1s}
+---
+apiVersion: example.com/v1
+kind: TrafficPolicy
+metadata: {name: theirs, namespace: shop}
+---
+apiVersion: quicmesh.io/v1beta1
+kind: TrafficPolicy
+metadata: {name: unserved, namespace: shop}
+spec: {targetRefs: [{group: "", kind: Service, name: web}]}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: typo, namespace: shop}
+spec: {targetRefs: [{group: "", kind: Service, name: web}], ratelimit: {}}
+"#;
+        let f = parse_file(docs, "tp.yaml").unwrap();
+        let objs: Vec<_> = f.docs.into_iter().map(|d| d.unwrap()).collect();
+        let policy = |i: usize| match &objs[i] {
+            Some(Object::TrafficPolicy(p)) => p.clone(),
+            other => panic!("{other:?}"),
+        };
+        let ok = policy(0);
+        assert_eq!(ok.created, 1_714_557_600);
+        assert_eq!(
+            timestamp_text(ok.created).as_deref(),
+            Some("2024-05-01T10:00:00Z"),
+            "written back as read"
+        );
+        assert_eq!(timestamp_text(0), None);
+        assert!(ok.parts.as_ref().unwrap().rate_limit.is_some());
+        assert!(
+            objs[1].is_none(),
+            "another group's TrafficPolicy is not ours"
+        );
+        let unserved = policy(2);
+        assert!(unserved.parts.unwrap_err().contains("not served"));
+        assert_eq!(unserved.targets.len(), 1, "its status names its target");
+        let typo = policy(3);
+        assert!(typo
+            .parts
+            .unwrap_err()
+            .contains("unknown field `ratelimit`"));
     }
 
     #[test]

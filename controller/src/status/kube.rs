@@ -11,7 +11,9 @@
 //!   route may also have Gateway parents), so it is read, our entries
 //!   replaced and the others kept, and written back with a merge patch that
 //!   carries the resourceVersion read: a concurrent writer makes it fail
-//!   (409) and it is done again on the next pass.
+//!   (409) and it is done again on the next pass;
+//! - a TrafficPolicy's `status.ancestors` the same way (policy attachment
+//!   status is shared by the controllers of a policy's ancestors).
 //!
 //! Runs after the sources have synced, on every change of the objects, and
 //! in full every [`RESYNC`]; what is unchanged since it was last written is
@@ -28,8 +30,9 @@ use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
 use super::{
-    api_condition, authentications, authorization_policies, gateways, merge_parents, routes, since,
-    GatewayStatus, PolicyStatus, RouteStatus,
+    api_condition, authentications, authorization_policies, gateways, merge_ancestors,
+    merge_parents, routes, since, traffic_policies, GatewayStatus, PolicyStatus, RouteStatus,
+    TrafficPolicyStatus,
 };
 use crate::gamma::Condition;
 use crate::provision::kube::count;
@@ -188,6 +191,35 @@ async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<b
     Ok(true)
 }
 
+fn gist_of_traffic_policy(p: &TrafficPolicyStatus) -> Value {
+    json!([p.generation, p.ancestors])
+}
+
+/// Reads a TrafficPolicy, merges our ancestor statuses into it and writes
+/// them back if they differ.
+async fn write_traffic_policy(client: &kube::Client, p: &TrafficPolicyStatus) -> anyhow::Result<bool> {
+    let ar = kube::api::ApiResource::erase::<crate::traffic::TrafficPolicy>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &p.namespace, &ar);
+    let current = api.get(&p.name).await?;
+    let ancestors: Vec<Value> = current
+        .data
+        .pointer("/status/ancestors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let merged = merge_ancestors(&ancestors, p, &now());
+    if merged == ancestors {
+        return Ok(false);
+    }
+    let body = json!({
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "status": {"ancestors": merged},
+    });
+    api.patch_status(&p.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(true)
+}
+
 /// Writes status until the process ends.
 pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics) {
     let mut passes = Passes::start(&store, RESYNC).await;
@@ -195,10 +227,10 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
     let mut times = HashMap::new();
     let mut retries = Retries::default();
     loop {
-        let (gs, rs, ps) = store.with_index(|ix| {
+        let (gs, rs, ps, ts) = store.with_index(|ix| {
             let mut ps = authorization_policies(ix);
             ps.extend(authentications(ix).iter().map(|a| a.policy_status()));
-            (gateways(ix), routes(ix), ps)
+            (gateways(ix), routes(ix), ps, traffic_policies(ix))
         });
         let now = std::time::Instant::now();
         for g in &gs {
@@ -276,12 +308,41 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
                 }
             }
         }
+        for p in &ts {
+            let key = format!("TrafficPolicy {}/{}", p.namespace, p.name);
+            let gist = gist_of_traffic_policy(p);
+            if written.get(&key) == Some(&gist) || !retries.ready(&key, now) {
+                continue;
+            }
+            match write_traffic_policy(&client, p).await {
+                Ok(changed) => {
+                    count(
+                        &metrics,
+                        "TrafficPolicy",
+                        if changed { "written" } else { "unchanged" },
+                    );
+                    retries.succeeded(&key);
+                    written.insert(key, gist);
+                }
+                Err(e) if is_not_found(&e) => retries.succeeded(&key),
+                Err(e) => {
+                    let after = retries.failed(&key, now);
+                    tracing::warn!(policy = %key, error = %format!("{e:#}"), retry_in_s = after.as_secs(), "could not write a TrafficPolicy's status; retried later");
+                    count(&metrics, "TrafficPolicy", "error");
+                    written.remove(&key);
+                }
+            }
+        }
         let live: std::collections::HashSet<String> = gs
             .iter()
             .map(|g| format!("Gateway {}/{}", g.namespace, g.name))
             .chain(
                 ps.iter()
                     .map(|p| format!("{} {}/{}", p.kind, p.namespace, p.name)),
+            )
+            .chain(
+                ts.iter()
+                    .map(|p| format!("TrafficPolicy {}/{}", p.namespace, p.name)),
             )
             .chain(
                 rs.iter()

@@ -25,14 +25,15 @@ pub struct Update {
     pub removed: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// A named resource. Names: "workload/<uid>", "service/<namespace>/<name>",
-/// "authorization/<namespace>/<name>", "authentication/<namespace>/<name>".
+/// "authorization/<namespace>/<name>", "authentication/<namespace>/<name>",
+/// "httproute/<namespace>/<name>", "trafficpolicy/<namespace>/<name>".
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Resource {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub version: u64,
-    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6, 7, 8")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -53,6 +54,11 @@ pub mod resource {
         /// controller. Node proxies ignore it.
         #[prost(message, tag = "7")]
         Authentication(super::Authentication),
+        /// For waypoints: a quicmesh.io TrafficPolicy (resilience), checked by
+        /// the controller, with the Service ports it applies to. Node proxies
+        /// ignore it.
+        #[prost(message, tag = "8")]
+        TrafficPolicy(super::TrafficPolicy),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -537,6 +543,149 @@ pub struct ClaimToHeader {
     #[prost(string, tag = "2")]
     pub claim: ::prost::alloc::string::String,
 }
+/// A TrafficPolicy (quicmesh.io/v1alpha1) in the form the waypoint runs
+/// (docs/resilience.md): every value checked against its bounds and every
+/// default filled in by the controller. Durations in milliseconds. An
+/// absent part is not set by this policy.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TrafficPolicy {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Creation time, seconds since the epoch.
+    #[prost(int64, tag = "3")]
+    pub created: i64,
+    /// The Service ports of its namespace it applies to: only those where it
+    /// is accepted (a conflict with an older policy is not sent).
+    #[prost(message, repeated, tag = "4")]
+    pub targets: ::prost::alloc::vec::Vec<TrafficTarget>,
+    #[prost(message, optional, tag = "5")]
+    pub outlier_detection: ::core::option::Option<OutlierDetection>,
+    #[prost(message, optional, tag = "6")]
+    pub connection_pool: ::core::option::Option<ConnectionPool>,
+    #[prost(message, optional, tag = "7")]
+    pub rate_limit: ::core::option::Option<RateLimit>,
+    #[prost(message, optional, tag = "8")]
+    pub fault_injection: ::core::option::Option<FaultInjection>,
+    #[prost(message, optional, tag = "9")]
+    pub timeouts: ::core::option::Option<TrafficTimeouts>,
+    /// 0: not set.
+    #[prost(uint64, tag = "10")]
+    pub max_request_body_bytes: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrafficTarget {
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    /// 0: every port of the Service (a targetRef without sectionName).
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OutlierDetection {
+    /// 0: off.
+    #[prost(uint32, tag = "1")]
+    pub consecutive_5xx_errors: u32,
+    #[prost(uint32, tag = "2")]
+    pub consecutive_gateway_errors: u32,
+    /// Absent: off.
+    #[prost(message, optional, tag = "3")]
+    pub success_rate: ::core::option::Option<SuccessRate>,
+    #[prost(uint64, tag = "4")]
+    pub interval_ms: u64,
+    #[prost(uint64, tag = "5")]
+    pub base_ejection_time_ms: u64,
+    #[prost(uint32, tag = "6")]
+    pub max_ejection_percent: u32,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SuccessRate {
+    #[prost(uint32, tag = "1")]
+    pub minimum_hosts: u32,
+    #[prost(uint32, tag = "2")]
+    pub request_volume: u32,
+    /// An endpoint whose success rate over an interval is below this
+    /// percentage is ejected.
+    #[prost(uint32, tag = "3")]
+    pub threshold_percent: u32,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ConnectionPool {
+    /// 0: no limit.
+    #[prost(uint32, tag = "1")]
+    pub max_connections: u32,
+    #[prost(uint32, tag = "2")]
+    pub max_pending_requests: u32,
+    #[prost(uint32, tag = "3")]
+    pub max_requests_per_connection: u32,
+    #[prost(uint32, tag = "4")]
+    pub max_concurrent_requests: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RateLimit {
+    #[prost(uint32, tag = "1")]
+    pub requests: u32,
+    #[prost(uint64, tag = "2")]
+    pub per_ms: u64,
+    #[prost(uint32, tag = "3")]
+    pub burst: u32,
+    #[prost(enumeration = "RateLimitKey", tag = "4")]
+    pub key: i32,
+    /// For RATE_LIMIT_KEY_HEADER: the header's name, lower case.
+    #[prost(string, tag = "5")]
+    pub header: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FaultInjection {
+    #[prost(message, optional, tag = "1")]
+    pub delay: ::core::option::Option<FaultDelay>,
+    #[prost(message, optional, tag = "2")]
+    pub abort: ::core::option::Option<FaultAbort>,
+    /// All must match for a request to get faults; none: every request.
+    #[prost(message, repeated, tag = "3")]
+    pub headers: ::prost::alloc::vec::Vec<FaultHeader>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FaultDelay {
+    /// Share of the requests, in millionths (100% = 1000000).
+    #[prost(uint32, tag = "1")]
+    pub per_million: u32,
+    #[prost(uint64, tag = "2")]
+    pub fixed_delay_ms: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FaultAbort {
+    #[prost(uint32, tag = "1")]
+    pub per_million: u32,
+    /// One of the two: an HTTP status (400-599), or a gRPC status (1-16)
+    /// answered as a trailers-only gRPC response.
+    #[prost(uint32, tag = "2")]
+    pub http_status: u32,
+    #[prost(uint32, tag = "3")]
+    pub grpc_status: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FaultHeader {
+    /// Lower case.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Exact value; with present_only, any value.
+    #[prost(string, tag = "2")]
+    pub value: ::prost::alloc::string::String,
+    #[prost(bool, tag = "3")]
+    pub present_only: bool,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrafficTimeouts {
+    /// 0: not set.
+    #[prost(uint64, tag = "1")]
+    pub connect_ms: u64,
+    #[prost(uint64, tag = "2")]
+    pub idle_ms: u64,
+    #[prost(uint64, tag = "3")]
+    pub request_ms: u64,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum MtlsMode {
@@ -705,6 +854,39 @@ impl AuthenticationScope {
             "AUTHENTICATION_SCOPE_MESH" => Some(Self::Mesh),
             "AUTHENTICATION_SCOPE_NAMESPACE" => Some(Self::Namespace),
             "AUTHENTICATION_SCOPE_TARGETS" => Some(Self::Targets),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum RateLimitKey {
+    /// One bucket for the Service port.
+    Unspecified = 0,
+    Route = 1,
+    SourceIdentity = 2,
+    Header = 3,
+}
+impl RateLimitKey {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "RATE_LIMIT_KEY_UNSPECIFIED",
+            Self::Route => "RATE_LIMIT_KEY_ROUTE",
+            Self::SourceIdentity => "RATE_LIMIT_KEY_SOURCE_IDENTITY",
+            Self::Header => "RATE_LIMIT_KEY_HEADER",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "RATE_LIMIT_KEY_UNSPECIFIED" => Some(Self::Unspecified),
+            "RATE_LIMIT_KEY_ROUTE" => Some(Self::Route),
+            "RATE_LIMIT_KEY_SOURCE_IDENTITY" => Some(Self::SourceIdentity),
+            "RATE_LIMIT_KEY_HEADER" => Some(Self::Header),
             _ => None,
         }
     }

@@ -321,3 +321,79 @@ fn a_bad_update_is_refused_and_the_previous_view_stays() {
         .parent("10.96.0.10:80".parse().unwrap())
         .is_some());
 }
+
+/// TrafficPolicies become each Service port's effective settings: the
+/// port-level policy's parts over the whole-Service one's; one the
+/// waypoint cannot read refuses the update.
+#[test]
+fn traffic_policies_give_each_service_port_its_settings() {
+    use quicmesh_core::traffic::{Parts, Policy, Target, Timeouts};
+    use std::time::Duration;
+    let policy = |name: &str, port: Option<u16>, request_ms: u64, body: Option<u64>| Policy {
+        namespace: "shop".into(),
+        name: name.into(),
+        created: 0,
+        targets: vec![Target {
+            service: "web".into(),
+            port,
+        }],
+        parts: Parts {
+            timeouts: Some(Timeouts {
+                request: Some(Duration::from_millis(request_ms)),
+                ..Timeouts::default()
+            }),
+            max_request_body_bytes: body,
+            ..Parts::default()
+        },
+    };
+    let mut rs = resources();
+    for p in [
+        policy("whole", None, 1000, Some(10)),
+        policy("admin", Some(9000), 2000, None),
+    ] {
+        rs.extend([res(
+            &format!("trafficpolicy/shop/{}", p.name),
+            resource::Kind::TrafficPolicy(p.to_proto()),
+        )]);
+    }
+    let live = Live::new("cluster.local", None);
+    live.apply(1, &rs).unwrap();
+    let d = live.directory();
+    let web = |port| BackendRef {
+        namespace: "shop".into(),
+        name: "web".into(),
+        port,
+    };
+    let http = d.traffic(&web(80)).expect("settings for port 80");
+    assert_eq!(http.timeouts.as_ref().unwrap().policy, "shop/whole");
+    let admin = d.traffic(&web(9000)).expect("settings for port 9000");
+    let t = admin.timeouts.as_ref().unwrap();
+    assert_eq!(
+        (t.policy.as_str(), t.value.request),
+        ("shop/admin", Some(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        admin.max_request_body_bytes.as_ref().unwrap().policy,
+        "shop/whole",
+        "a part the port's policy does not set comes from the Service's"
+    );
+    let dump = live.dump();
+    assert_eq!(
+        dump["trafficPolicies"]["shop/web:9000"]["timeouts"]["value"]["request"],
+        "2000ms"
+    );
+    // A policy out of its bounds (a controller of another version).
+    let mut bad = rs.clone();
+    let Some(resource::Kind::TrafficPolicy(p)) =
+        &mut bad.get_mut("trafficpolicy/shop/whole").unwrap().kind
+    else {
+        panic!()
+    };
+    p.max_request_body_bytes = u64::MAX;
+    let e = live.apply(2, &bad).unwrap_err();
+    assert!(
+        e.starts_with("trafficpolicy/shop/whole: maxRequestBodyBytes"),
+        "{e}"
+    );
+    assert_eq!(live.version(), 1, "the previous view stays");
+}

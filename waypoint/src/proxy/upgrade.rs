@@ -6,7 +6,6 @@
 //! `Upgrade` header is hop-by-hop and stops here).
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use quicmesh_core::route::Backend;
 
@@ -94,7 +93,7 @@ impl<D: Directory> Waypoint<D> {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             // The backend declined: its answer, as any other.
             strip_hop_by_hop(resp.headers_mut());
-            return Ok(resp.map(|b| b.boxed()));
+            return Ok(resp.map(crate::response::boxed));
         }
         let upstream = hyper::upgrade::on(&mut resp);
         let peer = conn.peer.clone();
