@@ -197,7 +197,10 @@ fn gist_of_traffic_policy(p: &TrafficPolicyStatus) -> Value {
 
 /// Reads a TrafficPolicy, merges our ancestor statuses into it and writes
 /// them back if they differ.
-async fn write_traffic_policy(client: &kube::Client, p: &TrafficPolicyStatus) -> anyhow::Result<bool> {
+async fn write_traffic_policy(
+    client: &kube::Client,
+    p: &TrafficPolicyStatus,
+) -> anyhow::Result<bool> {
     let ar = kube::api::ApiResource::erase::<crate::traffic::TrafficPolicy>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &p.namespace, &ar);
     let current = api.get(&p.name).await?;
