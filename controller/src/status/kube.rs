@@ -163,64 +163,67 @@ fn quicmesh_api(kind: &str, plural: &str) -> kube::api::ApiResource {
     }
 }
 
-/// Reads a route, merges our parent statuses into it and writes them back
-/// if they differ.
+/// Reads an object, merges ours into the list at `field` of its status
+/// (a list other controllers write too) and writes the list back, with the
+/// resourceVersion read, if it changed.
+async fn merge_status_list(
+    client: &kube::Client,
+    ar: &kube::api::ApiResource,
+    (namespace, name): (&str, &str),
+    field: &str,
+    merge: impl FnOnce(&[Value]) -> Vec<Value>,
+) -> anyhow::Result<bool> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
+    let current = api.get(name).await?;
+    let list: Vec<Value> = current
+        .data
+        .pointer(&format!("/status/{field}"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let merged = merge(&list);
+    if merged == list {
+        return Ok(false);
+    }
+    let body = json!({
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "status": {field: merged},
+    });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(true)
+}
+
+/// A route's `status.parents`, ours merged in.
 async fn write_route(client: &kube::Client, r: &RouteStatus) -> anyhow::Result<bool> {
     let ar = match r.kind {
         crate::model::RouteKind::Http => gateway_api("HTTPRoute", "httproutes"),
         crate::model::RouteKind::Grpc => gateway_api("GRPCRoute", "grpcroutes"),
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &r.namespace, &ar);
-    let current = api.get(&r.name).await?;
-    let parents: Vec<Value> = current
-        .data
-        .pointer("/status/parents")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let merged = merge_parents(&parents, r, &now());
-    if merged == parents {
-        return Ok(false);
-    }
-    let body = json!({
-        "metadata": {"resourceVersion": current.metadata.resource_version},
-        "status": {"parents": merged},
-    });
-    api.patch_status(&r.name, &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
-    Ok(true)
+    merge_status_list(client, &ar, (&r.namespace, &r.name), "parents", |current| {
+        merge_parents(current, r, &now())
+    })
+    .await
 }
 
 fn gist_of_traffic_policy(p: &TrafficPolicyStatus) -> Value {
     json!([p.generation, p.ancestors])
 }
 
-/// Reads a TrafficPolicy, merges our ancestor statuses into it and writes
-/// them back if they differ.
+/// A TrafficPolicy's `status.ancestors`, ours merged in.
 async fn write_traffic_policy(
     client: &kube::Client,
     p: &TrafficPolicyStatus,
 ) -> anyhow::Result<bool> {
     let ar = kube::api::ApiResource::erase::<crate::traffic::TrafficPolicy>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &p.namespace, &ar);
-    let current = api.get(&p.name).await?;
-    let ancestors: Vec<Value> = current
-        .data
-        .pointer("/status/ancestors")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let merged = merge_ancestors(&ancestors, p, &now());
-    if merged == ancestors {
-        return Ok(false);
-    }
-    let body = json!({
-        "metadata": {"resourceVersion": current.metadata.resource_version},
-        "status": {"ancestors": merged},
-    });
-    api.patch_status(&p.name, &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
-    Ok(true)
+    merge_status_list(
+        client,
+        &ar,
+        (&p.namespace, &p.name),
+        "ancestors",
+        |current| merge_ancestors(current, p, &now()),
+    )
+    .await
 }
 
 /// Writes status until the process ends.
