@@ -38,7 +38,7 @@ struct Args {
     /// Skip the lossy-link figures (for quick tuning comparisons).
     #[arg(long)]
     no_lossy: bool,
-    /// Only the L7 rows (waypoint vs HAProxy vs the L4 mesh, on a cluster
+    /// Only the L7 rows (waypoint, waypoint + JWT + policy, HAProxy, the L4 mesh, on a cluster
     /// from manifests), with the durations of the mode (full by default).
     #[arg(long, conflicts_with = "no_l7")]
     l7: bool,
