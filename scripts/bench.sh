@@ -2,11 +2,12 @@
 # Runs quicmesh's benchmark on the lab (real network namespaces, a real
 # ztunnel per node): direct vs mesh L4 throughput, latency, connection churn,
 # ztunnel CPU and memory, cold start, lossy link; and the L7 rows (HTTP/1.1
-# and HTTP/2 through the waypoint vs HAProxy vs the L4 mesh, on a cluster run
-# by the real controller). Run as root on Debian.
+# and HTTP/2 through the waypoint, plain and with a JWT check and L7
+# policies, vs HAProxy vs the L4 mesh, on a cluster run by the real
+# controller). Run as root on Debian.
 #
-#   sudo ./scripts/bench.sh            # full: 3 runs, L4 then L7 (~7 minutes)
-#   sudo ./scripts/bench.sh --l7       # the L7 rows only, 3 runs (~2.5 minutes)
+#   sudo ./scripts/bench.sh            # full: 3 runs, L4 then L7 (~8 minutes)
+#   sudo ./scripts/bench.sh --l7       # the L7 rows only, 3 runs (~3 minutes)
 #   sudo ./scripts/bench.sh --no-l7    # the full L4 run without the L7 rows (~5 minutes)
 #   sudo ./scripts/bench.sh --quick    # 3 runs of shorter L4 loads (~2 minutes)
 #   sudo ./scripts/bench.sh --smoke    # seconds: mesh L4 only, one run (CI)

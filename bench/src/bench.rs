@@ -21,7 +21,7 @@ use quicmesh_lab::{Mesh, MeshPod, MeshSpec};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::http::{exchange, request};
+use crate::http::{exchange, request, Headers};
 use crate::l7::L7Plan;
 use crate::load::LoadReport;
 use crate::procstat;
@@ -668,7 +668,7 @@ impl Bench {
 /// first byte of the answer, in µs (from just before `connect`).
 async fn first_byte(w: &NetnsWorker, addr: SocketAddr) -> Result<f64> {
     w.run(move || -> Result<f64> {
-        let req = request(true);
+        let req = request(true, &Headers::default());
         let t0 = Instant::now();
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_nodelay(true)?;
@@ -687,7 +687,7 @@ async fn first_byte(w: &NetnsWorker, addr: SocketAddr) -> Result<f64> {
 /// Opens `n` connections (one request/response each, so every one is set
 /// up end to end) and returns them open.
 fn hold_connections(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
-    let (req, mut buf) = (request(false), Vec::new());
+    let (req, mut buf) = (request(false, &Headers::default()), Vec::new());
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))

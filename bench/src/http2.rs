@@ -16,6 +16,8 @@
 //!   `streams` requests in flight on each connection, each sent when the
 //!   previous one on its slot is answered. Latency runs from the scheduled
 //!   (open) or actual (closed) send to the last byte of the response body.
+//!   Every request carries the load's extra [`crate::http::Headers`]; an
+//!   answer other than a 200 with a 1 KiB body is an error.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::http::BODY;
+use crate::http::{Headers, BODY};
 use crate::load::{nanos, set_timer_slack, LoadReport, LoadSpec, Mode, ThreadOut};
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
@@ -141,11 +143,21 @@ async fn connect(uri: &Uri, addr: std::net::SocketAddr) -> Result<Sender> {
     Ok(sender)
 }
 
+/// What every request goes to and carries.
+struct Target {
+    uri: Uri,
+    headers: Headers,
+}
+
 /// One request on `s`, bounded by [`IO_TIMEOUT`]; checks the answer.
-async fn exchange(s: &mut Sender, uri: &Uri) -> Result<()> {
-    let req = Request::post(uri.clone())
+async fn exchange(s: &mut Sender, t: &Target) -> Result<()> {
+    let mut req = Request::post(t.uri.clone())
         .header(hyper::header::CONTENT_LENGTH, BODY)
         .body(Full::new(Bytes::from_static(&REQUEST_BODY)))?;
+    let h = req.headers_mut();
+    for (name, value) in t.headers.iter() {
+        h.append(name.clone(), value.clone());
+    }
     let work = async {
         s.ready().await?;
         let resp = s.send_request(req).await?;
@@ -174,15 +186,18 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
         .enable_all()
         .build()?;
     let out = rt.block_on(async {
-        let uri: Uri = format!("http://{}/echo", spec.addr).parse()?;
+        let target = Target {
+            uri: format!("http://{}/echo", spec.addr).parse()?,
+            headers: spec.headers.clone(),
+        };
         // Connections first, so their setup is not part of any measurement.
         let mut senders = Vec::new();
         for _ in 0..spec.conns {
-            senders.push(connect(&uri, spec.addr).await?);
+            senders.push(connect(&target.uri, spec.addr).await?);
         }
         match spec.mode {
-            Mode::Open => open_loop(spec, uri, senders).await,
-            Mode::Closed => closed_loop(spec, uri, senders).await,
+            Mode::Open => open_loop(spec, target, senders).await,
+            Mode::Closed => closed_loop(spec, target, senders).await,
             Mode::Churn => bail!("churn is HTTP/1.1 only"),
         }
     })?;
@@ -192,7 +207,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
 /// What one request saw: scheduled, sent, answered (None: failed).
 type Sample = (Instant, Instant, Option<Instant>);
 
-async fn open_loop(spec: &LoadSpec, uri: Uri, mut senders: Vec<Sender>) -> Result<ThreadOut> {
+async fn open_loop(spec: &LoadSpec, target: Target, mut senders: Vec<Sender>) -> Result<ThreadOut> {
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
@@ -212,7 +227,7 @@ async fn open_loop(spec: &LoadSpec, uri: Uri, mut senders: Vec<Sender>) -> Resul
             scheduled += interval;
         }
     });
-    let uri = Arc::new(uri);
+    let target = Arc::new(target);
     let mut out = ThreadOut::default();
     let mut inflight = tokio::task::JoinSet::new();
     let mut next = 0usize;
@@ -229,14 +244,14 @@ async fn open_loop(spec: &LoadSpec, uri: Uri, mut senders: Vec<Sender>) -> Resul
         next += 1;
         if senders[k].is_closed() {
             // The connection went away (counted as errors already): a new one.
-            if let Ok(s) = connect(&uri, spec.addr).await {
+            if let Ok(s) = connect(&target.uri, spec.addr).await {
                 senders[k] = s;
             }
         }
-        let (mut s, uri) = (senders[k].clone(), uri.clone());
+        let (mut s, target) = (senders[k].clone(), target.clone());
         inflight.spawn(async move {
             let sent = Instant::now();
-            let ok = exchange(&mut s, &uri).await.is_ok();
+            let ok = exchange(&mut s, &target).await.is_ok();
             (scheduled, sent, ok.then(Instant::now))
         });
         while let Some(r) = inflight.try_join_next() {
@@ -256,15 +271,15 @@ async fn open_loop(spec: &LoadSpec, uri: Uri, mut senders: Vec<Sender>) -> Resul
     Ok(out)
 }
 
-async fn closed_loop(spec: &LoadSpec, uri: Uri, senders: Vec<Sender>) -> Result<ThreadOut> {
+async fn closed_loop(spec: &LoadSpec, target: Target, senders: Vec<Sender>) -> Result<ThreadOut> {
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
-    let uri = Arc::new(uri);
+    let target = Arc::new(target);
     let mut slots = tokio::task::JoinSet::new();
     for s in &senders {
         for _ in 0..spec.streams {
-            let (mut s, uri) = (s.clone(), uri.clone());
+            let (mut s, target) = (s.clone(), target.clone());
             slots.spawn(async move {
                 let mut out = ThreadOut::default();
                 tokio::time::sleep_until(start.into()).await;
@@ -273,7 +288,7 @@ async fn closed_loop(spec: &LoadSpec, uri: Uri, senders: Vec<Sender>) -> Result<
                     if sent >= end {
                         break;
                     }
-                    let ok = exchange(&mut s, &uri).await.is_ok();
+                    let ok = exchange(&mut s, &target).await.is_ok();
                     let done = Instant::now();
                     if !ok {
                         out.errors += 1;
@@ -319,6 +334,7 @@ mod tests {
                 conns: 2,
                 streams: 2,
                 http2: true,
+                headers: Headers::default(),
                 duration: Duration::from_millis(300),
                 warmup: Duration::from_millis(50),
             };
@@ -331,10 +347,86 @@ mod tests {
         // The same server still speaks HTTP/1.1 on the same port.
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         let mut buf = Vec::new();
-        crate::http::exchange(&mut s, &crate::http::request(false), &mut buf).unwrap();
+        crate::http::exchange(
+            &mut s,
+            &crate::http::request(false, &Headers::default()),
+            &mut buf,
+        )
+        .unwrap();
         assert_eq!(
             crate::http::parse_head(&buf).unwrap(),
             Some((buf.len(), false))
         );
+    }
+
+    /// An HTTP/2 server on loopback that answers 200 with a 1 KiB body only
+    /// to requests carrying `x-bench: yes` (twice: a repeated header is
+    /// sent as given), 403 to the others.
+    fn gatekeeper() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                while let Ok((s, _)) = l.accept().await {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let n = req
+                            .headers()
+                            .get_all("x-bench")
+                            .iter()
+                            .filter(|v| *v == "yes")
+                            .count();
+                        req.into_body().collect().await?;
+                        let (status, body) = if n == 2 {
+                            (hyper::StatusCode::OK, &RESPONSE_BODY[..])
+                        } else {
+                            (hyper::StatusCode::FORBIDDEN, &b""[..])
+                        };
+                        let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+                        *resp.status_mut() = status;
+                        Ok::<_, hyper::Error>(resp)
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(s), svc),
+                    );
+                }
+            });
+        });
+        addr
+    }
+
+    #[test]
+    fn headers_go_on_every_request_and_refusals_are_errors() {
+        let addr = gatekeeper();
+        let yes = ["x-bench: yes", "X-Bench: yes"];
+        for (headers, allowed) in [(&yes[..], true), (&yes[..1], false)] {
+            for mode in [Mode::Open, Mode::Closed] {
+                let spec = LoadSpec {
+                    addr,
+                    mode,
+                    rate: 500.0,
+                    conns: 2,
+                    streams: 2,
+                    http2: true,
+                    headers: Headers::parse(headers).unwrap(),
+                    duration: Duration::from_millis(200),
+                    warmup: Duration::from_millis(50),
+                };
+                let r = run(&spec).unwrap();
+                if allowed {
+                    assert_eq!(r.errors, 0, "{mode:?}");
+                    assert!(r.requests > 10, "{mode:?}: {r:?}");
+                } else {
+                    assert_eq!(r.requests, 0, "{mode:?}: {r:?}");
+                    assert!(r.errors > 0, "{mode:?}: {r:?}");
+                }
+            }
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! real network namespaces, repeated and reported as median (min–max).
 //!
 //! - [`bench`]: the lab, the scenarios and the figures;
-//! - [`l7`]: the L7 rows — HTTP/1.1 and HTTP/2 through the waypoint, beside
-//!   the L4 mesh and HAProxy as the L7 hop, on a cluster from manifests;
+//! - [`l7`]: the L7 rows — HTTP/1.1 and HTTP/2 through the waypoint (plain,
+//!   and with a JWT check and L7 policies), beside the L4 mesh and HAProxy
+//!   as the L7 hop, on a cluster from manifests;
 //! - [`load`]: the open-loop (constant rate), closed-loop and churn load
 //!   generator run inside the client pod;
 //! - [`http`]: the 1 KiB request/response wire format and the small server

@@ -14,7 +14,9 @@
 //! - **churn**: a new TCP connection per request (connect, request,
 //!   response; the server closes), closed loop.
 //!
-//! Every loop ends at a deadline; sockets have read/write timeouts.
+//! Every loop ends at a deadline; sockets have read/write timeouts. An
+//! answer other than a 200 counts as an error. [`LoadSpec::headers`] are
+//! sent on every request (the request's bytes are built once).
 //!
 //! This module speaks HTTP/1.1 (the bench's own wire format,
 //! [`crate::http`]); with [`LoadSpec::http2`] the open and closed loops run
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{exchange, read_message, request};
+use crate::http::{exchange, read_message, request, Headers};
 
 /// Socket read/write timeout: a request that takes longer is an error.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +61,8 @@ pub struct LoadSpec {
     pub streams: usize,
     /// Speak HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1.
     pub http2: bool,
+    /// Sent on every request (`--header`).
+    pub headers: Headers,
     pub duration: Duration,
     /// Not measured at the start (connections warm up).
     pub warmup: Duration,
@@ -177,16 +181,18 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport> {
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
     let next = Arc::new(AtomicU64::new(0));
+    // The request's bytes, built once: every loop sends the same ones.
+    let req: Arc<[u8]> = request(spec.mode == Mode::Churn, &spec.headers).into();
     let handles: Vec<_> = (0..spec.conns)
         .map(|k| {
             let conn = pool.get_mut(k).and_then(Option::take);
-            let (spec, next) = (spec.clone(), next.clone());
+            let (spec, next, req) = (spec.clone(), next.clone(), req.clone());
             std::thread::spawn(move || {
                 set_timer_slack();
                 match spec.mode {
-                    Mode::Open => open_loop(&spec, conn, &next, start, measure_from, end),
-                    Mode::Closed => closed_loop(&spec, conn, start, measure_from, end),
-                    Mode::Churn => churn_loop(&spec, start, measure_from, end),
+                    Mode::Open => open_loop(&spec, &req, conn, &next, start, measure_from, end),
+                    Mode::Closed => closed_loop(&spec, &req, conn, start, measure_from, end),
+                    Mode::Churn => churn_loop(&spec, &req, start, measure_from, end),
                 }
             })
         })
@@ -256,6 +262,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 
 fn open_loop(
     spec: &LoadSpec,
+    req: &[u8],
     mut conn: Option<TcpStream>,
     next: &AtomicU64,
     start: Instant,
@@ -264,7 +271,7 @@ fn open_loop(
 ) -> ThreadOut {
     let mut out = ThreadOut::default();
     let interval = 1.0 / spec.rate;
-    let (req, mut buf) = (request(false), Vec::with_capacity(4096));
+    let mut buf = Vec::with_capacity(4096);
     // At most one slot per scheduled request of the whole run.
     let max_slots = ((spec.warmup + spec.duration).as_secs_f64() * spec.rate).ceil() as u64 + 1;
     while out.errors < MAX_ERRORS {
@@ -279,7 +286,7 @@ fn open_loop(
         wait_for_slot(scheduled, spec.rate);
         let sent = Instant::now();
         let ok = match conn.as_mut() {
-            Some(s) => exchange(s, &req, &mut buf).is_ok(),
+            Some(s) => exchange(s, req, &mut buf).is_ok(),
             None => false,
         };
         let done = Instant::now();
@@ -298,13 +305,14 @@ fn open_loop(
 
 fn closed_loop(
     spec: &LoadSpec,
+    req: &[u8],
     mut conn: Option<TcpStream>,
     start: Instant,
     measure_from: Instant,
     end: Instant,
 ) -> ThreadOut {
     let mut out = ThreadOut::default();
-    let (req, mut buf) = (request(false), Vec::with_capacity(4096));
+    let mut buf = Vec::with_capacity(4096);
     sleep_until(start);
     while out.errors < MAX_ERRORS {
         let sent = Instant::now();
@@ -312,7 +320,7 @@ fn closed_loop(
             break;
         }
         let ok = match conn.as_mut() {
-            Some(s) => exchange(s, &req, &mut buf).is_ok(),
+            Some(s) => exchange(s, req, &mut buf).is_ok(),
             None => false,
         };
         let done = Instant::now();
@@ -328,9 +336,15 @@ fn closed_loop(
     out
 }
 
-fn churn_loop(spec: &LoadSpec, start: Instant, measure_from: Instant, end: Instant) -> ThreadOut {
+fn churn_loop(
+    spec: &LoadSpec,
+    req: &[u8],
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+) -> ThreadOut {
     let mut out = ThreadOut::default();
-    let (req, mut buf) = (request(true), Vec::with_capacity(4096));
+    let mut buf = Vec::with_capacity(4096);
     sleep_until(start);
     while out.errors < MAX_ERRORS {
         let t0 = Instant::now();
@@ -338,7 +352,7 @@ fn churn_loop(spec: &LoadSpec, start: Instant, measure_from: Instant, end: Insta
             break;
         }
         let res = open(spec.addr).and_then(|mut s| {
-            exchange(&mut s, &req, &mut buf)?;
+            exchange(&mut s, req, &mut buf)?;
             let done = Instant::now();
             // The server closes after answering: wait for it (not timed).
             let mut rest = Vec::new();
@@ -390,6 +404,7 @@ mod tests {
                 conns: 2,
                 streams: 1,
                 http2: false,
+                headers: Headers::default(),
                 duration: Duration::from_millis(300),
                 warmup: Duration::from_millis(50),
             };
@@ -397,6 +412,63 @@ mod tests {
             assert_eq!(r.errors, 0, "{mode:?}");
             assert!(r.requests > 10, "{mode:?}: {r:?}");
             assert!(r.latency_us.p50 > 0.0);
+        }
+    }
+
+    /// A server on loopback that answers 200 only to requests carrying
+    /// `x-bench: yes`, 403 to the others.
+    fn gatekeeper() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let mut buf = Vec::new();
+                    while let Ok(true) = read_message(&mut s, &mut buf) {
+                        let allowed = buf.windows(16).any(|w| w == b"\r\nx-bench: yes\r\n");
+                        let answer = if allowed {
+                            crate::http::response()
+                        } else {
+                            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec()
+                        };
+                        let close = matches!(crate::http::parse_head(&buf), Ok(Some((_, true))));
+                        if s.write_all(&answer).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn headers_go_on_every_request_and_refusals_are_errors() {
+        let addr = gatekeeper();
+        for (headers, allowed) in [(&["X-Bench: yes"][..], true), (&["x-bench: no"][..], false)] {
+            for mode in [Mode::Open, Mode::Closed, Mode::Churn] {
+                let spec = LoadSpec {
+                    addr,
+                    mode,
+                    rate: 500.0,
+                    conns: 2,
+                    streams: 1,
+                    http2: false,
+                    headers: Headers::parse(headers).unwrap(),
+                    duration: Duration::from_millis(200),
+                    warmup: Duration::from_millis(50),
+                };
+                let r = run(&spec).unwrap();
+                if allowed {
+                    assert_eq!(r.errors, 0, "{mode:?}");
+                    assert!(r.requests > 10, "{mode:?}: {r:?}");
+                } else {
+                    assert_eq!(r.requests, 0, "{mode:?}: {r:?}");
+                    assert!(r.errors > 0, "{mode:?}: {r:?}");
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use quicmesh_bench::bench::{Bench, Plan};
+use quicmesh_bench::http::Headers;
 use quicmesh_bench::l7::L7Bench;
 use quicmesh_bench::load::{self, LoadSpec, Mode};
 use quicmesh_bench::report;
@@ -37,7 +38,7 @@ struct Args {
     /// Skip the lossy-link figures (for quick tuning comparisons).
     #[arg(long)]
     no_lossy: bool,
-    /// Only the L7 rows (waypoint vs HAProxy vs the L4 mesh, on a cluster
+    /// Only the L7 rows (waypoint, waypoint + JWT + policy, HAProxy, the L4 mesh, on a cluster
     /// from manifests), with the durations of the mode (full by default).
     #[arg(long, conflicts_with = "no_l7")]
     l7: bool,
@@ -87,6 +88,10 @@ enum Cmd {
         /// Seconds of load before measuring.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// A header sent on every request, `name: value` (repeatable; at
+        /// most 16, 8 KiB of names and values).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
     },
 }
 
@@ -123,6 +128,7 @@ fn main() -> Result<()> {
             streams,
             duration,
             warmup,
+            headers,
         }) => {
             if !(0.0..=3600.0).contains(&duration) || !(0.0..=600.0).contains(&warmup) {
                 bail!("duration must be 0..=3600 s and warmup 0..=600 s");
@@ -134,6 +140,7 @@ fn main() -> Result<()> {
                 conns,
                 streams,
                 http2,
+                headers: Headers::parse(&headers)?,
                 duration: Duration::from_secs_f64(duration),
                 warmup: Duration::from_secs_f64(warmup),
             };

@@ -1,6 +1,7 @@
 //! What the L7 cluster runs: its manifests (the namespaces, the server,
-//! the Services of the three paths, HAProxy's pod), HAProxy's config, and
-//! finding the proxies' processes in `/proc` once they run.
+//! the Services of the four paths, the JWT check and the policies of the
+//! `srv-authz` path, HAProxy's pod), HAProxy's config, and finding the
+//! proxies' processes in `/proc` once they run.
 
 use std::path::PathBuf;
 
@@ -36,10 +37,22 @@ pub(super) fn find_haproxy() -> Result<PathBuf> {
         .context("haproxy not found (scripts/setup.sh installs the Debian package)")
 }
 
-/// The cluster's manifests; `exe` serves, `haproxy` runs with `cfg`.
-pub(super) fn manifests(exe: &str, haproxy: &str, cfg: &str) -> String {
+/// The `srv-authz` Service: `srv` with a JWT check and two L7 policies.
+pub(super) const AUTHZ_SERVICE: &str = "srv-authz";
+/// The policies attached to it (`namespace/name` in the waypoint's metrics).
+pub(super) const ALLOW_POLICY: &str = "bench-authz-allow";
+pub(super) const DENY_POLICY: &str = "bench-authz-deny";
+
+/// The cluster's manifests; `exe` serves, `haproxy` runs with `cfg`;
+/// `jwks` (JSON text) holds the keys tokens for `srv-authz` are checked
+/// against.
+pub(super) fn manifests(exe: &str, haproxy: &str, cfg: &str, jwks: &str) -> String {
     let ports = "[{name: http, port: 80, targetPort: 8080, appProtocol: http}, \
                  {name: http2, port: 81, targetPort: 8080, appProtocol: http2}]";
+    // A JSON string is a YAML double-quoted scalar.
+    let jwks = serde_json::to_string(jwks).expect("a string serializes");
+    let (iss, aud, group) = (super::jwt::ISSUER, super::jwt::AUDIENCE, super::jwt::GROUP);
+    let target = format!(r#"[{{group: "", kind: Service, name: {AUTHZ_SERVICE}}}]"#);
     format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -88,6 +101,44 @@ metadata:
 spec:
   selector: {{app: server}}
   ports: {ports}
+---
+# srv through the same waypoint, with a JWT check and L7 policies on it.
+apiVersion: v1
+kind: Service
+metadata: {{name: {AUTHZ_SERVICE}, namespace: {MESH_NS}}}
+spec:
+  selector: {{app: server}}
+  ports: {ports}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: RequestAuthentication
+metadata: {{name: bench-jwt, namespace: {MESH_NS}}}
+spec:
+  targetRefs: {target}
+  jwtRules:
+  - issuer: {iss}
+    audiences: [{aud}]
+    jwks: {jwks}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: {ALLOW_POLICY}, namespace: {MESH_NS}}}
+spec:
+  targetRefs: {target}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{requestPrincipals: ["{iss}/*"]}}}}]
+    to: [{{operation: {{methods: [POST], paths: ["/echo"]}}}}]
+    when: [{{key: "request.auth.claims[groups]", values: ["{group}"]}}]
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: {DENY_POLICY}, namespace: {MESH_NS}}}
+spec:
+  targetRefs: {target}
+  action: DENY
+  rules:
+  - when: [{{key: "request.headers[x-debug]", values: ["*"]}}]
 ---
 apiVersion: v1
 kind: Namespace
@@ -197,19 +248,74 @@ mod tests {
 
     #[test]
     fn manifests_parse_and_name_every_path() {
-        let m = manifests("/x/quicmesh-bench", "/usr/sbin/haproxy", "/t/haproxy.cfg");
+        let jwks = r#"{"keys":[{"kty":"EC","kid":"k"}]}"#;
+        let m = manifests(
+            "/x/quicmesh-bench",
+            "/usr/sbin/haproxy",
+            "/t/haproxy.cfg",
+            jwks,
+        );
         let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&m)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .collect();
-        assert_eq!(docs.len(), 9);
-        for (ns, name) in [(MESH_NS, "srv"), (MESH_NS, "srv-l4"), (PROXY_NS, "haproxy")] {
-            assert!(
-                docs.iter().any(|d| d["kind"] == "Service"
-                    && d["metadata"]["name"].as_str() == Some(name)
-                    && d["metadata"]["namespace"].as_str() == Some(ns)),
-                "{ns}/{name}"
-            );
+        assert_eq!(docs.len(), 13);
+        let find = |kind: &str, ns: &str, name: &str| {
+            docs.iter()
+                .find(|d| {
+                    d["kind"] == kind
+                        && d["metadata"]["name"].as_str() == Some(name)
+                        && d["metadata"]["namespace"].as_str() == Some(ns)
+                })
+                .unwrap_or_else(|| panic!("{kind} {ns}/{name}"))
+        };
+        for (ns, name) in [
+            (MESH_NS, "srv"),
+            (MESH_NS, "srv-l4"),
+            (MESH_NS, AUTHZ_SERVICE),
+            (PROXY_NS, "haproxy"),
+        ] {
+            find("Service", ns, name);
         }
+        // srv-authz is srv under another name: same pods, same ports.
+        let (srv, authz) = (
+            find("Service", MESH_NS, "srv"),
+            find("Service", MESH_NS, AUTHZ_SERVICE),
+        );
+        assert_eq!(srv["spec"], authz["spec"]);
+        assert!(authz["metadata"].get("labels").is_none());
+
+        let target: serde_yaml::Value =
+            serde_yaml::from_str(r#"[{group: "", kind: Service, name: srv-authz}]"#).unwrap();
+        let ra = &find("RequestAuthentication", MESH_NS, "bench-jwt")["spec"];
+        assert_eq!(ra["targetRefs"], target);
+        let rule = &ra["jwtRules"][0];
+        assert_eq!(rule["issuer"].as_str(), Some(super::super::jwt::ISSUER));
+        assert_eq!(rule["audiences"][0].as_str(), Some("bench"));
+        assert_eq!(rule["jwks"].as_str(), Some(jwks), "the JWKS survives YAML");
+
+        let allow = &find("AuthorizationPolicy", MESH_NS, ALLOW_POLICY)["spec"];
+        assert_eq!(allow["targetRefs"], target);
+        assert_eq!(allow["action"].as_str(), Some("ALLOW"));
+        let r = &allow["rules"][0];
+        assert_eq!(
+            r["from"][0]["source"]["requestPrincipals"][0].as_str(),
+            Some("https://bench.quicmesh.example/*")
+        );
+        assert_eq!(r["to"][0]["operation"]["methods"][0].as_str(), Some("POST"));
+        assert_eq!(r["to"][0]["operation"]["paths"][0].as_str(), Some("/echo"));
+        assert_eq!(
+            r["when"][0]["key"].as_str(),
+            Some("request.auth.claims[groups]")
+        );
+        assert_eq!(r["when"][0]["values"][0].as_str(), Some("bench"));
+        let deny = &find("AuthorizationPolicy", MESH_NS, DENY_POLICY)["spec"];
+        assert_eq!(deny["targetRefs"], target);
+        assert_eq!(deny["action"].as_str(), Some("DENY"));
+        assert_eq!(
+            deny["rules"][0]["when"][0]["key"].as_str(),
+            Some("request.headers[x-debug]")
+        );
+
         assert!(m.contains(r#"command: ["/x/quicmesh-bench", "serve""#));
         assert!(haproxy_cfg().contains("srv-l4.bench-mesh.svc.cluster.local:81 proto h2"));
     }
