@@ -21,21 +21,20 @@ use quicmesh_core::authz::{
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
-use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
     RequestMatch, Rewrite, RouteTable, Rule, Timeouts, ValueMatch,
 };
 use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
-use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
-use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, ServerCtx, Upstream};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
 use waypoint::upstream::{Endpoint, Upstreams};
 
-const TD: &str = "cluster.local";
+mod support;
+use support::*;
+
 /// The Service the routes attach to, as clients address it.
 const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 80);
 /// A Service port whose protocol is not declared (the echo backend).
@@ -49,37 +48,10 @@ const WEBSOCKET: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0
 /// A Service port with L7 policies attached at the waypoint (its endpoints v1's).
 const ATTACHED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 16)), 80);
 
-fn id(s: &str) -> SpiffeId {
-    SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
-}
-
 /// A loopback address of its own for each test (tunnel servers all bind
 /// port 15008).
 fn loopback(test: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 77, test, host))
-}
-
-/// The destination side of a workload, as its ztunnel would be: a tunnel
-/// server presenting the workload's SVID that delivers each CONNECT to
-/// the TCP address it names.
-struct Deliver(SpiffeId);
-
-impl Inbound for Deliver {
-    fn local_identity(&self) -> SpiffeId {
-        self.0.clone()
-    }
-    async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
-        let tcp = tokio::net::TcpStream::connect(req.authority)
-            .await
-            .map_err(|e| {
-                Refused::new(
-                    http::StatusCode::BAD_GATEWAY,
-                    "connect_failed",
-                    e.to_string(),
-                )
-            })?;
-        Ok(Upstream::plain(tcp))
-    }
 }
 
 /// Policies that admit nobody (`shop/deny-all`).
@@ -286,42 +258,6 @@ async fn closer(addr: SocketAddr) {
             });
         }
     });
-}
-
-/// Starts a tunnel server at `ip:15008` presenting `svid`.
-fn tunnel_server<I: Inbound>(
-    ip: IpAddr,
-    svid: &Svid,
-    bundles: &Arc<TrustBundles>,
-    inbound: I,
-    stop: &CancellationToken,
-) {
-    let settings = TunnelSettings::default();
-    let metrics = TunnelMetrics::new();
-    let cfg = server_config(
-        svid,
-        bundles.clone(),
-        Box::new(|_| true),
-        &metrics,
-        &settings,
-    )
-    .unwrap();
-    let sock = bind_udp(SocketAddr::new(ip, TUNNEL_PORT), &settings).unwrap();
-    let ep = endpoint(sock, Some(cfg), &settings).unwrap();
-    tokio::spawn(server::serve(
-        ep,
-        Arc::new(inbound),
-        ServerCtx::new(metrics, Arc::new(settings)),
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
-}
-
-fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
-    let settings = TunnelSettings::default();
-    let sock = bind_udp("127.0.0.1:0".parse().unwrap(), &settings).unwrap();
-    let ep = endpoint(sock, None, &settings).unwrap();
-    Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
 }
 
 fn backend_ref(name: &str) -> BackendRef {

@@ -17,51 +17,24 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
-use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::route::{BackendRef, RouteTable};
 use quicmesh_core::traffic::{self as tp, Parts, Policy, Target};
 use quicmesh_core::tunnel::client::{Pool, PoolKey};
-use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
-use quicmesh_core::tunnel::server::{self, Inbound, InboundRequest, Refused, ServerCtx, Upstream};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
 use waypoint::upstream::{Endpoint, Protocol, Upstreams};
 
-const TD: &str = "cluster.local";
-const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 1, 10)), 80);
+mod support;
+use support::*;
 
-fn id(s: &str) -> SpiffeId {
-    SpiffeId::parse(&format!("spiffe://{TD}/{s}")).unwrap()
-}
+const VIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 96, 1, 10)), 80);
 
 /// A loopback address of its own for each test (tunnel servers all bind
 /// port 15008; `forward.rs` uses 127.77.x.x).
 fn loopback(test: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 78, test, host))
-}
-
-/// Delivers each CONNECT to the TCP address it names, as a destination
-/// ztunnel does.
-struct Deliver(SpiffeId);
-
-impl Inbound for Deliver {
-    fn local_identity(&self) -> SpiffeId {
-        self.0.clone()
-    }
-    async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
-        let tcp = tokio::net::TcpStream::connect(req.authority)
-            .await
-            .map_err(|e| {
-                Refused::new(
-                    http::StatusCode::BAD_GATEWAY,
-                    "connect_failed",
-                    e.to_string(),
-                )
-            })?;
-        Ok(Upstream::plain(tcp))
-    }
 }
 
 /// What a backend app has seen.
@@ -109,41 +82,6 @@ async fn app(name: &'static str, addr: SocketAddr, status: u16, delay: Duration)
         }
     });
     seen
-}
-
-fn tunnel_server<I: Inbound>(
-    ip: IpAddr,
-    svid: &Svid,
-    bundles: &Arc<TrustBundles>,
-    inbound: I,
-    stop: &CancellationToken,
-) {
-    let settings = TunnelSettings::default();
-    let metrics = TunnelMetrics::new();
-    let cfg = server_config(
-        svid,
-        bundles.clone(),
-        Box::new(|_| true),
-        &metrics,
-        &settings,
-    )
-    .unwrap();
-    let sock = bind_udp(SocketAddr::new(ip, TUNNEL_PORT), &settings).unwrap();
-    let ep = endpoint(sock, Some(cfg), &settings).unwrap();
-    tokio::spawn(server::serve(
-        ep,
-        Arc::new(inbound),
-        ServerCtx::new(metrics, Arc::new(settings)),
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
-}
-
-fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
-    let settings = TunnelSettings::default();
-    let sock = bind_udp("127.0.0.1:0".parse().unwrap(), &settings).unwrap();
-    let ep = endpoint(sock, None, &settings).unwrap();
-    Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
 }
 
 fn svc() -> BackendRef {
