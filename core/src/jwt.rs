@@ -244,7 +244,21 @@ impl<'a> Token<'a> {
         self.check_claims(rule, now)
     }
 
-    fn check_signature(&self, keys: &Jwks) -> Result<(), Refusal> {
+    /// SHA-256 of the signed part and the signature: the same value for
+    /// the same token, whatever carried it (for remembering that its
+    /// signature verified with a key set).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+        c.update(self.signed.as_bytes());
+        c.update(b".");
+        c.update(&self.signature);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(c.finish().as_ref());
+        out
+    }
+
+    /// Step 3 alone: the signature with `keys`.
+    pub fn check_signature(&self, keys: &Jwks) -> Result<(), Refusal> {
         let mut candidates = keys
             .keys
             .iter()
@@ -264,7 +278,9 @@ impl<'a> Token<'a> {
         }
     }
 
-    fn check_claims(&self, rule: &Rule, now: i64) -> Result<Verified, Refusal> {
+    /// Step 4 alone: the claims against `rule` at `now` (for a token whose
+    /// signature is known to verify).
+    pub fn check_claims(&self, rule: &Rule, now: i64) -> Result<Verified, Refusal> {
         let c = &self.claims;
         let issuer = c.get("iss").and_then(Value::as_str).unwrap_or_default();
         if issuer != rule.issuer {

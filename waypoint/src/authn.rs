@@ -203,6 +203,8 @@ pub struct Table {
     /// The waypoint's namespace and Gateway (None: serve any).
     pub waypoint: Option<(String, String)>,
     pub keys: Arc<dyn KeySource>,
+    /// Tokens whose signature verified, with the key set it verified with.
+    pub signatures: Arc<Signatures>,
 }
 
 impl Default for Table {
@@ -211,7 +213,34 @@ impl Default for Table {
             authentications: Vec::new(),
             waypoint: None,
             keys: Arc::new(NoKeys),
+            signatures: Arc::default(),
         }
+    }
+}
+
+/// Tokens seen at most, in [`Signatures`]; when full it starts over.
+pub const MAX_REMEMBERED_SIGNATURES: usize = 10_000;
+
+/// The tokens whose signature verified, by [`Token::fingerprint`], each
+/// with the key set it verified with: a client sending the same token
+/// again costs no signature check while that set is the one in use (a
+/// refreshed or rotated set is another set, so its tokens are checked
+/// afresh). Claims (`exp`, `aud`, ...) are checked on every request.
+#[derive(Default)]
+pub struct Signatures(std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Jwks>>>);
+
+impl Signatures {
+    fn verified(&self, token: &[u8; 32], keys: &Arc<Jwks>) -> bool {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(token).is_some_and(|k| Arc::ptr_eq(k, keys))
+    }
+
+    fn remember(&self, token: [u8; 32], keys: &Arc<Jwks>) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_REMEMBERED_SIGNATURES {
+            seen.clear();
+        }
+        seen.insert(token, keys.clone());
     }
 }
 
@@ -471,18 +500,25 @@ impl Table {
                 )
             })?,
         };
-        match token.verify(&r.jwt, &keys, now) {
+        let fingerprint = token.fingerprint();
+        if self.signatures.verified(&fingerprint, &keys) {
+            return Ok(token.check_claims(&r.jwt, now)?);
+        }
+        let checked = match token.check_signature(&keys) {
             // A key the set lacks may be a new one: ask the issuer again
             // (rate-limited), then once more.
             Err(Refusal::UnknownKid(kid)) => match &r.keys {
                 Keys::Remote { uri, .. } if self.keys.refresh(uri).await => {
                     let keys = self.keys.keys(uri).unwrap_or_default();
-                    Ok(token.verify(&r.jwt, &keys, now)?)
+                    token.check_signature(&keys).map(|()| keys)
                 }
-                _ => Err(Refusal::UnknownKid(kid).into()),
+                _ => Err(Refusal::UnknownKid(kid)),
             },
-            other => Ok(other?),
-        }
+            other => other.map(|()| keys),
+        };
+        let keys = checked?;
+        self.signatures.remember(fingerprint, &keys);
+        Ok(token.check_claims(&r.jwt, now)?)
     }
 
     /// For the config dump: each authentication, its rules and key ids.

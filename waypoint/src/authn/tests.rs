@@ -114,6 +114,7 @@ fn table(auths: &[Proto], keys: Arc<dyn KeySource>) -> Table {
             .collect(),
         waypoint: Some(("shop".into(), "waypoint".into())),
         keys,
+        signatures: Arc::default(),
     }
 }
 
@@ -428,6 +429,52 @@ impl KeySource for Fake {
         }
         Box::pin(std::future::ready(got))
     }
+}
+
+#[test]
+fn a_token_seen_again_skips_only_the_signature_check_and_only_with_the_same_keys() {
+    let (old, new) = (Key::new(), Key::new());
+    let parse = |s: String| Some(Arc::new(Jwks::parse(s.as_bytes()).unwrap()));
+    let fake = Arc::new(Fake {
+        now: Mutex::new(parse(old.jwks("k"))),
+        next: Mutex::new(None),
+        refreshes: AtomicUsize::new(0),
+    });
+    let mut remote = jwt_rule("");
+    remote.jwks_uri = URI.into();
+    let t = table(
+        &[auth(
+            "shop",
+            AuthenticationScope::Namespace,
+            &[],
+            vec![remote],
+        )],
+        fake.clone(),
+    );
+    let token = old.token("k", claims());
+    let at = |now: i64| {
+        let mut r = req("/", &[("authorization", &format!("Bearer {token}"))]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(t.authenticate(&web(), &mut r, now))
+    };
+    assert!(at(NOW).is_ok());
+    assert_eq!(t.signatures.0.lock().unwrap().len(), 1, "remembered");
+    assert!(at(NOW).is_ok(), "the same token again");
+    // Its claims are still checked every time: later it has expired.
+    assert_eq!(at(NOW + 3600).unwrap_err().reason, "expired");
+    // The same signed part with another signature is another token: its
+    // signature is checked (and fails).
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", b64(&[7u8; 64]));
+    let mut r = req("/", &[("authorization", &format!("Bearer {forged}"))]);
+    assert_eq!(run(&t, &mut r).unwrap_err().reason, "bad_signature");
+    // The issuer's set changes to another key under the same kid: the
+    // remembered token is checked again against it, and refused.
+    *fake.now.lock().unwrap() = parse(new.jwks("k"));
+    assert_eq!(at(NOW).unwrap_err().reason, "bad_signature");
 }
 
 #[test]
