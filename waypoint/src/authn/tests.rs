@@ -135,11 +135,15 @@ fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
 }
 
 fn run<B>(t: &Table, r: &mut Request<B>) -> Result<Outcome, Refused> {
+    run_at(t, r, NOW)
+}
+
+fn run_at<B>(t: &Table, r: &mut Request<B>, now: i64) -> Result<Outcome, Refused> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    rt.block_on(t.authenticate(&web(), r, NOW))
+    rt.block_on(t.authenticate(&web(), r, now))
 }
 
 #[test]
@@ -431,13 +435,16 @@ impl KeySource for Fake {
     }
 }
 
-#[test]
-fn a_token_seen_again_skips_only_the_signature_check_and_only_with_the_same_keys() {
-    let (old, new) = (Key::new(), Key::new());
-    let parse = |s: String| Some(Arc::new(Jwks::parse(s.as_bytes()).unwrap()));
+fn jwks(doc: Option<String>) -> Option<Arc<Jwks>> {
+    doc.map(|d| Arc::new(Jwks::parse(d.as_bytes()).unwrap()))
+}
+
+/// A namespace-wide rule whose keys are fetched: `now` in use, `next`
+/// what a refresh brings.
+fn fetched(now: Option<String>, next: Option<String>) -> (Arc<Fake>, Table) {
     let fake = Arc::new(Fake {
-        now: Mutex::new(parse(old.jwks("k"))),
-        next: Mutex::new(None),
+        now: Mutex::new(jwks(now)),
+        next: Mutex::new(jwks(next)),
         refreshes: AtomicUsize::new(0),
     });
     let mut remote = jwt_rule("");
@@ -451,14 +458,17 @@ fn a_token_seen_again_skips_only_the_signature_check_and_only_with_the_same_keys
         )],
         fake.clone(),
     );
+    (fake, t)
+}
+
+#[test]
+fn a_token_seen_again_skips_only_the_signature_check_and_only_with_the_same_keys() {
+    let (old, new) = (Key::new(), Key::new());
+    let (fake, t) = fetched(Some(old.jwks("k")), None);
     let token = old.token("k", claims());
     let at = |now: i64| {
         let mut r = req("/", &[("authorization", &format!("Bearer {token}"))]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(t.authenticate(&web(), &mut r, now))
+        run_at(&t, &mut r, now)
     };
     assert!(at(NOW).is_ok());
     assert_eq!(t.signatures.0.lock().unwrap().len(), 1, "remembered");
@@ -473,30 +483,14 @@ fn a_token_seen_again_skips_only_the_signature_check_and_only_with_the_same_keys
     assert_eq!(run(&t, &mut r).unwrap_err().reason, "bad_signature");
     // The issuer's set changes to another key under the same kid: the
     // remembered token is checked again against it, and refused.
-    *fake.now.lock().unwrap() = parse(new.jwks("k"));
+    *fake.now.lock().unwrap() = jwks(Some(new.jwks("k")));
     assert_eq!(at(NOW).unwrap_err().reason, "bad_signature");
 }
 
 #[test]
 fn an_unknown_kid_of_fetched_keys_asks_for_them_again_once() {
     let (old, new) = (Key::new(), Key::new());
-    let parse = |s: String| Some(Arc::new(Jwks::parse(s.as_bytes()).unwrap()));
-    let fake = Arc::new(Fake {
-        now: Mutex::new(parse(old.jwks("old"))),
-        next: Mutex::new(parse(new.jwks("new"))),
-        refreshes: AtomicUsize::new(0),
-    });
-    let mut remote = jwt_rule("");
-    remote.jwks_uri = URI.into();
-    let t = table(
-        &[auth(
-            "shop",
-            AuthenticationScope::Namespace,
-            &[],
-            vec![remote],
-        )],
-        fake.clone(),
-    );
+    let (fake, t) = fetched(Some(old.jwks("old")), Some(new.jwks("new")));
     let bearer = |tok: &str| req("/", &[("authorization", &format!("Bearer {tok}"))]);
     assert!(run(&t, &mut bearer(&old.token("old", claims()))).is_ok());
     assert_eq!(
