@@ -174,6 +174,16 @@ pub async fn denials(cluster: &Cluster, node: usize, policy: &str, reason: &str)
     )
 }
 
+/// Inbound connections `node`'s ztunnel admitted `by` policy, waypoint
+/// or default.
+pub async fn admissions(cluster: &Cluster, node: usize, by: &str) -> f64 {
+    let m = cluster
+        .ztunnel_http(node, 15020, "/metrics")
+        .await
+        .unwrap_or_default();
+    sum_metric(&m, "ztunnel_authz_admissions_total", &[("by", by)])
+}
+
 /// `curl -w %{http_code}` from `pod`: the status, or 0 when no answer came.
 pub fn status_from(cluster: &Cluster, pod: &str, url: &str) -> u16 {
     curl_from(

@@ -405,16 +405,19 @@ async fn policies_mean_the_same_behind_a_waypoint() {
     // The destination admitted the waypoint's tunnel as the waypoint of
     // its workload, not by the policy (which names only the client).
     let node = cluster.pod("shop", "web-v1-0").node;
+    // (Counted when admitted: the log line comes only when the waypoint's
+    // kept connection closes.)
     let vouched = eventually(Duration::from_secs(10), || async {
-        std::fs::read_to_string(cluster.ztunnel_log(node)).is_ok_and(|l| {
-            l.contains("allow via waypoint spiffe://cluster.local/ns/shop/sa/waypoint")
-        })
+        admissions(&cluster, node, "waypoint").await >= 1.0
     })
     .await;
     assert!(
         vouched,
         "{}",
-        std::fs::read_to_string(cluster.ztunnel_log(node)).unwrap_or_default()
+        cluster
+            .ztunnel_http(node, 15020, "/metrics")
+            .await
+            .unwrap_or_default()
     );
 
     // Around the waypoint (a pod IP dialled directly), the destination's

@@ -36,6 +36,16 @@ pub struct Metrics {
     pub authz_closed: Family<AuthzLabels, Counter>,
     /// Connections an AUDIT policy matched.
     pub authz_audits: Family<PolicyLabels, Counter>,
+    /// Inbound connections admitted, by what admitted them (`policy`: an
+    /// ALLOW policy matched; `waypoint`: the destination's waypoint, which
+    /// decided its policies per request; `default`: no ALLOW policy
+    /// applies). Three series at most.
+    pub authz_admissions: Family<AdmittedLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AdmittedLabels {
+    pub by: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -133,6 +143,11 @@ impl Metrics {
             self.authz_audits.clone(),
         );
         reg.register(
+            "ztunnel_authz_admissions",
+            "Inbound connections admitted, by what admitted them (policy, waypoint, default)",
+            self.authz_admissions.clone(),
+        );
+        reg.register(
             "ztunnel_runtime_alive_tasks",
             "Tasks alive in the async runtime (sampled at scrape)",
             self.alive_tasks.clone(),
@@ -178,6 +193,12 @@ impl Metrics {
             .get_or_create(&PolicyLabels {
                 policy: policy.into(),
             })
+            .inc();
+    }
+
+    pub fn authz_admitted(&self, by: &'static str) {
+        self.authz_admissions
+            .get_or_create(&AdmittedLabels { by })
             .inc();
     }
 

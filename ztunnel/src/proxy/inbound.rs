@@ -60,11 +60,18 @@ fn authorize(
         );
     }
     match &decision.verdict {
-        Verdict::Allow { .. } | Verdict::Vouched { .. } => Ok(Admitted {
-            decision,
-            guard,
-            stop,
-        }),
+        Verdict::Allow { .. } | Verdict::Vouched { .. } => {
+            s.metrics.authz_admitted(match &decision.verdict {
+                Verdict::Vouched { .. } => "waypoint",
+                Verdict::Allow { policy: Some(_) } => "policy",
+                _ => "default",
+            });
+            Ok(Admitted {
+                decision,
+                guard,
+                stop,
+            })
+        }
         Verdict::Deny { reason, policy } => {
             s.metrics.authz_denied(policy, reason.label());
             Err(Refused::new(

@@ -150,6 +150,9 @@ async fn http1_requests_go_through_with_bodies_larger_than_the_windows() {
             .header("host", "svc")
             .body(Full::new(Bytes::from(body.clone())))
             .unwrap();
+        // The connection turns idle only once the previous response is
+        // read to its end and the dispatcher has run: wait for it.
+        client.ready().await.unwrap();
         let resp = client.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
         let got = resp.into_body().collect().await.unwrap().to_bytes();
