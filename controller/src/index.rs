@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
-    PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy,
+    PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy, TrustBundle,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
 /// `authorization/<namespace>/<name>`, `authentication/<namespace>/<name>`,
-/// `httproute/...`, `grpcroute/...`, `trafficpolicy/<namespace>/<name>`.
+/// `httproute/...`, `grpcroute/...`, `trafficpolicy/<namespace>/<name>`,
+/// `bundle/<trust-domain>`.
 pub type Dirty = BTreeSet<String>;
 
 /// The namespace whose policies and mTLS label apply mesh-wide, unless configured.
@@ -34,6 +35,10 @@ pub fn authentication_name(namespace: &str, name: &str) -> String {
 
 pub fn traffic_policy_name(namespace: &str, name: &str) -> String {
     format!("trafficpolicy/{namespace}/{name}")
+}
+
+pub fn bundle_name(trust_domain: &str) -> String {
+    format!("bundle/{trust_domain}")
 }
 
 #[derive(Debug)]
@@ -233,6 +238,9 @@ impl Index {
                 dirty.insert(service_name(&es.namespace, &es.service));
                 dirty.extend(self.pods_in(&es.namespace).map(|p| workload_name(&p.uid)));
             }
+            Object::TrustBundle(b) => {
+                dirty.insert(bundle_name(&b.trust_domain));
+            }
             Object::ServiceAccount(_) | Object::Deployment(_) => {}
         }
     }
@@ -407,6 +415,24 @@ impl Index {
             name: name.to_string(),
         }) {
             Some(Object::RequestAuthentication(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn trust_bundles(&self) -> impl Iterator<Item = &TrustBundle> {
+        self.of_kind(Kind::TrustBundle).filter_map(|o| match o {
+            Object::TrustBundle(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    pub fn trust_bundle(&self, trust_domain: &str) -> Option<&TrustBundle> {
+        match self.objects.get(&Key {
+            kind: Kind::TrustBundle,
+            namespace: String::new(),
+            name: trust_domain.to_string(),
+        }) {
+            Some(Object::TrustBundle(b)) => Some(b),
             _ => None,
         }
     }

@@ -33,4 +33,5 @@ pub mod status;
 pub mod store;
 pub mod traffic;
 pub mod translate;
+pub mod trust;
 pub mod waypoint;

@@ -211,6 +211,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("file sources need --ca-dir"),
     };
     let ca = Arc::new(ca);
+    // Every proxy is pushed the roots of our own trust domain.
+    quicmesh_controller::trust::publish(&store, &args.trust_domain, &[ca.cert_der().clone()], 0);
     // Our own identity, which no caller of the CA can obtain.
     let id = SpiffeId::workload(
         &args.trust_domain,

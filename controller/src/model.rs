@@ -389,6 +389,19 @@ pub struct Gateway {
     pub generation: i64,
 }
 
+/// A trust domain's bundle as the controller holds it: the mesh's own
+/// (the CA's roots) or a federated domain's (fetched from its bundle
+/// endpoint). Not read from any source: the controller itself keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrustBundle {
+    pub trust_domain: String,
+    /// X.509 roots, DER.
+    #[serde(skip)]
+    pub roots: Vec<Vec<u8>>,
+    /// `spiffe_sequence` of the document it came from (0: none).
+    pub sequence: u64,
+}
+
 /// Any object the controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Object {
@@ -404,6 +417,7 @@ pub enum Object {
     RequestAuthentication(RequestAuthentication),
     Secret(Secret),
     TrafficPolicy(TrafficPolicy),
+    TrustBundle(TrustBundle),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -421,6 +435,7 @@ pub enum Kind {
     RequestAuthentication,
     Secret,
     TrafficPolicy,
+    TrustBundle,
 }
 
 impl From<RouteKind> for Kind {
@@ -459,6 +474,7 @@ impl Object {
             }
             Object::Secret(o) => (Kind::Secret, o.namespace.as_str(), &o.name),
             Object::TrafficPolicy(o) => (Kind::TrafficPolicy, o.namespace.as_str(), &o.name),
+            Object::TrustBundle(o) => (Kind::TrustBundle, "", &o.trust_domain),
         };
         Key {
             kind,

@@ -127,6 +127,8 @@ impl Subscriber {
             Some(resource::Kind::Authentication(a)) => {
                 &a.namespace == namespace || a.namespace == root
             }
+            // Every proxy verifies peers.
+            Some(resource::Kind::TrustBundle(_)) => true,
             None => false,
         }
     }

@@ -53,6 +53,13 @@ pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
             index,
             index.traffic_policy(ns, policy)?,
         )?)
+    } else if let Some(td) = name.strip_prefix("bundle/") {
+        let b = index.trust_bundle(td)?;
+        resource::Kind::TrustBundle(quicmesh_proto::config::TrustBundle {
+            trust_domain: b.trust_domain.clone(),
+            roots: b.roots.clone(),
+            sequence: b.sequence,
+        })
     } else if let Some(route) = index.route_by_resource(name) {
         resource::Kind::HttpRoute(http_route(index, route)?)
     } else {
@@ -90,6 +97,11 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
             index
                 .traffic_policies()
                 .map(|p| traffic_policy_name(&p.namespace, &p.name)),
+        )
+        .chain(
+            index
+                .trust_bundles()
+                .map(|b| crate::index::bundle_name(&b.trust_domain)),
         );
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))

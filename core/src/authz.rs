@@ -118,6 +118,10 @@ pub struct Connection {
     /// Decided at a waypoint, for a request (or TCP connection) it
     /// forwards to a destination it serves; false at a ztunnel.
     pub via_waypoint: bool,
+    /// The principal belongs to another (federated) trust domain: it is
+    /// authenticated, and authorized only by an ALLOW policy that matches
+    /// it, never by the absence of policy.
+    pub foreign: bool,
 }
 
 impl Connection {
@@ -127,6 +131,9 @@ impl Connection {
         src_ip: IpAddr,
         dst_port: u16,
     ) -> Self {
+        let foreign = principal
+            .as_ref()
+            .is_some_and(|p| p.trust_domain() != local_trust_domain);
         let namespace = principal
             .as_ref()
             .filter(|p| p.trust_domain() == local_trust_domain)
@@ -138,6 +145,7 @@ impl Connection {
             src_ip,
             dst_port,
             via_waypoint: false,
+            foreign,
         }
     }
 
@@ -166,6 +174,9 @@ pub enum DenyReason {
     UnknownWorkload,
     /// The proxy has no config yet, so it cannot know what applies.
     NoConfig,
+    /// A peer of a federated trust domain, and no ALLOW policy applies: a
+    /// foreign identity is authenticated, not authorized, by default.
+    FederatedNotAllowed,
 }
 
 impl DenyReason {
@@ -178,6 +189,7 @@ impl DenyReason {
             DenyReason::StrictMtls => "strict_mtls",
             DenyReason::UnknownWorkload => "unknown_workload",
             DenyReason::NoConfig => "no_config",
+            DenyReason::FederatedNotAllowed => "federated_not_allowed",
         }
     }
 }
@@ -278,7 +290,9 @@ fn evaluate_with<'p>(
             .iter()
             .filter(|p| p.action == Action::Allow)
             .peekable();
-        if allows.peek().is_none() {
+        if allows.peek().is_none() && conn.foreign {
+            deny(DenyReason::FederatedNotAllowed, "-")
+        } else if allows.peek().is_none() {
             Decision {
                 verdict: Verdict::Allow { policy: None },
                 audited: Vec::new(),

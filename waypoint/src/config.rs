@@ -91,7 +91,9 @@ pub fn tables(
             Some(resource::Kind::Authentication(a)) => {
                 authentications.push(Arc::new(crate::authn::Authentication::from_proto(a)))
             }
-            Some(resource::Kind::Service(_)) => {}
+            // Trust bundles are taken by the config stream itself
+            // (identity::bundles).
+            Some(resource::Kind::Service(_) | resource::Kind::TrustBundle(_)) => {}
             // Checked by the controller with the same code: one that does
             // not read is a controller of another version; refused whole.
             Some(resource::Kind::TrafficPolicy(p)) => traffic.push(

@@ -197,12 +197,14 @@ impl State {
         for (name, r) in resources {
             match &r.kind {
                 // Routes, JWT authentication and traffic policies are for waypoints: a node
-                // proxy has nothing to do with them.
+                // proxy has nothing to do with them. Trust bundles are
+                // taken by the config stream itself (identity::bundles).
                 Some(
                     resource::Kind::Authorization(_)
                     | resource::Kind::HttpRoute(_)
                     | resource::Kind::Authentication(_)
-                    | resource::Kind::TrafficPolicy(_),
+                    | resource::Kind::TrafficPolicy(_)
+                    | resource::Kind::TrustBundle(_),
                 ) => {}
                 Some(resource::Kind::Workload(w)) => {
                     let identity = SpiffeId::parse(&w.identity)

@@ -127,10 +127,72 @@ fn table() -> Vec<(&'static str, Vec<Policy>, Connection, &'static str)> {
             "allow",
         ),
         (
-            "a federated domain is not in our namespace",
+            "a federated domain is not in our namespace, and is not authorized by default",
             vec![deny_shop()],
             conn(Some(FOREIGN), "10.244.1.7", 8080),
-            "allow",
+            "deny (federated_not_allowed) by -",
+        ),
+        (
+            "a federated identity with no policy at all",
+            vec![],
+            conn(Some(FOREIGN), "10.244.1.7", 8080),
+            "deny (federated_not_allowed) by -",
+        ),
+        (
+            "a federated identity named by an ALLOW policy",
+            vec![policy(
+                "shop/from-other",
+                Action::Allow,
+                vec![from(Source {
+                    principals: principals(&[FOREIGN]),
+                    ..Source::default()
+                })],
+            )],
+            conn(Some(FOREIGN), "10.244.1.7", 8080),
+            "allow by shop/from-other",
+        ),
+        (
+            "a whole federated trust domain allowed",
+            vec![policy(
+                "shop/other-domain",
+                Action::Allow,
+                vec![from(Source {
+                    principals: principals(&["other.example/*"]),
+                    ..Source::default()
+                })],
+            )],
+            conn(Some(FOREIGN), "10.244.1.7", 8080),
+            "allow by shop/other-domain",
+        ),
+        (
+            "a trust-domain match is not a prefix of another domain",
+            vec![policy(
+                "shop/other-domain",
+                Action::Allow,
+                vec![from(Source {
+                    principals: principals(&["spiffe://other.example/*"]),
+                    ..Source::default()
+                })],
+            )],
+            conn(
+                Some("spiffe://other.example.evil/ns/shop/sa/web"),
+                "10.244.1.7",
+                8080,
+            ),
+            "deny (no_allow_match) by shop/other-domain",
+        ),
+        (
+            "our namespaces do not match a federated identity's",
+            vec![policy(
+                "shop/from-shop",
+                Action::Allow,
+                vec![from(Source {
+                    namespaces: names(&["shop"]),
+                    ..Source::default()
+                })],
+            )],
+            conn(Some(FOREIGN), "10.244.1.7", 8080),
+            "deny (no_allow_match) by shop/from-shop",
         ),
         (
             "principal suffix wildcard",
@@ -605,7 +667,10 @@ proptest! {
         let ps: Vec<Policy> = policies.into_iter().filter(valid).collect();
         let deny_matches = ps.iter().any(|p| p.action == Action::Deny && p.matches(&c, None));
         let allows: Vec<&Policy> = ps.iter().filter(|p| p.action == Action::Allow).collect();
-        let expect = !deny_matches && (allows.is_empty() || allows.iter().any(|p| p.matches(&c, None)));
+        // With no ALLOW policy, local identities and plaintext are allowed;
+        // a federated identity needs an ALLOW policy that matches it.
+        let expect = !deny_matches
+            && ((allows.is_empty() && !c.foreign) || allows.iter().any(|p| p.matches(&c, None)));
         prop_assert_eq!(evaluate(&ps, &c).allowed(), expect);
     }
 

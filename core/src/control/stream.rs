@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
 use super::client::ControllerClient;
+use crate::identity::bundles::{streamed, Streamed};
 use crate::identity::certs::CertManager;
 use crate::identity::SpiffeId;
 
@@ -51,6 +52,7 @@ pub async fn follow<S: ConfigSink>(
 ) {
     let mut backoff = Duration::from_millis(200);
     let mut resources: BTreeMap<String, Resource> = BTreeMap::new();
+    let mut bundles = Streamed::new(certs.bundles(), identity.trust_domain());
     loop {
         let mut connected = false;
         let session = Session {
@@ -59,7 +61,10 @@ pub async fn follow<S: ConfigSink>(
             identity: &identity,
             sink: &*sink,
         };
-        match session.run(&mut resources, &mut connected).await {
+        match session
+            .run(&mut resources, &mut bundles, &mut connected)
+            .await
+        {
             Ok(()) => tracing::info!("config stream closed by the controller"),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "config stream failed; serving the last good config")
@@ -85,6 +90,7 @@ impl<S: ConfigSink> Session<'_, S> {
     async fn run(
         &self,
         resources: &mut BTreeMap<String, Resource>,
+        bundles: &mut Streamed,
         connected: &mut bool,
     ) -> Result<(), String> {
         let svid = self
@@ -111,7 +117,7 @@ impl<S: ConfigSink> Session<'_, S> {
         self.sink.connected(true);
         while let Some(u) = updates.next().await {
             let u = u.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
-            let ack = apply(u, self.sink, resources);
+            let ack = apply(u, self.sink, resources, bundles);
             tx.send(ack).await.map_err(|_| "ack channel closed")?;
         }
         Ok(())
@@ -119,10 +125,12 @@ impl<S: ConfigSink> Session<'_, S> {
 }
 
 /// Applies one update; a bad one is rejected whole and the state stays.
+/// Trust bundles in it are checked first and put in effect with the rest.
 pub fn apply<S: ConfigSink>(
     u: Update,
     sink: &S,
     resources: &mut BTreeMap<String, Resource>,
+    bundles: &mut Streamed,
 ) -> Ack {
     let mut next = if u.full {
         BTreeMap::new()
@@ -135,8 +143,10 @@ pub fn apply<S: ConfigSink>(
     for r in u.resources {
         next.insert(r.name.clone(), r);
     }
-    match sink.apply(u.version, &next) {
-        Ok(()) => {
+    let applied = streamed(&next).and_then(|b| sink.apply(u.version, &next).map(|()| b));
+    match applied {
+        Ok(b) => {
+            bundles.install(b);
             *resources = next;
             sink.update_result("ack");
             tracing::debug!(version = u.version, full = u.full, "config applied");
@@ -161,6 +171,9 @@ pub fn apply<S: ConfigSink>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::ca::Ca;
+    use crate::identity::SharedBundles;
+    use quicmesh_proto::config::{resource, TrustBundle};
     use std::sync::Mutex;
 
     /// A sink whose state is the resource names; a resource named `bad`
@@ -208,27 +221,160 @@ mod tests {
     fn increments_build_on_the_last_good_set_and_a_bad_one_is_refused_whole() {
         let sink = Names::default();
         let mut held = BTreeMap::new();
-        let ack = apply(update(1, true, &["a", "b"], &[]), &sink, &mut held);
+        let mut b = bundles();
+        let ack = apply(update(1, true, &["a", "b"], &[]), &sink, &mut held, &mut b);
         assert_eq!(
             (ack.version, ack.error.as_str(), ack.nonce.as_str()),
             (1, "", "n1")
         );
-        let ack = apply(update(2, false, &["c"], &["a"]), &sink, &mut held);
+        let ack = apply(update(2, false, &["c"], &["a"]), &sink, &mut held, &mut b);
         assert_eq!(ack.version, 2);
         assert_eq!(sink.state.lock().unwrap().1, ["b", "c"]);
         // Refused: the state and the held set stay at version 2.
-        let ack = apply(update(3, false, &["bad", "d"], &["b"]), &sink, &mut held);
+        let ack = apply(
+            update(3, false, &["bad", "d"], &["b"]),
+            &sink,
+            &mut held,
+            &mut b,
+        );
         assert_eq!((ack.version, ack.error.as_str()), (2, "bad resource"));
         assert_eq!(sink.state.lock().unwrap().1, ["b", "c"]);
         // The next increment builds on version 2, not on the refused one.
-        apply(update(4, false, &["e"], &[]), &sink, &mut held);
+        apply(update(4, false, &["e"], &[]), &sink, &mut held, &mut b);
         assert_eq!(sink.state.lock().unwrap().1, ["b", "c", "e"]);
         // A full update replaces everything.
-        apply(update(5, true, &["z"], &[]), &sink, &mut held);
+        apply(update(5, true, &["z"], &[]), &sink, &mut held, &mut b);
         assert_eq!(sink.state.lock().unwrap().1, ["z"]);
         assert_eq!(
             *sink.results.lock().unwrap(),
             ["ack", "ack", "nack", "ack", "ack"]
         );
+    }
+
+    fn bundles() -> Streamed {
+        Streamed::new(SharedBundles::default(), "cluster.local")
+    }
+
+    fn bundle(td: &str, roots: &[&Ca]) -> Resource {
+        Resource {
+            name: format!("bundle/{td}"),
+            kind: Some(resource::Kind::TrustBundle(TrustBundle {
+                trust_domain: td.into(),
+                roots: roots.iter().map(|c| c.cert_der().to_vec()).collect(),
+                sequence: 1,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn with(version: u64, full: bool, resources: Vec<Resource>, removed: &[&str]) -> Update {
+        Update {
+            version,
+            full,
+            nonce: format!("n{version}"),
+            resources,
+            removed: removed.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn pushed_bundles_replace_their_domains_and_withdrawn_federations_are_forgotten() {
+        let sink = Names::default();
+        let mut held = BTreeMap::new();
+        let shared = SharedBundles::default();
+        let mut b = Streamed::new(shared.clone(), "cluster.local");
+        let (own, own2, other) = (
+            Ca::generate("cluster.local").unwrap(),
+            Ca::generate("cluster.local").unwrap(),
+            Ca::generate("other.example").unwrap(),
+        );
+        let roots = |td: &str| shared.load().get(td).map(|a| a.len());
+        let ack = apply(
+            with(
+                1,
+                true,
+                vec![
+                    bundle("cluster.local", &[&own]),
+                    bundle("other.example", &[&other]),
+                ],
+                &[],
+            ),
+            &sink,
+            &mut held,
+            &mut b,
+        );
+        assert_eq!(ack.error, "");
+        assert_eq!(
+            (roots("cluster.local"), roots("other.example")),
+            (Some(1), Some(1))
+        );
+        // The own domain rotates: two roots during the overlap.
+        apply(
+            with(2, false, vec![bundle("cluster.local", &[&own, &own2])], &[]),
+            &sink,
+            &mut held,
+            &mut b,
+        );
+        assert_eq!(roots("cluster.local"), Some(2));
+        // The federation is removed: its peers are no longer trusted; the
+        // own domain is never forgotten, even when no longer pushed.
+        apply(
+            with(
+                3,
+                false,
+                vec![],
+                &["bundle/other.example", "bundle/cluster.local"],
+            ),
+            &sink,
+            &mut held,
+            &mut b,
+        );
+        assert_eq!(
+            (roots("cluster.local"), roots("other.example")),
+            (Some(2), None)
+        );
+    }
+
+    #[test]
+    fn a_bad_bundle_refuses_the_update_and_changes_nothing() {
+        let sink = Names::default();
+        let mut held = BTreeMap::new();
+        let shared = SharedBundles::default();
+        let mut b = Streamed::new(shared.clone(), "cluster.local");
+        let other = Ca::generate("other.example").unwrap();
+        apply(
+            with(1, true, vec![bundle("other.example", &[&other])], &[]),
+            &sink,
+            &mut held,
+            &mut b,
+        );
+        let mut garbage = bundle("other.example", &[]);
+        let mut misnamed = bundle("other.example", &[&other]);
+        misnamed.name = "bundle/cluster.local".into();
+        let Some(resource::Kind::TrustBundle(t)) = &mut garbage.kind else {
+            unreachable!()
+        };
+        t.roots = vec![b"not DER".to_vec()];
+        let mut bad_domain = bundle("Not A Domain", &[&other]);
+        bad_domain.name = "bundle/Not A Domain".into();
+        for (i, (bad, want)) in [
+            (bundle("other.example", &[]), "0 roots"),
+            (garbage, "bundle/other.example"),
+            (misnamed, "holds the bundle of"),
+            (bad_domain, "trust domain"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ack = apply(
+                with(2 + i as u64, false, vec![bad], &[]),
+                &sink,
+                &mut held,
+                &mut b,
+            );
+            assert!(ack.error.contains(want), "{}: {}", want, ack.error);
+            assert_eq!(ack.version, 1);
+            assert_eq!(shared.load().get("other.example").map(|a| a.len()), Some(1));
+        }
     }
 }

@@ -13,11 +13,14 @@
 //! write lock.
 //!
 //! Replacing one trust domain's roots is one function,
-//! [`SharedBundles::replace_domain`]: the CA's answer uses it today; bundles
-//! pushed over the config stream (federation, rotation) are to use it too.
+//! [`SharedBundles::replace_domain`], used by the CA's answer and by the
+//! bundles pushed over the config stream ([`Streamed`]: the mesh's own,
+//! several roots while the CA rotates, and federated domains').
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
+use quicmesh_proto::config::{resource, Resource};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::svid::{certs_from_pem, SvidError, TrustBundles};
@@ -69,6 +72,104 @@ impl SharedBundles {
         next.insert(trust_domain, roots)?;
         *current = Arc::new(next);
         Ok(true)
+    }
+}
+
+impl SharedBundles {
+    /// Forgets `trust_domain`'s bundle: its peers are refused from the
+    /// next handshake on. Returns whether it had one.
+    pub fn remove_domain(&self, trust_domain: &str) -> bool {
+        let mut current = self.0.write().expect("not poisoned");
+        if current.get(trust_domain).is_none() {
+            return false;
+        }
+        let mut next = (**current).clone();
+        next.remove(trust_domain);
+        *current = Arc::new(next);
+        true
+    }
+}
+
+/// The most roots one trust domain's pushed bundle may hold (a couple
+/// while a CA rotates; dozens would be garbage or abuse).
+pub const MAX_STREAMED_ROOTS: usize = 64;
+
+/// The trust bundles of a config-stream resource set (`bundle/<trust
+/// domain>` resources), checked: a valid trust domain named as the
+/// resource is, 1 to [`MAX_STREAMED_ROOTS`] roots, each a usable trust
+/// anchor. An error names the resource; the update is then refused whole.
+pub fn streamed(
+    resources: &BTreeMap<String, Resource>,
+) -> Result<BTreeMap<String, Vec<CertificateDer<'static>>>, String> {
+    let mut out = BTreeMap::new();
+    for (name, r) in resources {
+        let Some(resource::Kind::TrustBundle(b)) = &r.kind else {
+            continue;
+        };
+        if name.strip_prefix("bundle/") != Some(b.trust_domain.as_str()) {
+            return Err(format!("{name}: holds the bundle of {:?}", b.trust_domain));
+        }
+        super::SpiffeId::parse(&format!("spiffe://{}", b.trust_domain))
+            .map_err(|e| format!("{name}: trust domain: {e}"))?;
+        if b.roots.is_empty() || b.roots.len() > MAX_STREAMED_ROOTS {
+            return Err(format!(
+                "{name}: {} roots (1 to {MAX_STREAMED_ROOTS} expected)",
+                b.roots.len()
+            ));
+        }
+        let roots: Vec<CertificateDer<'static>> = b
+            .roots
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect();
+        TrustBundles::new()
+            .insert(&b.trust_domain, &roots)
+            .map_err(|e| format!("{name}: {e}"))?;
+        out.insert(b.trust_domain.clone(), roots);
+    }
+    Ok(out)
+}
+
+/// What the config stream put in a proxy's [`SharedBundles`]: each pushed
+/// bundle replaces its domain's; a federated domain no longer pushed is
+/// forgotten. The proxy's own trust domain is never forgotten (the CA's
+/// answer and `--trust-bundle` hold it too).
+pub struct Streamed {
+    shared: SharedBundles,
+    own: String,
+    installed: BTreeSet<String>,
+}
+
+impl Streamed {
+    pub fn new(shared: SharedBundles, own_trust_domain: &str) -> Self {
+        Streamed {
+            shared,
+            own: own_trust_domain.to_string(),
+            installed: BTreeSet::new(),
+        }
+    }
+
+    /// Puts `bundles` (from [`streamed`]) in effect.
+    pub fn install(&mut self, bundles: BTreeMap<String, Vec<CertificateDer<'static>>>) {
+        for (td, roots) in &bundles {
+            match self.shared.replace_domain(td, roots) {
+                Ok(true) => tracing::info!(
+                    trust_domain = %td,
+                    roots = roots.len(),
+                    federated = *td != self.own,
+                    "trust bundle replaced from the config stream"
+                ),
+                Ok(false) => {}
+                // Checked by `streamed`: not reached.
+                Err(e) => tracing::warn!(trust_domain = %td, error = %e, "trust bundle not taken"),
+            }
+        }
+        for td in &self.installed {
+            if !bundles.contains_key(td) && *td != self.own && self.shared.remove_domain(td) {
+                tracing::info!(trust_domain = %td, "federated trust bundle withdrawn: its peers are refused from now on");
+            }
+        }
+        self.installed = bundles.into_keys().collect();
     }
 }
 

@@ -26,14 +26,15 @@ pub struct Update {
 }
 /// A named resource. Names: "workload/<uid>", "service/<namespace>/<name>",
 /// "authorization/<namespace>/<name>", "authentication/<namespace>/<name>",
-/// "httproute/<namespace>/<name>", "trafficpolicy/<namespace>/<name>".
+/// "httproute/<namespace>/<name>", "trafficpolicy/<namespace>/<name>",
+/// "bundle/<trust-domain>".
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Resource {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub version: u64,
-    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "resource::Kind", tags = "3, 4, 5, 6, 7, 8, 9")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -59,7 +60,24 @@ pub mod resource {
         /// ignore it.
         #[prost(message, tag = "8")]
         TrafficPolicy(super::TrafficPolicy),
+        /// The trust bundle of a trust domain: the mesh's own (every root the
+        /// CA's certificates may chain to, several while it rotates) or a
+        /// federated one (fetched from its SPIFFE bundle endpoint). Every proxy
+        /// verifies peers of that domain against these roots only.
+        #[prost(message, tag = "9")]
+        TrustBundle(super::TrustBundle),
     }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TrustBundle {
+    #[prost(string, tag = "1")]
+    pub trust_domain: ::prost::alloc::string::String,
+    /// X.509 roots (DER), at least one.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub roots: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The bundle's `spiffe_sequence` (0 when the source has none), for logs.
+    #[prost(uint64, tag = "3")]
+    pub sequence: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Workload {
