@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{
     selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
     PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy, TrustBundle,
+    WorkloadEntry,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -188,6 +189,12 @@ impl Index {
             }
             Object::Pod(p) => {
                 dirty.insert(workload_name(&p.uid));
+                // An entry at one of its addresses gives way to it.
+                dirty.extend(
+                    self.workload_entries()
+                        .filter(|e| p.ips.contains(&e.address))
+                        .map(|e| workload_name(&e.uid())),
+                );
                 dirty.extend(
                     self.services_in(&p.namespace)
                         .map(|s| service_name(&s.namespace, &s.name)),
@@ -240,6 +247,14 @@ impl Index {
             }
             Object::TrustBundle(b) => {
                 dirty.insert(bundle_name(&b.trust_domain));
+            }
+            // A workload, and an endpoint of the Services that select it.
+            Object::WorkloadEntry(e) => {
+                dirty.insert(workload_name(&e.uid()));
+                dirty.extend(
+                    self.services_in(&e.namespace)
+                        .map(|s| service_name(&s.namespace, &s.name)),
+                );
             }
             Object::ServiceAccount(_) | Object::Deployment(_) => {}
         }
@@ -415,6 +430,26 @@ impl Index {
             name: name.to_string(),
         }) {
             Some(Object::RequestAuthentication(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn workload_entries(&self) -> impl Iterator<Item = &WorkloadEntry> {
+        self.of_kind(Kind::WorkloadEntry).filter_map(|o| match o {
+            Object::WorkloadEntry(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The WorkloadEntry of uid `workloadentry/<namespace>/<name>`.
+    pub fn workload_entry_by_uid(&self, uid: &str) -> Option<&WorkloadEntry> {
+        let (ns, name) = uid.strip_prefix("workloadentry/")?.split_once('/')?;
+        match self.objects.get(&Key {
+            kind: Kind::WorkloadEntry,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        }) {
+            Some(Object::WorkloadEntry(e)) => Some(e),
             _ => None,
         }
     }

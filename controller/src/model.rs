@@ -389,6 +389,33 @@ pub struct Gateway {
     pub generation: i64,
 }
 
+/// A workload outside this mesh's pods — typically a workload of a
+/// federated mesh — at a fixed address, with the SPIFFE ID it must prove
+/// (`WorkloadEntry`, quicmesh.io/v1alpha1). ztunnels tunnel to it as to a
+/// pod (its address, the tunnel port) and refuse it unless it presents
+/// that identity, verified against its trust domain's bundle; Services
+/// select it by its labels as they select pods.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadEntry {
+    pub name: String,
+    pub namespace: String,
+    pub address: IpAddr,
+    /// `spec.identity`: any SPIFFE ID (a SPIRE-run workload's path need not
+    /// be `/ns/<ns>/sa/<sa>`).
+    pub identity: String,
+    /// `spec.labels`: what Services select.
+    pub labels: Labels,
+    /// `spec.ports`: named ports (a Service's named `targetPort`).
+    pub ports: BTreeMap<String, u16>,
+}
+
+impl WorkloadEntry {
+    /// Its workload uid (resources `workload/<uid>`); never a pod's.
+    pub fn uid(&self) -> String {
+        format!("workloadentry/{}/{}", self.namespace, self.name)
+    }
+}
+
 /// A trust domain's bundle as the controller holds it: the mesh's own
 /// (the CA's roots) or a federated domain's (fetched from its bundle
 /// endpoint). Not read from any source: the controller itself keeps it.
@@ -418,6 +445,7 @@ pub enum Object {
     Secret(Secret),
     TrafficPolicy(TrafficPolicy),
     TrustBundle(TrustBundle),
+    WorkloadEntry(WorkloadEntry),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -436,6 +464,7 @@ pub enum Kind {
     Secret,
     TrafficPolicy,
     TrustBundle,
+    WorkloadEntry,
 }
 
 impl From<RouteKind> for Kind {
@@ -475,6 +504,7 @@ impl Object {
             Object::Secret(o) => (Kind::Secret, o.namespace.as_str(), &o.name),
             Object::TrafficPolicy(o) => (Kind::TrafficPolicy, o.namespace.as_str(), &o.name),
             Object::TrustBundle(o) => (Kind::TrustBundle, "", &o.trust_domain),
+            Object::WorkloadEntry(o) => (Kind::WorkloadEntry, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

@@ -36,7 +36,10 @@ impl Mesh {
 /// not (or no longer) exist.
 pub fn resource(index: &Index, name: &str, mesh: &Mesh) -> Option<Resource> {
     let kind = if let Some(uid) = name.strip_prefix("workload/") {
-        resource::Kind::Workload(workload(index, index.pod_by_uid(uid)?, mesh)?)
+        resource::Kind::Workload(match index.workload_entry_by_uid(uid) {
+            Some(e) => workload_entry(index, e)?,
+            None => workload(index, index.pod_by_uid(uid)?, mesh)?,
+        })
     } else if let Some(rest) = name.strip_prefix("service/") {
         let (ns, svc) = rest.split_once('/')?;
         resource::Kind::Service(service(index, index.service(ns, svc)?, mesh))
@@ -102,7 +105,8 @@ pub fn all(index: &Index, mesh: &Mesh) -> BTreeMap<String, Resource> {
             index
                 .trust_bundles()
                 .map(|b| crate::index::bundle_name(&b.trust_domain)),
-        );
+        )
+        .chain(index.workload_entries().map(|e| workload_name(&e.uid())));
     names
         .filter_map(|n| resource(index, &n, mesh).map(|r| (n, r)))
         .collect()
@@ -170,6 +174,45 @@ fn workload(index: &Index, pod: &model::Pod, mesh: &Mesh) -> Option<Workload> {
         ),
         waypoints: waypoints_of(index, pod, own_waypoint.as_ref(), mesh),
         waypoint: own_waypoint.map(|w| waypoint(index, w, mesh)),
+    })
+}
+
+/// A WorkloadEntry as ztunnels see it: in the mesh, ready, on no node of
+/// ours, to be reached over the tunnel and to prove `identity`. None while
+/// a pod holds its address (the pod wins: an entry never hides a pod).
+fn workload_entry(index: &Index, e: &model::WorkloadEntry) -> Option<Workload> {
+    if let Some(p) = index.pods().find(|p| p.ips.contains(&e.address)) {
+        tracing::warn!(
+            entry = %format!("{}/{}", e.namespace, e.name),
+            address = %e.address,
+            pod = %format!("{}/{}", p.namespace, p.name),
+            "WorkloadEntry ignored: a pod has its address"
+        );
+        return None;
+    }
+    let service_account = quicmesh_core::identity::SpiffeId::parse(&e.identity)
+        .ok()
+        .and_then(|id| {
+            id.namespace_and_service_account()
+                .ok()
+                .map(|(_, sa)| sa.to_string())
+        })
+        .unwrap_or_default();
+    Some(Workload {
+        uid: e.uid(),
+        name: e.name.clone(),
+        namespace: e.namespace.clone(),
+        service_account,
+        node: String::new(),
+        ips: vec![e.address.to_string()],
+        ready: true,
+        in_mesh: true,
+        identity: e.identity.clone(),
+        // Not ours to admit traffic to: no ztunnel of this mesh serves it.
+        mtls_mode: MtlsMode::Strict.into(),
+        authorization_policies: Vec::new(),
+        waypoints: Vec::new(),
+        waypoint: None,
     })
 }
 
@@ -400,17 +443,7 @@ fn endpoints(index: &Index, svc: &model::Service) -> Vec<Endpoint> {
             .pods_in(&svc.namespace)
             .filter(|p| selects(sel, &p.labels))
         {
-            let ports: std::collections::HashMap<String, u32> = svc
-                .ports
-                .iter()
-                .filter_map(|sp| {
-                    let port = match &sp.target {
-                        TargetPort::Number(n) => Some(*n),
-                        TargetPort::Name(name) => pod.named_port(name),
-                    }?;
-                    Some((sp.name.clone(), u32::from(port)))
-                })
-                .collect();
+            let ports = target_ports(svc, |name| pod.named_port(name));
             for ip in &pod.ips {
                 out.push(Endpoint {
                     workload_uid: pod.uid.clone(),
@@ -421,8 +454,45 @@ fn endpoints(index: &Index, svc: &model::Service) -> Vec<Endpoint> {
             }
         }
     }
+    // WorkloadEntries the selector picks (no EndpointSlice lists them).
+    if let Some(sel) = &svc.selector {
+        for e in index
+            .workload_entries()
+            .filter(|e| e.namespace == svc.namespace && selects(sel, &e.labels))
+        {
+            let ip = e.address.to_string();
+            if out.iter().any(|ep| ep.ip == ip) {
+                continue;
+            }
+            let ports = target_ports(svc, |name| e.ports.get(name).copied());
+            out.push(Endpoint {
+                workload_uid: e.uid(),
+                ip,
+                ready: true,
+                ports,
+            });
+        }
+    }
     out.sort_by(|a, b| (&a.ip, &a.workload_uid).cmp(&(&b.ip, &b.workload_uid)));
     out
+}
+
+/// The port of each of `svc`'s ports at an endpoint whose named ports
+/// `named` resolves (a port it cannot resolve is left out).
+fn target_ports(
+    svc: &model::Service,
+    named: impl Fn(&str) -> Option<u16>,
+) -> std::collections::HashMap<String, u32> {
+    svc.ports
+        .iter()
+        .filter_map(|sp| {
+            let port = match &sp.target {
+                TargetPort::Number(n) => Some(*n),
+                TargetPort::Name(name) => named(name),
+            }?;
+            Some((sp.name.clone(), u32::from(port)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -514,6 +584,113 @@ mod tests {
             labels: Labels::new(),
         }));
         ix
+    }
+
+    const ENTRIES: &str = r#"
+apiVersion: quicmesh.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: west-web, namespace: shop}
+spec:
+  address: 10.244.11.10
+  identity: spiffe://west.example/ns/shop/sa/web
+  labels: {app: web}
+  ports: {http: 8080}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: spire-thing, namespace: shop}
+spec: {address: 10.244.1.2, identity: spiffe://spire.example/thing}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: no-identity, namespace: shop}
+spec: {address: 10.0.0.1}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: bad-identity, namespace: shop}
+spec: {address: 10.0.0.1, identity: "spiffe://Upper.example/x"}
+---
+apiVersion: quicmesh.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: bad-address, namespace: shop}
+spec: {address: west-web, identity: "spiffe://west.example/x"}
+---
+apiVersion: quicmesh.io/v1alpha2
+kind: WorkloadEntry
+metadata: {name: later, namespace: shop}
+spec: {address: 10.0.0.1, identity: "spiffe://west.example/x"}
+"#;
+
+    #[test]
+    fn workload_entries_are_workloads_of_their_identity_and_endpoints_of_services() {
+        let parsed = crate::sources::manifest::parse_file(ENTRIES, "entries.yaml").unwrap();
+        let errors: Vec<String> = parsed
+            .docs
+            .iter()
+            .filter_map(|d| {
+                d.as_ref()
+                    .err()
+                    .map(|e| format!("{}: {}", e.field, e.reason))
+            })
+            .collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        for want in [
+            "spec.identity: is required",
+            "Upper",
+            "not an IP address",
+            "not served",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{want}: {errors:?}"
+            );
+        }
+        let mut ix = index();
+        for o in parsed.docs.into_iter().flatten().flatten() {
+            let dirty = ix.upsert(o);
+            assert!(dirty.contains("service/shop/web"), "{dirty:?}");
+        }
+        let mesh = Mesh::new("cluster.local");
+        let Some(resource::Kind::Workload(w)) =
+            resource(&ix, "workload/workloadentry/shop/west-web", &mesh)
+                .unwrap()
+                .kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (w.identity.as_str(), w.ips.as_slice(), w.node.as_str()),
+            (
+                "spiffe://west.example/ns/shop/sa/web",
+                &["10.244.11.10".to_string()][..],
+                ""
+            )
+        );
+        assert!(w.in_mesh && w.ready && w.authorization_policies.is_empty());
+        // The Service selects it, its named port resolved from the entry.
+        let Some(resource::Kind::Service(svc)) =
+            resource(&ix, "service/shop/web", &mesh).unwrap().kind
+        else {
+            panic!()
+        };
+        let e = svc
+            .endpoints
+            .iter()
+            .find(|e| e.ip == "10.244.11.10")
+            .expect("selected");
+        assert_eq!(e.workload_uid, "workloadentry/shop/west-web");
+        assert_eq!(e.ports.get("http"), Some(&8080));
+        assert_eq!(e.ports.get("admin"), Some(&9001));
+        // An entry never hides a pod: web-1 holds 10.244.1.2.
+        assert!(resource(&ix, "workload/workloadentry/shop/spire-thing", &mesh).is_none());
+        // ...and gives way to a pod that takes its address later.
+        let dirty = ix.upsert(pod("west-web-twin", &[], "10.244.11.10", true));
+        assert!(
+            dirty.contains("workload/workloadentry/shop/west-web"),
+            "{dirty:?}"
+        );
+        assert!(resource(&ix, "workload/workloadentry/shop/west-web", &mesh).is_none());
     }
 
     #[test]

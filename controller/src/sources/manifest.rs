@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -60,6 +60,7 @@ pub const KINDS: [&str; 12] = [
     "Gateway",
     "RequestAuthentication",
     "TrafficPolicy",
+    "WorkloadEntry",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -291,6 +292,7 @@ impl Doc<'_> {
         if kind == "AuthorizationPolicy"
             || kind == "RequestAuthentication"
             || kind == "TrafficPolicy"
+            || kind == "WorkloadEntry"
         {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
@@ -395,6 +397,10 @@ impl Doc<'_> {
                     ),
                 })
             }
+            "WorkloadEntry" => match unserved {
+                Some(reason) => return Err(self.err("apiVersion", reason)),
+                None => Object::WorkloadEntry(self.workload_entry(v, name, namespace)?),
+            },
             "Gateway" => Object::Gateway(Gateway {
                 name,
                 namespace,
@@ -517,6 +523,38 @@ impl Doc<'_> {
             ips,
             ready,
             containers: self.containers(v, "spec.containers")?,
+        })
+    }
+
+    fn workload_entry(&self, v: &Value, name: String, namespace: String) -> R<WorkloadEntry> {
+        let address = self.required(v, "spec.address")?;
+        let address = self.ip(&address, "spec.address")?;
+        let identity = self.required(v, "spec.identity")?;
+        quicmesh_core::identity::SpiffeId::parse(&identity)
+            .map_err(|e| self.err("spec.identity", format!("{identity:?}: {e}")))?;
+        let mut ports = BTreeMap::new();
+        if let Some(m) = self.get(v, "spec.ports") {
+            let m = m
+                .as_mapping()
+                .ok_or_else(|| self.err("spec.ports", "expected a map of port names to numbers"))?;
+            for (k, _) in m {
+                let k = k
+                    .as_str()
+                    .ok_or_else(|| self.err("spec.ports", "port names must be strings"))?;
+                let path = format!("spec.ports.{k}");
+                let port = self
+                    .port(v, &path)?
+                    .ok_or_else(|| self.err(&path, "is required"))?;
+                ports.insert(k.to_string(), port);
+            }
+        }
+        Ok(WorkloadEntry {
+            name,
+            namespace,
+            address,
+            identity,
+            labels: self.labels(v, "spec.labels")?,
+            ports,
         })
     }
 
