@@ -194,6 +194,11 @@ impl TrustBundles {
         self.insert(trust_domain, &certs)
     }
 
+    /// Drops the bundle of `trust_domain`; whether it had one.
+    pub fn remove(&mut self, trust_domain: &str) -> bool {
+        self.by_domain.remove(trust_domain).is_some()
+    }
+
     pub fn get(&self, trust_domain: &str) -> Option<&[TrustAnchor<'static>]> {
         self.by_domain.get(trust_domain).map(|v| v.as_slice())
     }
