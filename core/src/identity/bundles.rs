@@ -262,8 +262,10 @@ mod tests {
             Ca::generate("gone.example").unwrap(),
         );
         let mut b = TrustBundles::new();
-        b.insert("gone.example", &[gone.cert_der().clone()]).unwrap();
-        b.insert("kept.example", &[gone.cert_der().clone()]).unwrap();
+        b.insert("gone.example", &[gone.cert_der().clone()])
+            .unwrap();
+        b.insert("kept.example", &[gone.cert_der().clone()])
+            .unwrap();
         let shared = SharedBundles::new(b);
         let before = shared.load();
         let set = vec![
