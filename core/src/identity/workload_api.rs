@@ -228,20 +228,21 @@ impl WorkloadApi {
     /// One connection: its answers applied until it ends.
     async fn session(&self, took: &mut bool) -> Result<(), String> {
         let timeout = self.settings.connect_timeout;
-        let stream = tokio::time::timeout(timeout, async {
-            let client = self.connect().await?;
-            client
-                .stream_x509_contexts()
-                .await
-                .map_err(|e| format!("FetchX509SVID: {e}"))
-        })
-        .await
-        .map_err(|_| {
-            format!(
-                "no stream from {} within {timeout:?}",
-                self.socket.display()
-            )
-        })??;
+        let within = |what: &str| format!("{what} {} within {timeout:?}", self.socket.display());
+        let client = tokio::time::timeout(timeout, self.connect())
+            .await
+            .map_err(|_| within("could not connect to"))??;
+        // A server refusing the call outright answers with its status
+        // alone (SPIRE's "no identity issued" does): it lands here.
+        let stream = match tokio::time::timeout(timeout, client.stream_x509_contexts()).await {
+            Err(_) => return Err(within("no FetchX509SVID answer from")),
+            Ok(Err(WorkloadApiError::NoIdentityIssued | WorkloadApiError::PermissionDenied(_))) => {
+                self.withdraw();
+                return Err("the agent has no SVID for us (PermissionDenied)".into());
+            }
+            Ok(Err(e)) => return Err(format!("FetchX509SVID: {e}")),
+            Ok(Ok(stream)) => stream,
+        };
         let mut stream = std::pin::pin!(stream);
         tracing::info!(socket = %self.socket.display(), "Workload API stream connected");
         self.set_connected(true);

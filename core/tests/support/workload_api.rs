@@ -34,8 +34,9 @@ pub enum Answer {
     /// Nothing yet: streams wait.
     Nothing,
     Svids(X509svidResponse),
-    /// "No identity issued": the stream ends with `PermissionDenied`, as
-    /// SPIRE's does when no entry matches the caller.
+    /// "No identity issued": open streams end with `PermissionDenied`, and
+    /// new calls are refused with it, as SPIRE's are when no entry matches
+    /// the caller.
     Denied,
 }
 
@@ -72,6 +73,11 @@ impl SpiffeWorkloadApi for Api {
         req: Request<X509svidRequest>,
     ) -> Result<Response<Answers>, Status> {
         self.check_header(&req)?;
+        // Denied at the call: the status alone, as SPIRE answers a caller
+        // no entry matches.
+        if matches!(*self.answer.borrow(), Answer::Denied) {
+            return Err(Status::permission_denied("no identity issued"));
+        }
         let mut rx = self.answer.clone();
         rx.mark_changed();
         // One message per change of the answer; ends after a denial or
