@@ -7,6 +7,7 @@ pub mod certs;
 pub mod spiffe;
 pub mod svid;
 pub mod verify;
+pub mod workload_api;
 
 pub use bundles::SharedBundles;
 pub use spiffe::{SpiffeId, SpiffeIdError};

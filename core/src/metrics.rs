@@ -81,6 +81,49 @@ impl TlsMetrics {
     }
 }
 
+/// What became of each answer from a SPIFFE Workload API
+/// (`--svid-source workload-api:`), and whether its stream is up.
+#[derive(Default, Debug, Clone)]
+pub struct WorkloadApiMetrics {
+    updates: Family<ResultLabels, Counter>,
+    connected: Gauge,
+}
+
+impl WorkloadApiMetrics {
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "quicmesh_workload_api_updates",
+            "Answers from the SPIFFE Workload API, by result (applied; unchanged; malformed, too_large, untrusted: refused, the last good SVIDs and bundles kept; denied: the agent has no SVID for us, SVIDs withdrawn)",
+            self.updates.clone(),
+        );
+        reg.register(
+            "quicmesh_workload_api_connected",
+            "1 while the SPIFFE Workload API stream is up",
+            self.connected.clone(),
+        );
+    }
+
+    pub fn update(&self, result: &str) {
+        self.updates
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn updates(&self, result: &str) -> u64 {
+        self.updates
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .get()
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.connected.set(i64::from(up));
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabels {
     /// "inbound" (we are the tunnel server) or "outbound".

@@ -18,3 +18,10 @@ pub mod config {
 pub mod ca {
     include!("gen/quicmesh.ca.v1.rs");
 }
+
+/// The SPIFFE Workload API (a SPIRE agent's): our own copy of the public
+/// definitions, wire-compatible. ztunnel's client is the `spiffe` crate's;
+/// this serves the test servers.
+pub mod workload {
+    include!("gen/spiffe.workload.rs");
+}

@@ -14,23 +14,33 @@ use quicmesh_core::control::client::{ControllerClient, Token};
 use quicmesh_core::health::{Check, Flag, Readiness};
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
+use quicmesh_core::identity::workload_api::{self, WorkloadApi};
 use quicmesh_core::identity::{SharedBundles, SpiffeId, TrustBundles};
 use quicmesh_core::metrics::{handler, serve_http};
 use quicmesh_core::tunnel::config::TunnelSettings;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Args, WorkloadFile};
+use crate::config::{Args, SvidSourceFlag, WorkloadFile};
 use crate::inpod::pods::Pods;
 use crate::metrics::Metrics;
 use crate::node::Shared;
 use crate::state::State;
+
+/// The identity source built from the flags, and what of it runs beside
+/// the cert manager.
+struct Identity {
+    certs: CertManager,
+    controller: Option<Arc<ControllerClient>>,
+    /// Its stream is to be followed (`WorkloadApi::run`).
+    workload_api: Option<Arc<WorkloadApi>>,
+}
 
 /// Builds the identity source from the flags.
 fn cert_manager(
     args: &Args,
     trust_domain: &str,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(CertManager, Option<Arc<ControllerClient>>)> {
+) -> anyhow::Result<Identity> {
     let mut bundles = TrustBundles::new();
     let read_bundle = |bundles: &mut TrustBundles| -> anyhow::Result<()> {
         let bundle = args
@@ -42,7 +52,21 @@ fn cert_manager(
         Ok(())
     };
     let mut controller = None;
-    let (source, bundles): (_, SharedBundles) = if let Some(addr) = args.controller.clone() {
+    let mut workload_api = None;
+    let (source, bundles): (_, SharedBundles) = if let Some(SvidSourceFlag::WorkloadApi(socket)) =
+        &args.svid_source
+    {
+        // Every bundle, own and federated, comes from the agent.
+        let bundles = SharedBundles::default();
+        let w = WorkloadApi::new(
+            socket.clone(),
+            bundles.clone(),
+            workload_api::Settings::default(),
+            Arc::new(metrics.workload_api.clone()),
+        );
+        workload_api = Some(w.clone());
+        (SvidSource::WorkloadApi(w), bundles)
+    } else if let Some(addr) = args.controller.clone() {
         read_bundle(&mut bundles)?;
         let token_file = args
             .bootstrap_token
@@ -81,7 +105,7 @@ fn cert_manager(
         read_bundle(&mut bundles)?;
         (SvidSource::Files { dir: dir.clone() }, bundles.into())
     } else {
-        anyhow::bail!("no identity source: pass --controller, or --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)")
+        anyhow::bail!("no identity source: pass --controller, --svid-source workload-api:PATH, or --svid-dir and --trust-bundle (or, for development only, --dev-ca-dir)")
     };
     let mut certs = CertManager::new(source, bundles);
     let m = metrics.clone();
@@ -92,7 +116,11 @@ fn cert_manager(
             })
             .inc();
     });
-    Ok((certs, controller))
+    Ok(Identity {
+        certs,
+        controller,
+        workload_api,
+    })
 }
 
 /// Runs ztunnel until SIGTERM/SIGINT.
@@ -102,7 +130,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => State::empty(&args.trust_domain),
     };
     let metrics = Arc::new(Metrics::default());
-    let (certs, controller) = cert_manager(&args, &initial.trust_domain, &metrics)?;
+    let Identity {
+        certs,
+        controller,
+        workload_api,
+    } = cert_manager(&args, &initial.trust_domain, &metrics)?;
     let settings = TunnelSettings {
         socket_buffer: args.udp_buffer,
         max_connections_per_key: args.tunnel_connections.max(1),
@@ -144,8 +176,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args,
         &shared,
         controller.as_ref().map(|c| c.node_identity()),
+        workload_api.clone(),
         &enrollment_ready,
     ));
+    if let Some(w) = workload_api {
+        tokio::spawn(w.run(shutdown.clone()));
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     readiness.register(&mut registry);
@@ -252,21 +288,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 ///   applied (later refusals keep the last good config: still ready);
 /// - `certificates`: with a controller, the node's own SVID issued and not
 ///   expired (it authenticates the config stream; pods' SVIDs are per pod
-///   and reported at enrollment); with `--svid-dir`, the directory
-///   readable; with `--dev-ca-dir`, the CA loaded at start;
+///   and reported at enrollment); with `--svid-source workload-api:`, an
+///   answer taken from the Workload API (its SVIDs serve while valid when
+///   the agent goes away); with `--svid-dir`, the directory readable; with
+///   `--dev-ca-dir`, the CA loaded at start;
 /// - `enrollment`: the enrollment socket bound and accepting.
 fn readiness(
     args: &Args,
     shared: &Arc<Shared>,
     node_identity: Option<SpiffeId>,
+    workload_api: Option<Arc<WorkloadApi>>,
     enrollment: &Flag,
 ) -> Readiness {
-    let certificates: Check = match (node_identity, &args.svid_dir) {
-        (Some(id), _) => {
+    let certificates: Check = match (workload_api, node_identity, &args.svid_dir) {
+        (Some(w), _, _) => {
+            let rx = w.subscribe();
+            Box::new(move || {
+                let st = rx.borrow();
+                if st.taken > 0 {
+                    return Ok(());
+                }
+                Err(match &st.last_error {
+                    Some(e) => format!("no answer from the Workload API yet; last error: {e}"),
+                    None => "no answer from the Workload API yet".into(),
+                })
+            })
+        }
+        (None, Some(id), _) => {
             let certs = shared.certs.clone();
             Box::new(move || certs.check_valid(&id, std::time::SystemTime::now()))
         }
-        (None, Some(dir)) => {
+        (None, None, Some(dir)) => {
             let dir = dir.clone();
             Box::new(move || {
                 std::fs::read_dir(&dir)
@@ -274,7 +326,7 @@ fn readiness(
                     .map_err(|e| format!("SVID directory {}: {e}", dir.display()))
             })
         }
-        (None, None) => Box::new(|| Ok(())),
+        (None, None, None) => Box::new(|| Ok(())),
     };
     Readiness::new()
         .with_flag("config", &shared.config_ready)

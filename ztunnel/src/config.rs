@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "controller")]
     pub workloads: Option<PathBuf>,
     /// The controller's gRPC address (CA and config stream).
-    #[arg(long, conflicts_with_all = ["workloads", "svid_dir", "dev_ca_dir"], requires_all = ["bootstrap_token", "trust_bundle"])]
+    #[arg(long, conflicts_with_all = ["workloads", "svid_dir", "dev_ca_dir", "svid_source"], requires_all = ["bootstrap_token", "trust_bundle"])]
     pub controller: Option<quicmesh_core::control::client::ControllerAddr>,
     /// The SPIFFE ID the controller must prove.
     #[arg(
@@ -60,6 +60,11 @@ pub struct Args {
     /// Directory of SVIDs: <dir>/<namespace>/<service-account>/{cert.pem,key.pem}.
     #[arg(long, conflicts_with = "dev_ca_dir")]
     pub svid_dir: Option<PathBuf>,
+    /// Where SVIDs and trust bundles come from instead of the quicmesh CA:
+    /// `workload-api:PATH` (or `workload-api:unix:PATH`), a SPIFFE
+    /// Workload API socket such as a SPIRE agent's. With --workloads.
+    #[arg(long, conflicts_with_all = ["svid_dir", "dev_ca_dir", "trust_bundle"])]
+    pub svid_source: Option<SvidSourceFlag>,
     /// PEM bundle of the trust domain's CA certificates (with --svid-dir or --controller).
     #[arg(long)]
     pub trust_bundle: Option<PathBuf>,
@@ -128,6 +133,33 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     #[serde(with = "duration_text")]
     pub handshake_timeout: Duration,
+}
+
+/// `--svid-source`: where SVIDs come from when not from the quicmesh CA.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SvidSourceFlag {
+    /// A SPIFFE Workload API on this Unix socket.
+    WorkloadApi(PathBuf),
+}
+
+impl std::str::FromStr for SvidSourceFlag {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some(rest) = s.strip_prefix("workload-api:") else {
+            return Err(format!("{s:?}: expected workload-api:PATH"));
+        };
+        // `unix:///p` and `unix:/p` are the SPIFFE endpoint forms of `/p`.
+        let path = rest
+            .strip_prefix("unix://")
+            .or_else(|| rest.strip_prefix("unix:"))
+            .unwrap_or(rest);
+        if path.is_empty() {
+            return Err(format!("{s:?}: no socket path"));
+        }
+        Ok(SvidSourceFlag::WorkloadApi(PathBuf::from(path)))
+    }
 }
 
 /// A count of at least 1 (0 would refuse every connection).
@@ -310,6 +342,61 @@ mod tests {
             let with = base.into_iter().chain(["--enroll-socket-mode", bad]);
             assert!(Args::try_parse_from(with).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_workload_api_source_takes_a_socket_and_excludes_the_other_sources() {
+        use clap::Parser;
+        let base = ["ztunnel", "--node", "n1", "--workloads", "w.yaml"];
+        for (flag, path) in [
+            (
+                "workload-api:/run/spire/agent.sock",
+                "/run/spire/agent.sock",
+            ),
+            (
+                "workload-api:unix:/run/spire/agent.sock",
+                "/run/spire/agent.sock",
+            ),
+            (
+                "workload-api:unix:///run/spire/agent.sock",
+                "/run/spire/agent.sock",
+            ),
+            ("workload-api:agent.sock", "agent.sock"),
+        ] {
+            let args =
+                Args::try_parse_from(base.into_iter().chain(["--svid-source", flag])).unwrap();
+            assert_eq!(
+                args.svid_source,
+                Some(SvidSourceFlag::WorkloadApi(path.into())),
+                "{flag}"
+            );
+        }
+        for bad in ["workload-api:", "workload-api:unix:", "spire:/x", "/x"] {
+            let with = base.into_iter().chain(["--svid-source", bad]);
+            assert!(Args::try_parse_from(with).is_err(), "{bad}");
+        }
+        let src = ["--svid-source", "workload-api:/a.sock"];
+        for other in [
+            &["--svid-dir", "/s"][..],
+            &["--dev-ca-dir", "/c"],
+            &["--trust-bundle", "/b.pem"],
+        ] {
+            let with = base.into_iter().chain(src).chain(other.iter().copied());
+            assert!(Args::try_parse_from(with).is_err(), "{other:?}");
+        }
+        let with_controller = [
+            "ztunnel",
+            "--node",
+            "n1",
+            "--controller",
+            "10.0.0.1:15012",
+            "--bootstrap-token",
+            "/t",
+            "--trust-bundle",
+            "/b.pem",
+        ];
+        assert!(Args::try_parse_from(with_controller).is_ok());
+        assert!(Args::try_parse_from(with_controller.into_iter().chain(src)).is_err());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub config_connected: Gauge,
     pub config_update_results: Family<ResultLabels, Counter>,
     pub svid_fetches: Family<ResultLabels, Counter>,
+    /// Answers from the SPIFFE Workload API (`--svid-source workload-api:`).
+    pub workload_api: quicmesh_core::metrics::WorkloadApiMetrics,
     /// Inbound connections denied by authorization, by policy and reason.
     pub authz_denials: Family<AuthzLabels, Counter>,
     /// Live connections cut because policy no longer allows them.
@@ -72,6 +74,7 @@ pub struct ResultLabels {
 impl Metrics {
     pub fn register(&self, reg: &mut Registry) {
         self.tunnel.register(reg);
+        self.workload_api.register(reg);
         reg.register(
             "ztunnel_connection_refusals",
             "Connections refused or failed before carrying data, by direction and reason",

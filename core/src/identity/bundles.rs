@@ -16,6 +16,10 @@
 //! [`SharedBundles::replace_domain`], used by the CA's answer and by the
 //! bundles pushed over the config stream ([`Streamed`]: the mesh's own,
 //! several roots while the CA rotates, and federated domains').
+//! A source that owns several domains at once (a SPIFFE Workload API: the
+//! own domain and every federated one in each answer) replaces them all in
+//! one step with [`SharedBundles::replace_domains`], which also drops the
+//! domains it no longer names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -76,17 +80,43 @@ impl SharedBundles {
 }
 
 impl SharedBundles {
-    /// Forgets `trust_domain`'s bundle: its peers are refused from the
-    /// next handshake on. Returns whether it had one.
-    pub fn remove_domain(&self, trust_domain: &str) -> bool {
-        let mut current = self.0.write().expect("not poisoned");
-        if current.get(trust_domain).is_none() {
-            return false;
+    /// Makes each of `domains` the whole bundle of its trust domain and
+    /// drops the bundles of `remove` (the domains a source sent before and
+    /// no longer does), in one replacement: a handshake sees all of it or
+    /// none. Returns the domains that changed (added, replaced or removed),
+    /// sorted; on an error (a certificate that is no trust anchor) nothing
+    /// changes.
+    pub fn replace_domains<'a>(
+        &self,
+        domains: &[(String, Vec<CertificateDer<'static>>)],
+        remove: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<String>, SvidError> {
+        let mut fresh = TrustBundles::new();
+        for (domain, roots) in domains {
+            fresh.insert(domain, roots)?;
         }
+        let mut current = self.0.write().expect("not poisoned");
         let mut next = (**current).clone();
-        next.remove(trust_domain);
+        let mut changed = Vec::new();
+        for (domain, _) in domains {
+            if current.get(domain) != fresh.get(domain) {
+                changed.push(domain.clone());
+            }
+        }
+        for domain in remove {
+            if fresh.get(domain).is_none() && next.remove(domain) {
+                changed.push(domain.to_string());
+            }
+        }
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        for (domain, roots) in domains {
+            next.insert(domain, roots)?;
+        }
         *current = Arc::new(next);
-        true
+        changed.sort_unstable();
+        Ok(changed)
     }
 }
 
@@ -149,27 +179,35 @@ impl Streamed {
         }
     }
 
-    /// Puts `bundles` (from [`streamed`]) in effect.
+    /// Puts `bundles` (from [`streamed`]) in effect, in one step.
     pub fn install(&mut self, bundles: BTreeMap<String, Vec<CertificateDer<'static>>>) {
-        for (td, roots) in &bundles {
-            match self.shared.replace_domain(td, roots) {
-                Ok(true) => tracing::info!(
-                    trust_domain = %td,
-                    roots = roots.len(),
-                    federated = *td != self.own,
-                    "trust bundle replaced from the config stream"
-                ),
-                Ok(false) => {}
-                // Checked by `streamed`: not reached.
-                Err(e) => tracing::warn!(trust_domain = %td, error = %e, "trust bundle not taken"),
+        let withdrawn: Vec<&str> = self
+            .installed
+            .iter()
+            .filter(|td| !bundles.contains_key(*td) && **td != self.own)
+            .map(String::as_str)
+            .collect();
+        let domains: Vec<(String, Vec<CertificateDer<'static>>)> = bundles.into_iter().collect();
+        match self.shared.replace_domains(&domains, withdrawn) {
+            Ok(changed) => {
+                for td in changed {
+                    match domains.iter().find(|(d, _)| *d == td) {
+                        Some((_, roots)) => tracing::info!(
+                            trust_domain = %td,
+                            roots = roots.len(),
+                            federated = td != self.own,
+                            "trust bundle replaced from the config stream"
+                        ),
+                        None => {
+                            tracing::info!(trust_domain = %td, "federated trust bundle withdrawn: its peers are refused from now on")
+                        }
+                    }
+                }
             }
+            // Checked by `streamed`: not reached.
+            Err(e) => tracing::warn!(error = %e, "trust bundles not taken"),
         }
-        for td in &self.installed {
-            if !bundles.contains_key(td) && *td != self.own && self.shared.remove_domain(td) {
-                tracing::info!(trust_domain = %td, "federated trust bundle withdrawn: its peers are refused from now on");
-            }
-        }
-        self.installed = bundles.into_keys().collect();
+        self.installed = domains.into_iter().map(|(td, _)| td).collect();
     }
 }
 
@@ -308,6 +346,45 @@ mod tests {
             .unwrap());
         assert!(v.verify_client_cert(&by_old.chain[0], &[], now).is_err());
         assert_eq!(metrics.count("server", "untrusted_chain"), 2);
+    }
+
+    #[test]
+    fn several_domains_are_replaced_and_dropped_in_one_step() {
+        let (own, fed, gone) = (
+            Ca::generate("cluster.local").unwrap(),
+            Ca::generate("other.example").unwrap(),
+            Ca::generate("gone.example").unwrap(),
+        );
+        let mut b = TrustBundles::new();
+        b.insert("gone.example", &[gone.cert_der().clone()])
+            .unwrap();
+        b.insert("kept.example", &[gone.cert_der().clone()])
+            .unwrap();
+        let shared = SharedBundles::new(b);
+        let before = shared.load();
+        let set = vec![
+            ("cluster.local".to_string(), vec![own.cert_der().clone()]),
+            ("other.example".to_string(), vec![fed.cert_der().clone()]),
+        ];
+        let changed = shared
+            .replace_domains(&set, ["gone.example", "never.example"])
+            .unwrap();
+        assert_eq!(changed, ["cluster.local", "gone.example", "other.example"]);
+        let now = shared.load();
+        let mut domains: Vec<&str> = now.trust_domains().collect();
+        domains.sort_unstable();
+        // A domain the caller does not name stays.
+        assert_eq!(domains, ["cluster.local", "kept.example", "other.example"]);
+        // Handshakes already holding the old bundles keep them.
+        assert!(before.get("gone.example").is_some());
+        assert!(shared.replace_domains(&set, []).unwrap().is_empty());
+        // A certificate that is no trust anchor changes nothing.
+        let bad = vec![(
+            "cluster.local".to_string(),
+            vec![CertificateDer::from(vec![1u8, 2, 3])],
+        )];
+        assert!(shared.replace_domains(&bad, ["other.example"]).is_err());
+        assert!(shared.load().get("other.example").is_some());
     }
 
     #[test]

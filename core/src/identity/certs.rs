@@ -2,10 +2,17 @@
 //! half-life (halfway through the validity left when it arrived: see
 //! `Svid::refresh_at`).
 //!
-//! Sources: the controller's CA (production), PEM files on disk
+//! Sources: the controller's CA (production), a SPIFFE Workload API (a
+//! SPIRE agent, `--svid-source workload-api:PATH`), PEM files on disk
 //! (`--svid-dir`), or — development only — a CA the proxy holds itself
 //! (`--dev-ca-dir`). A failed fetch is retried with backoff; while a cached
 //! SVID is still valid it keeps being used.
+//!
+//! The Workload API pushes its SVIDs ([`super::workload_api`]): for it
+//! there is nothing to fetch, renew or back off from. Each ask reads the
+//! last answer the agent sent (a lock and a map look-up), so a rotated SVID
+//! serves from the next ask on, and an identity the agent does not offer
+//! is unavailable at once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +20,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ca::Ca;
+use super::workload_api::WorkloadApi;
 use super::{SharedBundles, SpiffeId, Svid};
 use crate::control::client::ControllerClient;
 
 pub enum SvidSource {
-    Files { dir: PathBuf },
-    DevCa { ca: Box<Ca>, lifetime: Duration },
+    Files {
+        dir: PathBuf,
+    },
+    DevCa {
+        ca: Box<Ca>,
+        lifetime: Duration,
+    },
     Controller(Arc<ControllerClient>),
+    /// Its [`WorkloadApi::run`] is the caller's to spawn; its bundles
+    /// should be the cert manager's.
+    WorkloadApi(Arc<WorkloadApi>),
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,6 +101,9 @@ impl CertManager {
     /// The current SVID of `id`: fetched on first use, renewed once past
     /// half its lifetime, with exponential backoff (200 ms to 60 s) on failure.
     pub async fn svid(&self, id: &SpiffeId) -> Result<Arc<Svid>, IdentityError> {
+        if let SvidSource::WorkloadApi(w) = &self.source {
+            return self.pushed(w, id);
+        }
         let slot = self
             .entries
             .lock()
@@ -134,6 +153,30 @@ impl CertManager {
                 (self.on_fetch)("error");
                 self.hold(id, |h| h.last_error = Some(err.to_string()));
                 usable.ok_or(err)
+            }
+        }
+    }
+
+    /// The SVID the Workload API last sent for `id`; what is held follows
+    /// it (a withdrawn SVID is no longer held).
+    fn pushed(&self, w: &WorkloadApi, id: &SpiffeId) -> Result<Arc<Svid>, IdentityError> {
+        match w.svid(id, SystemTime::now()) {
+            Ok(s) => {
+                self.hold(id, |h| {
+                    h.svid = Some(s.clone());
+                    h.last_error = None;
+                });
+                Ok(s)
+            }
+            Err(reason) => {
+                self.hold(id, |h| {
+                    h.svid = None;
+                    h.last_error = Some(reason.clone());
+                });
+                Err(IdentityError::Load {
+                    id: id.clone(),
+                    reason,
+                })
             }
         }
     }
@@ -248,6 +291,12 @@ impl CertManager {
                 .mint(id, *lifetime)
                 .map_err(|e| load_err(e.to_string()))?,
             SvidSource::Controller(c) => c.sign(id, None).await.map_err(load_err)?,
+            // Pushed, never fetched: `svid` reads it before it gets here.
+            SvidSource::WorkloadApi(_) => {
+                return Err(load_err(
+                    "the Workload API's SVIDs are pushed, never fetched".into(),
+                ))
+            }
         };
         if &svid.id != id {
             return Err(IdentityError::Mismatch {

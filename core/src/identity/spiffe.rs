@@ -1,6 +1,20 @@
 //! SPIFFE IDs, parsed and validated per the SPIFFE-ID specification
 //! (`spiffe://<trust-domain>/<path>`), plus the workload form quicmesh uses:
 //! `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+//!
+//! Our own type rather than the `spiffe` crate's [`spiffe::SpiffeId`]
+//! (docs/architecture.md, "Standard SPIFFE parts"): ours is one string,
+//! so [`SpiffeId::as_str`] (policy matching, metric labels, logs on every
+//! connection) costs nothing, where the crate's keeps the trust domain and
+//! the path apart and formats them anew; and ours is stricter where a
+//! peer's certificate is concerned: an upper-case trust domain is refused
+//! (the crate folds it to lower case, so `spiffe://Cluster.local/...` in a
+//! certificate would pass as `cluster.local`), as is an upper-case scheme
+//! (`SPIFFE://`, which the crate takes), the 2,048-byte limit holds
+//! for parsing too, and each refusal names the offending character. Every
+//! ID we accept the crate accepts with the same trust domain and path (a
+//! property test below); the conversions both ways are for the crate's
+//! Workload API types.
 
 use std::fmt;
 use std::str::FromStr;
@@ -161,6 +175,24 @@ fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
     Ok(())
 }
 
+impl SpiffeId {
+    /// This ID as the `spiffe` crate's type. Every ID valid for us is valid
+    /// for the crate (ours are the stricter rules); `None` would be a bug
+    /// in one of the two parsers.
+    pub fn to_crate(&self) -> Option<spiffe::SpiffeId> {
+        spiffe::SpiffeId::new(&self.uri).ok()
+    }
+}
+
+/// One of the crate's IDs under our rules (its trust domain is already
+/// lower case; what remains is our length limit).
+impl TryFrom<&spiffe::SpiffeId> for SpiffeId {
+    type Error = SpiffeIdError;
+    fn try_from(id: &spiffe::SpiffeId) -> Result<Self, Self::Error> {
+        Self::parse(&id.to_string())
+    }
+}
+
 impl FromStr for SpiffeId {
     type Err = SpiffeIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -293,6 +325,27 @@ mod tests {
             let id = SpiffeId::parse(&s).unwrap();
             prop_assert_eq!(id.trust_domain(), td.as_str());
             prop_assert_eq!(id.to_string(), s);
+        }
+
+        /// The crate's parser accepts every ID ours does, with the same
+        /// parts; beyond what the crate refuses, ours refuses only what
+        /// the crate would case-fold (scheme, trust domain).
+        #[test]
+        fn ours_is_a_subset_of_the_crates(s in "(spiffe|SPIFFE|http)://[a-zA-Z0-9./:_@%-]{0,30}") {
+            let theirs = spiffe::SpiffeId::new(&s);
+            match SpiffeId::parse(&s) {
+                Ok(ours) => {
+                    let theirs = theirs.expect("the crate accepts what we accept");
+                    prop_assert_eq!(theirs.trust_domain_name(), ours.trust_domain());
+                    prop_assert_eq!(theirs.path(), ours.path());
+                    prop_assert_eq!(ours.to_crate(), Some(theirs.clone()));
+                    prop_assert_eq!(SpiffeId::try_from(&theirs), Ok(ours));
+                }
+                // Case folded by the crate, refused by us.
+                Err(SpiffeIdError::BadTrustDomainChar(c)) if c.is_ascii_uppercase() => {}
+                Err(SpiffeIdError::WrongScheme) if s[..6].eq_ignore_ascii_case("spiffe") => {}
+                Err(e) => prop_assert!(theirs.is_err(), "{s:?}: we refuse ({e}), the crate accepts"),
+            }
         }
 
         #[test]

@@ -189,14 +189,14 @@ impl TrustBundles {
         Ok(())
     }
 
-    /// Forgets `trust_domain`'s bundle.
-    pub fn remove(&mut self, trust_domain: &str) {
-        self.by_domain.remove(trust_domain);
-    }
-
     pub fn insert_pem(&mut self, trust_domain: &str, pem: &[u8]) -> Result<(), SvidError> {
         let certs = certs_from_pem(pem, &format!("trust bundle of {trust_domain}"))?;
         self.insert(trust_domain, &certs)
+    }
+
+    /// Drops the bundle of `trust_domain`; whether it had one.
+    pub fn remove(&mut self, trust_domain: &str) -> bool {
+        self.by_domain.remove(trust_domain).is_some()
     }
 
     pub fn get(&self, trust_domain: &str) -> Option<&[TrustAnchor<'static>]> {
