@@ -35,3 +35,4 @@ pub mod traffic;
 pub mod translate;
 pub mod trust;
 pub mod waypoint;
+pub mod workload_entry;

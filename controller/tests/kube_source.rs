@@ -50,7 +50,7 @@ const GATEWAY_API: [&str; 3] = [
 
 /// What `run` lists, by path, and the answers (in a real API server's
 /// format; the Gateway API ones written by hand in that format).
-const LISTS: [(&str, &str); 12] = [
+const LISTS: [(&str, &str); 13] = [
     ("/api/v1/namespaces", "namespaces-list.json"),
     ("/api/v1/pods", "pods-list.json"),
     ("/api/v1/services", "services-list.json"),
@@ -66,6 +66,10 @@ const LISTS: [(&str, &str); 12] = [
     (REQUEST_AUTHENTICATIONS, "requestauthentications-list.json"),
     ("/api/v1/secrets", "secrets-list.json"),
     (TRAFFIC, "trafficpolicies-list.json"),
+    (
+        "/apis/quicmesh.io/v1alpha1/workloadentries",
+        "workloadentries-list.json",
+    ),
 ];
 
 /// Where RequestAuthentications are listed and watched (all namespaces).
@@ -548,14 +552,27 @@ async fn run_watches_every_kind() {
             "authentication/shop/web-jwt",
             "authentication/shop/broken",
             "trafficpolicy/shop/web-resilience",
+            "workload/workloadentry/shop/west-web",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
                 "{want} missing from {names:?}"
             );
         }
-        // db-typo (a TrafficPolicy) is invalid: not sent.
-        assert_eq!(names.len(), 13, "{names:?}");
+        // db-typo (a TrafficPolicy) is invalid: not sent; nor is the
+        // WorkloadEntry without an identity.
+        assert_eq!(names.len(), 14, "{names:?}");
+        // The entry is an endpoint of the Service that selects it.
+        let web_endpoints = match &store.resources()["service/shop/web"].kind {
+            Some(resource::Kind::Service(s)) => s.endpoints.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            web_endpoints
+                .iter()
+                .any(|e| e.ip == "10.245.3.7" && e.workload_uid == "workloadentry/shop/west-web"),
+            "{web_endpoints:?}"
+        );
         // The waypoint Gateway is ours; another class's is not.
         let waypoints: Vec<String> = store.with_index(|ix| {
             quicmesh_controller::waypoint::all(ix)

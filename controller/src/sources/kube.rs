@@ -71,7 +71,7 @@ pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmes
 pub const TRAFFIC_CRD_FILE: &str = "controller/crds/trafficpolicies.quicmesh.io.yaml";
 
 /// The kinds [`run`] watches.
-pub const KINDS: [Kind; 12] = [
+pub const KINDS: [Kind; 13] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
@@ -84,6 +84,7 @@ pub const KINDS: [Kind; 12] = [
     Kind::RequestAuthentication,
     Kind::Secret,
     Kind::TrafficPolicy,
+    Kind::WorkloadEntry,
 ];
 
 /// Kinds defined by a CRD: a 404 to their list means none can exist.
@@ -96,6 +97,7 @@ fn custom(kind: Kind) -> bool {
             | Kind::HttpRoute
             | Kind::GrpcRoute
             | Kind::TrafficPolicy
+            | Kind::WorkloadEntry
     )
 }
 
@@ -165,6 +167,15 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
         watch_request_authentications(client.clone(), store.clone()),
         watch_jwks_secrets(client.clone(), store.clone()),
         watch_traffic_policies(client.clone(), store.clone()),
+        watch_kind(
+            Api::<DynamicObject>::all_with(
+                client.clone(),
+                &ApiResource::erase::<crate::workload_entry::WorkloadEntry>(&())
+            ),
+            store.clone(),
+            Kind::WorkloadEntry,
+            |o| crate::workload_entry::from_dynamic(o).map(Object::WorkloadEntry),
+        ),
         watch_kind(
             Api::<DynamicObject>::all_with(client.clone(), &gateway_api("Gateway", "gateways")),
             store.clone(),

@@ -105,6 +105,17 @@ pub fn parse_file(text: &str, file: &str) -> Result<ParsedFile, ManifestError> {
     Ok(out)
 }
 
+/// One document already parsed (an object the API server sent), read as
+/// a document of `origin` is.
+pub fn parse_value(value: &Value, origin: &str) -> Result<Option<Object>, ManifestError> {
+    Doc {
+        file: origin,
+        doc: 0,
+        object: None,
+    }
+    .object(value)
+}
+
 struct Doc<'a> {
     file: &'a str,
     doc: usize,
