@@ -4,10 +4,14 @@
 //! lapses (the CA closed, its short-lived certificate expires), and 200
 //! once the CA renews it. Every wait is a poll with a deadline.
 
+mod support;
+
 use std::net::SocketAddr;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::get;
 
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::SpiffeId;
@@ -17,7 +21,6 @@ use quicmesh_proto::ca::certificate_authority_server::{
 use quicmesh_proto::ca::{CreateCertificateRequest, CreateCertificateResponse};
 use quicmesh_proto::config::config_stream_server::{ConfigStream, ConfigStreamServer};
 use quicmesh_proto::config::{Ack, Update};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -122,18 +125,6 @@ async fn controller(
             .serve_with_incoming(incoming),
     );
     addr
-}
-
-/// A GET over HTTP/1.1: the status and the body.
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: ztunnel\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.ok()?;
-    let status = resp.split(' ').nth(1)?.parse().ok()?;
-    let (_, body) = resp.split_once("\r\n\r\n")?;
-    Some((status, body.to_string()))
 }
 
 /// Asks `/healthz/ready` until `want` holds, for at most [`STEP`].

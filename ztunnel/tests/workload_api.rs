@@ -7,26 +7,18 @@
 #[path = "../../core/tests/support/workload_api.rs"]
 mod workload_api;
 
+mod support;
+
 use std::net::SocketAddr;
+
 use std::time::{Duration, Instant};
+use support::get;
 
 use quicmesh_core::identity::ca::Ca;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use workload_api::{answer, id, mint, Answer, Server};
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(30);
-
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: ztunnel\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.ok()?;
-    let status = resp.split(' ').nth(1)?.parse().ok()?;
-    let (_, body) = resp.split_once("\r\n\r\n")?;
-    Some((status, body.to_string()))
-}
 
 /// Asks `path` until `want` holds, for at most [`STEP`].
 async fn until(
