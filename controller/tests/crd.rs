@@ -12,7 +12,7 @@ fn crd_dirs() -> [PathBuf; 2] {
 }
 
 /// Each CRD: its file name, the Rust source it is generated from, and the YAML.
-fn crds() -> [(&'static str, &'static str, String); 3] {
+fn crds() -> [(&'static str, &'static str, String); 4] {
     [
         (
             "authorizationpolicies.quicmesh.io.yaml",
@@ -28,6 +28,11 @@ fn crds() -> [(&'static str, &'static str, String); 3] {
             "trafficpolicies.quicmesh.io.yaml",
             "controller/src/traffic.rs",
             quicmesh_controller::traffic::crd_yaml(),
+        ),
+        (
+            "trustdomainfederations.quicmesh.io.yaml",
+            "controller/src/federation.rs",
+            quicmesh_controller::federation::crd_yaml(),
         ),
     ]
 }

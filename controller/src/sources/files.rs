@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 12] = [
+pub const KINDS: [Kind; 13] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -30,6 +30,7 @@ pub const KINDS: [Kind; 12] = [
     Kind::Gateway,
     Kind::RequestAuthentication,
     Kind::TrafficPolicy,
+    Kind::TrustDomainFederation,
 ];
 
 /// Reads directories and remembers the last good parse of each document.

@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -60,6 +60,7 @@ pub const KINDS: [&str; 12] = [
     "Gateway",
     "RequestAuthentication",
     "TrafficPolicy",
+    "TrustDomainFederation",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -291,6 +292,7 @@ impl Doc<'_> {
         if kind == "AuthorizationPolicy"
             || kind == "RequestAuthentication"
             || kind == "TrafficPolicy"
+            || kind == "TrustDomainFederation"
         {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
@@ -316,7 +318,8 @@ impl Doc<'_> {
         }
         let name = self.name(v, "metadata.name")?;
         let namespace = match kind.as_str() {
-            "Namespace" => String::new(),
+            // Cluster-scoped.
+            "Namespace" | "TrustDomainFederation" => String::new(),
             _ => match self.str(v, "metadata.namespace")? {
                 Some(ns) => self.name(v, "metadata.namespace").map(|_| ns)?,
                 None => "default".to_string(),
@@ -395,6 +398,18 @@ impl Doc<'_> {
                     ),
                 })
             }
+            // Never an error: what cannot be read makes it invalid, said
+            // in its status (see crate::federation).
+            "TrustDomainFederation" => Object::TrustDomainFederation(match unserved {
+                Some(reason) => crate::federation::compile_failed(&name, reason),
+                None => match self.get(v, "spec") {
+                    None => crate::federation::compile(&name, 0, &serde_json::json!({})),
+                    Some(spec) => match serde_json::to_value(spec) {
+                        Ok(spec) => crate::federation::compile(&name, 0, &spec),
+                        Err(e) => crate::federation::compile_failed(&name, format!("spec: {e}")),
+                    },
+                },
+            }),
             "Gateway" => Object::Gateway(Gateway {
                 name,
                 namespace,
