@@ -216,7 +216,7 @@ fn conditions_say_what_is_pushed_and_how_the_last_fetch_went() {
         Object::FederationState(FederationState {
             name: "other".into(),
             trust_domain: "other.example".into(),
-            bundle: bundle.then(|| PublishedBundle {
+            bundle: bundle.then_some(PublishedBundle {
                 origin: "fetched",
                 roots: 1,
                 sequence: Some(4),

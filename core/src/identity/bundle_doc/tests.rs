@@ -28,7 +28,7 @@ fn example_roots() -> [CertificateDer<'static>; 2] {
 fn the_specs_appendix_a_bundles_parse_and_their_rotation_adds_a_root() {
     let [one, two] = example_roots();
     let b1 = parse(&fixture("spec-appendix-a-1.json")).unwrap();
-    assert_eq!(b1.roots, [one.clone()]);
+    assert_eq!(b1.roots, std::slice::from_ref(&one));
     assert_eq!(b1.sequence, Some(1));
     assert_eq!(b1.refresh_hint, Some(Duration::from_secs(2_419_200)));
     assert_eq!(b1.ignored, 0);
