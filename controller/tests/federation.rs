@@ -667,3 +667,40 @@ async fn fetch_doc(addr: SocketAddr) -> String {
         .with_no_client_auth();
     body(&raw(addr, Arc::new(cfg), "GET / HTTP/1.1\r\nhost: x\r\n\r\n").await).to_string()
 }
+
+/// An https_web certificate from files is re-read when the files change:
+/// the next handshakes present the new one.
+#[tokio::test]
+async fn the_https_web_certificate_is_re_read_when_its_files_change() {
+    let self_signed = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert, key)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let (a, ka) = self_signed("a.example");
+    std::fs::write(&cert_path, a.pem()).unwrap();
+    std::fs::write(&key_path, ka.serialize_pem()).unwrap();
+    let fc = endpoint::FileCert::load(cert_path.clone(), key_path.clone()).unwrap();
+    assert_eq!(fc.current().cert[0], *a.der());
+    let (b, kb) = self_signed("b.example");
+    std::fs::write(&key_path, kb.serialize_pem()).unwrap();
+    std::fs::write(&cert_path, b.pem()).unwrap();
+    until(
+        Duration::from_secs(10),
+        "the new certificate served",
+        || (fc.current().cert[0] == *b.der()).then_some(()),
+    )
+    .await;
+    // A broken file keeps the last good pair.
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(fc.current().cert[0], *b.der());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
