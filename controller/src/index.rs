@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    selects, AuthorizationPolicy, EndpointSlice, Gateway, Key, Kind, Namespace, Object, Pod,
-    PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy, TrustBundle,
-    WorkloadEntry,
+    selects, AuthorizationPolicy, EndpointSlice, FederationState, Gateway, Key, Kind, Namespace,
+    Object, Pod, PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy,
+    TrustBundle, TrustDomainFederation, WorkloadEntry,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -256,7 +256,12 @@ impl Index {
                         .map(|s| service_name(&s.namespace, &s.name)),
                 );
             }
-            Object::ServiceAccount(_) | Object::Deployment(_) => {}
+            // Federations reach proxies as the bundles the fetcher
+            // publishes (crate::federation), not directly.
+            Object::ServiceAccount(_)
+            | Object::Deployment(_)
+            | Object::TrustDomainFederation(_)
+            | Object::FederationState(_) => {}
         }
     }
 
@@ -459,6 +464,26 @@ impl Index {
             Object::TrustBundle(b) => Some(b),
             _ => None,
         })
+    }
+
+    pub fn federations(&self) -> impl Iterator<Item = &TrustDomainFederation> {
+        self.of_kind(Kind::TrustDomainFederation)
+            .filter_map(|o| match o {
+                Object::TrustDomainFederation(f) => Some(f),
+                _ => None,
+            })
+    }
+
+    /// What the fetcher last did for the federation `name`.
+    pub fn federation_state(&self, name: &str) -> Option<&FederationState> {
+        match self.objects.get(&Key {
+            kind: Kind::FederationState,
+            namespace: String::new(),
+            name: name.to_string(),
+        }) {
+            Some(Object::FederationState(s)) => Some(s),
+            _ => None,
+        }
     }
 
     pub fn trust_bundle(&self, trust_domain: &str) -> Option<&TrustBundle> {

@@ -9,6 +9,8 @@
 //! - [`gamma`]: Gateway API routes attached to Services, and their status;
 //! - [`traffic`]: the `TrafficPolicy` CRD (resilience), its compilation,
 //!   targets and conflicts;
+//! - [`federation`]: the `TrustDomainFederation` CRD, the fetcher of
+//!   peers' bundles, and our SPIFFE bundle endpoint;
 //! - [`waypoint`]: which Services go through which waypoint, and what runs one;
 //! - [`translate`]: index → proxy config (pure);
 //! - [`push`]: the config stream server;
@@ -20,6 +22,7 @@ pub mod admin;
 pub mod attach;
 pub mod authn;
 pub mod ca;
+pub mod federation;
 pub mod gamma;
 pub mod index;
 pub mod leader;

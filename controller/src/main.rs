@@ -13,6 +13,7 @@ use quicmesh_controller::admin::{
     traffic_policy_targets, waypoint_report,
 };
 use quicmesh_controller::ca::{self, CaMetrics, CaService, NodeAgent, TokenFile};
+use quicmesh_controller::federation;
 use quicmesh_controller::leader::{self, Election};
 use quicmesh_controller::model::MtlsMode;
 use quicmesh_controller::provision;
@@ -119,6 +120,30 @@ struct Args {
     /// DNS suffix of Service host names, passed to waypoints.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The SPIFFE bundle endpoint: our trust bundle for federated meshes
+    /// (`GET /`, HTTPS, public, unauthenticated).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    bundle_endpoint_addr: SocketAddr,
+    /// Do not serve the SPIFFE bundle endpoint.
+    #[arg(long)]
+    no_bundle_endpoint: bool,
+    /// `https_spiffe` (present the controller's own SVID) or `https_web`
+    /// (present --bundle-endpoint-cert/--bundle-endpoint-key).
+    #[arg(long, default_value = "https_spiffe", value_parser = ["https_spiffe", "https_web"])]
+    bundle_endpoint_profile: String,
+    /// https_web: the serving certificate chain (PEM), re-read when it changes.
+    #[arg(long)]
+    bundle_endpoint_cert: Option<PathBuf>,
+    /// https_web: its private key (PEM), re-read when it changes.
+    #[arg(long)]
+    bundle_endpoint_key: Option<PathBuf>,
+    /// `spiffe_refresh_hint` of the document we serve.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    bundle_refresh_hint: Duration,
+    /// Roots (PEM) that authenticate peers' https_web bundle endpoints;
+    /// without it, the system's roots.
+    #[arg(long)]
+    federation_web_roots: Option<PathBuf>,
 }
 
 /// `quicmesh_controller_leader`: 1 while this replica writes to the API server.
@@ -317,6 +342,63 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.controller_cert_ttl,
     )?);
     tokio::spawn(own_cert.clone().renew());
+
+    // Federation: peers' bundles fetched and pushed; ours served.
+    let web_roots = match &args.federation_web_roots {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            federation::fetch::web_roots_from_pem(&pem)
+                .with_context(|| format!("--federation-web-roots {}", path.display()))?
+        }
+        None => federation::fetch::system_web_roots(),
+    };
+    let fetch_metrics = federation::fetch::Metrics::default();
+    fetch_metrics.register(&mut registry);
+    tokio::spawn(federation::fetch::run(
+        store.clone(),
+        federation::fetch::Settings::new(web_roots),
+        fetch_metrics,
+    ));
+    if !args.no_bundle_endpoint {
+        let profile = match args.bundle_endpoint_profile.as_str() {
+            "https_web" => {
+                let (Some(cert), Some(key)) =
+                    (&args.bundle_endpoint_cert, &args.bundle_endpoint_key)
+                else {
+                    bail!("--bundle-endpoint-profile=https_web needs --bundle-endpoint-cert and --bundle-endpoint-key");
+                };
+                federation::endpoint::Profile::HttpsWeb(Arc::new(
+                    federation::endpoint::FileCert::load(cert.clone(), key.clone())
+                        .context("bundle endpoint certificate")?,
+                ))
+            }
+            _ => federation::endpoint::Profile::HttpsSpiffe(own_cert.clone()),
+        };
+        let endpoint_metrics = federation::endpoint::Metrics::default();
+        registry.register(
+            "quicmesh_controller_bundle_endpoint_requests",
+            "Requests to the SPIFFE bundle endpoint, by result (served, not_found, method_not_allowed, body_refused, unavailable, busy, tls_error, bad_request, timeout)",
+            endpoint_metrics.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind(args.bundle_endpoint_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the bundle endpoint on {}",
+                    args.bundle_endpoint_addr
+                )
+            })?;
+        tokio::spawn(federation::endpoint::serve(
+            listener,
+            federation::endpoint::tls_config(profile)?,
+            Arc::new(federation::endpoint::Document::new(
+                store.clone(),
+                args.bundle_refresh_hint,
+            )),
+            federation::endpoint::Limits::default(),
+            endpoint_metrics,
+        ));
+    }
     let mut bundles = TrustBundles::new();
     bundles.insert(&args.trust_domain, &[ca.cert_der().clone()])?;
     let tls_metrics = Arc::new(TlsMetrics::default());
@@ -394,6 +476,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ready.register(&mut registry);
     let registry = Arc::new(registry);
     let (st, px, st2, st3) = (store.clone(), proxies.clone(), store.clone(), store.clone());
+    let own_td = args.trust_domain.clone();
     tokio::spawn(serve_http(
         metrics_l,
         vec![
@@ -442,6 +525,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "requestAuthentications": st.with_index(authentication_report),
                         "trafficPolicies": st.with_index(traffic_policy_report),
                         "waypoints": st.with_index(waypoint_report),
+                        "federations": st.with_index(|ix| federation::report(ix, &own_td)),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),
                     });

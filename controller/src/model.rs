@@ -429,6 +429,80 @@ pub struct TrustBundle {
     pub sequence: u64,
 }
 
+/// How a peer's bundle endpoint is authenticated (SPIFFE Federation §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EndpointProfile {
+    /// Web PKI: the server certificate chains to a trusted web root and
+    /// names the URL's host.
+    HttpsWeb,
+    /// The server presents an X.509 SVID of `endpoint_id`, verified with
+    /// the peer trust domain's current bundle (self-serving endpoints only).
+    HttpsSpiffe { endpoint_id: String },
+}
+
+/// A `TrustDomainFederation`'s spec, checked ([`crate::federation`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FederationSpec {
+    pub trust_domain: String,
+    /// `https://` only.
+    pub url: String,
+    pub profile: EndpointProfile,
+    /// The operator's initial bundle (`trustDomainBundle`): its roots, DER,
+    /// and its sequence.
+    #[serde(skip)]
+    pub initial: Option<(Vec<Vec<u8>>, Option<u64>)>,
+}
+
+/// A `TrustDomainFederation` (`quicmesh.io/v1alpha1`, cluster-scoped): a
+/// peer trust domain whose bundle the controller fetches and pushes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrustDomainFederation {
+    pub name: String,
+    pub generation: i64,
+    /// The spec, or why it cannot be used (named by field).
+    pub spec: Result<FederationSpec, String>,
+    /// The spec as written (the local lab stores it as an API server does).
+    #[serde(skip)]
+    pub written: serde_json::Value,
+}
+
+/// What the controller's fetcher last did for a federation (kept by the
+/// controller, not read from any source): what status conditions, the
+/// admin `/status` and the metrics report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationState {
+    /// The federation's name.
+    pub name: String,
+    pub trust_domain: String,
+    /// The bundle published for the trust domain, if any.
+    pub bundle: Option<PublishedBundle>,
+    /// The last fetch: None before the first one ends.
+    pub last_fetch: Option<FetchOutcome>,
+    /// Fetches failed in a row.
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedBundle {
+    /// `initial` (the spec's trustDomainBundle) or `fetched`.
+    pub origin: &'static str,
+    pub roots: usize,
+    pub sequence: Option<u64>,
+    /// When it was fetched (seconds since the epoch; 0 for the initial one).
+    pub fetched_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchOutcome {
+    /// The metric label (`success`, `connect_error`, `timeout`, ...).
+    pub result: &'static str,
+    pub message: String,
+}
+
 /// Any object the controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Object {
@@ -446,6 +520,8 @@ pub enum Object {
     TrafficPolicy(TrafficPolicy),
     TrustBundle(TrustBundle),
     WorkloadEntry(WorkloadEntry),
+    TrustDomainFederation(TrustDomainFederation),
+    FederationState(FederationState),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -465,6 +541,8 @@ pub enum Kind {
     TrafficPolicy,
     TrustBundle,
     WorkloadEntry,
+    TrustDomainFederation,
+    FederationState,
 }
 
 impl From<RouteKind> for Kind {
@@ -505,6 +583,8 @@ impl Object {
             Object::TrafficPolicy(o) => (Kind::TrafficPolicy, o.namespace.as_str(), &o.name),
             Object::TrustBundle(o) => (Kind::TrustBundle, "", &o.trust_domain),
             Object::WorkloadEntry(o) => (Kind::WorkloadEntry, o.namespace.as_str(), &o.name),
+            Object::TrustDomainFederation(o) => (Kind::TrustDomainFederation, "", &o.name),
+            Object::FederationState(o) => (Kind::FederationState, "", &o.name),
         };
         Key {
             kind,

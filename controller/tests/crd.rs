@@ -12,7 +12,7 @@ fn crd_dirs() -> [PathBuf; 2] {
 }
 
 /// Each CRD: its file name, the Rust source it is generated from, and the YAML.
-fn crds() -> [(&'static str, &'static str, String); 4] {
+fn crds() -> [(&'static str, &'static str, String); 5] {
     [
         (
             "authorizationpolicies.quicmesh.io.yaml",
@@ -33,6 +33,11 @@ fn crds() -> [(&'static str, &'static str, String); 4] {
             "workloadentries.quicmesh.io.yaml",
             "controller/src/workload_entry.rs",
             quicmesh_controller::workload_entry::crd_yaml(),
+        ),
+        (
+            "trustdomainfederations.quicmesh.io.yaml",
+            "controller/src/federation.rs",
+            quicmesh_controller::federation::crd_yaml(),
         ),
     ]
 }

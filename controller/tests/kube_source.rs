@@ -19,8 +19,8 @@ use kube::client::Body;
 use kube::Client;
 use quicmesh_controller::model::{Kind, Object};
 use quicmesh_controller::sources::kube::{
-    pod, run, run_for_node, sync_name, token_review, watch_authorization_policies, watch_kind,
-    watch_traffic_policies, Caller, KINDS, NODE_KINDS,
+    pod, run, run_for_node, sync_name, token_review, watch_authorization_policies,
+    watch_federations, watch_kind, watch_traffic_policies, Caller, KINDS, NODE_KINDS,
 };
 use quicmesh_controller::store::Store;
 use quicmesh_proto::config::{resource, Authorization, AuthorizationAction, AuthorizationScope};
@@ -50,7 +50,7 @@ const GATEWAY_API: [&str; 3] = [
 
 /// What `run` lists, by path, and the answers (in a real API server's
 /// format; the Gateway API ones written by hand in that format).
-const LISTS: [(&str, &str); 13] = [
+const LISTS: [(&str, &str); 14] = [
     ("/api/v1/namespaces", "namespaces-list.json"),
     ("/api/v1/pods", "pods-list.json"),
     ("/api/v1/services", "services-list.json"),
@@ -70,7 +70,11 @@ const LISTS: [(&str, &str); 13] = [
         "/apis/quicmesh.io/v1alpha1/workloadentries",
         "workloadentries-list.json",
     ),
+    (FEDERATIONS, "trustdomainfederations-list.json"),
 ];
+
+/// Where TrustDomainFederations (cluster-scoped) are listed and watched.
+const FEDERATIONS: &str = "/apis/quicmesh.io/v1alpha1/trustdomainfederations";
 
 /// Where RequestAuthentications are listed and watched (all namespaces).
 const REQUEST_AUTHENTICATIONS: &str = "/apis/quicmesh.io/v1alpha1/requestauthentications";
@@ -2055,6 +2059,102 @@ async fn traffic_policy_status_is_written_back_keeping_other_controllers_entries
             futures::FutureExt::now_or_never(api.handle.next_request()).is_none(),
             "an unchanged policy is not read again"
         );
+    })
+    .await;
+}
+
+/// Listed: a valid federation and one that lacks what its profile needs
+/// (kept, invalid, saying why); watched: one deleted goes. Cluster-scoped:
+/// no namespace in paths or keys.
+#[tokio::test]
+async fn federations_are_listed_watched_and_checked() {
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let task = tokio::spawn(watch_federations(client, store.clone()));
+        api.answer(
+            Method::GET,
+            FEDERATIONS,
+            &[],
+            StatusCode::OK,
+            "trustdomainfederations-list.json",
+        )
+        .await;
+        let watch = api.watch(FEDERATIONS, "50220").await;
+        let names = |store: &Store| {
+            store.with_index(|ix| {
+                ix.federations()
+                    .map(|f| {
+                        (
+                            f.name.clone(),
+                            f.generation,
+                            f.spec.clone().map(|s| s.trust_domain),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let fs = names(&store);
+        assert_eq!(fs[0], ("partner".into(), 2, Ok("partner.example".into())));
+        assert_eq!(fs[1].0, "staging");
+        assert!(
+            fs[1]
+                .2
+                .as_ref()
+                .unwrap_err()
+                .contains("spec.trustDomainBundle: required"),
+            "{fs:?}"
+        );
+        watch.send_response(respond(
+            StatusCode::OK,
+            "trustdomainfederations-watch.jsonl",
+        ));
+        let _held = api.watch(FEDERATIONS, "50231").await;
+        assert_eq!(names(&store).len(), 1);
+        task.abort();
+    })
+    .await;
+}
+
+/// A federation's conditions are server-side applied on its (cluster-scoped)
+/// status subresource.
+#[tokio::test]
+async fn a_federations_conditions_are_written_to_its_status() {
+    use quicmesh_controller::status::kube::{run, StatusMetrics};
+    let (client, mut api) = mock_client();
+    let store = Store::new("cluster.local");
+    let list: serde_json::Value =
+        serde_json::from_slice(&fixture("trustdomainfederations-list.json")).unwrap();
+    let object: kube::api::DynamicObject =
+        serde_json::from_value(list["items"][0].clone()).unwrap();
+    store.apply(|ix| {
+        ix.upsert(Object::TrustDomainFederation(
+            quicmesh_controller::sources::kube::federation(&object).unwrap(),
+        ))
+    });
+    tokio::spawn(run(client, store.clone(), StatusMetrics::default()));
+    bounded(async {
+        let path = "/apis/quicmesh.io/v1alpha1/trustdomainfederations/partner/status";
+        let (req, send) = api
+            .expect(Method::PATCH, path, &["fieldManager=quicmesh-controller"])
+            .await;
+        let body = json_body(req).await;
+        assert!(body["metadata"].get("namespace").is_none(), "{body}");
+        let conds = body["status"]["conditions"].as_array().unwrap();
+        let kinds: Vec<_> = conds
+            .iter()
+            .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Accepted", "True"),
+                ("BundleAvailable", "False"),
+                ("Fetched", "False")
+            ]
+        );
+        assert_eq!(conds[0]["observedGeneration"], 2);
+        send.send_response(respond_json(StatusCode::OK, &body));
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! SPIFFE identity: IDs, SVIDs, trust bundles, a CA, and the TLS verifiers
 //! that make every tunnel mutually authenticated.
 
+pub mod bundle_doc;
 pub mod bundles;
 pub mod ca;
 pub mod certs;

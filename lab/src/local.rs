@@ -742,6 +742,8 @@ impl Cluster {
                 }
                 Object::Route(r) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::GATEWAY_API_VERSION, "kind": r.kind.api_kind(),
                     "metadata": {"name": r.name, "namespace": r.namespace}, "spec": r.spec})),
+                Object::TrustDomainFederation(f) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "TrustDomainFederation",
+                    "metadata": {"name": f.name}, "spec": f.written})),
                 Object::WorkloadEntry(e) => docs.push(json!({"apiVersion": quicmesh_controller::sources::manifest::QUICMESH_API_VERSION, "kind": "WorkloadEntry",
                     "metadata": {"name": e.name, "namespace": e.namespace},
                     "spec": {"address": e.address.to_string(), "identity": e.identity, "labels": e.labels, "ports": e.ports}})),

@@ -17,7 +17,7 @@ use crate::model::{Kind, Object};
 use crate::store::Store;
 
 /// Kinds the file source owns: a re-read replaces exactly these.
-pub const KINDS: [Kind; 13] = [
+pub const KINDS: [Kind; 14] = [
     Kind::Namespace,
     Kind::ServiceAccount,
     Kind::Pod,
@@ -31,6 +31,7 @@ pub const KINDS: [Kind; 13] = [
     Kind::RequestAuthentication,
     Kind::TrafficPolicy,
     Kind::WorkloadEntry,
+    Kind::TrustDomainFederation,
 ];
 
 /// Reads directories and remembers the last good parse of each document.

@@ -70,8 +70,11 @@ pub const POLICY_CRD_FILE: &str = "controller/crds/authorizationpolicies.quicmes
 /// The CRD to apply for TrafficPolicies to be read.
 pub const TRAFFIC_CRD_FILE: &str = "controller/crds/trafficpolicies.quicmesh.io.yaml";
 
+/// The CRD to apply for TrustDomainFederations to be read.
+pub const FEDERATION_CRD_FILE: &str = "controller/crds/trustdomainfederations.quicmesh.io.yaml";
+
 /// The kinds [`run`] watches.
-pub const KINDS: [Kind; 13] = [
+pub const KINDS: [Kind; 14] = [
     Kind::Namespace,
     Kind::Pod,
     Kind::Service,
@@ -85,6 +88,7 @@ pub const KINDS: [Kind; 13] = [
     Kind::Secret,
     Kind::TrafficPolicy,
     Kind::WorkloadEntry,
+    Kind::TrustDomainFederation,
 ];
 
 /// Kinds defined by a CRD: a 404 to their list means none can exist.
@@ -98,14 +102,16 @@ fn custom(kind: Kind) -> bool {
             | Kind::GrpcRoute
             | Kind::TrafficPolicy
             | Kind::WorkloadEntry
+            | Kind::TrustDomainFederation
     )
 }
 
 /// Kinds whose objects, unseen, only take settings away that fail open
-/// (TrafficPolicy: resilience): the config stream does not wait for them
-/// when the controller may not list them.
+/// (TrafficPolicy: resilience; TrustDomainFederation: unseen, a peer
+/// trust domain's workloads are refused, failing closed): the config
+/// stream does not wait for them when the controller may not list them.
 fn optional(kind: Kind) -> bool {
-    kind == Kind::TrafficPolicy
+    kind == Kind::TrafficPolicy || kind == Kind::TrustDomainFederation
 }
 
 /// The Gateway API resource of `kind` (gateway.networking.k8s.io/v1).
@@ -167,6 +173,7 @@ async fn watch_all(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()
         watch_request_authentications(client.clone(), store.clone()),
         watch_jwks_secrets(client.clone(), store.clone()),
         watch_traffic_policies(client.clone(), store.clone()),
+        watch_federations(client.clone(), store.clone()),
         watch_kind(
             Api::<DynamicObject>::all_with(
                 client.clone(),
@@ -256,6 +263,20 @@ pub async fn watch_traffic_policies(client: kube::Client, store: Arc<Store>) -> 
         store,
         Kind::TrafficPolicy,
         |o| traffic_policy(o).map(Object::TrafficPolicy),
+    )
+    .await
+}
+
+/// Watches `TrustDomainFederation` (`quicmesh.io/v1alpha1`, cluster-scoped)
+/// objects, as [`DynamicObject`]s: a malformed one is kept, invalid, and
+/// says why in its status.
+pub async fn watch_federations(client: kube::Client, store: Arc<Store>) -> anyhow::Result<()> {
+    let resource = ApiResource::erase::<crate::federation::TrustDomainFederation>(&());
+    watch_kind(
+        Api::<DynamicObject>::all_with(client, &resource),
+        store,
+        Kind::TrustDomainFederation,
+        |o| federation(o).map(Object::TrustDomainFederation),
     )
     .await
 }
@@ -421,6 +442,17 @@ fn consequence(kind: Kind, e: &watcher::Error, synced: bool) -> Option<String> {
              and watch on them"
                 .to_string(),
         ),
+        (Kind::TrustDomainFederation, 404, _) => Some(format!(
+            "the TrustDomainFederation CRD (trustdomainfederations.quicmesh.io/v1alpha1) is \
+             not installed: no trust domain is federated until it is (kubectl apply -f \
+             {FEDERATION_CRD_FILE})"
+        )),
+        (Kind::TrustDomainFederation, 403, _) => Some(
+            "the controller may not read trustdomainfederations.quicmesh.io: no trust domain \
+             is federated (their workloads are refused) until its ClusterRole grants list and \
+             watch on them"
+                .to_string(),
+        ),
         (Kind::Gateway | Kind::HttpRoute | Kind::GrpcRoute, 404, _) => Some(format!(
             "the Gateway API CRD for {kind:?} (gateway.networking.k8s.io/v1, standard channel) \
              is not installed: no waypoint Gateways or routes of that kind are read until it \
@@ -535,6 +567,24 @@ pub fn traffic_policy(o: &DynamicObject) -> Option<model::TrafficPolicy> {
             .creation_timestamp
             .as_ref()
             .map_or(0, |t| t.0.as_second()),
+        o.metadata.generation.unwrap_or(0),
+        spec,
+    ))
+}
+
+/// A TrustDomainFederation (cluster-scoped), checked from its raw `spec`.
+pub fn federation(o: &DynamicObject) -> Option<model::TrustDomainFederation> {
+    let Some(name) = &o.metadata.name else {
+        tracing::warn!("skipped a TrustDomainFederation without a name");
+        return None;
+    };
+    let empty = json!({});
+    let spec = match o.data.get("spec") {
+        None | Some(Value::Null) => &empty,
+        Some(spec) => spec,
+    };
+    Some(crate::federation::compile(
+        name,
         o.metadata.generation.unwrap_or(0),
         spec,
     ))

@@ -47,7 +47,7 @@ pub struct ParsedFile {
 }
 
 /// Kinds quicmesh reads; others are ignored without error.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "Namespace",
     "ServiceAccount",
     "Pod",
@@ -61,6 +61,7 @@ pub const KINDS: [&str; 13] = [
     "RequestAuthentication",
     "TrafficPolicy",
     "WorkloadEntry",
+    "TrustDomainFederation",
 ];
 
 /// The Gateway API group and the version of it quicmesh reads.
@@ -304,6 +305,7 @@ impl Doc<'_> {
             || kind == "RequestAuthentication"
             || kind == "TrafficPolicy"
             || kind == "WorkloadEntry"
+            || kind == "TrustDomainFederation"
         {
             let api_version = self.str(v, "apiVersion")?.unwrap_or_default();
             if api_version.split('/').next() != Some(QUICMESH_GROUP) {
@@ -329,7 +331,8 @@ impl Doc<'_> {
         }
         let name = self.name(v, "metadata.name")?;
         let namespace = match kind.as_str() {
-            "Namespace" => String::new(),
+            // Cluster-scoped.
+            "Namespace" | "TrustDomainFederation" => String::new(),
             _ => match self.str(v, "metadata.namespace")? {
                 Some(ns) => self.name(v, "metadata.namespace").map(|_| ns)?,
                 None => "default".to_string(),
@@ -412,6 +415,18 @@ impl Doc<'_> {
                 Some(reason) => return Err(self.err("apiVersion", reason)),
                 None => Object::WorkloadEntry(self.workload_entry(v, name, namespace)?),
             },
+            // Never an error: what cannot be read makes it invalid, said
+            // in its status (see crate::federation).
+            "TrustDomainFederation" => Object::TrustDomainFederation(match unserved {
+                Some(reason) => crate::federation::compile_failed(&name, reason),
+                None => match self.get(v, "spec") {
+                    None => crate::federation::compile(&name, 0, &serde_json::json!({})),
+                    Some(spec) => match serde_json::to_value(spec) {
+                        Ok(spec) => crate::federation::compile(&name, 0, &spec),
+                        Err(e) => crate::federation::compile_failed(&name, format!("spec: {e}")),
+                    },
+                },
+            }),
             "Gateway" => Object::Gateway(Gateway {
                 name,
                 namespace,

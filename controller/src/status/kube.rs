@@ -5,7 +5,7 @@
 //!   `status` subresource (conditions are a map by `type`, so only ours are
 //!   touched);
 //! - a quicmesh policy's `status.conditions` (AuthorizationPolicy,
-//!   RequestAuthentication): the same, on its own group's `status`
+//!   RequestAuthentication, TrustDomainFederation): the same, on its own group's `status`
 //!   subresource;
 //! - a route's `status.parents`: a list other controllers write too (a
 //!   route may also have Gateway parents), so it is read, our entries
@@ -104,7 +104,19 @@ async fn write_conditions(
         "metadata": {"name": o.name, "namespace": o.namespace},
         "status": {"conditions": conditions},
     });
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), o.namespace, &o.resource);
+    // Cluster-scoped objects (TrustDomainFederation) have no namespace.
+    let (api, body): (Api<DynamicObject>, _) = if o.namespace.is_empty() {
+        let mut body = body;
+        if let Some(m) = body["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        (Api::all_with(client.clone(), &o.resource), body)
+    } else {
+        (
+            Api::namespaced_with(client.clone(), o.namespace, &o.resource),
+            body,
+        )
+    };
     api.patch_status(
         o.name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -236,6 +248,7 @@ pub async fn run(client: kube::Client, store: Arc<Store>, metrics: StatusMetrics
         let (gs, rs, ps, ts) = store.with_index(|ix| {
             let mut ps = authorization_policies(ix);
             ps.extend(authentications(ix).iter().map(|a| a.policy_status()));
+            ps.extend(crate::federation::statuses(ix, store.trust_domain()));
             (gateways(ix), routes(ix), ps, traffic_policies(ix))
         });
         let now = std::time::Instant::now();
