@@ -152,6 +152,7 @@ impl Cluster {
             nodes: spec.nodes,
             pods: vec![],
             externals: 1,
+            ..Default::default()
         };
         let lab = match &spec.prefix {
             Some(p) => Lab::with_prefix(&topo, p)?,

@@ -92,6 +92,7 @@ impl Mesh {
                 })
                 .collect(),
             externals: spec.externals,
+            ..Default::default()
         };
         let lab = match prefix {
             Some(p) => Lab::with_prefix(&topo, p)?,
