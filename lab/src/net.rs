@@ -485,7 +485,9 @@ impl Lab {
         if spec.cluster == 1 && (!(1..=99).contains(&spec.nodes) || spec.externals > 150) {
             bail!("a lab needs 1..=99 nodes and at most 150 externals");
         }
-        if spec.cluster > 1 && (!(1..=CLUSTER_NODES).contains(&spec.nodes) || spec.externals > CLUSTER_NODES) {
+        if spec.cluster > 1
+            && (!(1..=CLUSTER_NODES).contains(&spec.nodes) || spec.externals > CLUSTER_NODES)
+        {
             bail!("a lab of cluster {} needs 1..={CLUSTER_NODES} nodes and at most {CLUSTER_NODES} externals", spec.cluster);
         }
         if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(name_byte) {
@@ -628,9 +630,8 @@ impl Lab {
             checks.push((first.clone(), to.nodes[0].link_ip));
             checks.extend(to.externals.first().map(|x| (first, x.ip)));
         }
-        ping_all(checks).with_context(|| {
-            format!("connecting labs {} and {}", self.prefix, other.prefix)
-        })
+        ping_all(checks)
+            .with_context(|| format!("connecting labs {} and {}", self.prefix, other.prefix))
     }
 
     /// Ping across the fabric and from pods to their node, if `ping` is installed.
@@ -640,7 +641,11 @@ impl Lab {
         let mut checks: Vec<(String, Ipv4Addr)> = Vec::new();
         checks.extend(self.nodes[1..].iter().map(|n| (first.clone(), n.link_ip)));
         checks.extend(self.externals.iter().map(|x| (first.clone(), x.ip)));
-        checks.extend(self.pods.iter().map(|p| (p.netns.clone(), self.gateway(p.node))));
+        checks.extend(
+            self.pods
+                .iter()
+                .map(|p| (p.netns.clone(), self.gateway(p.node))),
+        );
         ping_all(checks)
     }
 
@@ -749,10 +754,7 @@ impl Lab {
         let node_ns = self.node(i).netns.clone();
         create_netns(&ns, &[])?;
         self.namespaces.push(ns.clone());
-        let (gw, pod_ip) = (
-            format!("10.244.{number}.1"),
-            format!("10.244.{number}.{m}"),
-        );
+        let (gw, pod_ip) = (format!("10.244.{number}.1"), format!("10.244.{number}.{m}"));
         let wire = [
             (
                 &node_ns,
