@@ -359,9 +359,15 @@ fn two_clusters_connected_with_a_pinned_pod() {
     assert!(format!("{taken:#}").contains("taken by pod b"), "{taken:#}");
     let elsewhere = Ipv4Addr::new(10, 244, 11, 200);
     let wrong = west.add_pod_at(&pod("c", 2), Some(elsewhere)).unwrap_err();
-    assert!(format!("{wrong:#}").contains("not a pod address of node2"), "{wrong:#}");
+    assert!(
+        format!("{wrong:#}").contains("not a pod address of node2"),
+        "{wrong:#}"
+    );
     // Automatic addresses skip it.
-    assert_eq!(west.add_pod(&pod("c", 2)).unwrap().ip, Ipv4Addr::new(10, 244, 12, 2));
+    assert_eq!(
+        west.add_pod(&pod("c", 2)).unwrap().ip,
+        Ipv4Addr::new(10, 244, 12, 2)
+    );
 
     // A lab cannot be connected to one of its own cluster number.
     let same = Lab::new(&TopologySpec {
