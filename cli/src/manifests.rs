@@ -82,12 +82,17 @@ pub async fn up(dirs: &[PathBuf], nodes: usize) -> Result<()> {
             // Give the pods a moment to exchange traffic, then show it.
             tokio::time::sleep(Duration::from_secs(3)).await;
             print_status().await?;
-            for s in &specs {
-                let dir = std::env::temp_dir()
-                    .join("quicmesh-lab")
-                    .join(s.prefix.as_deref().unwrap_or_default());
-                print_traffic(&dir);
-            }
+            let dirs: Vec<(usize, PathBuf)> = specs
+                .iter()
+                .map(|s| {
+                    let prefix = s.prefix.as_deref().unwrap_or_default();
+                    (
+                        s.cluster,
+                        std::env::temp_dir().join("quicmesh-lab").join(prefix),
+                    )
+                })
+                .collect();
+            print_traffic(&dirs);
             println!("\nedit {} and the mesh follows; `quicmesh local status`; `quicmesh local down` removes it", shown.join(", "));
             return Ok(());
         }
@@ -340,10 +345,23 @@ fn log_field(line: &str, key: &str) -> String {
     }
 }
 
-/// The latest tunnelled connection each ztunnel of the cluster in `dir`
-/// logged, with both identities.
-fn print_traffic(dir: &Path) {
+/// The latest tunnelled connection each ztunnel of each cluster (number,
+/// lab directory) logged, with both identities.
+fn print_traffic(clusters: &[(usize, PathBuf)]) {
     println!("\ntraffic through the mesh (from ztunnel access logs):");
+    let mut any = false;
+    for (c, dir) in clusters {
+        let cluster = (clusters.len() > 1).then(|| format!("cluster {c} "));
+        any |= print_cluster_traffic(dir, cluster.as_deref().unwrap_or_default());
+    }
+    if !any {
+        println!("  none yet");
+    }
+}
+
+/// [`print_traffic`] of one cluster, each line starting with `cluster`;
+/// whether there was any.
+fn print_cluster_traffic(dir: &Path, cluster: &str) -> bool {
     let mut any = false;
     for n in 1..=16 {
         let Ok(log) = std::fs::read_to_string(dir.join(format!("ztunnel-n{n}.log"))) else {
@@ -362,7 +380,7 @@ fn print_traffic(dir: &Path) {
                 field("dst.original")
             };
             println!(
-                "  node{n}: {} -> {} ({hop}, via QUIC/HTTP3 CONNECT to {})",
+                "  {cluster}node{n}: {} -> {} ({hop}, via QUIC/HTTP3 CONNECT to {})",
                 field("src.identity"),
                 field("dst.identity"),
                 field("dst.addr")
@@ -372,7 +390,7 @@ fn print_traffic(dir: &Path) {
     }
     // The latest request each waypoint routed.
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return any;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -393,7 +411,7 @@ fn print_traffic(dir: &Path) {
         {
             let field = |key: &str| log_field(line, key);
             println!(
-                "  waypoint {pod}: {} {} {} -> route {} -> {} (HTTP {})",
+                "  {cluster}waypoint {pod}: {} {} {} -> route {} -> {} (HTTP {})",
                 field("src.identity"),
                 field("method"),
                 field("path"),
@@ -404,7 +422,5 @@ fn print_traffic(dir: &Path) {
             any = true;
         }
     }
-    if !any {
-        println!("  none yet");
-    }
+    any
 }
