@@ -15,7 +15,7 @@
 //! | what | address |
 //! | --- | --- |
 //! | node `i` | `10.99.0.<a>/24` on its interface `link` (peer `n<i>` on bridge `br0` in `<prefix>-f`) |
-//! | pod CIDR of node `i` | `10.244.<a>.0/24`; the `m`-th pod (m from 2, never reused) gets `10.244.<a>.<m>/32` on `eth0`, wired point-to-point to the node interface `p<m>` carrying `10.244.<a>.1/32` |
+//! | pod CIDR of node `i` | `10.244.<a>.0/24`; its pods get (from m = 2, counting up, never reused, unless a pod asks for a free one) `10.244.<a>.<m>/32` on `eth0`, wired point-to-point to the node interface `p<m>` carrying `10.244.<a>.1/32` |
 //! | external host `k` | `10.99.0.<100 + 10(c-1) + k>/24` on `eth0` |
 //!
 //! So cluster 1 has nodes 10.99.0.1-10, pods 10.244.1-10.0/24 and externals
