@@ -40,13 +40,17 @@ enum Cmd {
 #[derive(Subcommand)]
 enum LocalCmd {
     /// Start a mesh on this host. With -f: from the Kubernetes manifests in
-    /// DIR, watched for changes (a real controller, a ztunnel per node).
-    /// Without: a built-in two-pod demo with static configuration.
+    /// DIR, watched for changes (a real controller, a ztunnel per node);
+    /// with several -f, one cluster (mesh) per DIR, side by side, their
+    /// networks connected. Without: a built-in two-pod demo with static
+    /// configuration.
     Up {
-        /// Directory of manifests (Namespace, ServiceAccount, Pod, Deployment, Service).
+        /// Directory of manifests (Namespace, ServiceAccount, Pod, Deployment,
+        /// Service, ...), and optionally a `quicmesh-local.conf`
+        /// (trustDomain, nodes, cluster). Repeat for several clusters.
         #[arg(short = 'f', long = "filename")]
-        dir: Option<PathBuf>,
-        /// Simulated nodes.
+        dirs: Vec<PathBuf>,
+        /// Simulated nodes (per cluster, unless its quicmesh-local.conf says).
         #[arg(long, default_value_t = 2)]
         nodes: usize,
     },
@@ -57,8 +61,8 @@ enum LocalCmd {
     /// (internal) Runs the cluster for `up -f`: reconciles DIR until stopped.
     #[command(hide = true)]
     Agent {
-        #[arg(short = 'f', long = "filename")]
-        dir: PathBuf,
+        #[arg(short = 'f', long = "filename", required = true)]
+        dirs: Vec<PathBuf>,
         #[arg(long)]
         nodes: usize,
     },
@@ -80,17 +84,14 @@ fn main() -> Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Local {
-            cmd: LocalCmd::Up { dir: None, .. },
-        } => rt.block_on(up()),
+            cmd: LocalCmd::Up { dirs, .. },
+        } if dirs.is_empty() => rt.block_on(up()),
         Cmd::Local {
-            cmd: LocalCmd::Up {
-                dir: Some(dir),
-                nodes,
-            },
-        } => rt.block_on(manifests::up(&dir, nodes)),
+            cmd: LocalCmd::Up { dirs, nodes },
+        } => rt.block_on(manifests::up(&dirs, nodes)),
         Cmd::Local {
-            cmd: LocalCmd::Agent { dir, nodes },
-        } => rt.block_on(manifests::agent(&dir, nodes)),
+            cmd: LocalCmd::Agent { dirs, nodes },
+        } => rt.block_on(manifests::agent(&dirs, nodes)),
         Cmd::Local {
             cmd: LocalCmd::Status,
         } => rt.block_on(status()),
@@ -272,10 +273,22 @@ async fn status() -> Result<()> {
     Ok(())
 }
 
+/// The namespace prefix of cluster `cluster` of the `local` mesh: `qmlocal`
+/// for cluster 1 (the only one of a single `-f`), `qmlocal<c>` for others.
+fn prefix(cluster: usize) -> String {
+    match cluster {
+        1 => PREFIX.to_string(),
+        c => format!("{PREFIX}{c}"),
+    }
+}
+
 fn down() -> Result<()> {
     manifests::stop_agent();
-    let n = quicmesh_lab::net::destroy_prefix(PREFIX)?;
-    let _ = std::fs::remove_dir_all(state_dir());
+    let mut n = 0;
+    for c in 1..=quicmesh_lab::net::MAX_CLUSTERS {
+        n += quicmesh_lab::net::destroy_prefix(&prefix(c))?;
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join("quicmesh-lab").join(prefix(c)));
+    }
     println!("local mesh removed ({n} leftover network namespaces cleaned up)");
     Ok(())
 }

@@ -1,18 +1,14 @@
-//! `quicmesh local up -f DIR`: a cluster from manifests, kept by a detached
-//! agent process that watches DIR; `status` and `down` talk to it through
-//! files in the lab's directory.
+//! `quicmesh local up -f DIR [-f DIR2 ...]`: a cluster per directory of
+//! manifests, side by side and connected, kept by one detached agent
+//! process that watches them; `status` and `down` talk to it through files
+//! in the temporary directory. The agent's status file holds one entry per
+//! cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use quicmesh_lab::local::{Cluster, LocalSpec};
-
-use super::PREFIX;
-
-fn dir() -> PathBuf {
-    super::state_dir()
-}
 
 fn agent_pid_file() -> PathBuf {
     std::env::temp_dir().join("quicmesh-local-agent.pid")
@@ -22,11 +18,29 @@ fn status_file() -> PathBuf {
     std::env::temp_dir().join("quicmesh-local-status.json")
 }
 
-/// Starts the agent and waits until the cluster is up.
-pub async fn up(manifests: &Path, nodes: usize) -> Result<()> {
-    let manifests = manifests
-        .canonicalize()
-        .with_context(|| format!("manifest directory {}", manifests.display()))?;
+/// The clusters of `dirs`: the i-th (from 1) is cluster i unless its lab
+/// config file says otherwise; cluster c's namespaces are `prefix(c)-*`.
+fn specs(dirs: &[PathBuf], nodes: usize) -> Result<Vec<LocalSpec>> {
+    let mut specs = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut spec = LocalSpec::from_dir(d, nodes, i + 1)?;
+        spec.prefix = Some(super::prefix(spec.cluster));
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// Starts the agent and waits until the clusters are up.
+pub async fn up(dirs: &[PathBuf], nodes: usize) -> Result<()> {
+    let mut manifests = Vec::new();
+    for d in dirs {
+        manifests.push(
+            d.canonicalize()
+                .with_context(|| format!("manifest directory {}", d.display()))?,
+        );
+    }
+    // Bad lab config files are reported here, before anything starts.
+    let specs = specs(&manifests, nodes)?;
     if agent_pid().is_some() {
         bail!("a local mesh is already running (quicmesh local down removes it)");
     }
@@ -34,9 +48,11 @@ pub async fn up(manifests: &Path, nodes: usize) -> Result<()> {
     let log = std::env::temp_dir().join("quicmesh-local-agent.log");
     let out = std::fs::File::create(&log)?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["local", "agent", "-f"])
-        .arg(&manifests)
-        .args(["--nodes", &nodes.to_string()])
+    cmd.args(["local", "agent"]);
+    for m in &manifests {
+        cmd.arg("-f").arg(m);
+    }
+    cmd.args(["--nodes", &nodes.to_string()])
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -48,17 +64,36 @@ pub async fn up(manifests: &Path, nodes: usize) -> Result<()> {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().context("starting the agent")?;
     std::fs::write(agent_pid_file(), child.id().to_string())?;
-    println!(
-        "starting a {nodes}-node mesh from {} ...",
-        manifests.display()
-    );
-    for _ in 0..600 {
+    for s in &specs {
+        let about = if specs.len() > 1 || s.cluster != 1 || s.trust_domain != "cluster.local" {
+            format!(" (cluster {}, trust domain {})", s.cluster, s.trust_domain)
+        } else {
+            String::new()
+        };
+        println!(
+            "starting a {}-node mesh{about} from {} ...",
+            s.nodes,
+            s.manifests.display()
+        );
+    }
+    let shown: Vec<String> = manifests.iter().map(|m| m.display().to_string()).collect();
+    for _ in 0..600 * specs.len() {
         if status_file().exists() {
             // Give the pods a moment to exchange traffic, then show it.
             tokio::time::sleep(Duration::from_secs(3)).await;
             print_status().await?;
-            print_traffic();
-            println!("\nedit {} and the mesh follows; `quicmesh local status`; `quicmesh local down` removes it", manifests.display());
+            let dirs: Vec<(usize, PathBuf)> = specs
+                .iter()
+                .map(|s| {
+                    let prefix = s.prefix.as_deref().unwrap_or_default();
+                    (
+                        s.cluster,
+                        std::env::temp_dir().join("quicmesh-lab").join(prefix),
+                    )
+                })
+                .collect();
+            print_traffic(&dirs);
+            println!("\nedit {} and the mesh follows; `quicmesh local status`; `quicmesh local down` removes it", shown.join(", "));
             return Ok(());
         }
         if agent_pid().is_none() {
@@ -70,19 +105,22 @@ pub async fn up(manifests: &Path, nodes: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!(
-        "the mesh did not come up within 60 s; see {}",
+        "the mesh did not come up within {} s; see {}",
+        60 * specs.len(),
         log.display()
     )
 }
 
-/// Runs the cluster: reconciles every second, writes the status, stops on SIGTERM.
-pub async fn agent(manifests: &Path, nodes: usize) -> Result<()> {
-    let mut spec = LocalSpec::new(manifests, nodes);
-    spec.prefix = Some(PREFIX.to_string());
-    let mut cluster = Cluster::up(spec).await?;
+/// Runs the clusters: reconciles each every second, writes their status
+/// (a JSON array, one entry per cluster), stops on SIGTERM.
+pub async fn agent(dirs: &[PathBuf], nodes: usize) -> Result<()> {
+    let mut clusters = Cluster::up_all(specs(dirs, nodes)?).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let status = cluster.status().await;
+        let mut status = Vec::new();
+        for c in &clusters {
+            status.push(c.status().await);
+        }
         let tmp = status_file().with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&status)?)?;
         std::fs::rename(&tmp, status_file())?;
@@ -90,11 +128,13 @@ pub async fn agent(manifests: &Path, nodes: usize) -> Result<()> {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = term.recv() => break,
         }
-        if let Err(e) = cluster.reconcile().await {
-            tracing::warn!(error = %format!("{e:#}"), "reconcile failed");
+        for c in &mut clusters {
+            if let Err(e) = c.reconcile().await {
+                tracing::warn!(error = %format!("{e:#}"), prefix = c.lab.prefix(), "reconcile failed");
+            }
         }
     }
-    drop(cluster);
+    drop(clusters);
     let _ = std::fs::remove_file(status_file());
     Ok(())
 }
@@ -125,7 +165,7 @@ pub fn stop_agent() {
     let _ = std::fs::remove_file(status_file());
 }
 
-/// Prints the agent's status; false when no agent runs.
+/// Prints the agent's status, each cluster's; false when no agent runs.
 pub async fn print_status() -> Result<bool> {
     let Ok(text) = std::fs::read_to_string(status_file()) else {
         return Ok(false);
@@ -134,6 +174,28 @@ pub async fn print_status() -> Result<bool> {
         return Ok(false);
     }
     let v: serde_json::Value = serde_json::from_str(&text)?;
+    let clusters = v.as_array().cloned().unwrap_or_default();
+    for (i, c) in clusters.iter().enumerate() {
+        if clusters.len() > 1 {
+            if i > 0 {
+                println!();
+            }
+            println!(
+                "== cluster {} (trust domain {}, controller {}, namespaces {}-*, manifests {})",
+                c["cluster"],
+                c["trust_domain"].as_str().unwrap_or("?"),
+                c["controller_ip"].as_str().unwrap_or("?"),
+                c["prefix"].as_str().unwrap_or("?"),
+                c["manifests"].as_str().unwrap_or("?"),
+            );
+        }
+        print_cluster(c);
+    }
+    Ok(true)
+}
+
+/// One cluster's part of [`print_status`].
+fn print_cluster(v: &serde_json::Value) {
     println!(
         "controller: config version {}, {} objects",
         v["controller"]["version"], v["controller"]["objects"]
@@ -268,8 +330,7 @@ pub async fn print_status() -> Result<bool> {
     for e in v["errors"].as_array().into_iter().flatten() {
         println!("manifest error: {}", e.as_str().unwrap_or("?"));
     }
-    println!("logs: {}", dir().display());
-    Ok(true)
+    println!("logs: {}", v["dir"].as_str().unwrap_or("?"));
 }
 
 /// `key="value"` or `key=value` from a log line.
@@ -284,12 +345,26 @@ fn log_field(line: &str, key: &str) -> String {
     }
 }
 
-/// The latest tunnelled connection each ztunnel logged, with both identities.
-fn print_traffic() {
+/// The latest tunnelled connection each ztunnel of each cluster (number,
+/// lab directory) logged, with both identities.
+fn print_traffic(clusters: &[(usize, PathBuf)]) {
     println!("\ntraffic through the mesh (from ztunnel access logs):");
     let mut any = false;
+    for (c, dir) in clusters {
+        let cluster = (clusters.len() > 1).then(|| format!("cluster {c} "));
+        any |= print_cluster_traffic(dir, cluster.as_deref().unwrap_or_default());
+    }
+    if !any {
+        println!("  none yet");
+    }
+}
+
+/// [`print_traffic`] of one cluster, each line starting with `cluster`;
+/// whether there was any.
+fn print_cluster_traffic(dir: &Path, cluster: &str) -> bool {
+    let mut any = false;
     for n in 1..=16 {
-        let Ok(log) = std::fs::read_to_string(dir().join(format!("ztunnel-n{n}.log"))) else {
+        let Ok(log) = std::fs::read_to_string(dir.join(format!("ztunnel-n{n}.log"))) else {
             break;
         };
         for path in ["tunnel", "waypoint"] {
@@ -305,7 +380,7 @@ fn print_traffic() {
                 field("dst.original")
             };
             println!(
-                "  node{n}: {} -> {} ({hop}, via QUIC/HTTP3 CONNECT to {})",
+                "  {cluster}node{n}: {} -> {} ({hop}, via QUIC/HTTP3 CONNECT to {})",
                 field("src.identity"),
                 field("dst.identity"),
                 field("dst.addr")
@@ -314,8 +389,8 @@ fn print_traffic() {
         }
     }
     // The latest request each waypoint routed.
-    let Ok(entries) = std::fs::read_dir(dir()) else {
-        return;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return any;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -336,7 +411,7 @@ fn print_traffic() {
         {
             let field = |key: &str| log_field(line, key);
             println!(
-                "  waypoint {pod}: {} {} {} -> route {} -> {} (HTTP {})",
+                "  {cluster}waypoint {pod}: {} {} {} -> route {} -> {} (HTTP {})",
                 field("src.identity"),
                 field("method"),
                 field("path"),
@@ -347,7 +422,5 @@ fn print_traffic() {
             any = true;
         }
     }
-    if !any {
-        println!("  none yet");
-    }
+    any
 }

@@ -146,6 +146,7 @@ impl Cluster {
             nodes: 1,
             pods: vec![],
             externals: 0,
+            ..Default::default()
         })
         .unwrap();
         let dir = tempfile::tempdir().unwrap();

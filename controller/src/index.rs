@@ -601,6 +601,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            annotations: Default::default(),
             service_account: "default".into(),
             node: Some("node1".into()),
             ips: vec![ip.parse().unwrap()],

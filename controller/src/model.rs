@@ -187,6 +187,8 @@ pub struct Pod {
     pub name: String,
     pub namespace: String,
     pub labels: Labels,
+    /// `metadata.annotations` (the local lab reads its placement ones).
+    pub annotations: Labels,
     pub service_account: String,
     /// Scheduled node; None while pending.
     pub node: Option<String>,

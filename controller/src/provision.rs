@@ -398,6 +398,7 @@ mod tests {
             name: "app-0".into(),
             namespace: "shop".into(),
             labels: Labels::new(),
+            annotations: Default::default(),
             service_account: "default".into(),
             node: None,
             ips: vec![],

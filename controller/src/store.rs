@@ -435,6 +435,7 @@ mod tests {
             name: name.into(),
             namespace: "a".into(),
             labels: Labels::new(),
+            annotations: Default::default(),
             service_account: "sa".into(),
             node: Some("n1".into()),
             ips: vec![ip.parse().unwrap()],

@@ -513,6 +513,7 @@ mod tests {
             name: name.into(),
             namespace: "shop".into(),
             labels: labels(lbl),
+            annotations: Default::default(),
             service_account: "web".into(),
             node: Some("node1".into()),
             ips: if ip.is_empty() {
@@ -544,6 +545,7 @@ mod tests {
             name: "waypoint-0".into(),
             namespace: "shop".into(),
             labels: provision.pod_labels,
+            annotations: Default::default(),
             service_account: provision.service_account,
             node: Some("node2".into()),
             ips: vec!["10.244.2.9".parse().unwrap()],

@@ -19,6 +19,15 @@
 //! is reported ready only once its ztunnel has its SVID (a readiness gate,
 //! the agent's identity-pending state): a pod enrolled while the CA is
 //! unreachable is captured but gets no traffic until then.
+//!
+//! Each cluster is one cluster of the lab's address plan ([`crate::net`]):
+//! its own trust domain, CA, controller (on its first external host),
+//! ztunnels, CNI agents, state directory and Service VIPs (cluster `c`'s
+//! from `10.96.<16(c-1)>.0/20`). [`Cluster::up_all`] starts several side by
+//! side, their fabrics connected, so pods of one reach the pod IPs and the
+//! controller of another (SPIFFE federation). A directory may carry a lab
+//! config file, [`LAB_CONFIG_FILE`] (not a manifest), and a pod may ask
+//! for its IP and node ([`POD_IP_ANNOTATION`], `spec.nodeName`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,17 +47,87 @@ use crate::mesh::{file_tail, netns_http_get, TRUST_DOMAIN};
 use crate::net::{Lab, PodSpec, ProcHandle, TopologySpec};
 use crate::ztunnels::{find_binary, Source, Ztunnels};
 
-/// Address of the control-plane host (the lab's first external host).
+/// Address of cluster 1's control-plane host (its lab's first external
+/// host); cluster `c`'s is `10.99.0.<101 + 10(c-1)>` ([`Cluster::controller_ip`]).
 pub const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 101);
 pub const CONTROLLER_GRPC: u16 = 15012;
 pub const CONTROLLER_METRICS: u16 = 15014;
 /// The controller's admin port (/status, /config_dump), on its loopback.
 pub const CONTROLLER_ADMIN: u16 = 15000;
 
+/// The lab config file a manifest directory may hold: YAML, read by the
+/// lab only (`.conf`, so neither the manifest reader, which takes `.yaml`
+/// and `.yml`, nor `kubectl apply -f` reads it). Fields, all optional:
+/// `trustDomain` (default `cluster.local`), `nodes` (default: `--nodes`,
+/// else 2), `cluster` (the address plan's cluster number; default: the
+/// directory's position among `-f`).
+pub const LAB_CONFIG_FILE: &str = "quicmesh-local.conf";
+
+/// Pod annotation (lab only): the pod's IP, e.g. `10.244.11.200`. It must be
+/// a free address of the pod CIDR of its node (`spec.nodeName`, e.g.
+/// `node1`, pins that; otherwise the scheduler's pick), else the pod is not
+/// created and a manifest error says why. Automatic addresses count up
+/// from .2: pick a high one.
+pub const POD_IP_ANNOTATION: &str = "lab.quicmesh.io/ip";
+
+/// The SPIFFE ID a cluster's controller serves as (system namespace
+/// `quicmesh-system`, service account `controller`, the controller's defaults).
+pub fn controller_identity(trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/quicmesh-system/sa/controller")
+}
+
+/// The contents of [`LAB_CONFIG_FILE`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabConfig {
+    pub trust_domain: Option<String>,
+    pub nodes: Option<usize>,
+    pub cluster: Option<usize>,
+}
+
+impl LabConfig {
+    /// Reads `dir`'s [`LAB_CONFIG_FILE`]; the default when there is none.
+    pub fn read(dir: &Path) -> Result<LabConfig> {
+        let path = dir.join(LAB_CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LabConfig::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Self::parse(&text).with_context(|| format!("lab config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<LabConfig> {
+        if text.trim().is_empty() {
+            return Ok(LabConfig::default());
+        }
+        let c: LabConfig = serde_yaml::from_str(text)?;
+        if let Some(td) = &c.trust_domain {
+            let id = quicmesh_core::identity::SpiffeId::workload(td, "ns", "sa");
+            if id.map_or(true, |id| id.trust_domain() != td) {
+                bail!("trustDomain {td:?} is not a valid trust domain");
+            }
+        }
+        if c.nodes == Some(0) {
+            bail!("nodes: a cluster needs at least one node");
+        }
+        if let Some(n) = c.cluster {
+            if !(1..=crate::net::MAX_CLUSTERS).contains(&n) {
+                bail!("cluster: {n} is not in 1..={}", crate::net::MAX_CLUSTERS);
+            }
+        }
+        Ok(c)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalSpec {
     pub manifests: PathBuf,
     pub nodes: usize,
+    /// The cluster number in the lab's address plan (1..=9; default 1).
+    pub cluster: usize,
+    /// The mesh's trust domain (default `cluster.local`).
+    pub trust_domain: String,
     /// Namespace prefix; None for a fresh per-process one (tests).
     pub prefix: Option<String>,
     /// Lifetime of the SVIDs the controller issues.
@@ -63,10 +142,25 @@ impl LocalSpec {
         LocalSpec {
             manifests: manifests.to_path_buf(),
             nodes,
+            cluster: 1,
+            trust_domain: TRUST_DOMAIN.to_string(),
             prefix: None,
             svid_ttl: Duration::from_secs(24 * 3600),
             termination_grace: Duration::from_secs(2),
         }
+    }
+
+    /// The spec of the cluster in `manifests`, as its [`LAB_CONFIG_FILE`]
+    /// says; what it leaves out: `nodes` nodes, cluster `cluster`, trust
+    /// domain `cluster.local`.
+    pub fn from_dir(manifests: &Path, nodes: usize, cluster: usize) -> Result<Self> {
+        let config = LabConfig::read(manifests)?;
+        let mut spec = LocalSpec::new(manifests, config.nodes.unwrap_or(nodes));
+        spec.cluster = config.cluster.unwrap_or(cluster);
+        if let Some(td) = config.trust_domain {
+            spec.trust_domain = td;
+        }
+        Ok(spec)
     }
 }
 
@@ -122,8 +216,11 @@ pub struct Cluster {
     /// (namespace, name) -> VIP
     pub vips: BTreeMap<(String, String), Ipv4Addr>,
     next_vip: u32,
-    /// Errors of the last read of the manifests.
+    /// Errors of the manifests: of their last read, then those of pods
+    /// the lab could not place (at the last reconcile).
     pub errors: Vec<String>,
+    /// Errors of the last read of the manifests.
+    source_errors: Vec<String>,
     /// The CA's bootstrap tokens, by principal.
     tokens: BTreeMap<String, String>,
 }
@@ -137,7 +234,14 @@ struct Desired {
     containers: Vec<Container>,
     /// The waypoint it runs (provisioned for a Gateway), if any.
     waypoint: Option<Provision>,
+    /// `spec.nodeName`, as written.
+    node: Option<String>,
+    /// [`POD_IP_ANNOTATION`], as written.
+    ip: Option<String>,
 }
+
+/// Service VIPs a cluster has: `10.96.<16(c-1)>.0/20`.
+const VIPS_PER_CLUSTER: u32 = 4096;
 
 fn key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
@@ -145,6 +249,43 @@ fn key(ns: &str, name: &str) -> String {
 
 impl Cluster {
     pub async fn up(spec: LocalSpec) -> Result<Cluster> {
+        let lab = Self::lab(&spec)?;
+        Self::start(spec, lab).await
+    }
+
+    /// Several clusters side by side, one per spec (distinct cluster
+    /// numbers), their labs connected to each other before any starts.
+    /// On error, whatever was started is torn down.
+    pub async fn up_all(specs: Vec<LocalSpec>) -> Result<Vec<Cluster>> {
+        for (i, a) in specs.iter().enumerate() {
+            if let Some(b) = specs[..i].iter().find(|b| b.cluster == a.cluster) {
+                bail!(
+                    "{} and {} are both cluster {} (say `cluster:` in their {LAB_CONFIG_FILE})",
+                    b.manifests.display(),
+                    a.manifests.display(),
+                    a.cluster
+                );
+            }
+        }
+        let mut labs = Vec::new();
+        for spec in &specs {
+            labs.push(Self::lab(spec)?);
+        }
+        for (i, a) in labs.iter().enumerate() {
+            for b in &labs[i + 1..] {
+                a.connect(b)?;
+            }
+        }
+        let mut clusters = Vec::new();
+        for (spec, lab) in specs.into_iter().zip(labs) {
+            clusters.push(Self::start(spec, lab).await?);
+        }
+        Ok(clusters)
+    }
+
+    /// The cluster's topology: its nodes and one external host, the
+    /// controller's.
+    fn lab(spec: &LocalSpec) -> Result<Lab> {
         if spec.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -152,11 +293,15 @@ impl Cluster {
             nodes: spec.nodes,
             pods: vec![],
             externals: 1,
+            cluster: spec.cluster,
         };
-        let lab = match &spec.prefix {
-            Some(p) => Lab::with_prefix(&topo, p)?,
-            None => Lab::new(&topo)?,
-        };
+        match &spec.prefix {
+            Some(p) => Lab::with_prefix(&topo, p),
+            None => Lab::new(&topo),
+        }
+    }
+
+    async fn start(spec: LocalSpec, lab: Lab) -> Result<Cluster> {
         let dir = std::env::temp_dir().join("quicmesh-lab").join(lab.prefix());
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state"))?;
@@ -164,8 +309,9 @@ impl Cluster {
         let ztunnels = Ztunnels::new(
             &dir,
             Source::Controller {
-                addr: SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)),
+                addr: SocketAddr::from((lab.external(1).ip, CONTROLLER_GRPC)),
                 bundle: dir.join("ca/ca.pem"),
+                trust_domain: spec.trust_domain.clone(),
             },
             spec.nodes,
         );
@@ -182,11 +328,12 @@ impl Cluster {
             vips: BTreeMap::new(),
             next_vip: 10,
             errors: Vec::new(),
+            source_errors: Vec::new(),
             tokens: BTreeMap::new(),
             spec,
         };
         // The CA root exists before anything starts: ztunnels trust it.
-        Ca::load_or_generate(TRUST_DOMAIN, &c.dir.join("ca"))?;
+        Ca::load_or_generate(&c.spec.trust_domain, &c.dir.join("ca"))?;
         for n in 1..=c.spec.nodes {
             let token: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
@@ -210,6 +357,15 @@ impl Cluster {
             c.reconcile().await?;
         }
         Ok(c)
+    }
+
+    /// The controller's address: the cluster's first external host.
+    pub fn controller_ip(&self) -> Ipv4Addr {
+        self.lab.external(1).ip
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.spec.trust_domain
     }
 
     pub fn controller_log(&self) -> PathBuf {
@@ -239,6 +395,8 @@ impl Cluster {
             tokens.to_str().context("utf-8")?,
             "--svid-ttl",
             &ttl,
+            "--trust-domain",
+            &self.spec.trust_domain,
         ];
         let p = self.lab.spawn(
             &self.lab.external(1).netns.clone(),
@@ -262,22 +420,25 @@ impl Cluster {
     /// match them. Returns the manifest errors, which never stop the rest.
     pub async fn reconcile(&mut self) -> Result<Vec<String>> {
         if let Some((objects, errors)) = self.source.poll() {
-            self.errors = errors.iter().map(|e| e.to_string()).collect();
-            for e in &self.errors {
+            self.source_errors = errors.iter().map(|e| e.to_string()).collect();
+            for e in &self.source_errors {
                 tracing::warn!(error = %e, "manifest rejected");
             }
             self.objects = objects;
         }
+        let mut placement_errors = Vec::new();
         // Desired pods: bare pods and each deployment's replicas.
         let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
         for o in &self.objects {
-            let (ns, sa, labels, containers, names) = match o {
+            let (ns, sa, labels, containers, names, node, ip) = match o {
                 Object::Pod(p) => (
                     &p.namespace,
                     &p.service_account,
                     &p.labels,
                     &p.containers,
                     vec![p.name.clone()],
+                    p.node.clone(),
+                    p.annotations.get(POD_IP_ANNOTATION).cloned(),
                 ),
                 Object::Deployment(d) => (
                     &d.namespace,
@@ -285,6 +446,8 @@ impl Cluster {
                     &d.labels,
                     &d.containers,
                     (0..d.replicas).map(|i| format!("{}-{i}", d.name)).collect(),
+                    None,
+                    None,
                 ),
                 _ => continue,
             };
@@ -298,6 +461,8 @@ impl Cluster {
                         labels: labels.clone(),
                         containers: containers.clone(),
                         waypoint: None,
+                        node: node.clone(),
+                        ip: ip.clone(),
                     },
                 );
             }
@@ -320,6 +485,8 @@ impl Cluster {
                     labels: p.pod_labels.clone(),
                     containers: Vec::new(),
                     waypoint: Some(p),
+                    node: None,
+                    ip: None,
                 },
             );
         }
@@ -328,7 +495,15 @@ impl Cluster {
             if let Object::Service(s) = o {
                 let k = (s.namespace.clone(), s.name.clone());
                 if !self.vips.contains_key(&k) {
-                    let ip = Ipv4Addr::new(10, 96, (self.next_vip >> 8) as u8, self.next_vip as u8);
+                    if self.next_vip >= VIPS_PER_CLUSTER {
+                        placement_errors.push(format!(
+                            "Service {}/{}: the cluster has no VIPs left",
+                            s.namespace, s.name
+                        ));
+                        continue;
+                    }
+                    let n = VIPS_PER_CLUSTER * (self.spec.cluster as u32 - 1) + self.next_vip;
+                    let ip = Ipv4Addr::new(10, 96, (n >> 8) as u8, n as u8);
                     self.next_vip += 1;
                     self.vips.insert(k, ip);
                 }
@@ -365,7 +540,9 @@ impl Cluster {
             let p = self.pods.remove(&k).expect("listed");
             self.stop_pod(p).await?;
         }
-        // New pods.
+        // New pods, those asking for an IP first (so no other takes it).
+        let mut desired: Vec<(String, Desired)> = desired.into_iter().collect();
+        desired.sort_by_key(|(_, d)| d.ip.is_none());
         for (k, d) in desired {
             let Desired {
                 namespace: ns,
@@ -374,19 +551,28 @@ impl Cluster {
                 labels,
                 mut containers,
                 waypoint,
+                node,
+                ip,
             } = d;
             if self.pods.contains_key(&k) {
                 let p = self.pods.get_mut(&k).expect("present");
                 p.labels = labels;
                 continue;
             }
-            let node = (1..=self.spec.nodes)
-                .min_by_key(|n| (self.pods.values().filter(|p| p.node == *n).count(), *n))
-                .expect("at least one node");
-            let info = self.lab.add_pod(&PodSpec {
-                name: format!("{ns}.{name}"),
-                node,
-            })?;
+            let (node, ip) = match self.place(node.as_deref(), ip.as_deref()) {
+                Ok(placed) => placed,
+                Err(e) => {
+                    placement_errors.push(format!("Pod {k}: {e:#}"));
+                    continue;
+                }
+            };
+            let info = self.lab.add_pod_at(
+                &PodSpec {
+                    name: format!("{ns}.{name}"),
+                    node,
+                },
+                ip,
+            )?;
             let probe = match &waypoint {
                 Some(w) => {
                     containers = vec![self.waypoint_container(w, node)?];
@@ -443,7 +629,48 @@ impl Cluster {
             }
         }
         self.refresh_enrollment().await?;
+        for e in &placement_errors {
+            if !self.errors.contains(e) {
+                tracing::warn!(error = %e, "manifest rejected");
+            }
+        }
+        self.errors = self.source_errors.clone();
+        self.errors.extend(placement_errors);
         Ok(self.errors.clone())
+    }
+
+    /// Where a new pod goes: the node `spec.nodeName` names (`node<i>`),
+    /// else the one with the fewest pods; at [`POD_IP_ANNOTATION`]'s
+    /// address if it has one, which must be free and in that node's CIDR.
+    fn place(&self, node: Option<&str>, ip: Option<&str>) -> Result<(usize, Option<Ipv4Addr>)> {
+        let node = match node {
+            Some(n) => n
+                .strip_prefix("node")
+                .and_then(|i| i.parse().ok())
+                .filter(|i| (1..=self.spec.nodes).contains(i))
+                .with_context(|| {
+                    format!(
+                        "spec.nodeName: no node {n:?} (the lab's nodes are node1 to node{})",
+                        self.spec.nodes
+                    )
+                })?,
+            None => (1..=self.spec.nodes)
+                .min_by_key(|n| (self.pods.values().filter(|p| p.node == *n).count(), *n))
+                .expect("at least one node"),
+        };
+        let Some(ip) = ip else {
+            return Ok((node, None));
+        };
+        let ip: Ipv4Addr = ip.parse().with_context(|| {
+            format!("metadata.annotations.{POD_IP_ANNOTATION}: {ip:?} is not an IPv4 address")
+        })?;
+        self.lab.check_pod_ip(node, ip).with_context(|| {
+            format!(
+                "metadata.annotations.{POD_IP_ANNOTATION} (node{node}'s pods are in {})",
+                self.lab.node(node).pod_cidr
+            )
+        })?;
+        Ok((node, Some(ip)))
     }
 
     /// Keeps reconciling until `stop`; errors are logged.
@@ -509,7 +736,11 @@ impl Cluster {
             command: vec![s(&bin)],
             args: vec![
                 "--controller".into(),
-                SocketAddr::from((CONTROLLER_IP, CONTROLLER_GRPC)).to_string(),
+                SocketAddr::from((self.controller_ip(), CONTROLLER_GRPC)).to_string(),
+                "--trust-domain".into(),
+                self.spec.trust_domain.clone(),
+                "--controller-identity".into(),
+                controller_identity(&self.spec.trust_domain),
                 "--bootstrap-token".into(),
                 s(&token_path),
                 "--trust-bundle".into(),
@@ -797,7 +1028,7 @@ impl Cluster {
     /// port, the rest (`/status`, `/config_dump`) on its loopback admin port.
     pub async fn controller_http(&self, path: &str) -> Result<String> {
         let addr = if path == "/metrics" || path.starts_with("/healthz/") {
-            SocketAddr::from((CONTROLLER_IP, CONTROLLER_METRICS))
+            SocketAddr::from((self.controller_ip(), CONTROLLER_METRICS))
         } else {
             SocketAddr::from(([127, 0, 0, 1], CONTROLLER_ADMIN))
         };
@@ -862,7 +1093,7 @@ impl Cluster {
             .values()
             .map(|p| {
                 json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
-                    "identity": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", p.namespace, p.service_account),
+                    "identity": format!("spiffe://{}/ns/{}/sa/{}", self.spec.trust_domain, p.namespace, p.service_account),
                     "in_mesh": p.enrolled, "waypoint": p.labels.contains_key(waypoint::GATEWAY_NAME_LABEL), "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some()})
             })
             .collect();
@@ -871,7 +1102,8 @@ impl Cluster {
             .iter()
             .map(|((ns, name), vip)| json!({"namespace": ns, "name": name, "vip": vip.to_string()}))
             .collect();
-        json!({"prefix": self.lab.prefix(), "dir": self.dir, "manifests": self.spec.manifests, "controller": controller,
+        json!({"prefix": self.lab.prefix(), "cluster": self.spec.cluster, "trust_domain": self.spec.trust_domain,
+            "controller_ip": self.controller_ip().to_string(), "dir": self.dir, "manifests": self.spec.manifests, "controller": controller,
             "nodes": nodes, "pods": pods, "services": services, "errors": self.errors})
     }
 
@@ -905,5 +1137,58 @@ impl Drop for Cluster {
         if std::env::var_os("QUICMESH_KEEP_LAB_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_config_files() {
+        let full = LabConfig::parse("{trustDomain: east.example, nodes: 3, cluster: 2}").unwrap();
+        assert_eq!(
+            full,
+            LabConfig {
+                trust_domain: Some("east.example".into()),
+                nodes: Some(3),
+                cluster: Some(2),
+            }
+        );
+        assert_eq!(LabConfig::parse("").unwrap(), LabConfig::default());
+        assert_eq!(
+            LabConfig::parse("# nothing to say\n").unwrap(),
+            LabConfig::default()
+        );
+        for (bad, why) in [
+            ("trustDomian: east.example", "unknown field"),
+            ("trustDomain: East.Example", "not a valid trust domain"),
+            ("trustDomain: east/example", "not a valid trust domain"),
+            ("nodes: 0", "at least one node"),
+            ("cluster: 10", "not in 1..=9"),
+            ("kind: Pod", "unknown field"),
+        ] {
+            let e = format!("{:#}", LabConfig::parse(bad).unwrap_err());
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_a_config_file_is_todays_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LocalSpec::from_dir(dir.path(), 2, 1).unwrap();
+        assert_eq!(
+            (spec.nodes, spec.cluster, spec.trust_domain.as_str()),
+            (2, 1, "cluster.local")
+        );
+        std::fs::write(dir.path().join(LAB_CONFIG_FILE), "nodes: 4\n").unwrap();
+        let spec = LocalSpec::from_dir(dir.path(), 2, 3).unwrap();
+        assert_eq!(
+            (spec.nodes, spec.cluster, spec.trust_domain.as_str()),
+            (4, 3, "cluster.local")
+        );
+        std::fs::write(dir.path().join(LAB_CONFIG_FILE), "nodes: [").unwrap();
+        let e = format!("{:#}", LocalSpec::from_dir(dir.path(), 2, 1).unwrap_err());
+        assert!(e.contains(LAB_CONFIG_FILE), "{e}");
     }
 }

@@ -17,6 +17,8 @@ use crate::net::{Lab, PodSpec, TopologySpec};
 pub use crate::ztunnels::find_binary;
 use crate::ztunnels::{Source, Ztunnels};
 
+/// The trust domain of a static [`Mesh`], and of a local cluster whose
+/// directory names none ([`crate::local::LocalSpec::trust_domain`]).
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
 /// A pod of the mesh: where it runs and who it is.
@@ -92,6 +94,7 @@ impl Mesh {
                 })
                 .collect(),
             externals: spec.externals,
+            ..Default::default()
         };
         let lab = match prefix {
             Some(p) => Lab::with_prefix(&topo, p)?,

@@ -7,11 +7,32 @@
 //! [`Lab::spawn`]. Dropping the [`Lab`] (also during a panic unwind) kills those
 //! processes and deletes the namespaces, which removes every interface with them.
 //!
-//! Addressing: node `i` has `10.99.0.<i>/24` on its interface `link` (peer `n<i>`
-//! on bridge `br0` in `<prefix>-f`) and pod CIDR `10.244.<i>.0/24`; external host
-//! `k` has `10.99.0.<100+k>/24` on `eth0`. The `m`-th pod of node `i` (m from 2,
-//! never reused) gets `10.244.<i>.<m>/32` on `eth0`, wired point-to-point to the
-//! node interface `p<m>` carrying `10.244.<i>.1/32`.
+//! Addressing (the address plan). A lab belongs to a *cluster* (site) `c`
+//! in 1..=9 ([`TopologySpec::cluster`], default 1); its node `i` has the
+//! *node number* `a = 10(c-1) + i` and its external host `k` the host
+//! number `100 + 10(c-1) + k`. Cluster 1 alone is today's plan unchanged:
+//!
+//! | what | address |
+//! | --- | --- |
+//! | node `i` | `10.99.0.<a>/24` on its interface `link` (peer `n<i>` on bridge `br0` in `<prefix>-f`) |
+//! | pod CIDR of node `i` | `10.244.<a>.0/24`; its pods get (from m = 2, counting up, never reused, unless a pod asks for a free one) `10.244.<a>.<m>/32` on `eth0`, wired point-to-point to the node interface `p<m>` carrying `10.244.<a>.1/32` |
+//! | external host `k` | `10.99.0.<100 + 10(c-1) + k>/24` on `eth0` |
+//!
+//! So cluster 1 has nodes 10.99.0.1-10, pods 10.244.1-10.0/24 and externals
+//! 10.99.0.101-110; cluster 2 has nodes 10.99.0.11-20, pods
+//! 10.244.11-20.0/24 and externals 10.99.0.111-120; and so on. Bounds: a lab
+//! of cluster 1 may have up to 99 nodes and 150 externals as long as it
+//! stays alone; a lab of cluster 2..=9, and any lab that is
+//! [connected](Lab::connect) to another, at most 10 nodes and 10
+//! externals, so no two clusters' addresses ever collide. A pod may ask for
+//! a given free host number of its node's CIDR ([`Lab::add_pod_at`]).
+//!
+//! Several clusters on one host: [`Lab::connect`] joins two labs' fabric
+//! bridges with a veth pair (`c<other cluster>` on each `br0`), making one
+//! 10.99.0.0/24 segment, and routes every node's and external host's
+//! traffic for the other lab's pod CIDRs to the owning node, so pods
+//! (default route via their node), nodes and externals of either reach
+//! every node, pod and external of the other.
 //!
 //! Default prefixes are `qm<pid>x<n>`, so [`sweep_stale`] can delete namespaces
 //! whose owning process has died. Every external command has a bounded run time.
@@ -48,13 +69,33 @@ static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Serialises `ip netns add` in this process (its first use sets up a shared mount).
 static NETNS_ADD: Mutex<()> = Mutex::new(());
 
-/// What to build: `nodes` nodes, the given pods and `externals` hosts on the fabric.
-#[derive(Debug, Clone, Default)]
+/// What to build: `nodes` nodes, the given pods and `externals` hosts on the
+/// fabric, addressed as cluster `cluster` of the address plan (module doc).
+#[derive(Debug, Clone)]
 pub struct TopologySpec {
     pub nodes: usize,
     pub pods: Vec<PodSpec>,
     pub externals: usize,
+    /// The lab's cluster number, 1..=[`MAX_CLUSTERS`] (default 1).
+    pub cluster: usize,
 }
+
+impl Default for TopologySpec {
+    fn default() -> Self {
+        TopologySpec {
+            nodes: 0,
+            pods: Vec::new(),
+            externals: 0,
+            cluster: 1,
+        }
+    }
+}
+
+/// How many clusters the address plan has room for.
+pub const MAX_CLUSTERS: usize = 9;
+/// Nodes, and externals, a cluster has addresses for when it shares the
+/// host with others (cluster 2 and up, or any connected lab).
+pub const CLUSTER_NODES: usize = 10;
 
 /// A pod named `name` on node `node` (1-based).
 #[derive(Debug, Clone)]
@@ -65,7 +106,11 @@ pub struct PodSpec {
 
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
+    /// 1-based, within its lab (`node<index>`).
     pub index: usize,
+    /// Its number in the address plan: `10(cluster-1) + index`, the third
+    /// octet of its pod CIDR and the last of its link IP.
+    pub number: u8,
     pub netns: String,
     pub link_ip: Ipv4Addr,
     pub pod_cidr: String,
@@ -90,6 +135,7 @@ pub struct HostInfo {
 #[derive(Debug)]
 pub struct Lab {
     prefix: String,
+    cluster: usize,
     nodes: Vec<NodeInfo>,
     pods: Vec<PodInfo>,
     externals: Vec<HostInfo>,
@@ -373,8 +419,52 @@ fn check_pod_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn link_ip(node: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 99, 0, node as u8)
+/// The link IP of the node numbered `number` in the address plan.
+fn link_ip(number: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, 0, number)
+}
+
+/// Node `i`'s number in the address plan of cluster `cluster`.
+fn node_number(cluster: usize, i: usize) -> u8 {
+    (CLUSTER_NODES * (cluster - 1) + i) as u8
+}
+
+/// Routes in `ns` to the pod CIDR of every node numbered `nodes` (but the
+/// one whose link IP `addr` is) via that node's link IP, out of `dev`.
+fn add_pod_routes(ns: &str, dev: &str, addr: Ipv4Addr, nodes: &[u8]) -> Result<()> {
+    for &j in nodes.iter().filter(|&&j| link_ip(j) != addr) {
+        ipn(
+            ns,
+            &format!("route add 10.244.{j}.0/24 via {} dev {dev}", link_ip(j)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Ping each (namespace, address), in parallel, if `ping` is installed.
+fn ping_all(checks: Vec<(String, Ipv4Addr)>) -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("ping").is_file()) {
+        tracing::debug!("ping not installed; skipping connectivity check");
+        return Ok(());
+    }
+    let ping = |(ns, dst): (String, Ipv4Addr)| {
+        std::thread::spawn(move || {
+            let dst = dst.to_string();
+            in_netns(&ns, &["ping", "-c1", "-W2", &dst], Duration::from_secs(4))
+                .with_context(|| format!("{ns} cannot reach {dst}"))
+        })
+    };
+    let pings: Vec<_> = checks.into_iter().map(ping).collect();
+    for ping in pings {
+        ping.join().map_err(|_| anyhow!("ping thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// External host `k`'s address in cluster `cluster`.
+fn external_ip(cluster: usize, k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, 0, (100 + CLUSTER_NODES * (cluster - 1) + k) as u8)
 }
 
 impl Lab {
@@ -389,8 +479,16 @@ impl Lab {
         if let Err(e) = sweep_stale() {
             tracing::warn!("sweeping stale labs: {e:#}");
         }
-        if !(1..=99).contains(&spec.nodes) || spec.externals > 150 {
+        if !(1..=MAX_CLUSTERS).contains(&spec.cluster) {
+            bail!("a lab's cluster number is 1..={MAX_CLUSTERS}");
+        }
+        if spec.cluster == 1 && (!(1..=99).contains(&spec.nodes) || spec.externals > 150) {
             bail!("a lab needs 1..=99 nodes and at most 150 externals");
+        }
+        if spec.cluster > 1
+            && (!(1..=CLUSTER_NODES).contains(&spec.nodes) || spec.externals > CLUSTER_NODES)
+        {
+            bail!("a lab of cluster {} needs 1..={CLUSTER_NODES} nodes and at most {CLUSTER_NODES} externals", spec.cluster);
         }
         if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(name_byte) {
             bail!("invalid lab prefix {prefix:?}");
@@ -401,6 +499,7 @@ impl Lab {
         }
         let mut lab = Lab {
             prefix: prefix.to_string(),
+            cluster: spec.cluster,
             nodes: Vec::new(),
             pods: Vec::new(),
             externals: Vec::new(),
@@ -420,11 +519,15 @@ impl Lab {
         self.namespaces.push(fabric.clone());
         ipn(&fabric, "link add name br0 type bridge")?;
         ipn(&fabric, "link set dev br0 up")?;
+        let numbers: Vec<u8> = (1..=spec.nodes)
+            .map(|i| node_number(spec.cluster, i))
+            .collect();
         for i in 1..=spec.nodes {
             let ns = format!("{}-n{i}", self.prefix);
             create_netns(&ns, &["net.ipv4.ip_forward=1"])?;
             self.namespaces.push(ns.clone());
-            self.attach_to_fabric(&ns, "link", &format!("n{i}"), link_ip(i), spec.nodes)?;
+            let number = numbers[i - 1];
+            self.attach_to_fabric(&ns, "link", &format!("n{i}"), link_ip(number), &numbers)?;
             nft(
                 &ns,
                 "add table inet qmlab; add chain inet qmlab forward \
@@ -432,17 +535,18 @@ impl Lab {
             )?;
             self.nodes.push(NodeInfo {
                 index: i,
+                number,
                 netns: ns,
-                link_ip: link_ip(i),
-                pod_cidr: format!("10.244.{i}.0/24"),
+                link_ip: link_ip(number),
+                pod_cidr: format!("10.244.{number}.0/24"),
             });
         }
         for k in 1..=spec.externals {
             let ns = format!("{}-x{k}", self.prefix);
             create_netns(&ns, &[])?;
             self.namespaces.push(ns.clone());
-            let addr = Ipv4Addr::new(10, 99, 0, (100 + k) as u8);
-            self.attach_to_fabric(&ns, "eth0", &format!("x{k}"), addr, spec.nodes)?;
+            let addr = external_ip(spec.cluster, k);
+            self.attach_to_fabric(&ns, "eth0", &format!("x{k}"), addr, &numbers)?;
             self.externals.push(HostInfo {
                 name: format!("x{k}"),
                 netns: ns,
@@ -456,14 +560,15 @@ impl Lab {
     }
 
     /// Veth `dev` in `ns` with `addr/24`, peer `port` enslaved to the fabric bridge,
-    /// plus a route to the pod CIDR of every node (except itself) via its link IP.
+    /// plus a route to the pod CIDR of every node (numbered `nodes`, except
+    /// itself) via its link IP.
     fn attach_to_fabric(
         &self,
         ns: &str,
         dev: &str,
         port: &str,
         addr: Ipv4Addr,
-        nodes: usize,
+        nodes: &[u8],
     ) -> Result<()> {
         let fabric = format!("{}-f", self.prefix);
         let peer = format!("link add name {dev} type veth peer name {port} netns {fabric}");
@@ -471,41 +576,82 @@ impl Lab {
         ipn(ns, &format!("addr add {addr}/24 dev {dev}"))?;
         ipn(ns, &format!("link set dev {dev} up"))?;
         ipn(&fabric, &format!("link set dev {port} master br0 up"))?;
-        for j in (1..=nodes).filter(|&j| link_ip(j) != addr) {
-            ipn(
-                ns,
-                &format!("route add 10.244.{j}.0/24 via {} dev {dev}", link_ip(j)),
-            )?;
+        add_pod_routes(ns, dev, addr, nodes)
+    }
+
+    /// The lab's cluster number in the address plan.
+    pub fn cluster(&self) -> usize {
+        self.cluster
+    }
+
+    /// Joins this lab's fabric to `other`'s (another cluster on this host):
+    /// a veth pair between the two `br0` bridges, and in every node and
+    /// external host of each lab a route to each pod CIDR of the other via
+    /// its node. Undone when either lab is dropped (its fabric namespace,
+    /// and with it the pair, goes).
+    pub fn connect(&self, other: &Lab) -> Result<()> {
+        if self.cluster == other.cluster {
+            bail!(
+                "labs {} and {} are both cluster {}: their addresses collide",
+                self.prefix,
+                other.prefix,
+                self.cluster
+            );
         }
-        Ok(())
+        for lab in [self, other] {
+            if lab.nodes.len() > CLUSTER_NODES || lab.externals.len() > CLUSTER_NODES {
+                bail!(
+                    "lab {} has more than {CLUSTER_NODES} nodes or externals: it cannot share the host with another cluster",
+                    lab.prefix
+                );
+            }
+        }
+        let (mine, theirs) = (format!("{}-f", self.prefix), format!("{}-f", other.prefix));
+        let (to_other, to_self) = (format!("c{}", other.cluster), format!("c{}", self.cluster));
+        ipn(
+            &mine,
+            &format!("link add name {to_other} type veth peer name {to_self} netns {theirs}"),
+        )?;
+        ipn(&mine, &format!("link set dev {to_other} master br0 up"))?;
+        ipn(&theirs, &format!("link set dev {to_self} master br0 up"))?;
+        for (from, to) in [(self, other), (other, self)] {
+            let numbers: Vec<u8> = to.nodes.iter().map(|n| n.number).collect();
+            for n in &from.nodes {
+                add_pod_routes(&n.netns, "link", n.link_ip, &numbers)?;
+            }
+            for x in &from.externals {
+                add_pod_routes(&x.netns, "eth0", x.ip, &numbers)?;
+            }
+        }
+        // Across: node 1 of each to node 1 and the first external of the other.
+        let mut checks = Vec::new();
+        for (from, to) in [(self, other), (other, self)] {
+            let first = from.nodes[0].netns.clone();
+            checks.push((first.clone(), to.nodes[0].link_ip));
+            checks.extend(to.externals.first().map(|x| (first, x.ip)));
+        }
+        ping_all(checks)
+            .with_context(|| format!("connecting labs {} and {}", self.prefix, other.prefix))
     }
 
     /// Ping across the fabric and from pods to their node, if `ping` is installed.
     fn verify_connectivity(&self) -> Result<()> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        if !std::env::split_paths(&path).any(|d| d.join("ping").is_file()) {
-            tracing::debug!("ping not installed; skipping connectivity check");
-            return Ok(());
-        }
         // Node 1 to every other fabric address, every pod to its gateway; in parallel.
         let first = &self.nodes[0].netns;
         let mut checks: Vec<(String, Ipv4Addr)> = Vec::new();
         checks.extend(self.nodes[1..].iter().map(|n| (first.clone(), n.link_ip)));
         checks.extend(self.externals.iter().map(|x| (first.clone(), x.ip)));
-        let gateway = |p: &PodInfo| Ipv4Addr::new(10, 244, p.node as u8, 1);
-        checks.extend(self.pods.iter().map(|p| (p.netns.clone(), gateway(p))));
-        let ping = |(ns, dst): (String, Ipv4Addr)| {
-            std::thread::spawn(move || {
-                let dst = dst.to_string();
-                in_netns(&ns, &["ping", "-c1", "-W2", &dst], Duration::from_secs(4))
-                    .with_context(|| format!("{ns} cannot reach {dst}"))
-            })
-        };
-        let pings: Vec<_> = checks.into_iter().map(ping).collect();
-        for ping in pings {
-            ping.join().map_err(|_| anyhow!("ping thread panicked"))??;
-        }
-        Ok(())
+        checks.extend(
+            self.pods
+                .iter()
+                .map(|p| (p.netns.clone(), self.gateway(p.node))),
+        );
+        ping_all(checks)
+    }
+
+    /// The gateway of node `node`'s pods: `10.244.<number>.1`.
+    fn gateway(&self, node: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, self.node(node).number, 1)
     }
 
     pub fn prefix(&self) -> &str {
@@ -548,8 +694,34 @@ impl Lab {
         &self.externals
     }
 
-    /// Create a pod at run time (also used while building).
+    /// Create a pod at run time (also used while building), at the next
+    /// unused address of its node.
     pub fn add_pod(&mut self, spec: &PodSpec) -> Result<PodInfo> {
+        self.add_pod_at(spec, None)
+    }
+
+    /// Whether `ip` is a pod address node `node` could give a pod
+    /// ([`Lab::add_pod_at`]): an error saying why not, if not.
+    pub fn check_pod_ip(&self, node: usize, ip: Ipv4Addr) -> Result<()> {
+        let n = self.node(node);
+        let [a, b, c, m] = ip.octets();
+        if (a, b, c) != (10, 244, n.number) || !(2..=254).contains(&m) {
+            bail!(
+                "{ip} is not a pod address of node{node} (10.244.{}.2 to 10.244.{}.254)",
+                n.number,
+                n.number
+            );
+        }
+        if let Some(p) = self.pods.iter().find(|p| p.ip == ip) {
+            bail!("{ip} is taken by pod {}", p.name);
+        }
+        Ok(())
+    }
+
+    /// [`Lab::add_pod`], at `ip` if given: it must be a free address of the
+    /// node's pod CIDR ([`Lab::check_pod_ip`]). Addresses handed out without
+    /// one count up from .2 and skip those in use.
+    pub fn add_pod_at(&mut self, spec: &PodSpec, ip: Option<Ipv4Addr>) -> Result<PodInfo> {
         check_pod_name(&spec.name)?;
         if spec.node == 0 || spec.node > self.nodes.len() {
             bail!("pod {}: no node {}", spec.name, spec.node);
@@ -558,16 +730,31 @@ impl Lab {
             bail!("pod {} already exists", spec.name);
         }
         let i = spec.node;
-        let m = self.next_pod[i - 1];
-        if m == 255 {
-            bail!("node {i} has no pod addresses left");
-        }
-        self.next_pod[i - 1] = m + 1;
+        let number = self.node(i).number;
+        let m = match ip {
+            Some(ip) => {
+                self.check_pod_ip(i, ip)
+                    .with_context(|| format!("pod {}", spec.name))?;
+                ip.octets()[3]
+            }
+            None => {
+                let used = |m: u8| {
+                    self.pods
+                        .iter()
+                        .any(|p| p.ip == Ipv4Addr::new(10, 244, number, m))
+                };
+                let Some(m) = (self.next_pod[i - 1]..=254).find(|&m| !used(m)) else {
+                    bail!("node {i} has no pod addresses left");
+                };
+                self.next_pod[i - 1] = m + 1;
+                m
+            }
+        };
         let ns = format!("{}-{}", self.prefix, spec.name);
         let node_ns = self.node(i).netns.clone();
         create_netns(&ns, &[])?;
         self.namespaces.push(ns.clone());
-        let (gw, pod_ip) = (format!("10.244.{i}.1"), format!("10.244.{i}.{m}"));
+        let (gw, pod_ip) = (format!("10.244.{number}.1"), format!("10.244.{number}.{m}"));
         let wire = [
             (
                 &node_ns,
@@ -591,7 +778,7 @@ impl Lab {
             name: spec.name.clone(),
             node: i,
             netns: ns,
-            ip: Ipv4Addr::new(10, 244, i as u8, m),
+            ip: Ipv4Addr::new(10, 244, number, m),
         };
         self.pods.push(info.clone());
         Ok(info)

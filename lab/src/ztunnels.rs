@@ -39,9 +39,14 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
 pub enum Source {
     /// A static workload file and a development CA directory.
     Files { workloads: PathBuf, dev_ca: PathBuf },
-    /// The controller at `addr`, trusted through `bundle`; each node
-    /// authenticates with the token in `<dir>/token-n<node>`.
-    Controller { addr: SocketAddr, bundle: PathBuf },
+    /// The controller at `addr` of trust domain `trust_domain`, trusted
+    /// through `bundle`; each node authenticates with the token in
+    /// `<dir>/token-n<node>`.
+    Controller {
+        addr: SocketAddr,
+        bundle: PathBuf,
+        trust_domain: String,
+    },
 }
 
 fn open_netns(path: &Path) -> Result<std::fs::File> {
@@ -108,9 +113,17 @@ impl Ztunnels {
                 "--dev-ca-dir".into(),
                 path(dev_ca),
             ]),
-            Source::Controller { addr, bundle } => args.extend([
+            Source::Controller {
+                addr,
+                bundle,
+                trust_domain,
+            } => args.extend([
                 "--controller".into(),
                 addr.to_string(),
+                "--trust-domain".into(),
+                trust_domain.clone(),
+                "--controller-identity".into(),
+                crate::local::controller_identity(trust_domain),
                 "--bootstrap-token".into(),
                 path(&self.token_path(node)),
                 "--trust-bundle".into(),

@@ -87,6 +87,7 @@ fn topology_connectivity_counters_and_teardown() {
         nodes: 2,
         pods: vec![pod("a", 1), pod("b", 2)],
         externals: 1,
+        ..Default::default()
     };
     let lab = Lab::new(&spec).unwrap();
     let prefix = lab.prefix().to_string();
@@ -182,6 +183,7 @@ fn pods_added_and_removed_at_run_time() {
         nodes: 2,
         pods: vec![],
         externals: 0,
+        ..Default::default()
     };
     let mut lab = Lab::new(&spec).unwrap();
     let prefix = lab.prefix().to_string();
@@ -225,6 +227,7 @@ fn lab_dropped_during_panic_leaves_nothing() {
             nodes: 1,
             pods: vec![pod("p", 1)],
             externals: 1,
+            ..Default::default()
         };
         let lab = Lab::new(&spec).unwrap();
         prefix = lab.prefix().to_string();
@@ -262,6 +265,7 @@ fn stale_and_fixed_prefix_labs_are_destroyed() {
         nodes: 1,
         pods: vec![pod("web", 1)],
         externals: 0,
+        ..Default::default()
     };
     let lab = Lab::with_prefix(&spec, &prefix).unwrap();
     assert!(Lab::with_prefix(&spec, &prefix).is_err(), "prefix in use");
@@ -291,6 +295,7 @@ fn link_loss_rules_are_set_replaced_and_cleared() {
         nodes: 2,
         pods: vec![],
         externals: 0,
+        ..Default::default()
     })
     .unwrap();
     let ns = &lab.node(1).netns;
@@ -318,4 +323,88 @@ fn link_loss_rules_are_set_replaced_and_cleared() {
         .exec(ns, &["nft", "list", "table", "inet", "qmloss"])
         .is_err());
     assert!(lab.set_link_loss(1, Some(101)).is_err());
+}
+
+/// Two clusters of the address plan side by side: disjoint addresses, a
+/// pod at the address it asked for, and every pod, node and external of
+/// one reaching the pods and externals of the other once connected.
+#[test]
+fn two_clusters_connected_with_a_pinned_pod() {
+    require_root();
+    let east = Lab::new(&TopologySpec {
+        nodes: 2,
+        pods: vec![pod("a", 2)],
+        externals: 1,
+        cluster: 1,
+    })
+    .unwrap();
+    let mut west = Lab::new(&TopologySpec {
+        nodes: 2,
+        pods: vec![],
+        externals: 1,
+        cluster: 2,
+    })
+    .unwrap();
+    assert_eq!(west.cluster(), 2);
+    assert_eq!(west.node(1).link_ip, Ipv4Addr::new(10, 99, 0, 11));
+    assert_eq!(west.node(2).pod_cidr, "10.244.12.0/24");
+    assert_eq!(west.external(1).ip, Ipv4Addr::new(10, 99, 0, 111));
+    assert_eq!(east.pod("a").ip, Ipv4Addr::new(10, 244, 2, 2));
+
+    let pinned = Ipv4Addr::new(10, 244, 12, 200);
+    let b = west.add_pod_at(&pod("b", 2), Some(pinned)).unwrap();
+    assert_eq!(b.ip, pinned);
+    // Taken, or outside the node's CIDR: refused, saying why.
+    let taken = west.add_pod_at(&pod("c", 2), Some(pinned)).unwrap_err();
+    assert!(format!("{taken:#}").contains("taken by pod b"), "{taken:#}");
+    let elsewhere = Ipv4Addr::new(10, 244, 11, 200);
+    let wrong = west.add_pod_at(&pod("c", 2), Some(elsewhere)).unwrap_err();
+    assert!(
+        format!("{wrong:#}").contains("not a pod address of node2"),
+        "{wrong:#}"
+    );
+    // Automatic addresses skip it.
+    assert_eq!(
+        west.add_pod(&pod("c", 2)).unwrap().ip,
+        Ipv4Addr::new(10, 244, 12, 2)
+    );
+
+    // A lab cannot be connected to one of its own cluster number.
+    let same = Lab::new(&TopologySpec {
+        nodes: 1,
+        externals: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(east.connect(&same).is_err());
+    drop(same);
+
+    east.connect(&west).unwrap();
+    let server = serve(&west, &b.netns, 8080);
+    round_trip(&east, &east.pod("a").netns, pinned, 8080);
+    round_trip(&east, &east.external(1).netns, pinned, 8080);
+    let west_ext = west.external(1).clone();
+    let ext_server = serve(&west, &west_ext.netns, 9090);
+    round_trip(&east, &east.pod("a").netns, west_ext.ip, 9090);
+    let a = east.pod("a").clone();
+    let back = serve(&east, &a.netns, 7070);
+    round_trip(&west, &west.pod("c").netns, a.ip, 7070);
+
+    let (ep, wp) = (east.prefix().to_string(), west.prefix().to_string());
+    let pids = [server.pid(), ext_server.pid(), back.pid()];
+    drop(west);
+    // East's end of the link goes with west's fabric (the kernel cleans
+    // a deleted namespace up asynchronously).
+    let link_left = || {
+        let out = east.exec(&format!("{ep}-f"), &["ip", "-o", "link", "show"]);
+        String::from_utf8_lossy(&out.unwrap().stdout).contains("c2@")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while link_left() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!link_left(), "east's end of the link to west outlived west");
+    drop(east);
+    assert!(namespaces_with(&ep).is_empty() && namespaces_with(&wp).is_empty());
+    assert!(pids.iter().all(|&p| pid_gone(p)));
 }

@@ -121,6 +121,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            annotations: Default::default(),
             service_account: "sa".into(),
             node: Some(node.into()),
             ips: vec!["10.0.0.7".parse().unwrap()],

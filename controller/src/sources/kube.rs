@@ -686,6 +686,7 @@ pub fn pod(p: &core::Pod) -> Option<model::Pod> {
         name,
         namespace,
         labels: p.labels().clone(),
+        annotations: p.annotations().clone(),
         service_account: spec
             .and_then(|s| s.service_account_name.clone())
             .filter(|s| !s.is_empty())

@@ -544,6 +544,7 @@ impl Doc<'_> {
             name,
             namespace,
             labels,
+            annotations: self.labels(v, "metadata.annotations")?,
             service_account: self.service_account(v, "spec.serviceAccountName")?,
             node: self.str(v, "spec.nodeName")?,
             ips,

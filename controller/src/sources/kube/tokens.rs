@@ -268,6 +268,7 @@ mod tests {
             name: name.into(),
             namespace: namespace.into(),
             labels,
+            annotations: Default::default(),
             service_account: sa.into(),
             node: Some(node.into()),
             ips: vec![],
