@@ -494,5 +494,20 @@ pub fn svid_to_pem(svid: &Svid) -> (String, String) {
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new(label, der))
+    let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), lf)
+}
+
+/// A certificate in PEM (LF line endings, as the CA's files have them).
+pub fn certificate_pem(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+/// A certificate's SHA-256 fingerprint (hex, the first 16 bytes): how logs,
+/// metrics and `/status` name a root or a signing certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
