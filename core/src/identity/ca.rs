@@ -35,6 +35,7 @@ use super::spiffe::SpiffeId;
 use super::svid::{Svid, SvidError};
 
 pub mod check;
+pub mod rotate;
 
 /// The file (and Secret key) names of a CA.
 pub const CERT_FILE: &str = "ca.pem";
