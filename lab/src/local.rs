@@ -212,6 +212,11 @@ impl Cluster {
         Ok(c)
     }
 
+    /// The controller's CA directory (`--ca-dir`): a rotation is done here.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
     pub fn controller_log(&self) -> PathBuf {
         self.dir.join("controller.log")
     }
@@ -239,6 +244,9 @@ impl Cluster {
             tokens.to_str().context("utf-8")?,
             "--svid-ttl",
             &ttl,
+            // A CA rotation (files in DIR/ca) is picked up within a second.
+            "--ca-reload-interval",
+            "500ms",
         ];
         let p = self.lab.spawn(
             &self.lab.external(1).netns.clone(),

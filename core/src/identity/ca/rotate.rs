@@ -124,7 +124,9 @@ mod tests {
         let d = dir.path();
         let old = Ca::load_or_generate(TD, d).unwrap();
         let new_root = Ca::generate(TD).unwrap();
-        let mid = new_root.issue_intermediate(Duration::from_secs(86400)).unwrap();
+        let mid = new_root
+            .issue_intermediate(Duration::from_secs(86400))
+            .unwrap();
         // Switching before adding the root is refused.
         mid.save(&next_dir(d)).unwrap();
         let e = switch(TD, d).unwrap_err().to_string();
