@@ -1659,7 +1659,7 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
                 .await;
             }
         );
-        let e = format!("{:#}", ca.err().expect("refused"));
+        let e = format!("{:#}", ca.expect_err("refused"));
         assert!(
             e.contains("quicmesh-system/quicmesh-ca") && e.contains("ca-key.pem"),
             "{e}"

@@ -44,19 +44,24 @@ fn a_dropped_root_stays_while_svids_chain_to_it() {
     let now = SystemTime::now();
     let live: HashMap<_, _> = [(der(&a), now + Duration::from_secs(60))].into();
     let (ra, rb) = (a.cert_der().clone(), b.cert_der().clone());
+    let (both, only_a, only_b) = (
+        vec![ra.clone(), rb.clone()],
+        vec![ra.clone()],
+        vec![rb.clone()],
+    );
     // Still in the bundle: nothing retiring.
-    let (roots, retiring) = roots_to_publish(&[ra.clone(), rb.clone()], &[ra.clone()], &live, now);
+    let (roots, retiring) = roots_to_publish(&both, &only_a, &live, now);
     assert_eq!((roots.len(), retiring.len()), (2, 0));
     // Dropped with a live SVID: kept, after the CA's own.
-    let (roots, retiring) = roots_to_publish(&[rb.clone()], &[ra.clone(), rb.clone()], &live, now);
-    assert_eq!(roots, [rb.clone(), ra.clone()]);
+    let (roots, retiring) = roots_to_publish(&only_b, &both, &live, now);
+    assert_eq!(roots, [rb, ra]);
     assert_eq!(retiring[0].until, now + Duration::from_secs(60));
     // Once it expired, or never issued: gone.
     let later = now + Duration::from_secs(61);
-    let (roots, _) = roots_to_publish(&[rb.clone()], &[ra.clone(), rb.clone()], &live, later);
-    assert_eq!(roots, [rb.clone()]);
-    let (roots, _) = roots_to_publish(&[rb.clone()], &[ra, rb.clone()], &HashMap::new(), now);
-    assert_eq!(roots, [rb]);
+    let (roots, _) = roots_to_publish(&only_b, &both, &live, later);
+    assert_eq!(roots, only_b);
+    let (roots, _) = roots_to_publish(&only_b, &both, &HashMap::new(), now);
+    assert_eq!(roots, only_b);
 }
 
 /// The three stages, each taking effect: published (config stream,
