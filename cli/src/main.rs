@@ -3,11 +3,13 @@
 //! `quicmesh local up` builds the demo mesh on this host (network namespaces
 //! for nodes and pods, a real ztunnel per node), sends a request across it
 //! and explains what happened; `quicmesh local status` shows it;
-//! `quicmesh local down` removes it.
+//! `quicmesh local down` removes it. `quicmesh ca rotate` runs one stage
+//! of a CA rotation on a CA directory (docs/ca.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod ca;
 mod manifests;
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +36,11 @@ enum Cmd {
     Local {
         #[command(subcommand)]
         cmd: LocalCmd,
+    },
+    /// The mesh CA kept in a directory (the controller's --ca-dir).
+    Ca {
+        #[command(subcommand)]
+        cmd: ca::CaCmd,
     },
 }
 
@@ -74,6 +81,9 @@ fn main() -> Result<()> {
     }
     quicmesh_core::telemetry::init_logging();
     let cli = Cli::parse();
+    if let Cmd::Ca { cmd } = cli.cmd {
+        return ca::run(cmd);
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("quicmesh local needs root: it creates network namespaces and nftables rules");
@@ -98,6 +108,7 @@ fn main() -> Result<()> {
         Cmd::Local {
             cmd: LocalCmd::Down,
         } => down(),
+        Cmd::Ca { .. } => unreachable!("run above"),
     }
 }
 

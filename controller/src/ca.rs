@@ -17,7 +17,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use quicmesh_core::identity::ca::{csr_identity, Ca};
+use quicmesh_core::identity::ca::csr_identity;
 use quicmesh_core::identity::svid::cert_info;
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::ca::certificate_authority_server::CertificateAuthority;
@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 use crate::store::Store;
 
 pub mod kube;
+pub mod rotation;
 
 /// The SPIFFE ID of the caller's TLS client certificate (already verified
 /// against the trust bundle by the TLS layer); `missing` is the refusal when
@@ -201,7 +202,8 @@ impl CaMetrics {
 }
 
 pub struct CaService {
-    pub ca: Arc<Ca>,
+    /// The CA in effect (replaced while the controller runs).
+    pub ca: Arc<rotation::CurrentCa>,
     /// The install namespace: its identities (the controller's, the
     /// ztunnels' and the node agents' service accounts) are the control
     /// plane's, issued to no caller (the controller mints its own).
@@ -353,15 +355,25 @@ impl CertificateAuthority for CaService {
             0 => self.default_ttl,
             s => Duration::from_secs(s).min(self.max_ttl),
         };
-        let (id, cert) = self.ca.sign_csr(&body.csr, ttl).map_err(|e| {
+        let signer = self.ca.signer();
+        let (id, cert) = signer.sign_csr(&body.csr, ttl).map_err(|e| {
             self.metrics.count("error", "");
             Status::internal(format!("signing: {e}"))
         })?;
-        tracing::info!(%caller, identity = %id, ttl_s = ttl.as_secs(), "certificate issued");
+        let not_after = cert_info(&cert)
+            .map(|i| i.not_after)
+            .unwrap_or_else(|_| std::time::SystemTime::now() + ttl);
+        self.ca.issued(&signer, not_after);
+        tracing::info!(%caller, identity = %id, ttl_s = ttl.as_secs(), signer = %quicmesh_core::identity::ca::fingerprint(signer.cert_der()), "certificate issued");
         self.metrics.count("issued", "");
+        // Leaf first, then the intermediates up to (not including) a root.
+        let cert_chain = std::iter::once(&cert)
+            .chain(signer.intermediates())
+            .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec())))
+            .collect();
         Ok(Response::new(CreateCertificateResponse {
-            cert_chain: vec![pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec()))],
-            trust_bundle: self.ca.cert_pem().to_string(),
+            cert_chain,
+            trust_bundle: self.ca.roots_pem(),
         }))
     }
 }
@@ -407,7 +419,14 @@ mod tests {
         std::fs::write(&tokens, "node1: t-node1\nns/shop/sa/waypoint: t-waypoint\n").unwrap();
         CaService {
             system_namespace: "quicmesh-system".into(),
-            ca: Arc::new(Ca::generate("cluster.local").unwrap()),
+            ca: Arc::new(
+                rotation::CurrentCa::new(
+                    quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap(),
+                    store.clone(),
+                    Duration::from_secs(3600),
+                )
+                .unwrap(),
+            ),
             store,
             auth: Arc::new(TokenFile::load(&tokens).unwrap()),
             default_ttl: Duration::from_secs(3600),

@@ -12,6 +12,7 @@ use quicmesh_controller::admin::{
     authentication_report, policy_report, route_report, route_states, traffic_policy_report,
     traffic_policy_targets, waypoint_report,
 };
+use quicmesh_controller::ca::rotation::{self, CurrentCa};
 use quicmesh_controller::ca::{self, CaMetrics, CaService, NodeAgent, TokenFile};
 use quicmesh_controller::federation;
 use quicmesh_controller::leader::{self, Election};
@@ -23,8 +24,8 @@ use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
 use quicmesh_controller::translate::Mesh;
 use quicmesh_core::health::Readiness;
-use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::identity::ca::{Ca, CaPem};
+use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
 
 use quicmesh_core::duration::parse as parse_duration;
@@ -50,17 +51,25 @@ struct Args {
     /// has none either: `permissive` or `strict`.
     #[arg(long, default_value = "permissive", value_parser = parse_mtls_mode)]
     default_mtls_mode: MtlsMode,
-    /// CA root: `ca.pem` and `ca-key.pem` here; generated and kept on
-    /// first start. Required with file sources; in Kubernetes, without it,
-    /// the CA is kept in `--ca-secret`.
+    /// The CA: `ca.pem` (signing certificate) and `ca-key.pem`, with
+    /// `ca-chain.pem` (intermediates up to the root) and `roots.pem` (the
+    /// trust bundle) when the signer is an intermediate or the CA rotates
+    /// (docs/ca.md); a root is generated and kept on first start. Watched:
+    /// a change takes effect without a restart. Required with file
+    /// sources; in Kubernetes, without it, the CA is kept in `--ca-secret`.
     #[arg(long)]
     ca_dir: Option<PathBuf>,
     /// Kubernetes: the Secret (in the system namespace) that keeps the CA
-    /// root and key; created with a new root when absent.
+    /// (the same keys as the files of `--ca-dir`); created with a new root
+    /// when absent; watched.
     #[arg(long, default_value = "quicmesh-ca")]
     ca_secret: String,
-    /// Kubernetes: the ConfigMap (in the system namespace) the CA root is
-    /// published in (key `ca.pem`), for ztunnels' `--trust-bundle`.
+    /// How often `--ca-dir` or `--ca-secret` is read again for a rotation.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    ca_reload_interval: Duration,
+    /// Kubernetes: the ConfigMap (in the system namespace) the trust
+    /// bundle (every root) is published in (key `ca.pem`), for ztunnels'
+    /// `--trust-bundle`.
     #[arg(long, default_value = "quicmesh-ca-root")]
     ca_root_configmap: String,
     /// The install namespace: its identities are the control plane's (the
@@ -235,9 +244,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("CA root")?,
         (None, None) => bail!("file sources need --ca-dir"),
     };
-    let ca = Arc::new(ca);
-    // Every proxy is pushed the roots of our own trust domain.
-    quicmesh_controller::trust::publish(&store, &args.trust_domain, &[ca.cert_der().clone()], 0);
+    // Every proxy is pushed the roots of our own trust domain, again
+    // whenever the CA changes.
+    let ca = Arc::new(CurrentCa::new(ca, store.clone(), args.svid_ttl).context("CA")?);
+    ca.metrics.register(&mut registry);
+    match (&args.ca_dir, &client) {
+        (Some(dir), _) => {
+            let dir = dir.clone();
+            tokio::spawn(rotation::follow(
+                ca.clone(),
+                dir.display().to_string(),
+                args.ca_reload_interval,
+                move || {
+                    let dir = dir.clone();
+                    async move { Ok(CaPem::read(&dir)?) }
+                },
+            ));
+        }
+        (None, Some(client)) => {
+            let (c, ns, name) = (
+                client.clone(),
+                args.system_namespace.clone(),
+                args.ca_secret.clone(),
+            );
+            tokio::spawn(rotation::follow(
+                ca.clone(),
+                format!("Secret {ns}/{name}"),
+                args.ca_reload_interval,
+                move || {
+                    let (c, ns, name) = (c.clone(), ns.clone(), name.clone());
+                    async move { quicmesh_controller::ca::kube::read_secret(&c, &ns, &name).await }
+                },
+            ));
+        }
+        (None, None) => unreachable!("refused above"),
+    }
     // Our own identity, which no caller of the CA can obtain.
     let id = SpiffeId::workload(
         &args.trust_domain,
@@ -259,7 +300,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             controller_identity: id.to_string(),
             trust_domain: args.trust_domain.clone(),
             cluster_domain: args.cluster_domain.clone(),
-            ca_pem: ca.cert_pem().to_string(),
+            ca_pem: ca.roots_pem(),
         });
         let provision_metrics = provision::kube::ProvisionMetrics::default();
         registry.register(
@@ -278,7 +319,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             store.clone(),
             args.system_namespace.clone(),
             args.ca_root_configmap.clone(),
-            ca.cert_pem().to_string(),
+            ca.clone(),
         );
         let writers = move || {
             let mut tasks = vec![
@@ -399,12 +440,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             endpoint_metrics,
         ));
     }
-    let mut bundles = TrustBundles::new();
-    bundles.insert(&args.trust_domain, &[ca.cert_der().clone()])?;
+    // Clients are verified against the published roots, as they change.
     let tls_metrics = Arc::new(TlsMetrics::default());
     tls_metrics.register(&mut registry);
-    let acceptor =
-        quicmesh_controller::server::tls_acceptor(own_cert, Arc::new(bundles), tls_metrics)?;
+    let acceptor = quicmesh_controller::server::tls_acceptor(own_cert, ca.bundles(), tls_metrics)?;
 
     let ca_metrics = Arc::new(CaMetrics::default());
     registry.register(
@@ -477,6 +516,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     let (st, px, st2, st3) = (store.clone(), proxies.clone(), store.clone(), store.clone());
     let own_td = args.trust_domain.clone();
+    let ca_status = ca.clone();
     tokio::spawn(serve_http(
         metrics_l,
         vec![
@@ -528,6 +568,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "federations": st.with_index(|ix| federation::report(ix, &own_td)),
                         "synced": st.is_synced(),
                         "pendingSources": st.pending_sources(),
+                        "ca": ca_status.status(),
                     });
                     std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
                 }),

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::ca::rotation::CurrentCa;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::verify::ClientVerifier;
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId};
 use quicmesh_core::metrics::TlsMetrics;
 use quicmesh_proto::ca::certificate_authority_server::CertificateAuthorityServer;
 use quicmesh_proto::config::config_stream_server::ConfigStreamServer;
@@ -22,9 +23,9 @@ use crate::push::ConfigService;
 
 /// The controller's own serving certificate: short-lived, minted by its own
 /// CA, and replaced halfway through its life ([`OwnCert::renew`]) without
-/// touching the connections open.
+/// touching the connections open; reissued at once by a new signing CA.
 pub struct OwnCert {
-    ca: Arc<Ca>,
+    ca: Arc<CurrentCa>,
     id: SpiffeId,
     ttl: Duration,
     current: RwLock<(Arc<CertifiedKey>, SystemTime)>,
@@ -38,8 +39,8 @@ impl std::fmt::Debug for OwnCert {
 
 impl OwnCert {
     /// Mints the first certificate for `id`, valid for `ttl`.
-    pub fn new(ca: Arc<Ca>, id: SpiffeId, ttl: Duration) -> anyhow::Result<Self> {
-        let current = RwLock::new(Self::mint(&ca, &id, ttl)?);
+    pub fn new(ca: Arc<CurrentCa>, id: SpiffeId, ttl: Duration) -> anyhow::Result<Self> {
+        let current = RwLock::new(Self::mint(&ca.signer(), &id, ttl)?);
         Ok(OwnCert {
             ca,
             id,
@@ -66,16 +67,33 @@ impl OwnCert {
         self.current.read().expect("not poisoned").0.clone()
     }
 
-    /// Replaces the certificate halfway through its life, for ever. A
-    /// failed mint (it cannot, short of a broken CA key) is retried.
+    /// Replaces the certificate halfway through its life, and at once when
+    /// the signing CA changes, for ever. A failed mint (it cannot, short of
+    /// a broken CA key) is retried.
     pub async fn renew(self: Arc<Self>) {
+        let mut changes = self.ca.subscribe();
+        let mut signer = quicmesh_core::identity::ca::fingerprint(self.ca.signer().cert_der());
         loop {
             let at = self.current.read().expect("not poisoned").1;
             let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-            tokio::time::sleep(wait.max(Duration::from_secs(1))).await;
-            match Self::mint(&self.ca, &self.id, self.ttl) {
+            let reason = tokio::select! {
+                _ = tokio::time::sleep(wait.max(Duration::from_secs(1))) => "half-life",
+                r = changes.changed() => {
+                    if r.is_err() {
+                        // The CA is gone: renew at half-life only.
+                        changes = tokio::sync::watch::channel(0).1;
+                    }
+                    let now = quicmesh_core::identity::ca::fingerprint(self.ca.signer().cert_der());
+                    if now == signer {
+                        continue;
+                    }
+                    signer = now;
+                    "new signing CA"
+                }
+            };
+            match Self::mint(&self.ca.signer(), &self.id, self.ttl) {
                 Ok(next) => {
-                    tracing::info!(identity = %self.id, ttl_s = self.ttl.as_secs(), "serving certificate renewed");
+                    tracing::info!(identity = %self.id, ttl_s = self.ttl.as_secs(), %reason, signer = %signer, "serving certificate renewed");
                     *self.current.write().expect("not poisoned") = next;
                 }
                 Err(e) => {
@@ -95,7 +113,7 @@ impl ResolvesServerCert for OwnCert {
 
 pub fn tls_acceptor(
     cert: Arc<OwnCert>,
-    bundles: Arc<TrustBundles>,
+    bundles: SharedBundles,
     metrics: Arc<TlsMetrics>,
 ) -> anyhow::Result<TlsAcceptor> {
     let provider = quicmesh_core::crypto_provider();
@@ -137,7 +155,14 @@ mod tests {
     /// for the same identity, each valid longer than the last.
     #[tokio::test]
     async fn the_serving_certificate_is_renewed_at_half_life() {
-        let ca = Arc::new(Ca::generate("cluster.local").unwrap());
+        let ca = Arc::new(
+            CurrentCa::new(
+                Ca::generate("cluster.local").unwrap(),
+                crate::store::Store::new("cluster.local"),
+                Duration::from_secs(60),
+            )
+            .unwrap(),
+        );
         let id = SpiffeId::workload("cluster.local", "quicmesh-system", "controller").unwrap();
         let own = Arc::new(OwnCert::new(ca, id.clone(), Duration::from_secs(4)).unwrap());
         let first = cert_info(&own.current().cert[0]).unwrap();

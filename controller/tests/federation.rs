@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use quicmesh_controller::ca::rotation::CurrentCa;
 use quicmesh_controller::federation::{self, endpoint, fetch};
 use quicmesh_controller::model::Object;
 use quicmesh_controller::server::OwnCert;
@@ -54,12 +55,14 @@ fn peer_id() -> SpiffeId {
 
 /// Another mesh: its store holding `ca`'s root, and its bundle endpoint
 /// (https_spiffe, its controller's SVID, refresh hint 1 s).
-async fn peer_mesh(ca: Arc<Ca>) -> (Arc<Store>, SocketAddr) {
+async fn peer_mesh(ca: Ca) -> (Arc<Store>, SocketAddr, Arc<Ca>) {
     let store = Store::new(PEER);
+    let current = Arc::new(CurrentCa::new(ca, store.clone(), Duration::from_secs(3600)).unwrap());
+    let ca = current.signer();
     quicmesh_controller::trust::publish(&store, PEER, &[ca.cert_der().clone()], 0);
-    let own = Arc::new(OwnCert::new(ca, peer_id(), Duration::from_secs(3600)).unwrap());
+    let own = Arc::new(OwnCert::new(current, peer_id(), Duration::from_secs(3600)).unwrap());
     let addr = serve_endpoint(&store, endpoint::Profile::HttpsSpiffe(own)).await;
-    (store, addr)
+    (store, addr, ca)
 }
 
 async fn serve_endpoint(store: &Arc<Store>, profile: endpoint::Profile) -> SocketAddr {
@@ -129,8 +132,7 @@ fn count(m: &fetch::Metrics, result: &str) -> u64 {
 
 #[tokio::test]
 async fn a_peer_bundle_is_fetched_and_its_rotation_picked_up_within_the_refresh_hint() {
-    let peer_ca = Arc::new(Ca::generate(PEER).unwrap());
-    let (peer_store, addr) = peer_mesh(peer_ca.clone()).await;
+    let (peer_store, addr, peer_ca) = peer_mesh(Ca::generate(PEER).unwrap()).await;
     let store = our_mesh(spiffe_spec(
         &format!("https://{addr}/"),
         &doc_of(&[&peer_ca], 1),
@@ -488,14 +490,22 @@ fn check_independently(doc: &str, roots: &[Vec<u8>]) {
 
 #[tokio::test]
 async fn our_endpoint_serves_a_document_independent_readers_accept_under_both_profiles() {
-    let ca = Arc::new(Ca::generate("cluster.local").unwrap());
     let store = Store::new("cluster.local");
+    let current = Arc::new(
+        CurrentCa::new(
+            Ca::generate("cluster.local").unwrap(),
+            store.clone(),
+            Duration::from_secs(3600),
+        )
+        .unwrap(),
+    );
+    let ca = current.signer();
     quicmesh_controller::trust::publish(&store, "cluster.local", &[ca.cert_der().clone()], 0);
     let roots = vec![ca.cert_der().to_vec()];
 
     // https_spiffe: our controller's SVID, fetched by our own client.
     let id = SpiffeId::workload("cluster.local", "quicmesh-system", "controller").unwrap();
-    let own = Arc::new(OwnCert::new(ca.clone(), id.clone(), Duration::from_secs(3600)).unwrap());
+    let own = Arc::new(OwnCert::new(current, id.clone(), Duration::from_secs(3600)).unwrap());
     let addr = serve_endpoint(&store, endpoint::Profile::HttpsSpiffe(own)).await;
     let spec = quicmesh_controller::model::FederationSpec {
         trust_domain: "cluster.local".into(),

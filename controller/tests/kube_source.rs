@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::client::Body;
 use kube::Client;
+use quicmesh_controller::ca::rotation::CurrentCa;
 use quicmesh_controller::model::{Kind, Object};
 use quicmesh_controller::sources::kube::{
     pod, run, run_for_node, sync_name, token_review, watch_authorization_policies,
@@ -1448,7 +1449,14 @@ fn store_with_token_pods() -> Arc<Store> {
 fn kube_ca(client: Client, store: Arc<Store>) -> quicmesh_controller::ca::CaService {
     use quicmesh_controller::ca::{kube::TokenReviewer, CaService, NodeAgent};
     CaService {
-        ca: Arc::new(quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap()),
+        ca: Arc::new(
+            CurrentCa::new(
+                quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap(),
+                store.clone(),
+                Duration::from_secs(3600),
+            )
+            .unwrap(),
+        ),
         system_namespace: "quicmesh-system".into(),
         auth: Arc::new(TokenReviewer {
             client,
@@ -1674,7 +1682,7 @@ async fn the_ca_is_kept_in_a_secret_created_once() {
                 .await;
             }
         );
-        let e = format!("{:#}", ca.err().expect("refused"));
+        let e = format!("{:#}", ca.expect_err("refused"));
         assert!(
             e.contains("quicmesh-system/quicmesh-ca") && e.contains("ca-key.pem"),
             "{e}"
@@ -1709,6 +1717,139 @@ async fn the_ca_root_is_published_in_a_configmap() {
         done.unwrap();
         assert_eq!(body["kind"], "ConfigMap");
         assert_eq!(body["data"]["ca.pem"], "-----BEGIN CERTIFICATE-----\n");
+    })
+    .await;
+}
+
+/// A CA Secret holding `pem` (the optional keys when it has them).
+fn ca_secret_of(pem: &quicmesh_core::identity::ca::CaPem) -> serde_json::Value {
+    let bytes = |s: &str| k8s_openapi::ByteString(s.as_bytes().to_vec());
+    let mut data = std::collections::BTreeMap::new();
+    data.insert("ca.pem".to_string(), bytes(&pem.cert));
+    data.insert("ca-key.pem".to_string(), bytes(&pem.key));
+    if let Some(c) = &pem.chain {
+        data.insert("ca-chain.pem".to_string(), bytes(c));
+    }
+    if let Some(r) = &pem.roots {
+        data.insert("roots.pem".to_string(), bytes(r));
+    }
+    let mut v = ca_secret(&quicmesh_core::identity::ca::Ca::generate("cluster.local").unwrap());
+    v["data"] = serde_json::to_value(data).unwrap();
+    v
+}
+
+/// The own trust bundle's roots pushed to proxies.
+fn pushed_roots(store: &Store) -> usize {
+    let r = store.resources();
+    match &r["bundle/cluster.local"].kind {
+        Some(resource::Kind::TrustBundle(b)) => b.roots.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The CA Secret is read again (every interval) and each rotation stage
+/// written to it takes effect; a Secret that makes a bad CA is refused and
+/// the last good CA signs on. The root ConfigMap follows the bundle.
+#[tokio::test]
+async fn the_ca_secret_is_followed_through_a_rotation() {
+    use quicmesh_core::identity::ca::Ca;
+    bounded(async {
+        let (client, mut api) = mock_client();
+        let store = Store::new("cluster.local");
+        let old = Ca::generate("cluster.local").unwrap();
+        let current = Arc::new(
+            CurrentCa::new(
+                Ca::from_parts("cluster.local", old.parts()).unwrap(),
+                store.clone(),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        let c = client.clone();
+        let follow = tokio::spawn(quicmesh_controller::ca::rotation::follow(
+            current.clone(),
+            "Secret quicmesh-system/quicmesh-ca".into(),
+            Duration::from_millis(10),
+            move || {
+                let c = c.clone();
+                async move {
+                    quicmesh_controller::ca::kube::read_secret(&c, "quicmesh-system", "quicmesh-ca")
+                        .await
+                }
+            },
+        ));
+        let path = format!("{CA_SECRET}/quicmesh-ca");
+        // Each change is read twice (a change is taken once two reads agree).
+        let new_root = Ca::generate("cluster.local").unwrap();
+        let mut add = old.parts().clone();
+        add.roots = Some(format!("{}{}", old.cert_pem(), new_root.cert_pem()));
+        for _ in 0..2 {
+            api.answer_json(Method::GET, &path, StatusCode::OK, &ca_secret_of(&add))
+                .await;
+        }
+        // The next read comes after the change was applied.
+        api.answer_json(Method::GET, &path, StatusCode::OK, &ca_secret_of(&add))
+            .await;
+        assert_eq!(pushed_roots(&store), 2);
+
+        // The new intermediate with the old key: refused.
+        let mid = new_root
+            .issue_intermediate(Duration::from_secs(86400))
+            .unwrap();
+        let mut switch = mid.parts().clone();
+        switch.roots = add.roots.clone();
+        let mut bad = switch.clone();
+        bad.key = old.key_pem().into();
+        for _ in 0..3 {
+            api.answer_json(Method::GET, &path, StatusCode::OK, &ca_secret_of(&bad))
+                .await;
+        }
+        assert_eq!(current.signer().cert_der(), old.cert_der());
+        assert!(current.status()["lastRefusal"]
+            .as_str()
+            .unwrap()
+            .contains("ca-key.pem"));
+        // An API error: the CA stays.
+        api.answer(
+            Method::GET,
+            &path,
+            &[],
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "status-500.json",
+        )
+        .await;
+        // The switch: the intermediate (root offline) signs, chained.
+        for _ in 0..3 {
+            api.answer_json(Method::GET, &path, StatusCode::OK, &ca_secret_of(&switch))
+                .await;
+        }
+        let signer = current.signer();
+        assert_eq!(signer.cert_der(), mid.cert_der());
+        assert_eq!(signer.intermediates(), [mid.cert_der().clone()]);
+        follow.abort();
+
+        // The ConfigMap holds every root, and follows a change at once.
+        let publisher = tokio::spawn(quicmesh_controller::ca::kube::keep_root_published(
+            client.clone(),
+            "quicmesh-system".into(),
+            "quicmesh-ca-root".into(),
+            current.clone(),
+        ));
+        let cm = "/api/v1/namespaces/quicmesh-system/configmaps/quicmesh-ca-root";
+        let body = api.echo(Method::PATCH, cm, &[], StatusCode::OK).await;
+        assert_eq!(body["data"]["ca.pem"], current.roots_pem());
+        assert_eq!(current.roots_pem().matches("BEGIN CERTIFICATE").count(), 2);
+        let mut drop = switch.clone();
+        drop.roots = Some(new_root.cert_pem().into());
+        current.offer(&drop).unwrap();
+        let body = api.echo(Method::PATCH, cm, &[], StatusCode::OK).await;
+        // The old root retires once this run's SVIDs of it may have expired.
+        let published = body["data"]["ca.pem"].as_str().unwrap().to_string();
+        assert!(
+            published.contains(new_root.cert_pem().trim()),
+            "{published}"
+        );
+        publisher.abort();
     })
     .await;
 }

@@ -368,6 +368,11 @@ impl Cluster {
         &self.spec.trust_domain
     }
 
+    /// The controller's CA directory (`--ca-dir`): a rotation is done here.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
     pub fn controller_log(&self) -> PathBuf {
         self.dir.join("controller.log")
     }
@@ -397,6 +402,9 @@ impl Cluster {
             &ttl,
             "--trust-domain",
             &self.spec.trust_domain,
+            // A CA rotation (files in DIR/ca) is picked up within a second.
+            "--ca-reload-interval",
+            "500ms",
         ];
         let p = self.lab.spawn(
             &self.lab.external(1).netns.clone(),

@@ -218,20 +218,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    // Admin: the config dump, computed on each request.
+    // Admin: the config dump and the SVIDs held, computed on each request.
     let admin_l = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding admin on {}", args.admin_addr))?;
-    let (a2, s2, p2) = (args.clone(), shared.clone(), pods.clone());
+    let (a2, s2, p2, s3) = (args.clone(), shared.clone(), pods.clone(), shared.clone());
     tokio::spawn(serve_http(
         admin_l,
-        vec![(
-            "/config_dump",
-            handler(move || {
-                let (a, s, p) = (a2.clone(), s2.clone(), p2.clone());
-                async move { config_dump(&a, &s, &p).await }
-            }),
-        )],
+        vec![
+            (
+                "/config_dump",
+                handler(move || {
+                    let (a, s, p) = (a2.clone(), s2.clone(), p2.clone());
+                    async move { config_dump(&a, &s, &p).await }
+                }),
+            ),
+            (
+                // The SVIDs held (chains, no keys): which CA issued them.
+                "/certs",
+                handler(move || {
+                    let dump = s3.certs.dump();
+                    std::future::ready(serde_json::to_string_pretty(&dump).expect("json"))
+                }),
+            ),
+        ],
         shutdown.clone(),
     ));
 

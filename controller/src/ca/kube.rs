@@ -4,15 +4,18 @@
 //! - A caller's bearer token is a bound service-account token, checked with
 //!   TokenReview ([`TokenReviewer`]; the rules are in
 //!   [`crate::sources::kube::Caller::for_ca`]).
-//! - The root certificate and its key live in a Secret of the install
-//!   namespace (keys `ca.pem`, `ca-key.pem`, as in `--ca-dir`): read on
-//!   start, created with a new root when absent. Every replica reads the
-//!   same one; when two create it at once, the one that loses (409) reads
-//!   the winner's.
-//! - The root is published in a ConfigMap of the install namespace (key
-//!   `ca.pem`), which ztunnels mount as their bootstrap `--trust-bundle`.
-//!   Applied again every [`REPUBLISH`], so a deleted or edited ConfigMap
-//!   comes back.
+//! - The CA lives in a Secret of the install namespace (keys `ca.pem`,
+//!   `ca-key.pem`, and optionally `ca-chain.pem`, `roots.pem`: the files
+//!   of `--ca-dir`): read on start, created with a new root when absent.
+//!   Every replica reads the same one; when two create it at once, the one
+//!   that loses (409) reads the winner's. Read again every
+//!   `--ca-reload-interval` ([`read_secret`], [`super::rotation::follow`]):
+//!   an edit (a rotation stage) takes effect without a restart; a bad one
+//!   is refused and the last good CA kept.
+//! - The trust bundle (every published root) is in a ConfigMap of the
+//!   install namespace (key `ca.pem`), which ztunnels mount as their
+//!   bootstrap `--trust-bundle`. Applied again when the bundle changes and
+//!   every [`REPUBLISH`], so a deleted or edited ConfigMap comes back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +25,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::ca::{Ca, CaPem, CHAIN_FILE, ROOTS_FILE};
+
+use super::rotation::CurrentCa;
 
 use super::{Authenticator, Caller, NodeAgent, Refusal};
 use crate::store::Store;
@@ -117,18 +122,45 @@ pub async fn load_or_create(
     bail!("{what} was created and is gone again")
 }
 
-fn from_secret(secret: &Secret, trust_domain: &str) -> anyhow::Result<Ca> {
+/// The CA's parts kept in `secret` (the optional keys may be absent).
+pub fn pem_from_secret(secret: &Secret) -> anyhow::Result<CaPem> {
     let data = secret.data.as_ref();
-    let text = |key: &str| -> anyhow::Result<String> {
-        let bytes = data
-            .and_then(|d| d.get(key))
-            .with_context(|| format!("no key {key:?}"))?;
-        String::from_utf8(bytes.0.clone()).with_context(|| format!("{key:?} is not PEM text"))
+    let text = |key: &str| -> anyhow::Result<Option<String>> {
+        data.and_then(|d| d.get(key))
+            .map(|bytes| {
+                String::from_utf8(bytes.0.clone())
+                    .with_context(|| format!("{key:?} is not PEM text"))
+            })
+            .transpose()
     };
-    Ok(Ca::from_pem(trust_domain, text(CERT_KEY)?, text(KEY_KEY)?)?)
+    let required = |key: &str| text(key)?.with_context(|| format!("no key {key:?}"));
+    Ok(CaPem {
+        cert: required(CERT_KEY)?,
+        key: required(KEY_KEY)?,
+        chain: text(CHAIN_FILE)?,
+        roots: text(ROOTS_FILE)?,
+    })
 }
 
-/// Applies ConfigMap `namespace/name` with the root (`ca.pem`).
+fn from_secret(secret: &Secret, trust_domain: &str) -> anyhow::Result<Ca> {
+    Ok(Ca::from_parts(trust_domain, &pem_from_secret(secret)?)?)
+}
+
+/// The CA's parts as Secret `namespace/name` holds them now.
+pub async fn read_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<CaPem> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = api
+        .get(name)
+        .await
+        .with_context(|| format!("reading Secret {namespace}/{name}"))?;
+    pem_from_secret(&secret).with_context(|| format!("the CA in Secret {namespace}/{name}"))
+}
+
+/// Applies ConfigMap `namespace/name` with the trust bundle (`ca.pem`).
 pub async fn publish_root(
     client: &kube::Client,
     namespace: &str,
@@ -159,24 +191,32 @@ pub async fn publish_root(
     Ok(())
 }
 
-/// Keeps the root ConfigMap in place for ever (see the module doc).
+/// Keeps the trust bundle's ConfigMap in place and up to date for ever
+/// (see the module doc).
 pub async fn keep_root_published(
     client: kube::Client,
     namespace: String,
     name: String,
-    ca_pem: String,
+    ca: std::sync::Arc<CurrentCa>,
 ) {
+    let mut changes = ca.subscribe();
     loop {
-        let wait = match publish_root(&client, &namespace, &name, &ca_pem).await {
+        let bundle = ca.roots_pem();
+        let wait = match publish_root(&client, &namespace, &name, &bundle).await {
             Ok(()) => {
-                tracing::debug!(configmap = %format!("{namespace}/{name}"), "CA root published");
+                tracing::debug!(configmap = %format!("{namespace}/{name}"), roots = ca.roots().len(), "trust bundle published");
                 REPUBLISH
             }
             Err(e) => {
-                tracing::warn!(configmap = %format!("{namespace}/{name}"), error = %e, "publishing the CA root failed; retrying");
+                tracing::warn!(configmap = %format!("{namespace}/{name}"), error = %e, "publishing the trust bundle failed; retrying");
                 Duration::from_secs(5)
             }
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            r = changes.changed() => if r.is_err() {
+                tokio::time::sleep(wait).await;
+            },
+        }
     }
 }

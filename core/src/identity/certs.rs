@@ -190,6 +190,33 @@ impl CertManager {
             .or_default());
     }
 
+    /// Every SVID held now, for the admin endpoint: identity, validity,
+    /// the issuer of each certificate of the chain (by fingerprint) and the
+    /// chain in PEM. No keys.
+    pub fn dump(&self) -> Vec<serde_json::Value> {
+        let held = self.held.lock().expect("not poisoned");
+        let mut out: Vec<_> = held
+            .iter()
+            .filter_map(|(id, h)| h.svid.as_ref().map(|s| (id, s)))
+            .map(|(id, s)| {
+                let secs = |t: SystemTime| {
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs()
+                };
+                serde_json::json!({
+                    "identity": id.as_str(),
+                    "notBefore": secs(s.not_before),
+                    "notAfter": secs(s.not_after),
+                    "chain": s.chain.iter().map(|c| super::ca::fingerprint(c)).collect::<Vec<_>>(),
+                    "chainPem": s.chain.iter().map(|c| super::ca::certificate_pem(c)).collect::<String>(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a["identity"].as_str().cmp(&b["identity"].as_str()));
+        out
+    }
+
     /// The SVID of `id` held now (maybe due for renewal, maybe expired),
     /// without asking the source or waiting for a fetch under way.
     pub fn cached(&self, id: &SpiffeId) -> Option<Arc<Svid>> {

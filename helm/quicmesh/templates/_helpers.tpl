@@ -9,8 +9,8 @@ stream know the service accounts by name).
 {{- define "quicmesh.ztunnelName" -}}ztunnel{{- end }}
 {{- define "quicmesh.cniName" -}}quicmesh-cni{{- end }}
 {{/* The Secret holding the CA root and key (created by the controller if absent). */}}
-{{- define "quicmesh.caSecret" -}}quicmesh-ca{{- end }}
-{{/* The ConfigMap the controller writes the CA root into (key ca.pem); ztunnel's trust bundle. */}}
+{{- define "quicmesh.caSecret" -}}{{ .Values.controller.ca.secretName | default "quicmesh-ca" }}{{- end }}
+{{/* The ConfigMap the controller writes the trust bundle (every root) into (key ca.pem); ztunnel's trust bundle. */}}
 {{- define "quicmesh.caRootConfigMap" -}}quicmesh-ca-root{{- end }}
 
 {{/* The controller's gRPC address (CA and config stream) as pods reach it. */}}
