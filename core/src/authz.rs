@@ -177,6 +177,9 @@ pub enum DenyReason {
     /// A peer of a federated trust domain, and no ALLOW policy applies: a
     /// foreign identity is authenticated, not authorized, by default.
     FederatedNotAllowed,
+    /// The peer's trust domain has no bundle any more (its federation was
+    /// removed after the peer authenticated; decided by the proxy).
+    UntrustedDomain,
 }
 
 impl DenyReason {
@@ -190,6 +193,7 @@ impl DenyReason {
             DenyReason::UnknownWorkload => "unknown_workload",
             DenyReason::NoConfig => "no_config",
             DenyReason::FederatedNotAllowed => "federated_not_allowed",
+            DenyReason::UntrustedDomain => "untrusted_trust_domain",
         }
     }
 }

@@ -7,11 +7,34 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use quicmesh_core::authz::{Connection, Verdict};
+use quicmesh_core::authz::{Connection, Decision, DenyReason, Verdict};
+use quicmesh_core::identity::TrustBundles;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::state::State;
+
+/// The decision for `conn` to pod `pod_uid` (in `namespace`) now: refused
+/// when the peer's trust domain has no bundle any more (a federation
+/// removed after the peer authenticated), else the policies'.
+pub fn decide(
+    state: &State,
+    bundles: &TrustBundles,
+    pod_uid: &str,
+    namespace: &str,
+    conn: &Connection,
+) -> Decision {
+    if let Some(p) = &conn.principal {
+        if bundles.get(p.trust_domain()).is_none() {
+            return Decision::deny(DenyReason::UntrustedDomain, "-");
+        }
+    }
+    quicmesh_core::authz::set::decide(
+        &state.authorization,
+        &state.destination(pod_uid, namespace),
+        conn,
+    )
+}
 
 #[derive(Clone)]
 struct Live {
@@ -87,10 +110,11 @@ impl LiveConns {
         self.len() == 0
     }
 
-    /// Re-decides every live connection against `state`; cuts, logs and
-    /// counts the ones now denied. Returns how many were cut. Decides on a
-    /// copy, so the data path (registering, deregistering) never waits for it.
-    pub fn recheck(&self, state: &State, metrics: &Metrics) -> usize {
+    /// Re-decides every live connection against `state` and `bundles`;
+    /// cuts, logs and counts the ones now denied. Returns how many were cut.
+    /// Decides on a copy, so the data path (registering, deregistering)
+    /// never waits for it.
+    pub fn recheck(&self, state: &State, bundles: &TrustBundles, metrics: &Metrics) -> usize {
         let live: Vec<Live> = self
             .conns
             .lock()
@@ -101,8 +125,7 @@ impl LiveConns {
             .collect();
         let mut cut = 0;
         for live in &live {
-            let dst = state.destination(&live.pod_uid, &live.namespace);
-            let d = quicmesh_core::authz::set::decide(&state.authorization, &dst, &live.conn);
+            let d = decide(state, bundles, &live.pod_uid, &live.namespace, &live.conn);
             if let Verdict::Deny { reason, policy } = &d.verdict {
                 tracing::warn!(
                     src.identity = ?live.conn.principal.as_ref().map(|p| p.as_str()),
@@ -165,6 +188,67 @@ mod tests {
         }
     }
 
+    fn bundles(domains: &[&str]) -> TrustBundles {
+        let mut b = TrustBundles::new();
+        for td in domains {
+            let ca = quicmesh_core::identity::ca::Ca::generate(td).unwrap();
+            b.insert(td, &[ca.cert_der().clone()]).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn recheck_cuts_the_peers_of_a_withdrawn_trust_domain() {
+        let live = Arc::new(LiveConns::default());
+        let metrics = Metrics::default();
+        let addr: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+        let west = SpiffeId::workload("west.example", "shop", "client").unwrap();
+        let ours = SpiffeId::workload("cluster.local", "front", "client").unwrap();
+        let conn = |p: &SpiffeId| Connection::new(Some(p.clone()), "cluster.local", addr.ip(), 80);
+        let (_g1, from_west) = live.register("uid-web", "shop", conn(&west), addr, addr);
+        let (_g2, from_ours) = live.register("uid-web", "shop", conn(&ours), addr, addr);
+        let allow = Authorization {
+            name: "allow-clients".into(),
+            namespace: "shop".into(),
+            scope: AuthorizationScope::Namespace.into(),
+            action: AuthorizationAction::Allow.into(),
+            rules: vec![AuthorizationRule {
+                from: vec![AuthorizationSource {
+                    principals: vec![west.to_string(), ours.to_string()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let state = state_with(&[allow]);
+        let federated = bundles(&["cluster.local", "west.example"]);
+        assert_eq!(live.recheck(&state, &federated, &metrics), 0);
+        let d = decide(&state, &federated, "uid-web", "shop", &conn(&west));
+        assert!(matches!(d.verdict, Verdict::Allow { .. }), "{d}");
+        // The federation is removed: the policy still names west's client,
+        // but nothing vouches for its domain any more.
+        let local = bundles(&["cluster.local"]);
+        let d = decide(&state, &local, "uid-web", "shop", &conn(&west));
+        assert_eq!(
+            d.verdict,
+            Verdict::Deny {
+                reason: DenyReason::UntrustedDomain,
+                policy: "-".into()
+            }
+        );
+        assert_eq!(live.recheck(&state, &local, &metrics), 1);
+        assert!(from_west.is_cancelled() && !from_ours.is_cancelled());
+        let closed = metrics
+            .authz_closed
+            .get_or_create(&crate::metrics::AuthzLabels {
+                policy: "-".into(),
+                reason: "untrusted_trust_domain".into(),
+            })
+            .get();
+        assert_eq!(closed, 1);
+    }
+
     #[test]
     fn recheck_cuts_only_what_policy_no_longer_allows() {
         let live = Arc::new(LiveConns::default());
@@ -178,13 +262,14 @@ mod tests {
                 80,
             )
         };
+        let local = bundles(&["cluster.local"]);
         let (g1, from_ops) = live.register("uid-web", "shop", conn("ops"), addr, addr);
         let (_g2, from_front) = live.register("uid-web", "shop", conn("front"), addr, addr);
         // Another namespace's pod: a shop policy does not reach it.
         let (_g3, to_other) = live.register("uid-x", "other", conn("ops"), addr, addr);
-        assert_eq!(live.recheck(&state_with(&[]), &metrics), 0);
+        assert_eq!(live.recheck(&state_with(&[]), &local, &metrics), 0);
         assert_eq!(
-            live.recheck(&state_with(&[deny_namespace("ops")]), &metrics),
+            live.recheck(&state_with(&[deny_namespace("ops")]), &local, &metrics),
             1
         );
         assert!(from_ops.is_cancelled());
@@ -199,7 +284,7 @@ mod tests {
         assert_eq!(closed, 1);
         // Already cut: not counted twice. A dropped guard leaves the registry.
         assert_eq!(
-            live.recheck(&state_with(&[deny_namespace("ops")]), &metrics),
+            live.recheck(&state_with(&[deny_namespace("ops")]), &local, &metrics),
             0
         );
         drop(g1);

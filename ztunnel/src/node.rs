@@ -53,13 +53,15 @@ impl Shared {
     pub fn set_state(&self, state: State) {
         let state = Arc::new(state);
         *self.state.write().expect("not poisoned") = state.clone();
-        let cut = self.live.recheck(&state, &self.metrics);
+        self.recheck_live(&state, "config change closed live connections");
+    }
+
+    fn recheck_live(&self, state: &State, what: &'static str) {
+        let cut = self
+            .live
+            .recheck(state, &self.certs.bundles().load(), &self.metrics);
         if cut > 0 {
-            tracing::info!(
-                cut,
-                live = self.live.len(),
-                "config change closed live connections"
-            );
+            tracing::info!(cut, live = self.live.len(), "{what}");
         }
     }
 }
@@ -88,6 +90,17 @@ impl ConfigSink for Shared {
 
     fn connected(&self, up: bool) {
         self.metrics.config_connected.set(i64::from(up));
+    }
+
+    fn trust_domains_withdrawn(&self, trust_domains: &[String]) {
+        tracing::info!(
+            ?trust_domains,
+            "federated trust domains withdrawn; re-checking live connections"
+        );
+        self.recheck_live(
+            &self.state(),
+            "federation removed: closed live connections of its peers",
+        );
     }
 
     fn update_result(&self, result: &'static str) {

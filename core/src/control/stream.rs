@@ -39,6 +39,11 @@ pub trait ConfigSink: Send + Sync + 'static {
 
     /// An update was taken (`"ack"`) or refused (`"nack"`), for a counter.
     fn update_result(&self, result: &'static str);
+
+    /// The bundles of `trust_domains` were withdrawn by the update just
+    /// applied (their federations removed): a proxy cuts what their peers
+    /// still hold open.
+    fn trust_domains_withdrawn(&self, _trust_domains: &[String]) {}
 }
 
 /// Follows the config stream forever, authenticated as `identity` (its
@@ -146,7 +151,10 @@ pub fn apply<S: ConfigSink>(
     let applied = streamed(&next).and_then(|b| sink.apply(u.version, &next).map(|()| b));
     match applied {
         Ok(b) => {
-            bundles.install(b);
+            let withdrawn = bundles.install(b);
+            if !withdrawn.is_empty() {
+                sink.trust_domains_withdrawn(&withdrawn);
+            }
             *resources = next;
             sink.update_result("ack");
             tracing::debug!(version = u.version, full = u.full, "config applied");

@@ -179,14 +179,20 @@ impl Streamed {
         }
     }
 
-    /// Puts `bundles` (from [`streamed`]) in effect, in one step.
-    pub fn install(&mut self, bundles: BTreeMap<String, Vec<CertificateDer<'static>>>) {
+    /// Puts `bundles` (from [`streamed`]) in effect, in one step. Returns
+    /// the trust domains withdrawn (federations removed): their peers,
+    /// authenticated before, are no longer to be trusted.
+    pub fn install(
+        &mut self,
+        bundles: BTreeMap<String, Vec<CertificateDer<'static>>>,
+    ) -> Vec<String> {
         let withdrawn: Vec<&str> = self
             .installed
             .iter()
             .filter(|td| !bundles.contains_key(*td) && **td != self.own)
             .map(String::as_str)
             .collect();
+        let gone: Vec<String> = withdrawn.iter().map(|td| td.to_string()).collect();
         let domains: Vec<(String, Vec<CertificateDer<'static>>)> = bundles.into_iter().collect();
         match self.shared.replace_domains(&domains, withdrawn) {
             Ok(changed) => {
@@ -208,6 +214,7 @@ impl Streamed {
             Err(e) => tracing::warn!(error = %e, "trust bundles not taken"),
         }
         self.installed = domains.into_iter().map(|(td, _)| td).collect();
+        gone
     }
 }
 

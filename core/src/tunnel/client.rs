@@ -232,6 +232,16 @@ impl Pool {
         };
         let mut conns = slot.lock().await;
         conns.retain(|c| c.alive());
+        // The peer was verified against its trust domain's bundle when the
+        // connection was made; with that bundle gone (a federation
+        // removed), nothing vouches for it any more: a new stream makes a
+        // new handshake, refused by the verifier.
+        if !conns.is_empty() && self.bundles.load().get(key.dst.trust_domain()).is_none() {
+            tracing::info!(dst = %key.dst, addr = %key.addr, "closing tunnel connections: the peer's trust domain is no longer trusted");
+            for c in conns.drain(..) {
+                c.quic.close(0u32.into(), b"trust domain no longer trusted");
+            }
+        }
         let loads: Vec<Load> = conns.iter().map(|c| c.load()).collect();
         let (least, make_new) = choose(&loads, self.settings.max_connections_per_key);
         let conn = match least.map(|i| conns[i].clone()) {
@@ -578,6 +588,60 @@ mod tests {
             "the new stream went to the bulk connection"
         );
         writer.abort();
+        stop.cancel();
+    }
+
+    /// A federation removed on the client's side: the pooled connection
+    /// to a peer of that domain is closed at the next stream, and the new
+    /// handshake is refused by the verifier (nothing vouches for the peer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_withdrawn_trust_domain_closes_its_pooled_connections() {
+        use crate::tunnel::config::Loopback;
+
+        let settings = TunnelSettings::default();
+        let lo = Loopback::new(&settings);
+        let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        tokio::spawn(async move { while sink.accept().await.is_ok() {} });
+        let stop = lo.serve(Sink(sink_addr), &settings);
+        let bundles = SharedBundles::new((*lo.bundles).clone());
+        let pool = Pool::new(
+            lo.client.clone(),
+            bundles.clone(),
+            settings,
+            lo.metrics.clone(),
+        );
+        let key = PoolKey {
+            src: lo.client_svid.id.clone(),
+            dst: lo.server_id.clone(),
+            addr: lo.server.local_addr().unwrap(),
+        };
+        let open = || pool.open(&key, &lo.client_svid, sink_addr, http::HeaderMap::new());
+        let t = open().await.unwrap();
+        let first = t
+            .guard::<StreamGuard>()
+            .expect("the pool's guard")
+            .0
+            .clone();
+        drop(t);
+        assert_eq!(pool.connections(), 1);
+
+        let changed = bundles
+            .replace_domains(&[], [key.dst.trust_domain()])
+            .unwrap();
+        assert_eq!(changed, [key.dst.trust_domain()]);
+        let err = open().await.err().expect("refused without a bundle");
+        assert!(matches!(err, TunnelError::Handshake { .. }), "{err}");
+        assert!(
+            first.quic.close_reason().is_some(),
+            "the pooled one was closed"
+        );
+        // (Its watcher may hold the slot a moment as it forgets it.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.connections() != 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.connections(), 0);
         stop.cancel();
     }
 

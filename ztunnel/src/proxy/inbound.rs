@@ -43,9 +43,11 @@ fn authorize(
         .live
         .register(&ctx.pod.uid, &ctx.pod.namespace, conn.clone(), src, dst);
     let state = s.state();
-    let decision = quicmesh_core::authz::set::decide(
-        &state.authorization,
-        &state.destination(&ctx.pod.uid, &ctx.pod.namespace),
+    let decision = crate::live::decide(
+        &state,
+        &s.certs.bundles().load(),
+        &ctx.pod.uid,
+        &ctx.pod.namespace,
         &conn,
     );
     for policy in &decision.audited {
