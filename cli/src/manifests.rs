@@ -197,8 +197,10 @@ pub async fn print_status() -> Result<bool> {
 /// One cluster's part of [`print_status`].
 fn print_cluster(v: &serde_json::Value) {
     println!(
-        "controller: config version {}, {} objects",
-        v["controller"]["version"], v["controller"]["objects"]
+        "controller: config version {}, {} objects; CA in {}/ca",
+        v["controller"]["version"],
+        v["controller"]["objects"],
+        v["dir"].as_str().unwrap_or("?")
     );
     for n in v["nodes"].as_array().into_iter().flatten() {
         println!(
@@ -326,6 +328,18 @@ fn print_cluster(v: &serde_json::Value) {
                 conditions(&a["conditions"])
             );
         }
+    }
+    let federations = v["controller"]["federations"].as_array();
+    if federations.is_some_and(|f| !f.is_empty()) {
+        println!("federations (TrustDomainFederation):");
+    }
+    for f in federations.into_iter().flatten() {
+        println!(
+            "  {:<28} {}  {}",
+            f["name"].as_str().unwrap_or("?"),
+            f["trustDomain"].as_str().unwrap_or("?"),
+            conditions(&f["conditions"])
+        );
     }
     for e in v["errors"].as_array().into_iter().flatten() {
         println!("manifest error: {}", e.as_str().unwrap_or("?"));

@@ -63,6 +63,16 @@ pub const CONTROLLER_ADMIN: u16 = 15000;
 /// directory's position among `-f`).
 pub const LAB_CONFIG_FILE: &str = "quicmesh-local.conf";
 
+/// The `spiffe_refresh_hint` a lab controller's bundle endpoint publishes
+/// (a federated peer fetches again this often).
+pub const LAB_BUNDLE_REFRESH_HINT: &str = "5s";
+
+/// The directory beside the manifests holding the cluster's own CA
+/// (`ca.pem`, `ca-key.pem`, optionally `ca-chain.pem`, `roots.pem`; see
+/// docs/ca.md), copied into the lab on first `up`. Without it the lab
+/// generates one.
+pub const PLUGIN_CA_DIR: &str = "ca";
+
 /// Pod annotation (lab only): the pod's IP, e.g. `10.244.11.200`. It must be
 /// a free address of the pod CIDR of its node (`spec.nodeName`, e.g.
 /// `node1`, pins that; otherwise the scheduler's pick), else the pod is not
@@ -333,6 +343,16 @@ impl Cluster {
             spec,
         };
         // The CA root exists before anything starts: ztunnels trust it.
+        // A `ca/` directory beside the manifests is the cluster's CA (a
+        // plug-in CA, as `controller.ca.secretName` is in Kubernetes):
+        // federated examples ship their roots so each side can carry the
+        // other's initial bundle.
+        let plugged = c.spec.manifests.join(PLUGIN_CA_DIR);
+        if plugged.join("ca.pem").exists() && !c.dir.join("ca/ca.pem").exists() {
+            Ca::load(&c.spec.trust_domain, &plugged)
+                .with_context(|| format!("the CA in {}", plugged.display()))?
+                .save(&c.dir.join("ca"))?;
+        }
         Ca::load_or_generate(&c.spec.trust_domain, &c.dir.join("ca"))?;
         for n in 1..=c.spec.nodes {
             let token: String = (0..32)
@@ -405,6 +425,10 @@ impl Cluster {
             // A CA rotation (files in DIR/ca) is picked up within a second.
             "--ca-reload-interval",
             "500ms",
+            // ... and by a federated lab cluster within seconds (the
+            // refresh hint this cluster's bundle endpoint publishes).
+            "--bundle-refresh-hint",
+            LAB_BUNDLE_REFRESH_HINT,
         ];
         let p = self.lab.spawn(
             &self.lab.external(1).netns.clone(),
