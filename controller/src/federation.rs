@@ -41,6 +41,7 @@ use crate::model::{self, EndpointProfile, FederationSpec};
 
 pub mod endpoint;
 pub mod fetch;
+pub mod scripted;
 
 /// Trust another SPIFFE trust domain: fetch its bundle from its SPIFFE
 /// bundle endpoint and push it to every proxy, so that its workloads are

@@ -6,10 +6,11 @@
 //! wait has a deadline; nothing sleeps a fixed time.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use quicmesh_controller::ca::rotation::CurrentCa;
+use quicmesh_controller::federation::scripted::{self, Answer, Script};
 use quicmesh_controller::federation::{self, endpoint, fetch};
 use quicmesh_controller::model::Object;
 use quicmesh_controller::server::OwnCert;
@@ -17,7 +18,6 @@ use quicmesh_controller::store::Store;
 use quicmesh_core::identity::bundle_doc;
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::SpiffeId;
-use rustls::sign::CertifiedKey;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -198,80 +198,11 @@ async fn a_peer_bundle_is_fetched_and_its_rotation_picked_up_within_the_refresh_
     .await;
 }
 
-/// What the scripted peer does next.
-#[derive(Clone)]
-enum Mode {
-    /// Serve this body with HTTP 200.
-    Body(String),
-    /// Never answer.
-    Silent,
-}
-
-/// A scripted HTTPS peer: its certificate and answer switched by the test.
-struct Scripted {
-    cert: Mutex<Arc<CertifiedKey>>,
-    mode: Mutex<Mode>,
-}
-
-impl std::fmt::Debug for Scripted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Scripted")
-    }
-}
-
-impl rustls::server::ResolvesServerCert for Scripted {
-    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.cert.lock().unwrap().clone())
-    }
-}
-
-fn certified(svid: &quicmesh_core::identity::Svid) -> Arc<CertifiedKey> {
-    let key = quicmesh_core::crypto_provider()
-        .key_provider
-        .load_private_key(svid.clone_key())
-        .unwrap();
-    Arc::new(CertifiedKey::new(svid.chain.clone(), key))
-}
-
-async fn scripted_peer(s: Arc<Scripted>) -> SocketAddr {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(quicmesh_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_cert_resolver(s.clone());
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+/// A scripted peer on 127.0.0.1.
+async fn scripted_peer(s: Arc<Script>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (acceptor, s) = (acceptor.clone(), s.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = vec![0; 4096];
-                let _ = tls.read(&mut buf).await;
-                let mode = s.mode.lock().unwrap().clone();
-                match mode {
-                    Mode::Body(b) => {
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
-                            b.len()
-                        );
-                        let _ = tls.write_all(resp.as_bytes()).await;
-                        let _ = tls.shutdown().await;
-                    }
-                    Mode::Silent => {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                    }
-                }
-            });
-        }
-    });
+    tokio::spawn(scripted::serve(listener, s));
     addr
 }
 
@@ -280,10 +211,7 @@ async fn a_peer_that_goes_wrong_keeps_the_last_good_bundle_and_says_why() {
     let peer_ca = Ca::generate(PEER).unwrap();
     let good_svid = peer_ca.mint(&peer_id(), Duration::from_secs(3600)).unwrap();
     let good_doc = doc_of(&[&peer_ca], 5);
-    let s = Arc::new(Scripted {
-        cert: Mutex::new(certified(&good_svid)),
-        mode: Mutex::new(Mode::Body(good_doc.clone())),
-    });
+    let s = Script::new(&good_svid, Answer::Body(good_doc.clone()));
     let addr = scripted_peer(s.clone()).await;
     let store = our_mesh(spiffe_spec(&format!("https://{addr}/bundle"), &good_doc));
     let metrics = fetch::Metrics::default();
@@ -314,37 +242,37 @@ async fn a_peer_that_goes_wrong_keeps_the_last_good_bundle_and_says_why() {
             now - Duration::from_secs(3600),
         )
         .unwrap();
-    let steps: Vec<(&str, Option<&quicmesh_core::identity::Svid>, Mode, &str, &str)> = vec![
-        ("malformed JSON", None, Mode::Body("{\"keys\": [".into()), "malformed", "not a JSON object"),
-        ("slow", None, Mode::Silent, "timeout", "no answer within"),
+    let steps: Vec<(&str, Option<&quicmesh_core::identity::Svid>, Answer, &str, &str)> = vec![
+        ("malformed JSON", None, Answer::Body("{\"keys\": [".into()), "malformed", "not a JSON object"),
+        ("slow", None, Answer::Silent, "timeout", "no answer within"),
         (
             "a wrong endpoint ID",
             Some(&impostor),
-            Mode::Body(good_doc.clone()),
+            Answer::Body(good_doc.clone()),
             "tls_error",
             "spiffe://other.example/ns/shop/sa/impostor, expected spiffe://other.example/ns/quicmesh-system/sa/controller",
         ),
-        ("an expired certificate", Some(&expired), Mode::Body(good_doc.clone()), "tls_error", "expired"),
+        ("an expired certificate", Some(&expired), Answer::Body(good_doc.clone()), "tls_error", "expired"),
         (
             "another domain's roots",
             Some(&good_svid),
-            Mode::Body(doc_of(&[&third], 9)),
+            Answer::Body(doc_of(&[&third], 9)),
             "wrong_trust_domain",
             "CA of third.example",
         ),
         (
             "no keys",
             None,
-            Mode::Body(r#"{"keys": [], "spiffe_sequence": 10}"#.into()),
+            Answer::Body(r#"{"keys": [], "spiffe_sequence": 10}"#.into()),
             "no_roots",
             "no usable x509-svid key",
         ),
     ];
     for (what, cert, mode, label, message) in steps {
         if let Some(c) = cert {
-            *s.cert.lock().unwrap() = certified(c);
+            s.present(c);
         }
-        *s.mode.lock().unwrap() = mode;
+        s.answer(mode);
         let before = count(&metrics, label);
         let (_, reason, msg) = until(Duration::from_secs(10), what, || {
             let f = fetched(&store);
@@ -363,8 +291,8 @@ async fn a_peer_that_goes_wrong_keeps_the_last_good_bundle_and_says_why() {
         );
     }
     // Mended: fetched again.
-    *s.cert.lock().unwrap() = certified(&good_svid);
-    *s.mode.lock().unwrap() = Mode::Body(doc_of(&[&peer_ca], 11));
+    s.present(&good_svid);
+    s.answer(Answer::Body(doc_of(&[&peer_ca], 11)));
     until(Duration::from_secs(10), "fetched again", || {
         pushed(&store).filter(|(_, seq)| *seq == 11)
     })

@@ -8,13 +8,15 @@
 //! authorized), then answered both ways; refused again when the policy or
 //! the federation goes, answered again when they come back. A CA rotation
 //! on one side reaches the other through its bundle endpoint within the
-//! published refresh hint, and an endpoint that goes away leaves the last
-//! good bundle in place and the traffic flowing.
+//! published refresh hint, and an endpoint that goes away, or answers
+//! wrong (malformed JSON, never, with a wrong-ID or expired certificate),
+//! leaves the last good bundle in place and the traffic flowing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use quicmesh_controller::federation::scripted::{self, Answer, Script};
 use quicmesh_core::identity::ca::{rotate, Ca};
 use quicmesh_e2e::{eventually, require_root};
 use quicmesh_lab::local::{Cluster, LocalSpec};
@@ -173,6 +175,16 @@ const FEDERATED_NOT_ALLOWED: Counter = Counter {
     name: "ztunnel_authz_denials_total",
     labels: &[("reason", "federated_not_allowed")],
 };
+
+/// East's controller's fetches of west's bundle that ended with `result`.
+async fn fetches(east: &Cluster, result: &str) -> f64 {
+    let text = east.controller_http("/metrics").await.unwrap_or_default();
+    sum(
+        &text,
+        "quicmesh_controller_federation_fetches_total",
+        &[("trust_domain", "west.example"), ("result", result)],
+    )
+}
 
 /// The one federation in `c`'s controller `/status`.
 async fn federation(c: &Cluster) -> Value {
@@ -390,6 +402,86 @@ async fn two_meshes_federate_authorize_and_rotate() {
         "{f:#}"
     );
     answered(&east, "west", "west's endpoint down").await;
+
+    // 8. Something else answers at west's endpoint address, going wrong
+    //    one way after another: each refused with its reason, the last
+    //    good bundle kept, east's traffic to west undisturbed.
+    let external = Path::new("/var/run/netns").join(&west.lab.external(1).netns);
+    let worker = quicmesh_core::netns::NetnsWorker::start(&external).unwrap();
+    let endpoint = std::net::SocketAddr::from((west.controller_ip(), 8443));
+    let listener = quicmesh_e2e::listen_in(&worker, endpoint).await.unwrap();
+    let west_ca = Ca::load("west.example", &west.ca_dir()).unwrap();
+    let id = |s: &str| quicmesh_core::identity::SpiffeId::parse(s).unwrap();
+    let controller_id = id("spiffe://west.example/ns/quicmesh-system/sa/controller");
+    let good = west_ca
+        .mint(&controller_id, Duration::from_secs(3600))
+        .unwrap();
+    let impostor = west_ca
+        .mint(
+            &id("spiffe://west.example/ns/shop/sa/web"),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let expired = west_ca
+        .mint_window(
+            &controller_id,
+            now - Duration::from_secs(7200),
+            now - Duration::from_secs(3600),
+        )
+        .unwrap();
+    let script = Script::new(&good, Answer::Silent);
+    let peer = tokio::spawn(scripted::serve(listener, script.clone()));
+    let steps = [
+        (
+            "malformed JSON",
+            &good,
+            Answer::Body("{\"keys\": [".into()),
+            "malformed",
+            "JSON",
+        ),
+        (
+            "no answer",
+            &good,
+            Answer::Silent,
+            "timeout",
+            "no answer within",
+        ),
+        (
+            "a wrong endpoint ID",
+            &impostor,
+            Answer::Body("{}".into()),
+            "tls_error",
+            "spiffe://west.example/ns/shop/sa/web",
+        ),
+        (
+            "an expired certificate",
+            &expired,
+            Answer::Body("{}".into()),
+            "tls_error",
+            "expired",
+        ),
+    ];
+    for (what, cert, answer, result, message) in steps {
+        let before = fetches(&east, result).await;
+        script.present(cert);
+        script.answer(answer);
+        let seen = eventually(Duration::from_secs(60), || async {
+            let last = federation(&east).await["state"]["lastFetch"].clone();
+            fetches(&east, result).await > before
+                && last["result"] == result
+                && last["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+        })
+        .await;
+        let f = federation(&east).await;
+        assert!(seen, "{what}: no {result} fetch ({message}); {f:#}");
+        assert_eq!(f["state"]["bundle"]["roots"], 2, "{what}: {f:#}");
+        answered(&east, "west", what).await;
+    }
+    peer.abort();
+    drop(worker);
     west.start_controller().unwrap();
     let recovered = eventually(Duration::from_secs(60), || async {
         federation(&east).await["state"]["lastFetch"]["result"] == "success"
