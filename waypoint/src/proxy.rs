@@ -960,8 +960,20 @@ impl<D: Directory> Inbound for Server<D> {
 
     /// Takes a connection for a destination this waypoint serves (a
     /// Service port, or the address of a workload that uses it); refuses
-    /// any other with 403 `not_served`.
+    /// any other with 403 `not_served`, and a peer whose trust domain is no
+    /// longer trusted (its federation removed while its QUIC connection
+    /// lives on) with 403 `untrusted_trust_domain`.
     async fn connect(&self, req: &InboundRequest) -> Result<Upstream, Refused> {
+        if !self.0.upstreams.trusts(req.peer.trust_domain()) {
+            return Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                "untrusted_trust_domain",
+                format!(
+                    "{}: no bundle vouches for its trust domain any more",
+                    req.peer
+                ),
+            ));
+        }
         let parent = self.0.directory.parent(req.authority).ok_or_else(|| {
             Refused::new(
                 StatusCode::FORBIDDEN,

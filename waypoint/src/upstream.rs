@@ -190,6 +190,12 @@ impl Upstreams {
         }
     }
 
+    /// Whether a bundle vouches for `trust_domain` now (a federated one is
+    /// withdrawn when its federation is removed).
+    pub fn trusts(&self, trust_domain: &str) -> bool {
+        self.certs.bundles().load().get(trust_domain).is_some()
+    }
+
     /// Sends `req` to `ep` and returns the response head (its body streams).
     pub async fn send(
         &self,

@@ -20,7 +20,7 @@ use quicmesh_core::authz::{
 };
 use quicmesh_core::identity::ca::Ca;
 use quicmesh_core::identity::certs::{CertManager, SvidSource};
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, Svid, TrustBundles};
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
     RequestMatch, Rewrite, RouteTable, Rule, Timeouts, ValueMatch,
@@ -1355,8 +1355,14 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
     let dir = std::env::temp_dir().join(format!("waypoint-forward-{}-{TEST}", std::process::id()));
     let _dir = tempdir::Dir(dir.clone());
     let ca = Ca::load_or_generate(TD, &dir).unwrap();
+    // A federated trust domain: its client reaches the waypoint until the
+    // waypoint's bundle of it is withdrawn.
+    let west = Ca::generate("west.example").unwrap();
     let mut bundles = TrustBundles::new();
     bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
+    bundles
+        .insert("west.example", &[west.cert_der().clone()])
+        .unwrap();
     let bundles = Arc::new(bundles);
     let life = Duration::from_secs(600);
     let stop = CancellationToken::new();
@@ -1471,12 +1477,15 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
 
     let waypoint_id = id("ns/shop/sa/waypoint");
     let waypoint_ip = loopback(TEST, 2);
+    // The waypoint's own view of the bundles, replaced as its config
+    // stream would.
+    let waypoint_bundles = SharedBundles::new((*bundles).clone());
     let certs = Arc::new(CertManager::new(
         SvidSource::DevCa {
             ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
             lifetime: life,
         },
-        bundles.clone(),
+        waypoint_bundles.clone(),
     ));
     let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
     let wp = Waypoint::new(waypoint_id.clone(), live.directory(), upstreams);
@@ -1553,6 +1562,27 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
     let (status, _, body) = get(&mut admin, "/secret", &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("guarded GET /secret"), "{body}");
+
+    // A federated client: its CONNECT is taken (policies then decide its
+    // requests) while its trust domain is trusted; once the waypoint's
+    // bundle of it is withdrawn, a new CONNECT on the same QUIC connection
+    // is refused before any request.
+    let foreign = west
+        .mint(
+            &SpiffeId::parse("spiffe://west.example/ns/shop/sa/client").unwrap(),
+            life,
+        )
+        .unwrap();
+    let first = open_to(&client, &foreign, to, pinned).await;
+    assert!(first.is_ok(), "{:?}", first.err());
+    waypoint_bundles
+        .replace_domains(&[], ["west.example"])
+        .unwrap();
+    match open_to(&client, &foreign, to, pinned).await {
+        Err(TunnelError::Status { status, .. }) => assert_eq!(status, 403),
+        Err(e) => panic!("refused with {e}"),
+        Ok(_) => panic!("a withdrawn trust domain's peer was served"),
+    }
 }
 
 /// Writes a GET for `path` on a raw (passed-through) connection and reads
