@@ -6,17 +6,20 @@
 # policies, vs HAProxy vs the L4 mesh, on a cluster run by the real
 # controller). Run as root on Debian.
 #
-#   sudo ./scripts/bench.sh            # full: 3 runs, L4 then L7 (~8 minutes)
-#   sudo ./scripts/bench.sh --l7       # the L7 rows only, 3 runs (~3 minutes)
-#   sudo ./scripts/bench.sh --no-l7    # the full L4 run without the L7 rows (~5 minutes)
-#   sudo ./scripts/bench.sh --quick    # 3 runs of shorter L4 loads (~2 minutes)
-#   sudo ./scripts/bench.sh --smoke    # seconds: mesh L4 only, one run (CI)
-#   sudo ./scripts/bench.sh --runs 5   # more runs
+#   ./scripts/bench.sh            # full: 3 runs, L4 then L7 (~8 minutes)
+#   ./scripts/bench.sh --l7       # the L7 rows only, 3 runs (~3 minutes)
+#   ./scripts/bench.sh --no-l7    # the full L4 run without the L7 rows (~5 minutes)
+#   ./scripts/bench.sh --quick    # 3 runs of shorter L4 loads (~2 minutes)
+#   ./scripts/bench.sh --smoke    # seconds: mesh L4 only, one run (CI)
+#   ./scripts/bench.sh --runs 5   # more runs
 #
 # Prints the markdown tables on stdout, progress on stderr, and writes the
 # JSON to bench/results/<mode>-<date>.json (--out-dir DIR to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/root.sh
+. scripts/root.sh
+as_root "$PWD/scripts/bench.sh" "$@"
 
 scripts/setup.sh >&2
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/quicmesh-target}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what quicmesh's lab, tests and demo need on a Debian machine, as
-# root: nftables, iproute2 (ip, ss), curl, iperf3, ethtool, HAProxy (the
+# root: nftables, iproute2 (ip, ss), curl, iperf3, ethtool, sudo (the
+# scripts re-run themselves through it for users; tested), HAProxy (the
 # benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
 # client of the tests), grpcio (gRPC through the waypoint), PyJWT and
 # cryptography (the JWTs of the RequestAuthentication tests) and
@@ -14,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool haproxy:haproxy; do
+for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool haproxy:haproxy sudo:sudo; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check and test of quicmesh: formatting, clippy, unit and
 # property tests, and the end-to-end tests on real network namespaces.
-# Run as root on Debian; installs what it needs first.
+# Run on Debian as root, or as a user with sudo (it re-runs itself through
+# sudo); installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/root.sh
+. scripts/root.sh
+as_root "$PWD/scripts/test.sh" "$@"
 
 scripts/setup.sh
 # A build directory outside the clone is reused between runs.
