@@ -3,7 +3,8 @@
 //! (kubernetes-validate, strict: no field Kubernetes does not know), for
 //! the default values and every value set in `helm/quicmesh/ci/`. Both
 //! tools are installed by scripts/setup.sh. Needs no root and no cluster,
-//! only the `controller` and `ztunnel` binaries (their flags are checked).
+//! only the `controller`, `ztunnel` and `quicmesh-cni` binaries (they parse
+//! the arguments the chart passes them).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,48 @@ fn flag(container: &Value, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// The volume of `workload`'s pod that a container mounts `file` from, and
+/// the file's path inside it.
+fn mounted<'a>(workload: &'a Value, container: &Value, file: &str) -> Option<(&'a Value, String)> {
+    let (name, path) = container["volumeMounts"].as_array()?.iter().find_map(|m| {
+        let dir = m["mountPath"].as_str().unwrap();
+        file.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rest| (m["name"].clone(), rest.to_string()))
+    })?;
+    let volume = workload["spec"]["template"]["spec"]["volumes"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?;
+    Some((volume, path))
+}
+
+/// The chart's value sets disable the bundle endpoint nowhere; these
+/// renderings do, over the defaults and over the https_web set (whose
+/// certificate and Service must then go too).
+const BUNDLE_ENDPOINT_OFF: &[&str] = &["--set", "controller.bundleEndpoint.enabled=false"];
+
+fn federation_web() -> Option<PathBuf> {
+    Some(chart().join("ci/federation-web-values.yaml"))
+}
+
+/// Every value set, and the ones with the bundle endpoint disabled:
+/// (name, values, rendered objects).
+fn renderings() -> Vec<(String, Value, Vec<Value>)> {
+    let mut out: Vec<(String, Value, Vec<Value>)> = value_sets()
+        .into_iter()
+        .map(|set| (name(&set), values(&set), render(&set)))
+        .collect();
+    for set in [None, federation_web()] {
+        let what = format!("{}, bundle endpoint disabled", name(&set));
+        let text = template(&set, BUNDLE_ENDPOINT_OFF).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut v = values(&set);
+        v["controller"]["bundleEndpoint"]["enabled"] = Value::Bool(false);
+        out.push((what, v, docs(&text)));
+    }
+    out
+}
+
 #[test]
 fn every_value_set_lints_renders_and_validates_against_two_kubernetes_versions() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +302,54 @@ fn the_values_schema_refuses_typos_and_wrong_types() {
         ("controller.svidTtl=1d", "/controller/svidTtl"),
         ("cni.binDir=opt/cni/bin", "/cni/binDir"),
         ("log.format=xml", "/log/format"),
+        (
+            "controller.bundleEndpoint.prot=8443",
+            "additional properties 'prot' not allowed",
+        ),
+        (
+            "controller.bundleEndpoint.service.loadBalancerIP=1.2.3.4",
+            "additional properties 'loadBalancerIP' not allowed",
+        ),
+        (
+            "controller.federation.webRoots=roots",
+            "additional properties 'webRoots' not allowed",
+        ),
+        (
+            "controller.bundleEndpoint.enabled=yes",
+            "/controller/bundleEndpoint/enabled",
+        ),
+        (
+            "controller.bundleEndpoint.port=0",
+            "/controller/bundleEndpoint/port",
+        ),
+        (
+            "controller.bundleEndpoint.port=65536",
+            "/controller/bundleEndpoint/port",
+        ),
+        (
+            "controller.bundleEndpoint.profile=https",
+            "/controller/bundleEndpoint/profile",
+        ),
+        (
+            "controller.bundleEndpoint.refreshHint=5d",
+            "/controller/bundleEndpoint/refreshHint",
+        ),
+        (
+            "controller.bundleEndpoint.certSecret=My_Secret",
+            "/controller/bundleEndpoint/certSecret",
+        ),
+        (
+            "controller.bundleEndpoint.service.type=ExternalName",
+            "/controller/bundleEndpoint/service/type",
+        ),
+        (
+            "controller.bundleEndpoint.service.loadBalancerSourceRanges={10.0.0.1}",
+            "/controller/bundleEndpoint/service/loadBalancerSourceRanges",
+        ),
+        (
+            "controller.federation.webRootsConfigMap=Roots",
+            "/controller/federation/webRootsConfigMap",
+        ),
     ] {
         let e = template(&None, &["--set", set]).expect_err(set);
         assert!(e.contains("schema"), "{set}: {e}");
@@ -669,40 +760,258 @@ fn help_flags(binary: &str, subcommand: Option<&str>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every flag the chart passes to a binary exists (it is in the binary's
+/// `--help`), and the binary parses the whole command line: clap reads
+/// every argument before it acts on a trailing `--help`, so a value it
+/// refuses (a duration, an address, a profile) fails this, while
+/// requirements it checks only at the end (and the program itself) do not
+/// come into it.
 #[test]
-fn every_flag_the_chart_passes_exists() {
+fn every_flag_the_chart_passes_exists_and_parses() {
     let known = [
         ("controller", help_flags("controller", None)),
         ("ztunnel", help_flags("ztunnel", None)),
         ("quicmesh-cni", help_flags("quicmesh-cni", Some("agent"))),
     ];
-    for set in value_sets() {
-        let d = render(&set);
+    for (what, _, d) in renderings() {
         let mut workloads = vec![
             ("controller", get(&d, "Deployment", "quicmesh-controller")),
             ("ztunnel", get(&d, "DaemonSet", "ztunnel")),
         ];
         if let Some(cni) = find(&d, "DaemonSet", "quicmesh-cni") {
             let args = strs(&containers(cni)[0]["args"]);
-            assert_eq!(
-                args.first().map(String::as_str),
-                Some("agent"),
-                "{}",
-                name(&set)
-            );
+            assert_eq!(args.first().map(String::as_str), Some("agent"), "{what}");
             workloads.push(("quicmesh-cni", cni));
         }
         for (binary, workload) in workloads {
             let have = &known.iter().find(|(b, _)| *b == binary).unwrap().1;
-            for (f, _) in flags(&containers(workload)[0]) {
+            let container = &containers(workload)[0];
+            for (f, _) in flags(container) {
                 assert!(
                     have.contains(&f),
-                    "{}: the chart passes {f} to {binary}, which has no such flag",
-                    name(&set)
+                    "{what}: the chart passes {f} to {binary}, which has no such flag"
+                );
+            }
+            let path = quicmesh_lab::ztunnels::find_binary(binary).unwrap();
+            let out = Command::new(&path)
+                .args(strs(&container["args"]))
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{what}: {binary} refuses the chart's arguments {:?}:\n{}",
+                strs(&container["args"]),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The SPIFFE bundle endpoint (docs/federation.md): with it, the port,
+/// the Service in front of it and the flags that serve what the values
+/// say, the certificate and the peers' web roots mounted from what they
+/// name; without it, `--no-bundle-endpoint` and nothing else of it.
+#[test]
+fn the_bundle_endpoint_is_served_and_exposed_as_the_values_say() {
+    for (what, v, d) in renderings() {
+        let b = &v["controller"]["bundleEndpoint"];
+        let deployment = get(&d, "Deployment", "quicmesh-controller");
+        let controller = &containers(deployment)[0];
+        let ports = controller["ports"].as_array().unwrap();
+        let port = ports.iter().find(|p| p["name"] == "spiffe-bundle");
+        let service = find(&d, "Service", "quicmesh-bundle-endpoint");
+        let bundle_flags: Vec<String> = flags(controller)
+            .into_iter()
+            .map(|(f, _)| f)
+            .filter(|f| f.starts_with("--bundle-"))
+            .collect();
+        let web = b["profile"] == "https_web";
+        if !b["enabled"].as_bool().unwrap() {
+            assert!(port.is_none(), "{what}: {ports:?}");
+            assert!(service.is_none(), "{what}");
+            assert_eq!(
+                flag(controller, "--no-bundle-endpoint").as_deref(),
+                Some(""),
+                "{what}"
+            );
+            assert_eq!(bundle_flags, Vec::<String>::new(), "{what}");
+            assert!(
+                !serde_json::to_string(deployment)
+                    .unwrap()
+                    .contains("bundle-endpoint-cert"),
+                "{what}: no certificate mounted"
+            );
+        } else {
+            let n = b["port"].as_u64().unwrap();
+            assert!(flag(controller, "--no-bundle-endpoint").is_none(), "{what}");
+            let port = port.unwrap_or_else(|| panic!("{what}: no port spiffe-bundle: {ports:?}"));
+            assert_eq!(port["containerPort"], n, "{what}");
+            assert_eq!(port["protocol"], "TCP", "{what}");
+            assert_eq!(
+                flag(controller, "--bundle-endpoint-addr"),
+                Some(format!("0.0.0.0:{n}")),
+                "{what}"
+            );
+            assert_eq!(
+                flag(controller, "--bundle-endpoint-profile").as_deref(),
+                b["profile"].as_str(),
+                "{what}"
+            );
+            assert_eq!(
+                flag(controller, "--bundle-refresh-hint").as_deref(),
+                b["refreshHint"].as_str(),
+                "{what}"
+            );
+
+            // The Service: the controller pods, on that port.
+            let svc =
+                service.unwrap_or_else(|| panic!("{what}: no Service quicmesh-bundle-endpoint"));
+            let spec = &svc["spec"];
+            assert_eq!(
+                spec["selector"], deployment["spec"]["selector"]["matchLabels"],
+                "{what}: the Service selects the controller"
+            );
+            assert_eq!(spec["type"], b["service"]["type"], "{what}");
+            let sp = spec["ports"].as_array().unwrap();
+            assert_eq!(sp.len(), 1, "{what}");
+            assert_eq!(sp[0]["port"], n, "{what}");
+            assert_eq!(sp[0]["targetPort"], "spiffe-bundle", "{what}");
+            assert_eq!(sp[0]["nodePort"], b["service"]["nodePort"], "{what}");
+            let ranges = strs(&b["service"]["loadBalancerSourceRanges"]);
+            assert_eq!(strs(&spec["loadBalancerSourceRanges"]), ranges, "{what}");
+            let annotations = &b["service"]["annotations"];
+            if annotations.as_object().unwrap().is_empty() {
+                assert!(svc["metadata"]["annotations"].is_null(), "{what}");
+            } else {
+                assert_eq!(&svc["metadata"]["annotations"], annotations, "{what}");
+            }
+
+            // https_web: the certificate and key of the Secret, mounted
+            // whole (a subPath mount would never see a renewal).
+            let cert = flag(controller, "--bundle-endpoint-cert");
+            let key = flag(controller, "--bundle-endpoint-key");
+            assert_eq!(cert.is_some(), web, "{what}");
+            assert_eq!(key.is_some(), web, "{what}");
+            for (file, item) in [(cert, "tls.crt"), (key, "tls.key")] {
+                let Some(file) = file else { continue };
+                let (vol, path) = mounted(deployment, controller, &file)
+                    .unwrap_or_else(|| panic!("{what}: {file} is not mounted"));
+                assert_eq!(vol["secret"]["secretName"], b["certSecret"], "{what}");
+                let items = vol["secret"]["items"].as_array().unwrap();
+                assert!(
+                    items
+                        .iter()
+                        .any(|i| i["key"] == item && i["path"] == path.as_str()),
+                    "{what}: {file} is {item} of the Secret: {items:?}"
                 );
             }
         }
+        for m in controller["volumeMounts"].as_array().into_iter().flatten() {
+            assert!(m["subPath"].is_null(), "{what}: {m}");
+        }
+
+        // Peers' https_web roots: key ca.crt of the ConfigMap, whether we
+        // serve our own bundle or not.
+        let roots = v["controller"]["federation"]["webRootsConfigMap"]
+            .as_str()
+            .unwrap();
+        let file = flag(controller, "--federation-web-roots");
+        assert_eq!(file.is_some(), !roots.is_empty(), "{what}");
+        if let Some(file) = file {
+            let (vol, path) = mounted(deployment, controller, &file)
+                .unwrap_or_else(|| panic!("{what}: {file} is not mounted"));
+            assert_eq!(vol["configMap"]["name"], roots, "{what}");
+            assert_eq!(
+                vol["configMap"]["items"],
+                serde_json::json!([{"key": "ca.crt", "path": path}]),
+                "{what}"
+            );
+        }
     }
+
+    // The defaults serve it (https_spiffe, 8443) behind a ClusterIP Service.
+    let d = render(&None);
+    let controller = &containers(get(&d, "Deployment", "quicmesh-controller"))[0];
+    assert!(controller["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "spiffe-bundle" && p["containerPort"] == 8443));
+    assert_eq!(
+        get(&d, "Service", "quicmesh-bundle-endpoint")["spec"]["type"],
+        "ClusterIP"
+    );
+    assert!(flag(controller, "--no-bundle-endpoint").is_none());
+    assert_eq!(
+        flag(controller, "--bundle-endpoint-profile").as_deref(),
+        Some("https_spiffe")
+    );
+    // The value set that federates over Web PKI has every part of it.
+    let d = render(&federation_web());
+    let controller = &containers(get(&d, "Deployment", "quicmesh-controller"))[0];
+    assert_eq!(
+        flag(controller, "--bundle-endpoint-profile").as_deref(),
+        Some("https_web")
+    );
+    assert!(flag(controller, "--federation-web-roots").is_some());
+    assert_eq!(
+        get(&d, "Service", "quicmesh-bundle-endpoint")["spec"]["type"],
+        "LoadBalancer"
+    );
+}
+
+/// What the schema cannot see (relations between keys) fails the render
+/// with a message that says what to set.
+#[test]
+fn bundle_endpoint_values_that_do_not_fit_together_fail_with_the_reason() {
+    for (set, why) in [
+        (
+            vec!["controller.bundleEndpoint.profile=https_web"],
+            "controller.bundleEndpoint.profile=https_web needs controller.bundleEndpoint.certSecret: the name of a kubernetes.io/tls Secret",
+        ),
+        (
+            vec!["controller.bundleEndpoint.certSecret=bundle-tls"],
+            "controller.bundleEndpoint.certSecret is used only with profile https_web",
+        ),
+        (
+            vec!["controller.bundleEndpoint.service.nodePort=30443"],
+            "controller.bundleEndpoint.service.nodePort needs service.type NodePort or LoadBalancer",
+        ),
+        (
+            vec![
+                "controller.bundleEndpoint.service.type=NodePort",
+                "controller.bundleEndpoint.service.loadBalancerSourceRanges={10.0.0.0/8}",
+            ],
+            "controller.bundleEndpoint.service.loadBalancerSourceRanges needs service.type LoadBalancer (it is NodePort)",
+        ),
+    ] {
+        let args: Vec<&str> = set.iter().flat_map(|s| ["--set", s]).collect();
+        let e = template(&None, &args).expect_err(&set.join(" "));
+        assert!(e.contains(why), "{set:?}: {e}");
+    }
+    // Disabled, the endpoint's settings are not looked at.
+    template(
+        &None,
+        &[
+            "--set",
+            "controller.bundleEndpoint.enabled=false",
+            "--set",
+            "controller.bundleEndpoint.profile=https_web",
+        ],
+    )
+    .unwrap();
+    // A NodePort with its port fixed renders.
+    template(
+        &None,
+        &[
+            "--set",
+            "controller.bundleEndpoint.service.type=NodePort",
+            "--set",
+            "controller.bundleEndpoint.service.nodePort=30443",
+        ],
+    )
+    .unwrap();
 }
 
 #[test]

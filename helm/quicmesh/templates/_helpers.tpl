@@ -13,6 +13,9 @@ stream know the service accounts by name).
 {{/* The ConfigMap the controller writes the trust bundle (every root) into (key ca.pem); ztunnel's trust bundle. */}}
 {{- define "quicmesh.caRootConfigMap" -}}quicmesh-ca-root{{- end }}
 
+{{/* The Service in front of the controllers' SPIFFE bundle endpoint (docs/federation.md). */}}
+{{- define "quicmesh.bundleEndpointName" -}}quicmesh-bundle-endpoint{{- end }}
+
 {{/* The controller's gRPC address (CA and config stream) as pods reach it. */}}
 {{- define "quicmesh.controllerAddress" -}}
 {{ include "quicmesh.controllerName" . }}.{{ .Release.Namespace }}.svc:15012
@@ -82,4 +85,26 @@ CNI directories are mounted at /host/<dir>, host /proc at /host/proc.
 - --host-proc=/host/proc
 - --health-addr=0.0.0.0:15021
 - --daemonset={{ include "quicmesh.cniName" . }}
+{{- end }}
+
+{{/*
+The bundle endpoint's values, checked where the schema cannot (it sees no
+relations between keys); renders nothing.
+*/}}
+{{- define "quicmesh.checkBundleEndpoint" -}}
+{{- $b := .Values.controller.bundleEndpoint -}}
+{{- if $b.enabled }}
+{{- if and (eq $b.profile "https_web") (not $b.certSecret) }}
+{{- fail "controller.bundleEndpoint.profile=https_web needs controller.bundleEndpoint.certSecret: the name of a kubernetes.io/tls Secret (tls.crt, tls.key) in the release namespace, e.g. a cert-manager Certificate's" }}
+{{- end }}
+{{- if and (ne $b.profile "https_web") $b.certSecret }}
+{{- fail (printf "controller.bundleEndpoint.certSecret is used only with profile https_web (profile is %s, which serves the controller's own SVID): unset it or set the profile" $b.profile) }}
+{{- end }}
+{{- if and $b.service.loadBalancerSourceRanges (ne $b.service.type "LoadBalancer") }}
+{{- fail (printf "controller.bundleEndpoint.service.loadBalancerSourceRanges needs service.type LoadBalancer (it is %s)" $b.service.type) }}
+{{- end }}
+{{- if and (hasKey $b.service "nodePort") (eq $b.service.type "ClusterIP") }}
+{{- fail "controller.bundleEndpoint.service.nodePort needs service.type NodePort or LoadBalancer (it is ClusterIP)" }}
+{{- end }}
+{{- end }}
 {{- end }}
