@@ -118,6 +118,8 @@ struct Setup {
     addrs: Vec<SocketAddr>,
     client: Arc<Pool>,
     client_svid: Svid,
+    /// Another client identity (`ns/ops/sa/admin`).
+    other_svid: Svid,
     waypoint_id: SpiffeId,
     waypoint_ip: IpAddr,
     stop: CancellationToken,
@@ -234,6 +236,7 @@ async fn setup(
         addrs,
         client: client_pool(&bundles),
         client_svid: ca.mint(&id("ns/front/sa/client"), life).unwrap(),
+        other_svid: ca.mint(&id("ns/ops/sa/admin"), life).unwrap(),
         waypoint_id,
         waypoint_ip,
         stop,
@@ -248,14 +251,19 @@ type Answer = (u16, http::HeaderMap, String);
 
 impl Setup {
     async fn client(&self) -> Client {
+        self.client_as(&self.client_svid).await
+    }
+
+    /// A client connection presenting `svid`.
+    async fn client_as(&self, svid: &Svid) -> Client {
         let key = PoolKey {
-            src: self.client_svid.id.clone(),
+            src: svid.id.clone(),
             dst: self.waypoint_id.clone(),
             addr: SocketAddr::new(self.waypoint_ip, TUNNEL_PORT),
         };
         let s = self
             .client
-            .open(&key, &self.client_svid, VIP, Default::default())
+            .open(&key, svid, VIP, Default::default())
             .await
             .unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s.into_io()))
@@ -580,6 +588,49 @@ async fn a_rate_limit_answers_429_with_retry_after_per_key() {
         u64::from(allowed) + 1,
         "refused requests never reach the backend"
     );
+}
+
+/// Per source identity: one client spending its bucket leaves another
+/// client's untouched, whatever headers either sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_per_source_identity_gives_each_client_its_bucket() {
+    let parts = Parts {
+        rate_limit: Some(tp::RateLimit {
+            requests: 1,
+            per: Duration::from_secs(60),
+            burst: 3,
+            key: tp::RateKey::SourceIdentity,
+        }),
+        ..Parts::default()
+    };
+    let s = setup(
+        11,
+        &[Some((200, Duration::ZERO))],
+        Some(settings(parts)),
+        RouteTable::default(),
+    )
+    .await;
+    let mut c = s.client().await;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for user in ["a", "b", "c", "d", "e"] {
+            v.push(send(&mut c, get("/", &[("x-user", user)])).await.0);
+        }
+        v
+    };
+    // Burst 3, then one a minute: the next two are refused, whatever
+    // x-user says.
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let mut other = s.client_as(&s.other_svid).await;
+    for _ in 0..3 {
+        assert_eq!(
+            send(&mut other, get("/", &[])).await.0,
+            200,
+            "another identity has its own bucket"
+        );
+    }
+    assert_eq!(send(&mut other, get("/", &[])).await.0, 429);
+    assert_eq!(s.counter("waypoint_rate_limited_total{"), 3.0);
 }
 
 /// Faults for requests with `x-fault: yes` only: all delayed 300 ms and

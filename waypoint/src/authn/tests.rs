@@ -540,3 +540,34 @@ fn the_dump_names_rules_and_key_ids() {
     assert_eq!(d[0]["rules"][0]["kids"], json!(["k1"]));
     assert_eq!(d[0]["scope"], "AUTHENTICATION_SCOPE_NAMESPACE");
 }
+
+/// The rule's `clockSkewSeconds` is what the check allows: a token
+/// expired 90 s ago passes with 120 s of skew, not with 0 or 60.
+#[test]
+fn the_configured_clock_skew_decides_an_expired_token() {
+    let k = Key::new();
+    let with_skew = |skew: u32| {
+        let mut rule = jwt_rule(&k.jwks("k1"));
+        rule.clock_skew_seconds = skew;
+        table(
+            &[auth(
+                "shop",
+                AuthenticationScope::Namespace,
+                &[],
+                vec![rule],
+            )],
+            Arc::new(NoKeys),
+        )
+    };
+    let mut c = claims();
+    c["exp"] = json!(NOW - 90);
+    let token = k.token("k1", c);
+    let bearer = format!("Bearer {token}");
+    let outcome = |skew| {
+        let mut r = req("/", &[("authorization", &bearer)]);
+        run(&with_skew(skew), &mut r).map(|o| o.verified().is_some())
+    };
+    assert_eq!(outcome(120).ok(), Some(true), "within 120 s of skew");
+    assert!(outcome(0).is_err(), "no skew: expired");
+    assert!(outcome(60).is_err(), "60 s of skew: expired");
+}
