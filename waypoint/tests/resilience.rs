@@ -604,7 +604,7 @@ async fn a_rate_limit_per_source_identity_gives_each_client_its_bucket() {
         ..Parts::default()
     };
     let s = setup(
-        11,
+        12,
         &[Some((200, Duration::ZERO))],
         Some(settings(parts)),
         RouteTable::default(),
@@ -631,6 +631,64 @@ async fn a_rate_limit_per_source_identity_gives_each_client_its_bucket() {
     }
     assert_eq!(send(&mut other, get("/", &[])).await.0, 429);
     assert_eq!(s.counter("waypoint_rate_limited_total{"), 3.0);
+}
+
+/// Per route: the requests of one HTTPRoute spend its bucket only; the
+/// Service's other route keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_per_route_gives_each_route_its_bucket() {
+    use quicmesh_core::route::{HttpRoute, PathMatch, RequestMatch, Rule};
+    let parts = Parts {
+        rate_limit: Some(tp::RateLimit {
+            requests: 1,
+            per: Duration::from_secs(60),
+            burst: 2,
+            key: tp::RateKey::Route,
+        }),
+        ..Parts::default()
+    };
+    let route = |name: &str, path: &str| {
+        Arc::new(HttpRoute {
+            namespace: "shop".into(),
+            name: name.into(),
+            grpc: false,
+            created: 0,
+            rules: vec![Rule {
+                matches: vec![RequestMatch::new(
+                    PathMatch::exact(path).unwrap(),
+                    vec![],
+                    vec![],
+                    None,
+                )],
+                backends: vec![quicmesh_core::route::Backend {
+                    target: svc(),
+                    weight: 1,
+                    filters: vec![],
+                    invalid: None,
+                }],
+                ..Rule::default()
+            }],
+        })
+    };
+    let routes = RouteTable::new(vec![route("orders", "/orders"), route("cart", "/cart")]);
+    let s = setup(
+        13,
+        &[Some((200, Duration::ZERO))],
+        Some(settings(parts)),
+        routes,
+    )
+    .await;
+    let mut c = s.client().await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(&mut c, get("/orders", &[])).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429], "burst 2 for /orders");
+    // Same client, same identity, another route: its own bucket.
+    assert_eq!(send(&mut c, get("/cart", &[])).await.0, 200);
+    assert_eq!(send(&mut c, get("/cart", &[])).await.0, 200);
+    assert_eq!(send(&mut c, get("/cart", &[])).await.0, 429);
+    assert_eq!(s.counter("waypoint_rate_limited_total{"), 2.0);
 }
 
 /// Faults for requests with `x-fault: yes` only: all delayed 300 ms and
