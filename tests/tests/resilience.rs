@@ -7,8 +7,9 @@
 //!   ejected under concurrent load, and the success rate is then ~100 %;
 //! - a rate limit: the requests allowed are `burst + rate × elapsed`, with
 //!   the elapsed time measured;
-//! - fault injection: aborts of 50 % of 400 requests within 4 standard
-//!   deviations, and only for requests with the header;
+//! - fault injection: delays (seen by the client) and aborts of 50 % each
+//!   of 400 requests within 4 standard deviations, and only for requests
+//!   with the header;
 //! - circuit breaking: `maxConcurrentRequests: 1` and parallel curls to a
 //!   slow backend: the others get 503 and the reason;
 //! - `maxRequestBodyBytes`: 413 for a longer body, announced or streamed.
@@ -168,6 +169,7 @@ spec:
   targetRefs: [{group: "", kind: Service, name: faulty}]
   faultInjection:
     headers: [{name: x-fault, value: "yes"}]
+    delay: {percentage: 50, fixedDelay: 500ms}
     abort: {percentage: 50, httpStatus: 503}
 ---
 apiVersion: quicmesh.io/v1alpha1
@@ -216,6 +218,36 @@ fn load(cluster: &Cluster, url: &str, n: usize, parallel: usize, headers: &[&str
     args.push(&glob);
     let out = curl(cluster, &args).unwrap_or_else(|e| panic!("curl {url}: {e}"));
     codes(&out)
+}
+
+/// Like [`load`], with each request's total time (seconds).
+fn timed_load(
+    cluster: &Cluster,
+    url: &str,
+    n: usize,
+    parallel: usize,
+    headers: &[&str],
+) -> Vec<(u16, f64)> {
+    let glob = format!("{url}/[1-{n}]");
+    let parallel = parallel.to_string();
+    let mut args = vec![
+        "-w",
+        "\n=%{http_code} %{time_total}\n",
+        "-Z",
+        "--parallel-max",
+        &parallel,
+    ];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(&glob);
+    let out = curl(cluster, &args).unwrap_or_else(|e| panic!("curl {url}: {e}"));
+    out.lines()
+        .filter_map(|l| {
+            let (code, time) = l.strip_prefix('=')?.split_once(' ')?;
+            Some((code.parse().ok()?, time.parse().ok()?))
+        })
+        .collect()
 }
 
 fn count(codes: &[u16], code: u16) -> usize {
@@ -382,13 +414,14 @@ async fn rate_limit(cluster: &Cluster) {
     assert_eq!(counted, (limited + refused) as f64, "{m}");
 }
 
-/// faulty: half the requests with `x-fault: yes` are aborted with 503;
-/// none without it.
+/// faulty: half the requests with `x-fault: yes` are delayed 500 ms and
+/// (independently) half aborted with 503; none without the header.
 async fn fault_injection(cluster: &Cluster) {
     let plain = load(cluster, "http://faulty.shop/plain", 100, 10, &[]);
     assert_eq!(count(&plain, 200), 100, "{plain:?}");
     let n = 400;
-    let got = load(cluster, "http://faulty.shop/f", n, 10, &["x-fault: yes"]);
+    let timed = timed_load(cluster, "http://faulty.shop/f", n, 10, &["x-fault: yes"]);
+    let got: Vec<u16> = timed.iter().map(|(c, _)| *c).collect();
     assert_eq!(got.len(), n, "{got:?}");
     let aborted = count(&got, 503);
     assert_eq!(aborted + count(&got, 200), n);
@@ -402,6 +435,23 @@ async fn fault_injection(cluster: &Cluster) {
         &[("service", "shop/faulty:80"), ("fault", "abort")],
     );
     assert_eq!(counted, aborted as f64, "{m}");
+    // Delays, sampled apart from aborts: 50 % of 400 within ±4 sd, each
+    // one seen by the client as a request of at least 500 ms (a slow
+    // undelayed one may add to what it sees, never take away).
+    let delayed = sum_metric(
+        &m,
+        "waypoint_faults_total",
+        &[("service", "shop/faulty:80"), ("fault", "delay")],
+    ) as usize;
+    let slow = timed.iter().filter(|(_, t)| *t >= 0.5).count();
+    eprintln!(
+        "fault injection: {delayed} of {n} delayed 500 ms (50 %); {slow} took 500 ms or more"
+    );
+    assert!((160..=240).contains(&delayed), "{delayed} of {n} delayed");
+    assert!(
+        slow >= delayed && slow <= delayed + 20,
+        "{slow} requests took 500 ms or more, {delayed} delayed"
+    );
 }
 
 /// slowpoke: one request at a time (the backend takes 1.5 s); 5 at once:
