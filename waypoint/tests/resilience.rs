@@ -633,11 +633,31 @@ async fn a_rate_limit_per_source_identity_gives_each_client_its_bucket() {
     assert_eq!(s.counter("waypoint_rate_limited_total{"), 3.0);
 }
 
+/// A route rule: requests for exactly `path`, to `svc`.
+fn exact_rule(path: &str) -> quicmesh_core::route::Rule {
+    use quicmesh_core::route::{PathMatch, RequestMatch, Rule};
+    Rule {
+        matches: vec![RequestMatch::new(
+            PathMatch::exact(path).unwrap(),
+            vec![],
+            vec![],
+            None,
+        )],
+        backends: vec![quicmesh_core::route::Backend {
+            target: svc(),
+            weight: 1,
+            filters: vec![],
+            invalid: None,
+        }],
+        ..Rule::default()
+    }
+}
+
 /// Per route: the requests of one HTTPRoute spend its bucket only; the
 /// Service's other route keeps its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_per_route_gives_each_route_its_bucket() {
-    use quicmesh_core::route::{HttpRoute, PathMatch, RequestMatch, Rule};
+    use quicmesh_core::route::HttpRoute;
     let parts = Parts {
         rate_limit: Some(tp::RateLimit {
             requests: 1,
@@ -653,21 +673,7 @@ async fn a_rate_limit_per_route_gives_each_route_its_bucket() {
             name: name.into(),
             grpc: false,
             created: 0,
-            rules: vec![Rule {
-                matches: vec![RequestMatch::new(
-                    PathMatch::exact(path).unwrap(),
-                    vec![],
-                    vec![],
-                    None,
-                )],
-                backends: vec![quicmesh_core::route::Backend {
-                    target: svc(),
-                    weight: 1,
-                    filters: vec![],
-                    invalid: None,
-                }],
-                ..Rule::default()
-            }],
+            rules: vec![exact_rule(path)],
         })
     };
     let routes = RouteTable::new(vec![route("orders", "/orders"), route("cart", "/cart")]);
@@ -824,7 +830,7 @@ async fn a_body_over_the_limit_is_answered_413() {
 /// `timeouts.idle` closes unused connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_bound_requests_connects_and_idle_connections() {
-    use quicmesh_core::route::{HttpRoute, PathMatch, RequestMatch, Rule, Timeouts};
+    use quicmesh_core::route::{HttpRoute, Rule, Timeouts};
     let parts = Parts {
         timeouts: Some(tp::Timeouts {
             connect: None,
@@ -834,23 +840,11 @@ async fn timeouts_bound_requests_connects_and_idle_connections() {
         ..Parts::default()
     };
     let rule = |path: &str, request: Option<Duration>| Rule {
-        matches: vec![RequestMatch::new(
-            PathMatch::exact(path).unwrap(),
-            vec![],
-            vec![],
-            None,
-        )],
-        backends: vec![quicmesh_core::route::Backend {
-            target: svc(),
-            weight: 1,
-            filters: vec![],
-            invalid: None,
-        }],
         timeouts: Timeouts {
             request,
             backend_request: None,
         },
-        ..Rule::default()
+        ..exact_rule(path)
     };
     let routes = RouteTable::new(vec![Arc::new(HttpRoute {
         namespace: "shop".into(),
