@@ -329,6 +329,21 @@ fn print_cluster(v: &serde_json::Value) {
             );
         }
     }
+    let authns = v["controller"]["requestAuthentications"].as_array();
+    if authns.is_some_and(|a| !a.is_empty()) {
+        println!("RequestAuthentications:");
+    }
+    for a in authns.into_iter().flatten() {
+        println!(
+            "  {:<28} {}",
+            format!(
+                "{}/{}",
+                a["namespace"].as_str().unwrap_or("?"),
+                a["name"].as_str().unwrap_or("?")
+            ),
+            conditions(&a["conditions"])
+        );
+    }
     let federations = v["controller"]["federations"].as_array();
     if federations.is_some_and(|f| !f.is_empty()) {
         println!("federations (TrustDomainFederation):");

@@ -106,8 +106,9 @@ pub fn waypoint_report(ix: &Index) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Each RequestAuthentication with its `Accepted` condition (as written
-/// back in Kubernetes) and, per rule, where its keys come from, for /status.
+/// Each RequestAuthentication with its conditions (`Accepted`,
+/// `KeysFetched`; as written back in Kubernetes) and, per rule, where its
+/// keys come from, for /status.
 pub fn authentication_report(ix: &Index) -> Vec<serde_json::Value> {
     crate::status::authentications(ix)
         .into_iter()
@@ -127,7 +128,7 @@ pub fn authentication_report(ix: &Index) -> Vec<serde_json::Value> {
                 })
                 .collect();
             serde_json::json!({"namespace": a.namespace, "name": a.name,
-                "conditions": [a.compiled.condition()], "rules": rules})
+                "conditions": a.conditions(), "rules": rules})
         })
         .collect()
 }

@@ -206,6 +206,79 @@ impl Compiled {
     }
 }
 
+/// The `KeysFetched` condition of a compiled object in `namespace`, from
+/// what the waypoints that enforce it reported of its `jwksUri` key sets
+/// (those of its namespace; every waypoint for the root namespace's):
+/// True when each waypoint's last fetch of each worked, False naming the
+/// waypoint, the URI and the error otherwise. None when it has no
+/// `jwksUri` rule, is invalid, or no such waypoint has reported yet.
+pub fn keys_fetched<'a>(
+    compiled: &Compiled,
+    namespace: &str,
+    root: &str,
+    reports: impl Iterator<Item = &'a crate::model::ProxyReport>,
+) -> Option<Condition> {
+    if compiled.invalid().is_some() {
+        return None;
+    }
+    let subjects: std::collections::BTreeSet<String> = compiled
+        .resource
+        .rules
+        .iter()
+        .filter(|r| !r.jwks_uri.is_empty())
+        .map(|r| format!("jwks/{}", r.jwks_uri))
+        .collect();
+    if subjects.is_empty() {
+        return None;
+    }
+    let mut seen = 0;
+    let mut failures = Vec::new();
+    for p in reports.filter(|p| namespace == root || p.namespace == namespace) {
+        for r in p.reports.iter().filter(|r| subjects.contains(&r.subject)) {
+            seen += 1;
+            if !r.ok {
+                let uri = r.subject.trim_start_matches("jwks/");
+                let kept = if r.last_good_kept {
+                    "the last good keys are in use"
+                } else {
+                    "no keys yet: its tokens are refused (401)"
+                };
+                failures.push(format!(
+                    "waypoint {}/{}: {uri}: {}; {kept}",
+                    p.namespace, p.waypoint, r.error
+                ));
+            }
+        }
+    }
+    if seen == 0 {
+        return None;
+    }
+    failures.sort();
+    failures.dedup();
+    Some(if failures.is_empty() {
+        Condition {
+            kind: "KeysFetched",
+            status: true,
+            reason: "Fetched",
+            message: String::new(),
+        }
+    } else {
+        const SHOWN: usize = 4;
+        let more = failures.len().saturating_sub(SHOWN);
+        failures.truncate(SHOWN);
+        let mut message = failures.join("; ");
+        if more > 0 {
+            message.push_str(&format!("; and {more} more"));
+        }
+        Condition {
+            kind: "KeysFetched",
+            status: false,
+            reason: "FetchFailed",
+            message,
+        }
+    })
+}
+
 /// Compiles `ra` (its spec in JSON form) against what the sources hold;
 /// `root` is the mesh's root namespace.
 pub fn compile(

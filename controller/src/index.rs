@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     selects, AuthorizationPolicy, EndpointSlice, FederationState, Gateway, Key, Kind, Namespace,
-    Object, Pod, PolicyTarget, RequestAuthentication, Route, RouteKind, Service, TrafficPolicy,
-    TrustBundle, TrustDomainFederation, WorkloadEntry,
+    Object, Pod, PolicyTarget, ProxyReport, RequestAuthentication, Route, RouteKind, Service,
+    TrafficPolicy, TrustBundle, TrustDomainFederation, WorkloadEntry,
 };
 
 /// Names of proxy resources: `workload/<uid>`, `service/<namespace>/<name>`,
@@ -261,7 +261,8 @@ impl Index {
             Object::ServiceAccount(_)
             | Object::Deployment(_)
             | Object::TrustDomainFederation(_)
-            | Object::FederationState(_) => {}
+            | Object::FederationState(_)
+            | Object::ProxyReport(_) => {}
         }
     }
 
@@ -472,6 +473,14 @@ impl Index {
                 Object::TrustDomainFederation(f) => Some(f),
                 _ => None,
             })
+    }
+
+    /// What the waypoints connected to this controller last reported.
+    pub fn proxy_reports(&self) -> impl Iterator<Item = &ProxyReport> {
+        self.of_kind(Kind::ProxyReport).filter_map(|o| match o {
+            Object::ProxyReport(r) => Some(r),
+            _ => None,
+        })
     }
 
     /// What the fetcher last did for the federation `name`.

@@ -468,6 +468,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         push_metrics.refused.clone(),
     );
     registry.register(
+        "quicmesh_config_refused_reports",
+        "Proxy reports on the config stream refused (too many, too large, or from a node proxy)",
+        push_metrics.refused_reports.clone(),
+    );
+    registry.register(
         "quicmesh_config_subscribers",
         "Proxies subscribed now",
         push_metrics.subscribers.clone(),

@@ -505,6 +505,33 @@ pub struct FetchOutcome {
     pub message: String,
 }
 
+/// What a waypoint connected to this controller last reported of what it
+/// fetches itself (kept from its config stream while the stream lasts, not
+/// read from any source): the RequestAuthentications' `KeysFetched`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyReport {
+    /// The waypoint's namespace.
+    pub namespace: String,
+    /// The waypoint and its stream (`waypoint#7`): replicas of one
+    /// waypoint report apart.
+    pub name: String,
+    /// The waypoint's name.
+    pub waypoint: String,
+    pub reports: Vec<FetchReport>,
+}
+
+/// One subject of a [`ProxyReport`] (`quicmesh.config.v1.Report`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchReport {
+    /// `jwks/<uri>`.
+    pub subject: String,
+    pub ok: bool,
+    pub error: String,
+    pub last_good_kept: bool,
+}
+
 /// Any object the controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Object {
@@ -524,6 +551,7 @@ pub enum Object {
     WorkloadEntry(WorkloadEntry),
     TrustDomainFederation(TrustDomainFederation),
     FederationState(FederationState),
+    ProxyReport(ProxyReport),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -545,6 +573,7 @@ pub enum Kind {
     WorkloadEntry,
     TrustDomainFederation,
     FederationState,
+    ProxyReport,
 }
 
 impl From<RouteKind> for Kind {
@@ -587,6 +616,7 @@ impl Object {
             Object::WorkloadEntry(o) => (Kind::WorkloadEntry, o.namespace.as_str(), &o.name),
             Object::TrustDomainFederation(o) => (Kind::TrustDomainFederation, "", &o.name),
             Object::FederationState(o) => (Kind::FederationState, "", &o.name),
+            Object::ProxyReport(o) => (Kind::ProxyReport, o.namespace.as_str(), &o.name),
         };
         Key {
             kind,

@@ -27,6 +27,7 @@ use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::config::{resource, Resource};
 
 use crate::ca::peer_identity;
+use crate::model::{FetchReport, Object, ProxyReport};
 use crate::store::Store;
 
 /// The metric label: the subscriber's [`Subscriber::name`].
@@ -182,6 +183,66 @@ pub struct PushMetrics {
     pub subscribers: Gauge,
     /// Subscriptions refused (no or wrong certificate).
     pub refused: Counter,
+    /// Proxy reports refused (too many, too large, or from a node).
+    pub refused_reports: Counter,
+}
+
+/// Numbers config streams, so that replicas of one waypoint report apart.
+static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Reports a proxy may make at once (a waypoint's jwksUri count is far
+/// smaller), and the bounds of each.
+pub const MAX_REPORTS: usize = 256;
+pub const MAX_REPORT_SUBJECT: usize = 2048;
+/// Longer errors are cut to this (at a character boundary).
+pub const MAX_REPORT_ERROR: usize = 512;
+
+/// What `subscriber` reported on its stream number `stream`, checked:
+/// None for an empty report, an error for one a waypoint never sends.
+pub fn proxy_report(
+    subscriber: &Subscriber,
+    stream: u64,
+    reports: Vec<quicmesh_proto::config::Report>,
+) -> Result<Option<ProxyReport>, String> {
+    let Subscriber::Waypoint { namespace, name } = subscriber else {
+        return Err("node proxies report nothing".into());
+    };
+    if reports.len() > MAX_REPORTS {
+        return Err(format!("{} reports, at most {MAX_REPORTS}", reports.len()));
+    }
+    let mut out = Vec::with_capacity(reports.len());
+    for r in reports {
+        if r.subject.is_empty() || r.subject.len() > MAX_REPORT_SUBJECT {
+            return Err(format!(
+                "a report subject of {} bytes (1 to {MAX_REPORT_SUBJECT})",
+                r.subject.len()
+            ));
+        }
+        let mut error = r.error;
+        if error.len() > MAX_REPORT_ERROR {
+            let mut cut = MAX_REPORT_ERROR;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+            error.push('…');
+        }
+        out.push(FetchReport {
+            subject: r.subject,
+            ok: r.ok,
+            error,
+            last_good_kept: r.last_good_kept,
+        });
+    }
+    if out.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ProxyReport {
+        namespace: namespace.clone(),
+        name: format!("{name}#{stream}"),
+        waypoint: name.clone(),
+        reports: out,
+    }))
 }
 
 /// What the controller knows about each connected proxy (status page).
@@ -285,10 +346,13 @@ impl ConfigStream for ConfigService {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let proxies = self.proxies.clone();
+        let stream = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             let labels = ProxyLabels {
                 proxy: node.clone(),
             };
+            // What this stream last reported (in the store until it ends).
+            let mut reported: Option<ProxyReport> = None;
             metrics.subscribers.inc();
             proxies
                 .lock()
@@ -338,6 +402,24 @@ impl ConfigStream for ConfigService {
                         metrics.updates_sent.get_or_create(&labels).inc();
                     }
                     ack = acks.next() => match ack {
+                        Some(Ok(a)) if a.report_only => {
+                            match proxy_report(&view.subscriber, stream, a.reports) {
+                                Ok(r) if r != reported => {
+                                    tracing::debug!(%node, reports = r.as_ref().map_or(0, |r| r.reports.len()), "proxy reported what it fetches");
+                                    match (&r, reported.take()) {
+                                        (Some(r), _) => store.apply(|ix| ix.upsert(Object::ProxyReport(r.clone()))),
+                                        (None, Some(gone)) => store.apply(|ix| ix.delete(&Object::ProxyReport(gone).key())),
+                                        (None, None) => None,
+                                    };
+                                    reported = r;
+                                }
+                                Ok(_) => {}
+                                Err(why) => {
+                                    tracing::warn!(%node, reason = %why, "proxy report refused");
+                                    metrics.refused_reports.inc();
+                                }
+                            }
+                        }
                         Some(Ok(a)) => {
                             let mut p = proxies.lock().expect("not poisoned");
                             let st = p.entry(node.clone()).or_default();
@@ -356,6 +438,9 @@ impl ConfigStream for ConfigService {
                         None => break,
                     }
                 }
+            }
+            if let Some(r) = reported {
+                store.apply(|ix| ix.delete(&Object::ProxyReport(r).key()));
             }
             unsubscribed(&proxies, &metrics, &node);
         });
@@ -593,5 +678,51 @@ mod tests {
         );
         let foreign = SpiffeId::workload("other.example", "shop", "waypoint").unwrap();
         assert!(Subscriber::from_identity(&foreign, &store).is_err());
+    }
+
+    #[test]
+    fn a_waypoints_reports_are_bounded_and_a_nodes_refused() {
+        use quicmesh_proto::config::Report;
+        let w = Subscriber::Waypoint {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        };
+        let r = |subject: &str, error: &str| Report {
+            subject: subject.into(),
+            ok: error.is_empty(),
+            error: error.into(),
+            last_good_kept: true,
+        };
+        let got = proxy_report(&w, 7, vec![r("jwks/https://i.example/k", "answered 503")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                got.namespace.as_str(),
+                got.name.as_str(),
+                got.waypoint.as_str()
+            ),
+            ("shop", "waypoint#7", "waypoint")
+        );
+        assert_eq!(got.reports[0].error, "answered 503");
+        assert!(got.reports[0].last_good_kept);
+        // An empty set: nothing (what was reported before goes).
+        assert_eq!(proxy_report(&w, 7, vec![]), Ok(None));
+        // Long errors are cut at a character boundary.
+        let long = "é".repeat(MAX_REPORT_ERROR);
+        let got = proxy_report(&w, 7, vec![r("jwks/u", &long)])
+            .unwrap()
+            .unwrap();
+        assert!(got.reports[0].error.len() <= MAX_REPORT_ERROR + '…'.len_utf8());
+        assert!(got.reports[0].error.ends_with('…'));
+        // Refused whole: too many, an empty or oversize subject, a node.
+        let many = vec![r("jwks/u", ""); MAX_REPORTS + 1];
+        assert!(proxy_report(&w, 7, many).unwrap_err().contains("at most"));
+        assert!(proxy_report(&w, 7, vec![r("", "")]).is_err());
+        let huge = "x".repeat(MAX_REPORT_SUBJECT + 1);
+        assert!(proxy_report(&w, 7, vec![r(&huge, "")]).is_err());
+        assert!(
+            proxy_report(&Subscriber::Node("node-1".into()), 7, vec![r("jwks/u", "")]).is_err()
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! `Accepted` and `ResolvedRefs`; quicmesh's own policies'
 //! `status.conditions` ([`PolicyStatus`]: AuthorizationPolicy's and
 //! RequestAuthentication's `Accepted`, False with the reason when it is
-//! invalid); and for each TrafficPolicy, one `status.ancestors[]` entry
+//! invalid, and RequestAuthentication's `KeysFetched` from what its
+//! waypoints report of their jwksUri fetches); and for each TrafficPolicy, one `status.ancestors[]` entry
 //! per target with `Accepted` (policy attachment, GEP-713). Pure, from the
 //! index: `/status` serves it, and in Kubernetes [`kube`] writes it back.
 
@@ -94,11 +95,16 @@ pub struct AuthenticationStatus {
     pub name: String,
     pub generation: i64,
     pub compiled: crate::authn::Compiled,
+    /// `KeysFetched`, once a waypoint enforcing it reported its jwksUri
+    /// fetches.
+    pub keys: Option<Condition>,
 }
 
 impl AuthenticationStatus {
     pub fn conditions(&self) -> Vec<Condition> {
-        vec![self.compiled.condition()]
+        std::iter::once(self.compiled.condition())
+            .chain(self.keys.clone())
+            .collect()
     }
 }
 
@@ -106,11 +112,21 @@ impl AuthenticationStatus {
 pub fn authentications(index: &Index) -> Vec<AuthenticationStatus> {
     index
         .request_authentications()
-        .map(|ra| AuthenticationStatus {
-            namespace: ra.namespace.clone(),
-            name: ra.name.clone(),
-            generation: ra.generation,
-            compiled: index.compiled_authentication(ra),
+        .map(|ra| {
+            let compiled = index.compiled_authentication(ra);
+            let keys = crate::authn::keys_fetched(
+                &compiled,
+                &ra.namespace,
+                index.root_namespace(),
+                index.proxy_reports(),
+            );
+            AuthenticationStatus {
+                namespace: ra.namespace.clone(),
+                name: ra.name.clone(),
+                generation: ra.generation,
+                compiled,
+                keys,
+            }
         })
         .collect()
 }

@@ -195,6 +195,36 @@ fn get(cluster: &quicmesh_lab::local::Cluster, url: &str, token: Option<&str>) -
     (code, out)
 }
 
+/// The conditions of shop/whoami-jwt in the controller's /status.
+async fn whoami_conditions(cluster: &quicmesh_lab::local::Cluster) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.controller_http("/status").await.unwrap_or_default())
+            .unwrap_or_default();
+    status["requestAuthentications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == "whoami-jwt")
+        .map(|a| a["conditions"].clone())
+        .unwrap_or_default()
+}
+
+/// Whether shop/whoami-jwt's `KeysFetched` condition comes to satisfy `ok`.
+async fn keys_fetched(
+    cluster: &quicmesh_lab::local::Cluster,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
+    eventually(Duration::from_secs(40), || async {
+        whoami_conditions(cluster)
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "KeysFetched" && ok(c))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_authentication_at_the_waypoint() {
     require_root();
@@ -385,6 +415,36 @@ async fn request_authentication_at_the_waypoint() {
         get(&cluster, whoami, Some(&a)).0
     );
 
+    // The waypoint reports its fetches: the object's KeysFetched is True.
+    assert!(
+        keys_fetched(&cluster, |c| c["status"] == true
+            && c["reason"] == "Fetched")
+        .await,
+        "{:?}",
+        whoami_conditions(&cluster).await
+    );
+
+    // The issuer serves garbage: the fetch is refused, b's keys stay in
+    // use, and the status says so.
+    std::fs::write(served.join("jwks.json.tmp"), "{not json").unwrap();
+    std::fs::rename(served.join("jwks.json.tmp"), served.join("jwks.json")).unwrap();
+    let said = keys_fetched(&cluster, |c| {
+        c["status"] == false
+            && c["reason"] == "FetchFailed"
+            && c["message"].as_str().is_some_and(|m| {
+                m.starts_with("waypoint shop/waypoint: http://")
+                    && m.contains("not a usable key set")
+                    && m.ends_with("the last good keys are in use")
+            })
+    })
+    .await;
+    assert!(said, "{:?}", whoami_conditions(&cluster).await);
+    assert_eq!(
+        get(&cluster, whoami, Some(&b)).0,
+        200,
+        "last good keys kept"
+    );
+
     // The issuer goes down: fetches fail, the last good keys stay in use.
     issuer.kill().unwrap();
     let failed = eventually(Duration::from_secs(40), || async {
@@ -407,6 +467,14 @@ async fn request_authentication_at_the_waypoint() {
         "last good keys kept"
     );
     assert_eq!(get(&cluster, whoami, Some(&a)).0, 401);
+    let said = keys_fetched(&cluster, |c| {
+        c["status"] == false
+            && c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot connect"))
+    })
+    .await;
+    assert!(said, "{:?}", whoami_conditions(&cluster).await);
     // The config dump names the rule and the key ids in use.
     let p = cluster.pod("shop", "waypoint-0");
     let dump = quicmesh_lab::mesh::netns_http_get(

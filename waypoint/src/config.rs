@@ -464,6 +464,10 @@ impl ConfigSink for Live {
             .get_or_create(&vec![("result".into(), result.into())])
             .inc();
     }
+
+    fn reports(&self) -> Option<tokio::sync::watch::Receiver<Vec<quicmesh_proto::config::Report>>> {
+        Some(self.jwks.reports())
+    }
 }
 
 /// The port an endpoint's app listens on for a Service port: the

@@ -10,7 +10,10 @@
 //!
 //! Metrics: `waypoint_jwks_fetches_total{result}` and
 //! `waypoint_jwks_age_seconds{jwks_uri}` (the age of the keys in use, or
-//! -1 before any; updated every 5 s).
+//! -1 before any; updated every 5 s). How each URI's last fetch went is
+//! also reported to the controller ([`Fetcher::reports`], subject
+//! `jwks/<uri>`), which shows it as the RequestAuthentication's
+//! `KeysFetched` condition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -26,6 +29,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use quicmesh_core::jwt::{Jwks, MAX_JWKS_BYTES};
+use quicmesh_proto::config::Report;
 use tokio_util::sync::CancellationToken;
 
 use crate::authn::KeySource;
@@ -99,6 +103,13 @@ pub struct Fetcher {
     tls: Arc<rustls::ClientConfig>,
     metrics: Metrics,
     early_every: Duration,
+    /// Each URI's last fetch, sorted by subject, for the controller.
+    reports: tokio::sync::watch::Sender<Vec<Report>>,
+}
+
+/// The report subject of `uri`'s key set.
+pub fn subject(uri: &str) -> String {
+    format!("jwks/{uri}")
 }
 
 impl Fetcher {
@@ -129,6 +140,7 @@ impl Fetcher {
             tls: Arc::new(tls),
             metrics: Metrics::default(),
             early_every,
+            reports: tokio::sync::watch::Sender::new(Vec::new()),
         })
     }
 
@@ -145,6 +157,41 @@ impl Fetcher {
         );
     }
 
+    /// How each URI's last fetch went (none before its first one ends),
+    /// the whole set again whenever one changes.
+    pub fn reports(&self) -> tokio::sync::watch::Receiver<Vec<Report>> {
+        self.reports.subscribe()
+    }
+
+    /// Records how `s`'s last fetch went (`error`: why it failed), unless
+    /// `s` is no longer fetched; a change only if it differs.
+    fn report(&self, s: &Source, error: Option<String>, last_good_kept: bool) {
+        let report = Report {
+            subject: subject(&s.uri),
+            ok: error.is_none(),
+            last_good_kept: error.is_some() && last_good_kept,
+            error: error.unwrap_or_default(),
+        };
+        self.reports.send_if_modified(|all| {
+            // Checked under the lock `sync` takes to drop gone URIs'
+            // reports, after it has cancelled them.
+            if s.stop.is_cancelled() {
+                return false;
+            }
+            match all.binary_search_by(|r| r.subject.cmp(&report.subject)) {
+                Ok(i) if all[i] == report => false,
+                Ok(i) => {
+                    all[i] = report;
+                    true
+                }
+                Err(i) => {
+                    all.insert(i, report);
+                    true
+                }
+            }
+        });
+    }
+
     /// Makes the fetched URIs exactly `wanted` (URI → refresh seconds):
     /// new ones start fetching, gone ones stop. Must run in a runtime.
     pub fn sync(self: &Arc<Self>, wanted: &BTreeMap<String, u32>) {
@@ -158,6 +205,15 @@ impl Fetcher {
                     .remove(&vec![("jwks_uri".into(), uri.clone())]);
             }
             keep
+        });
+        self.reports.send_if_modified(|all| {
+            let before = all.len();
+            all.retain(|r| {
+                r.subject
+                    .strip_prefix("jwks/")
+                    .is_some_and(|u| wanted.contains_key(u))
+            });
+            all.len() != before
         });
         for (uri, refresh) in wanted {
             let refresh = Duration::from_secs(u64::from((*refresh).max(1)));
@@ -205,6 +261,7 @@ impl Fetcher {
                         Some((Arc::new(keys), Instant::now()));
                     *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.count("ok");
+                    self.report(&s, None, true);
                     retry = Duration::from_secs(1);
                     *s.refresh.lock().unwrap_or_else(|e| e.into_inner())
                 }
@@ -213,6 +270,7 @@ impl Fetcher {
                     tracing::warn!(jwks_uri = %s.uri, error = %e, kept_last_good = kept, retry_in = ?retry, "JWKS fetch failed");
                     *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     self.count(e.label());
+                    self.report(&s, Some(e.to_string()), kept);
                     let now = retry;
                     retry = (retry * 2).min(MAX_RETRY);
                     now

@@ -367,3 +367,113 @@ fn crd_yaml_names_the_group_kind_and_status() {
         "{y}"
     );
 }
+
+fn report(
+    ns: &str,
+    waypoint: &str,
+    stream: u64,
+    subjects: &[(&str, bool, bool)],
+) -> crate::model::ProxyReport {
+    crate::model::ProxyReport {
+        namespace: ns.into(),
+        name: format!("{waypoint}#{stream}"),
+        waypoint: waypoint.into(),
+        reports: subjects
+            .iter()
+            .map(|(s, ok, kept)| crate::model::FetchReport {
+                subject: (*s).into(),
+                ok: *ok,
+                error: if *ok {
+                    String::new()
+                } else {
+                    "answered 503".into()
+                },
+                last_good_kept: *kept,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn keys_fetched_says_what_the_waypoints_enforcing_it_reported() {
+    let uri = "https://issuer.example/jwks";
+    let subject = format!("jwks/{uri}");
+    let spec = |ns: &str| {
+        compile_in(
+            ns,
+            json!({"jwtRules": [{"issuer": "https://issuer.example", "jwksUri": uri},
+                                {"issuer": "https://inline.example", "jwks": jwks()}]}),
+        )
+    };
+    let shop = spec("shop");
+    let root = "quicmesh-system";
+    let kf = |c: &Compiled, ns: &str, r: &[crate::model::ProxyReport]| {
+        keys_fetched(c, ns, root, r.iter())
+    };
+
+    // Nobody reported yet; a report about another URI; another
+    // namespace's waypoint: no condition.
+    assert_eq!(kf(&shop, "shop", &[]), None);
+    let other = report(
+        "shop",
+        "waypoint",
+        1,
+        &[("jwks/https://other.example/k", false, false)],
+    );
+    assert_eq!(kf(&shop, "shop", std::slice::from_ref(&other)), None);
+    let elsewhere = report("bank", "waypoint", 2, &[(&subject, false, false)]);
+    assert_eq!(kf(&shop, "shop", std::slice::from_ref(&elsewhere)), None);
+
+    // Two replicas fetched it: True.
+    let a = report("shop", "waypoint", 3, &[(&subject, true, false)]);
+    let b = report("shop", "waypoint", 4, &[(&subject, true, false)]);
+    let c = kf(&shop, "shop", &[a.clone(), b, other, elsewhere.clone()]).unwrap();
+    assert_eq!(
+        (c.kind, c.status, c.reason),
+        ("KeysFetched", true, "Fetched")
+    );
+
+    // One replica's last fetch failed: False, naming it, the URI, the
+    // error and what is in use.
+    let failed = report("shop", "waypoint", 5, &[(&subject, false, true)]);
+    let c = kf(&shop, "shop", &[a.clone(), failed]).unwrap();
+    assert_eq!((c.status, c.reason), (false, "FetchFailed"));
+    assert_eq!(
+        c.message,
+        format!("waypoint shop/waypoint: {uri}: answered 503; the last good keys are in use")
+    );
+    let never = report("shop", "waypoint", 6, &[(&subject, false, false)]);
+    assert!(kf(&shop, "shop", &[never])
+        .unwrap()
+        .message
+        .ends_with("no keys yet: its tokens are refused (401)"));
+
+    // The root namespace's object is enforced by every waypoint.
+    let mesh = spec(root);
+    let c = kf(&mesh, root, &[elsewhere]).unwrap();
+    assert!(
+        !c.status && c.message.starts_with("waypoint bank/waypoint:"),
+        "{c:?}"
+    );
+
+    // Many failures: the first four, and a count.
+    let many: Vec<_> = (0..7)
+        .map(|i| report("shop", &format!("w{i}"), 10 + i, &[(&subject, false, true)]))
+        .collect();
+    let c = kf(&shop, "shop", &many).unwrap();
+    assert!(c.message.ends_with("; and 3 more"), "{}", c.message);
+    assert_eq!(c.message.matches("waypoint shop/").count(), 4);
+
+    // Inline keys only, or an invalid object: nothing to say.
+    let inline = compile_in(
+        "shop",
+        json!({"jwtRules": [{"issuer": "https://i.example", "jwks": jwks()}]}),
+    );
+    assert_eq!(kf(&inline, "shop", std::slice::from_ref(&a)), None);
+    let invalid = compile_in(
+        "shop",
+        json!({"jwtRules": [{"issuerr": "x", "jwksUri": uri}]}),
+    );
+    assert!(invalid.invalid().is_some());
+    assert_eq!(kf(&invalid, "shop", &[a]), None);
+}

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicmesh_proto::config::config_stream_client::ConfigStreamClient;
-use quicmesh_proto::config::{Ack, Resource, Update};
-use tokio::sync::mpsc;
+use quicmesh_proto::config::{Ack, Report, Resource, Update};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 
 use super::client::ControllerClient;
@@ -44,7 +44,18 @@ pub trait ConfigSink: Send + Sync + 'static {
     /// applied (their federations removed): a proxy cuts what their peers
     /// still hold open.
     fn trust_domains_withdrawn(&self, _trust_domains: &[String]) {}
+
+    /// What the proxy fetches on its own and how it went (a waypoint's
+    /// jwksUri key sets), the whole set each time it changes: sent to the
+    /// controller in report-only messages, at most once per
+    /// [`REPORT_EVERY`]. None: the proxy reports nothing.
+    fn reports(&self) -> Option<watch::Receiver<Vec<Report>>> {
+        None
+    }
 }
+
+/// Reports go out at most this often (changes in between are coalesced).
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Follows the config stream forever, authenticated as `identity` (its
 /// SVID from `certs`): applies updates to `sink`, ACKs or NACKs them,
@@ -106,9 +117,8 @@ impl<S: ConfigSink> Session<'_, S> {
         let mut grpc = ConfigStreamClient::new(self.client.channel(Some(&svid))?);
         let (tx, rx) = mpsc::channel::<Ack>(16);
         tx.send(Ack {
-            nonce: String::new(),
-            error: String::new(),
             version: self.sink.version(),
+            ..Ack::default()
         })
         .await
         .map_err(|_| "ack channel closed")?;
@@ -120,12 +130,51 @@ impl<S: ConfigSink> Session<'_, S> {
         tracing::info!(controller = %self.client.addr, "config stream connected");
         *connected = true;
         self.sink.connected(true);
-        while let Some(u) = updates.next().await {
-            let u = u.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
-            let ack = apply(u, self.sink, resources, bundles);
-            tx.send(ack).await.map_err(|_| "ack channel closed")?;
+        let mut reports = self.sink.reports();
+        // A report is due (every session starts by sending the current
+        // set), and when the last one went out.
+        let mut due = reports.is_some();
+        let hold = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(hold);
+        loop {
+            tokio::select! {
+                u = updates.next() => {
+                    let Some(u) = u else { return Ok(()) };
+                    let u = u.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+                    let ack = apply(u, self.sink, resources, bundles);
+                    tx.send(ack).await.map_err(|_| "ack channel closed")?;
+                }
+                changed = changed(&mut reports), if !due => {
+                    if changed {
+                        due = true;
+                    } else {
+                        reports = None;
+                    }
+                }
+                () = &mut hold, if due => {
+                    due = false;
+                    let current = reports.as_mut().map(|r| r.borrow_and_update().clone()).unwrap_or_default();
+                    tx.send(Ack {
+                        version: self.sink.version(),
+                        report_only: true,
+                        reports: current,
+                        ..Ack::default()
+                    })
+                    .await
+                    .map_err(|_| "ack channel closed")?;
+                    hold.as_mut().reset(tokio::time::Instant::now() + REPORT_EVERY);
+                }
+            }
         }
-        Ok(())
+    }
+}
+
+/// Waits for `reports` to change: false once its sender is gone (never
+/// returns without reports).
+async fn changed(reports: &mut Option<watch::Receiver<Vec<Report>>>) -> bool {
+    match reports {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -160,8 +209,8 @@ pub fn apply<S: ConfigSink>(
             tracing::debug!(version = u.version, full = u.full, "config applied");
             Ack {
                 nonce: u.nonce,
-                error: String::new(),
                 version: u.version,
+                ..Ack::default()
             }
         }
         Err(e) => {
@@ -171,6 +220,7 @@ pub fn apply<S: ConfigSink>(
                 nonce: u.nonce,
                 error: e,
                 version: sink.version(),
+                ..Ack::default()
             }
         }
     }

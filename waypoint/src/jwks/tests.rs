@@ -80,6 +80,17 @@ async fn keys_are_fetched_and_the_last_good_ones_kept() {
     until("first fetch", || f.keys(&u).is_some()).await;
     assert_eq!(f.keys(&u).unwrap().kids(), ["k1"]);
     assert_eq!(fetches(&f, "ok"), 1);
+    let reports = f.reports();
+    let ok = Report {
+        subject: format!("jwks/{u}"),
+        ok: true,
+        ..Report::default()
+    };
+    assert_eq!(
+        *reports.borrow(),
+        std::slice::from_ref(&ok),
+        "reported for the controller"
+    );
 
     // The issuer sends garbage, then an error, then too much: each early
     // refresh fails and the keys stay.
@@ -106,6 +117,11 @@ async fn keys_are_fetched_and_the_last_good_ones_kept() {
             ["k1"],
             "{label}: last good kept"
         );
+        let r = reports.borrow()[0].clone();
+        assert!(
+            !r.ok && r.last_good_kept && !r.error.is_empty(),
+            "{label}: {r:?}"
+        );
     }
     let dump = f.dump();
     assert!(
@@ -117,6 +133,7 @@ async fn keys_are_fetched_and_the_last_good_ones_kept() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(f.refresh(&u).await);
     assert!(f.dump()[&u]["lastError"].is_null());
+    assert_eq!(*reports.borrow(), [ok]);
 }
 
 #[tokio::test]
@@ -133,8 +150,10 @@ async fn early_refreshes_are_rate_limited_and_gone_uris_stop() {
         assert!(!f.refresh(&u).await, "then not again within the limit");
     }
     assert_eq!(i.hits.load(Ordering::SeqCst), before + 1, "no fetch made");
+    assert_eq!(f.reports().borrow().len(), 1);
     f.sync(&BTreeMap::new());
     assert!(f.keys(&u).is_none(), "a URI no rule names is forgotten");
+    assert!(f.reports().borrow().is_empty(), "and so is its report");
 }
 
 #[tokio::test]
@@ -150,6 +169,11 @@ async fn an_issuer_that_is_down_leaves_no_keys_and_is_retried() {
     })
     .await;
     assert!(f.keys(&u).is_none(), "no keys before a fetch succeeds");
+    let r = f.reports().borrow()[0].clone();
+    assert!(
+        !r.ok && !r.last_good_kept && r.error.starts_with("cannot connect"),
+        "{r:?}"
+    );
     let tls = f.tls.clone();
     assert!(matches!(
         fetch("ftp://x/y", &tls).await,
