@@ -4,7 +4,8 @@
 # scripts re-run themselves through it for users; tested), HAProxy (the
 # benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
 # client of the tests), grpcio (gRPC through the waypoint), PyJWT and
-# cryptography (the JWTs of the RequestAuthentication tests) and
+# cryptography (the JWTs of the RequestAuthentication tests),
+# prometheus-client (its OpenMetrics parser reads our scrapes) and
 # kubernetes-validate (the controller's Kubernetes manifests). Idempotent;
 # quiet when all is there.
 set -euo pipefail
@@ -43,6 +44,12 @@ if ! "$PY" -c 'import jwt, cryptography' 2>/dev/null; then
   echo "setup.sh: installing PyJWT and cryptography for $PY (the RequestAuthentication tests sign tokens)"
   "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'pyjwt[crypto]==2.10.1' \
     || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'pyjwt[crypto]==2.10.1'
+fi
+
+if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
+  echo "setup.sh: installing prometheus-client for $PY (its OpenMetrics parser reads the proxies' scrapes in the tests)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'prometheus-client==0.21.1' \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'prometheus-client==0.21.1'
 fi
 
 # 1.33.1 ships the OpenAPI schemas of Kubernetes 1.22 to 1.33 (the chart is

@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _};
 use quicmesh_controller::sources::files::{self, FileSource};
 use quicmesh_controller::store::Store;
 use quicmesh_core::health::{Flag, Readiness};
-use quicmesh_core::metrics::{encode, handler, serve_http, Reply};
+use quicmesh_core::metrics::{handler, scrape, serve_http, Reply};
 use tokio_util::sync::CancellationToken;
 
 pub mod metrics;
@@ -343,7 +343,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "/metrics",
                 handler(move || {
                     let registry = registry.clone();
-                    async move { encode(&registry) }
+                    async move { scrape(&registry) }
                 }),
             ),
             (
@@ -359,7 +359,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
-    let dump = serde_json::to_string_pretty(&args).expect("serializable");
+    let dump = serde_json::to_value(&args).expect("serializable");
     tokio::spawn(serve_http(
         admin,
         vec![
@@ -367,14 +367,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "/pods",
                 handler(move || {
                     let s = status.borrow().clone();
-                    async move { Reply::from(format!("{s:#}\n")) }
+                    async move { Reply::from(s) }
                 }),
             ),
             (
                 "/config_dump",
                 handler(move || {
                     let d = dump.clone();
-                    async move { Reply::from(format!("{d}\n")) }
+                    async move { Reply::from(d) }
                 }),
             ),
         ],

@@ -26,7 +26,7 @@ use quicmesh_controller::translate::Mesh;
 use quicmesh_core::health::Readiness;
 use quicmesh_core::identity::ca::{Ca, CaPem};
 use quicmesh_core::identity::SpiffeId;
-use quicmesh_core::metrics::{encode, handler, serve_http, TlsMetrics};
+use quicmesh_core::metrics::{handler, scrape, serve_http, TlsMetrics};
 
 use quicmesh_core::duration::parse as parse_duration;
 
@@ -545,7 +545,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             .get_or_create(&vec![("state".into(), state.into())])
                             .set(n as i64);
                     }
-                    std::future::ready(encode(&registry))
+                    std::future::ready(scrape(&registry))
                 }),
             ),
             (
@@ -575,7 +575,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         "pendingSources": st.pending_sources(),
                         "ca": ca_status.status(),
                     });
-                    std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
+                    std::future::ready(v)
                 }),
             ),
             (
@@ -586,7 +586,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         .into_iter()
                         .map(|(k, v)| (k, format!("{v:?}")))
                         .collect();
-                    std::future::ready(serde_json::to_string_pretty(&r).expect("json"))
+                    std::future::ready(serde_json::json!(r))
                 }),
             ),
         ],

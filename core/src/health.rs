@@ -88,10 +88,7 @@ pub fn render(status: &[(&str, Result<(), String>)]) -> Reply {
     if not.is_empty() {
         Reply::from("ready\n".to_string())
     } else {
-        Reply {
-            status: 503,
-            body: format!("not ready: {}\n", not.join(", ")),
-        }
+        Reply::text(503, format!("not ready: {}\n", not.join(", ")))
     }
 }
 
@@ -173,13 +170,7 @@ mod tests {
         config.set_ready();
         assert_eq!(r.reply().body, "not ready: certificates (expired)\n");
         *expired.lock().unwrap() = false;
-        assert_eq!(
-            r.reply(),
-            Reply {
-                status: 200,
-                body: "ready\n".into()
-            }
-        );
+        assert_eq!(r.reply(), Reply::text(200, "ready\n".into()));
         // And back: a condition may lapse.
         socket.set_not_ready("closed");
         assert_eq!(r.reply().status, 503);

@@ -240,16 +240,60 @@ pub fn encode(reg: &Registry) -> String {
     out
 }
 
+/// The Content-Type of a scrape: the OpenMetrics text format, which is
+/// what [`encode`] writes (Prometheus 3 refuses a scrape whose type it
+/// cannot tell).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Content-Type of plain answers (`ready`, errors).
+pub const TEXT: &str = "text/plain; charset=utf-8";
+/// The Content-Type of dumps and status pages.
+pub const JSON: &str = "application/json";
+
 /// An answer of the admin/metrics server: 200 with a body, unless said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    pub content_type: &'static str,
 }
 
+impl Reply {
+    /// `status` with a plain-text `body`.
+    pub fn text(status: u16, body: String) -> Self {
+        Reply {
+            status,
+            body,
+            content_type: TEXT,
+        }
+    }
+}
+
+/// 200, plain text.
 impl From<String> for Reply {
     fn from(body: String) -> Self {
-        Reply { status: 200, body }
+        Reply::text(200, body)
+    }
+}
+
+/// 200, the value as indented JSON.
+impl From<serde_json::Value> for Reply {
+    fn from(v: serde_json::Value) -> Self {
+        let mut body = serde_json::to_string_pretty(&v).expect("a Value always serializes");
+        body.push('\n');
+        Reply {
+            status: 200,
+            body,
+            content_type: JSON,
+        }
+    }
+}
+
+/// The answer to a scrape of `reg`: OpenMetrics text with its type.
+pub fn scrape(reg: &Registry) -> Reply {
+    Reply {
+        status: 200,
+        body: encode(reg),
+        content_type: OPENMETRICS,
     }
 }
 
@@ -301,6 +345,7 @@ pub async fn serve_http(
                                 let r = h().await;
                                 hyper::Response::builder()
                                     .status(r.status)
+                                    .header(hyper::header::CONTENT_TYPE, r.content_type)
                                     .body(Full::new(Bytes::from(r.body)))
                                     .unwrap_or_else(|_| {
                                         hyper::Response::new(Full::new(Bytes::new()))
@@ -308,6 +353,7 @@ pub async fn serve_http(
                             }
                             None => hyper::Response::builder()
                                 .status(404)
+                                .header(hyper::header::CONTENT_TYPE, TEXT)
                                 .body(Full::new(Bytes::from_static(b"not found\n")))
                                 .expect("static response"),
                         };

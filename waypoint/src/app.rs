@@ -163,7 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         vec![
             (
                 "/metrics",
-                handler(move || std::future::ready(quicmesh_core::metrics::encode(&reg))),
+                handler(move || std::future::ready(quicmesh_core::metrics::scrape(&reg))),
             ),
             (
                 "/healthz/ready",
@@ -182,7 +182,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "/config_dump",
             handler(move || {
                 let v = serde_json::json!({"args": &a2, "config": l3.dump(), "resilience": w3.resilience_dump()});
-                std::future::ready(serde_json::to_string_pretty(&v).expect("json"))
+                std::future::ready(v)
             }),
         )],
         shutdown.clone(),

@@ -207,7 +207,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "/metrics",
                 handler(move || {
                     m.alive_tasks.set(rt.metrics().num_alive_tasks() as i64);
-                    std::future::ready(quicmesh_core::metrics::encode(&reg))
+                    std::future::ready(quicmesh_core::metrics::scrape(&reg))
                 }),
             ),
             (
@@ -238,7 +238,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "/certs",
                 handler(move || {
                     let dump = s3.certs.dump();
-                    std::future::ready(serde_json::to_string_pretty(&dump).expect("json"))
+                    std::future::ready(serde_json::json!(dump))
                 }),
             ),
         ],
@@ -372,13 +372,12 @@ async fn watch_workloads(path: PathBuf, shared: Arc<Shared>, stop: CancellationT
     }
 }
 
-async fn config_dump(args: &Args, shared: &Shared, pods: &Pods) -> String {
-    let v = serde_json::json!({
+async fn config_dump(args: &Args, shared: &Shared, pods: &Pods) -> serde_json::Value {
+    serde_json::json!({
         "node": shared.node,
         "args": args,
         "tunnel": shared.settings,
         "state": &*shared.state(),
         "enrolledPods": pods.dump().await,
-    });
-    serde_json::to_string_pretty(&v).expect("json")
+    })
 }
