@@ -2,16 +2,105 @@
 //!
 //! Each binary owns one `prometheus_client::registry::Registry`; the families
 //! here register into it. Label values are bounded: sides, reasons and
-//! directions are fixed sets; principals are SPIFFE IDs of real workloads.
+//! directions are fixed sets; principals are SPIFFE IDs of authenticated
+//! peers, at most [`MAX_PRINCIPALS`] distinct ones per process (then
+//! `other`, [`LabelCap`]).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// The buckets of every duration histogram, in seconds: from half a
+/// millisecond (a request through a waypoint on one node) to an hour (a
+/// long-lived tunnelled connection).
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0,
+    300.0, 1800.0, 3600.0,
+];
+
+/// A histogram of durations in seconds ([`DURATION_BUCKETS`]), usable in a
+/// `Family` (it has a default).
+#[derive(Debug, Clone)]
+pub struct Seconds(Histogram);
+
+impl Default for Seconds {
+    fn default() -> Self {
+        Seconds(Histogram::new(DURATION_BUCKETS))
+    }
+}
+
+impl Seconds {
+    pub fn observe(&self, d: Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+}
+
+impl TypedMetric for Seconds {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Seconds {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Distinct principals the tunnel metrics name before the rest are
+/// counted as `other`: a mesh's identities are its service accounts, far
+/// fewer; a flood of distinct peers (10,000 workloads of a compromised
+/// CA, say) cannot grow the series without end.
+pub const MAX_PRINCIPALS: usize = 1000;
+
+/// Caps the distinct values of a label: the first `cap` values seen are
+/// kept, any later new one becomes [`LabelCap::OTHER`].
+#[derive(Debug)]
+pub struct LabelCap {
+    cap: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl LabelCap {
+    pub const OTHER: &'static str = "other";
+
+    pub fn new(cap: usize) -> Self {
+        LabelCap {
+            cap,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// `value` if it is (or can still become) one of the kept values.
+    pub fn admit(&self, value: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(value) {
+            return value.to_string();
+        }
+        if seen.len() < self.cap {
+            seen.insert(value.to_string());
+            return value.to_string();
+        }
+        Self::OTHER.to_string()
+    }
+}
+
+impl Default for LabelCap {
+    fn default() -> Self {
+        LabelCap::new(MAX_PRINCIPALS)
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabels {
@@ -144,6 +233,18 @@ pub struct HandshakeLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// "inbound" or "outbound".
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabels {
+    /// "client" or "server".
+    pub side: &'static str,
+}
+
 /// Tunnel streams (one per TCP connection), bytes, and refusals.
 #[derive(Default, Debug)]
 pub struct TunnelMetrics {
@@ -158,6 +259,12 @@ pub struct TunnelMetrics {
     /// Tunnel server handshakes admitted and not yet complete.
     pub handshakes_in_flight: Gauge,
     pub tls: TlsMetrics,
+    /// How long each tunnel stream (one TCP connection) lasted.
+    pub stream_durations: Family<DirectionLabels, Seconds>,
+    /// How long each successful QUIC handshake took.
+    pub handshake_durations: Family<SideLabels, Seconds>,
+    /// The principals the stream labels name ([`MAX_PRINCIPALS`]).
+    pub principals: LabelCap,
 }
 
 impl TunnelMetrics {
@@ -211,7 +318,46 @@ impl TunnelMetrics {
             "Tunnel server QUIC handshakes admitted and not yet complete",
             self.handshakes_in_flight.clone(),
         );
+        reg.register(
+            "quicmesh_tunnel_stream_duration_seconds",
+            "How long tunnel streams (one per TCP connection) lasted, by direction",
+            self.stream_durations.clone(),
+        );
+        reg.register(
+            "quicmesh_quic_handshake_duration_seconds",
+            "How long successful QUIC handshakes took, by our side",
+            self.handshake_durations.clone(),
+        );
         self.tls.register(reg);
+    }
+
+    /// The labels of a stream between `src` and `dst`, principals capped
+    /// ([`MAX_PRINCIPALS`]).
+    pub fn stream_labels(&self, direction: &str, src: &str, dst: &str) -> StreamLabels {
+        StreamLabels {
+            direction: direction.into(),
+            src_principal: self.principals.admit(src),
+            dst_principal: self.principals.admit(dst),
+        }
+    }
+
+    /// A successful handshake by `side` that took `took`.
+    pub fn handshake_took(&self, side: &'static str, took: Duration) {
+        self.handshake_durations
+            .get_or_create(&SideLabels { side })
+            .observe(took);
+    }
+
+    /// A stream of `direction` that lasted since `opened`.
+    pub fn stream_ended(&self, direction: &str, opened: Instant) {
+        let direction = if direction == "inbound" {
+            "inbound"
+        } else {
+            "outbound"
+        };
+        self.stream_durations
+            .get_or_create(&DirectionLabels { direction })
+            .observe(opened.elapsed());
     }
 
     pub fn refused(&self, direction: &str, reason: &str) {

@@ -3,16 +3,19 @@
 //! format it cannot tell) and a body the reference OpenMetrics parser
 //! (Python's prometheus-client, installed by scripts/setup.sh) reads
 //! whole — counters, gauges, labeled families and histograms; a JSON page
-//! says it is JSON; an unknown path is a plain-text 404.
+//! says it is JSON; an unknown path is a plain-text 404. And the tunnel
+//! metrics' series stay bounded however many distinct peers come.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use quicmesh_core::metrics::{handler, scrape, serve_http};
+use quicmesh_core::metrics::{
+    encode, handler, scrape, serve_http, LabelCap, Seconds, TunnelMetrics, MAX_PRINCIPALS,
+};
 
 /// Fetches each path with urllib, prints `path status content-type`, and
 /// for /metrics every family the OpenMetrics parser found, as JSON.
@@ -49,9 +52,9 @@ async fn a_scrape_is_openmetrics_that_the_reference_parser_reads() {
     let up = Gauge::<i64>::default();
     up.set(1);
     reg.register("quicmesh_up", "Up", up);
-    let durations = Histogram::new([0.001, 0.01, 0.1].into_iter());
-    durations.observe(0.005);
-    durations.observe(0.5);
+    let durations = Seconds::default();
+    durations.observe(Duration::from_millis(5));
+    durations.observe(Duration::from_millis(500));
     reg.register(
         "quicmesh_request_duration_seconds",
         "Request durations",
@@ -135,4 +138,49 @@ async fn a_scrape_is_openmetrics_that_the_reference_parser_reads() {
     assert_eq!(lines[3]["dump"]["version"], 7);
     assert_eq!(lines[4]["status"], 404);
     assert_eq!(lines[4]["type"], "text/plain; charset=utf-8");
+}
+
+#[test]
+fn ten_thousand_distinct_peers_make_a_bounded_number_of_series() {
+    let m = TunnelMetrics::default();
+    let mut reg = Registry::default();
+    m.register(&mut reg);
+    let local = "spiffe://cluster.local/ns/shop/sa/web";
+    for i in 0..10_000 {
+        let peer = format!("spiffe://cluster.local/ns/n{i}/sa/client");
+        let labels = m.stream_labels("inbound", &peer, local);
+        m.streams_opened.get_or_create(&labels).inc();
+        m.stream_ended("inbound", Instant::now());
+    }
+    let text = encode(&reg);
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("quicmesh_tunnel_streams_opened_total{"))
+        .count();
+    // The local identity takes one of the kept values.
+    assert_eq!(series, MAX_PRINCIPALS, "{series} series");
+    let other = text
+        .lines()
+        .find(|l| {
+            l.starts_with("quicmesh_tunnel_streams_opened_total{")
+                && l.contains(r#"src_principal="other""#)
+        })
+        .expect("the rest counted as other");
+    assert!(
+        other.ends_with(&format!(" {}", 10_000 - (MAX_PRINCIPALS - 1))),
+        "{other}"
+    );
+    // One duration histogram per direction, every stream in it.
+    assert!(
+        text.contains(
+            r#"quicmesh_tunnel_stream_duration_seconds_count{direction="inbound"} 10000"#
+        ),
+        "{text}"
+    );
+
+    let cap = LabelCap::new(2);
+    assert_eq!(cap.admit("a"), "a");
+    assert_eq!(cap.admit("b"), "b");
+    assert_eq!(cap.admit("c"), LabelCap::OTHER);
+    assert_eq!(cap.admit("a"), "a", "kept values stay");
 }

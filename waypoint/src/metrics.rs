@@ -1,8 +1,9 @@
 //! The waypoint's request metrics. Labels are bounded by the config (the
 //! Service; for workload-addressed traffic, `<namespace>/pod-ip`, one
-//! series for every pod address), by HTTP (the status
-//! code) and by [`crate::response::Failure`] (the response flag): a flood
-//! of distinct clients or paths adds no series.
+//! series for every pod address; the route), by HTTP (the status code;
+//! the method, nine and `other`) and by [`crate::response::Failure`] (the
+//! response flag): a flood of distinct clients, methods or paths adds no
+//! series.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,9 +16,37 @@ pub struct RequestLabels {
     /// The Service the request was addressed to: `namespace/name:port`;
     /// for workload-addressed traffic `namespace/pod-ip` (any pod, any port).
     pub service: String,
+    /// The route that matched (`namespace/name`, bounded by the config;
+    /// `""`: none).
+    pub route: String,
+    /// The method, one of HTTP's nine or `other` ([`method_label`]).
+    pub method: &'static str,
     pub code: u16,
     /// Why the waypoint answered itself (`""` when the backend answered).
     pub flag: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    pub service: String,
+    pub route: String,
+    pub method: &'static str,
+}
+
+/// A bounded method label: a client inventing methods adds no series.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +123,8 @@ pub struct RequestMetrics {
     pub authz_denials: Family<DenialLabels, Counter>,
     pub authz_audits: Family<PolicyLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
+    /// Time to the answer's head, by Service, route and method.
+    pub durations: Family<DurationLabels, quicmesh_core::metrics::Seconds>,
     pub tcp: Family<TcpLabels, Counter>,
     /// WebSocket streams after the switch, by Service and how they ended.
     pub upgrades: Family<TcpLabels, Counter>,
@@ -107,8 +138,13 @@ impl RequestMetrics {
     pub fn register(&self, reg: &mut Registry) {
         reg.register(
             "waypoint_requests",
-            "HTTP requests answered, by destination Service, status code and response flag",
+            "HTTP requests answered, by destination Service, route, method, status code and response flag",
             self.requests.clone(),
+        );
+        reg.register(
+            "waypoint_request_duration_seconds",
+            "Time from a request's head to its answer's head (the backend's, or the waypoint's own), by destination Service, route and method",
+            self.durations.clone(),
         );
         reg.register(
             "waypoint_tcp_connections",
@@ -251,10 +287,30 @@ impl RequestMetrics {
             .inc();
     }
 
-    pub fn request(&self, service: String, code: u16, flag: &str) {
+    /// A request to `service` by `route` answered `code` (`flag`: why the
+    /// waypoint answered itself) within `took` (to the answer's head).
+    pub fn request(
+        &self,
+        service: String,
+        route: &str,
+        method: &http::Method,
+        code: u16,
+        flag: &str,
+        took: std::time::Duration,
+    ) {
+        let method = method_label(method);
+        self.durations
+            .get_or_create(&DurationLabels {
+                service: service.clone(),
+                route: route.to_string(),
+                method,
+            })
+            .observe(took);
         self.requests
             .get_or_create(&RequestLabels {
                 service,
+                route: route.to_string(),
+                method,
                 code,
                 flag: flag.to_string(),
             })

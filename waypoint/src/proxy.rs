@@ -446,8 +446,14 @@ impl<D: Directory> Waypoint<D> {
             }
             None => resp,
         };
-        self.metrics
-            .request(conn.parent.metric_label(), resp.status().as_u16(), log.flag);
+        self.metrics.request(
+            conn.parent.metric_label(),
+            &log.route,
+            &method,
+            resp.status().as_u16(),
+            log.flag,
+            started.elapsed(),
+        );
         // The access log: its own target, so that `RUST_LOG=info,waypoint::access=off`
         // turns it off without silencing the rest.
         tracing::event!(

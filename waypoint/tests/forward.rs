@@ -1203,10 +1203,30 @@ async fn the_destinations_policies_are_decided_for_each_client() {
         "{text}"
     );
     assert_eq!(
-        value("waypoint_requests_total{service=\"shop/guarded:80\",code=\"403\",flag=\"authz_denied\"}"),
-        2,
+        support::sum_of(
+            &text,
+            "waypoint_requests_total",
+            &[
+                ("service", "shop/guarded:80"),
+                ("code", "403"),
+                ("flag", "authz_denied")
+            ]
+        ),
+        2.0,
         "{text}"
     );
+    // Each timed, under its method.
+    let timed = support::sum_of(
+        &text,
+        "waypoint_request_duration_seconds_count",
+        &[("service", "shop/guarded:80"), ("method", "GET")],
+    );
+    let counted = support::sum_of(
+        &text,
+        "waypoint_requests_total",
+        &[("service", "shop/guarded:80"), ("method", "GET")],
+    );
+    assert!(timed >= 2.0 && timed == counted, "{text}");
     // A mirror's copy is the client's request to the mirror's workload:
     // decided by its policies (the original is served either way).
     let (status, _, body) = get(&mut other, "/mirror-guarded/1", &[]).await;

@@ -449,10 +449,17 @@ async fn requests_beyond_max_concurrent_requests_are_answered_503() {
         ),
         "{m}"
     );
-    assert!(
-        m.contains(
-            r#"waypoint_requests_total{service="shop/svc:80",code="503",flag="overflow"} 3"#
+    assert_eq!(
+        support::sum_of(
+            &m,
+            "waypoint_requests_total",
+            &[
+                ("service", "shop/svc:80"),
+                ("code", "503"),
+                ("flag", "overflow")
+            ]
         ),
+        3.0,
         "{m}"
     );
 }

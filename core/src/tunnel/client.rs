@@ -23,7 +23,7 @@ use super::http3::message;
 use super::http3::stream::{send_head, FrameReader, HeadError, RecvData, SendData};
 use super::http3::{code, Http3, Side};
 use crate::identity::{SharedBundles, SpiffeId, Svid};
-use crate::metrics::{StreamLabels, TunnelMetrics};
+use crate::metrics::TunnelMetrics;
 
 /// What a pooled connection is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -288,6 +288,7 @@ impl Pool {
                 addr,
                 reason: e.to_string(),
             })?;
+        let started = std::time::Instant::now();
         let quic = match tokio::time::timeout(self.settings.handshake_timeout, connecting).await {
             Err(_) => {
                 self.metrics.handshake("client", "timeout");
@@ -303,6 +304,7 @@ impl Pool {
             Ok(Ok(c)) => c,
         };
         self.metrics.handshake("client", "ok");
+        self.metrics.handshake_took("client", started.elapsed());
         let h3 = Http3::start(
             quic.clone(),
             Side::Client,
@@ -444,11 +446,8 @@ impl Pool {
             SendData::new(send),
             RecvData::new(reader),
             self.metrics.clone(),
-            StreamLabels {
-                direction: "outbound".into(),
-                src_principal: key.src.to_string(),
-                dst_principal: key.dst.to_string(),
-            },
+            self.metrics
+                .stream_labels("outbound", key.src.as_str(), key.dst.as_str()),
             Box::new(guard),
         ))
     }

@@ -60,6 +60,7 @@ struct Counted {
     metrics: Arc<TunnelMetrics>,
     labels: StreamLabels,
     bytes: Arc<ByteCounts>,
+    opened: std::time::Instant,
 }
 
 impl Counted {
@@ -70,6 +71,7 @@ impl Counted {
             metrics,
             labels,
             bytes: Arc::default(),
+            opened: std::time::Instant::now(),
         }
     }
 }
@@ -79,6 +81,7 @@ impl Drop for Counted {
         let m = &self.metrics;
         m.streams_active.dec();
         m.streams_closed.get_or_create(&self.labels).inc();
+        m.stream_ended(&self.labels.direction, self.opened);
         m.bytes_sent
             .get_or_create(&self.labels)
             .inc_by(self.bytes.sent());

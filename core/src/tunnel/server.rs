@@ -190,6 +190,7 @@ async fn connection<I: Inbound>(
     let peer_addr = incoming.remote_address();
     // The handshake holds its admission slot until it completes or times
     // out; an abandoned one is closed (dropping it) and frees its state.
+    let started = std::time::Instant::now();
     let conn = match tokio::time::timeout(ctx.settings.handshake_timeout, incoming).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -209,6 +210,7 @@ async fn connection<I: Inbound>(
         }
     };
     metrics.handshake("server", "ok");
+    metrics.handshake_took("server", started.elapsed());
     let peer = peer_identity(&conn);
     drop(ticket);
     let Some(peer) = peer else {

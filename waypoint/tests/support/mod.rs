@@ -78,3 +78,21 @@ pub fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
     let ep = endpoint(sock, None, &settings).unwrap();
     Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
 }
+
+/// The sum of the series of `name` in `text` (a scrape) whose labels
+/// include every `key="value"` of `labels`.
+pub fn sum_of(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}

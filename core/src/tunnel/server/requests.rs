@@ -18,7 +18,6 @@ use tracing::Instrument;
 
 use super::{Inbound, InboundRequest, Refused, ServerCtx, Target, Upstream};
 use crate::identity::SpiffeId;
-use crate::metrics::StreamLabels;
 use crate::tunnel::connect::ConnectStream;
 use crate::tunnel::http3::message::{self, RequestHead};
 use crate::tunnel::http3::qpack::QpackError;
@@ -286,11 +285,7 @@ async fn request<I: Inbound>(
         tracing::debug!(error = %e, "peer went away before the tunnel was answered");
         return;
     }
-    let labels = StreamLabels {
-        direction: "inbound".into(),
-        src_principal: peer.to_string(),
-        dst_principal: inbound.local_identity().to_string(),
-    };
+    let labels = metrics.stream_labels("inbound", peer.as_str(), inbound.local_identity().as_str());
     let Upstream {
         target,
         stop,
