@@ -370,6 +370,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     async move { Reply::from(s) }
                 }),
             ),
+            ("/logging", quicmesh_core::telemetry::logging_handler()),
             (
                 "/config_dump",
                 handler(move || {

@@ -578,6 +578,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     std::future::ready(v)
                 }),
             ),
+            ("/logging", quicmesh_core::telemetry::logging_handler()),
             (
                 "/config_dump",
                 handler(move || {

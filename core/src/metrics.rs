@@ -443,20 +443,75 @@ pub fn scrape(reg: &Registry) -> Reply {
     }
 }
 
+/// What a request to the admin/metrics server asked: its method and query.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    pub method: String,
+    pub query: String,
+}
+
+impl Asked {
+    /// The value of `name` in the query (`a=1&name=x`), percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+/// `%XX` escapes decoded (a bad one is kept as it is).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Produces the answer for one HTTP path of the admin/metrics server.
 pub type Handler = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> + Send + Sync,
+    dyn Fn(Asked) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>
+        + Send
+        + Sync,
 >;
 
-/// A [`Handler`] from an async closure (answering a body, or a [`Reply`]).
+/// A [`Handler`] from an async closure (answering a body, or a [`Reply`]),
+/// whatever the method and query.
 pub fn handler<F, Fut, R>(f: F) -> Handler
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = R> + Send + 'static,
     R: Into<Reply>,
 {
-    Arc::new(move || {
-        let fut = f();
+    handler_with(move |_| f())
+}
+
+/// A [`Handler`] from an async closure of what was asked.
+pub fn handler_with<F, Fut, R>(f: F) -> Handler
+where
+    F: Fn(Asked) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+    R: Into<Reply>,
+{
+    Arc::new(move |asked| {
+        let fut = f(asked);
         Box::pin(async move { fut.await.into() })
     })
 }
@@ -488,7 +543,11 @@ pub async fn serve_http(
                         let found = routes.iter().find(|(p, _)| *p == req.uri().path());
                         let resp = match found {
                             Some((_, h)) => {
-                                let r = h().await;
+                                let r = h(Asked {
+                                    method: req.method().to_string(),
+                                    query: req.uri().query().unwrap_or_default().to_string(),
+                                })
+                                .await;
                                 hyper::Response::builder()
                                     .status(r.status)
                                     .header(hyper::header::CONTENT_TYPE, r.content_type)

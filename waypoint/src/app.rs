@@ -178,13 +178,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (a2, l3, w3) = (args.clone(), live.clone(), waypoint.clone());
     tokio::spawn(serve_http(
         admin_l,
-        vec![(
-            "/config_dump",
-            handler(move || {
-                let v = serde_json::json!({"args": &a2, "config": l3.dump(), "resilience": w3.resilience_dump()});
-                std::future::ready(v)
-            }),
-        )],
+        vec![
+            (
+                "/config_dump",
+                handler(move || {
+                    let v = serde_json::json!({"args": &a2, "config": l3.dump(), "resilience": w3.resilience_dump()});
+                    std::future::ready(v)
+                }),
+            ),
+            ("/logging", quicmesh_core::telemetry::logging_handler()),
+        ],
         shutdown.clone(),
     ));
 

@@ -233,6 +233,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     async move { config_dump(&a, &s, &p).await }
                 }),
             ),
+            ("/logging", quicmesh_core::telemetry::logging_handler()),
             (
                 // The SVIDs held (chains, no keys): which CA issued them.
                 "/certs",
