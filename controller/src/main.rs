@@ -473,6 +473,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         push_metrics.refused_reports.clone(),
     );
     registry.register(
+        "quicmesh_config_push_duration_seconds",
+        "From a config update sent to a proxy to its ACK or NACK, by kind of proxy (ztunnel, waypoint)",
+        push_metrics.push_durations.clone(),
+    );
+    registry.register(
+        "quicmesh_config_unanswered_updates",
+        "Config updates sent and not yet ACKed or NACKed, all proxies together",
+        push_metrics.unanswered.clone(),
+    );
+    registry.register(
         "quicmesh_config_subscribers",
         "Proxies subscribed now",
         push_metrics.subscribers.clone(),

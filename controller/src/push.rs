@@ -185,6 +185,69 @@ pub struct PushMetrics {
     pub refused: Counter,
     /// Proxy reports refused (too many, too large, or from a node).
     pub refused_reports: Counter,
+    /// From an update sent to its ACK or NACK, by kind of proxy.
+    pub push_durations: Family<KindLabels, quicmesh_core::metrics::Seconds>,
+    /// Updates sent and not yet answered, all proxies together.
+    pub unanswered: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `ztunnel` or `waypoint`.
+    pub kind: &'static str,
+}
+
+/// Updates a stream remembers the sending time of, awaiting their
+/// answers (a proxy answers each at once; older ones are forgotten).
+const MAX_UNANSWERED: usize = 64;
+
+/// The updates sent on one stream and not yet answered, for the push
+/// duration and the unanswered gauge (given back when the stream ends).
+struct InFlight<'a> {
+    metrics: &'a PushMetrics,
+    kind: KindLabels,
+    sent: std::collections::VecDeque<(String, std::time::Instant)>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a PushMetrics, subscriber: &Subscriber) -> Self {
+        let kind = match subscriber {
+            Subscriber::Node(_) => "ztunnel",
+            Subscriber::Waypoint { .. } => "waypoint",
+        };
+        InFlight {
+            metrics,
+            kind: KindLabels { kind },
+            sent: Default::default(),
+        }
+    }
+
+    fn sent(&mut self, nonce: &str) {
+        if self.sent.len() == MAX_UNANSWERED {
+            self.sent.pop_front();
+            self.metrics.unanswered.dec();
+        }
+        self.sent
+            .push_back((nonce.to_string(), std::time::Instant::now()));
+        self.metrics.unanswered.inc();
+    }
+
+    fn answered(&mut self, nonce: &str) {
+        if let Some(i) = self.sent.iter().position(|(n, _)| n == nonce) {
+            let (_, at) = self.sent.remove(i).expect("found");
+            self.metrics.unanswered.dec();
+            self.metrics
+                .push_durations
+                .get_or_create(&self.kind)
+                .observe(at.elapsed());
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.unanswered.dec_by(self.sent.len() as i64);
+    }
 }
 
 /// Numbers config streams, so that replicas of one waypoint report apart.
@@ -366,8 +429,10 @@ impl ConfigStream for ConfigService {
                 return;
             }
             let mut nonce = 1u64;
+            let mut in_flight = InFlight::new(&metrics, &view.subscriber);
             let (first, mut changes) = full(&store, &mut view, nonce);
             let mut sent_version = first.version;
+            in_flight.sent(&first.nonce);
             let mut ok = tx.send(Ok(first)).await.is_ok();
             metrics.updates_sent.get_or_create(&labels).inc();
             while ok {
@@ -398,6 +463,7 @@ impl ConfigStream for ConfigService {
                             Err(broadcast::error::RecvError::Closed) => break,
                         };
                         sent_version = update.version;
+                        in_flight.sent(&update.nonce);
                         ok = tx.send(Ok(update)).await.is_ok();
                         metrics.updates_sent.get_or_create(&labels).inc();
                     }
@@ -421,6 +487,7 @@ impl ConfigStream for ConfigService {
                             }
                         }
                         Some(Ok(a)) => {
+                            in_flight.answered(&a.nonce);
                             let mut p = proxies.lock().expect("not poisoned");
                             let st = p.entry(node.clone()).or_default();
                             if a.error.is_empty() {
@@ -724,5 +791,50 @@ mod tests {
         assert!(
             proxy_report(&Subscriber::Node("node-1".into()), 7, vec![r("jwks/u", "")]).is_err()
         );
+    }
+
+    #[test]
+    fn updates_in_flight_are_timed_to_their_answer_and_given_back_at_the_end() {
+        let m = PushMetrics::default();
+        let node = Subscriber::Node("node-1".into());
+        let durations = |kind| {
+            let mut reg = prometheus_client::registry::Registry::default();
+            reg.register("d", "", m.push_durations.clone());
+            let text = quicmesh_core::metrics::encode(&reg);
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("d_count{{kind=\"{kind}\"}} ")))
+                .map(|v| v.trim().parse::<u64>().unwrap())
+        };
+        {
+            let mut f = InFlight::new(&m, &node);
+            f.sent("1");
+            f.sent("2");
+            assert_eq!(m.unanswered.get(), 2);
+            f.answered("1");
+            f.answered("unknown");
+            assert_eq!(m.unanswered.get(), 1);
+            assert_eq!(durations("ztunnel"), Some(1));
+            for n in 3..100 {
+                f.sent(&n.to_string());
+            }
+            assert_eq!(
+                m.unanswered.get(),
+                MAX_UNANSWERED as i64,
+                "the oldest forgotten"
+            );
+        }
+        assert_eq!(
+            m.unanswered.get(),
+            0,
+            "a stream's unanswered updates go with it"
+        );
+        let w = Subscriber::Waypoint {
+            namespace: "shop".into(),
+            name: "waypoint".into(),
+        };
+        let mut f = InFlight::new(&m, &w);
+        f.sent("1");
+        f.answered("1");
+        assert_eq!(durations("waypoint"), Some(1));
     }
 }

@@ -113,6 +113,43 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// A proxy's config stream as gauges: the version in effect, and when an
+/// update was last taken (`ack`) or refused (`nack`).
+#[derive(Default, Debug, Clone)]
+pub struct ConfigGauges {
+    version: Gauge,
+    last: Family<ResultLabels, Gauge>,
+}
+
+impl ConfigGauges {
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "quicmesh_proxy_config_version",
+            "The version of the controller's config in effect (0: none yet)",
+            self.version.clone(),
+        );
+        reg.register(
+            "quicmesh_proxy_config_last_update_timestamp_seconds",
+            "When the proxy last took (result=ack) or refused (result=nack) a config update, seconds since the epoch",
+            self.last.clone(),
+        );
+    }
+
+    /// An update was taken or refused (`result`); `version` is in effect.
+    pub fn updated(&self, result: &str, version: u64) {
+        self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.last
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .set(now as i64);
+    }
+}
+
 /// Certificate refusals during TLS handshakes, and trust bundle updates.
 #[derive(Default, Debug, Clone)]
 pub struct TlsMetrics {

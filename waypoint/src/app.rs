@@ -150,6 +150,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     waypoint.metrics.register(&mut registry);
     live.register(&mut registry);
     readiness.register(&mut registry);
+    certs.register_expiry(&mut registry);
     let registry = Arc::new(registry);
     let shutdown = CancellationToken::new();
 

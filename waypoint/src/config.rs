@@ -303,6 +303,8 @@ pub struct Live {
     updates: Family<Vec<(String, String)>, Counter>,
     /// 1 while the config stream is up.
     connected: Gauge,
+    /// The version in effect, when updates were last taken or refused.
+    gauges: quicmesh_core::metrics::ConfigGauges,
     /// A config has been applied since start.
     configured: std::sync::atomic::AtomicBool,
     /// The key sets of `jwksUri` rules.
@@ -327,6 +329,7 @@ impl Live {
             current: Arc::default(),
             updates: Family::default(),
             connected: Gauge::default(),
+            gauges: Default::default(),
             configured: Default::default(),
         })
     }
@@ -358,6 +361,7 @@ impl Live {
             self.connected.clone(),
         );
         self.jwks.register(reg);
+        self.gauges.register(reg);
     }
 
     /// What the waypoint serves, for the admin endpoint.
@@ -463,6 +467,7 @@ impl ConfigSink for Live {
         self.updates
             .get_or_create(&vec![("result".into(), result.into())])
             .inc();
+        self.gauges.updated(result, self.version());
     }
 
     fn reports(&self) -> Option<tokio::sync::watch::Receiver<Vec<quicmesh_proto::config::Report>>> {

@@ -185,6 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     readiness.register(&mut registry);
+    shared.certs.register_expiry(&mut registry);
     tokio::spawn(
         shared
             .server

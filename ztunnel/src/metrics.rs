@@ -29,6 +29,8 @@ pub struct Metrics {
     /// 1 while the config stream is up.
     pub config_connected: Gauge,
     pub config_update_results: Family<ResultLabels, Counter>,
+    /// The config version in effect, when updates were last taken or refused.
+    pub config: quicmesh_core::metrics::ConfigGauges,
     pub svid_fetches: Family<ResultLabels, Counter>,
     /// Answers from the SPIFFE Workload API (`--svid-source workload-api:`).
     pub workload_api: quicmesh_core::metrics::WorkloadApiMetrics,
@@ -75,6 +77,7 @@ impl Metrics {
     pub fn register(&self, reg: &mut Registry) {
         self.tunnel.register(reg);
         self.workload_api.register(reg);
+        self.config.register(reg);
         reg.register(
             "ztunnel_connection_refusals",
             "Connections refused or failed before carrying data, by direction and reason",

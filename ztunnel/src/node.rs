@@ -105,6 +105,7 @@ impl ConfigSink for Shared {
 
     fn update_result(&self, result: &'static str) {
         self.metrics.config_updates(result);
+        self.metrics.config.updated(result, self.version());
         match result {
             "ack" => self.config_ready.set_ready(),
             // Once a config is in effect a refused update changes nothing:

@@ -242,6 +242,31 @@ async fn ready_once_config_certificates_and_enrollment_are_live_and_not_when_the
         scrape.contains("quicmesh_trust_bundle_updates_total{result=\"unchanged\"}"),
         "{scrape}"
     );
+    // Config and certificate state as gauges: version 1 taken just now,
+    // the node's SVID expiring within its lifetime.
+    let value = |prefix: &str| -> Option<i64> {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    };
+    let now = epoch(std::time::SystemTime::now());
+    assert_eq!(value("quicmesh_proxy_config_version "), Some(1), "{scrape}");
+    let acked = value("quicmesh_proxy_config_last_update_timestamp_seconds{result=\"ack\"} ")
+        .unwrap_or_else(|| panic!("no ack time: {scrape}"));
+    assert!((now - 60..=now).contains(&acked), "{acked} vs {now}");
+    let expiry = value(&format!(
+        "quicmesh_svid_expiration_timestamp_seconds{{identity=\"{node}\"}} "
+    ))
+    .unwrap_or_else(|| panic!("no SVID expiry: {scrape}"));
+    assert!(
+        // Renewed at half-life: within a lifetime of now either way.
+        (now - SVID_TTL.as_secs() as i64..=now + SVID_TTL.as_secs() as i64 + 1).contains(&expiry),
+        "{expiry} vs {now}"
+    );
 
     // The CA closes: renewal fails and the certificate expires.
     ca_open.send_replace(false);

@@ -217,6 +217,24 @@ impl CertManager {
         out
     }
 
+    /// Each identity held and when its SVID expires, sorted (for the
+    /// expiry gauge).
+    pub fn expiries(&self) -> Vec<(String, SystemTime)> {
+        let held = self.held.lock().expect("not poisoned");
+        let mut out: Vec<_> = held
+            .iter()
+            .filter_map(|(id, h)| Some((id.as_str().to_string(), h.svid.as_ref()?.not_after)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `quicmesh_svid_expiration_timestamp_seconds{identity}`, read from
+    /// the SVIDs held at each scrape.
+    pub fn register_expiry(self: &Arc<Self>, reg: &mut prometheus_client::registry::Registry) {
+        reg.register_collector(Box::new(Expiries(self.clone())));
+    }
+
     /// The SVID of `id` held now (maybe due for renewal, maybe expired),
     /// without asking the source or waiting for a fetch under way.
     pub fn cached(&self, id: &SpiffeId) -> Option<Arc<Svid>> {
@@ -346,6 +364,40 @@ fn truncate(s: &str, max: usize) -> &str {
 /// 400 ms, ... doubling up to 60 s.
 fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(100) * (1u32 << failures.clamp(1, 10))).min(Duration::from_secs(60))
+}
+
+/// The expiry gauge of every SVID a [`CertManager`] holds.
+struct Expiries(Arc<CertManager>);
+
+impl std::fmt::Debug for Expiries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Expiries")
+    }
+}
+
+impl prometheus_client::collector::Collector for Expiries {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let mut family = encoder.encode_descriptor(
+            "quicmesh_svid_expiration_timestamp_seconds",
+            "When each SVID held expires (seconds since the epoch), by identity; alert on time() getting close",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (identity, at) in self.0.expiries() {
+            let secs = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs() as i64;
+            let labels = [("identity", identity.as_str())];
+            ConstGauge::new(secs).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
