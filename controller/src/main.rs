@@ -592,10 +592,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (
                 "/config_dump",
                 handler(move || {
-                    let r: BTreeMap<String, String> = st2
+                    // Each resource as the protobuf JSON mapping of what
+                    // proxies are sent.
+                    let r: BTreeMap<String, serde_json::Value> = st2
                         .resources()
                         .into_iter()
-                        .map(|(k, v)| (k, format!("{v:?}")))
+                        .map(|(k, v)| {
+                            let v = serde_json::to_value(&v)
+                                .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+                            (k, v)
+                        })
                         .collect();
                     std::future::ready(serde_json::json!(r))
                 }),

@@ -9,9 +9,12 @@ pub mod enrollment {
     include!("gen/quicmesh.enrollment.v1.rs");
 }
 
-/// The config stream from the controller to the proxies.
+/// The config stream from the controller to the proxies. Its messages
+/// are also `serde` values in the protobuf JSON mapping (lowerCamelCase
+/// fields, bytes in base64, defaults left out), for config dumps.
 pub mod config {
     include!("gen/quicmesh.config.v1.rs");
+    include!("gen/quicmesh.config.v1.serde.rs");
 }
 
 /// The controller's certificate authority.

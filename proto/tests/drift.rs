@@ -14,6 +14,21 @@ fn generated_code_matches_proto_files() {
     ];
     let fds = protox::compile(protos, [root.join("proto")]).expect("proto files compile");
     let out = tempfile::tempdir().unwrap();
+    // The config messages' serde impls (the protobuf JSON mapping), for
+    // the admin config dumps: quicmesh.config.v1.serde.rs.
+    // Only its file: pbjson-build wants a package in every file it is
+    // given, and the Workload API's has none.
+    let mut config = fds.clone();
+    config
+        .file
+        .retain(|f| f.package.as_deref() == Some("quicmesh.config.v1"));
+    let descriptors = prost::Message::encode_to_vec(&config);
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)
+        .expect("descriptors")
+        .out_dir(out.path())
+        .build(&[".quicmesh.config"])
+        .expect("serde generation");
     tonic_prost_build::configure()
         .build_transport(false)
         .out_dir(out.path())

@@ -451,6 +451,23 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
         .await
         .unwrap()
         .contains("proxies"));
+    // The config dump is the resources as JSON (the protobuf JSON
+    // mapping): a workload with its fields, by name.
+    let dump: serde_json::Value =
+        serde_json::from_str(&cluster.controller_http("/config_dump").await.unwrap()).unwrap();
+    let workload = dump
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("workload/"))
+        .map(|(_, v)| v["workload"].clone())
+        .unwrap_or_else(|| panic!("no workload in the dump: {dump}"));
+    assert!(
+        workload["namespace"].is_string()
+            && workload["serviceAccount"].is_string()
+            && workload["ips"].as_array().is_some_and(|ips| !ips.is_empty()),
+        "{workload}"
+    );
     assert_eq!(
         from_node(quicmesh_lab::local::CONTROLLER_METRICS, "/healthz/ready")
             .await
