@@ -465,7 +465,9 @@ async fn a_node_cannot_get_certificates_for_pods_of_another_node() {
     assert!(
         workload["namespace"].is_string()
             && workload["serviceAccount"].is_string()
-            && workload["ips"].as_array().is_some_and(|ips| !ips.is_empty()),
+            && workload["ips"]
+                .as_array()
+                .is_some_and(|ips| !ips.is_empty()),
         "{workload}"
     );
     assert_eq!(

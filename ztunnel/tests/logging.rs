@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// (status, body) of curl `args` against `admin`.
 fn curl(admin: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -55,33 +57,28 @@ async fn the_log_filter_changes_at_run_time_on_the_admin_port() {
     );
     std::fs::write(&bundle, ca.cert_pem()).unwrap();
     std::fs::write(&token, "node1-token\n").unwrap();
-    // Free loopback ports: metrics, admin, and a controller nobody serves.
-    let held: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let [metrics, admin, controller] = [0, 1, 2].map(|i| held[i].local_addr().unwrap());
-    drop(held);
-    let out = std::fs::File::create(&log).unwrap();
-    let _ztunnel = tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .args(["--node", "node1", "--controller", &controller.to_string()])
-        .arg("--bootstrap-token")
-        .arg(&token)
-        .arg("--trust-bundle")
-        .arg(&bundle)
-        .arg("--enroll-socket")
-        .arg(dir.path().join("ztunnel.sock"))
-        .args(["--metrics-addr", &metrics.to_string()])
-        .args(["--admin-addr", &admin.to_string()])
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let [metrics, admin, controller] = support::free_ports();
+    let _ztunnel = support::spawn(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .args(["--node", "node1", "--controller", &controller.to_string()])
+            .arg("--bootstrap-token")
+            .arg(&token)
+            .arg("--trust-bundle")
+            .arg(&bundle)
+            .arg("--enroll-socket")
+            .arg(dir.path().join("ztunnel.sock")),
+        metrics,
+        admin,
+        &log,
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while curl(admin, "GET", "/logging").0 != 200 {
+    while support::get(admin, "/logging")
+        .await
+        .is_none_or(|(status, _)| status != 200)
+    {
         assert!(Instant::now() < deadline, "admin port never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -177,29 +177,20 @@ async fn ready_once_config_certificates_and_enrollment_are_live_and_not_when_the
     );
     std::fs::write(&bundle, ca.cert_pem()).unwrap();
     std::fs::write(&token, "node1-token\n").unwrap();
-    // Two free loopback ports (held together, so they differ).
-    let (m, a) = (
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    let [metrics, admin] = support::free_ports();
+    let _ztunnel = support::spawn(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
+            .args(["--node", NODE, "--controller", &grpc.to_string()])
+            .arg("--bootstrap-token")
+            .arg(&token)
+            .arg("--trust-bundle")
+            .arg(&bundle)
+            .arg("--enroll-socket")
+            .arg(&socket),
+        metrics,
+        admin,
+        &log,
     );
-    let (metrics, admin) = (m.local_addr().unwrap(), a.local_addr().unwrap());
-    drop((m, a));
-    let out = std::fs::File::create(&log).unwrap();
-    let _ztunnel = tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
-        .args(["--node", NODE, "--controller", &grpc.to_string()])
-        .arg("--bootstrap-token")
-        .arg(&token)
-        .arg("--trust-bundle")
-        .arg(&bundle)
-        .arg("--enroll-socket")
-        .arg(&socket)
-        .args(["--metrics-addr", &metrics.to_string()])
-        .args(["--admin-addr", &admin.to_string()])
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
     let node = SpiffeId::node(TD, NODE).unwrap();
 
     // Up, enrollment socket listening; neither a certificate nor a config.

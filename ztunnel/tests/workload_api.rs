@@ -67,29 +67,21 @@ async fn ready_once_the_workload_api_answered_and_while_the_agent_is_away() {
         "workloads:\n- {uid: a, name: web-0, namespace: shop, serviceAccount: web, node: node1, ips: [10.0.0.1]}\n",
     )
     .unwrap();
-    let (m, a) = (
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    );
-    let (metrics, admin) = (m.local_addr().unwrap(), a.local_addr().unwrap());
-    drop((m, a));
+    let [metrics, admin] = support::free_ports();
     // The agent is up but has nothing for ztunnel yet.
     let server = Server::start(&agent, Answer::Nothing);
-    let out = std::fs::File::create(&log).unwrap();
-    let _ztunnel = tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
-        .args(["--node", "node1", "--workloads"])
-        .arg(&workloads)
-        .arg("--svid-source")
-        .arg(format!("workload-api:unix:{}", agent.display()))
-        .arg("--enroll-socket")
-        .arg(&enroll)
-        .args(["--metrics-addr", &metrics.to_string()])
-        .args(["--admin-addr", &admin.to_string()])
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let _ztunnel = support::spawn(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ztunnel"))
+            .args(["--node", "node1", "--workloads"])
+            .arg(&workloads)
+            .arg("--svid-source")
+            .arg(format!("workload-api:unix:{}", agent.display()))
+            .arg("--enroll-socket")
+            .arg(&enroll),
+        metrics,
+        admin,
+        &log,
+    );
 
     until(
         metrics,
