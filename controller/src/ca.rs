@@ -23,6 +23,7 @@ use quicmesh_core::identity::SpiffeId;
 use quicmesh_proto::ca::certificate_authority_server::CertificateAuthority;
 use quicmesh_proto::ca::{CreateCertificateRequest, CreateCertificateResponse};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::store::Store;
 
@@ -329,6 +330,46 @@ impl CertificateAuthority for CaService {
         &self,
         req: Request<CreateCertificateRequest>,
     ) -> Result<Response<CreateCertificateResponse>, Status> {
+        // The CSR's trace span (when traces are on), continuing the
+        // caller's `traceparent` if its metadata has one.
+        let span = tracing::info_span!(
+            "create_certificate",
+            otel.name = "quicmesh.ca.v1.CertificateAuthority/CreateCertificate",
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "quicmesh.ca.v1.CertificateAuthority",
+            rpc.method = "CreateCertificate",
+            rpc.grpc.status_code = tracing::field::Empty,
+            quicmesh.identity = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            quicmesh_core::trace::continue_from(
+                &span,
+                &req.metadata().clone().into_headers(),
+                None,
+            );
+        }
+        let r = self.sign(req).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            let code = match &r {
+                Ok(_) => tonic::Code::Ok,
+                Err(status) => {
+                    span.record("otel.status_code", "ERROR");
+                    status.code()
+                }
+            };
+            span.record("rpc.grpc.status_code", code as i32);
+        }
+        r
+    }
+}
+
+impl CaService {
+    async fn sign(
+        &self,
+        req: Request<CreateCertificateRequest>,
+    ) -> Result<Response<CreateCertificateResponse>, Status> {
         let caller = match self.caller(&req).await {
             Ok(c) => c,
             Err(r) => {
@@ -364,6 +405,7 @@ impl CertificateAuthority for CaService {
             .map(|i| i.not_after)
             .unwrap_or_else(|_| std::time::SystemTime::now() + ttl);
         self.ca.issued(&signer, not_after);
+        tracing::Span::current().record("quicmesh.identity", id.as_str());
         tracing::info!(%caller, identity = %id, ttl_s = ttl.as_secs(), signer = %quicmesh_core::identity::ca::fingerprint(signer.cert_der()), "certificate issued");
         self.metrics.count("issued", "");
         // Leaf first, then the intermediates up to (not including) a root.

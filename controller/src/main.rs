@@ -153,6 +153,9 @@ struct Args {
     /// without it, the system's roots.
     #[arg(long)]
     federation_web_roots: Option<PathBuf>,
+    /// Traces: where spans go and which are kept (docs/tracing.md).
+    #[command(flatten)]
+    trace: quicmesh_core::trace::TraceArgs,
 }
 
 /// `quicmesh_controller_leader`: 1 while this replica writes to the API server.
@@ -178,13 +181,17 @@ fn leading_gauge(
 }
 
 fn main() -> anyhow::Result<()> {
-    quicmesh_core::telemetry::init_logging();
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run(args))
+        .block_on(async {
+            let telemetry = quicmesh_core::telemetry::init("quicmesh-controller", &args.trace)?;
+            let r = run(args).await;
+            telemetry.shutdown().await;
+            r
+        })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -196,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &args.root_namespace,
     );
     let mut registry = prometheus_client::registry::Registry::default();
+    quicmesh_core::trace::register_metrics(&mut registry);
     let policy_states = prometheus_client::metrics::family::Family::<
         Vec<(String, String)>,
         prometheus_client::metrics::gauge::Gauge,
@@ -301,6 +309,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             trust_domain: args.trust_domain.clone(),
             cluster_domain: args.cluster_domain.clone(),
             ca_pem: ca.roots_pem(),
+            env: provision::inherited_env(std::env::vars()),
         });
         let provision_metrics = provision::kube::ProvisionMetrics::default();
         registry.register(

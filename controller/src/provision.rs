@@ -41,6 +41,26 @@ pub struct Settings {
     pub cluster_domain: String,
     /// The mesh's CA certificate(s), PEM (the waypoint's trust bundle).
     pub ca_pem: String,
+    /// Environment every waypoint gets: the controller's own logging and
+    /// trace settings ([`inherited_env`]), so waypoints log and trace as
+    /// the chart configured the mesh.
+    pub env: Vec<(String, String)>,
+}
+
+/// The variables of `vars` a waypoint inherits from the controller:
+/// `RUST_LOG`, `LOG_FORMAT` and the OpenTelemetry ones (`OTEL_*`, but not
+/// `OTEL_SERVICE_NAME`: a waypoint is `waypoint`), sorted.
+pub fn inherited_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| {
+            k == "RUST_LOG"
+                || k == "LOG_FORMAT"
+                || (k.starts_with("OTEL_") && k != "OTEL_SERVICE_NAME")
+        })
+        .collect();
+    env.sort();
+    env
 }
 
 /// One reconciliation's worth of work.
@@ -165,6 +185,14 @@ pub fn owned(w: &Waypoint, s: &Settings) -> Vec<Value> {
     let ca = format!("{}-ca-root", w.name);
     let selector = json!({ GATEWAY_NAME_LABEL: w.name });
     let env = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
+    let container_env: Vec<Value> = [
+        env("POD_NAMESPACE", "metadata.namespace"),
+        env("NODE_NAME", "spec.nodeName"),
+        json!({"name": "GATEWAY_NAME", "value": w.name}),
+    ]
+    .into_iter()
+    .chain(s.env.iter().map(|(k, v)| json!({"name": k, "value": v})))
+    .collect();
     vec![
         json!({
             "apiVersion": "v1",
@@ -230,11 +258,7 @@ pub fn owned(w: &Waypoint, s: &Settings) -> Vec<Value> {
                                 "--trust-domain", s.trust_domain,
                                 "--cluster-domain", s.cluster_domain,
                             ],
-                            "env": [
-                                env("POD_NAMESPACE", "metadata.namespace"),
-                                env("NODE_NAME", "spec.nodeName"),
-                                {"name": "GATEWAY_NAME", "value": w.name},
-                            ],
+                            "env": container_env,
                             "ports": [
                                 {"name": "tunnel", "containerPort": TUNNEL_PORT, "protocol": "UDP"},
                                 {"name": "http-metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
@@ -284,6 +308,18 @@ mod tests {
             trust_domain: "cluster.local".into(),
             cluster_domain: "cluster.local".into(),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            env: inherited_env([
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                    "http://collector:4317".to_string(),
+                ),
+                (
+                    "OTEL_SERVICE_NAME".to_string(),
+                    "quicmesh-controller".to_string(),
+                ),
+                ("RUST_LOG".to_string(), "info".to_string()),
+                ("HOME".to_string(), "/root".to_string()),
+            ]),
         }
     }
 
@@ -380,6 +416,27 @@ mod tests {
             "quicmesh"
         );
         assert_eq!(p.apply[1]["data"]["ca.pem"], s.ca_pem);
+        // The controller's logging and trace settings, nothing else of its
+        // environment, and not its service name.
+        let env: Vec<(String, String)> = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_string(),
+                    e["value"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        assert!(env.contains(&(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            "http://collector:4317".into()
+        )));
+        assert!(env.contains(&("RUST_LOG".into(), "info".into())));
+        assert!(!env
+            .iter()
+            .any(|(k, _)| k == "HOME" || k == "OTEL_SERVICE_NAME"));
     }
 
     #[test]

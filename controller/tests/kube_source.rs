@@ -1029,6 +1029,7 @@ fn provision_settings() -> quicmesh_controller::provision::Settings {
         trust_domain: "cluster.local".into(),
         cluster_domain: "cluster.local".into(),
         ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        env: Vec::new(),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod route;
 pub mod runtime;
 pub mod seqpacket;
 pub mod telemetry;
+pub mod trace;
 pub mod traffic;
 pub mod tunnel;
 

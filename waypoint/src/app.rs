@@ -79,6 +79,9 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = quicmesh_core::duration::parse)]
     #[serde(with = "quicmesh_core::duration::text")]
     pub drain_deadline: Duration,
+    /// Traces: where spans go and which are kept (docs/tracing.md).
+    #[command(flatten)]
+    pub trace: quicmesh_core::trace::TraceArgs,
 }
 
 /// Runs the waypoint until SIGTERM/SIGINT.
@@ -149,6 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tunnel_metrics.register(&mut registry);
     waypoint.metrics.register(&mut registry);
     live.register(&mut registry);
+    quicmesh_core::trace::register_metrics(&mut registry);
     readiness.register(&mut registry);
     certs.register_expiry(&mut registry);
     let registry = Arc::new(registry);

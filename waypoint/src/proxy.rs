@@ -23,6 +23,7 @@ use quicmesh_core::tunnel::server::{
     Inbound, InboundRequest, Refused, ServeStream, Target, Upstream,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::authz::{Access, Client, RequestFacts};
 use crate::metrics::RequestMetrics;
@@ -305,6 +306,9 @@ struct Conn {
     client: Client,
     authority: SocketAddr,
     parent: Arc<Parent>,
+    /// The tunnel stream's trace context: the parent of its requests'
+    /// spans unless a request carries its own `traceparent`.
+    trace: Option<quicmesh_core::trace::Context>,
 }
 
 impl<D: Directory> Waypoint<D> {
@@ -413,7 +417,35 @@ impl<D: Directory> Waypoint<D> {
         let started = Instant::now();
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
         let mut log = RequestLog::default();
-        let resp = match self.forward(conn, req, &mut log).await {
+        // The request's trace span (when traces are on): continues the
+        // request's `traceparent`, else the tunnel stream's trace.
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            url.path = %path,
+            network.protocol.name = "http",
+            network.protocol.version = version_label(req.version()),
+            server.address = %conn.authority.ip(),
+            server.port = i64::from(conn.authority.port()),
+            user_agent.original = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+            quicmesh.source.principal = %conn.peer,
+            quicmesh.service = %conn.parent.metric_label(),
+            quicmesh.route = tracing::field::Empty,
+            quicmesh.upstream = tracing::field::Empty,
+            quicmesh.retries = tracing::field::Empty,
+            quicmesh.flag = tracing::field::Empty,
+            enduser.id = tracing::field::Empty,
+        );
+        quicmesh_core::trace::continue_from(&span, req.headers(), conn.trace.as_ref());
+        let forwarded = self
+            .forward(conn, req, &mut log)
+            .instrument(span.clone())
+            .await;
+        let resp = match forwarded {
             Ok(r) => r,
             // Refusals a TrafficPolicy asks for are in the access log.
             Err(f @ (Failure::RateLimited(_) | Failure::FaultAbort(_))) => {
@@ -454,6 +486,21 @@ impl<D: Directory> Waypoint<D> {
             log.flag,
             started.elapsed(),
         );
+        if !span.is_disabled() {
+            let status = resp.status().as_u16();
+            span.record("http.response.status_code", i64::from(status));
+            // HTTP semantic conventions: a server span fails on 5xx only.
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+            span.record("quicmesh.route", log.route.as_str());
+            span.record("quicmesh.upstream", log.upstream.as_str());
+            span.record("quicmesh.retries", i64::from(log.retries));
+            span.record("quicmesh.flag", log.flag);
+            if !log.principal.is_empty() {
+                span.record("enduser.id", log.principal.as_str());
+            }
+        }
         // The access log: its own target, so that `RUST_LOG=info,waypoint::access=off`
         // turns it off without silencing the rest.
         tracing::event!(
@@ -490,6 +537,8 @@ impl<D: Directory> Waypoint<D> {
         // rule's filters set cannot be removed through `Connection`.
         strip_hop_by_hop(req.headers_mut());
         vouch_for_source(req.headers_mut(), &self.identity, &conn.peer);
+        // The backend continues this request's trace (when traces are on).
+        quicmesh_core::trace::inject(&tracing::Span::current(), req.headers_mut());
         // Routes match the canonical path, and the backend gets that path:
         // `/a/../admin` or `/%61dmin` cannot slip past a rule for `/admin`.
         canonical_path(&mut req)?;
@@ -923,6 +972,18 @@ impl<D: Directory> Waypoint<D> {
     }
 }
 
+/// `network.protocol.version` as the HTTP semantic conventions write it.
+fn version_label(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "other",
+    }
+}
+
 /// What the access log says about a request beyond its head.
 #[derive(Default)]
 struct RequestLog {
@@ -995,6 +1056,8 @@ impl<D: Directory> Inbound for Server<D> {
             client: Client::new(&req.peer, req.peer_addr, self.0.identity.trust_domain()),
             authority: req.authority,
             parent,
+            // Called inside the tunnel stream's span.
+            trace: quicmesh_core::trace::context_of(&tracing::Span::current()),
         });
         let wp = self.0.clone();
         let serve: ServeStream = Box::new(move |stream, stop| {

@@ -561,9 +561,12 @@ impl Upstreams {
             dst: ep.identity.clone(),
             addr: SocketAddr::new(ep.addr.ip(), TUNNEL_PORT),
         };
+        // The tunnel continues the request's trace (opened inside its span).
+        let mut headers = http::HeaderMap::new();
+        quicmesh_core::trace::inject(&tracing::Span::current(), &mut headers);
         let stream = self
             .tunnels
-            .open(&key, &svid, ep.addr, http::HeaderMap::new())
+            .open(&key, &svid, ep.addr, headers)
             .await
             .map_err(|e| match e {
                 TunnelError::Status { status, .. } => Failure::UpstreamRefused(status.as_u16()),

@@ -186,6 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     metrics.register(&mut registry);
     readiness.register(&mut registry);
     shared.certs.register_expiry(&mut registry);
+    quicmesh_core::trace::register_metrics(&mut registry);
     tokio::spawn(
         shared
             .server

@@ -133,6 +133,9 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     #[serde(with = "duration_text")]
     pub handshake_timeout: Duration,
+    /// Traces: where spans go and which are kept (docs/tracing.md).
+    #[command(flatten)]
+    pub trace: quicmesh_core::trace::TraceArgs,
 }
 
 /// `--svid-source`: where SVIDs come from when not from the quicmesh CA.

@@ -10,15 +10,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    quicmesh_core::telemetry::init_logging();
-    raise_fd_limit();
     let args = ztunnel::config::Args::parse();
     // Two worker threads match the machines quicmesh is measured on; more
     // threads than cores only adds contention on the UDP sockets. 0: a
     // single-threaded runtime (no cross-thread wake-ups).
     let threads = quicmesh_core::runtime::worker_threads("ZTUNNEL_WORKER_THREADS", 2);
     let rt = quicmesh_core::runtime::build(threads)?;
-    rt.block_on(ztunnel::app::run(args))
+    rt.block_on(async {
+        let telemetry = quicmesh_core::telemetry::init("ztunnel", &args.trace)?;
+        raise_fd_limit();
+        let r = ztunnel::app::run(args).await;
+        telemetry.shutdown().await;
+        r
+    })
 }
 
 /// Every tunnelled connection holds a socket (two on the destination node):

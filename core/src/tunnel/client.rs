@@ -279,11 +279,15 @@ impl Pool {
             &self.settings,
         )
         .map_err(|e| TunnelError::Config(key.src.clone(), e.to_string()))?;
+        // quinn's connection driver keeps the span current at connect for
+        // the connection's life; a pooled connection outlives the stream
+        // (and the trace span) that opened it, so it gets one of its own,
+        // a root: the first stream's span ends when that stream does.
+        let span = tracing::info_span!(parent: None, "tunnel_conn", peer_addr = %addr, src.identity = %key.src, dst.identity = %key.dst);
         // The server name is not used for verification (SVIDs carry only a
         // URI SAN; the verifier checks the SPIFFE ID); it must merely parse.
-        let connecting = self
-            .endpoint
-            .connect_with(cfg, addr, "tunnel.quicmesh")
+        let connecting = span
+            .in_scope(|| self.endpoint.connect_with(cfg, addr, "tunnel.quicmesh"))
             .map_err(|e| TunnelError::Connect {
                 addr,
                 reason: e.to_string(),

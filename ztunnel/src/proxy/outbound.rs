@@ -10,6 +10,7 @@ use quicmesh_core::tunnel::client::PoolKey;
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::socket::{connect_marked, original_dst, reset_on_close};
 use quicmesh_core::lb::{Balancer, Lease};
@@ -195,11 +196,52 @@ async fn tunnel(
     to: Tunnel,
     started: Instant,
 ) {
+    // The connection's trace span (when traces are on): the root of its
+    // trace, carried to the other end in the CONNECT's `traceparent`.
+    let span = tracing::info_span!(
+        "outbound",
+        otel.name = "tunnel outbound",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        network.transport = "tcp",
+        client.address = %peer.ip(),
+        client.port = i64::from(peer.port()),
+        server.address = %dst.ip(),
+        server.port = i64::from(dst.port()),
+        network.peer.address = %to.ip,
+        quicmesh.source.principal = %ctx.identity,
+        quicmesh.destination.principal = %to.identity,
+        quicmesh.destination.workload = %to.name,
+        quicmesh.path = if to.kind == "waypoint" { "waypoint" } else { "tunnel" },
+        quicmesh.bytes_sent = tracing::field::Empty,
+        quicmesh.bytes_received = tracing::field::Empty,
+        quicmesh.outcome = tracing::field::Empty,
+    );
+    let traced = span.clone();
+    tunnel_traced(ctx, tcp, peer, dst, to, started, traced)
+        .instrument(span)
+        .await
+}
+
+async fn tunnel_traced(
+    ctx: Arc<PodCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    dst: SocketAddr,
+    to: Tunnel,
+    started: Instant,
+    span: tracing::Span,
+) {
+    let failed = |outcome: &str| {
+        span.record("otel.status_code", "ERROR");
+        span.record("quicmesh.outcome", outcome);
+    };
     let svid = match ctx.shared.certs.svid(&ctx.identity).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(src.identity = %ctx.identity, error = %e, "no SVID for the source workload");
             ctx.shared.metrics.outbound_refused("no_svid");
+            failed("no_svid");
             reset_on_close(&tcp);
             return;
         }
@@ -213,6 +255,7 @@ async fn tunnel(
     if let Ok(v) = HeaderValue::from_str(&forwarded_for(peer)) {
         headers.insert(http::header::FORWARDED, v);
     }
+    quicmesh_core::trace::inject(&span, &mut headers);
     let tunnel = match ctx.pool.open(&key, &svid, to.authority, headers).await {
         Ok(t) => t,
         Err(e) => {
@@ -226,11 +269,15 @@ async fn tunnel(
                 "outbound tunnel failed"
             );
             ctx.shared.metrics.outbound_refused(e.label());
+            failed(e.label());
             reset_on_close(&tcp);
             return;
         }
     };
     let t = tunnel.pump(tcp, CancellationToken::new()).await;
+    span.record("quicmesh.bytes_sent", t.sent as i64);
+    span.record("quicmesh.bytes_received", t.received as i64);
+    span.record("quicmesh.outcome", t.outcome.label());
     // Through a waypoint the authority is the original destination; the
     // log names where the tunnel went.
     let via = if to.kind == "waypoint" {

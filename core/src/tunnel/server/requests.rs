@@ -257,6 +257,47 @@ async fn request<I: Inbound>(
             return;
         }
     };
+    // The stream's trace span (when traces are on), continuing the trace
+    // the client's `traceparent` names; the Inbound's work is inside it.
+    let span = tracing::info_span!(
+        "inbound",
+        otel.name = "tunnel inbound",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        network.transport = "tcp",
+        network.peer.address = %peer_addr.ip(),
+        network.peer.port = i64::from(peer_addr.port()),
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        quicmesh.source.principal = %peer,
+        quicmesh.destination.principal = %inbound.local_identity(),
+        quicmesh.bytes_sent = tracing::field::Empty,
+        quicmesh.bytes_received = tracing::field::Empty,
+        quicmesh.outcome = tracing::field::Empty,
+        quicmesh.refusal = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, &head.headers, None);
+    let traced = span.clone();
+    serve_request(
+        send, reader, head, peer, peer_addr, inbound, ctx, started, traced,
+    )
+    .instrument(span)
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_request<I: Inbound>(
+    mut send: quinn::SendStream,
+    reader: FrameReader,
+    head: RequestHead,
+    peer: &SpiffeId,
+    peer_addr: SocketAddr,
+    inbound: &I,
+    ctx: &ServerCtx,
+    started: Instant,
+    span: tracing::Span,
+) {
+    let metrics = &ctx.metrics;
     let checked = check_request(&head).map(|authority| InboundRequest {
         peer: peer.clone(),
         peer_addr,
@@ -277,10 +318,17 @@ async fn request<I: Inbound>(
                 "tunnel request refused"
             );
             metrics.refused("inbound", refused.label);
+            span.record("otel.status_code", "ERROR");
+            span.record("quicmesh.refusal", refused.label);
             answer(&mut send, refused.status).await;
             return;
         }
     };
+    span.record(
+        "server.address",
+        tracing::field::display(ireq.authority.ip()),
+    );
+    span.record("server.port", i64::from(ireq.authority.port()));
     if let Err(e) = send_head(&mut send, message::status_fields(&StatusCode::OK)).await {
         tracing::debug!(error = %e, "peer went away before the tunnel was answered");
         return;
@@ -312,6 +360,9 @@ async fn request<I: Inbound>(
             }
         }
     };
+    span.record("quicmesh.bytes_sent", t.sent as i64);
+    span.record("quicmesh.bytes_received", t.received as i64);
+    span.record("quicmesh.outcome", t.outcome.label());
     tracing::info!(
         direction = "inbound",
         src.identity = %peer,
