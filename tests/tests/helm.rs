@@ -6,7 +6,7 @@
 //! only the `controller`, `ztunnel` and `quicmesh-cni` binaries (they parse
 //! the arguments the chart passes them).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -640,6 +640,60 @@ fn the_images_are_the_dockerfiles_targets() {
         flag(c, "--waypoint-image").unwrap(),
         "registry.example.com/mesh/waypoint-debug:1.2.3"
     );
+}
+
+/// A container's plain `env` values by name.
+fn env_of(container: &Value) -> BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn traces_are_off_by_default_and_the_tracing_values_become_the_standard_variables() {
+    let traced = ["Deployment/quicmesh-controller", "DaemonSet/ztunnel"];
+    let d = render(&None);
+    for w in traced {
+        let (kind, name) = w.split_once('/').unwrap();
+        let env = env_of(&containers(get(&d, kind, name))[0]);
+        assert!(!env.keys().any(|k| k.starts_with("OTEL_")), "{w}: {env:?}");
+    }
+    let d = render(&Some(chart().join("ci/custom-values.yaml")));
+    for w in traced {
+        let (kind, name) = w.split_once('/').unwrap();
+        let env = env_of(&containers(get(&d, kind, name))[0]);
+        let want = [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://otel-collector.observability:4317",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ];
+        for (k, v) in want {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{w}: {k}");
+        }
+    }
+    // A value the binaries would refuse fails at render time instead.
+    for bad in [
+        "tracing.endpoint=https://collector:4317",
+        "tracing.samplerArg=2",
+        "tracing.sampler=sometimes",
+    ] {
+        assert!(
+            template(&None, &["--set", bad]).is_err(),
+            "{bad} was accepted"
+        );
+    }
 }
 
 #[test]

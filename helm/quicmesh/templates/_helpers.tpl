@@ -74,6 +74,26 @@ imagePullSecrets:
 {{- end }}
 
 {{/*
+Trace export (docs/tracing.md) as the standard OpenTelemetry variables;
+nothing while tracing.endpoint is empty. The controller hands them on to
+the waypoints it provisions.
+*/}}
+{{- define "quicmesh.traceEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The CNI node agent's command line, in one place (docs/cni.md). The host's
 CNI directories are mounted at /host/<dir>, host /proc at /host/proc.
 */}}
