@@ -582,8 +582,8 @@ impl L7Bench {
         };
         let data = json!({
             "load": rep, "proxy_cores": proxy_cores, "ztunnel_cores": zt_cores,
-            "proxy_peak_rss_mb": peak, "waypoint_requests": served,
-            "waypoint_jwt_authenticated": d.jwt_authenticated, "waypoint_authz_denials": d.denials,
+            "proxy_peak_rss_mb": peak, "quicmesh_waypoint_requests": served,
+            "waypoint_jwt_authenticated": d.jwt_authenticated, "quicmesh_waypoint_authz_denials": d.denials,
             "haproxy_outbound_streams": d.haproxy_out,
         });
         self.record(run, path, http, "open_1000", data);

@@ -196,7 +196,7 @@ pub async fn waypoint_metrics(cluster: &Cluster) -> String {
 pub fn requests_for(metrics: &str, service: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("waypoint_requests_total{") && l.contains(service))
+        .filter(|l| l.starts_with("quicmesh_waypoint_requests_total{") && l.contains(service))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -209,7 +209,7 @@ pub async fn denials(cluster: &Cluster, node: usize, policy: &str, reason: &str)
         .unwrap_or_default();
     sum_metric(
         &m,
-        "ztunnel_authz_denials_total",
+        "quicmesh_ztunnel_authz_denials_total",
         &[("policy", policy), ("reason", reason)],
     )
 }
@@ -221,7 +221,7 @@ pub async fn admissions(cluster: &Cluster, node: usize, by: &str) -> f64 {
         .ztunnel_http(node, 15020, "/metrics")
         .await
         .unwrap_or_default();
-    sum_metric(&m, "ztunnel_authz_admissions_total", &[("by", by)])
+    sum_metric(&m, "quicmesh_ztunnel_authz_admissions_total", &[("by", by)])
 }
 
 /// `curl -w %{http_code}` from `pod`: the status, or 0 when no answer came.

@@ -255,7 +255,7 @@ async fn scaling_in_the_manifests_adds_and_drains_endpoints() {
     let m = cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap();
     let refused = quicmesh_lab::mesh::sum_metric(
         &m,
-        "ztunnel_connection_refusals_total",
+        "quicmesh_ztunnel_connection_refusals_total",
         &[("reason", "no_endpoint")],
     );
     assert!(refused >= 1.0, "{m}");
@@ -297,7 +297,7 @@ async fn mesh_keeps_working_without_the_controller_and_resyncs_after() {
     let down = eventually(Duration::from_secs(10), || async {
         quicmesh_lab::mesh::sum_metric(
             &cluster.ztunnel_http(1, 15020, "/metrics").await.unwrap(),
-            "ztunnel_config_connected",
+            "quicmesh_ztunnel_config_connected",
             &[],
         ) == 0.0
     })
@@ -321,7 +321,7 @@ async fn mesh_keeps_working_without_the_controller_and_resyncs_after() {
         let up = eventually(Duration::from_secs(20), || async {
             quicmesh_lab::mesh::sum_metric(
                 &cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap(),
-                "ztunnel_config_connected",
+                "quicmesh_ztunnel_config_connected",
                 &[],
             ) == 1.0
         })
@@ -496,8 +496,11 @@ async fn short_lived_svids_rotate_under_traffic_without_failures() {
     );
     for node in [1, 2] {
         let m = cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap();
-        let fetched =
-            quicmesh_lab::mesh::sum_metric(&m, "ztunnel_svid_fetches_total", &[("result", "ok")]);
+        let fetched = quicmesh_lab::mesh::sum_metric(
+            &m,
+            "quicmesh_ztunnel_svid_fetches_total",
+            &[("result", "ok")],
+        );
         assert!(
             fetched >= 6.0,
             "node{node} fetched only {fetched} SVIDs in 16 s with a 6 s lifetime"

@@ -123,7 +123,7 @@ async fn destinations_outside_the_mesh_pass_through() {
         "hello from outside\n",
     );
     let passed = mesh
-        .metric(1, "ztunnel_passthrough_connections_total", &[])
+        .metric(1, "quicmesh_ztunnel_passthrough_connections_total", &[])
         .await
         .unwrap();
     assert!(passed >= 1.0);

@@ -300,7 +300,12 @@ async fn removed_pod_is_no_longer_captured() {
         mesh.lab.link_counter(2, "plain").unwrap().0 > 0,
         "uncaptured traffic should cross as plain TCP"
     );
-    assert!(mesh.metric(2, "ztunnel_enrolled_pods", &[]).await.unwrap() == 0.0);
+    assert!(
+        mesh.metric(2, "quicmesh_ztunnel_enrolled_pods", &[])
+            .await
+            .unwrap()
+            == 0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +326,9 @@ async fn restarted_ztunnel_resyncs_from_a_snapshot() {
     mesh.restart_ztunnel(2).await.unwrap();
     mesh.restart_ztunnel(1).await.unwrap();
     assert_eq!(
-        mesh.metric(2, "ztunnel_enrolled_pods", &[]).await.unwrap(),
+        mesh.metric(2, "quicmesh_ztunnel_enrolled_pods", &[])
+            .await
+            .unwrap(),
         1.0
     );
     assert_eq!(fetch(client_w).await.unwrap(), b"ok");

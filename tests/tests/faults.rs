@@ -460,7 +460,7 @@ async fn config_connected(cluster: &Cluster, want: bool) -> bool {
     eventually(Duration::from_secs(30), || async {
         let mut all = true;
         for node in 1..=cluster.spec.nodes {
-            all &= metric(cluster, node, "ztunnel_config_connected", &[]).await == want;
+            all &= metric(cluster, node, "quicmesh_ztunnel_config_connected", &[]).await == want;
         }
         all
     })
@@ -530,7 +530,13 @@ async fn controller_away_for_a_minute_costs_no_request_and_a_pod_added_meanwhile
         Some("pending")
     );
     assert_eq!(
-        metric(&cluster, node, "ztunnel_identity_pending_pods", &[]).await,
+        metric(
+            &cluster,
+            node,
+            "quicmesh_ztunnel_identity_pending_pods",
+            &[]
+        )
+        .await,
         1.0
     );
 
@@ -589,7 +595,13 @@ async fn controller_away_for_a_minute_costs_no_request_and_a_pod_added_meanwhile
     let pods = dumped_pods(&cluster, node).await;
     assert!(pods.values().all(|s| s == "ready"), "{pods:?}");
     assert_eq!(
-        metric(&cluster, node, "ztunnel_identity_pending_pods", &[]).await,
+        metric(
+            &cluster,
+            node,
+            "quicmesh_ztunnel_identity_pending_pods",
+            &[]
+        )
+        .await,
         0.0
     );
     assert_no_pod_half_enrolled(&cluster);
@@ -678,14 +690,14 @@ async fn svids_rotating_every_five_seconds_cost_no_request() {
         let ok = metric(
             &cluster,
             node,
-            "ztunnel_svid_fetches_total",
+            "quicmesh_ztunnel_svid_fetches_total",
             &[("result", "ok")],
         )
         .await;
         let err = metric(
             &cluster,
             node,
-            "ztunnel_svid_fetches_total",
+            "quicmesh_ztunnel_svid_fetches_total",
             &[("result", "error")],
         )
         .await
@@ -842,7 +854,7 @@ async fn ztunnel_restart_recovers_new_connections_and_leaves_the_other_node_alon
     assert_eq!(dumped.keys().cloned().collect::<Vec<_>>(), on_node);
     assert!(dumped.values().all(|s| s == "ready"), "{dumped:?}");
     assert_eq!(
-        metric(&cluster, restarted, "ztunnel_enrolled_pods", &[]).await,
+        metric(&cluster, restarted, "quicmesh_ztunnel_enrolled_pods", &[]).await,
         on_node.len() as f64
     );
     assert_no_pod_half_enrolled(&cluster);

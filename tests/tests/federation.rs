@@ -172,7 +172,7 @@ const CLIENT_UNKNOWN_DOMAIN: Counter = Counter {
     labels: &[("side", "client"), ("reason", "unknown_trust_domain")],
 };
 const FEDERATED_NOT_ALLOWED: Counter = Counter {
-    name: "ztunnel_authz_denials_total",
+    name: "quicmesh_ztunnel_authz_denials_total",
     labels: &[("reason", "federated_not_allowed")],
 };
 
@@ -303,7 +303,7 @@ async fn two_meshes_federate_authorize_and_rotate() {
     //    connection to east is closed and its new handshake refused.
     manifest(&mut west, &west_dir, "federation.yaml", false).await;
     let untrusted = Counter {
-        name: "ztunnel_authz_denials_total",
+        name: "quicmesh_ztunnel_authz_denials_total",
         labels: &[("reason", "untrusted_trust_domain")],
     };
     let before = (

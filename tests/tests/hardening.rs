@@ -142,7 +142,7 @@ async fn setup(extra_fabric_ips: usize) -> (Mesh, String, Baseline) {
         pid,
         rss: rss_mb(pid),
         anon: anon_mb(pid),
-        tasks: metric(&mesh, "ztunnel_runtime_alive_tasks", &[]).await,
+        tasks: metric(&mesh, "quicmesh_ztunnel_runtime_alive_tasks", &[]).await,
         connections: metric(&mesh, "quicmesh_quic_connections_active", &[]).await,
     };
     assert_eq!(
@@ -172,7 +172,7 @@ async fn flood_and_watch(
             peak.anon = peak.anon.max(anon_mb(base.pid));
             let in_flight = metric(mesh, "quicmesh_quic_handshakes_in_flight", &[]).await;
             peak.in_flight = peak.in_flight.max(in_flight);
-            let tasks = metric(mesh, "ztunnel_runtime_alive_tasks", &[]).await;
+            let tasks = metric(mesh, "quicmesh_ztunnel_runtime_alive_tasks", &[]).await;
             peak.tasks = peak.tasks.max(tasks);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -182,7 +182,8 @@ async fn flood_and_watch(
         // Once the flood is felt, a first handshake from a real client.
         eventually(Duration::from_secs(10), || async {
             flood.is_finished()
-                || metric(mesh, "ztunnel_runtime_alive_tasks", &[]).await > base.tasks + 20.0
+                || metric(mesh, "quicmesh_ztunnel_runtime_alive_tasks", &[]).await
+                    > base.tasks + 20.0
         })
         .await;
         curl(mesh, "late", url).await
@@ -201,7 +202,8 @@ async fn gone(mesh: &Mesh, base: &Baseline) -> Option<Duration> {
     let ok = eventually(GONE_WITHIN, || async {
         metric(mesh, "quicmesh_quic_handshakes_in_flight", &[]).await == 0.0
             && metric(mesh, "quicmesh_quic_connections_active", &[]).await <= base.connections + 1.0
-            && metric(mesh, "ztunnel_runtime_alive_tasks", &[]).await <= base.tasks + TASK_SLACK
+            && metric(mesh, "quicmesh_ztunnel_runtime_alive_tasks", &[]).await
+                <= base.tasks + TASK_SLACK
     })
     .await;
     ok.then(|| stopped.elapsed())
@@ -246,7 +248,7 @@ async fn ten_thousand_half_open_handshakes_from_one_address_are_bounded_and_gone
     };
     let (stats, peak, late) = flood_and_watch(&mesh, &url, &base, spec).await;
     let gone_after = gone(&mesh, &base).await;
-    let after_tasks = metric(&mesh, "ztunnel_runtime_alive_tasks", &[]).await;
+    let after_tasks = metric(&mesh, "quicmesh_ztunnel_runtime_alive_tasks", &[]).await;
     // Real traffic still gets through.
     let late_after = curl(&mesh, "late", &url).await;
     let client_after = curl(&mesh, "client", &url).await;

@@ -270,7 +270,7 @@ async fn request_authentication_at_the_waypoint() {
     assert!(
         sum_metric(
             &waypoint_metrics(&cluster).await,
-            "waypoint_authz_denials_total",
+            "quicmesh_waypoint_authz_denials_total",
             &[
                 ("policy", "shop/whoami-admins"),
                 ("reason", "no_allow_match")
@@ -314,7 +314,7 @@ async fn request_authentication_at_the_waypoint() {
         assert!(
             sum_metric(
                 &m,
-                "waypoint_jwt_requests_total",
+                "quicmesh_waypoint_jwt_requests_total",
                 &[("result", "refused"), ("reason", reason)]
             ) >= 1.0,
             "{reason} not counted:\n{m}"
@@ -323,11 +323,17 @@ async fn request_authentication_at_the_waypoint() {
     assert!(
         sum_metric(
             &m,
-            "waypoint_jwt_requests_total",
+            "quicmesh_waypoint_jwt_requests_total",
             &[("result", "authenticated")]
         ) >= 2.0
     );
-    assert!(sum_metric(&m, "waypoint_jwt_requests_total", &[("result", "no_token")]) >= 2.0);
+    assert!(
+        sum_metric(
+            &m,
+            "quicmesh_waypoint_jwt_requests_total",
+            &[("result", "no_token")]
+        ) >= 2.0
+    );
 
     // The malformed object: its Service refuses everything, another
     // Service's traffic works, its status says why.
@@ -412,7 +418,7 @@ async fn request_authentication_at_the_waypoint() {
         let m = waypoint_metrics(&cluster).await;
         sum_metric(
             &m,
-            "waypoint_jwks_fetches_total",
+            "quicmesh_waypoint_jwks_fetches_total",
             &[("result", "connect_error")],
         ) >= 1.0
     })

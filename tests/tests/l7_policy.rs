@@ -85,7 +85,7 @@ fn call(cluster: &Cluster, method: &str, url: &str, headers: &[&str]) -> (u16, S
 async fn waypoint_denials(cluster: &Cluster, policy: &str, reason: &str) -> f64 {
     sum_metric(
         &waypoint_metrics(cluster).await,
-        "waypoint_authz_denials_total",
+        "quicmesh_waypoint_authz_denials_total",
         &[("policy", policy), ("reason", reason)],
     )
 }

@@ -138,7 +138,7 @@ impl Env {
     async fn denials(&self, policy: &str, reason: &str) -> f64 {
         sum_metric(
             &self.web_metrics().await,
-            "ztunnel_authz_denials_total",
+            "quicmesh_ztunnel_authz_denials_total",
             &[("policy", policy), ("reason", reason)],
         )
     }
@@ -313,7 +313,7 @@ async fn allow_deny_ip_blocks_ports_and_audit() {
     let audits = || async {
         sum_metric(
             &env.web_metrics().await,
-            "ztunnel_authz_audits_total",
+            "quicmesh_ztunnel_authz_audits_total",
             &[("policy", "shop/watch-front")],
         )
     };
@@ -366,7 +366,7 @@ async fn policy_change_cuts_live_connections_and_invalid_policy_fails_closed() {
     );
     let closed = sum_metric(
         &env.web_metrics().await,
-        "ztunnel_authz_closed_connections_total",
+        "quicmesh_ztunnel_authz_closed_connections_total",
         &[("policy", "shop/deny-client"), ("reason", "deny_policy")],
     );
     assert!(closed >= 1.0, "the cut was not counted against the policy");
@@ -424,7 +424,7 @@ async fn strict_mtls_refuses_plaintext_and_permissive_accepts_it() {
     let plaintext = || async {
         sum_metric(
             &env.web_metrics().await,
-            "ztunnel_plaintext_inbound_connections_total",
+            "quicmesh_ztunnel_plaintext_inbound_connections_total",
             &[],
         )
     };
@@ -453,7 +453,7 @@ async fn strict_mtls_refuses_plaintext_and_permissive_accepts_it() {
     );
     let closed = sum_metric(
         &env.web_metrics().await,
-        "ztunnel_authz_closed_connections_total",
+        "quicmesh_ztunnel_authz_closed_connections_total",
         &[
             ("policy", "shop/mtls-mode=strict"),
             ("reason", "strict_mtls"),

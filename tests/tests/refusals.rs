@@ -280,7 +280,7 @@ async fn plaintext_to_the_tunnel_port_gets_nothing_through() {
         eventually(Duration::from_secs(5), || async {
             mesh.metric(
                 2,
-                "ztunnel_connection_refusals_total",
+                "quicmesh_ztunnel_connection_refusals_total",
                 &[("direction", "inbound"), ("reason", "ztunnel_port")],
             )
             .await

@@ -342,7 +342,7 @@ async fn outlier_detection(cluster: &Cluster) {
         let m = waypoint_metrics(cluster).await;
         sum_metric(
             &m,
-            "waypoint_outlier_ejections_total",
+            "quicmesh_waypoint_outlier_ejections_total",
             &[("service", "shop/shaky:80")],
         ) >= 1.0
     })
@@ -408,7 +408,7 @@ async fn rate_limit(cluster: &Cluster) {
     let m = waypoint_metrics(cluster).await;
     let counted = sum_metric(
         &m,
-        "waypoint_rate_limited_total",
+        "quicmesh_waypoint_rate_limited_total",
         &[("service", "shop/web:80")],
     );
     assert_eq!(counted, (limited + refused) as f64, "{m}");
@@ -431,7 +431,7 @@ async fn fault_injection(cluster: &Cluster) {
     let m = waypoint_metrics(cluster).await;
     let counted = sum_metric(
         &m,
-        "waypoint_faults_total",
+        "quicmesh_waypoint_faults_total",
         &[("service", "shop/faulty:80"), ("fault", "abort")],
     );
     assert_eq!(counted, aborted as f64, "{m}");
@@ -440,7 +440,7 @@ async fn fault_injection(cluster: &Cluster) {
     // undelayed one may add to what it sees, never take away).
     let delayed = sum_metric(
         &m,
-        "waypoint_faults_total",
+        "quicmesh_waypoint_faults_total",
         &[("service", "shop/faulty:80"), ("fault", "delay")],
     ) as usize;
     let slow = timed.iter().filter(|(_, t)| *t >= 0.5).count();
@@ -493,7 +493,7 @@ async fn circuit_breaking(cluster: &Cluster) {
     let m = waypoint_metrics(cluster).await;
     let counted = sum_metric(
         &m,
-        "waypoint_overflows_total",
+        "quicmesh_waypoint_overflows_total",
         &[
             ("service", "shop/slowpoke:80"),
             ("reason", "max_concurrent_requests"),
@@ -534,7 +534,7 @@ async fn body_limit(cluster: &Cluster, dir: &std::path::Path) {
     let m = waypoint_metrics(cluster).await;
     let counted = sum_metric(
         &m,
-        "waypoint_requests_total",
+        "quicmesh_waypoint_requests_total",
         &[
             ("service", "shop/upload:80"),
             ("code", "413"),

@@ -351,12 +351,12 @@ impl Live {
 
     pub fn register(&self, reg: &mut Registry) {
         reg.register(
-            "waypoint_config_updates",
+            "quicmesh_waypoint_config_updates",
             "Config updates from the controller, by result (ack: applied; nack: refused, the previous config stays)",
             self.updates.clone(),
         );
         reg.register(
-            "waypoint_config_connected",
+            "quicmesh_waypoint_config_connected",
             "1 while the config stream to the controller is up",
             self.connected.clone(),
         );

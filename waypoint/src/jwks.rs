@@ -8,8 +8,8 @@
 //! logged and counted, and is tried again after 1 s doubling to 60 s.
 //! Until a fetch succeeds the URI has no keys: its tokens are refused.
 //!
-//! Metrics: `waypoint_jwks_fetches_total{result}` and
-//! `waypoint_jwks_age_seconds{jwks_uri}` (the age of the keys in use, or
+//! Metrics: `quicmesh_waypoint_jwks_fetches_total{result}` and
+//! `quicmesh_waypoint_jwks_age_seconds{jwks_uri}` (the age of the keys in use, or
 //! -1 before any; updated every 5 s). How each URI's last fetch went is
 //! also reported to the controller ([`Fetcher::reports`], subject
 //! `jwks/<uri>`), which shows it as the RequestAuthentication's
@@ -146,12 +146,12 @@ impl Fetcher {
 
     pub fn register(&self, reg: &mut Registry) {
         reg.register(
-            "waypoint_jwks_fetches",
+            "quicmesh_waypoint_jwks_fetches",
             "Fetches of jwksUri key sets, by result (ok, timeout, connect_error, tls_error, http_error, bad_status, too_large, invalid); a failed fetch keeps the last good keys",
             self.metrics.fetches.clone(),
         );
         reg.register(
-            "waypoint_jwks_age_seconds",
+            "quicmesh_waypoint_jwks_age_seconds",
             "Age of the keys in use for each jwksUri (-1: none fetched yet, its tokens are refused)",
             self.metrics.age.clone(),
         );

@@ -1,15 +1,18 @@
 //! The waypoint's request metrics. Labels are bounded by the config (the
 //! Service; for workload-addressed traffic, `<namespace>/pod-ip`, one
 //! series for every pod address; the route), by HTTP (the status code;
-//! the method, nine and `other`) and by [`crate::response::Failure`] (the
-//! response flag): a flood of distinct clients, methods or paths adds no
-//! series.
+//! the method, nine and `other`), by [`crate::response::Failure`] (the
+//! response flag) and by a [`LabelCap`] (the client's SPIFFE ID and its
+//! namespace, the first [`MAX_PRINCIPALS`](quicmesh_core::metrics::MAX_PRINCIPALS) seen): a flood of distinct
+//! clients, methods or paths adds no series.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::metrics::LabelCap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -24,6 +27,8 @@ pub struct RequestLabels {
     pub code: u16,
     /// Why the waypoint answered itself (`""` when the backend answered).
     pub flag: String,
+    #[prometheus(flatten)]
+    pub source: SourceLabels,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +36,17 @@ pub struct DurationLabels {
     pub service: String,
     pub route: String,
     pub method: &'static str,
+    #[prometheus(flatten)]
+    pub source: SourceLabels,
+}
+
+/// Who sent a request, as its certificate proves it: the SPIFFE ID and
+/// the Kubernetes namespace in it (`""` for an ID of another form), each
+/// capped ([`LabelCap`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub src_namespace: String,
+    pub src_principal: String,
 }
 
 /// A bounded method label: a client inventing methods adds no series.
@@ -113,6 +129,9 @@ pub struct FaultLabels {
 
 #[derive(Default)]
 pub struct RequestMetrics {
+    /// Bounds the client labels of requests and durations.
+    principals: LabelCap,
+    namespaces: LabelCap,
     /// TrafficPolicy: refusals and faults, by Service port.
     pub rate_limited: Family<ServiceLabels, Counter>,
     pub overflows: Family<ServiceReasonLabels, Counter>,
@@ -137,72 +156,72 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     pub fn register(&self, reg: &mut Registry) {
         reg.register(
-            "waypoint_requests",
+            "quicmesh_waypoint_requests",
             "HTTP requests answered, by destination Service, route, method, status code and response flag",
             self.requests.clone(),
         );
         reg.register(
-            "waypoint_request_duration_seconds",
+            "quicmesh_waypoint_request_duration_seconds",
             "Time from a request's head to its answer's head (the backend's, or the waypoint's own), by destination Service, route and method",
             self.durations.clone(),
         );
         reg.register(
-            "waypoint_tcp_connections",
+            "quicmesh_waypoint_tcp_connections",
             "Connections passed through as opaque TCP (ports declared as such, or not detected as HTTP), by Service and result",
             self.tcp.clone(),
         );
         reg.register(
-            "waypoint_upgraded_streams",
+            "quicmesh_waypoint_upgraded_streams",
             "WebSocket streams spliced after the backend switched protocols, by Service and result: ended, incomplete (a side's upgrade did not complete), authz_revoked (cut: a policy change denies it)",
             self.upgrades.clone(),
         );
         reg.register(
-            "waypoint_retries",
+            "quicmesh_waypoint_retries",
             "Retries of requests to backends by route: sent, or refused by the route's retry budget",
             self.retries.clone(),
         );
         reg.register(
-            "waypoint_mirrored_requests",
+            "quicmesh_waypoint_mirrored_requests",
             "Copies of requests for RequestMirror filters: sent (answered), failed, dropped (too many in flight), not_replayable (a streamed body), no_healthy_endpoint, denied (the mirror's workload's policies refuse the client)",
             self.mirrors.clone(),
         );
         reg.register(
-            "waypoint_authz_denials",
+            "quicmesh_waypoint_authz_denials",
             "Requests and TCP connections refused by the destination's authorization policies, by policy and reason",
             self.authz_denials.clone(),
         );
         reg.register(
-            "waypoint_authz_audits",
+            "quicmesh_waypoint_authz_audits",
             "Requests and TCP connections an AUDIT policy matched, by policy",
             self.authz_audits.clone(),
         );
         reg.register(
-            "waypoint_jwt_requests",
+            "quicmesh_waypoint_jwt_requests",
             "Requests a RequestAuthentication applied to, by result (authenticated, no_token, refused) and the reason of a refusal",
             self.jwt.clone(),
         );
         reg.register(
-            "waypoint_rate_limited",
+            "quicmesh_waypoint_rate_limited",
             "Requests refused (429) by the rate limit of the TrafficPolicy of the Service they were addressed to",
             self.rate_limited.clone(),
         );
         reg.register(
-            "waypoint_overflows",
+            "quicmesh_waypoint_overflows",
             "Requests refused (503) by the circuit breaker (connectionPool) of their backend's TrafficPolicy, by reason: max_concurrent_requests, max_pending_requests, pending_timeout",
             self.overflows.clone(),
         );
         reg.register(
-            "waypoint_faults",
+            "quicmesh_waypoint_faults",
             "Faults injected by the TrafficPolicy of the Service requests were addressed to: delay, abort",
             self.faults.clone(),
         );
         reg.register(
-            "waypoint_outlier_ejections",
+            "quicmesh_waypoint_outlier_ejections",
             "Endpoints ejected by outlier detection, by backend Service port and reason: consecutive_5xx, consecutive_gateway_errors, success_rate",
             self.ejections.clone(),
         );
         reg.register(
-            "waypoint_downstream_connections",
+            "quicmesh_waypoint_downstream_connections",
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
         );
@@ -287,10 +306,13 @@ impl RequestMetrics {
             .inc();
     }
 
-    /// A request to `service` by `route` answered `code` (`flag`: why the
-    /// waypoint answered itself) within `took` (to the answer's head).
+    /// A request from `peer` to `service` by `route` answered `code`
+    /// (`flag`: why the waypoint answered itself) within `took` (to the
+    /// answer's head).
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
+        peer: &SpiffeId,
         service: String,
         route: &str,
         method: &http::Method,
@@ -299,11 +321,13 @@ impl RequestMetrics {
         took: std::time::Duration,
     ) {
         let method = method_label(method);
+        let source = self.source(peer);
         self.durations
             .get_or_create(&DurationLabels {
                 service: service.clone(),
                 route: route.to_string(),
                 method,
+                source: source.clone(),
             })
             .observe(took);
         self.requests
@@ -313,7 +337,85 @@ impl RequestMetrics {
                 method,
                 code,
                 flag: flag.to_string(),
+                source,
             })
             .inc();
+    }
+
+    fn source(&self, peer: &SpiffeId) -> SourceLabels {
+        let namespace = peer
+            .namespace_and_service_account()
+            .map(|(ns, _)| ns)
+            .unwrap_or("");
+        SourceLabels {
+            src_namespace: self.namespaces.admit(namespace),
+            src_principal: self.principals.admit(peer.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quicmesh_core::metrics::MAX_PRINCIPALS;
+
+    fn series(m: &RequestMetrics) -> Vec<String> {
+        let mut reg = Registry::default();
+        m.register(&mut reg);
+        quicmesh_core::metrics::encode(&reg)
+            .lines()
+            .filter(|l| l.starts_with("quicmesh_waypoint_requests_total{"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_request_is_counted_by_its_proven_source() {
+        let m = RequestMetrics::default();
+        let peer = SpiffeId::parse("spiffe://cluster.local/ns/front/sa/web").unwrap();
+        let took = std::time::Duration::from_millis(3);
+        m.request(
+            &peer,
+            "shop/svc:80".into(),
+            "shop/r",
+            &http::Method::GET,
+            200,
+            "",
+            took,
+        );
+        assert_eq!(
+            series(&m),
+            [
+                r#"quicmesh_waypoint_requests_total{service="shop/svc:80",route="shop/r",method="GET",code="200",flag="",src_namespace="front",src_principal="spiffe://cluster.local/ns/front/sa/web"} 1"#
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_clients_beyond_the_cap_share_one_series() {
+        let m = RequestMetrics::default();
+        let took = std::time::Duration::from_millis(1);
+        for i in 0..10_000 {
+            let peer = SpiffeId::parse(&format!("spiffe://cluster.local/ns/n{i}/sa/s{i}")).unwrap();
+            m.request(
+                &peer,
+                "shop/svc:80".into(),
+                "",
+                &http::Method::GET,
+                200,
+                "",
+                took,
+            );
+        }
+        let s = series(&m);
+        assert_eq!(s.len(), MAX_PRINCIPALS + 1, "{} series", s.len());
+        let other = s
+            .iter()
+            .find(|l| l.contains(r#"src_namespace="other",src_principal="other""#))
+            .expect("an `other` series");
+        assert!(
+            other.ends_with(&format!(" {}", 10_000 - MAX_PRINCIPALS)),
+            "{other}"
+        );
     }
 }

@@ -479,6 +479,7 @@ impl<D: Directory> Waypoint<D> {
             None => resp,
         };
         self.metrics.request(
+            &conn.peer,
             conn.parent.metric_label(),
             &log.route,
             &method,

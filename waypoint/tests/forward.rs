@@ -956,7 +956,7 @@ async fn retries_make_a_flaky_backend_succeed_and_a_budget_stops_a_storm() {
     let text = quicmesh_core::metrics::encode(&reg);
     assert!(
         text.lines().any(|l| l.starts_with(
-            "waypoint_retries_total{route=\"shop/shop-routes\",result=\"budget_exhausted\"}"
+            "quicmesh_waypoint_retries_total{route=\"shop/shop-routes\",result=\"budget_exhausted\"}"
         )),
         "{text}"
     );
@@ -1019,13 +1019,13 @@ async fn an_undeclared_port_carries_tcp_as_bytes_and_http_as_requests() {
     let mut text = String::new();
     for _ in 0..100 {
         text = quicmesh_core::metrics::encode(&reg);
-        if text.contains("waypoint_tcp_connections_total{service=\"shop/echo:80\"") {
+        if text.contains("quicmesh_waypoint_tcp_connections_total{service=\"shop/echo:80\"") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        text.contains("waypoint_tcp_connections_total{service=\"shop/echo:80\""),
+        text.contains("quicmesh_waypoint_tcp_connections_total{service=\"shop/echo:80\""),
         "{text}"
     );
 }
@@ -1186,26 +1186,26 @@ async fn the_destinations_policies_are_decided_for_each_client() {
             .unwrap_or(0)
     };
     let tcp = value(
-        "waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_denied\"}",
+        "quicmesh_waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_denied\"}",
     );
     assert!(tcp >= 1, "{text}");
     assert_eq!(
         value(
-            "waypoint_authz_denials_total{policy=\"shop/admins-only\",reason=\"no_allow_match\"}"
+            "quicmesh_waypoint_authz_denials_total{policy=\"shop/admins-only\",reason=\"no_allow_match\"}"
         ),
         2 + tcp,
         "{text}"
     );
     // Audited: every decision, allowed or not (2 admin, 2 client HTTP, n client TCP).
     assert_eq!(
-        value("waypoint_authz_audits_total{policy=\"shop/audit-all\"}"),
+        value("quicmesh_waypoint_authz_audits_total{policy=\"shop/audit-all\"}"),
         4 + tcp,
         "{text}"
     );
     assert_eq!(
         support::sum_of(
             &text,
-            "waypoint_requests_total",
+            "quicmesh_waypoint_requests_total",
             &[
                 ("service", "shop/guarded:80"),
                 ("code", "403"),
@@ -1218,12 +1218,12 @@ async fn the_destinations_policies_are_decided_for_each_client() {
     // Each timed, under its method.
     let timed = support::sum_of(
         &text,
-        "waypoint_request_duration_seconds_count",
+        "quicmesh_waypoint_request_duration_seconds_count",
         &[("service", "shop/guarded:80"), ("method", "GET")],
     );
     let counted = support::sum_of(
         &text,
-        "waypoint_requests_total",
+        "quicmesh_waypoint_requests_total",
         &[("service", "shop/guarded:80"), ("method", "GET")],
     );
     assert!(timed >= 2.0 && timed == counted, "{text}");
@@ -1241,14 +1241,14 @@ async fn the_destinations_policies_are_decided_for_each_client() {
     let mut text = String::new();
     for _ in 0..100 {
         text = s.metrics();
-        if text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1") {
+        if text.contains("quicmesh_waypoint_mirrored_requests_total{result=\"sent\"} 1") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        text.contains("waypoint_mirrored_requests_total{result=\"denied\"} 1")
-            && text.contains("waypoint_mirrored_requests_total{result=\"sent\"} 1"),
+        text.contains("quicmesh_waypoint_mirrored_requests_total{result=\"denied\"} 1")
+            && text.contains("quicmesh_waypoint_mirrored_requests_total{result=\"sent\"} 1"),
         "{text}"
     );
 }
@@ -1287,12 +1287,12 @@ async fn policies_attached_to_the_waypoint_decide_by_method_path_and_header() {
             .unwrap_or(0)
     };
     assert_eq!(
-        value("waypoint_authz_denials_total{policy=\"shop/no-delete\",reason=\"deny_policy\"}"),
+        value("quicmesh_waypoint_authz_denials_total{policy=\"shop/no-delete\",reason=\"deny_policy\"}"),
         2,
         "{text}"
     );
     assert_eq!(
-        value("waypoint_authz_denials_total{policy=\"shop/public-or-token\",reason=\"no_allow_match\"}"),
+        value("quicmesh_waypoint_authz_denials_total{policy=\"shop/public-or-token\",reason=\"no_allow_match\"}"),
         3,
         "{text}"
     );
@@ -1350,7 +1350,7 @@ async fn a_websocket_upgrade_becomes_a_stream_through_the_waypoint() {
     loop {
         let text = s.metrics();
         if text.lines().any(|l| {
-            l.starts_with("waypoint_upgraded_streams_total{")
+            l.starts_with("quicmesh_waypoint_upgraded_streams_total{")
                 && l.contains("result=\"authz_revoked\"")
                 && l.ends_with(" 1")
         }) {
@@ -1552,10 +1552,11 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
     let m = quicmesh_core::metrics::encode(&reg);
     let service = "service=\"shop/pod-ip\"".to_string();
     assert!(
-        m.lines().any(|l| l.starts_with("waypoint_requests_total{")
-            && l.contains(&service)
-            && l.contains("code=\"200\"")
-            && l.ends_with(" 2")),
+        m.lines()
+            .any(|l| l.starts_with("quicmesh_waypoint_requests_total{")
+                && l.contains(&service)
+                && l.contains("code=\"200\"")
+                && l.ends_with(" 2")),
         "{m}"
     );
 
@@ -1668,7 +1669,7 @@ async fn a_policy_change_cuts_a_passed_through_connection_it_no_longer_allows() 
     let text = s.metrics();
     assert!(
         text.contains(
-            "waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_revoked\"} 1"
+            "quicmesh_waypoint_tcp_connections_total{service=\"shop/guarded:80\",result=\"authz_revoked\"} 1"
         ),
         "{text}"
     );

@@ -370,7 +370,7 @@ async fn a_failing_replica_is_ejected_and_traffic_recovers() {
         RouteTable::default(),
     )
     .await;
-    let ejections = || s.counter("waypoint_outlier_ejections_total{");
+    let ejections = || s.counter("quicmesh_waypoint_outlier_ejections_total{");
     let remaining = || {
         let dump = s.waypoint.resilience_dump();
         dump["shop/svc:80"]["ejected"][0]["remainingMs"].as_u64()
@@ -445,14 +445,14 @@ async fn requests_beyond_max_concurrent_requests_are_answered_503() {
     let m = s.metrics();
     assert!(
         m.contains(
-            r#"waypoint_overflows_total{service="shop/svc:80",reason="max_concurrent_requests"} 3"#
+            r#"quicmesh_waypoint_overflows_total{service="shop/svc:80",reason="max_concurrent_requests"} 3"#
         ),
         "{m}"
     );
     assert_eq!(
         support::sum_of(
             &m,
-            "waypoint_requests_total",
+            "quicmesh_waypoint_requests_total",
             &[
                 ("service", "shop/svc:80"),
                 ("code", "503"),
@@ -588,7 +588,7 @@ async fn a_rate_limit_answers_429_with_retry_after_per_key() {
         200,
         "bob has his own bucket"
     );
-    let limited = s.counter("waypoint_rate_limited_total{");
+    let limited = s.counter("quicmesh_waypoint_rate_limited_total{");
     assert_eq!(limited, f64::from(30 - allowed));
     assert_eq!(
         s.seen[0].requests.load(Ordering::Relaxed),
@@ -637,7 +637,7 @@ async fn a_rate_limit_per_source_identity_gives_each_client_its_bucket() {
         );
     }
     assert_eq!(send(&mut other, get("/", &[])).await.0, 429);
-    assert_eq!(s.counter("waypoint_rate_limited_total{"), 3.0);
+    assert_eq!(s.counter("quicmesh_waypoint_rate_limited_total{"), 3.0);
 }
 
 /// A route rule: requests for exactly `path`, to `svc`.
@@ -701,7 +701,7 @@ async fn a_rate_limit_per_route_gives_each_route_its_bucket() {
     assert_eq!(send(&mut c, get("/cart", &[])).await.0, 200);
     assert_eq!(send(&mut c, get("/cart", &[])).await.0, 200);
     assert_eq!(send(&mut c, get("/cart", &[])).await.0, 429);
-    assert_eq!(s.counter("waypoint_rate_limited_total{"), 2.0);
+    assert_eq!(s.counter("quicmesh_waypoint_rate_limited_total{"), 2.0);
 }
 
 /// Faults for requests with `x-fault: yes` only: all delayed 300 ms and
@@ -742,11 +742,11 @@ async fn faults_apply_only_to_requests_with_the_header() {
     assert!(t.elapsed() >= Duration::from_millis(300), "delayed");
     let m = s.metrics();
     assert!(
-        m.contains(r#"waypoint_faults_total{service="shop/svc:80",fault="abort"} 1"#),
+        m.contains(r#"quicmesh_waypoint_faults_total{service="shop/svc:80",fault="abort"} 1"#),
         "{m}"
     );
     assert!(
-        m.contains(r#"waypoint_faults_total{service="shop/svc:80",fault="delay"} 1"#),
+        m.contains(r#"quicmesh_waypoint_faults_total{service="shop/svc:80",fault="delay"} 1"#),
         "{m}"
     );
     assert_eq!(s.seen[0].requests.load(Ordering::Relaxed), 1);

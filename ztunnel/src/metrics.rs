@@ -79,82 +79,82 @@ impl Metrics {
         self.workload_api.register(reg);
         self.config.register(reg);
         reg.register(
-            "ztunnel_connection_refusals",
+            "quicmesh_ztunnel_connection_refusals",
             "Connections refused or failed before carrying data, by direction and reason",
             self.refusals.clone(),
         );
         reg.register(
-            "ztunnel_passthrough_connections",
+            "quicmesh_ztunnel_passthrough_connections",
             "Outbound connections to destinations outside the mesh, passed through",
             self.passthrough.clone(),
         );
         reg.register(
-            "ztunnel_waypoint_connections",
+            "quicmesh_ztunnel_waypoint_connections",
             "Outbound connections to a Service or a workload that uses a waypoint, tunnelled to the waypoint",
             self.via_waypoint.clone(),
         );
         reg.register(
-            "ztunnel_plaintext_inbound_connections",
+            "quicmesh_ztunnel_plaintext_inbound_connections",
             "Inbound plaintext connections accepted from peers outside the mesh",
             self.plaintext_inbound.clone(),
         );
         reg.register(
-            "ztunnel_enrolled_pods",
+            "quicmesh_ztunnel_enrolled_pods",
             "Pods enrolled on this node",
             self.enrolled_pods.clone(),
         );
         reg.register(
-            "ztunnel_identity_pending_pods",
+            "quicmesh_ztunnel_identity_pending_pods",
             "Enrolled pods whose SVID the CA has not issued yet (their mesh traffic fails closed)",
             self.identity_pending_pods.clone(),
         );
         reg.register(
-            "ztunnel_enrollment_failures",
+            "quicmesh_ztunnel_enrollment_failures",
             "Enrollment operations that failed",
             self.enrollment_failures.clone(),
         );
         reg.register(
-            "ztunnel_enrollment_refusals",
+            "quicmesh_ztunnel_enrollment_refusals",
             "Enrollment connections (peer uid not allowed) and requests (descriptors, size, malformed, not a network namespace, snapshot order) refused, by reason",
             self.enrollment_refusals.clone(),
         );
         reg.register(
-            "ztunnel_config_connected",
+            "quicmesh_ztunnel_config_connected",
             "1 while the config stream to the controller is up",
             self.config_connected.clone(),
         );
         reg.register(
-            "ztunnel_config_updates",
+            "quicmesh_ztunnel_config_updates",
             "Config updates from the controller, by result (ack, nack)",
             self.config_update_results.clone(),
         );
         reg.register(
-            "ztunnel_svid_fetches",
+            "quicmesh_ztunnel_svid_fetches",
             "SVID fetches, by result",
             self.svid_fetches.clone(),
         );
         reg.register(
-            "ztunnel_authz_denials",
+            "quicmesh_ztunnel_authz_denials",
             "Inbound connections denied by authorization, by policy and reason",
             self.authz_denials.clone(),
         );
         reg.register(
-            "ztunnel_authz_closed_connections",
+            "quicmesh_ztunnel_authz_closed_connections",
             "Live inbound connections closed because policy no longer allows them",
             self.authz_closed.clone(),
         );
         reg.register(
-            "ztunnel_authz_audits",
+            "quicmesh_ztunnel_authz_audits",
             "Inbound connections matched by an AUDIT policy",
             self.authz_audits.clone(),
         );
         reg.register(
-            "ztunnel_authz_admissions",
+            "quicmesh_ztunnel_authz_admissions",
             "Inbound connections admitted, by what admitted them (policy, waypoint, default)",
             self.authz_admissions.clone(),
         );
         reg.register(
-            "ztunnel_runtime_alive_tasks",
+            "quicmesh_ztunnel_runtime_alive_tasks",
             "Tasks alive in the async runtime (sampled at scrape)",
             self.alive_tasks.clone(),
         );

@@ -14,18 +14,18 @@ use crate::load::LoadReport;
 /// they grew).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(super) struct Counters {
-    /// `waypoint_requests_total` for `srv` on the port.
+    /// `quicmesh_waypoint_requests_total` for `srv` on the port.
     pub srv: f64,
     /// ... for `srv-authz` on the port, and those of them answered 200.
     pub authz: f64,
     pub authz_ok: f64,
     /// All the waypoint's requests.
     pub all: f64,
-    /// `waypoint_jwt_requests_total`: verified tokens, and every request a
+    /// `quicmesh_waypoint_jwt_requests_total`: verified tokens, and every request a
     /// RequestAuthentication applied to (no token, refused too).
     pub jwt_authenticated: f64,
     pub jwt_all: f64,
-    /// `waypoint_authz_denials_total`: by the ALLOW policy of `srv-authz`
+    /// `quicmesh_waypoint_authz_denials_total`: by the ALLOW policy of `srv-authz`
     /// matching nothing, by its DENY policy, and all of them.
     pub no_allow_match: f64,
     pub deny_policy: f64,
@@ -47,27 +47,27 @@ impl Counters {
         );
         let principal = format!("spiffe://cluster.local/ns/{PROXY_NS}/sa/haproxy");
         Counters {
-            srv: w("waypoint_requests_total", &[("service", &srv)]),
-            authz: w("waypoint_requests_total", &[("service", &authz)]),
+            srv: w("quicmesh_waypoint_requests_total", &[("service", &srv)]),
+            authz: w("quicmesh_waypoint_requests_total", &[("service", &authz)]),
             authz_ok: w(
-                "waypoint_requests_total",
+                "quicmesh_waypoint_requests_total",
                 &[("service", &authz), ("code", "200")],
             ),
-            all: w("waypoint_requests_total", &[]),
+            all: w("quicmesh_waypoint_requests_total", &[]),
             jwt_authenticated: w(
-                "waypoint_jwt_requests_total",
+                "quicmesh_waypoint_jwt_requests_total",
                 &[("result", "authenticated")],
             ),
-            jwt_all: w("waypoint_jwt_requests_total", &[]),
+            jwt_all: w("quicmesh_waypoint_jwt_requests_total", &[]),
             no_allow_match: w(
-                "waypoint_authz_denials_total",
+                "quicmesh_waypoint_authz_denials_total",
                 &[("policy", &allow), ("reason", "no_allow_match")],
             ),
             deny_policy: w(
-                "waypoint_authz_denials_total",
+                "quicmesh_waypoint_authz_denials_total",
                 &[("policy", &deny), ("reason", "deny_policy")],
             ),
-            denials: w("waypoint_authz_denials_total", &[]),
+            denials: w("quicmesh_waypoint_authz_denials_total", &[]),
             haproxy_out: sum_metric(
                 haproxy_ztunnel,
                 "quicmesh_tunnel_streams_opened_total",
@@ -147,7 +147,7 @@ pub(super) fn check(
         ),
         Path::Authz if d.jwt_authenticated < n || d.jwt_authenticated < d.jwt_all => bail!(
             "via {via}: {} tokens verified of {} requests checked, the load {n} \
-             (waypoint_jwt_requests_total)",
+             (quicmesh_waypoint_jwt_requests_total)",
             d.jwt_authenticated,
             d.jwt_all
         ),
@@ -168,14 +168,14 @@ mod tests {
     /// `jwt` tokens verified and `denied` refused by the ALLOW policy.
     fn waypoint(srv_n: u64, ok: u64, refused: u64, jwt: u64, denied: u64) -> String {
         format!(
-            "# TYPE waypoint_requests counter\n\
-             waypoint_requests_total{{service=\"bench-mesh/srv:80\",code=\"200\",flag=\"\"}} {srv_n}\n\
-             waypoint_requests_total{{service=\"bench-mesh/srv:81\",code=\"200\",flag=\"\"}} 7\n\
-             waypoint_requests_total{{service=\"bench-mesh/srv-authz:80\",code=\"200\",flag=\"\"}} {ok}\n\
-             waypoint_requests_total{{service=\"bench-mesh/srv-authz:80\",code=\"403\",flag=\"authz_denied\"}} {refused}\n\
-             waypoint_jwt_requests_total{{result=\"authenticated\",reason=\"\"}} {jwt}\n\
-             waypoint_jwt_requests_total{{result=\"no_token\",reason=\"\"}} {denied}\n\
-             waypoint_authz_denials_total{{policy=\"bench-mesh/bench-authz-allow\",reason=\"no_allow_match\"}} {denied}\n\
+            "# TYPE quicmesh_waypoint_requests counter\n\
+             quicmesh_waypoint_requests_total{{service=\"bench-mesh/srv:80\",code=\"200\",flag=\"\"}} {srv_n}\n\
+             quicmesh_waypoint_requests_total{{service=\"bench-mesh/srv:81\",code=\"200\",flag=\"\"}} 7\n\
+             quicmesh_waypoint_requests_total{{service=\"bench-mesh/srv-authz:80\",code=\"200\",flag=\"\"}} {ok}\n\
+             quicmesh_waypoint_requests_total{{service=\"bench-mesh/srv-authz:80\",code=\"403\",flag=\"authz_denied\"}} {refused}\n\
+             quicmesh_waypoint_jwt_requests_total{{result=\"authenticated\",reason=\"\"}} {jwt}\n\
+             quicmesh_waypoint_jwt_requests_total{{result=\"no_token\",reason=\"\"}} {denied}\n\
+             quicmesh_waypoint_authz_denials_total{{policy=\"bench-mesh/bench-authz-allow\",reason=\"no_allow_match\"}} {denied}\n\
              # EOF\n"
         )
     }
