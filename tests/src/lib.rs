@@ -4,6 +4,7 @@
 //! half-open QUIC handshake flood for the tunnel server's limits.
 
 pub mod flood;
+pub mod grafana;
 pub mod waypoint;
 
 use std::net::SocketAddr;
@@ -147,7 +148,7 @@ pub async fn footprints(mesh: &quicmesh_lab::Mesh) -> [Footprint; 2] {
     for (i, f) in out.iter_mut().enumerate() {
         f.fds = open_fds(mesh.ztunnel_pid(i + 1));
         f.tasks = mesh
-            .metric(i + 1, "ztunnel_runtime_alive_tasks", &[])
+            .metric(i + 1, "quicmesh_ztunnel_runtime_alive_tasks", &[])
             .await
             .unwrap_or(f64::MAX);
     }

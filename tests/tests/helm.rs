@@ -697,6 +697,36 @@ fn traces_are_off_by_default_and_the_tracing_values_become_the_standard_variable
 }
 
 #[test]
+fn the_grafana_dashboard_is_a_configmap_for_the_sidecar_only_when_asked() {
+    let d = render(&None);
+    assert!(
+        find(&d, "ConfigMap", "quicmesh-grafana-dashboards").is_none(),
+        "rendered by default"
+    );
+    let d = render(&Some(chart().join("ci/custom-values.yaml")));
+    let cm = get(&d, "ConfigMap", "quicmesh-grafana-dashboards");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "quicmesh");
+    // The chart's file, byte for byte, and JSON.
+    let want = std::fs::read_to_string(chart().join("dashboards/quicmesh.json")).unwrap();
+    let got = cm["data"]["quicmesh.json"].as_str().unwrap();
+    assert_eq!(got.trim_end(), want.trim_end());
+    let v: serde_json::Value = serde_json::from_str(got).unwrap();
+    assert_eq!(v["uid"], "quicmesh-overview");
+    for bad in [
+        "grafana.dashboards.enabled=yes",
+        "grafana.dashboards.namespace=Not_A_Namespace",
+        "grafana.dashboards.folder=x",
+    ] {
+        assert!(
+            template(&None, &["--set", bad]).is_err(),
+            "{bad} was accepted"
+        );
+    }
+}
+
+#[test]
 fn containers_run_with_only_the_capabilities_they_need() {
     for set in value_sets() {
         let d = render(&set);

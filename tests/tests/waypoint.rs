@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quicmesh_e2e::waypoint::*;
-use quicmesh_e2e::{eventually, require_root};
+use quicmesh_e2e::{eventually, grafana, require_root};
 use quicmesh_lab::local::{Cluster, LocalSpec};
 use quicmesh_lab::mesh::sum_metric;
 
@@ -92,14 +92,57 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
     let m = waypoint_metrics(&cluster).await;
     assert!(requests_for(&m, "service=\"shop/web:80\"") >= 1002.0, "{m}");
     assert_eq!(requests_for(&m, "shop/direct"), 0.0, "{m}");
+    // Counted by the client's proven identity.
+    assert!(
+        requests_for(
+            &m,
+            "src_namespace=\"front\",src_principal=\"spiffe://cluster.local/ns/front/sa/"
+        ) >= 1002.0,
+        "{m}"
+    );
+    // One prefix on every process, and every family the Grafana dashboard
+    // reads is served by one of them.
+    let node = cluster.pod("front", "client").node;
+    let mut served = std::collections::BTreeSet::new();
+    for (what, scrape) in [
+        ("waypoint", m.clone()),
+        (
+            "ztunnel",
+            cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap(),
+        ),
+        (
+            "cni agent",
+            cluster.ztunnel_http(node, 15021, "/metrics").await.unwrap(),
+        ),
+        (
+            "controller",
+            cluster.controller_http("/metrics").await.unwrap(),
+        ),
+    ] {
+        let families = grafana::declared(&scrape);
+        assert!(families.len() > 3, "{what}: {scrape}");
+        let strays: Vec<_> = families
+            .iter()
+            .filter(|f| !f.starts_with("quicmesh_"))
+            .collect();
+        assert!(strays.is_empty(), "{what}: {strays:?}");
+        served.extend(families);
+    }
+    let read = grafana::families(&grafana::queries(&grafana::dashboard()));
+    let missing: Vec<_> = read.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard reads unserved metrics: {missing:?}"
+    );
     // The client's ztunnel sent the routed traffic to the waypoint.
     let z = cluster
         .ztunnel_http(cluster.pod("front", "client").node, 15020, "/metrics")
         .await
         .unwrap();
     assert!(
-        z.lines()
-            .any(|l| l.starts_with("ztunnel_waypoint_connections_total ") && !l.ends_with(" 0")),
+        z.lines().any(
+            |l| l.starts_with("quicmesh_ztunnel_waypoint_connections_total ") && !l.ends_with(" 0")
+        ),
         "{z}"
     );
     // The controller goes away: the waypoint keeps routing on its last
@@ -110,7 +153,7 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
         waypoint_metrics(&cluster)
             .await
             .lines()
-            .any(|l| l == "waypoint_config_connected 0")
+            .any(|l| l == "quicmesh_waypoint_config_connected 0")
     })
     .await;
     assert!(noticed, "the waypoint did not see the controller go");
@@ -394,7 +437,7 @@ async fn policies_mean_the_same_behind_a_waypoint() {
     assert!(
         sum_metric(
             &m,
-            "waypoint_authz_denials_total",
+            "quicmesh_waypoint_authz_denials_total",
             &[
                 ("policy", "shop/web-from-client"),
                 ("reason", "no_allow_match")
@@ -462,14 +505,14 @@ spec:
     )
 }
 
-/// The client's ztunnel's `ztunnel_waypoint_connections_total`.
+/// The client's ztunnel's `quicmesh_ztunnel_waypoint_connections_total`.
 async fn waypoint_connections(cluster: &Cluster) -> f64 {
     let node = cluster.pod("front", "client").node;
     let m = cluster
         .ztunnel_http(node, 15020, "/metrics")
         .await
         .unwrap_or_default();
-    sum_metric(&m, "ztunnel_waypoint_connections_total", &[])
+    sum_metric(&m, "quicmesh_ztunnel_waypoint_connections_total", &[])
 }
 
 /// The `Accepted` condition of shop's waypoint Gateway on `/status`.
@@ -529,7 +572,7 @@ async fn pod_addressed_traffic_goes_through_a_waypoint_for_workloads() {
     let via = waypoint_connections(&cluster).await;
     assert!(
         via > before,
-        "ztunnel_waypoint_connections_total {before} -> {via}"
+        "quicmesh_ztunnel_waypoint_connections_total {before} -> {via}"
     );
     // Services still go through it.
     assert_eq!(
