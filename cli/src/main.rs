@@ -3,14 +3,21 @@
 //! `quicmesh local up` builds the demo mesh on this host (network namespaces
 //! for nodes and pods, a real ztunnel per node), sends a request across it
 //! and explains what happened; `quicmesh local status` shows it;
-//! `quicmesh local down` removes it. `quicmesh ca rotate` runs one stage
-//! of a CA rotation on a CA directory (docs/ca.md).
+//! `quicmesh local down` removes it; `quicmesh local exec` and `local logs`
+//! reach its pods. `quicmesh proxy-status`, `ztunnel-config` and
+//! `waypoint-config` show what the running mesh's controller and proxies
+//! hold; `quicmesh check` checks the host. `quicmesh ca rotate` runs one
+//! stage of a CA rotation on a CA directory (docs/ca.md). docs/cli.md has
+//! them all.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 mod ca;
+mod check;
+mod inspect;
 mod manifests;
+mod pods;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -42,6 +49,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ca::CaCmd,
     },
+    /// Every proxy connected to the controller: the config version sent to
+    /// it, the one it took, and its last refusal (NACK).
+    ProxyStatus {
+        #[command(flatten)]
+        common: inspect::Common,
+    },
+    /// What a ztunnel holds: workloads, services, policies, certificates.
+    ZtunnelConfig(inspect::ZtunnelArgs),
+    /// What a waypoint holds: routes, policies.
+    WaypointConfig(inspect::WaypointArgs),
+    /// Whether this host can run quicmesh, and whether the running local
+    /// mesh is healthy; says what to do about each failure.
+    Check {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = inspect::Output::Table)]
+        output: inspect::Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,9 +85,32 @@ enum LocalCmd {
         nodes: usize,
     },
     /// Show the running local mesh: nodes, pods, identities, config versions.
-    Status,
+    Status {
+        /// `json` or `yaml`: the whole status, one entry per cluster.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = inspect::Output::Table)]
+        output: inspect::Output,
+    },
     /// Remove everything `local up` made.
     Down,
+    /// Run a command inside a pod's network namespace (its Service names
+    /// resolve): `quicmesh local exec front/client-0 -- curl http://web.shop/`.
+    /// POD is NAMESPACE/NAME, NAME, `node<N>` (the node) or `controller`.
+    Exec {
+        pod: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Print a pod's log, or a mesh process's: NAMESPACE/NAME, NAME,
+    /// `ztunnel/node<N>`, `cni/node<N>`, `controller`.
+    Logs {
+        pod: String,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Keep printing what is appended, until the mesh goes away.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// (internal) Runs the cluster for `up -f`: reconciles DIR until stopped.
     #[command(hide = true)]
     Agent {
@@ -75,7 +121,15 @@ enum LocalCmd {
     },
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // Errors for people: the chain of causes on one line, no backtrace.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
@@ -84,14 +138,23 @@ fn main() -> Result<()> {
     if let Cmd::Ca { cmd } = cli.cmd {
         return ca::run(cmd);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("quicmesh local needs root: it creates network namespaces and nftables rules");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let Cmd::Check { output } = cli.cmd {
+        if !rt.block_on(check::run_all(output))? {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "this needs root: the local mesh lives in network namespaces and nftables rules \
+             (run as root, or through ./quicmesh, which uses sudo)"
+        );
+    }
     match cli.cmd {
         Cmd::Local {
             cmd: LocalCmd::Up { dirs, .. },
@@ -103,17 +166,29 @@ fn main() -> Result<()> {
             cmd: LocalCmd::Agent { dirs, nodes },
         } => rt.block_on(manifests::agent(&dirs, nodes)),
         Cmd::Local {
-            cmd: LocalCmd::Status,
-        } => rt.block_on(status()),
+            cmd: LocalCmd::Status { output },
+        } => match output {
+            inspect::Output::Table => rt.block_on(status()),
+            o => inspect::print_status(o),
+        },
         Cmd::Local {
             cmd: LocalCmd::Down,
         } => down(),
-        Cmd::Ca { .. } => unreachable!("run above"),
+        Cmd::Local {
+            cmd: LocalCmd::Exec { pod, cmd },
+        } => pods::exec(&pod, &cmd),
+        Cmd::Local {
+            cmd: LocalCmd::Logs { pod, tail, follow },
+        } => pods::logs(&pod, tail, follow),
+        Cmd::ProxyStatus { common } => rt.block_on(inspect::proxy_status(&common)),
+        Cmd::ZtunnelConfig(a) => rt.block_on(inspect::ztunnel_config(&a)),
+        Cmd::WaypointConfig(a) => rt.block_on(inspect::waypoint_config(&a)),
+        Cmd::Ca { .. } | Cmd::Check { .. } => unreachable!("run above"),
     }
 }
 
 fn state_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join("quicmesh-lab").join(PREFIX)
+    quicmesh_lab::local::lab_dir(PREFIX)
 }
 
 async fn up() -> Result<()> {
@@ -298,7 +373,7 @@ fn down() -> Result<()> {
     let mut n = 0;
     for c in 1..=quicmesh_lab::net::MAX_CLUSTERS {
         n += quicmesh_lab::net::destroy_prefix(&prefix(c))?;
-        let _ = std::fs::remove_dir_all(std::env::temp_dir().join("quicmesh-lab").join(prefix(c)));
+        let _ = std::fs::remove_dir_all(quicmesh_lab::local::lab_dir(&prefix(c)));
     }
     println!("local mesh removed ({n} leftover network namespaces cleaned up)");
     Ok(())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use quicmesh_lab::local::{Cluster, LocalSpec};
+use quicmesh_lab::local::{lab_dir, Cluster, LocalSpec};
 
 fn agent_pid_file() -> PathBuf {
     std::env::temp_dir().join("quicmesh-local-agent.pid")
@@ -77,20 +77,21 @@ pub async fn up(dirs: &[PathBuf], nodes: usize) -> Result<()> {
         );
     }
     let shown: Vec<String> = manifests.iter().map(|m| m.display().to_string()).collect();
+    let progress = Progress::new();
+    let lab_dirs: Vec<PathBuf> = specs
+        .iter()
+        .map(|s| lab_dir(s.prefix.as_deref().unwrap_or_default()))
+        .collect();
     for _ in 0..600 * specs.len() {
+        progress.tick(&lab_dirs);
         if status_file().exists() {
+            progress.done();
             // Give the pods a moment to exchange traffic, then show it.
             tokio::time::sleep(Duration::from_secs(3)).await;
             print_status().await?;
             let dirs: Vec<(usize, PathBuf)> = specs
                 .iter()
-                .map(|s| {
-                    let prefix = s.prefix.as_deref().unwrap_or_default();
-                    (
-                        s.cluster,
-                        std::env::temp_dir().join("quicmesh-lab").join(prefix),
-                    )
-                })
+                .map(|s| (s.cluster, lab_dir(s.prefix.as_deref().unwrap_or_default())))
                 .collect();
             print_traffic(&dirs);
             println!("\nedit {} and the mesh follows; `quicmesh local status`; `quicmesh local down` removes it", shown.join(", "));
@@ -109,6 +110,68 @@ pub async fn up(dirs: &[PathBuf], nodes: usize) -> Result<()> {
         60 * specs.len(),
         log.display()
     )
+}
+
+/// What `up` shows while the agent starts the mesh: the agent's latest
+/// log line and the time so far, in place on a terminal, every 5 s in a
+/// log otherwise.
+struct Progress {
+    started: std::time::Instant,
+    tty: bool,
+    last: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            started: std::time::Instant::now(),
+            tty: std::io::stdout().is_terminal(),
+            last: std::cell::Cell::new(0),
+        }
+    }
+
+    /// `dirs`: the clusters' lab directories, where each process started
+    /// leaves its log.
+    fn tick(&self, dirs: &[PathBuf]) {
+        let secs = self.started.elapsed().as_secs();
+        if !self.tty && (secs == 0 || secs < self.last.get() + 5) {
+            return;
+        }
+        self.last.set(secs);
+        let (mut controllers, mut ztunnels, mut pods) = (0, 0, 0);
+        for d in dirs {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "controller.log" {
+                    controllers += 1;
+                } else if name.starts_with("ztunnel-n") && name.ends_with(".log") {
+                    ztunnels += 1;
+                } else if name.starts_with("pod-") && name.ends_with(".log") {
+                    pods += 1;
+                }
+            }
+        }
+        let step = format!(
+            "started: {controllers}/{} controller(s), {ztunnels} ztunnel(s), {pods} pod(s)",
+            dirs.len()
+        );
+        if self.tty {
+            use std::io::Write;
+            print!("\r\x1b[2K  {secs:>3} s  {step}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("  {secs:>3} s  {step}");
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            println!("\r\x1b[2K  up in {} s", self.started.elapsed().as_secs());
+        } else {
+            println!("  up in {} s", self.started.elapsed().as_secs());
+        }
+    }
 }
 
 /// Runs the clusters: reconciles each every second, writes their status
@@ -165,15 +228,25 @@ pub fn stop_agent() {
     let _ = std::fs::remove_file(status_file());
 }
 
-/// Prints the agent's status, each cluster's; false when no agent runs.
-pub async fn print_status() -> Result<bool> {
+/// The agent's last status (a JSON array, one entry per cluster); `None`
+/// when no agent runs.
+pub fn running_status() -> Result<Option<serde_json::Value>> {
     let Ok(text) = std::fs::read_to_string(status_file()) else {
-        return Ok(false);
+        return Ok(None);
     };
     if agent_pid().is_none() {
-        return Ok(false);
+        return Ok(None);
     }
-    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let v = serde_json::from_str(&text)
+        .with_context(|| format!("the agent's status file {}", status_file().display()))?;
+    Ok(Some(v))
+}
+
+/// Prints the agent's status, each cluster's; false when no agent runs.
+pub async fn print_status() -> Result<bool> {
+    let Some(v) = running_status()? else {
+        return Ok(false);
+    };
     let clusters = v.as_array().cloned().unwrap_or_default();
     for (i, c) in clusters.iter().enumerate() {
         if clusters.len() > 1 {

@@ -312,8 +312,19 @@ pub fn proxy_report(
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ProxyStatus {
     pub connected: bool,
+    /// The newest version sent to it: a proxy is sent only the changes
+    /// that concern it, so this trails the controller's version when
+    /// nothing newer was for it.
+    pub sent_version: u64,
     pub acked_version: u64,
     pub last_nack: Option<String>,
+}
+
+/// Notes on the status page that `version` was sent to `node`.
+fn sent(proxies: &Mutex<BTreeMap<String, ProxyStatus>>, node: &str, version: u64) {
+    if let Some(st) = proxies.lock().expect("not poisoned").get_mut(node) {
+        st.sent_version = st.sent_version.max(version);
+    }
 }
 
 pub struct ConfigService {
@@ -432,6 +443,7 @@ impl ConfigStream for ConfigService {
             let mut in_flight = InFlight::new(&metrics, &view.subscriber);
             let (first, mut changes) = full(&store, &mut view, nonce);
             let mut sent_version = first.version;
+            sent(&proxies, &node, sent_version);
             in_flight.sent(&first.nonce);
             let mut ok = tx.send(Ok(first)).await.is_ok();
             metrics.updates_sent.get_or_create(&labels).inc();
@@ -463,6 +475,7 @@ impl ConfigStream for ConfigService {
                             Err(broadcast::error::RecvError::Closed) => break,
                         };
                         sent_version = update.version;
+                        sent(&proxies, &node, sent_version);
                         in_flight.sent(&update.nonce);
                         ok = tx.send(Ok(update)).await.is_ok();
                         metrics.updates_sent.get_or_create(&labels).inc();

@@ -40,6 +40,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
+mod dump;
 pub mod filter;
 pub mod path;
 pub mod wire;

@@ -82,6 +82,12 @@ pub const POD_IP_ANNOTATION: &str = "lab.quicmesh.io/ip";
 
 /// The SPIFFE ID a cluster's controller serves as (system namespace
 /// `quicmesh-system`, service account `controller`, the controller's defaults).
+/// Where a cluster of namespace prefix `prefix` keeps its files (logs, CA,
+/// state): `$TMPDIR/quicmesh-lab/<prefix>`.
+pub fn lab_dir(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join("quicmesh-lab").join(prefix)
+}
+
 pub fn controller_identity(trust_domain: &str) -> String {
     format!("spiffe://{trust_domain}/ns/quicmesh-system/sa/controller")
 }
@@ -312,7 +318,7 @@ impl Cluster {
     }
 
     async fn start(spec: LocalSpec, lab: Lab) -> Result<Cluster> {
-        let dir = std::env::temp_dir().join("quicmesh-lab").join(lab.prefix());
+        let dir = lab_dir(lab.prefix());
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state"))?;
         let source = FileSource::new(vec![spec.manifests.clone()]);
@@ -941,7 +947,7 @@ impl Cluster {
         let env_refs: Vec<(&str, &str)> =
             env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let log = self.dir.join(format!("pod-{}.{}.log", p.namespace, p.name));
+        let log = self.pod_log_path(&p.namespace, &p.name);
         let cwd = self.spec.manifests.clone();
         let proc = self.lab.spawn_in_dir(
             &p.netns.clone(),
@@ -956,7 +962,11 @@ impl Cluster {
     }
 
     pub fn pod_log(&self, ns: &str, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("pod-{ns}.{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.pod_log_path(ns, name)).unwrap_or_default()
+    }
+
+    pub fn pod_log_path(&self, ns: &str, name: &str) -> PathBuf {
+        self.dir.join(format!("pod-{ns}.{name}.log"))
     }
 
     /// What the API server would report, as manifests for the controller.
@@ -1118,7 +1128,8 @@ impl Cluster {
                     .unwrap_or(json!(null)),
                 Err(_) => json!(null),
             };
-            nodes.push(json!({"name": format!("node{n}"), "ztunnel_pid": self.ztunnel_pid(n), "config_version": version}));
+            nodes.push(json!({"name": format!("node{n}"), "ztunnel_pid": self.ztunnel_pid(n), "config_version": version,
+                "netns": self.lab.node(n).netns, "log": self.ztunnel_log(n), "cni_log": self.cni_agent_log(n)}));
         }
         let pods: Vec<_> = self
             .pods
@@ -1126,7 +1137,8 @@ impl Cluster {
             .map(|p| {
                 json!({"namespace": p.namespace, "name": p.name, "node": format!("node{}", p.node), "ip": p.ip.to_string(),
                     "identity": format!("spiffe://{}/ns/{}/sa/{}", self.spec.trust_domain, p.namespace, p.service_account),
-                    "in_mesh": p.enrolled, "waypoint": p.labels.contains_key(waypoint::GATEWAY_NAME_LABEL), "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some()})
+                    "in_mesh": p.enrolled, "waypoint": p.labels.contains_key(waypoint::GATEWAY_NAME_LABEL), "identity_pending": p.identity_pending, "ready": p.ready, "terminating": p.terminating_since.is_some(),
+                    "netns": p.netns, "log": self.pod_log_path(&p.namespace, &p.name)})
             })
             .collect();
         let services: Vec<_> = self
@@ -1135,7 +1147,8 @@ impl Cluster {
             .map(|((ns, name), vip)| json!({"namespace": ns, "name": name, "vip": vip.to_string()}))
             .collect();
         json!({"prefix": self.lab.prefix(), "cluster": self.spec.cluster, "trust_domain": self.spec.trust_domain,
-            "controller_ip": self.controller_ip().to_string(), "dir": self.dir, "manifests": self.spec.manifests, "controller": controller,
+            "controller_ip": self.controller_ip().to_string(), "controller_netns": self.lab.external(1).netns,
+            "controller_log": self.controller_log(), "dir": self.dir, "manifests": self.spec.manifests, "controller": controller,
             "nodes": nodes, "pods": pods, "services": services, "errors": self.errors})
     }
 

@@ -368,6 +368,28 @@ impl Live {
     pub fn dump(&self) -> serde_json::Value {
         let (version, t) = self.current.snapshot();
         let name = |b: &BackendRef| format!("{}/{}:{}", b.namespace, b.name, b.port);
+        // Every route attached to a Service served, once, with its rules.
+        let mut routes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for p in t.parents.values() {
+            for r in std::iter::once(&p.routes)
+                .chain(p.consumers.values())
+                .flat_map(|t| t.routes())
+            {
+                let entry = routes
+                    .entry(format!("{}/{}", r.namespace, r.name))
+                    .or_insert_with(|| {
+                        let mut d = r.dump();
+                        d["services"] = serde_json::json!([]);
+                        d
+                    });
+                let service = serde_json::json!(name(&p.service));
+                if let Some(services) = entry["services"].as_array_mut() {
+                    if !services.contains(&service) {
+                        services.push(service);
+                    }
+                }
+            }
+        }
         let destinations: BTreeMap<String, serde_json::Value> = t
             .parents
             .iter()
@@ -434,7 +456,7 @@ impl Live {
         let traffic: BTreeMap<String, &quicmesh_core::traffic::Effective> =
             t.traffic.iter().map(|(b, e)| (name(b), &**e)).collect();
         serde_json::json!({"version": version, "scope": self.scope, "connected": self.connected.get() == 1,
-            "destinations": destinations, "workloads": workloads, "endpoints": endpoints, "policies": policies,
+            "destinations": destinations, "routes": routes, "workloads": workloads, "endpoints": endpoints, "policies": policies,
             "waypointPolicies": waypoint_policies, "authentication": t.authn.dump(), "jwks": self.jwks.dump(),
             "trafficPolicies": traffic})
     }

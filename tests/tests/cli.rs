@@ -1,0 +1,315 @@
+//! The `quicmesh` CLI against a running mesh, as a user runs it: the real
+//! binary, `local up -f examples/waypoint`, then `proxy-status`,
+//! `ztunnel-config`, `waypoint-config`, `local exec`, `local logs` and
+//! `check`, in tables and as JSON/YAML, and the errors that say what to do.
+//! Its own temporary directory keeps the agent's status files apart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use quicmesh_e2e::require_root;
+use serde_json::Value;
+
+struct Cli {
+    bin: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl Cli {
+    /// Runs `quicmesh args`, killed after `limit`.
+    fn run_for(&self, args: &[&str], limit: Duration) -> Output {
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .env("TMPDIR", self.tmp.path())
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running quicmesh");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().expect("waiting").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("its output")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_for(args, Duration::from_secs(60))
+    }
+
+    /// stdout of a command that must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "quicmesh {args:?}: {o}{e}");
+        o
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        let o = self.ok(&args);
+        serde_json::from_str(&o).unwrap_or_else(|e| panic!("{args:?}: {e}: {o}"))
+    }
+
+    /// stderr of a command that must fail.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (o, e) = text(&out);
+        assert!(!out.status.success(), "quicmesh {args:?} succeeded: {o}");
+        assert!(e.starts_with("error: "), "{e}");
+        assert!(!e.contains("Stack backtrace"), "{e}");
+        e
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.run(&["local", "down"]);
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn rows(v: &Value) -> &Vec<Value> {
+    v.as_array().expect("an array of rows")
+}
+
+#[test]
+fn the_cli_shows_what_the_running_mesh_holds() {
+    require_root();
+    let cli = Cli {
+        bin: quicmesh_lab::ztunnels::find_binary("quicmesh").unwrap(),
+        tmp: tempfile::tempdir().unwrap(),
+    };
+    // Nothing runs yet: said, with what to do.
+    let e = cli.fails(&["proxy-status"]);
+    assert!(
+        e.contains("no local mesh is running") && e.contains("local up -f"),
+        "{e}"
+    );
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint");
+    let example = example.to_str().unwrap();
+    let up = cli.run_for(&["local", "up", "-f", example], Duration::from_secs(240));
+    let (o, e) = text(&up);
+    assert!(up.status.success(), "local up: {o}{e}");
+    assert!(
+        o.contains("starting a 2-node mesh") && o.contains("  up in "),
+        "{o}"
+    );
+    let st: Value = serde_json::from_str(&cli.ok(&["local", "status", "-o", "json"])).unwrap();
+    assert_eq!(st[0]["nodes"].as_array().map(Vec::len), Some(2), "{st}");
+
+    // proxy-status: both ztunnels and the waypoint, each on the newest
+    // version sent to it (bounded wait: the waypoint may still be taking it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let v = cli.json(&["proxy-status"]);
+        let synced = rows(&v).len() == 3 && rows(&v).iter().all(|r| r["status"] == "SYNCED");
+        if synced || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut proxies: Vec<(String, String)> = rows(&status)
+        .iter()
+        .map(|r| {
+            (
+                r["proxy"].as_str().unwrap().into(),
+                r["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    proxies.sort();
+    assert_eq!(
+        proxies,
+        [
+            ("node1".into(), "ztunnel".into()),
+            ("node2".into(), "ztunnel".into()),
+            ("shop/waypoint".into(), "waypoint".into())
+        ],
+        "{status}"
+    );
+    assert!(
+        rows(&status).iter().all(|r| r["status"] == "SYNCED"),
+        "{status}"
+    );
+    let table = cli.ok(&["proxy-status"]);
+    assert!(table.starts_with("PROXY"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("shop/waypoint") && l.contains("SYNCED")),
+        "{table}"
+    );
+    let yaml: Value = serde_yaml::from_str(&cli.ok(&["proxy-status", "-o", "yaml"])).unwrap();
+    assert_eq!(rows(&yaml).len(), 3, "{yaml}");
+
+    // ztunnel-config: what node1's ztunnel holds.
+    let w = cli.json(&["ztunnel-config", "workloads"]);
+    let client = rows(&w)
+        .iter()
+        .find(|r| r["name"] == "client-0")
+        .unwrap_or_else(|| panic!("{w}"));
+    assert_eq!(
+        client["identity"],
+        "spiffe://cluster.local/ns/front/sa/client"
+    );
+    assert_eq!(client["proxy"], "node1");
+    let s = cli.json(&["ztunnel-config", "services", "--node", "2"]);
+    let web = rows(&s)
+        .iter()
+        .find(|r| r["name"] == "web")
+        .unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(web["waypoint"]["name"], "waypoint", "{web}");
+    assert_eq!(web["proxy"], "node2");
+    let p = cli.json(&["ztunnel-config", "policies"]);
+    assert!(
+        rows(&p)
+            .iter()
+            .any(|r| r["name"] == "shop/web-reads" && r["enforced"] == "waypoint"),
+        "{p}"
+    );
+    // Certificates: every node's, unexpired.
+    let c = cli.json(&["ztunnel-config", "certificates"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let held: Vec<(String, String)> = rows(&c)
+        .iter()
+        .map(|r| {
+            assert!(r["notAfter"].as_i64().unwrap() > now, "{r}");
+            (
+                r["proxy"].as_str().unwrap().into(),
+                r["identity"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        held.contains(&(
+            "node1".into(),
+            "spiffe://cluster.local/ns/front/sa/client".into()
+        )),
+        "{held:?}"
+    );
+    assert!(held.iter().any(|(n, _)| n == "node2"), "{held:?}");
+    let table = cli.ok(&["ztunnel-config", "certificates"]);
+    assert!(
+        table.lines().next().unwrap().contains("EXPIRES IN"),
+        "{table}"
+    );
+    let e = cli.fails(&["ztunnel-config", "workloads", "--node", "node7"]);
+    assert!(e.contains("no node7") && e.contains("node1, node2"), "{e}");
+
+    // waypoint-config: the example's routes, rule by rule, and what
+    // applies to each Service.
+    let r = cli.json(&["waypoint-config", "routes"]);
+    let canary = rows(&r)
+        .iter()
+        .find(|x| x["matches"][0] == "PathPrefix / header x-canary=yes")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(canary["route"], "shop/web");
+    assert_eq!(canary["backends"][0]["backend"], "shop/web-v2:80");
+    let split = rows(&r)
+        .iter()
+        .find(|x| x["backends"].as_array().is_some_and(|b| b.len() == 2))
+        .unwrap_or_else(|| panic!("{r}"));
+    let weights: Vec<u64> = split["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [90, 10], "{split}");
+    let p = cli.json(&["waypoint-config", "policies", "shop/waypoint"]);
+    let web = rows(&p)
+        .iter()
+        .find(|x| x["service"] == "shop/web:80")
+        .unwrap_or_else(|| panic!("{p}"));
+    assert_eq!(web["authorization"][0], "shop/web-reads", "{web}");
+    assert_eq!(web["authentication"][0], "shop/web-jwt", "{web}");
+    assert!(
+        web["traffic"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "rateLimit (shop/web)"),
+        "{web}"
+    );
+    let e = cli.fails(&["waypoint-config", "routes", "shop/nope"]);
+    assert!(
+        e.contains("no waypoint shop/nope") && e.contains("shop/waypoint-0"),
+        "{e}"
+    );
+
+    // local exec: a command in the client pod, Service names resolving.
+    let hello = cli.ok(&[
+        "local",
+        "exec",
+        "front/client-0",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "http://web.shop/",
+    ]);
+    assert!(hello.starts_with("hello from shop/web-v"), "{hello}");
+    // local logs: the waypoint's access log line for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let l = cli.ok(&["local", "logs", "shop/waypoint-0", "--tail", "200"]);
+        if l.contains("waypoint::access") || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(logs.contains("waypoint::access"), "{logs}");
+    assert!(logs.lines().count() <= 200, "--tail 200 printed more");
+    assert!(!cli
+        .ok(&["local", "logs", "controller", "--tail", "5"])
+        .is_empty());
+    let e = cli.fails(&["local", "logs", "nope"]);
+    assert!(
+        e.contains("front/client-0") && e.contains("ztunnel/node1"),
+        "{e}"
+    );
+
+    // check: this host and the running mesh.
+    let checks = cli.json(&["check"]);
+    let failed: Vec<&Value> = rows(&checks)
+        .iter()
+        .filter(|c| c["result"] == "fail")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    for name in [
+        "kernel",
+        "nftables",
+        "kernel features",
+        "binaries",
+        "controller",
+        "proxies",
+    ] {
+        assert!(
+            rows(&checks).iter().any(|c| c["check"] == name),
+            "no {name} check: {checks}"
+        );
+    }
+
+    let down = cli.ok(&["local", "down"]);
+    assert!(down.contains("local mesh removed"), "{down}");
+    let e = cli.fails(&["ztunnel-config", "workloads"]);
+    assert!(e.contains("no local mesh is running"), "{e}");
+}
