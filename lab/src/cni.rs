@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::mesh::{file_tail, netns_http_get};
-use crate::net::{Lab, ProcHandle};
+use crate::net::{Lab, LogFormat, ProcHandle};
 use crate::ztunnels::find_binary;
 
 /// The agent's metrics/health and admin ports, in its node's namespace.
@@ -128,7 +128,13 @@ impl Cni {
             AGENT_ADMIN.to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = lab.spawn_quicmesh(&lab.node(node).netns, &bin, &args, &self.log_path(node))?;
+        let proc = lab.spawn_quicmesh(
+            &lab.node(node).netns,
+            &bin,
+            &args,
+            &self.log_path(node),
+            LogFormat::Plain,
+        )?;
         self.procs[node - 1] = Some(proc);
         let deadline = Instant::now() + START_WITHIN;
         let netns = lab.node(node).netns.clone();

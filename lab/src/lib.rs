@@ -20,7 +20,7 @@ pub mod net;
 pub mod ztunnels;
 
 pub use mesh::{Mesh, MeshPod, MeshSpec};
-pub use net::{Lab, PodSpec, TopologySpec};
+pub use net::{Lab, LogFormat, PodSpec, TopologySpec};
 
 /// The metrics and health port of every quicmesh proxy (ztunnel, waypoint).
 pub const WAYPOINT_METRICS_PORT: u16 = 15020;

@@ -146,6 +146,16 @@ pub struct Lab {
     procs: Mutex<Vec<ProcHandle>>,
 }
 
+/// How a quicmesh process of the lab writes its log (its `LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Plain text: what the tests read.
+    #[default]
+    Plain,
+    /// One JSON object per line (the access-log test reads it).
+    Json,
+}
+
 /// A process started with [`Lab::spawn`], leader of its own process group.
 #[derive(Debug, Clone)]
 pub struct ProcHandle {
@@ -837,7 +847,7 @@ impl Lab {
         self.spawn_in_dir(netns, cmd, args, env, log_file, None)
     }
 
-    /// Starts one of quicmesh's own binaries in `netns`, logging plain text
+    /// Starts one of quicmesh's own binaries in `netns`, logging in `format`
     /// to `log_file` at the lab's level (`QUICMESH_LAB_LOG`, default info).
     pub fn spawn_quicmesh(
         &self,
@@ -845,15 +855,20 @@ impl Lab {
         bin: &Path,
         args: &[&str],
         log_file: &Path,
+        format: LogFormat,
     ) -> Result<ProcHandle> {
         let level = std::env::var("QUICMESH_LAB_LOG").unwrap_or_else(|_| "info".into());
+        let format = match format {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        };
         self.spawn(
             netns,
             bin.to_str().context("binary path is not UTF-8")?,
             args,
             &[
                 ("RUST_LOG", &level),
-                ("LOG_FORMAT", "plain"),
+                ("LOG_FORMAT", format),
                 ("NO_COLOR", "1"),
             ],
             Some(log_file),

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use quicmesh_core::enrollment::{Client, Enrolled};
 use quicmesh_proto::enrollment::Pod;
 
-use crate::net::{Lab, ProcHandle};
+use crate::net::{Lab, LogFormat, ProcHandle};
 
 /// Where the `ztunnel` (or any quicmesh) binary is: `$QUICMESH_<NAME>`, or
 /// beside the running executable (cargo puts binaries in `target/<profile>/`,
@@ -59,6 +59,7 @@ pub struct Ztunnels {
     dir: PathBuf,
     source: Source,
     procs: Vec<Option<ProcHandle>>,
+    log_format: LogFormat,
 }
 
 /// How long a ztunnel has to open its enrollment socket.
@@ -71,7 +72,13 @@ impl Ztunnels {
             dir: dir.to_path_buf(),
             source,
             procs: (0..nodes).map(|_| None).collect(),
+            log_format: LogFormat::Plain,
         }
+    }
+
+    /// How each ztunnel logs from its next start (plain text until set).
+    pub fn set_log_format(&mut self, format: LogFormat) {
+        self.log_format = format;
     }
 
     pub fn nodes(&self) -> usize {
@@ -168,7 +175,13 @@ impl Ztunnels {
         let bin = find_binary("ztunnel")?;
         let args = self.args(node);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = lab.spawn_quicmesh(&lab.node(node).netns, &bin, &args, &self.log_path(node))?;
+        let proc = lab.spawn_quicmesh(
+            &lab.node(node).netns,
+            &bin,
+            &args,
+            &self.log_path(node),
+            self.log_format,
+        )?;
         self.procs[node - 1] = Some(proc);
         Ok(())
     }

@@ -509,6 +509,7 @@ impl<D: Directory> Waypoint<D> {
             tracing::Level::INFO,
             src.identity = %conn.peer,
             dst.addr = %conn.authority,
+            dst.service = %conn.parent.metric_label(),
             %method,
             path,
             status = resp.status().as_u16(),

@@ -128,7 +128,7 @@ impl LiveConns {
             let d = decide(state, bundles, &live.pod_uid, &live.namespace, &live.conn);
             if let Verdict::Deny { reason, policy } = &d.verdict {
                 tracing::warn!(
-                    src.identity = ?live.conn.principal.as_ref().map(|p| p.as_str()),
+                    src.identity = live.conn.principal.as_ref().map_or("", |p| p.as_str()),
                     src.addr = %live.src,
                     dst.addr = %live.dst,
                     authz = %d,

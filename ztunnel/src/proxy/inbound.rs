@@ -54,7 +54,7 @@ fn authorize(
         s.metrics.authz_audited(policy);
         tracing::info!(
             %policy,
-            src.identity = ?conn.principal.as_ref().map(|p| p.as_str()),
+            src.identity = conn.principal.as_ref().map_or("", |p| p.as_str()),
             src.addr = %src,
             dst.addr = %dst,
             authz = %decision,
@@ -187,10 +187,11 @@ pub async fn plaintext(ctx: Arc<PodCtx>, mut tcp: TcpStream, peer: SocketAddr) {
     ctx.shared.metrics.plaintext_inbound.inc();
     let _ = tcp.set_nodelay(true);
     let (received, sent, outcome) = tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut tcp, &mut up) => {
-            let (received, sent) = r.unwrap_or((0, 0));
-            (received, sent, "closed")
-        }
+        // An error (a reset on either side) loses the counts.
+        r = tokio::io::copy_bidirectional(&mut tcp, &mut up) => match r {
+            Ok((received, sent)) => (received, sent, "closed"),
+            Err(_) => (0, 0, "tcp_reset"),
+        },
         _ = admitted.stop.cancelled() => {
             // No longer allowed: both sides see a reset.
             reset_on_close(&tcp);

@@ -50,7 +50,7 @@ pub async fn outbound(ctx: Arc<PodCtx>, tcp: TcpStream, peer: SocketAddr) {
             }
             tunnel(ctx, tcp, peer, dst, t, started).await
         }
-        Hop::Passthrough(target, _lease) => passthrough(ctx, tcp, peer, target, started).await,
+        Hop::Passthrough(target, _lease) => passthrough(ctx, tcp, peer, dst, target, started).await,
     }
 }
 
@@ -310,34 +310,41 @@ fn forwarded_for(peer: SocketAddr) -> String {
     }
 }
 
+/// Plain TCP to `target`: the original destination `dst`, or the endpoint
+/// outside the mesh chosen for a Service's VIP.
 async fn passthrough(
     ctx: Arc<PodCtx>,
     mut tcp: TcpStream,
     peer: SocketAddr,
     dst: SocketAddr,
+    target: SocketAddr,
     started: Instant,
 ) {
-    let mut up = match connect_marked(&ctx.worker, dst).await {
+    let mut up = match connect_marked(&ctx.worker, target).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::info!(src.addr = %peer, dst.addr = %dst, error = %e, "passthrough connect failed");
+            tracing::info!(src.addr = %peer, dst.addr = %target, error = %e, "passthrough connect failed");
             ctx.shared.metrics.outbound_refused("passthrough_connect");
             reset_on_close(&tcp);
             return;
         }
     };
     ctx.shared.metrics.passthrough.inc();
-    let (sent, received) = tokio::io::copy_bidirectional(&mut tcp, &mut up)
-        .await
-        .unwrap_or((0, 0));
+    // An error (a reset on either side) loses the counts.
+    let (sent, received, outcome) = match tokio::io::copy_bidirectional(&mut tcp, &mut up).await {
+        Ok((sent, received)) => (sent, received, "closed"),
+        Err(_) => (0, 0, "tcp_reset"),
+    };
     tracing::info!(
         direction = "outbound",
         src.identity = %ctx.identity,
         src.addr = %peer,
-        dst.addr = %dst,
+        dst.addr = %target,
+        dst.original = %dst,
         path = "passthrough",
         bytes_sent = sent,
         bytes_received = received,
+        outcome,
         duration_ms = started.elapsed().as_millis() as u64,
         "connection complete"
     );

@@ -314,7 +314,7 @@ async fn serve_request<I: Inbound>(
             tracing::warn!(
                 status = refused.status.as_u16(),
                 reason = %refused.reason,
-                authority = ?head.authority,
+                authority = head.authority.as_deref().unwrap_or(""),
                 "tunnel request refused"
             );
             metrics.refused("inbound", refused.label);
