@@ -6,8 +6,9 @@
 # client of the tests), grpcio (gRPC through the waypoint), PyJWT and
 # cryptography (the JWTs of the RequestAuthentication tests),
 # prometheus-client (its OpenMetrics parser reads our scrapes),
-# opentelemetry-proto (the OTLP receiver of the trace tests) and
-# kubernetes-validate (the controller's Kubernetes manifests). Idempotent;
+# opentelemetry-proto (the OTLP receiver of the trace tests),
+# kubernetes-validate (the controller's Kubernetes manifests), Chromium,
+# Node.js and playwright-core (the dashboard's browser test). Idempotent;
 # quiet when all is there.
 set -euo pipefail
 
@@ -17,7 +18,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 need=()
-for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool haproxy:haproxy sudo:sudo; do
+for pair in nft:nftables ip:iproute2 ss:iproute2 curl:curl iperf3:iperf3 ethtool:ethtool haproxy:haproxy sudo:sudo \
+  chromium:chromium node:nodejs npm:npm; do
   cmd=${pair%%:*} pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -77,6 +79,16 @@ PYEOF
   install -m 0755 "$tmp/helm" /usr/local/bin/helm
   rm -rf "$tmp"
   helm version --short | grep -q "^$HELM_VERSION+" || { echo "setup.sh: helm is not $HELM_VERSION" >&2; exit 1; }
+fi
+
+# playwright-core, as pinned in tests/browser/package-lock.json: drives
+# Debian's chromium in the dashboard test (tests/tests/dashboard.rs).
+browser="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+want=$(sed -n 's/.*"playwright-core": "\(.*\)".*/\1/p' "$browser/package.json")
+have=$( (sed -n 's/^ *"version": "\(.*\)".*/\1/p' "$browser/node_modules/playwright-core/package.json" 2>/dev/null || true) | head -1)
+if [ "$have" != "$want" ]; then
+  echo "setup.sh: installing playwright-core $want into tests/browser (the dashboard's browser test)"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -6,7 +6,8 @@
 //! `quicmesh local down` removes it; `quicmesh local exec` and `local logs`
 //! reach its pods. `quicmesh proxy-status`, `ztunnel-config` and
 //! `waypoint-config` show what the running mesh's controller and proxies
-//! hold; `quicmesh check` checks the host. `quicmesh ca rotate` runs one
+//! hold; `quicmesh dashboard` draws its live service graph; `quicmesh
+//! check` checks the host. `quicmesh ca rotate` runs one
 //! stage of a CA rotation on a CA directory (docs/ca.md). docs/cli.md has
 //! them all.
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 mod ca;
 mod check;
+mod dashboard;
 mod inspect;
 mod manifests;
 mod pods;
@@ -59,6 +61,10 @@ enum Cmd {
     ZtunnelConfig(inspect::ZtunnelArgs),
     /// What a waypoint holds: routes, policies.
     WaypointConfig(inspect::WaypointArgs),
+    /// A web page with the running mesh's live service graph: workloads,
+    /// waypoints, edges with connection and request rates, success, p99,
+    /// identities, certificate expiry.
+    Dashboard(dashboard::DashboardArgs),
     /// Whether this host can run quicmesh, and whether the running local
     /// mesh is healthy; says what to do about each failure.
     Check {
@@ -183,6 +189,7 @@ fn run() -> Result<()> {
         Cmd::ProxyStatus { common } => rt.block_on(inspect::proxy_status(&common)),
         Cmd::ZtunnelConfig(a) => rt.block_on(inspect::ztunnel_config(&a)),
         Cmd::WaypointConfig(a) => rt.block_on(inspect::waypoint_config(&a)),
+        Cmd::Dashboard(a) => rt.block_on(dashboard::run(&a)),
         Cmd::Ca { .. } | Cmd::Check { .. } => unreachable!("run above"),
     }
 }

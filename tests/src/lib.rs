@@ -3,6 +3,7 @@
 //! pod's rules exactly like a real app's), and root checks; [`flood`], a
 //! half-open QUIC handshake flood for the tunnel server's limits.
 
+pub mod cli;
 pub mod flood;
 pub mod grafana;
 pub mod waypoint;

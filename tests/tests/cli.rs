@@ -4,94 +4,17 @@
 //! `check`, in tables and as JSON/YAML, and the errors that say what to do.
 //! Its own temporary directory keeps the agent's status files apart.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use quicmesh_e2e::cli::{rows, Cli};
 use quicmesh_e2e::require_root;
 use serde_json::Value;
-
-struct Cli {
-    bin: PathBuf,
-    tmp: tempfile::TempDir,
-}
-
-impl Cli {
-    /// Runs `quicmesh args`, killed after `limit`.
-    fn run_for(&self, args: &[&str], limit: Duration) -> Output {
-        let mut child = Command::new(&self.bin)
-            .args(args)
-            .env("TMPDIR", self.tmp.path())
-            .env_remove("RUST_BACKTRACE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running quicmesh");
-        let deadline = Instant::now() + limit;
-        while child.try_wait().expect("waiting").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("its output")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_for(args, Duration::from_secs(60))
-    }
-
-    /// stdout of a command that must succeed.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (o, e) = text(&out);
-        assert!(out.status.success(), "quicmesh {args:?}: {o}{e}");
-        o
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        let o = self.ok(&args);
-        serde_json::from_str(&o).unwrap_or_else(|e| panic!("{args:?}: {e}: {o}"))
-    }
-
-    /// stderr of a command that must fail.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (o, e) = text(&out);
-        assert!(!out.status.success(), "quicmesh {args:?} succeeded: {o}");
-        assert!(e.starts_with("error: "), "{e}");
-        assert!(!e.contains("Stack backtrace"), "{e}");
-        e
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        let _ = self.run(&["local", "down"]);
-    }
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn rows(v: &Value) -> &Vec<Value> {
-    v.as_array().expect("an array of rows")
-}
 
 #[test]
 fn the_cli_shows_what_the_running_mesh_holds() {
     require_root();
-    let cli = Cli {
-        bin: quicmesh_lab::ztunnels::find_binary("quicmesh").unwrap(),
-        tmp: tempfile::tempdir().unwrap(),
-    };
+    let cli = Cli::new();
     // Nothing runs yet: said, with what to do.
     let e = cli.fails(&["proxy-status"]);
     assert!(
@@ -99,11 +22,7 @@ fn the_cli_shows_what_the_running_mesh_holds() {
         "{e}"
     );
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint");
-    let example = example.to_str().unwrap();
-    let up = cli.run_for(&["local", "up", "-f", example], Duration::from_secs(240));
-    let (o, e) = text(&up);
-    assert!(up.status.success(), "local up: {o}{e}");
+    let o = cli.up(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint"));
     assert!(
         o.contains("starting a 2-node mesh") && o.contains("  up in "),
         "{o}"
