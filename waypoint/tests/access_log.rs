@@ -22,7 +22,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use quicmesh_core::authz::l7::parse_method;
 use quicmesh_core::authz::{Action, Operation, Policy, Rule as AuthzRule};
 use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::TrustBundles;
 use quicmesh_core::route::{
     Backend, BackendRef, HttpRoute, PathMatch, RequestMatch, RouteTable, Rule,
@@ -33,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
-use waypoint::upstream::{Endpoint, Protocol, Upstreams};
+use waypoint::upstream::{Endpoint, Protocol};
 
 #[allow(dead_code)]
 mod support;
@@ -204,14 +203,8 @@ async fn traffic_for_the_log() {
     // The waypoint, behind its tunnel server.
     let waypoint_id = id("ns/shop/sa/waypoint");
     let waypoint_ip = loopback(net, 2);
-    let certs = Arc::new(CertManager::new(
-        SvidSource::DevCa {
-            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
-            lifetime: life,
-        },
-        bundles.clone(),
-    ));
-    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let (certs, upstreams) =
+        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
     let directory = Arc::new(Versioned::new(Tables {
         parents,
         endpoints,

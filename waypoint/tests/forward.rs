@@ -19,7 +19,6 @@ use quicmesh_core::authz::{
     parse_principal, Action, Condition, Operation, Policy, Rule as AuthzRule, Source,
 };
 use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SharedBundles, SpiffeId, Svid, TrustBundles};
 use quicmesh_core::route::{
     Backend, BackendRef, Filter, HeaderMatch, HttpRoute, PathMatch, PathModifier, Redirect,
@@ -30,7 +29,7 @@ use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
-use waypoint::upstream::{Endpoint, Upstreams};
+use waypoint::upstream::Endpoint;
 
 mod support;
 use support::*;
@@ -623,14 +622,8 @@ async fn setup(test: u8) -> Setup {
             policies: vec![Arc::new(admins_only), Arc::new(audit_all)],
         }),
     );
-    let certs = Arc::new(CertManager::new(
-        SvidSource::DevCa {
-            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
-            lifetime: life,
-        },
-        bundles.clone(),
-    ));
-    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let (certs, upstreams) =
+        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
     let directory = Arc::new(Versioned::new(Tables {
         parents,
         endpoints,
@@ -1500,14 +1493,8 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
     // The waypoint's own view of the bundles, replaced as its config
     // stream would.
     let waypoint_bundles = SharedBundles::new((*bundles).clone());
-    let certs = Arc::new(CertManager::new(
-        SvidSource::DevCa {
-            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
-            lifetime: life,
-        },
-        waypoint_bundles.clone(),
-    ));
-    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let (certs, upstreams) =
+        waypoint_upstreams(&dir, &bundles, waypoint_bundles.clone(), life, &waypoint_id);
     let wp = Waypoint::new(waypoint_id.clone(), live.directory(), upstreams);
     let wp_svid = certs.svid(&waypoint_id).await.unwrap();
     tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);

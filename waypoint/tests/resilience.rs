@@ -15,7 +15,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::certs::{CertManager, SvidSource};
 use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 use quicmesh_core::route::{BackendRef, RouteTable};
 use quicmesh_core::traffic::{self as tp, Parts, Policy, Target};
@@ -24,7 +23,7 @@ use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
 use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
-use waypoint::upstream::{Endpoint, Protocol, Upstreams};
+use waypoint::upstream::{Endpoint, Protocol};
 
 mod support;
 use support::*;
@@ -215,14 +214,8 @@ async fn setup(
     if let Some(t) = traffic {
         tables.traffic.insert(svc(), t);
     }
-    let certs = Arc::new(CertManager::new(
-        SvidSource::DevCa {
-            ca: Box::new(Ca::load_or_generate(TD, &dir).unwrap()),
-            lifetime: life,
-        },
-        bundles.clone(),
-    ));
-    let upstreams = Upstreams::new(client_pool(&bundles), certs.clone(), waypoint_id.clone());
+    let (certs, upstreams) =
+        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
     let wp = Waypoint::new(
         waypoint_id.clone(),
         Arc::new(Versioned::new(tables)),
@@ -824,11 +817,15 @@ async fn a_body_over_the_limit_is_answered_413() {
     tokio::spawn(conn);
     let resp = sc.send_request(streamed).await.unwrap();
     assert_eq!(resp.status(), 413);
-    assert!(
-        s.metrics()
-            .contains(r#"code="413",flag="body_too_large"} 2"#),
-        "{}",
-        s.metrics()
+    let m = s.metrics();
+    assert_eq!(
+        sum_of(
+            &m,
+            "quicmesh_waypoint_requests_total",
+            &[("code", "413"), ("flag", "body_too_large")]
+        ),
+        2.0,
+        "{m}"
     );
 }
 

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use quicmesh_core::identity::ca::Ca;
+use quicmesh_core::identity::certs::{CertManager, SvidSource};
+use quicmesh_core::identity::{SharedBundles, SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::tunnel::client::Pool;
 use quicmesh_core::tunnel::config::{bind_udp, endpoint, server_config, TunnelSettings};
@@ -77,6 +79,28 @@ pub fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
     let sock = bind_udp("127.0.0.1:0".parse().unwrap(), &settings).unwrap();
     let ep = endpoint(sock, None, &settings).unwrap();
     Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
+}
+
+/// The waypoint's SVID source (the test CA kept in `dir`, SVIDs living
+/// `life`, peers checked against `verify`) and its upstreams: `identity`
+/// presented over a client pool trusting `bundles`.
+pub fn waypoint_upstreams(
+    dir: &std::path::Path,
+    bundles: &Arc<TrustBundles>,
+    verify: impl Into<SharedBundles>,
+    life: Duration,
+    identity: &SpiffeId,
+) -> (Arc<CertManager>, waypoint::upstream::Upstreams) {
+    let certs = Arc::new(CertManager::new(
+        SvidSource::DevCa {
+            ca: Box::new(Ca::load_or_generate(TD, dir).unwrap()),
+            lifetime: life,
+        },
+        verify,
+    ));
+    let upstreams =
+        waypoint::upstream::Upstreams::new(client_pool(bundles), certs.clone(), identity.clone());
+    (certs, upstreams)
 }
 
 /// The sum of the series of `name` in `text` (a scrape) whose labels
