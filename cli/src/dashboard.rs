@@ -8,7 +8,7 @@
 //! Service: rate, success rate, p99), and each workload's golden signals
 //! and certificate expiry. `/` is the page that draws it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,14 +111,19 @@ struct Snapshot {
     /// Tunnel streams opened and bytes, by (source, destination) identity,
     /// as the opening side counted them.
     l4: BTreeMap<(String, String), (f64, f64)>,
-    /// Requests at waypoints by (client identity, Service): total, 5xx,
-    /// and the duration histogram's cumulative buckets (upper bound, count).
-    l7: BTreeMap<(String, String), L7>,
-    /// Which waypoint identity served each (client, Service).
-    via: BTreeMap<(String, String), String>,
+    /// Requests at waypoints by edge and Service: (client, waypoint,
+    /// Service) for what the waypoint served, (waypoint, backend, Service)
+    /// for where it sent them (the backend endpoint's identity): total,
+    /// 5xx, and the duration histogram's cumulative buckets.
+    l7: BTreeMap<Edge7, L7>,
+    /// The keys of `l7` that are client → waypoint.
+    served: BTreeSet<Edge7>,
     /// The soonest expiry of each identity's SVID (seconds since the epoch).
     svids: BTreeMap<String, f64>,
 }
+
+/// (from identity, to identity, Service).
+type Edge7 = (String, String, String);
 
 #[derive(Debug, Clone, Default)]
 struct L7 {
@@ -157,33 +162,38 @@ impl Snapshot {
                     );
                     self.l4.entry(key).or_default().1 += s.value;
                 }
-                "quicmesh_waypoint_requests_total" => {
-                    let key = (
+                "quicmesh_waypoint_requests_total"
+                | "quicmesh_waypoint_request_duration_seconds_bucket" => {
+                    let Some(w) = waypoint else {
+                        continue;
+                    };
+                    let service = s.label("service");
+                    let served = (
                         s.label("src_principal").to_string(),
-                        s.label("service").to_string(),
+                        w.to_string(),
+                        service.to_string(),
                     );
-                    if let Some(w) = waypoint {
-                        self.via.insert(key.clone(), w.to_string());
+                    self.served.insert(served.clone());
+                    let mut keys = vec![served];
+                    if !s.label("dst_principal").is_empty() {
+                        keys.push((
+                            w.to_string(),
+                            s.label("dst_principal").to_string(),
+                            service.to_string(),
+                        ));
                     }
-                    let e = self.l7.entry(key).or_default();
-                    e.total += s.value;
-                    if s.label("code").starts_with('5') {
-                        e.errors += s.value;
-                    }
-                }
-                "quicmesh_waypoint_request_duration_seconds_bucket" => {
-                    let key = (
-                        s.label("src_principal").to_string(),
-                        s.label("service").to_string(),
-                    );
-                    if let Some(le) = bound(s.label("le")) {
-                        *self
-                            .l7
-                            .entry(key)
-                            .or_default()
-                            .buckets
-                            .entry(le)
-                            .or_default() += s.value;
+                    for key in keys {
+                        let e = self.l7.entry(key).or_default();
+                        if s.name.ends_with("_bucket") {
+                            if let Some(le) = bound(s.label("le")) {
+                                *e.buckets.entry(le).or_default() += s.value;
+                            }
+                        } else {
+                            e.total += s.value;
+                            if s.label("code").starts_with('5') {
+                                e.errors += s.value;
+                            }
+                        }
                     }
                 }
                 "quicmesh_svid_expiration_timestamp_seconds" => {
@@ -292,10 +302,13 @@ fn graph(history: &VecDeque<(Instant, Snapshot)>, status: &[Value], errors: &[St
             nodes.entry(id.clone()).or_insert_with(|| node(id));
         }
     }
-    // Requests a waypoint served: on the client → waypoint edge.
+    // Requests at waypoints: on the client → waypoint edge what it
+    // served, on the waypoint → backend edge what it sent there.
     let mut out_by_client: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    let mut served_by: BTreeMap<String, f64> = BTreeMap::new();
+    let mut in_by_backend: BTreeMap<String, f64> = BTreeMap::new();
     for (key, l7) in &now.l7 {
-        let (client, service) = key;
+        let (from, to, service) = key;
         let before = then.l7.get(key).cloned().unwrap_or_default();
         let rps = rate(l7.total, before.total, secs);
         let eps = rate(l7.errors, before.errors, secs);
@@ -307,16 +320,21 @@ fn graph(history: &VecDeque<(Instant, Snapshot)>, status: &[Value], errors: &[St
         };
         let request = json!({"service": service, "requestsPerSecond": rps, "successRate": success,
             "p99Seconds": p, "requests": l7.total});
-        let out = out_by_client.entry(client.clone()).or_default();
-        out.0 += rps;
-        out.1 += eps;
-        out.2 = out.2.max(p.unwrap_or(0.0));
-        let Some(waypoint) = now.via.get(key) else {
-            continue;
-        };
+        if now.served.contains(key) {
+            let out = out_by_client.entry(from.clone()).or_default();
+            out.0 += rps;
+            out.1 += eps;
+            out.2 = out.2.max(p.unwrap_or(0.0));
+            *served_by.entry(to.clone()).or_default() += rps;
+        } else {
+            *in_by_backend.entry(to.clone()).or_default() += rps;
+        }
+        for id in [from, to] {
+            nodes.entry(id.clone()).or_insert_with(|| node(id));
+        }
         let e = edges
-            .entry((client.clone(), waypoint.clone()))
-            .or_insert_with(|| edge(client, waypoint));
+            .entry((from.clone(), to.clone()))
+            .or_insert_with(|| edge(from, to));
         if let Some(r) = e["requests"].as_array_mut() {
             r.push(request);
         }
@@ -336,19 +354,12 @@ fn graph(history: &VecDeque<(Instant, Snapshot)>, status: &[Value], errors: &[St
                 cin += cps;
             }
         }
-        // A waypoint's: the requests it served.
-        let served: f64 = now
-            .via
-            .iter()
-            .filter(|(_, w)| *w == id)
-            .filter_map(|(k, _)| {
-                let before = then.l7.get(k).map_or(0.0, |l| l.total);
-                now.l7.get(k).map(|l| rate(l.total, before, secs))
-            })
-            .sum();
+        let served = served_by.get(id).copied().unwrap_or_default();
+        let received = in_by_backend.get(id).copied().unwrap_or_default();
         let (rps, eps, p) = out_by_client.get(id).copied().unwrap_or_default();
         n["signals"] = json!({"connectionsInPerSecond": cin, "connectionsOutPerSecond": cout,
             "requestsOutPerSecond": rps, "requestsServedPerSecond": served,
+            "requestsInPerSecond": received,
             "requestSuccessRate": if rps > 0.0 { Some(1.0 - eps / rps) } else { None },
             "requestP99Seconds": if rps > 0.0 { Some(p) } else { None }});
         if let Some(exp) = now.svids.get(id) {
@@ -526,6 +537,7 @@ mod tests {
     fn an_edge_shows_connections_and_the_requests_its_waypoint_served() {
         let client = "spiffe://cluster.local/ns/front/sa/client";
         let wp = "spiffe://cluster.local/ns/shop/sa/waypoint";
+        let web = "spiffe://cluster.local/ns/shop/sa/web";
         let scrape = |n: f64| {
             let mut s = Snapshot::default();
             s.add(
@@ -536,8 +548,8 @@ mod tests {
             );
             s.add(
                 &parse(&format!(
-                    "quicmesh_waypoint_requests_total{{service=\"shop/web:80\",code=\"200\",src_principal=\"{client}\"}} {}\n\
-                     quicmesh_waypoint_requests_total{{service=\"shop/web:80\",code=\"503\",src_principal=\"{client}\"}} {}\n",
+                    "quicmesh_waypoint_requests_total{{service=\"shop/web:80\",code=\"200\",src_principal=\"{client}\",dst_principal=\"{web}\"}} {}\n\
+                     quicmesh_waypoint_requests_total{{service=\"shop/web:80\",code=\"503\",src_principal=\"{client}\",dst_principal=\"\"}} {}\n",
                     n * 9.0,
                     n
                 )),
@@ -570,5 +582,17 @@ mod tests {
         let c = nodes.iter().find(|n| n["id"] == client).unwrap();
         assert_eq!(c["pods"][0], "front/client-0");
         assert_eq!(c["signals"]["requestsOutPerSecond"], 10.0);
+        assert_eq!(w["signals"]["requestsServedPerSecond"], 10.0);
+        // The 9/s the waypoint sent on reached web (the 503s went nowhere).
+        let to_web = g["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["src"] == wp && e["dst"] == web)
+            .unwrap();
+        assert_eq!(to_web["requests"][0]["requestsPerSecond"], 9.0);
+        assert_eq!(to_web["requests"][0]["successRate"], 1.0);
+        let b = nodes.iter().find(|n| n["id"] == web).unwrap();
+        assert_eq!(b["signals"]["requestsInPerSecond"], 9.0);
     }
 }

@@ -2,8 +2,8 @@
 //! for `local up -f examples/waypoint`, whose client calls `web.shop`
 //! through the namespace's waypoint every two seconds; headless Chromium
 //! (Debian's, driven by playwright-core: tests/browser/dashboard.mjs)
-//! must see the client → waypoint edge carrying requests, the waypoint →
-//! web edge, and the waypoint marked as one. The screenshot is kept in
+//! must see the client → waypoint and the waypoint → web edges carrying
+//! requests, and the waypoint marked as one. The screenshot is kept in
 //! `<target dir>/test-artifacts/dashboard.png`.
 
 use std::path::{Path, PathBuf};
@@ -100,6 +100,20 @@ fn the_dashboard_shows_the_demo_graph_in_a_browser() {
         "{r}"
     );
     assert_eq!(to_waypoint["mtls"]["client"], CLIENT);
+    // What the waypoint sent on to web's endpoints (by their identity).
+    let to_web = edges
+        .iter()
+        .find(|e| e["src"] == WAYPOINT && e["dst"] == WEB)
+        .unwrap_or_else(|| panic!("no waypoint → web edge: {graph}"));
+    assert!(
+        to_web["connectionsPerSecond"].as_f64() > Some(0.0),
+        "{to_web}"
+    );
+    assert_eq!(to_web["requests"][0]["service"], "shop/web:80", "{to_web}");
+    assert!(
+        to_web["requests"][0]["requestsPerSecond"].as_f64() > Some(0.0),
+        "{to_web}"
+    );
     let nodes = graph["nodes"].as_array().unwrap();
     let web = nodes
         .iter()
@@ -125,7 +139,7 @@ fn the_dashboard_shows_the_demo_graph_in_a_browser() {
     let expect = cli.tmp().join("expect.json");
     std::fs::write(
         &expect,
-        json!({"edges": [[CLIENT, WAYPOINT, true], [WAYPOINT, WEB, false]], "waypoints": [WAYPOINT], "timeoutMs": 60000})
+        json!({"edges": [[CLIENT, WAYPOINT, true], [WAYPOINT, WEB, true]], "waypoints": [WAYPOINT], "timeoutMs": 60000})
             .to_string(),
     )
     .unwrap();

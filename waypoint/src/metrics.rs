@@ -41,12 +41,15 @@ pub struct DurationLabels {
 }
 
 /// Who sent a request, as its certificate proves it: the SPIFFE ID and
-/// the Kubernetes namespace in it (`""` for an ID of another form), each
-/// capped ([`LabelCap`]).
+/// the Kubernetes namespace in it (`""` for an ID of another form); and
+/// the SPIFFE ID of the backend endpoint it was sent to (the last one
+/// tried; `""` when none was, e.g. a request refused at the waypoint).
+/// Each capped ([`LabelCap`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub src_namespace: String,
     pub src_principal: String,
+    pub dst_principal: String,
 }
 
 /// A bounded method label: a client inventing methods adds no series.
@@ -306,13 +309,14 @@ impl RequestMetrics {
             .inc();
     }
 
-    /// A request from `peer` to `service` by `route` answered `code`
-    /// (`flag`: why the waypoint answered itself) within `took` (to the
-    /// answer's head).
+    /// A request from `peer` to `service` by `route`, sent to the endpoint
+    /// of identity `upstream` (if any), answered `code` (`flag`: why the
+    /// waypoint answered itself) within `took` (to the answer's head).
     #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
         peer: &SpiffeId,
+        upstream: Option<&SpiffeId>,
         service: String,
         route: &str,
         method: &http::Method,
@@ -321,7 +325,7 @@ impl RequestMetrics {
         took: std::time::Duration,
     ) {
         let method = method_label(method);
-        let source = self.source(peer);
+        let source = self.source(peer, upstream);
         self.durations
             .get_or_create(&DurationLabels {
                 service: service.clone(),
@@ -342,7 +346,7 @@ impl RequestMetrics {
             .inc();
     }
 
-    fn source(&self, peer: &SpiffeId) -> SourceLabels {
+    fn source(&self, peer: &SpiffeId, upstream: Option<&SpiffeId>) -> SourceLabels {
         let namespace = peer
             .namespace_and_service_account()
             .map(|(ns, _)| ns)
@@ -350,6 +354,7 @@ impl RequestMetrics {
         SourceLabels {
             src_namespace: self.namespaces.admit(namespace),
             src_principal: self.principals.admit(peer.as_str()),
+            dst_principal: upstream.map_or(String::new(), |u| self.principals.admit(u.as_str())),
         }
     }
 }
@@ -373,9 +378,11 @@ mod tests {
     fn a_request_is_counted_by_its_proven_source() {
         let m = RequestMetrics::default();
         let peer = SpiffeId::parse("spiffe://cluster.local/ns/front/sa/web").unwrap();
+        let backend = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/svc").unwrap();
         let took = std::time::Duration::from_millis(3);
         m.request(
             &peer,
+            Some(&backend),
             "shop/svc:80".into(),
             "shop/r",
             &http::Method::GET,
@@ -386,7 +393,7 @@ mod tests {
         assert_eq!(
             series(&m),
             [
-                r#"quicmesh_waypoint_requests_total{service="shop/svc:80",route="shop/r",method="GET",code="200",flag="",src_namespace="front",src_principal="spiffe://cluster.local/ns/front/sa/web"} 1"#
+                r#"quicmesh_waypoint_requests_total{service="shop/svc:80",route="shop/r",method="GET",code="200",flag="",src_namespace="front",src_principal="spiffe://cluster.local/ns/front/sa/web",dst_principal="spiffe://cluster.local/ns/shop/sa/svc"} 1"#
             ]
         );
     }
@@ -399,6 +406,7 @@ mod tests {
             let peer = SpiffeId::parse(&format!("spiffe://cluster.local/ns/n{i}/sa/s{i}")).unwrap();
             m.request(
                 &peer,
+                None,
                 "shop/svc:80".into(),
                 "",
                 &http::Method::GET,

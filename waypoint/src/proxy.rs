@@ -480,6 +480,7 @@ impl<D: Directory> Waypoint<D> {
         };
         self.metrics.request(
             &conn.peer,
+            log.upstream_identity.as_ref(),
             conn.parent.metric_label(),
             &log.route,
             &method,
@@ -897,6 +898,7 @@ impl<D: Directory> Waypoint<D> {
         let i = open.map_or(i, |open| open[i]);
         let ep = endpoints[i].clone();
         log.upstream = ep.addr.to_string();
+        log.upstream_identity = Some(ep.identity.clone());
         self.authorize(conn, &ep, facts)?;
         Ok((ep, pending))
     }
@@ -996,6 +998,9 @@ struct RequestLog {
     /// HTTPRoute of the same name).
     grpc_route: bool,
     upstream: String,
+    /// The SPIFFE ID of the endpoint in `upstream` (`""` before one is
+    /// chosen).
+    upstream_identity: Option<SpiffeId>,
     flag: &'static str,
     /// A denial's decision (`deny (no_allow_match) by shop/p`): the
     /// policy is named here, never in the answer.
