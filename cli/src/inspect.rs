@@ -527,15 +527,7 @@ fn waypoint_policies_of(config: &Value) -> Vec<Value> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|a| {
-                a["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(&format!("{ns}/")))
-                    && (a["scope"] != "AUTHENTICATION_SCOPE_TARGETS"
-                        || a["targets"].as_array().is_some_and(|t| {
-                            t.iter().any(|t| t == &json!(format!("Service/{svc_name}")))
-                        }))
-            })
+            .filter(|a| authentication_applies(a, &config["scope"], ns, svc_name))
             .map(|a| a["name"].clone())
             .collect();
         let mut traffic: Vec<String> = Vec::new();
@@ -553,6 +545,27 @@ fn waypoint_policies_of(config: &Value) -> Vec<Value> {
         );
     }
     rows
+}
+
+/// Whether the RequestAuthentication `a` (as the waypoint dumps it)
+/// applies to requests for Service `ns/svc` at the waypoint of `scope`
+/// (its Gateway): mesh- and namespace-wide ones to all it was sent,
+/// targeted ones when they name its Gateway or the Service, in their own
+/// namespace (docs/authentication.md).
+fn authentication_applies(a: &Value, scope: &Value, ns: &str, svc: &str) -> bool {
+    if a["scope"] != "AUTHENTICATION_SCOPE_TARGETS" {
+        return true;
+    }
+    let own_ns = a["name"]
+        .as_str()
+        .and_then(|n| n.split_once('/'))
+        .map(|(n, _)| n);
+    let gateway = format!("Gateway/{}", scope["name"].as_str().unwrap_or_default());
+    a["targets"].as_array().into_iter().flatten().any(|t| {
+        let t = t.as_str().unwrap_or_default();
+        (t == gateway && own_ns == scope["namespace"].as_str())
+            || (t == format!("Service/{svc}") && own_ns == Some(ns))
+    })
 }
 
 /// `seconds` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -609,6 +622,40 @@ mod tests {
         assert_eq!(span(250), "4m10s");
         assert_eq!(span(3 * 86_400 + 7200), "3d2h");
         assert_eq!(span(0), "expired");
+    }
+
+    #[test]
+    fn request_authentications_apply_by_scope_and_target() {
+        let scope = json!({"namespace": "shop", "name": "waypoint"});
+        let a = |name: &str, scope: &str, targets: &[&str]| json!({"name": name, "scope": scope, "targets": targets});
+        let applies = |a: &Value, svc: &str| authentication_applies(a, &scope, "shop", svc);
+        assert!(applies(
+            &a("root/all", "AUTHENTICATION_SCOPE_MESH", &[]),
+            "web"
+        ));
+        assert!(applies(
+            &a("shop/ns", "AUTHENTICATION_SCOPE_NAMESPACE", &[]),
+            "web"
+        ));
+        let on_web = a(
+            "shop/web-jwt",
+            "AUTHENTICATION_SCOPE_TARGETS",
+            &["Service/web"],
+        );
+        assert!(applies(&on_web, "web"));
+        assert!(!applies(&on_web, "cart"));
+        let on_gateway = a(
+            "shop/gw",
+            "AUTHENTICATION_SCOPE_TARGETS",
+            &["Gateway/waypoint"],
+        );
+        assert!(applies(&on_gateway, "cart"));
+        let elsewhere = a(
+            "front/web-jwt",
+            "AUTHENTICATION_SCOPE_TARGETS",
+            &["Service/web"],
+        );
+        assert!(!applies(&elsewhere, "web"));
     }
 
     #[test]
