@@ -18,11 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use quicmesh_core::authz::l7::parse_method;
 use quicmesh_core::authz::{Action, Operation, Policy, Rule as AuthzRule};
-use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::TrustBundles;
 use quicmesh_core::route::{
     Backend, BackendRef, HttpRoute, PathMatch, RequestMatch, RouteTable, Rule,
 };
@@ -65,21 +63,10 @@ fn service(name: &str, port: u16) -> BackendRef {
 
 /// An HTTP app answering `hello` to everything.
 async fn hello(addr: SocketAddr) {
-    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        Bytes::from_static(b"hello"),
-                    )))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
+    serve_app(addr, |_req| async {
+        http::Response::new(Full::new(Bytes::from_static(b"hello")))
+    })
+    .await;
 }
 
 /// A TCP app echoing what it reads until the client closes.
@@ -113,10 +100,7 @@ async fn traffic_for_the_log() {
     let net: u8 = net.to_str().unwrap().parse().unwrap();
     quicmesh_core::telemetry::init_logging();
 
-    let ca = Ca::load_or_generate(TD, &dir).unwrap();
-    let mut bundles = TrustBundles::new();
-    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
-    let bundles = Arc::new(bundles);
+    let (ca, bundles) = test_ca(&dir);
     let life = Duration::from_secs(600);
     let stop = CancellationToken::new();
 

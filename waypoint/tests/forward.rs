@@ -68,62 +68,49 @@ fn deny_all() -> Arc<Access> {
 /// A backend app: answers `<name> <method> <path> host=<host> x-added=<..>`,
 /// after `/slow` waits 5 s.
 async fn app(name: &'static str, addr: SocketAddr) {
-    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
-                        if req.uri().path().ends_with("/xfcc") {
-                            let v = req
-                                .headers()
-                                .get_all("x-forwarded-client-cert")
-                                .iter()
-                                .map(|v| v.to_str().unwrap().to_string())
-                                .collect::<Vec<_>>()
-                                .join(" | ");
-                            return Ok(http::Response::new(Full::new(Bytes::from(v))));
-                        }
-                        if req.uri().path() == "/slow" {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                        // Hop-by-hop headers must not arrive from the waypoint.
-                        if req.headers().contains_key("x-hop")
-                            || req.headers().contains_key("connection")
-                        {
-                            let mut r = http::Response::new(Full::new(Bytes::from(
-                                "hop-by-hop header arrived",
-                            )));
-                            *r.status_mut() = http::StatusCode::BAD_REQUEST;
-                            return Ok::<_, std::convert::Infallible>(r);
-                        }
-                        let host = req
-                            .headers()
-                            .get("host")
-                            .map(|v| v.to_str().unwrap().to_string())
-                            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-                            .unwrap_or_default();
-                        let added = req
-                            .headers()
-                            .get("x-added")
-                            .map(|v| v.to_str().unwrap().to_string())
-                            .unwrap_or_default();
-                        let body = format!(
-                            "{name} {} {} host={host} x-added={added}",
-                            req.method(),
-                            req.uri().path_and_query().unwrap()
-                        );
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(body),
-                        )))
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
+    serve_app(
+        addr,
+        move |req: http::Request<hyper::body::Incoming>| async move {
+            if req.uri().path().ends_with("/xfcc") {
+                let v = req
+                    .headers()
+                    .get_all("x-forwarded-client-cert")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                return http::Response::new(Full::new(Bytes::from(v)));
+            }
+            if req.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            // Hop-by-hop headers must not arrive from the waypoint.
+            if req.headers().contains_key("x-hop") || req.headers().contains_key("connection") {
+                let mut r =
+                    http::Response::new(Full::new(Bytes::from("hop-by-hop header arrived")));
+                *r.status_mut() = http::StatusCode::BAD_REQUEST;
+                return r;
+            }
+            let host = req
+                .headers()
+                .get("host")
+                .map(|v| v.to_str().unwrap().to_string())
+                .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_default();
+            let added = req
+                .headers()
+                .get("x-added")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let body = format!(
+                "{name} {} {} host={host} x-added={added}",
+                req.method(),
+                req.uri().path_and_query().unwrap()
+            );
+            http::Response::new(Full::new(Bytes::from(body)))
+        },
+    )
+    .await;
 }
 
 /// A WebSocket backend, as far as the handshake: reads a request head,
@@ -177,32 +164,21 @@ async fn websocket(addr: SocketAddr) {
 async fn flaky(addr: SocketAddr) -> Arc<std::sync::atomic::AtomicU64> {
     use std::sync::atomic::{AtomicU64, Ordering};
     let hits = Arc::new(AtomicU64::new(0));
-    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let h = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let h = h.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let n = h.fetch_add(1, Ordering::Relaxed) + 1;
-                        let fail = req.uri().path().starts_with("/down") || n % 4 == 1;
-                        let mut r = http::Response::new(Full::new(Bytes::from(if fail {
-                            "failing"
-                        } else {
-                            "flaky ok"
-                        })));
-                        if fail {
-                            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                        }
-                        async move { Ok::<_, std::convert::Infallible>(r) }
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+    serve_app(addr, move |req: http::Request<hyper::body::Incoming>| {
+        let n = h.fetch_add(1, Ordering::Relaxed) + 1;
+        let fail = req.uri().path().starts_with("/down") || n % 4 == 1;
+        let mut r = http::Response::new(Full::new(Bytes::from(if fail {
+            "failing"
+        } else {
+            "flaky ok"
+        })));
+        if fail {
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
         }
-    });
+        async move { r }
+    })
+    .await;
     hits
 }
 
@@ -442,10 +418,7 @@ impl Drop for Setup {
 
 async fn setup(test: u8) -> Setup {
     let dir = std::env::temp_dir().join(format!("waypoint-forward-{}-{test}", std::process::id()));
-    let ca = Ca::load_or_generate(TD, &dir).unwrap();
-    let mut bundles = TrustBundles::new();
-    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
-    let bundles = Arc::new(bundles);
+    let (ca, bundles) = test_ca(&dir);
     let life = Duration::from_secs(600);
     let stop = CancellationToken::new();
 

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
+use hyper_util::rt::TokioIo;
+use quicmesh_core::identity::{SpiffeId, Svid};
 use quicmesh_core::route::{BackendRef, RouteTable};
 use quicmesh_core::traffic::{self as tp, Parts, Policy, Target};
 use quicmesh_core::tunnel::client::{Pool, PoolKey};
@@ -47,39 +46,33 @@ struct Seen {
 /// `/slow` waits 500 ms more; `/body` answers the length of the body read.
 async fn app(name: &'static str, addr: SocketAddr, status: u16, delay: Duration) -> Arc<Seen> {
     let seen = Arc::new(Seen::default());
-    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let s = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            s.connections.fetch_add(1, Ordering::Relaxed);
+    let (on_accept, s) = (seen.clone(), seen.clone());
+    serve_app_counted(
+        addr,
+        move || {
+            on_accept.connections.fetch_add(1, Ordering::Relaxed);
+        },
+        move |req: http::Request<hyper::body::Incoming>| {
             let s = s.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let s = s.clone();
-                        async move {
-                            s.requests.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(delay).await;
-                            if req.uri().path() == "/slow" {
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                            }
-                            let body = if req.uri().path() == "/body" {
-                                let n = req.into_body().collect().await.map(|b| b.to_bytes().len());
-                                format!("{}", n.unwrap_or(0))
-                            } else {
-                                name.to_string()
-                            };
-                            let mut r = http::Response::new(Full::new(Bytes::from(body)));
-                            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
+            async move {
+                s.requests.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                if req.uri().path() == "/slow" {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let body = if req.uri().path() == "/body" {
+                    let n = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                    format!("{}", n.unwrap_or(0))
+                } else {
+                    name.to_string()
+                };
+                let mut r = http::Response::new(Full::new(Bytes::from(body)));
+                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                r
+            }
+        },
+    )
+    .await;
     seen
 }
 
@@ -140,10 +133,7 @@ async fn setup(
 ) -> Setup {
     let dir =
         std::env::temp_dir().join(format!("waypoint-resilience-{}-{test}", std::process::id()));
-    let ca = Ca::load_or_generate(TD, &dir).unwrap();
-    let mut bundles = TrustBundles::new();
-    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
-    let bundles = Arc::new(bundles);
+    let (ca, bundles) = test_ca(&dir);
     let life = Duration::from_secs(600);
     let stop = CancellationToken::new();
     let mut endpoints = Vec::new();

@@ -81,6 +81,56 @@ pub fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
     Pool::new(ep, bundles.clone(), settings, TunnelMetrics::new())
 }
 
+/// The test trust domain's CA, kept in `dir` (made there if new), and the
+/// bundles that trust it.
+pub fn test_ca(dir: &std::path::Path) -> (Ca, Arc<TrustBundles>) {
+    let ca = Ca::load_or_generate(TD, dir).unwrap();
+    let mut bundles = TrustBundles::new();
+    bundles.insert(TD, &[ca.cert_der().clone()]).unwrap();
+    (ca, Arc::new(bundles))
+}
+
+/// What a test app answers a request with.
+pub type AppResponse = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+/// Serves HTTP/1.1 and HTTP/2 on `addr` (bound when this returns) until
+/// the test ends, answering each request with `answer`.
+#[allow(dead_code)] // Not every test file serves an uncounted app.
+pub async fn serve_app<F, Fut>(addr: SocketAddr, answer: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = AppResponse> + Send + 'static,
+{
+    serve_app_counted(addr, || {}, answer).await
+}
+
+/// [`serve_app`], calling `accepted` for each connection.
+pub async fn serve_app_counted<A, F, Fut>(addr: SocketAddr, accepted: A, answer: F)
+where
+    A: Fn() + Send + 'static,
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = AppResponse> + Send + 'static,
+{
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            accepted();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let answered = answer(req);
+                    async move { Ok::<_, std::convert::Infallible>(answered.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+            });
+        }
+    });
+}
+
 /// The waypoint's SVID source (the test CA kept in `dir`, SVIDs living
 /// `life`, peers checked against `verify`) and its upstreams: `identity`
 /// presented over a client pool trusting `bundles`.
