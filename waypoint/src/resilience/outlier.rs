@@ -242,15 +242,21 @@ impl Detector {
         })
     }
 
-    /// An interval is over: multipliers decay, success rates are judged,
-    /// counts start afresh.
+    /// An interval is over: multipliers of healthy hosts decay, success
+    /// rates are judged, counts start afresh. A host is healthy when it is
+    /// not ejected and its latest answer was not an error: one that came
+    /// back and is failing again keeps its multiplier, so its next
+    /// ejection is longer, whenever the interval falls.
     fn tick(&self, s: &mut State, now: Instant, out: &mut Vec<Ejection>) {
         for h in s.hosts.values_mut() {
             if h.ejected_until.is_some_and(|t| t <= now) {
                 h.ejected_until = None;
                 h.consecutive_5xx = 0;
                 h.consecutive_gateway = 0;
-            } else if h.ejected_until.is_none() {
+            } else if h.ejected_until.is_none()
+                && h.consecutive_5xx == 0
+                && h.consecutive_gateway == 0
+            {
                 h.ejections = h.ejections.saturating_sub(1);
             }
         }

@@ -94,6 +94,25 @@ fn ejections_grow_to_a_cap_and_their_count_decays_while_healthy() {
 }
 
 #[test]
+fn an_endpoint_failing_again_when_an_interval_ends_keeps_its_multiplier() {
+    let t0 = Instant::now();
+    let d = Detector::new(&cfg(Some(3), None, 50), t0);
+    let eps = addrs(2);
+    d.available(&eps, t0);
+    for _ in 0..3 {
+        d.record(eps[0], Outcome::ServerError(500), t0);
+    }
+    // Back after 30 s; one error, then the interval ends (its tick runs on
+    // the next answer) before the next two errors.
+    let back = t0 + s(30);
+    d.record(eps[0], Outcome::ServerError(500), back);
+    d.record(eps[1], Outcome::Success, back + s(10));
+    d.record(eps[0], Outcome::ServerError(500), back + s(10));
+    let e = d.record(eps[0], Outcome::ServerError(500), back + s(10));
+    assert_eq!((e[0].count, e[0].duration), (2, s(60)), "{e:?}");
+}
+
+#[test]
 fn gateway_errors_are_502_503_504_and_failures_to_answer() {
     let t0 = Instant::now();
     let d = Detector::new(&cfg(None, Some(2), 50), t0);
