@@ -94,18 +94,24 @@ async fn one_request_through_the_waypoint_is_one_trace() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // One request; the backend echoes the traceparent it got.
+    // One request; the backend echoes the traceparent it got. Until the
+    // waypoint has the backend's endpoint in its config it answers 503:
+    // `-f` makes that a retry (an answer is the backend's 200).
     let mut answered = None;
+    let mut last_error = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while answered.is_none() && std::time::Instant::now() < deadline {
-        match curl(&cluster, &["http://whoami.shop/traced"]) {
-            Ok(body) => answered = Some(backend_traceparent(&body)),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        match curl(&cluster, &["-f", "http://whoami.shop/traced"]) {
+            Ok(body) => answered = Some(body),
+            Err(e) => {
+                last_error = e;
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
         }
     }
-    let (trace, backend_parent) = answered
-        .expect("the request was never answered")
-        .expect("the backend saw no traceparent");
+    let body = answered.unwrap_or_else(|| panic!("the request was never answered: {last_error}"));
+    let (trace, backend_parent) = backend_traceparent(&body)
+        .unwrap_or_else(|| panic!("the backend saw no traceparent; it saw:\n{body}"));
 
     // The four spans of that trace, each the child of the one before.
     let mut all = Vec::new();
