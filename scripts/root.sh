@@ -1,7 +1,7 @@
 # Sourced by the scripts that need root (network namespaces, nftables,
 # packages): `as_root "$0" "$@"` returns at once for root, re-runs the
 # script through sudo for a user who has it (keeping the user's Rust
-# toolchain, PATH and build directory), and otherwise stops with what to do.
+# toolchain, PATH, build directory and KUBECONFIG), and otherwise stops with what to do.
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
         return 0
@@ -18,6 +18,7 @@ as_root() {
             "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
             "CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/quicmesh-target}" \
             ${CI:+"CI=$CI"} \
+            ${KUBECONFIG:+"KUBECONFIG=$KUBECONFIG"} \
             "$script" "$@"
     fi
     echo "$name: needs root (network namespaces, nftables, packages) and there is no sudo here: run it as root" >&2

@@ -18,8 +18,10 @@ mod ca;
 mod check;
 mod dashboard;
 mod inspect;
+mod kube;
 mod manifests;
 mod pods;
+mod target;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -137,7 +139,8 @@ fn main() {
 
 fn run() -> Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+        // kube-client logs each failed call at error; the CLI says it once.
+        std::env::set_var("RUST_LOG", "warn,kube_client=off");
     }
     quicmesh_core::telemetry::init_logging();
     let cli = Cli::parse();

@@ -44,9 +44,17 @@ impl Cli {
     }
     /// Runs `quicmesh args`, killed after `limit`.
     pub fn run_for(&self, args: &[&str], limit: Duration) -> Output {
+        self.run_env(args, &[], limit)
+    }
+
+    /// [`Self::run_for`] with `env` set. No kubeconfig is found unless
+    /// `env` names one (`KUBECONFIG`): a local mesh or none is the default.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
         let mut child = Command::new(&self.bin)
             .args(args)
             .env("TMPDIR", self.tmp.path())
+            .env("KUBECONFIG", self.tmp.path().join("no-kubeconfig"))
+            .envs(env.iter().copied())
             .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod flood;
 pub mod grafana;
+pub mod kube_api;
 pub mod waypoint;
 
 use std::net::SocketAddr;

@@ -2,12 +2,18 @@
 //! binary, `local up -f examples/waypoint`, then `proxy-status`,
 //! `ztunnel-config`, `waypoint-config`, `local exec`, `local logs` and
 //! `check`, in tables and as JSON/YAML, and the errors that say what to do.
-//! Its own temporary directory keeps the agent's status files apart.
+//! Its own temporary directory keeps the agent's status files apart. Then
+//! the same mesh as a Kubernetes cluster: the CLI with a kubeconfig, its
+//! pods listed by a stand-in API server from a recorded pod list, their
+//! admin pages read through that server's port-forward, which reaches the
+//! same processes.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quicmesh_e2e::cli::{rows, Cli};
+use quicmesh_e2e::cli::{rows, text, Cli};
+use quicmesh_e2e::kube_api::FakeApi;
 use quicmesh_e2e::require_root;
 use serde_json::Value;
 
@@ -227,8 +233,207 @@ fn the_cli_shows_what_the_running_mesh_holds() {
         );
     }
 
+    let (_rt, api, kubeconfig) = through_kubernetes(&cli, &st);
+
     let down = cli.ok(&["local", "down"]);
     assert!(down.contains("local mesh removed"), "{down}");
     let e = cli.fails(&["ztunnel-config", "workloads"]);
     assert!(e.contains("no local mesh is running"), "{e}");
+    // With no local mesh, the default kubeconfig ($KUBECONFIG) is read.
+    let asked = api.requests().len();
+    let out = cli.run_env(
+        &["proxy-status", "--mesh-namespace", "elsewhere"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        Duration::from_secs(60),
+    );
+    let (_, e) = text(&out);
+    assert!(
+        !out.status.success()
+            && e.contains("no running quicmesh controller in namespace elsewhere"),
+        "{e}"
+    );
+    assert!(api.requests().len() > asked);
+}
+
+/// The running local mesh as a Kubernetes cluster would show it: the
+/// recorded pod list's controller, ztunnel and waypoint pods are the lab's
+/// controller, nodes and waypoint. The CLI, given a kubeconfig, must find
+/// them by their labels (skipping a pending replica, the CNI agent and
+/// another implementation's Gateway pod) and show what the local path
+/// shows. Returns the server (and its runtime) and the kubeconfig.
+fn through_kubernetes(
+    cli: &Cli,
+    st: &Value,
+) -> (tokio::runtime::Runtime, FakeApi, std::path::PathBuf) {
+    let c = &st[0];
+    let netns_of = |list: &str, ns: Option<&str>, name: &str| -> String {
+        c[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name && ns.is_none_or(|ns| x["namespace"] == ns))
+            .unwrap_or_else(|| panic!("no {name} in {c}"))["netns"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let key = |ns: &str, pod: &str| (ns.to_string(), pod.to_string());
+    let netns = HashMap::from([
+        (
+            key("quicmesh-system", "quicmesh-controller-6d5f8b7c9-k2x4z"),
+            c["controller_netns"].as_str().unwrap().to_string(),
+        ),
+        (
+            key("quicmesh-system", "ztunnel-4kq9d"),
+            netns_of("nodes", None, "node1"),
+        ),
+        (
+            key("quicmesh-system", "ztunnel-x7m2p"),
+            netns_of("nodes", None, "node2"),
+        ),
+        (
+            key("shop", "waypoint-7c9f8d6b5-x2k4p"),
+            netns_of("pods", Some("shop"), "waypoint-0"),
+        ),
+    ]);
+    let pods: Value =
+        serde_json::from_str(include_str!("../fixtures/mesh-pods-list.json")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(FakeApi::start(pods, netns)).unwrap();
+    let kubeconfig = cli.tmp().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let kc = kubeconfig.to_str().unwrap();
+
+    // proxy-status: the proxies the local path shows, from the controller pod.
+    let set = |v: &Value| {
+        let mut s: Vec<(String, String, String)> = rows(v)
+            .iter()
+            .map(|r| {
+                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (f("proxy"), f("kind"), f("status"))
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    let remote = cli.json(&["proxy-status", "--kubeconfig", kc]);
+    assert_eq!(set(&remote), set(&cli.json(&["proxy-status"])), "{remote}");
+    assert_eq!(rows(&remote).len(), 3, "{remote}");
+    assert!(
+        rows(&remote)
+            .iter()
+            .all(|r| r["controller"] == "pod quicmesh-system/quicmesh-controller-6d5f8b7c9-k2x4z"),
+        "{remote}"
+    );
+    let table = cli.ok(&["proxy-status", "--kubeconfig", kc]);
+    assert!(
+        table.starts_with("PROXY") && table.contains("shop/waypoint"),
+        "{table}"
+    );
+
+    // ztunnel-config: each node's ztunnel pod.
+    let w = cli.json(&["ztunnel-config", "workloads", "--kubeconfig", kc]);
+    let client = rows(&w)
+        .iter()
+        .find(|r| r["name"] == "client-0")
+        .unwrap_or_else(|| panic!("{w}"));
+    assert_eq!(client["proxy"], "node1");
+    let certs = cli.json(&[
+        "ztunnel-config",
+        "certificates",
+        "--node",
+        "node2",
+        "--kubeconfig",
+        kc,
+    ]);
+    assert!(
+        rows(&certs).iter().all(|r| r["proxy"] == "node2"),
+        "{certs}"
+    );
+    assert!(
+        rows(&certs)
+            .iter()
+            .any(|r| r["identity"] == "spiffe://cluster.local/quicmesh/node/node2"),
+        "{certs}"
+    );
+
+    // waypoint-config: the Gateway's pod, found by its labels.
+    let routes = cli.json(&[
+        "waypoint-config",
+        "routes",
+        "shop/waypoint",
+        "--kubeconfig",
+        kc,
+    ]);
+    let local = cli.json(&["waypoint-config", "routes"]);
+    assert_eq!(rows(&routes).len(), rows(&local).len(), "{routes}");
+    assert!(
+        rows(&routes)
+            .iter()
+            .all(|r| r["proxy"] == "shop/waypoint-7c9f8d6b5-x2k4p"),
+        "{routes}"
+    );
+    let e = cli.fails(&[
+        "waypoint-config",
+        "routes",
+        "edge/ingress",
+        "--kubeconfig",
+        kc,
+    ]);
+    assert!(
+        e.contains("no waypoint edge/ingress") && e.contains("shop/waypoint-7c9f8d6b5-x2k4p"),
+        "{e}"
+    );
+
+    // What goes wrong is said, with what to do.
+    let e = cli.fails(&[
+        "proxy-status",
+        "--kubeconfig",
+        kc,
+        "--context",
+        "wrong-token",
+    ]);
+    assert!(e.contains("refused: Unauthorized"), "{e}");
+    let e = cli.fails(&["proxy-status", "--kubeconfig", kc, "--context", "gone"]);
+    assert!(
+        e.contains("cannot reach the Kubernetes API at http://127.0.0.1:1"),
+        "{e}"
+    );
+    let e = cli.fails(&[
+        "proxy-status",
+        "--kubeconfig",
+        kc,
+        "--mesh-namespace",
+        "elsewhere",
+    ]);
+    assert!(
+        e.contains("no running quicmesh controller in namespace elsewhere")
+            && e.contains("--mesh-namespace"),
+        "{e}"
+    );
+    let e = cli.fails(&["proxy-status", "--kubeconfig", kc, "--cluster", "1"]);
+    assert!(
+        e.contains("--cluster picks a cluster of a local mesh"),
+        "{e}"
+    );
+    let e = cli.fails(&["proxy-status", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert!(
+        e.contains("reading the kubeconfig /nonexistent/kubeconfig"),
+        "{e}"
+    );
+
+    // Only what docs/cli.md says the CLI needs: pod lists and port-forwards.
+    for r in api.requests() {
+        let (method, rest) = r.split_once(' ').unwrap();
+        let path = rest.split('?').next().unwrap();
+        assert_eq!(method, "GET", "{r}");
+        assert!(
+            path == "/api/v1/pods"
+                || path == "/api/v1/namespaces/quicmesh-system/pods"
+                || path == "/api/v1/namespaces/elsewhere/pods"
+                || (path.starts_with("/api/v1/namespaces/") && path.ends_with("/portforward")),
+            "{r}"
+        );
+    }
+    (rt, api, kubeconfig)
 }
