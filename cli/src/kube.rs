@@ -83,7 +83,19 @@ pub struct Kube {
 fn api_error(url: &str, e: kube::Error) -> anyhow::Error {
     match e {
         kube::Error::Api(s) => anyhow!("the Kubernetes API at {url} refused: {}", s.message),
-        other => anyhow!("cannot reach the Kubernetes API at {url}: {other} (is the kubeconfig's context the cluster you mean? --context picks another)"),
+        other => {
+            // The causes too: "client error (Connect)" alone says little.
+            let mut why = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !why.contains(&text) {
+                    why = format!("{why}: {text}");
+                }
+                source = s.source();
+            }
+            anyhow!("cannot reach the Kubernetes API at {url}: {why} (is the kubeconfig's context the cluster you mean? --context picks another)")
+        }
     }
 }
 
@@ -118,6 +130,31 @@ impl Kube {
             namespace: args.mesh_namespace.clone(),
             url,
         })
+    }
+
+    /// The API server's address, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The namespace quicmesh is installed in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// GET `path` of the API server as JSON; None when it is not found.
+    pub async fn get_json(&self, path: &str) -> Result<Option<Value>> {
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .context("an API request")?;
+        bounded(&format!("GET {path}"), async {
+            match self.client.request::<Value>(req).await {
+                Ok(v) => Ok(Some(v)),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                Err(e) => Err(api_error(&self.url, e)),
+            }
+        })
+        .await
     }
 
     async fn list(&self, api: Api<Pod>, selector: &str) -> Result<Vec<Pod>> {

@@ -69,9 +69,14 @@ enum Cmd {
     Dashboard(dashboard::DashboardArgs),
     /// Whether this host can run quicmesh, and whether the running local
     /// mesh is healthy; says what to do about each failure.
+    /// With --kubeconfig or --context: the mesh in that Kubernetes
+    /// cluster (API server, CRDs, controller, ztunnel and CNI on every
+    /// node, versions, proxies).
     Check {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = inspect::Output::Table)]
         output: inspect::Output,
+        #[command(flatten)]
+        kube: kube::KubeArgs,
     },
 }
 
@@ -151,18 +156,19 @@ fn run() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if let Cmd::Check { output } = cli.cmd {
-        if !rt.block_on(check::run_all(output))? {
+    if let Cmd::Check { output, kube } = cli.cmd {
+        if !rt.block_on(check::run_all(output, &kube))? {
             std::process::exit(1);
         }
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "this needs root: the local mesh lives in network namespaces and nftables rules \
-             (run as root, or through ./quicmesh, which uses sudo)"
-        );
+    // The inspect commands need root only for a local mesh (target.rs).
+    let inspect = matches!(
+        cli.cmd,
+        Cmd::ProxyStatus { .. } | Cmd::ZtunnelConfig(_) | Cmd::WaypointConfig(_)
+    );
+    if !inspect {
+        require_root()?;
     }
     match cli.cmd {
         Cmd::Local {
@@ -195,6 +201,19 @@ fn run() -> Result<()> {
         Cmd::Dashboard(a) => rt.block_on(dashboard::run(&a)),
         Cmd::Ca { .. } | Cmd::Check { .. } => unreachable!("run above"),
     }
+}
+
+/// Fails, saying why and what to do, unless this runs as root.
+pub fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "this needs root: the local mesh lives in network namespaces and nftables rules \
+             (run as root, or through ./quicmesh, which uses sudo; a Kubernetes cluster, \
+             named with --kubeconfig or --context, needs no root)"
+        );
+    }
+    Ok(())
 }
 
 fn state_dir() -> std::path::PathBuf {

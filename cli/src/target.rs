@@ -71,23 +71,33 @@ impl Mesh {
         let local = !kube.named()
             && (crate::manifests::running_status()?.is_some() || !default_kubeconfig_exists());
         if local {
-            let clusters = local_clusters(cluster)?
-                .into_iter()
-                .map(normalized)
-                .collect();
-            return Ok(Mesh {
-                clusters,
-                kube: None,
-            });
+            return Mesh::local(cluster);
         }
         if cluster.is_some() {
             bail!("--cluster picks a cluster of a local mesh; pick a Kubernetes cluster with --context");
         }
-        let k = Kube::connect(kube).await?;
-        let c = k.cluster().await?;
+        Mesh::kubernetes(Kube::connect(kube).await?).await
+    }
+
+    /// The running local mesh (`cluster`: one of its clusters).
+    pub fn local(cluster: Option<u64>) -> Result<Mesh> {
+        crate::require_root()?;
+        let clusters = local_clusters(cluster)?
+            .into_iter()
+            .map(normalized)
+            .collect();
+        Ok(Mesh {
+            clusters,
+            kube: None,
+        })
+    }
+
+    /// The mesh in the cluster `kube` talks to.
+    pub async fn kubernetes(kube: Kube) -> Result<Mesh> {
+        let c = kube.cluster().await?;
         Ok(Mesh {
             clusters: vec![c],
-            kube: Some(k),
+            kube: Some(kube),
         })
     }
 

@@ -3,7 +3,8 @@
 //! (filtered by namespace and label selector as the API server does),
 //! refuses a request without the kubeconfig's bearer token (401, a
 //! `Status` as the API server writes it), and serves
-//! `pods/NAME/portforward` as the API server does: a WebSocket upgrade with
+//! `pods/NAME/portforward` as the API server does (and any other object
+//! it is given, by path: `/version`, CRDs, Deployments...): a WebSocket upgrade with
 //! subprotocol `v4.channel.k8s.io`, two channels per port (data, error),
 //! each opened by a frame carrying the port. Each forward is connected to a
 //! real process: `127.0.0.1:PORT` inside the network namespace the test
@@ -40,20 +41,27 @@ pub struct FakeApi {
 struct State {
     /// The recorded pod list.
     pods: Value,
+    /// Other recorded objects, by path.
+    objects: HashMap<String, Value>,
     /// (namespace, pod) → the network namespace its process runs in.
     netns: HashMap<(String, String), String>,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeApi {
-    /// Serves `pods` (a recorded PodList), forwarding each pod named in
-    /// `netns` to its network namespace.
-    pub async fn start(pods: Value, netns: HashMap<(String, String), String>) -> Result<FakeApi> {
+    /// Serves `pods` (a recorded PodList) and `objects` (by path),
+    /// forwarding each pod named in `netns` to its network namespace.
+    pub async fn start(
+        pods: Value,
+        objects: HashMap<String, Value>,
+        netns: HashMap<(String, String), String>,
+    ) -> Result<FakeApi> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(State {
             pods,
+            objects,
             netns,
             requests: requests.clone(),
         });
@@ -165,6 +173,10 @@ fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
             forward(state, ns, name, &query, req)
         }
+        _ if state.objects.contains_key(&path) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(state.objects[&path].to_string())))
+            .unwrap(),
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",

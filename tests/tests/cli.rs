@@ -298,8 +298,10 @@ fn through_kubernetes(
     ]);
     let pods: Value =
         serde_json::from_str(include_str!("../fixtures/mesh-pods-list.json")).unwrap();
+    let objects: HashMap<String, Value> =
+        serde_json::from_str(include_str!("../fixtures/mesh-cluster-objects.json")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let api = rt.block_on(FakeApi::start(pods, netns)).unwrap();
+    let api = rt.block_on(FakeApi::start(pods, objects, netns)).unwrap();
     let kubeconfig = cli.tmp().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let kc = kubeconfig.to_str().unwrap();
@@ -422,7 +424,53 @@ fn through_kubernetes(
         "{e}"
     );
 
-    // Only what docs/cli.md says the CLI needs: pod lists and port-forwards.
+    // check: the cluster as recorded (a Gateway API without GRPCRoute, one
+    // node's CNI agent not ready and older), and the lab's proxies.
+    let out = cli.run(&["check", "--kubeconfig", kc, "-o", "json"]);
+    let (o, e) = text(&out);
+    assert!(!out.status.success(), "the CNI agent is not ready: {o}{e}");
+    let checks: Value = serde_json::from_str(&o).unwrap_or_else(|err| panic!("{err}: {o}{e}"));
+    let result = |name: &str| -> (String, String) {
+        let c = rows(&checks)
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"));
+        (
+            c["result"].as_str().unwrap().to_string(),
+            c["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    let expect = [
+        ("kubernetes", "ok", "v1.33.4"),
+        ("quicmesh CRDs", "ok", "5 installed"),
+        (
+            "Gateway API CRDs",
+            "warn",
+            "missing: grpcroutes.gateway.networking.k8s.io",
+        ),
+        ("controller pods", "ok", "1/2 ready"),
+        ("ztunnel", "ok", "ready on 2/2 nodes"),
+        ("cni", "fail", "ready on 1/2 nodes"),
+        ("versions", "warn", "quicmesh-cni 0.0.9"),
+        ("controller", "ok", "config version"),
+        ("proxies", "ok", "3 connected"),
+    ];
+    for (name, want, detail) in expect {
+        let (got, d) = result(name);
+        assert!(
+            got == want && d.contains(detail),
+            "{name}: {got} {d}: {checks}"
+        );
+    }
+    let table = cli.run(&["check", "--kubeconfig", kc]);
+    let (t, _) = text(&table);
+    assert!(
+        t.contains("[FAIL] cni") && t.contains("some checks failed"),
+        "{t}"
+    );
+
+    // Only what docs/cli.md says the CLI needs: gets and lists of pods,
+    // port-forwards, and for check the version, CRDs and workloads.
     for r in api.requests() {
         let (method, rest) = r.split_once(' ').unwrap();
         let path = rest.split('?').next().unwrap();
@@ -431,7 +479,10 @@ fn through_kubernetes(
             path == "/api/v1/pods"
                 || path == "/api/v1/namespaces/quicmesh-system/pods"
                 || path == "/api/v1/namespaces/elsewhere/pods"
-                || (path.starts_with("/api/v1/namespaces/") && path.ends_with("/portforward")),
+                || (path.starts_with("/api/v1/namespaces/") && path.ends_with("/portforward"))
+                || path == "/version"
+                || path.starts_with("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/")
+                || path.starts_with("/apis/apps/v1/namespaces/quicmesh-system/"),
             "{r}"
         );
     }

@@ -8,7 +8,7 @@ mod proxy_status;
 mod waypoint;
 mod ztunnel;
 
-pub use proxy_status::proxy_status;
+pub use proxy_status::{controller_status, proxy_row, proxy_status};
 pub use waypoint::{waypoint_config, WaypointArgs};
 pub use ztunnel::{ztunnel_config, ZtunnelArgs};
 

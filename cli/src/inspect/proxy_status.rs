@@ -7,46 +7,58 @@ use serde_json::{json, Value};
 use super::{print, str_of, tag, Column, Common};
 use crate::target::Mesh;
 
-/// What the controllers say of each proxy connected to them. With several
-/// controller replicas (Kubernetes) each proxy streams from one of them:
-/// their pages are merged, a connected entry winning over a stale one.
+/// What the controllers of one cluster say of each proxy connected to
+/// them: the newest config version, and each proxy's entry (with the
+/// `controller` it is connected to). With several controller replicas
+/// (Kubernetes) each proxy streams from one of them: their pages are
+/// merged, a connected entry winning over a stale one. A replica that
+/// does not answer is a warning (returned), all of them an error.
+pub async fn controller_status(
+    mesh: &Mesh,
+    cluster: &Value,
+) -> Result<(u64, serde_json::Map<String, Value>, Vec<String>)> {
+    let mut merged = serde_json::Map::new();
+    let mut version = 0;
+    let mut answered = 0;
+    let mut errors = Vec::new();
+    for at in cluster["controllers"].as_array().into_iter().flatten() {
+        let status = match mesh.admin(at, "/status").await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(format!(
+                    "{}: {e:#} (see `{}`)",
+                    mesh.name(at),
+                    mesh.controller_logs(at)
+                ));
+                continue;
+            }
+        };
+        answered += 1;
+        version = version.max(status["version"].as_u64().unwrap_or_default());
+        for (name, p) in status["proxies"].as_object().into_iter().flatten() {
+            let mut p = p.clone();
+            p["controller"] = json!(mesh.name(at));
+            let newer = merged
+                .get(name)
+                .is_none_or(|old: &Value| old["connected"] != true && p["connected"] == true);
+            if newer {
+                merged.insert(name.clone(), p);
+            }
+        }
+    }
+    if answered == 0 {
+        bail!("no controller answers: {}", errors.join("; "));
+    }
+    Ok((version, merged, errors))
+}
+
+/// `quicmesh proxy-status`.
 pub async fn proxy_status(common: &Common) -> Result<()> {
     let mesh = Mesh::open(&common.kube, common.cluster).await?;
     let mut rows = Vec::new();
     let mut of = Vec::new();
     for (i, c) in mesh.clusters.iter().enumerate() {
-        let mut merged = serde_json::Map::new();
-        let mut version = 0;
-        let mut answered = 0;
-        let mut errors = Vec::new();
-        for at in c["controllers"].as_array().into_iter().flatten() {
-            let status = match mesh.admin(at, "/status").await {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(format!(
-                        "{}: {e:#} (see `{}`)",
-                        mesh.name(at),
-                        mesh.controller_logs(at)
-                    ));
-                    continue;
-                }
-            };
-            answered += 1;
-            version = version.max(status["version"].as_u64().unwrap_or_default());
-            for (name, p) in status["proxies"].as_object().into_iter().flatten() {
-                let mut p = p.clone();
-                p["controller"] = json!(mesh.name(at));
-                let newer = merged
-                    .get(name)
-                    .is_none_or(|old: &Value| old["connected"] != true && p["connected"] == true);
-                if newer {
-                    merged.insert(name.clone(), p);
-                }
-            }
-        }
-        if answered == 0 {
-            bail!("no controller answers: {}", errors.join("; "));
-        }
+        let (version, merged, errors) = controller_status(&mesh, c).await?;
         for e in errors {
             eprintln!("warning: {e}");
         }
@@ -70,7 +82,7 @@ pub async fn proxy_status(common: &Common) -> Result<()> {
 /// One proxy of the controller's status page: SYNCED when it took the
 /// newest version sent to it, PENDING while that is unanswered, NACK when
 /// it refused it, DISCONNECTED when its stream is down.
-fn proxy_row(name: &str, p: &Value, controller_version: u64) -> Value {
+pub fn proxy_row(name: &str, p: &Value, controller_version: u64) -> Value {
     let sent = p["sent_version"].as_u64().unwrap_or_default();
     let acked = p["acked_version"].as_u64().unwrap_or_default();
     let status = if p["connected"] != true {

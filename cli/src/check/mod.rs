@@ -9,7 +9,11 @@ use std::process::Command;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::inspect::Output;
+use crate::inspect::{controller_status, proxy_row, str_of, Output};
+use crate::kube::KubeArgs;
+use crate::target::Mesh;
+
+mod cluster;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -234,8 +238,8 @@ fn binaries() -> Vec<Check> {
 
 /// The running local mesh, when there is one.
 async fn mesh_checks() -> Vec<Check> {
-    let status = match crate::manifests::running_status() {
-        Ok(Some(s)) => s,
+    match crate::manifests::running_status() {
+        Ok(Some(_)) => {}
         Ok(None) => {
             return vec![ok(
                 "local mesh",
@@ -250,74 +254,89 @@ async fn mesh_checks() -> Vec<Check> {
                 "quicmesh local down, then up again",
             )]
         }
-    };
+    }
+    match Mesh::local(None) {
+        Ok(mesh) => proxy_checks(&mesh).await,
+        Err(e) => vec![bad(
+            "local mesh",
+            Level::Fail,
+            format!("{e:#}"),
+            "quicmesh local down, then up again",
+        )],
+    }
+}
+
+/// Whether each cluster's controller answers and every proxy took the
+/// config sent to it.
+async fn proxy_checks(mesh: &Mesh) -> Vec<Check> {
     let mut out = Vec::new();
-    for c in status.as_array().into_iter().flatten() {
-        let netns = c["controller_netns"].as_str().unwrap_or_default();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 15000));
-        let answer = quicmesh_lab::mesh::netns_http_get(netns, addr, "/status").await;
-        let v: serde_json::Value = match answer.map(|t| serde_json::from_str(&t)) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                out.push(bad(
-                    "controller",
-                    Level::Fail,
-                    e.to_string(),
-                    "see quicmesh local logs controller",
-                ));
-                continue;
-            }
+    for c in &mesh.clusters {
+        let named = match c["cluster"].as_u64() {
+            Some(n) => format!("cluster {n}: "),
+            None => String::new(),
+        };
+        let (version, proxies, errors) = match controller_status(mesh, c).await {
+            Ok(s) => s,
             Err(e) => {
                 out.push(bad(
                     "controller",
                     Level::Fail,
-                    format!("{e:#}"),
-                    "see quicmesh local logs controller",
+                    format!("{named}{e:#}"),
+                    "its log says why",
                 ));
                 continue;
             }
         };
-        out.push(ok(
-            "controller",
-            format!("cluster {}: config version {}", c["cluster"], v["version"]),
-        ));
-        let proxies = v["proxies"].as_object().cloned().unwrap_or_default();
+        out.push(if errors.is_empty() {
+            ok("controller", format!("{named}config version {version}"))
+        } else {
+            bad(
+                "controller",
+                Level::Warn,
+                format!("{named}config version {version}; {}", errors.join("; ")),
+                "a replica does not answer: its log says why",
+            )
+        });
         let behind: Vec<String> = proxies
             .iter()
-            .filter(|(_, p)| {
-                p["connected"] != true
-                    || p["acked_version"].as_u64().unwrap_or_default()
-                        < p["sent_version"].as_u64().unwrap_or(1)
-            })
-            .map(|(n, _)| n.clone())
+            .map(|(n, p)| (n, proxy_row(n, p, version)))
+            .filter(|(_, r)| r["status"] != "SYNCED")
+            .map(|(n, r)| format!("{n} ({})", str_of(&r["status"])))
             .collect();
-        out.push(if behind.is_empty() && !proxies.is_empty() {
-            ok(
-                "proxies",
-                format!("{} connected, each took its config", proxies.len()),
-            )
-        } else if proxies.is_empty() {
+        out.push(if proxies.is_empty() {
             bad(
                 "proxies",
                 Level::Fail,
                 "no proxy is connected",
-                "see quicmesh local logs node1",
+                "the ztunnels' logs say why (quicmesh local logs ztunnel/node1; kubectl -n <ns> logs ds/ztunnel)",
+            )
+        } else if behind.is_empty() {
+            ok(
+                "proxies",
+                format!("{} connected, each took its config", proxies.len()),
             )
         } else {
             bad(
                 "proxies",
                 Level::Fail,
                 format!("not synced: {}", behind.join(", ")),
-                "quicmesh proxy-status shows why (NACK reasons); quicmesh local logs <proxy>",
+                "quicmesh proxy-status shows why (NACK reasons); then the proxy's log",
             )
         });
     }
     out
 }
 
-pub async fn run_all(output: Output) -> Result<bool> {
-    let mut checks = host_checks();
-    checks.extend(mesh_checks().await);
+/// This host and its local mesh; or, when `kube` names one, a
+/// Kubernetes cluster's mesh.
+pub async fn run_all(output: Output, kube: &KubeArgs) -> Result<bool> {
+    let checks = if kube.named() {
+        cluster::checks(kube).await
+    } else {
+        let mut checks = host_checks();
+        checks.extend(mesh_checks().await);
+        checks
+    };
     let failed = checks.iter().any(|c| c.level == Level::Fail);
     match output {
         Output::Table => {
