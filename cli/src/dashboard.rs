@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use quicmesh_core::metrics::{handler, serve_http, Reply};
+
+use crate::kube::KubeArgs;
+use crate::target::Mesh;
 use serde_json::{json, Value};
 
 /// Rates are over this much of the latest samples (or all there are).
@@ -34,6 +37,8 @@ pub struct DashboardArgs {
     /// How often to scrape the proxies, in seconds.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub interval: u64,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// One metric sample: name, labels, value.
@@ -381,17 +386,15 @@ fn node(id: &str) -> Value {
 
 /// One round: every ztunnel's and waypoint's metrics. Returns what could
 /// not be scraped, said for the page.
-async fn scrape(status: &[Value]) -> (Snapshot, Vec<String>) {
+async fn scrape(mesh: &Mesh) -> (Snapshot, Vec<String>) {
     let mut snap = Snapshot::default();
     let mut errors = Vec::new();
-    let addr = SocketAddr::from(([127, 0, 0, 1], METRICS));
-    let mut targets: Vec<(String, String, Option<String>)> = Vec::new();
-    for c in status {
+    let mut targets: Vec<(String, &Value, Option<String>)> = Vec::new();
+    for c in &mesh.clusters {
         for n in c["nodes"].as_array().into_iter().flatten() {
-            let netns = n["netns"].as_str().unwrap_or_default().to_string();
             targets.push((
                 format!("ztunnel {}", n["name"].as_str().unwrap_or("?")),
-                netns,
+                n,
                 None,
             ));
         }
@@ -403,19 +406,58 @@ async fn scrape(status: &[Value]) -> (Snapshot, Vec<String>) {
                         p["namespace"].as_str().unwrap_or("?"),
                         p["name"].as_str().unwrap_or("?")
                     ),
-                    p["netns"].as_str().unwrap_or_default().to_string(),
+                    p,
                     p["identity"].as_str().map(str::to_string),
                 ));
             }
         }
     }
-    for (what, netns, waypoint) in targets {
-        match quicmesh_lab::mesh::netns_http_get(&netns, addr, "/metrics").await {
+    for (what, at, waypoint) in targets {
+        match mesh.get(at, METRICS, "/metrics").await {
             Ok(text) => snap.add(&parse(&text), waypoint.as_deref()),
             Err(e) => errors.push(format!("{what}: {e:#}")),
         }
     }
     (snap, errors)
+}
+
+/// The mesh as it is now: a local mesh's status file read again, a
+/// cluster's pods listed again (`kube`), with the workloads its first
+/// ztunnel knows (the graph's nodes; a local status file lists its pods).
+async fn current(kube: &KubeArgs) -> Result<Mesh> {
+    let mut mesh = Mesh::open(kube, None).await?;
+    if mesh.is_kubernetes() {
+        for i in 0..mesh.clusters.len() {
+            let Some(first) = mesh.clusters[i]["nodes"].get(0).cloned() else {
+                continue;
+            };
+            let dump = mesh.admin(&first, "/config_dump").await?;
+            let workloads: Vec<Value> = dump["state"]["workloads"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|w| w["identity"].is_string())
+                .map(|w| json!({"namespace": w["namespace"], "name": w["name"], "identity": w["identity"]}))
+                .collect();
+            if let Some(pods) = mesh.clusters[i]["pods"].as_array_mut() {
+                // A waypoint is one of the workloads too: listed once.
+                let known: BTreeSet<(String, String)> = pods
+                    .iter()
+                    .map(|p| (str_or(&p["namespace"]), str_or(&p["name"])))
+                    .collect();
+                pods.extend(
+                    workloads.into_iter().filter(|w| {
+                        !known.contains(&(str_or(&w["namespace"]), str_or(&w["name"])))
+                    }),
+                );
+            }
+        }
+    }
+    Ok(mesh)
+}
+
+fn str_or(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
 }
 
 struct State {
@@ -426,8 +468,7 @@ struct State {
 
 pub async fn run(args: &DashboardArgs) -> Result<()> {
     // Fails now, with what to do, when no mesh runs.
-    crate::manifests::running_status()?
-        .context("no local mesh is running: start one with `quicmesh local up -f DIR` (e.g. examples/waypoint)")?;
+    current(&args.kube).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| {
@@ -443,18 +484,18 @@ pub async fn run(args: &DashboardArgs) -> Result<()> {
     }));
     let st = state.clone();
     let every = Duration::from_secs(args.interval);
+    let kube = args.kube.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let status = match crate::manifests::running_status() {
-                Ok(Some(s)) => s.as_array().cloned().unwrap_or_default(),
-                _ => Vec::new(),
+            let (status, snap, errors) = match current(&kube).await {
+                Ok(mesh) => {
+                    let (snap, errors) = scrape(&mesh).await;
+                    (mesh.clusters, snap, errors)
+                }
+                Err(e) => (Vec::new(), Snapshot::default(), vec![format!("{e:#}")]),
             };
-            let (snap, mut errors) = scrape(&status).await;
-            if status.is_empty() {
-                errors.push("the local mesh is gone (quicmesh local up -f DIR starts one)".into());
-            }
             let mut s = st.lock().expect("not poisoned");
             let now = Instant::now();
             s.history.push_back((now, snap));

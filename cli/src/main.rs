@@ -165,7 +165,10 @@ fn run() -> Result<()> {
     // The inspect commands need root only for a local mesh (target.rs).
     let inspect = matches!(
         cli.cmd,
-        Cmd::ProxyStatus { .. } | Cmd::ZtunnelConfig(_) | Cmd::WaypointConfig(_)
+        Cmd::ProxyStatus { .. }
+            | Cmd::ZtunnelConfig(_)
+            | Cmd::WaypointConfig(_)
+            | Cmd::Dashboard(_)
     );
     if !inspect {
         require_root()?;

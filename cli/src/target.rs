@@ -101,6 +101,10 @@ impl Mesh {
         })
     }
 
+    pub fn is_kubernetes(&self) -> bool {
+        self.kube.is_some()
+    }
+
     /// GET `path` from `port` (loopback) of the process `at` names.
     pub async fn get(&self, at: &Value, port: u16, path: &str) -> Result<String> {
         match &self.kube {

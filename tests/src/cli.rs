@@ -120,6 +120,13 @@ pub fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// A loopback address no one listens on (for a command's `--addr`).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 pub fn rows(v: &Value) -> &Vec<Value> {
     v.as_array().expect("an array of rows")
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quicmesh_e2e::cli::{rows, text, Cli};
+use quicmesh_e2e::cli::{free_loopback_addr, rows, text, Cli};
 use quicmesh_e2e::kube_api::FakeApi;
 use quicmesh_e2e::require_root;
 use serde_json::Value;
@@ -468,6 +468,58 @@ fn through_kubernetes(
         t.contains("[FAIL] cni") && t.contains("some checks failed"),
         "{t}"
     );
+
+    // dashboard: the graph from the ztunnel and waypoint pods' metrics,
+    // the workloads from a ztunnel's config.
+    let addr = free_loopback_addr();
+    let mut dashboard = std::process::Command::new(cli.bin())
+        .args(["dashboard", "--kubeconfig", kc, "--interval", "1"])
+        .args(["--addr", &addr.to_string()])
+        .env("TMPDIR", cli.tmp())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    const CLIENT: &str = "spiffe://cluster.local/ns/front/sa/client";
+    const WAYPOINT: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let graph = loop {
+        let g: Value = quicmesh_lab::mesh::http_get(addr, "/api/graph")
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let edge = g["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["src"] == CLIENT && e["dst"] == WAYPOINT);
+        if edge || Instant::now() > deadline {
+            break g;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = dashboard.kill();
+    let _ = dashboard.wait();
+    let nodes = graph["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{graph}"));
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {graph}"))
+    };
+    assert_eq!(node(WAYPOINT)["kind"], "waypoint", "{graph}");
+    assert_eq!(node(CLIENT)["pods"][0], "front/client-0", "{graph}");
+    assert!(
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["src"] == CLIENT && e["dst"] == WAYPOINT),
+        "{graph}"
+    );
+    assert_eq!(graph["errors"], serde_json::json!([]), "{graph}");
 
     // Only what docs/cli.md says the CLI needs: gets and lists of pods,
     // port-forwards, and for check the version, CRDs and workloads.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quicmesh_e2e::cli::Cli;
+use quicmesh_e2e::cli::{free_loopback_addr, Cli};
 use quicmesh_e2e::require_root;
 use serde_json::{json, Value};
 
@@ -51,16 +51,12 @@ fn the_dashboard_shows_the_demo_graph_in_a_browser() {
     assert!(e.contains("no local mesh is running"), "{e}");
     cli.up(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint"));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = free_loopback_addr();
     let _dashboard = Child(
         Command::new(cli.bin())
             .args(["dashboard", "--addr", &addr.to_string(), "--interval", "1"])
             .env("TMPDIR", cli.tmp())
+            .env("KUBECONFIG", cli.tmp().join("no-kubeconfig"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
