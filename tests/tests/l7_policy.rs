@@ -94,8 +94,16 @@ async fn waypoint_denials(cluster: &Cluster, policy: &str, reason: &str) -> f64 
 async fn the_waypoint_decides_methods_paths_headers_and_attached_policies() {
     require_root();
     let (mut cluster, dir) = start_with(&[("policies.yaml", POLICIES)]).await;
+    // Every Service the cases reach, so that the waypoint knows both
+    // versions' endpoints (`web` sends one request in ten to web-v2).
     let up = eventually(Duration::from_secs(60), || async {
-        call(&cluster, "GET", "http://web.shop/public/x", &[]).0 == 200
+        [
+            "http://web.shop/public/x",
+            "http://web-v1.shop/",
+            "http://web-v2.shop/",
+        ]
+        .iter()
+        .all(|url| call(&cluster, "GET", url, &[]).0 == 200)
     })
     .await;
     assert!(up, "{}", cluster.pod_log("shop", "waypoint-0"));
