@@ -82,6 +82,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// A fixed word.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpLabels {
     pub service: String,
     /// How it ended (`closed`, `stream_reset`, `stopped`) or why it was
@@ -154,6 +160,8 @@ pub struct RequestMetrics {
     pub mirrors: Family<ResultLabels, Counter>,
     /// Tunnelled connections being served as HTTP.
     pub connections: Gauge,
+    /// Downstream connections closed for what the client did, by reason.
+    pub downstream_closed: Family<ReasonLabels, Counter>,
 }
 
 impl RequestMetrics {
@@ -228,6 +236,19 @@ impl RequestMetrics {
             "Tunnelled connections being served as HTTP now",
             self.connections.clone(),
         );
+        reg.register(
+            "quicmesh_waypoint_downstream_closed",
+            "Downstream connections the waypoint closed for what the client did: http2_abuse (answered GOAWAY ENHANCE_YOUR_CALM: streams reset before they were served, i.e. rapid reset, CVE-2023-44487; too many stream errors; floods of small DATA frames; a header list far over the limit), protocol_error (another HTTP/2 connection error), head_too_large, malformed_request and header_timeout (HTTP/1.1), no_request (none within 10 s)",
+            self.downstream_closed.clone(),
+        );
+    }
+
+    pub fn downstream_closed(&self, reason: &str) {
+        self.downstream_closed
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn tcp(&self, service: String, result: &str) {

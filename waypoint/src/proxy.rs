@@ -14,11 +14,9 @@ use std::time::Instant;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use quicmesh_core::authz::{Decision, DenyReason, Policy, Verdict};
 use quicmesh_core::identity::SpiffeId;
 use quicmesh_core::lb::ewma::{Params, PeakEwma};
-use quicmesh_core::tunnel::pump::Outcome;
 use quicmesh_core::tunnel::server::{
     Inbound, InboundRequest, Refused, ServeStream, Target, Upstream,
 };
@@ -31,6 +29,7 @@ use crate::resilience::{self, Resilience};
 use crate::response::{text, Body, Failure};
 use crate::retry::Budgets;
 
+mod downstream;
 mod mirror;
 mod request;
 mod tcp;
@@ -338,78 +337,6 @@ impl<D: Directory> Waypoint<D> {
     /// (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) and ends.
     pub fn drain(&self) {
         self.drain.cancel();
-    }
-
-    /// Serves one tunnelled connection until it ends.
-    /// Serves one tunnelled connection as HTTP until it ends.
-    async fn serve<T>(
-        self: Arc<Self>,
-        conn: Arc<Conn>,
-        io: TokioIo<T>,
-        stop: CancellationToken,
-    ) -> Outcome
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        self.metrics.connections.inc();
-        let _served = ConnectionGauge(&self.metrics.connections);
-        let wp = self.clone();
-        // Whether a request has started: a connection that sends none
-        // within HEADER_TIMEOUT (nothing, or half an HTTP/2 preface, which
-        // hyper's version detection waits for forever) is closed.
-        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = started.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let (wp, conn) = (wp.clone(), conn.clone());
-            seen.store(true, std::sync::atomic::Ordering::Relaxed);
-            async move { Ok::<_, std::convert::Infallible>(wp.handle(&conn, req).await) }
-        });
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .max_buf_size(MAX_HEADER_BYTES.max(8192))
-            .max_headers(MAX_HEADERS);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_BYTES as u32)
-            .max_concurrent_streams(MAX_STREAMS)
-            .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
-            // An idle HTTP/2 client that stopped answering pings goes.
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-        // With upgrades: a WebSocket request's connection becomes its stream.
-        let served = builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(served);
-        let first = tokio::time::sleep(HEADER_TIMEOUT);
-        tokio::pin!(first);
-        let (mut first_checked, mut draining) = (false, false);
-        loop {
-            tokio::select! {
-                r = &mut served => return match r {
-                    Ok(()) => Outcome::Closed,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "downstream connection ended with an error");
-                        Outcome::StreamReset
-                    }
-                },
-                _ = &mut first, if !first_checked => {
-                    first_checked = true;
-                    if !started.load(std::sync::atomic::Ordering::Relaxed) {
-                        tracing::debug!(timeout = ?HEADER_TIMEOUT, "no request on a tunnelled connection; closed");
-                        return Outcome::Stopped;
-                    }
-                }
-                // Drain: no new requests; those in flight finish (the
-                // tunnel server's deadline bounds them).
-                _ = stop.cancelled(), if !draining => {
-                    draining = true;
-                    served.as_mut().graceful_shutdown();
-                }
-            }
-        }
     }
 
     /// Answers one request: forwarded, or the waypoint's own answer.
@@ -1012,15 +939,6 @@ struct RequestLog {
     /// The request's place among its backend's requests in flight, held
     /// by its answer's body.
     hold: Option<crate::resilience::breaker::Slot>,
-}
-
-/// Counts a served connection while it lives.
-struct ConnectionGauge<'a>(&'a prometheus_client::metrics::gauge::Gauge);
-
-impl Drop for ConnectionGauge<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 /// The waypoint as the tunnel server's [`Inbound`]: every accepted stream
