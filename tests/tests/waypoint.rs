@@ -17,7 +17,7 @@ use quicmesh_lab::mesh::sum_metric;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
     require_root();
-    let (cluster, _dir) = start().await;
+    let (cluster, _dir) = start_with(&[("by-method.yaml", BY_METHOD), ("plain.yaml", PLAIN)]).await;
     let wp = cluster.pod("shop", "waypoint-0");
     assert!(!wp.enrolled, "a waypoint pod is never captured");
 
@@ -83,6 +83,52 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
     // Binomial(1000, 0.1): mean 100, sd 9.5; ±5 sd.
     assert!((52..=148).contains(&v2), "v1 {v1}, v2 {v2}");
 
+    // A method route (a second HTTPRoute for the same Service): every
+    // DELETE goes to v2; other methods keep the split.
+    let deletes = curl(&cluster, &["-X", "DELETE", "http://web.shop/item/[1-20]"]).unwrap();
+    assert_eq!(
+        deletes.matches("hello from shop/web-v2-0").count(),
+        20,
+        "{deletes}"
+    );
+    let posts = curl(&cluster, &["-X", "POST", "http://web.shop/item/[1-50]"]).unwrap();
+    assert!(
+        posts.matches("hello from shop/web-v1-0").count() >= 30,
+        "{posts}"
+    );
+
+    // A namespace without a waypoint: its Service is answered straight
+    // from the client's ztunnel to the destination's, which sees the
+    // client's own identity; the waypoint never sees it.
+    let node = cluster.pod("front", "client").node;
+    let to_waypoint = || async {
+        sum_metric(
+            &cluster.ztunnel_http(node, 15020, "/metrics").await.unwrap(),
+            "quicmesh_ztunnel_waypoint_connections_total",
+            &[],
+        )
+    };
+    let before = to_waypoint().await;
+    let plain = curl(&cluster, &["http://hello.plain/[1-5]"]).unwrap();
+    assert_eq!(
+        plain.matches("hello from plain/hello-0").count(),
+        5,
+        "{plain}"
+    );
+    assert_eq!(
+        to_waypoint().await,
+        before,
+        "a plain namespace's traffic went to a waypoint"
+    );
+    let hello = cluster.pod("plain", "hello-0");
+    let log = std::fs::read_to_string(cluster.ztunnel_log(hello.node)).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("direction=\"inbound\"")
+            && l.contains("spiffe://cluster.local/ns/front/sa/client")
+            && l.contains(&format!("{}:8080", hello.ip))),
+        "{log}"
+    );
+
     // A Service labeled `none` skips the waypoint: answered, and never
     // counted there.
     assert_eq!(
@@ -92,6 +138,7 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
     let m = waypoint_metrics(&cluster).await;
     assert!(requests_for(&m, "service=\"shop/web:80\"") >= 1002.0, "{m}");
     assert_eq!(requests_for(&m, "shop/direct"), 0.0, "{m}");
+    assert_eq!(requests_for(&m, "plain/"), 0.0, "{m}");
     // Counted by the client's proven identity.
     assert!(
         requests_for(
@@ -172,6 +219,45 @@ async fn a_namespace_with_a_waypoint_routes_by_its_http_routes() {
         "{log}"
     );
 }
+
+/// A second route for `web`: DELETEs go to v2.
+const BY_METHOD: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-deletes, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - matches: [{method: DELETE}]
+    backendRefs: [{name: web-v2, port: 80}]
+"#;
+
+/// An ambient namespace without a waypoint.
+const PLAIN: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: plain, labels: {quicmesh.io/dataplane-mode: ambient}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: plain}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+      - name: hello
+        command: ["python3", "hello.py"]
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello, namespace: plain}
+spec:
+  selector: {app: hello}
+  ports: [{name: web, port: 80, targetPort: http, appProtocol: http}]
+"#;
 
 const GRPC: &str = r#"
 apiVersion: v1
