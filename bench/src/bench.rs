@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::http::{exchange, request, Headers};
 use crate::l7::L7Plan;
 use crate::load::LoadReport;
+use crate::peer::{self, Peer, PeerSpec};
 use crate::procstat;
 use crate::report::{Scenario, Table};
 
@@ -59,6 +60,8 @@ pub struct Plan {
     pub l4: bool,
     /// The L7 rows (the waypoint hop vs HAProxy, on their own cluster), if any.
     pub l7: Option<L7Plan>,
+    /// The peer measured beside quicmesh in the same lab (`--peer`), if any.
+    pub peer: Option<PeerSpec>,
 }
 
 impl Plan {
@@ -81,6 +84,7 @@ impl Plan {
             lossy: true,
             l4: true,
             l7: None,
+            peer: None,
         }
     }
 
@@ -102,6 +106,7 @@ impl Plan {
             lossy: true,
             l4: true,
             l7: None,
+            peer: None,
         }
     }
 
@@ -135,6 +140,8 @@ impl Plan {
 /// A running benchmark and what it measured so far.
 pub struct Bench {
     mesh: Mesh,
+    /// The peer's ztunnels, when the plan has one.
+    peer: Option<Peer>,
     plan: Plan,
     exe: PathBuf,
     pub table: Table,
@@ -147,6 +154,7 @@ fn pods(s: Scenario) -> (&'static str, &'static str) {
     match s {
         Scenario::Direct => ("dclient", "dserver"),
         Scenario::Mesh => ("client", "server"),
+        Scenario::Peer => (peer::CLIENT, peer::SERVER),
     }
 }
 
@@ -180,15 +188,24 @@ pub(crate) async fn run_in(netns: &str, args: &[String], timeout: Duration) -> R
 
 impl Bench {
     /// Builds the lab, starts the ztunnels and the servers in both server pods.
-    pub async fn start(plan: Plan) -> Result<Bench> {
+    pub async fn start(mut plan: Plan) -> Result<Bench> {
+        let mut lab_pods = vec![
+            MeshPod::new("dclient", 1, "bench", "dclient").outside(),
+            MeshPod::new("dserver", 2, "bench", "dserver").outside(),
+            MeshPod::new("client", 1, "bench", "client"),
+            MeshPod::new("server", 2, "bench", "server"),
+        ];
+        if plan.peer.is_some() {
+            // The peer's pair: outside quicmesh, on the same nodes.
+            lab_pods.push(MeshPod::new(peer::CLIENT, 1, "bench", peer::CLIENT).outside());
+            lab_pods.push(MeshPod::new(peer::SERVER, 2, "bench", peer::SERVER).outside());
+            if !plan.scenarios.contains(&Scenario::Peer) {
+                plan.scenarios.push(Scenario::Peer);
+            }
+        }
         let spec = MeshSpec {
             nodes: 2,
-            pods: vec![
-                MeshPod::new("dclient", 1, "bench", "dclient").outside(),
-                MeshPod::new("dserver", 2, "bench", "dserver").outside(),
-                MeshPod::new("client", 1, "bench", "client"),
-                MeshPod::new("server", 2, "bench", "server"),
-            ],
+            pods: lab_pods,
             externals: 0,
         };
         let mesh = Mesh::start(spec).await.context("starting the lab mesh")?;
@@ -200,7 +217,11 @@ impl Bench {
         }
         let exe = std::env::current_exe()?;
         let exe_s = exe.to_str().context("executable path is not UTF-8")?;
-        for server in ["dserver", "server"] {
+        let servers = [Scenario::Direct, Scenario::Mesh, Scenario::Peer]
+            .into_iter()
+            .filter(|s| *s != Scenario::Peer || plan.peer.is_some())
+            .map(|s| pods(s).1);
+        for server in servers {
             let ns = mesh.lab.pod(server).netns.clone();
             let port = APP_PORT.to_string();
             let app_log = mesh.dir.join(format!("serve-{server}.log"));
@@ -219,9 +240,19 @@ impl Bench {
             .exec(&node, &["cat", "/sys/class/net/link/mtu"])
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        let table = Table::new(plan.idle_conns);
+        let peer = match plan.peer.clone() {
+            Some(spec) => {
+                let p = Peer::start(&mesh, spec, &[APP_PORT, IPERF_PORT]).await?;
+                log(format!("peer: {}", p.describe().trim()));
+                Some(p)
+            }
+            None => None,
+        };
+        let mut table = Table::new(plan.idle_conns);
+        table.peer = peer.is_some();
         Ok(Bench {
             mesh,
+            peer,
             plan,
             exe,
             table,
@@ -234,7 +265,7 @@ impl Bench {
     /// and address, the ports served, the ztunnels' pids and logs.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        for s in [Scenario::Direct, Scenario::Mesh] {
+        for s in self.plan.scenarios.iter().copied() {
             let (client, server) = pods(s);
             out += &format!(
                 "{}: client pod netns {}, server {} (netns {}): ports {APP_PORT} (1 KiB request/response) and {IPERF_PORT} (iperf3)\n",
@@ -251,7 +282,50 @@ impl Bench {
                 self.mesh.ztunnel_log(node).display()
             );
         }
+        if let Some(p) = &self.peer {
+            out += &p.describe();
+        }
         out
+    }
+
+    /// The JSON's record of the peer (its binary and settings), if any.
+    pub fn peer_json(&self) -> Value {
+        self.peer.as_ref().map_or(Value::Null, Peer::json)
+    }
+
+    /// The node proxies a scenario's traffic goes through: the client
+    /// node's and the server node's (for direct, quicmesh's, idle).
+    fn proxy_pids(&self, s: Scenario) -> [u32; 2] {
+        match (s, &self.peer) {
+            (Scenario::Peer, Some(p)) => [p.pid(1), p.pid(2)],
+            _ => [self.mesh.ztunnel_pid(1), self.mesh.ztunnel_pid(2)],
+        }
+    }
+
+    /// Restarts a scenario's node proxies: no pooled connection, fresh
+    /// memory (direct has none).
+    async fn restart_proxies(&mut self, s: Scenario) -> Result<()> {
+        match s {
+            Scenario::Direct => {}
+            Scenario::Mesh => {
+                self.mesh.restart_ztunnel(1).await?;
+                self.mesh.restart_ztunnel(2).await?;
+            }
+            Scenario::Peer => {
+                if let Some(p) = self.peer.as_mut() {
+                    p.restart(&self.mesh).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connections the peer's client-side ztunnel has opened (0 without a peer).
+    async fn peer_connections(&self) -> Result<f64> {
+        match &self.peer {
+            Some(p) => p.connections_opened(&self.mesh).await,
+            None => Ok(0.0),
+        }
     }
 
     fn client_ns(&self, s: Scenario) -> String {
@@ -278,12 +352,14 @@ impl Bench {
             }
         }
         for (from, to) in [("pp_p50", "pp_added_p50"), ("r1k_p50", "r1k_added_p50")] {
-            let (d, m) = (
-                self.table.values(from, Scenario::Direct).to_vec(),
-                self.table.values(from, Scenario::Mesh).to_vec(),
-            );
-            for (d, m) in d.iter().zip(&m) {
-                self.table.push(to, Scenario::Mesh, m - d);
+            for s in [Scenario::Mesh, Scenario::Peer] {
+                let (d, m) = (
+                    self.table.values(from, Scenario::Direct).to_vec(),
+                    self.table.values(from, s).to_vec(),
+                );
+                for (d, m) in d.iter().zip(&m) {
+                    self.table.push(to, s, m - d);
+                }
             }
         }
         for run in 1..=self.plan.runs {
@@ -396,21 +472,21 @@ impl Bench {
     }
 
     /// 1,000 rps with the ztunnels' CPU measured over the middle of the
-    /// measured window and their peak RSS (mesh: on freshly restarted
-    /// ztunnels); checks which path the traffic took.
+    /// measured window and their peak RSS (mesh and peer: on freshly
+    /// restarted ztunnels); checks which path the traffic took.
     async fn at_1000_rps(&mut self, run: usize, s: Scenario) -> Result<LoadReport> {
-        if s == Scenario::Mesh {
+        if s != Scenario::Direct {
             // Fresh ztunnels, so the peak RSS is this load's and not memory
-            // kept from iperf3 (the warm-up includes the QUIC handshake).
-            self.mesh.restart_ztunnel(1).await?;
-            self.mesh.restart_ztunnel(2).await?;
+            // kept from iperf3 (the warm-up includes the handshake).
+            self.restart_proxies(s).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let pids = [self.mesh.ztunnel_pid(1), self.mesh.ztunnel_pid(2)];
+        let pids = self.proxy_pids(s);
         for p in pids {
             procstat::reset_peak(p)?;
         }
         let opened_before = self.streams_opened(1).await?;
+        let peer_before = self.peer_connections().await?;
         let (secs, warmup) = (self.plan.load_secs, self.plan.warmup_secs);
         let sampler = async {
             // Process start and pool setup, then the warm-up, then 80% of the window.
@@ -432,16 +508,29 @@ impl Bench {
             tokio::join!(self.load(s, "open", 1000.0, self.plan.conns, secs), sampler);
         let (rep, cores) = (rep?, cores?);
         let opened = self.streams_opened(1).await? - opened_before;
+        let peer_opened = self.peer_connections().await? - peer_before;
         match s {
             Scenario::Mesh if opened < 1.0 => {
                 bail!("mesh load opened no tunnel stream: the traffic bypassed ztunnel")
             }
-            Scenario::Direct if opened > 0.0 => {
-                bail!("direct load opened {opened} tunnel streams: it went through ztunnel")
+            Scenario::Direct | Scenario::Peer if opened > 0.0 => {
+                bail!(
+                    "{} load opened {opened} tunnel streams: it went through quicmesh's ztunnel",
+                    s.name()
+                )
+            }
+            Scenario::Peer if peer_opened < 1.0 => {
+                bail!("peer load opened no connection in Istio's ztunnel: the traffic bypassed it")
+            }
+            Scenario::Direct | Scenario::Mesh if peer_opened > 0.0 => {
+                bail!(
+                    "{} load opened {peer_opened} connections in Istio's ztunnel",
+                    s.name()
+                )
             }
             _ => {}
         }
-        if s == Scenario::Mesh {
+        if s != Scenario::Direct {
             let per_k = rep.achieved_rps / 1000.0;
             let peak = [
                 procstat::peak_rss_mb(pids[0])?,
@@ -454,7 +543,8 @@ impl Bench {
             self.table.push("rss_n1", s, peak[0]);
             self.table.push("rss_n2", s, peak[1]);
             let data = json!({"cores_used": cores, "achieved_rps": rep.achieved_rps,
-                              "peak_rss_mb": peak, "tunnel_streams_opened": opened});
+                              "peak_rss_mb": peak, "tunnel_streams_opened": opened,
+                              "peer_connections_opened": peer_opened});
             self.record(run, s, "ztunnel_cost_1000rps", data);
             log(format!(
                 "  ztunnel CPU {:.3} + {:.3} vCPU, peak RSS {:.1} / {:.1} MB",
@@ -535,27 +625,34 @@ impl Bench {
         Ok(())
     }
 
-    fn rss_both(&self) -> Result<[f64; 2]> {
-        Ok([
-            procstat::rss_mb(self.mesh.ztunnel_pid(1))?,
-            procstat::rss_mb(self.mesh.ztunnel_pid(2))?,
-        ])
+    fn rss_both(&self, s: Scenario) -> Result<[f64; 2]> {
+        let pids = self.proxy_pids(s);
+        Ok([procstat::rss_mb(pids[0])?, procstat::rss_mb(pids[1])?])
     }
 
     /// Cold start vs pooled reuse (after restarting both ztunnels, for the
-    /// mesh), idle memory with 0 and with N open connections.
+    /// mesh and the peer), idle memory with 0 and with N open connections.
     async fn first_byte_and_idle(&mut self, run: usize, s: Scenario) -> Result<()> {
-        if s == Scenario::Mesh {
-            self.mesh.restart_ztunnel(1).await?;
-            self.mesh.restart_ztunnel(2).await?;
-            // Settle: pods re-enrolled, listeners up; no QUIC connection exists.
+        if s != Scenario::Direct {
+            self.restart_proxies(s).await?;
+            // Settle: pods re-enrolled, listeners up; no tunnel connection exists.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let idle = self.rss_both()?;
+            let idle = self.rss_both(s)?;
             self.table.push("idle0_n1", s, idle[0]);
             self.table.push("idle0_n2", s, idle[1]);
         }
         let w = self.mesh.worker(&self.client_ns(s))?;
         let addr = SocketAddr::from((self.server_ip(s), APP_PORT));
+        if let (Scenario::Peer, Some(p)) = (s, self.peer.as_mut()) {
+            // In dedicated mode Istio's ztunnel fetches its certificate on
+            // the first connection (quicmesh's ztunnel has the SVID from
+            // enrollment): one connection warms it, then the pool is let
+            // go of its idle HBONE connection, so that cold means what it
+            // does for quicmesh: no tunnel connection yet.
+            p.restart_releasing(&self.mesh, Some("1s")).await?;
+            first_byte(&w, addr).await?;
+            p.wait_unpooled(&self.mesh).await?;
+        }
         let cold = first_byte(&w, addr).await?;
         let mut warm = Vec::new();
         for _ in 0..self.plan.reuse_samples {
@@ -574,11 +671,11 @@ impl Bench {
             "first_byte",
             json!({"cold_us": cold, "reused_us": warm}),
         );
-        if s == Scenario::Mesh {
+        if s != Scenario::Direct {
             let n = self.plan.idle_conns;
             let conns = w.run(move || hold_connections(addr, n)).await??;
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let rss = self.rss_both()?;
+            let rss = self.rss_both(s)?;
             log(format!(
                 "  {n} idle connections: RSS {:.1} / {:.1} MB",
                 rss[0], rss[1]

@@ -21,5 +21,6 @@ pub mod http;
 pub mod http2;
 pub mod l7;
 pub mod load;
+pub mod peer;
 pub mod procstat;
 pub mod report;

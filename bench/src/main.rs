@@ -49,6 +49,12 @@ struct Args {
     /// everything is, and hold it up until Ctrl-C (for profiling by hand).
     #[arg(long, conflicts_with_all = ["smoke", "quick", "runs"])]
     hold: bool,
+    /// Also measure every L4 row through a peer's node proxies in the same
+    /// lab, with a column of its own and quicmesh / peer: `istio=PATH` (a
+    /// build of Istio's ztunnel with its `testing` feature, e.g.
+    /// ../shared/peers/istio-ztunnel). See docs/performance.md.
+    #[arg(long, value_name = "KIND=PATH")]
+    peer: Option<String>,
     /// Where the JSON goes.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -186,6 +192,11 @@ fn benchmark(args: Args) -> Result<()> {
     plan.mtu = args.mtu;
     plan.gro = args.gro;
     plan.lossy = !args.no_lossy;
+    plan.peer = args
+        .peer
+        .as_deref()
+        .map(quicmesh_bench::peer::PeerSpec::parse)
+        .transpose()?;
     if args.l7 {
         plan = plan.l7_only();
     } else if args.no_l7 {
@@ -219,7 +230,8 @@ fn benchmark(args: Args) -> Result<()> {
         if plan.l4 {
             let mut b = Bench::start(plan.clone()).await?;
             b.run_all().await?;
-            l4 = Some((b.table.markdown(), b.table.json(), b.raw, b.mtu));
+            let peer = b.peer_json();
+            l4 = Some((b.table.markdown(), b.table.json(), b.raw, b.mtu, peer));
         }
         let mut l7 = None;
         if plan.l7.is_some() {
@@ -239,9 +251,9 @@ fn benchmark(args: Args) -> Result<()> {
             .into_iter()
             .chain(l7_table.clone())
             .collect();
-        let (l4_table, l4_rows, l4_raw) = match l4 {
-            Some((t, rows, raw, _)) => (json!(t), rows, json!(raw)),
-            None => (json!(null), json!(null), json!(null)),
+        let (l4_table, l4_rows, l4_raw, peer) = match l4 {
+            Some((t, rows, raw, _, peer)) => (json!(t), rows, json!(raw), peer),
+            None => (json!(null), json!(null), json!(null), json!(null)),
         };
         let doc = json!({
             "date": date,
@@ -257,6 +269,7 @@ fn benchmark(args: Args) -> Result<()> {
                 .unwrap_or_else(|e| e.to_string()),
             "ztunnel_extra_args": std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default(),
             "ztunnel_worker_threads": std::env::var("ZTUNNEL_WORKER_THREADS").unwrap_or_else(|_| "2 (default)".into()),
+            "peer": peer,
             "rows": l4_rows,
             "raw": l4_raw,
             "table": l4_table,

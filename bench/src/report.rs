@@ -19,6 +19,8 @@ pub enum Scenario {
     Direct,
     /// Enrolled pods on two nodes, through both ztunnels.
     Mesh,
+    /// Pods on two nodes through the peer's (Istio's) ztunnels.
+    Peer,
 }
 
 impl Scenario {
@@ -26,6 +28,7 @@ impl Scenario {
         match self {
             Scenario::Direct => "direct",
             Scenario::Mesh => "mesh L4",
+            Scenario::Peer => "Istio ztunnel",
         }
     }
 }
@@ -128,7 +131,7 @@ pub const ROWS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "first_cold",
-        "connect → first byte, no QUIC connection yet",
+        "connect → first byte, no tunnel connection yet",
         "µs",
         "",
     ),
@@ -222,16 +225,25 @@ impl Cell {
 /// Every row's cells, filled as the benchmark goes.
 #[derive(Debug, Clone)]
 pub struct Table {
-    cells: Vec<[Cell; 2]>,
+    cells: Vec<[Cell; 3]>,
     /// Label suffix for the idle-connections rows (the N).
     pub idle_conns: usize,
+    /// With the peer's column and the quicmesh / peer ratio.
+    pub peer: bool,
 }
 
 fn col(s: Scenario) -> usize {
     match s {
         Scenario::Direct => 0,
         Scenario::Mesh => 1,
+        Scenario::Peer => 2,
     }
+}
+
+/// quicmesh's median over the peer's, when both were measured.
+fn ratio(mesh: &Cell, peer: &Cell) -> Option<f64> {
+    let (m, p) = (summary(&mesh.values)?.0, summary(&peer.values)?.0);
+    (p != 0.0).then(|| m / p)
 }
 
 fn row(key: &str) -> usize {
@@ -245,6 +257,7 @@ impl Table {
         Table {
             cells: vec![Default::default(); ROWS.len()],
             idle_conns,
+            peer: false,
         }
     }
 
@@ -269,15 +282,31 @@ impl Table {
     }
 
     /// The markdown table: median (min–max) over the runs.
+    /// With a peer, two more columns: the peer's, and quicmesh's median
+    /// over the peer's (above 1: more throughput, or more time, memory or
+    /// CPU, than the peer).
     pub fn markdown(&self) -> String {
-        let mut out = String::from(
-            "| figure | unit | direct | mesh L4 | target (reported, not asserted) |\n\
-             | --- | --- | --- | --- | --- |\n",
-        );
+        let mut out = if self.peer {
+            String::from(
+                "| figure | unit | direct | mesh L4 | Istio ztunnel | quicmesh / Istio | target (reported, not asserted) |\n\
+                 | --- | --- | --- | --- | --- | --- | --- |\n",
+            )
+        } else {
+            String::from(
+                "| figure | unit | direct | mesh L4 | target (reported, not asserted) |\n\
+                 | --- | --- | --- | --- | --- |\n",
+            )
+        };
         for (i, (key, label, unit, target)) in ROWS.iter().enumerate() {
-            let [d, m] = &self.cells[i];
+            let [d, m, p] = &self.cells[i];
+            let peer = if self.peer {
+                let r = ratio(m, p).map_or("—".into(), |r| format!("{r:.2}"));
+                format!(" {} | {r} |", p.render())
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "| {} | {unit} | {} | {} | {target} |\n",
+                "| {} | {unit} | {} | {} |{peer} {target} |\n",
                 self.label(key, label),
                 d.render(),
                 m.render()
@@ -298,6 +327,8 @@ impl Table {
                     "target": target,
                     "direct": self.cells[i][0].json(),
                     "mesh": self.cells[i][1].json(),
+                    "peer": self.peer.then(|| self.cells[i][2].json()),
+                    "mesh_over_peer": ratio(&self.cells[i][1], &self.cells[i][2]),
                 })
             })
             .collect();
@@ -503,6 +534,17 @@ mod tests {
         assert!(md.contains("1000 open connections"));
         assert_eq!(md.lines().count(), ROWS.len() + 2);
         assert!(versions()["quinn"].as_str().unwrap().starts_with("0."));
+        // With the peer: its column and the ratio of the medians.
+        t.peer = true;
+        t.push("tput1", Scenario::Peer, 5.0);
+        let md = t.markdown();
+        assert!(
+            md.contains("| iperf3, 1 stream | Gbit/s | — | 2.50 (2.00–3.25) | 5.00 | 0.50 |"),
+            "{md}"
+        );
+        assert!(md.contains("| Istio ztunnel | quicmesh / Istio |"));
+        assert_eq!(t.json()[0]["mesh_over_peer"], 0.5);
+        assert!(md.contains("| iperf3, 4 streams | Gbit/s | — | — | — | — |"));
     }
 
     #[test]
