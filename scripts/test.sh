@@ -18,6 +18,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz targets are their own workspace (scripts/fuzz.sh runs them);
+# checked here so that they keep compiling as the code they feed changes.
+echo "== cargo check (fuzz targets)"
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 echo "== build (release: the e2e tests run the real ztunnel binary)"
 cargo build --release --workspace --bins --locked
 echo "== tests"

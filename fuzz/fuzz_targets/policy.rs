@@ -109,6 +109,7 @@ fuzz_target!(
             name: "hello".into(),
             namespace: "demo-server".into(),
             labels: BTreeMap::from([("app".to_string(), "hello".to_string())]),
+            annotations: BTreeMap::new(),
             service_account: "hello".into(),
             node: None,
             ips: vec![IpAddr::V4(Ipv4Addr::new(10, 244, 2, 3))],
