@@ -643,16 +643,7 @@ impl Bench {
         }
         let w = self.mesh.worker(&self.client_ns(s))?;
         let addr = SocketAddr::from((self.server_ip(s), APP_PORT));
-        if let (Scenario::Peer, Some(p)) = (s, self.peer.as_mut()) {
-            // In dedicated mode Istio's ztunnel fetches its certificate on
-            // the first connection (quicmesh's ztunnel has the SVID from
-            // enrollment): one connection warms it, then the pool is let
-            // go of its idle HBONE connection, so that cold means what it
-            // does for quicmesh: no tunnel connection yet.
-            p.restart_releasing(&self.mesh, Some("1s")).await?;
-            first_byte(&w, addr).await?;
-            p.wait_unpooled(&self.mesh).await?;
-        }
+        self.warm_unpooled(s, &w, addr).await?;
         let cold = first_byte(&w, addr).await?;
         let mut warm = Vec::new();
         for _ in 0..self.plan.reuse_samples {
@@ -683,6 +674,51 @@ impl Bench {
             self.table.push("idleN_n1", s, rss[0]);
             self.table.push("idleN_n2", s, rss[1]);
             drop(conns);
+        }
+        Ok(())
+    }
+
+    /// Readies a scenario's proxies for the cold row: a process that has
+    /// served a connection (its code and, for Istio's ztunnel in dedicated
+    /// mode, its certificate fetched on first use) but holds no tunnel
+    /// connection. Both are restarted with a 1 s pool idle time, serve one
+    /// connection, and the cold connection waits until the pooled tunnel
+    /// connection is closed; the restarts after it have the defaults again.
+    async fn warm_unpooled(
+        &mut self,
+        s: Scenario,
+        w: &NetnsWorker,
+        addr: SocketAddr,
+    ) -> Result<()> {
+        match s {
+            Scenario::Direct => {}
+            Scenario::Mesh => {
+                self.mesh.set_ztunnel_args(&["--pool-idle", "1s"]);
+                let restarted = self.restart_proxies(s).await;
+                self.mesh.set_ztunnel_args(&[]);
+                restarted?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                first_byte(w, addr).await?;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while self
+                    .mesh
+                    .metric(1, "quicmesh_quic_connections_active", &[])
+                    .await?
+                    > 0.0
+                {
+                    if Instant::now() > deadline {
+                        bail!("the client's ztunnel kept its tunnel connection 10 s past a 1 s pool idle time");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Scenario::Peer => {
+                if let Some(p) = self.peer.as_mut() {
+                    p.restart_releasing(&self.mesh, Some("1s")).await?;
+                    first_byte(w, addr).await?;
+                    p.wait_unpooled(&self.mesh).await?;
+                }
+            }
         }
         Ok(())
     }

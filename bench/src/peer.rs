@@ -251,7 +251,7 @@ impl Peer {
             "settings": {
                 "env": env,
                 "workloads": std::fs::read_to_string(&self.workloads).unwrap_or_default(),
-                "wiring": "dedicated mode, one ztunnel in each of the pods pclient (node 1) and pserver (node 2); nftables redirect of the client pod's connections to the server pod's app and iperf3 ports to 15001; for the cold first-byte row only, restarted with POOL_UNUSED_RELEASE_TIMEOUT=1s, one connection to fetch its certificates, and the pooled HBONE connection let go before the cold connection",
+                "wiring": "dedicated mode, one ztunnel in each of the pods pclient (node 1) and pserver (node 2); nftables redirect of the client pod's connections to the server pod's app and iperf3 ports to 15001; for the cold first-byte row only, restarted with POOL_UNUSED_RELEASE_TIMEOUT=1s, one connection served (its certificates fetched), and the pooled HBONE connection let go before the cold connection (quicmesh's ztunnels likewise, with --pool-idle 1s)",
             },
             "starts": self.starts,
         })

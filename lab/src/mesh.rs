@@ -233,6 +233,11 @@ impl Mesh {
         Ok(())
     }
 
+    /// Flags for the ztunnels started from now on (restarts included).
+    pub fn set_ztunnel_args(&mut self, args: &[&str]) {
+        self.ztunnels.extra_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     pub fn ztunnel_pid(&self, node: usize) -> u32 {
         self.ztunnels.pid(node).expect("running")
     }

@@ -60,6 +60,9 @@ pub struct Ztunnels {
     source: Source,
     procs: Vec<Option<ProcHandle>>,
     log_format: LogFormat,
+    /// Flags added to every ztunnel started from now on (after
+    /// `QUICMESH_ZTUNNEL_ARGS`, so they win).
+    pub extra_args: Vec<String>,
 }
 
 /// How long a ztunnel has to open its enrollment socket.
@@ -73,6 +76,7 @@ impl Ztunnels {
             source,
             procs: (0..nodes).map(|_| None).collect(),
             log_format: LogFormat::Plain,
+            extra_args: Vec::new(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Ztunnels {
         // QUICMESH_ZTUNNEL_ARGS="--udp-buffer 212992".
         let extra = std::env::var("QUICMESH_ZTUNNEL_ARGS").unwrap_or_default();
         args.extend(extra.split_whitespace().map(String::from));
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

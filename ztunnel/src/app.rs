@@ -145,6 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_handshakes_per_source: args.max_handshakes_per_source,
         handshake_retry_threshold: args.handshake_retry_threshold,
         handshake_timeout: args.handshake_timeout,
+        pool_idle: args.pool_idle,
         stream_receive_window: args.stream_window,
         connection_receive_window: args.connection_window,
         send_window: args.connection_window.into(),

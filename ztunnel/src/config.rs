@@ -133,6 +133,11 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     #[serde(with = "duration_text")]
     pub handshake_timeout: Duration,
+    /// A pooled tunnel connection that carries no stream for this long is
+    /// closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[serde(with = "duration_text")]
+    pub pool_idle: Duration,
     /// Traces: where spans go and which are kept (docs/tracing.md).
     #[command(flatten)]
     pub trace: quicmesh_core::trace::TraceArgs,
@@ -311,6 +316,7 @@ mod tests {
         assert_eq!(args.max_handshakes_per_source, d.max_handshakes_per_source);
         assert_eq!(args.handshake_retry_threshold, d.handshake_retry_threshold);
         assert_eq!(args.handshake_timeout, d.handshake_timeout);
+        assert_eq!(args.pool_idle, d.pool_idle);
         let zero = ["ztunnel", "--node", "n1", "--workloads", "w.yaml"]
             .into_iter()
             .chain(["--max-handshakes-per-source", "0"]);
