@@ -28,7 +28,22 @@ pub mod trace;
 pub mod traffic;
 pub mod tunnel;
 
-/// The crypto provider every TLS config in quicmesh uses (ring).
+/// The crypto provider every TLS config in quicmesh uses: ring, or aws-lc-rs
+/// in a build with the `aws-lc-rs` feature (measured side by side in
+/// docs/performance.md). Its key exchange groups begin with X25519; the
+/// aws-lc-rs provider also accepts the X25519MLKEM768 hybrid from a peer that
+/// prefers it ([`tunnel::config::KeyExchange`]).
 pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
-    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let provider = rustls::crypto::ring::default_provider();
+    std::sync::Arc::new(provider)
 }
+
+/// The library behind [`crypto_provider`], as logged at start.
+pub const CRYPTO_LIBRARY: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};

@@ -146,11 +146,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         handshake_retry_threshold: args.handshake_retry_threshold,
         handshake_timeout: args.handshake_timeout,
         pool_idle: args.pool_idle,
+        key_exchange: args.tunnel_key_exchange,
         stream_receive_window: args.stream_window,
         connection_receive_window: args.connection_window,
         send_window: args.connection_window.into(),
         ..TunnelSettings::default()
     };
+    // A group the build lacks would fail every outbound connection: refuse
+    // to start instead.
+    settings
+        .key_exchange
+        .preferred_by(&quicmesh_core::crypto_provider())?;
     let shared = Arc::new(Shared {
         node: args.node.clone(),
         state: RwLock::new(Arc::new(initial)),
@@ -283,7 +289,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         enrollment_ready.set_ready();
         tokio::spawn(listener.serve(pods.clone(), shutdown.clone()))
     };
-    tracing::info!(node = %args.node, metrics = %args.metrics_addr, "ztunnel started");
+    tracing::info!(
+        node = %args.node,
+        metrics = %args.metrics_addr,
+        tls = quicmesh_core::CRYPTO_LIBRARY,
+        key_exchange = ?args.tunnel_key_exchange,
+        "ztunnel started"
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quicmesh_core::identity::SpiffeId;
+use quicmesh_core::tunnel::config::KeyExchange;
 
 /// Command-line flags of the `ztunnel` binary.
 #[derive(Debug, Clone, clap::Parser, serde::Serialize)]
@@ -138,6 +139,11 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     #[serde(with = "duration_text")]
     pub pool_idle: Duration,
+    /// The TLS key exchange this ztunnel's tunnel connections prefer:
+    /// `x25519`, or the post-quantum hybrid `x25519mlkem768` (a build with
+    /// the `aws-lc-rs` feature). Servers accept both whatever this says.
+    #[arg(long, value_enum, default_value_t = KeyExchange::X25519)]
+    pub tunnel_key_exchange: KeyExchange,
     /// Traces: where spans go and which are kept (docs/tracing.md).
     #[command(flatten)]
     pub trace: quicmesh_core::trace::TraceArgs,
@@ -317,6 +323,7 @@ mod tests {
         assert_eq!(args.handshake_retry_threshold, d.handshake_retry_threshold);
         assert_eq!(args.handshake_timeout, d.handshake_timeout);
         assert_eq!(args.pool_idle, d.pool_idle);
+        assert_eq!(args.tunnel_key_exchange, d.key_exchange);
         let zero = ["ztunnel", "--node", "n1", "--workloads", "w.yaml"]
             .into_iter()
             .chain(["--max-handshakes-per-source", "0"]);

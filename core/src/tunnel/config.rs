@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::crypto::CryptoProvider;
+use rustls::NamedGroup;
 
 use crate::identity::verify::{AllowFn, ClientVerifier, ServerVerifier};
 #[cfg(test)]
@@ -76,6 +78,47 @@ pub struct TunnelSettings {
     /// (QUIC ACK frequency extension). `None` leaves the peer at the RFC 9000
     /// default of every second packet.
     pub ack_threshold: Option<u32>,
+    /// The key exchange a tunnel client prefers (servers accept every group
+    /// their build has, in the client's order).
+    pub key_exchange: KeyExchange,
+}
+
+/// The TLS key exchange a tunnel client puts first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+pub enum KeyExchange {
+    /// Elliptic-curve Diffie-Hellman on X25519: what every TLS 1.3 peer speaks.
+    #[default]
+    #[value(name = "x25519")]
+    #[serde(rename = "x25519")]
+    X25519,
+    /// The X25519 + ML-KEM-768 hybrid (post-quantum, as Linkerd uses by
+    /// default), with an X25519 share beside it so that a server without
+    /// ML-KEM answers without an extra round trip. Needs a build with the
+    /// `aws-lc-rs` feature.
+    #[value(name = "x25519mlkem768")]
+    #[serde(rename = "x25519mlkem768")]
+    X25519Mlkem768,
+}
+
+impl KeyExchange {
+    /// `provider` with this key exchange first among its groups, or why this
+    /// build cannot offer it.
+    pub fn preferred_by(self, provider: &CryptoProvider) -> Result<CryptoProvider, ConfigError> {
+        let first = match self {
+            KeyExchange::X25519 => NamedGroup::X25519,
+            KeyExchange::X25519Mlkem768 => NamedGroup::X25519MLKEM768,
+        };
+        let Some(at) = provider.kx_groups.iter().position(|g| g.name() == first) else {
+            return Err(ConfigError::KeyExchange {
+                group: first,
+                library: crate::CRYPTO_LIBRARY,
+            });
+        };
+        let mut provider = provider.clone();
+        let group = provider.kx_groups.remove(at);
+        provider.kx_groups.insert(0, group);
+        Ok(provider)
+    }
 }
 
 /// Bytes a tunnel server buffers for one connection attempt not yet screened,
@@ -110,6 +153,7 @@ impl Default for TunnelSettings {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             gso: true,
             ack_threshold: None,
+            key_exchange: KeyExchange::X25519,
         }
     }
 }
@@ -120,6 +164,11 @@ pub enum ConfigError {
     Tls(#[from] rustls::Error),
     #[error("QUIC crypto config: {0}")]
     Quic(String),
+    #[error("key exchange {group:?} is not in this build's TLS library ({library}); build with the aws-lc-rs feature")]
+    KeyExchange {
+        group: NamedGroup,
+        library: &'static str,
+    },
     #[error("UDP socket: {0}")]
     Socket(#[from] std::io::Error),
 }
@@ -252,14 +301,7 @@ pub fn server_config(
     metrics: &Arc<TunnelMetrics>,
     settings: &TunnelSettings,
 ) -> Result<quinn::ServerConfig, ConfigError> {
-    let provider = crate::crypto_provider();
-    let verifier = ClientVerifier::new(bundles, allow, provider.clone(), tls_metrics(metrics));
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(svid.chain.clone(), svid.clone_key())?;
-    tls.alpn_protocols = vec![super::ALPN.to_vec()];
-    tls.max_early_data_size = 0;
+    let tls = server_tls(svid, bundles, allow, metrics, crate::crypto_provider())?;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(settings.server_transport())
@@ -286,7 +328,53 @@ pub fn client_config(
     metrics: &Arc<TunnelMetrics>,
     settings: &TunnelSettings,
 ) -> Result<quinn::ClientConfig, ConfigError> {
-    let provider = crate::crypto_provider();
+    let provider = Arc::new(
+        settings
+            .key_exchange
+            .preferred_by(&crate::crypto_provider())?,
+    );
+    let tls = client_tls(svid, bundles, expected, metrics, provider)?;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(settings.client_transport());
+    Ok(cfg)
+}
+
+/// The TLS half of [`server_config`], on `provider` (the bench measures
+/// providers with it).
+pub fn server_tls(
+    svid: &Svid,
+    bundles: impl Into<SharedBundles>,
+    allow: Box<AllowFn>,
+    metrics: &Arc<TunnelMetrics>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ServerConfig, ConfigError> {
+    let verifier = ClientVerifier::new(bundles, allow, provider.clone(), tls_metrics(metrics));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(svid.chain.clone(), svid.clone_key())?;
+    tls.alpn_protocols = vec![super::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    // No session resumption (docs/security.md): every client config is made
+    // for one handshake, so no client could use a ticket, and a resumed
+    // session would skip the certificate checks against today's bundles.
+    // Without this the server sends two tickets after every handshake and
+    // keeps each session (its client's chain included) in a cache.
+    tls.send_tls13_tickets = 0;
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(tls)
+}
+
+/// The TLS half of [`client_config`], on `provider` with its key exchange
+/// groups in the order given.
+pub fn client_tls(
+    svid: &Svid,
+    bundles: impl Into<SharedBundles>,
+    expected: SpiffeId,
+    metrics: &Arc<TunnelMetrics>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ClientConfig, ConfigError> {
     let verifier = ServerVerifier::new(bundles, expected, provider.clone(), tls_metrics(metrics));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -294,10 +382,51 @@ pub fn client_config(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(svid.chain.clone(), svid.clone_key())?;
     tls.alpn_protocols = vec![super::ALPN.to_vec()];
-    let quic = QuicClientConfig::try_from(tls).map_err(|e| ConfigError::Quic(e.to_string()))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(settings.client_transport());
-    Ok(cfg)
+    tls.resumption = rustls::client::Resumption::disabled();
+    Ok(tls)
+}
+
+/// One TLS 1.3 handshake between `client` and `server` in memory (no
+/// sockets, no QUIC: the same key exchange, signatures and certificate
+/// checks); both connections, ready to carry data. For tests and the bench.
+pub fn handshake_in_memory(
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+    server_name: rustls_pki_types::ServerName<'static>,
+) -> Result<(rustls::ClientConnection, rustls::ServerConnection), rustls::Error> {
+    let mut c = rustls::ClientConnection::new(client, server_name)?;
+    let mut s = rustls::ServerConnection::new(server)?;
+    let mut wire = Vec::with_capacity(8 << 10);
+    // A TLS 1.3 handshake with client certificates takes two flights each
+    // way; the bound only stops a bug from spinning.
+    for _ in 0..8 {
+        if !c.is_handshaking() && !s.is_handshaking() {
+            return Ok((c, s));
+        }
+        flight(&mut c, &mut s, &mut wire)?;
+        flight(&mut s, &mut c, &mut wire)?;
+    }
+    Err(rustls::Error::General("handshake did not finish".into()))
+}
+
+/// Moves everything `from` has to send into `to` and lets it process it.
+fn flight<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+    wire: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    wire.clear();
+    while from.wants_write() {
+        from.write_tls(wire)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    }
+    let mut read = &wire[..];
+    while !read.is_empty() {
+        to.read_tls(&mut read)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        to.process_new_packets()?;
+    }
+    Ok(())
 }
 
 /// The TLS refusal counters live inside the tunnel metrics; verifiers hold an
@@ -470,5 +599,89 @@ mod tests {
             "{:?}",
             s.stats().frame_rx
         );
+    }
+
+    /// The tunnel's TLS configs, client `a` → server `b` from one CA: the
+    /// client on the build's provider with `kx` first, the server on
+    /// `server`.
+    fn tls_pair(
+        kx: KeyExchange,
+        server: CryptoProvider,
+    ) -> Result<(Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>), ConfigError> {
+        let ca = crate::identity::ca::Ca::generate("cluster.local").unwrap();
+        let mut bundles = TrustBundles::new();
+        bundles
+            .insert("cluster.local", &[ca.cert_der().clone()])
+            .unwrap();
+        let bundles = Arc::new(bundles);
+        let (a, b) = (
+            SpiffeId::parse("spiffe://cluster.local/ns/a/sa/a").unwrap(),
+            SpiffeId::parse("spiffe://cluster.local/ns/b/sa/b").unwrap(),
+        );
+        let life = Duration::from_secs(600);
+        let metrics = TunnelMetrics::new();
+        let client = client_tls(
+            &ca.mint(&a, life).unwrap(),
+            bundles.clone(),
+            b.clone(),
+            &metrics,
+            Arc::new(kx.preferred_by(&crate::crypto_provider())?),
+        )?;
+        let server = server_tls(
+            &ca.mint(&b, life).unwrap(),
+            bundles,
+            Box::new(|_| true),
+            &metrics,
+            Arc::new(server),
+        )?;
+        Ok((Arc::new(client), Arc::new(server)))
+    }
+
+    /// The group both ends agreed on, and whether it took a HelloRetryRequest.
+    fn negotiate(kx: KeyExchange, server: CryptoProvider) -> (NamedGroup, bool) {
+        let (client, server) = tls_pair(kx, server).unwrap();
+        let name = rustls_pki_types::ServerName::try_from("b.quicmesh").unwrap();
+        let (c, s) = handshake_in_memory(client, server, name).unwrap();
+        let group = c.negotiated_key_exchange_group().unwrap().name();
+        assert_eq!(
+            Some(group),
+            s.negotiated_key_exchange_group().map(|g| g.name())
+        );
+        let retried = c.handshake_kind() == Some(rustls::HandshakeKind::FullWithHelloRetryRequest);
+        // Nothing to resume: the server issues no ticket.
+        assert_eq!(c.tls13_tickets_received(), 0);
+        (group, retried)
+    }
+
+    #[test]
+    fn the_tunnel_client_chooses_the_key_exchange_in_one_round_trip() {
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(
+            negotiate(KeyExchange::X25519, ring.clone()),
+            (NamedGroup::X25519, false)
+        );
+        assert_eq!(
+            negotiate(KeyExchange::X25519, (*crate::crypto_provider()).clone()),
+            (NamedGroup::X25519, false)
+        );
+        #[cfg(not(feature = "aws-lc-rs"))]
+        {
+            let err = tls_pair(KeyExchange::X25519Mlkem768, ring).unwrap_err();
+            assert!(err.to_string().contains("aws-lc-rs feature"), "{err}");
+        }
+        #[cfg(feature = "aws-lc-rs")]
+        {
+            let aws = rustls::crypto::aws_lc_rs::default_provider();
+            // Both ends on aws-lc-rs: the hybrid.
+            assert_eq!(
+                negotiate(KeyExchange::X25519Mlkem768, aws),
+                (NamedGroup::X25519MLKEM768, false)
+            );
+            // A server without ML-KEM takes the X25519 share sent beside it.
+            assert_eq!(
+                negotiate(KeyExchange::X25519Mlkem768, ring),
+                (NamedGroup::X25519, false)
+            );
+        }
     }
 }
