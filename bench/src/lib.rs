@@ -14,7 +14,9 @@
 //! - [`http2`]: the same exchange over HTTP/2 (h2c): the server's HTTP/2
 //!   side and the HTTP/2 load generator;
 //! - [`procstat`]: a process's CPU time and memory from `/proc`;
-//! - [`report`]: the markdown tables and the JSON document.
+//! - [`report`]: the markdown tables and the JSON document;
+//! - [`tls`]: the tunnel's TLS per crypto library, in memory (`tls`
+//!   subcommand).
 
 pub mod bench;
 pub mod http;
@@ -24,3 +26,4 @@ pub mod load;
 pub mod peer;
 pub mod procstat;
 pub mod report;
+pub mod tls;

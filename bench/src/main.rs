@@ -99,6 +99,14 @@ enum Cmd {
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
     },
+    /// The tunnel's TLS per crypto library, in memory: handshakes per
+    /// second, the ClientHello, QUIC packet protection (ring; aws-lc-rs too
+    /// in a build with `--features aws-lc-rs`). Needs no root.
+    Tls {
+        /// Seconds per figure.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 /// Raises the soft open-files limit to the hard one (the idle-connections
@@ -151,6 +159,27 @@ fn main() -> Result<()> {
                 warmup: Duration::from_secs_f64(warmup),
             };
             println!("{}", serde_json::to_string(&load::run(&spec)?)?);
+            Ok(())
+        }
+        Some(Cmd::Tls { seconds }) => {
+            if !(0.01..=60.0).contains(&seconds) {
+                bail!("--seconds must be 0.01..=60");
+            }
+            let (date, load) = (report::now_utc(), report::loadavg());
+            let rows = quicmesh_bench::tls::run(Duration::from_secs_f64(seconds))?;
+            let table = quicmesh_bench::tls::table(&rows);
+            let doc = json!({
+                "date": date,
+                "mode": "tls",
+                "seconds_per_figure": seconds,
+                "machine": report::machine("-", &load),
+                "versions": report::versions(),
+                "rows": rows,
+                "table": table,
+            });
+            let path = report::write_json(&args.out_dir, "tls", &date, &doc)?;
+            print!("{table}");
+            eprintln!("[bench] JSON: {}", path.display());
             Ok(())
         }
         None => benchmark(args),

@@ -498,6 +498,9 @@ pub fn versions() -> Value {
         "quinn": locked("quinn"),
         // HTTP/3 is quicmesh's own (core/src/tunnel/http3) since 2026-12-01.
         "rustls": locked("rustls"),
+        "ring": locked("ring"),
+        // Only in a bench built with it (the tls subcommand's rows).
+        "aws-lc-rs": cfg!(feature = "aws-lc-rs").then(|| locked("aws-lc-rs")),
         "tokio": locked("tokio"),
         "rustc": command_line("rustc", &["--version"]),
         "iperf3": command_line("iperf3", &["--version"]),
