@@ -135,6 +135,7 @@ enum LocalCmd {
 }
 
 fn main() {
+    quicmesh_core::install_crypto_provider();
     // Errors for people: the chain of causes on one line, no backtrace.
     if let Err(e) = run() {
         eprintln!("error: {e:#}");

@@ -32,6 +32,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    quicmesh_core::install_crypto_provider();
     if std::env::var_os("CNI_COMMAND").is_some() {
         let stdin = quicmesh_cni::plugin::read_stdin(std::io::stdin().lock());
         let out = quicmesh_cni::plugin::run(|k| std::env::var(k).ok(), stdin);

@@ -181,6 +181,7 @@ fn leading_gauge(
 }
 
 fn main() -> anyhow::Result<()> {
+    quicmesh_core::install_crypto_provider();
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

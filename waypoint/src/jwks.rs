@@ -129,10 +129,9 @@ impl Fetcher {
 
     /// A fetcher trusting `roots`, refreshing early at most every `early_every`.
     pub fn with_roots(roots: rustls::RootCertStore, early_every: Duration) -> Arc<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let tls = rustls::ClientConfig::builder_with_provider(quicmesh_core::crypto_provider())
             .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
+            .expect("both TLS libraries support the default versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
         Arc::new(Fetcher {

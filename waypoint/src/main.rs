@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    quicmesh_core::install_crypto_provider();
     let args = waypoint::app::Args::parse();
     // One thread by default: at the request rates one waypoint replica
     // serves, cross-thread wake-ups cost more than a second core gives

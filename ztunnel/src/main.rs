@@ -10,6 +10,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    quicmesh_core::install_crypto_provider();
     let args = ztunnel::config::Args::parse();
     // Two worker threads match the machines quicmesh is measured on; more
     // threads than cores only adds contention on the UDP sockets. 0: a
