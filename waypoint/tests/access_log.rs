@@ -109,9 +109,7 @@ async fn traffic_for_the_log() {
     let mut access = std::collections::HashMap::new();
     for (name, host, port, svc_port) in [("web", 11, 8080, 80), ("db", 12, 5432, 9000)] {
         let ip = loopback(net, host);
-        let identity = id(&format!("ns/shop/sa/{name}"));
-        let svid = ca.mint(&identity, life).unwrap();
-        tunnel_server(ip, &svid, &bundles, Deliver(identity.clone()), &stop);
+        let identity = shop_workload(ip, name, &ca, &bundles, &stop);
         endpoints.insert(
             service(name, svc_port),
             vec![Endpoint {

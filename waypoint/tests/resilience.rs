@@ -146,13 +146,7 @@ async fn setup(
         let identity = id(&format!("ns/shop/sa/{}", names[i]));
         match b {
             Some((status, delay)) => {
-                tunnel_server(
-                    ip,
-                    &ca.mint(&identity, life).unwrap(),
-                    &bundles,
-                    Deliver(identity.clone()),
-                    &stop,
-                );
+                shop_workload(ip, names[i], &ca, &bundles, &stop);
                 seen.push(app(names[i], addr, *status, *delay).await);
             }
             None => {

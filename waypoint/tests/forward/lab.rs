@@ -426,14 +426,7 @@ pub(crate) async fn setup(test: u8) -> Setup {
     let mut workload = |name: &str, host: u8, port: u16, protocol| {
         let ip = loopback(test, host);
         let addr = SocketAddr::new(ip, port);
-        let identity = id(&format!("ns/shop/sa/{name}"));
-        tunnel_server(
-            ip,
-            &ca.mint(&identity, life).unwrap(),
-            &bundles,
-            Deliver(identity.clone()),
-            &stop,
-        );
+        let identity = shop_workload(ip, name, &ca, &bundles, &stop);
         endpoints.insert(
             backend_ref(name),
             vec![Endpoint {

@@ -259,14 +259,7 @@ async fn a_workload_address_is_served_only_for_workloads_that_name_this_waypoint
         ),
     ] {
         let ip = loopback(TEST, host);
-        let identity = id(&format!("ns/shop/sa/{name}"));
-        tunnel_server(
-            ip,
-            &ca.mint(&identity, life).unwrap(),
-            &bundles,
-            Deliver(identity.clone()),
-            &stop,
-        );
+        let identity = shop_workload(ip, name, &ca, &bundles, &stop);
         app(
             Box::leak(name.to_string().into_boxed_str()),
             SocketAddr::new(ip, 8080),

@@ -74,6 +74,22 @@ pub fn tunnel_server<I: Inbound>(
     ));
 }
 
+/// The destination side of workload `ns/shop/sa/{name}` at `ip` (its
+/// ztunnel: a tunnel server with an SVID minted by `ca` that delivers each
+/// CONNECT); its identity.
+pub fn shop_workload(
+    ip: IpAddr,
+    name: &str,
+    ca: &Ca,
+    bundles: &Arc<TrustBundles>,
+    stop: &CancellationToken,
+) -> SpiffeId {
+    let identity = id(&format!("ns/shop/sa/{name}"));
+    let svid = ca.mint(&identity, Duration::from_secs(600)).unwrap();
+    tunnel_server(ip, &svid, bundles, Deliver(identity.clone()), stop);
+    identity
+}
+
 pub fn client_pool(bundles: &Arc<TrustBundles>) -> Arc<Pool> {
     let settings = TunnelSettings::default();
     let sock = bind_udp("127.0.0.1:0".parse().unwrap(), &settings).unwrap();
