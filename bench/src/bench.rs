@@ -462,6 +462,31 @@ impl Bench {
         Ok(rep)
     }
 
+    /// The QUIC handshakes quicmesh's ztunnels have made so far, the client
+    /// node's as client and the server node's as server (None for the
+    /// other scenarios: Istio's ztunnel has no handshake histogram).
+    async fn handshakes(&self, s: Scenario) -> Result<Option<Handshakes>> {
+        if s != Scenario::Mesh {
+            return Ok(None);
+        }
+        let side = |text: &str, side: &str| HandshakeTotals {
+            seconds: sum_metric(
+                text,
+                "quicmesh_quic_handshake_duration_seconds_sum",
+                &[("side", side)],
+            ),
+            count: sum_metric(
+                text,
+                "quicmesh_quic_handshake_duration_seconds_count",
+                &[("side", side)],
+            ),
+        };
+        Ok(Some(Handshakes {
+            client: side(&self.mesh.metrics(1).await?, "client"),
+            server: side(&self.mesh.metrics(2).await?, "server"),
+        }))
+    }
+
     async fn streams_opened(&self, node: usize) -> Result<f64> {
         let text = self.mesh.metrics(node).await?;
         Ok(sum_metric(
@@ -644,7 +669,26 @@ impl Bench {
         let w = self.mesh.worker(&self.client_ns(s))?;
         let addr = SocketAddr::from((self.server_ip(s), APP_PORT));
         self.warm_unpooled(s, &w, addr).await?;
+        let before = self.handshakes(s).await?;
         let cold = first_byte(&w, addr).await?;
+        if let Some(before) = before {
+            let after = self.handshakes(s).await?.unwrap_or(before);
+            let (client, server) = (after.client - before.client, after.server - before.server);
+            log(format!(
+                "  {}: the cold connection's QUIC handshake {:.0} µs (client), {:.0} µs (server), {} handshake(s)",
+                s.name(),
+                client.mean_us(),
+                server.mean_us(),
+                client.count
+            ));
+            self.table.push("first_cold_handshake", s, client.mean_us());
+            self.record(
+                run,
+                s,
+                "first_byte_handshake",
+                json!({"client_us": client.mean_us(), "server_us": server.mean_us(), "client_handshakes": client.count}),
+            );
+        }
         let mut warm = Vec::new();
         for _ in 0..self.plan.reuse_samples {
             warm.push(first_byte(&w, addr).await?);
@@ -794,6 +838,42 @@ impl Bench {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+}
+
+/// The handshake histograms of the client node's ztunnel (as client) and
+/// the server node's (as server).
+#[derive(Debug, Clone, Copy)]
+struct Handshakes {
+    client: HandshakeTotals,
+    server: HandshakeTotals,
+}
+
+/// A handshake histogram's sum and count.
+#[derive(Debug, Clone, Copy)]
+struct HandshakeTotals {
+    seconds: f64,
+    count: f64,
+}
+
+impl std::ops::Sub for HandshakeTotals {
+    type Output = HandshakeTotals;
+    fn sub(self, o: HandshakeTotals) -> HandshakeTotals {
+        HandshakeTotals {
+            seconds: self.seconds - o.seconds,
+            count: self.count - o.count,
+        }
+    }
+}
+
+impl HandshakeTotals {
+    /// The mean handshake, in µs (0 without one).
+    fn mean_us(self) -> f64 {
+        if self.count > 0.0 {
+            self.seconds / self.count * 1e6
+        } else {
+            0.0
+        }
     }
 }
 

@@ -136,6 +136,12 @@ pub const ROWS: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "first_cold_handshake",
+        "cold: of which the QUIC handshake (client side)",
+        "µs",
+        "",
+    ),
+    (
         "first_warm",
         "connect → first byte, connection reused from the pool",
         "µs",

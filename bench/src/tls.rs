@@ -36,6 +36,10 @@ pub struct Row {
     pub suite: String,
     /// Full handshakes per second, client and server on one thread.
     pub handshakes_per_s: f64,
+    /// Building the tunnel's client TLS config (what a ztunnel does before
+    /// each new tunnel connection: the SVID's key parsed, the verifier
+    /// made), µs.
+    pub client_config_us: f64,
     /// The client's first flight (the ClientHello record).
     pub client_hello_bytes: usize,
     /// QUIC packet protection, Gbit/s of payload.
@@ -79,13 +83,19 @@ pub fn run(each: Duration) -> Result<Vec<Row>> {
     candidates()
         .into_iter()
         .map(|(library, provider, kx)| {
-            let client = Arc::new(config::client_tls(
-                &client_svid,
-                bundles.clone(),
-                server_id.clone(),
-                &metrics,
-                Arc::new(kx.preferred_by(&provider)?),
-            )?);
+            let provider_kx = Arc::new(kx.preferred_by(&provider)?);
+            let build = || {
+                config::client_tls(
+                    &client_svid,
+                    bundles.clone(),
+                    server_id.clone(),
+                    &metrics,
+                    provider_kx.clone(),
+                )
+            };
+            let client = Arc::new(build()?);
+            let client_config_us =
+                1e6 / rate(each, || build().map(drop).map_err(anyhow::Error::from))?;
             let server = Arc::new(config::server_tls(
                 &server_svid,
                 bundles.clone(),
@@ -122,6 +132,7 @@ pub fn run(each: Duration) -> Result<Vec<Row>> {
                 negotiated,
                 suite: format!("{:?}", suite.suite()),
                 handshakes_per_s,
+                client_config_us,
                 client_hello_bytes,
                 seal_gbit_s,
                 open_gbit_s,
@@ -187,16 +198,17 @@ fn packet_protection(suite: rustls::SupportedCipherSuite, each: Duration) -> Res
 /// The rows as a markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| library | key exchange (negotiated) | handshakes/s, one thread | µs per handshake | ClientHello bytes | seal Gbit/s | open Gbit/s |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| library | key exchange (negotiated) | handshakes/s, one thread | µs per handshake | µs to build the client config | ClientHello bytes | seal Gbit/s | open Gbit/s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         out += &format!(
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.2} | {:.2} |\n",
             r.library,
             r.negotiated,
             r.handshakes_per_s,
             1e6 / r.handshakes_per_s,
+            r.client_config_us,
             r.client_hello_bytes,
             r.seal_gbit_s,
             r.open_gbit_s,
