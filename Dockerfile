@@ -17,12 +17,15 @@
 
 # The build: the workspace's `dist` profile (release + fat LTO), as the
 # binaries are deployed. The images' glibc is the builder's (Debian 12).
+# Cargo features (docs/ztunnel.md#build-options) go in CARGO_FEATURES,
+# e.g. --build-arg CARGO_FEATURES=ztunnel/aws-lc-rs; none by default.
 FROM rust:1.95-bookworm AS build
+ARG CARGO_FEATURES=""
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --profile dist \
+    cargo build --locked --profile dist ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
         -p quicmesh-controller -p ztunnel -p waypoint -p quicmesh-cni -p quicmesh-cli --bins \
  && mkdir -p /out \
  && cp target/dist/controller target/dist/ztunnel target/dist/waypoint target/dist/quicmesh-cni \
