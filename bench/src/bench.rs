@@ -348,6 +348,9 @@ impl Bench {
             for s in self.plan.scenarios.clone() {
                 log(format!("run {run}/{}: {}", self.plan.runs, s.name()));
                 self.throughput(run, s).await?;
+                if s == Scenario::Mesh && self.plan.scenarios.contains(&Scenario::Direct) {
+                    self.ceiling(run).await?;
+                }
                 self.request_response(run, s).await?;
             }
         }
@@ -420,6 +423,31 @@ impl Bench {
             log(format!("  iperf3 -P {streams}: {gbps:.2} Gbit/s"));
             self.table.push(key, s, gbps);
             self.record(run, s, key, data);
+        }
+        Ok(())
+    }
+
+    /// The tunnel's QUIC alone between the direct pods (no ztunnel there),
+    /// 1 and 4 streams, in the mesh's column: what iperf3 through the mesh
+    /// could reach if ztunnel's own work cost nothing ([`crate::ceiling`]).
+    async fn ceiling(&mut self, run: usize) -> Result<()> {
+        let (client_pod, server_pod) = pods(Scenario::Direct);
+        let client = self
+            .mesh
+            .worker(&self.mesh.lab.pod(client_pod).netns.clone())?;
+        let server = self
+            .mesh
+            .worker(&self.mesh.lab.pod(server_pod).netns.clone())?;
+        let ip = self.server_ip(Scenario::Direct);
+        let secs = f64::from(self.plan.iperf_secs);
+        for (streams, key) in [(1, "quic1"), (4, "quic4")] {
+            let c = crate::ceiling::run(&client, &server, ip, streams, secs).await?;
+            log(format!(
+                "  the tunnel's QUIC alone, {streams} stream(s): {:.2} Gbit/s ({} of {} packets lost)",
+                c.gbit_s, c.lost_packets, c.sent_packets
+            ));
+            self.table.push(key, Scenario::Mesh, c.gbit_s);
+            self.record(run, Scenario::Mesh, key, serde_json::to_value(&c)?);
         }
         Ok(())
     }

@@ -11,6 +11,8 @@
 //!   generator run inside the client pod;
 //! - [`http`]: the 1 KiB request/response wire format and the small server
 //!   run inside the server pod;
+//! - [`ceiling`]: the tunnel's QUIC alone between two pods (the ceiling
+//!   row);
 //! - [`http2`]: the same exchange over HTTP/2 (h2c): the server's HTTP/2
 //!   side and the HTTP/2 load generator;
 //! - [`procstat`]: a process's CPU time and memory from `/proc`;
@@ -19,6 +21,7 @@
 //!   subcommand).
 
 pub mod bench;
+pub mod ceiling;
 pub mod http;
 pub mod http2;
 pub mod l7;

@@ -43,6 +43,18 @@ pub const ROWS: &[(&str, &str, &str, &str)] = &[
         "Istio ztunnel ~3.7 (direct ~19); aim ≥ 4",
     ),
     ("tput4", "iperf3, 4 streams", "Gbit/s", ""),
+    (
+        "quic1",
+        "the tunnel's QUIC alone (no ztunnel), 1 stream",
+        "Gbit/s",
+        "ceiling for iperf3 through the mesh",
+    ),
+    (
+        "quic4",
+        "the tunnel's QUIC alone (no ztunnel), 4 streams",
+        "Gbit/s",
+        "",
+    ),
     ("max_rps", "max request rate (closed loop)", "req/s", ""),
     (
         "pp_p50",
