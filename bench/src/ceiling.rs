@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
 use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::netns::NetnsWorker;
 use quicmesh_core::tunnel::config::{
@@ -73,25 +71,19 @@ fn measure(
     streams: usize,
     secs: f64,
 ) -> Result<Ceiling> {
-    let ca = Ca::generate("cluster.local")?;
-    let mut bundles = TrustBundles::new();
-    bundles.insert("cluster.local", &[ca.cert_der().clone()])?;
-    let bundles = Arc::new(bundles);
-    let client_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/client")?;
-    let server_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/server")?;
-    let life = Duration::from_secs(3600);
+    let peers = crate::tls::Peers::new()?;
     let metrics = TunnelMetrics::new();
     let server_cfg = server_config(
-        &ca.mint(&server_id, life)?,
-        bundles.clone(),
+        &peers.server,
+        peers.bundles.clone(),
         Box::new(|_| true),
         &metrics,
         &settings,
     )?;
     let client_cfg = client_config(
-        &ca.mint(&client_id, life)?,
-        bundles,
-        server_id,
+        &peers.client,
+        peers.bundles.clone(),
+        peers.server_id.clone(),
         &metrics,
         &settings,
     )?;

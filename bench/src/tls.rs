@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use quicmesh_core::identity::ca::Ca;
-use quicmesh_core::identity::{SpiffeId, TrustBundles};
+use quicmesh_core::identity::{SpiffeId, Svid, TrustBundles};
 use quicmesh_core::metrics::TunnelMetrics;
 use quicmesh_core::tunnel::config::{self, KeyExchange};
 use rustls::crypto::CryptoProvider;
@@ -67,17 +67,41 @@ fn candidates() -> Vec<(&'static str, CryptoProvider, KeyExchange)> {
     v
 }
 
+/// A fresh trust domain's bundles and SVIDs for a bench client and server,
+/// as the bench's own tunnel ends present them.
+pub(crate) struct Peers {
+    pub bundles: Arc<TrustBundles>,
+    pub client: Svid,
+    pub server: Svid,
+    pub server_id: SpiffeId,
+}
+
+impl Peers {
+    pub fn new() -> Result<Self> {
+        let ca = Ca::generate("cluster.local")?;
+        let mut bundles = TrustBundles::new();
+        bundles.insert("cluster.local", &[ca.cert_der().clone()])?;
+        let client_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/client")?;
+        let server_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/server")?;
+        let life = Duration::from_secs(3600);
+        Ok(Peers {
+            bundles: Arc::new(bundles),
+            client: ca.mint(&client_id, life)?,
+            server: ca.mint(&server_id, life)?,
+            server_id,
+        })
+    }
+}
+
 /// Measures every candidate for `each` (handshakes, then sealing, then
 /// opening).
 pub fn run(each: Duration) -> Result<Vec<Row>> {
-    let ca = Ca::generate("cluster.local")?;
-    let mut bundles = TrustBundles::new();
-    bundles.insert("cluster.local", &[ca.cert_der().clone()])?;
-    let bundles = Arc::new(bundles);
-    let client_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/client")?;
-    let server_id = SpiffeId::parse("spiffe://cluster.local/ns/bench/sa/server")?;
-    let life = Duration::from_secs(3600);
-    let (client_svid, server_svid) = (ca.mint(&client_id, life)?, ca.mint(&server_id, life)?);
+    let Peers {
+        bundles,
+        client: client_svid,
+        server: server_svid,
+        server_id,
+    } = Peers::new()?;
     let metrics = TunnelMetrics::new();
     let name = ServerName::try_from("tunnel.quicmesh")?;
     candidates()
