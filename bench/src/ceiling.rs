@@ -122,9 +122,16 @@ fn measure(
                 anyhow::Ok(())
             }));
         }
-        for s in senders {
-            s.await??;
-        }
+        // Bounded: a receiver that stopped reading would hold the writes.
+        let sent = async {
+            for s in senders {
+                s.await??;
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs_f64(secs + 10.0), sent)
+            .await
+            .context("the ceiling's senders did not finish")??;
         let (bytes, seconds) = tokio::time::timeout(Duration::from_secs(10), received)
             .await
             .context("the ceiling's receiver did not finish")???;
