@@ -29,7 +29,7 @@ use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
-use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
+use waypoint::proxy::{Parent, Tables, Versioned};
 use waypoint::upstream::{Endpoint, Protocol};
 
 #[allow(dead_code)]
@@ -185,17 +185,13 @@ async fn traffic_for_the_log() {
     // The waypoint, behind its tunnel server.
     let waypoint_id = id("ns/shop/sa/waypoint");
     let waypoint_ip = loopback(net, 2);
-    let (certs, upstreams) =
-        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
     let directory = Arc::new(Versioned::new(Tables {
         parents,
         endpoints,
         access,
         ..Tables::default()
     }));
-    let wp = Waypoint::new(waypoint_id.clone(), directory, upstreams);
-    let wp_svid = certs.svid(&waypoint_id).await.unwrap();
-    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp), &stop);
+    start_waypoint(&dir, &bundles, &waypoint_id, directory, waypoint_ip, &stop).await;
 
     // A client tunnelling to the waypoint, as its ztunnel does.
     let client = client_pool(&bundles);

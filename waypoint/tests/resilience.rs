@@ -21,7 +21,7 @@ use quicmesh_core::tunnel::client::{Pool, PoolKey};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
-use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
+use waypoint::proxy::{Parent, Tables, Versioned, Waypoint};
 use waypoint::upstream::{Endpoint, Protocol};
 
 mod support;
@@ -198,15 +198,15 @@ async fn setup(
     if let Some(t) = traffic {
         tables.traffic.insert(svc(), t);
     }
-    let (certs, upstreams) =
-        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
-    let wp = Waypoint::new(
-        waypoint_id.clone(),
+    let wp = start_waypoint(
+        &dir,
+        &bundles,
+        &waypoint_id,
         Arc::new(Versioned::new(tables)),
-        upstreams,
-    );
-    let wp_svid = certs.svid(&waypoint_id).await.unwrap();
-    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
+        waypoint_ip,
+        &stop,
+    )
+    .await;
     Setup {
         waypoint: wp,
         seen,

@@ -22,7 +22,7 @@ use quicmesh_core::tunnel::client::{Pool, PoolKey, TunnelError};
 use quicmesh_core::tunnel::TUNNEL_PORT;
 use tokio_util::sync::CancellationToken;
 use waypoint::authz::Access;
-use waypoint::proxy::{Parent, Server, Tables, Versioned, Waypoint};
+use waypoint::proxy::{Parent, Tables, Versioned, Waypoint};
 use waypoint::upstream::Endpoint;
 
 use crate::support::*;
@@ -586,17 +586,21 @@ pub(crate) async fn setup(test: u8) -> Setup {
             policies: vec![Arc::new(admins_only), Arc::new(audit_all)],
         }),
     );
-    let (certs, upstreams) =
-        waypoint_upstreams(&dir, &bundles, bundles.clone(), life, &waypoint_id);
     let directory = Arc::new(Versioned::new(Tables {
         parents,
         endpoints,
         access,
         ..Tables::default()
     }));
-    let wp = Waypoint::new(waypoint_id.clone(), directory.clone(), upstreams);
-    let wp_svid = certs.svid(&waypoint_id).await.unwrap();
-    tunnel_server(waypoint_ip, &wp_svid, &bundles, Server(wp.clone()), &stop);
+    let wp = start_waypoint(
+        &dir,
+        &bundles,
+        &waypoint_id,
+        directory.clone(),
+        waypoint_ip,
+        &stop,
+    )
+    .await;
 
     Setup {
         waypoint: wp,

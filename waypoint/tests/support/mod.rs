@@ -169,6 +169,31 @@ pub fn waypoint_upstreams(
     (certs, upstreams)
 }
 
+/// A waypoint for `identity` serving `directory`, behind its tunnel
+/// server at `ip`: SVIDs from the dev CA in `dir` (its upstream tunnels
+/// verified against `bundles`, as its clients are).
+pub async fn start_waypoint<D: waypoint::proxy::Directory>(
+    dir: &std::path::Path,
+    bundles: &Arc<TrustBundles>,
+    identity: &SpiffeId,
+    directory: Arc<D>,
+    ip: IpAddr,
+    stop: &CancellationToken,
+) -> Arc<waypoint::proxy::Waypoint<D>> {
+    let life = Duration::from_secs(600);
+    let (certs, upstreams) = waypoint_upstreams(dir, bundles, bundles.clone(), life, identity);
+    let wp = waypoint::proxy::Waypoint::new(identity.clone(), directory, upstreams);
+    let svid = certs.svid(identity).await.unwrap();
+    tunnel_server(
+        ip,
+        &svid,
+        bundles,
+        waypoint::proxy::Server(wp.clone()),
+        stop,
+    );
+    wp
+}
+
 /// The sum of the series of `name` in `text` (a scrape) whose labels
 /// include every `key="value"` of `labels`.
 pub fn sum_of(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
