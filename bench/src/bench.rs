@@ -702,6 +702,9 @@ impl Bench {
         if let Some(before) = before {
             let after = self.handshakes(s).await?.unwrap_or(before);
             let (client, server) = (after.client - before.client, after.server - before.server);
+            if client.count < 1.0 {
+                bail!("the cold connection made no QUIC handshake: a pooled connection outlived the 1 s pool idle time");
+            }
             log(format!(
                 "  {}: the cold connection's QUIC handshake {:.0} µs (client), {:.0} µs (server), {} handshake(s)",
                 s.name(),
